@@ -1,0 +1,40 @@
+# The two commands of the README: `make demo` and `make test`. Both install what they need.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: setup demo test lint up down clean
+
+setup: $(STAMP) kafka-libs
+
+$(BIN)/python:
+	$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required")'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+kafka-libs: $(STAMP)
+	$(BIN)/records fetch-kafka
+
+up: setup
+	$(BIN)/records up
+
+down:
+	@if [ -x $(BIN)/records ]; then $(BIN)/records down; fi
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+
+test: setup lint
+	$(BIN)/pytest -q
+
+demo: setup
+	$(BIN)/records demo
+
+clean: down
+	rm -rf .data reports

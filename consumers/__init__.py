@@ -1,0 +1,12 @@
+"""Kafka -> ClickHouse: the sink (`records worker sink`).
+
+- `clickhouse_sink`: the consumer group loop, its commit path, retries, shutdown and the
+  periodic jobs / command handlers the CLI plugs in;
+- `batch`: what one batch holds (Avro bodies per table and writer schema, offsets, dead
+  letters), pure;
+- `avro_container`: single-object messages -> one Avro object container, pure;
+- `consent_withdrawal`: the storage side of a consent withdrawal, as SQL, pure;
+- `metrics`: the sink's Prometheus bundle.
+
+Imports `pipeline` only, never `streams` or `retention_jobs`: the CLI composes them.
+"""

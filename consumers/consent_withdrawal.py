@@ -1,0 +1,176 @@
+"""The storage side of a consent withdrawal: which stored fields a ConsentLedgerRecord
+takes back, as SQL. Pure: builds statements, runs nothing.
+
+The contract (streams/enforce_consent.py states it from the producing side): every
+ledger row states the consent in force from its `event_time` on. For each consent it
+denies, every policy field whose `needs` is that consent (and, if the rule names
+`channels`, only in rows of those channels) is cleared, set to NULL and listed in
+`stripped` as `field:consent_withdrawn`, in every row carrying any of the ledger row's
+`subject_keys` whose policy time field is <= `event_time`. A ledger row denies:
+- `contact_consent`: kind CONSENT, purpose CONTACT_DETAILS, status WITHDRAWN;
+- `cookie.functional` / `cookie.analytics` / `geolocation`: kind COOKIE with
+  `cookie_functional` / `cookie_analytics` / `geolocation_permission` false.
+
+Both arrival orders end the same, so the sink runs this after every batch that inserted
+ledger rows or rows of a table with consent-bound fields:
+1. `affected_query` finds the (event_id, need) pairs to clear: rows of the table that
+   carry a key of a ledger row of this batch (the withdrawal came now), or that were
+   inserted by this batch (the row came after its withdrawal was stored, or was replayed
+   after a crash with its old values), joined with every stored denial of their keys;
+   only rows where a field to clear is still non-null count, so applying twice finds
+   nothing the second time;
+2. `clearing_mutation` clears them: ONE `ALTER TABLE ... UPDATE` per table per batch,
+   selecting the rows by `event_id` (the sorting key, so only their granules are read).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
+
+from pipeline.clickhouse_ddl import TableModel
+from pipeline.policy import FieldRule
+
+CONSENT_WITHDRAWN = "consent_withdrawn"
+LEDGER_RECORD_TYPE = "consent_ledger"
+
+# need -> SQL condition over a consent_ledger row under which that row denies the need.
+DENIALS: Mapping[str, str] = {
+    "contact_consent": "kind = 'CONSENT' AND purpose = 'CONTACT_DETAILS' AND status = 'WITHDRAWN'",
+    "cookie.functional": "kind = 'COOKIE' AND NOT cookie_functional",
+    "cookie.analytics": "kind = 'COOKIE' AND NOT cookie_analytics",
+    "geolocation": "kind = 'COOKIE' AND NOT geolocation_permission",
+}
+
+
+def sql_string(value: str) -> str:
+    """A ClickHouse string literal."""
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+
+
+def sql_strings(values: Collection[str]) -> str:
+    """A ClickHouse Array(String) literal."""
+    return "[" + ", ".join(sql_string(v) for v in sorted(values)) + "]"
+
+
+@dataclass(frozen=True)
+class ConsentBoundTable:
+    """A table with fields that a consent withdrawal clears, and those fields by need."""
+
+    model: TableModel
+    fields: Mapping[str, tuple[FieldRule, ...]]  # need -> rules, in column order
+
+    @property
+    def time_field(self) -> str:
+        return self.model.record.time_field
+
+    def applies(self, rule: FieldRule) -> str:
+        """SQL: the rule applies to the row (its channel) and the field still holds a value."""
+        if rule.channels is None:
+            return f"`{rule.name}` IS NOT NULL"
+        return f"(channel IN {_tuple(rule.channels)} AND `{rule.name}` IS NOT NULL)"
+
+
+def consent_bound(model: TableModel) -> ConsentBoundTable | None:
+    """The consent-bound fields of a table, or None when it has none (or no subject keys)."""
+    if not model.has_subject_keys:
+        return None
+    columns = {c.name for c in model.columns}
+    by_need: dict[str, list[FieldRule]] = {}
+    for column in model.columns:
+        rule = model.record.fields.get(column.name)
+        if rule is None or rule.needs not in DENIALS:
+            continue
+        if rule.channels is not None and "channel" not in columns:
+            continue
+        by_need.setdefault(rule.needs, []).append(rule)  # type: ignore[arg-type]
+    if not by_need:
+        return None
+    return ConsentBoundTable(model, {need: tuple(rules) for need, rules in by_need.items()})
+
+
+def _tuple(values: Sequence[str]) -> str:
+    return "(" + ", ".join(sql_string(v) for v in values) + ")"
+
+
+def _denied_needs(needs: Collection[str]) -> str:
+    parts = [f"if({DENIALS[need]}, [{sql_string(need)}], [])" for need in sorted(needs)]
+    return f"arrayConcat({', '.join(parts)})" if len(parts) > 1 else parts[0]
+
+
+def affected_query(
+    table: ConsentBoundTable,
+    ledger: TableModel,
+    *,
+    new_row_ids: Collection[str],
+    new_ledger_ids: Collection[str],
+) -> str | None:
+    """SELECT event_id, need: the fields to clear after a batch; None when there is nothing to look at."""
+    if not new_row_ids and not new_ledger_ids:
+        return None
+    selectors = []
+    if new_row_ids:
+        selectors.append(f"event_id IN {sql_strings(new_row_ids)}")
+    if new_ledger_ids:
+        selectors.append(
+            f"hasAny(subject_keys, (SELECT groupArrayArray(subject_keys) FROM {ledger.qualified} "
+            f"WHERE event_id IN {sql_strings(new_ledger_ids)}))"
+        )
+    needs = sorted(table.fields)
+    holds = " OR ".join(
+        f"(d.need = {sql_string(need)} AND ({' OR '.join(table.applies(r) for r in table.fields[need])}))"
+        for need in needs
+    )
+    rows = (
+        f"SELECT event_id, subject_keys, `{table.time_field}` AS row_time, "
+        + ", ".join(f"`{c}`" for c in _row_columns(table))
+        + f" FROM {table.model.qualified} FINAL WHERE {' OR '.join(selectors)}"
+    )
+    return (
+        f"WITH rows AS ({rows})\n"
+        "SELECT DISTINCT r.event_id, d.need\n"
+        "FROM rows AS r ARRAY JOIN r.subject_keys AS key\n"
+        "INNER JOIN (\n"
+        "    SELECT key, need, max(event_time) AS until FROM (\n"
+        f"        SELECT arrayJoin(subject_keys) AS key, event_time, arrayJoin({_denied_needs(needs)}) AS need\n"
+        f"        FROM {ledger.qualified} FINAL\n"
+        f"        WHERE ({' OR '.join(DENIALS[n] for n in needs)})\n"
+        "          AND hasAny(subject_keys, (SELECT groupArrayArray(subject_keys) FROM rows))\n"
+        "    ) GROUP BY key, need\n"
+        ") AS d ON key = d.key\n"
+        f"WHERE r.row_time <= d.until AND ({holds})"
+    )
+
+
+def _row_columns(table: ConsentBoundTable) -> list[str]:
+    names = {rule.name for rules in table.fields.values() for rule in rules}
+    if any(rule.channels is not None for rules in table.fields.values() for rule in rules):
+        names.add("channel")
+    return [c.name for c in table.model.columns if c.name in names]
+
+
+def clearing_mutation(table: ConsentBoundTable, affected: Mapping[str, Collection[str]]) -> str | None:
+    """ONE ALTER TABLE ... UPDATE clearing, per need, its fields in the rows `affected[need]`."""
+    affected = {need: ids for need, ids in affected.items() if ids and need in table.fields}
+    if not affected:
+        return None
+    assignments: list[str] = []
+    marks: list[str] = []
+    for need in sorted(affected):
+        ids = sql_strings(affected[need])
+        for rule in table.fields[need]:
+            hit = f"event_id IN {ids}"
+            if rule.channels is not None:
+                hit += f" AND channel IN {_tuple(rule.channels)}"
+            assignments.append(f"`{rule.name}` = if({hit}, NULL, `{rule.name}`)")
+            marks.append(
+                f"if({hit} AND `{rule.name}` IS NOT NULL, {sql_string(f'{rule.name}:{CONSENT_WITHDRAWN}')}, '')"
+            )
+    every_id = sql_strings({i for ids in affected.values() for i in ids})
+    # All expressions of one UPDATE read the row as it was, so `stripped` sees the old values.
+    assignments.append(f"stripped = arrayConcat(stripped, arrayFilter(x -> x != '', [{', '.join(marks)}]))")
+    return f"ALTER TABLE {table.model.qualified}\nUPDATE {', '.join(assignments)}\nWHERE event_id IN {every_id}"
+
+
+def ledger_model(models: Sequence[TableModel]) -> TableModel:
+    return next(m for m in models if m.record.record_type == LEDGER_RECORD_TYPE)

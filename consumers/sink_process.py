@@ -1,0 +1,135 @@
+"""One sink process, start to stop (`records worker sink`).
+
+1. open the store. Embedded mode: refuse if another process owns the chDB directory
+   (one owner per directory), open it, apply the DDL (idempotent), and serve the
+   read-only ClickHouse HTTP endpoint on 127.0.0.1 with the owner file next to the
+   directory (pipeline/clickhouse_http.py), so `records sql` and ClickHouse tools reach
+   the data while the sink holds it. Server mode: check that `records clickhouse init`
+   has created the tables;
+2. expose the Prometheus metrics; install SIGTERM/SIGINT handlers;
+3. run the sink (consumers/clickhouse_sink.py) with the periodic jobs and command
+   handlers the CLI composed (retention, DSR), all sharing one engine lock;
+4. on the way out: remove the owner file, stop the endpoint, close the clients.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from clickhouse_connect.driver.client import Client
+from clickhouse_connect.driver.httpclient import HttpClient
+from prometheus_client import CollectorRegistry
+
+from consumers.clickhouse_sink import ClickHouseSink, CommandHandler, PeriodicJob, SinkOptions, install_signal_handlers
+from consumers.metrics import SinkMetrics, serve
+from pipeline.clickhouse import connect, describe_target, run_statement
+from pipeline.clickhouse_ddl import ANALYST_DB, RECORDS_DB, statements, table_models
+from pipeline.clickhouse_http import LOCALHOST, EmbeddedHttpServer, QueryEndpoint, read_owner, remove_owner, write_owner
+from pipeline.config import Settings
+from pipeline.exceptions import ClickHouseError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class EndpointOptions:
+    """The embedded store's HTTP endpoint: port 0 picks a free one; enabled False: none."""
+
+    enabled: bool = True
+    port: int = 8123
+    host: str = LOCALHOST
+
+
+def apply_schema(client: Client) -> int:
+    """Apply every DDL statement (idempotent); the number applied."""
+    count = 0
+    for statement in statements():
+        run_statement(client, statement)
+        count += 1
+    return count
+
+
+def missing_tables(client: Client) -> list[str]:
+    """Tables and views of the storage model that the store lacks."""
+    wanted = [f"{RECORDS_DB}.{m.name}" for m in table_models()] + [f"{ANALYST_DB}.{m.name}" for m in table_models()]
+    result = run_statement(
+        client, f"SELECT database || '.' || name FROM system.tables WHERE database IN ('{RECORDS_DB}', '{ANALYST_DB}')"
+    )
+    present = {row[0] for row in result.rows} if result is not None else set()
+    return [name for name in wanted if name not in present]
+
+
+def open_owned_store(settings: Settings) -> Client:
+    """The writing client of the sink; embedded: only if no other process owns the directory."""
+    if settings.embedded_clickhouse:
+        owner = read_owner(settings.chdb_path)
+        if owner is not None and owner.pid != os.getpid():
+            raise ClickHouseError(
+                f"embedded chDB at {settings.chdb_path} is already owned by pid {owner.pid} "
+                f"(serving {owner.url()}): one sink per directory"
+            )
+    client = connect(settings)
+    if settings.embedded_clickhouse and isinstance(client, HttpClient):  # another process took it meanwhile
+        client.close()
+        raise ClickHouseError(f"embedded chDB at {settings.chdb_path} is owned by another process")
+    return client
+
+
+def run_sink(
+    settings: Settings,
+    *,
+    options: SinkOptions | None = None,
+    endpoint: EndpointOptions | None = None,
+    maintenance: Iterable[PeriodicJob] = (),
+    commands: Iterable[CommandHandler] = (),
+) -> None:
+    """Run a sink process until SIGTERM/SIGINT (see the module docstring). Blocks."""
+    endpoint = endpoint or EndpointOptions()
+    lock = threading.RLock()
+    client = open_owned_store(settings)
+    reader: Client | None = None
+    server: EmbeddedHttpServer | None = None
+    try:
+        if settings.embedded_clickhouse:
+            applied = apply_schema(client)
+            log.info("%s: %d DDL statements applied", describe_target(settings), applied)
+            if endpoint.enabled:
+                reader = connect(settings, readonly=True)
+                server = EmbeddedHttpServer(QueryEndpoint(reader, lock), endpoint.host, endpoint.port)
+                server.start()
+                write_owner(settings.chdb_path, endpoint.host, server.port)
+                log.info("embedded store served read-only on http://%s:%d", endpoint.host, server.port)
+        else:
+            missing = missing_tables(client)
+            if missing:
+                raise ClickHouseError(
+                    f"{describe_target(settings)} lacks {', '.join(missing[:3])}"
+                    f"{' ...' if len(missing) > 3 else ''}: run `records clickhouse init` first"
+                )
+        registry = CollectorRegistry()
+        metrics = SinkMetrics.create(registry)
+        serve(registry, settings.sink_metrics_port)
+        sink = ClickHouseSink(
+            settings,
+            client,
+            metrics=metrics,
+            options=options,
+            maintenance=maintenance,
+            commands=commands,
+            engine_lock=lock,
+        )
+        install_signal_handlers(sink)
+        sink.run()
+    finally:
+        if settings.embedded_clickhouse:
+            remove_owner(settings.chdb_path)
+        if server is not None:
+            server.close()
+        if reader is not None:
+            reader.close()
+        client.close()
+        log.info("sink stopped")

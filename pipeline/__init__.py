@@ -1,0 +1,2 @@
+"""Shared core of the records pipeline: configuration, policy, serde, subject keys,
+Kafka and ClickHouse adapters, and the `records` CLI."""

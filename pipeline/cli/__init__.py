@@ -1,0 +1,41 @@
+"""The `records` command line. Each sub-module registers its own commands; this module
+only assembles them and turns project errors into one readable line and exit code 1."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from pipeline.exceptions import RecordsError
+
+app = typer.Typer(
+    name="records",
+    help="GDPR records pipeline for customer-service chats and calls.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+@app.callback()
+def _root() -> None:
+    """GDPR records pipeline for customer-service chats and calls."""
+
+
+def _register() -> None:
+    from pipeline.cli import broker_cmd, clickhouse_cmd, retention_cmd, sql_cmd, topics_cmd, worker_cmd
+
+    for module in (broker_cmd, topics_cmd, sql_cmd, worker_cmd, retention_cmd, clickhouse_cmd):
+        module.register(app)
+
+
+_register()
+
+
+def main() -> None:
+    try:
+        app(standalone_mode=True)
+    except RecordsError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        sys.exit(1)

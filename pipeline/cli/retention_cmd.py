@@ -1,0 +1,189 @@
+"""`records retention run`, `records topics audit [--fix]` and `records report`.
+
+- `retention run`: delete every row past its policy limit now, verify the oldest row of
+  each record type, exit 1 when a violation remains. In server mode a CronJob runs it; in
+  embedded mode the sink owns the chDB directory and runs the same job on its schedule,
+  so this command then fails with the owner's pid (run it with the sink stopped).
+- `topics audit`: every topic's retention/compaction settings against pipeline/topics.py
+  and its worst-case linger against the policy's erasure bound; `--fix` aligns drifted
+  topics. Registered into the `records topics` group by pipeline/cli/topics_cmd.py.
+- `report`: one line per commitment of the privacy notice with its live evidence, as a
+  terminal table, JSON (`--json`) or a self-contained HTML page (`--html FILE`). Exit 1
+  when a commitment fails, after printing the report.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from prometheus_client import CollectorRegistry, write_to_textfile
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from pipeline.clickhouse import connect, describe_target
+from pipeline.config import load_settings
+from pipeline.policy import default_policy
+from retention_jobs.enforce import RetentionResult, enforce_retention
+from retention_jobs.exceptions import CommitmentsFailed, RetentionViolation, TopicsOutOfPolicy
+from retention_jobs.linger import format_ms
+from retention_jobs.metrics import RetentionMetrics
+from retention_jobs.report import Report, evaluate
+from retention_jobs.report_collect import collect_evidence
+from retention_jobs.report_html import render_html
+from retention_jobs.topics_audit import TopicAudit, audit_topics, describe_drift, fix_topics, kafka_evidence
+
+retention_app = typer.Typer(
+    name="retention",
+    help="Enforce and prove the retention limits of the policy.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+
+
+@retention_app.command("run")
+def retention_run(
+    check_only: Annotated[
+        bool, typer.Option("--check-only", help="Only verify: report rows past their limit without deleting them.")
+    ] = False,
+    metrics_file: Annotated[
+        Path | None,
+        typer.Option("--metrics-file", help="Also write the Prometheus gauges to this file (textfile collector)."),
+    ] = None,
+) -> None:
+    """Delete every row older than its retention limit now, then prove none is left."""
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    settings = load_settings()
+    policy = default_policy()
+    with connect(settings) as client:
+        result = enforce_retention(client, policy, delete=not check_only)
+    registry = CollectorRegistry()
+    RetentionMetrics.create(registry).observe(result)
+    if metrics_file is not None:
+        write_to_textfile(str(metrics_file), registry)
+    _print_retention(result)
+    if not result.ok:
+        names = ", ".join(t.record_type for t in result.violations)
+        raise RetentionViolation(
+            f"retention violated for {len(result.violations)} record type(s): {names} "
+            f"(rows older than their limit remain{'; run without --check-only to delete them' if check_only else ''})"
+        )
+
+
+def topics_audit(
+    fix: Annotated[
+        bool, typer.Option("--fix", help="Align drifted or missing topics with pipeline/topics.py.")
+    ] = False,
+) -> None:
+    """Check every topic's retention settings and worst-case linger against the policy.
+
+    Compares retention.ms, cleanup.policy, segment.ms, compaction lags and
+    delete.retention.ms with pipeline/topics.py, and shows how long an erased subject's
+    data can still be read from each topic (flagged above the policy's erasure bound)."""
+    settings = load_settings()
+    policy = default_policy()
+    audits = audit_topics(settings.kafka, policy)
+    _print_audit(audits, policy.erasure_max_linger.total_seconds())
+    if fix and any(a.drift or not a.exists for a in audits):
+        for change in fix_topics(settings.kafka):
+            typer.echo(f"fixed {change}")
+        audits = audit_topics(settings.kafka, policy)
+        typer.echo("after --fix:")
+        _print_audit(audits, policy.erasure_max_linger.total_seconds())
+    bad = [a for a in audits if not a.ok]
+    if bad:
+        raise TopicsOutOfPolicy(
+            f"{len(bad)} topic(s) out of policy: "
+            + ", ".join(f"{a.name} ({a.problem})" for a in bad)
+            + ("" if fix else "; `records topics audit --fix` aligns drifted settings")
+        )
+
+
+def report(
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON instead of a table.")] = False,
+    html: Annotated[
+        Path | None, typer.Option("--html", help="Also write a self-contained HTML page with charts to FILE.")
+    ] = None,
+) -> None:
+    """The compliance report: each commitment of the privacy notice with its live evidence."""
+    settings = load_settings()
+    policy = default_policy()
+    now = datetime.now(UTC)
+    kafka = kafka_evidence(settings.kafka, policy)
+    with connect(settings, readonly=True) as client:
+        evidence = collect_evidence(client, policy, now, storage=describe_target(settings), kafka=kafka)
+    result = evaluate(policy, evidence)
+    if html is not None:
+        html.parent.mkdir(parents=True, exist_ok=True)
+        html.write_text(render_html(result), encoding="utf-8")
+    if as_json:
+        typer.echo(json.dumps(result.to_dict(), indent=2, ensure_ascii=False))
+    else:
+        _print_report(result)
+        if html is not None:
+            typer.echo(f"wrote {html}")
+    if not result.passed:
+        failed = [line.id for line in result.lines if not line.passed]
+        raise CommitmentsFailed(f"{len(failed)} of {len(result.lines)} commitments fail: {', '.join(failed)}")
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(retention_app, name="retention")
+    app.command("report")(report)
+
+
+# ---- terminal output -----------------------------------------------------------------
+
+
+def _print_retention(result: RetentionResult) -> None:
+    """One row per record type; the details of violations and TTL mismatches are logged."""
+    verb = "deleted" if result.deleted_by_run else "past limit"
+    table = Table("record type", "limit", verb, "rows kept", "oldest", "status", title="retention")
+    for t in result.tables:
+        oldest = "-" if t.oldest_age_days is None else f"{t.oldest_age_days:.1f} d"
+        status = "[red]VIOLATION[/red]" if t.violated else "ok"
+        table.add_row(t.record_type, f"{t.limit_days} d", str(t.deleted), str(t.rows), oldest, status)
+    Console().print(table)
+
+
+def _print_audit(audits: tuple[TopicAudit, ...], bound_s: float) -> None:
+    table = Table(
+        "topic",
+        "personal data",
+        "erased data lingers",
+        "tombstone gone after",
+        "configuration",
+        "status",
+        title=f"Kafka topics (erasure bound {format_ms(int(bound_s * 1000))})",
+    )
+    for a in audits:
+        linger = a.linger
+        table.add_row(
+            escape(a.name),
+            "yes" if a.personal_data else "no",
+            escape(f"{format_ms(linger.data_ms)} ({linger.basis})") if linger else "-",
+            format_ms(linger.tombstone_ms) if linger and linger.tombstone_ms is not None else "-",
+            escape("; ".join(describe_drift(c) for c in a.drift))
+            if a.drift
+            else ("missing" if not a.exists else "as specified"),
+            "ok" if a.ok else f"[red]{escape(a.problem)}[/red]",
+        )
+    Console(width=200).print(table)
+
+
+def _print_report(result: Report) -> None:
+    table = Table("status", "notice", "commitment", "live evidence", title="compliance report", show_lines=True)
+    for line in result.lines:
+        status = "[green]PASS[/green]" if line.passed else "[red]FAIL[/red]"
+        evidence = escape(line.evidence)
+        if line.details and not line.passed:
+            evidence += "\n" + "\n".join(f"  {escape(d)}" for d in line.details)
+        table.add_row(status, line.notice, escape(line.commitment), evidence)
+    passed = sum(1 for line in result.lines if line.passed)
+    table.caption = f"{passed} of {len(result.lines)} commitments pass · evidence from {escape(result.storage)}"
+    Console().print(table)

@@ -1,0 +1,94 @@
+"""`records worker ...`: the long-running processes. `streams` runs the faust-streaming
+stage (consent tracking, enrichment, enforcement); the ClickHouse sink joins this group
+as `records worker sink`."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from pipeline import topics
+from pipeline.config import load_settings
+from pipeline.subject_keys import SubjectKeyer, load_pepper
+
+worker_app = typer.Typer(help="Run a pipeline worker (blocks until Ctrl-C / SIGTERM).", no_args_is_help=True)
+
+
+@worker_app.command("streams")
+def streams(
+    loglevel: Annotated[str, typer.Option("--loglevel", "-l", help="debug, info, warning or error.")] = "info",
+    demo: Annotated[
+        bool, typer.Option("--demo", help="Local demo only: generate a pepper under the data dir if none is set.")
+    ] = False,
+    app_id: Annotated[
+        str,
+        typer.Option(
+            "--app-id",
+            help="faust app id = consumer group and changelog prefix; change only to run an isolated copy.",
+            hidden=True,
+        ),
+    ] = topics.STREAMS_APP_ID,
+) -> None:
+    """Consume cs.chat.v1, cs.call.v1 and cs.consent.v1; emit the enriched, enforced rows.
+
+    Needs the subject-key pepper (RECORDS_PEPPER_FILE or RECORDS_PEPPER) and the topics
+    (`records topics ensure`). Prometheus metrics on RECORDS_STREAMS_METRICS_PORT (9464).
+    """
+    from streams.app import WorkerOptions, run_worker
+
+    settings = load_settings()
+    keyer = SubjectKeyer(load_pepper(settings, allow_demo=demo))
+    run_worker(settings, keyer, options=WorkerOptions(app_id=app_id), loglevel=loglevel)
+
+
+@worker_app.command("sink")
+def sink(
+    loglevel: Annotated[str, typer.Option("--loglevel", "-l", help="debug, info, warning or error.")] = "info",
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Messages per insert batch.")] = 50_000,
+    batch_max_s: Annotated[
+        float, typer.Option("--batch-max-s", min=0.01, help="Longest wait before a batch is written (seconds).")
+    ] = 1.0,
+    http_port: Annotated[
+        int,
+        typer.Option("--http-port", min=0, max=65535, help="Embedded mode: read-only HTTP endpoint port (0: any)."),
+    ] = 8123,
+    no_http: Annotated[bool, typer.Option("--no-http", help="Embedded mode: serve no HTTP endpoint.")] = False,
+    retention_every_s: Annotated[
+        float, typer.Option("--retention-every", min=0, help="Embedded mode: enforce retention every N s (0: off).")
+    ] = 3600.0,
+    group_id: Annotated[str, typer.Option("--group-id", help="Consumer group.", hidden=True)] = "cs-clickhouse-sink",
+    topic_suffix: Annotated[
+        str, typer.Option("--topic-suffix", help="Read <topic><suffix> (isolated runs).", hidden=True)
+    ] = "",
+) -> None:
+    """Consume the enriched topics into ClickHouse (embedded chDB, or CLICKHOUSE_URL).
+
+    Batches are inserted as Avro containers; offsets are committed after the insert.
+    Embedded mode: this process owns the chDB directory, applies the DDL, enforces
+    retention periodically and serves read-only queries on 127.0.0.1 (`records sql`
+    goes there while the sink runs). Prometheus metrics on RECORDS_SINK_METRICS_PORT (9465).
+    """
+    import logging
+
+    from consumers.clickhouse_sink import PeriodicJob, SinkOptions
+    from consumers.sink_process import EndpointOptions, run_sink
+    from retention_jobs.enforce import enforce_retention
+
+    logging.basicConfig(level=loglevel.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    settings = load_settings()
+    options = SinkOptions(group_id=group_id, batch_size=batch_size, batch_max_s=batch_max_s)
+    jobs = []
+    if settings.embedded_clickhouse and retention_every_s > 0:
+        # In server mode a scheduled `records retention run` does this (deploy/).
+        jobs.append(PeriodicJob("retention", retention_every_s, lambda client: enforce_retention(client)))
+    run_sink(
+        settings,
+        options=options.with_topic_suffix(topic_suffix),
+        endpoint=EndpointOptions(enabled=not no_http, port=http_port),
+        maintenance=jobs,
+    )
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(worker_app, name="worker")

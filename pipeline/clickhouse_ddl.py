@@ -1,0 +1,246 @@
+"""The ClickHouse storage model, generated from the policy and the Avro row schemas.
+
+Each policy record type becomes one table in the `records` database whose columns are
+exactly its row schema's fields (so the sink can hand ClickHouse Avro batches as they
+are), with:
+- ReplacingMergeTree versioned by `ingested_at` and ordered by the row's `event_id`, so a
+  batch inserted twice (crash between insert and offset commit) collapses to one row;
+  analyst views read FINAL, so no duplicate is ever visible;
+- monthly partitions on the policy's time field, so old months leave as whole parts,
+  and a row TTL of the retention period (enforced explicitly by `records retention run`:
+  TTL merges alone may wait hours and only run while the engine is open);
+- a bloom-filter index on `subject_keys` so a data-subject request given any identifier
+  finds every row fast.
+Analyst views (database `analyst`) leave out every direct identifier of the policy and
+the subject keys, and hide restricted or objecting subjects.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from pipeline.policy import Policy, RecordPolicy, default_policy
+from pipeline.schemas import AvroSchema, SchemaCatalog, default_catalog
+
+RECORDS_DB = "records"
+ANALYST_DB = "analyst"
+RESTRICTIONS_TABLE = "subject_restrictions"
+ERASURE_LEDGER_TABLE = "erasure_ledger"
+
+# Columns that are not direct identifiers but still must not reach analysts: the
+# pseudonymous keys link a person across records.
+_HIDDEN_FROM_ANALYSTS = frozenset({"subject_keys", "source_event_id"})
+# Free text may contain anything a person typed, identifiers included: analysts get its
+# length, not its content.
+_FREE_TEXT = frozenset({"text"})
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    type: str
+
+
+def _clickhouse_type(node: Any, named: dict[str, Any]) -> str:
+    if isinstance(node, list):
+        branches = [b for b in node if b != "null"]
+        if len(branches) != 1:
+            raise ValueError("only optional (null + one type) unions map to ClickHouse columns")
+        inner = _clickhouse_type(branches[0], named)
+        return inner if inner.startswith(("Array(", "Map(")) else f"Nullable({inner})"
+    if isinstance(node, str):
+        if node in named:
+            return _clickhouse_type(named[node], named)
+        return {
+            "string": "String",
+            "bytes": "String",
+            "int": "Int32",
+            "long": "Int64",
+            "float": "Float32",
+            "double": "Float64",
+            "boolean": "Bool",
+        }[node]
+    kind = node["type"]
+    logical = node.get("logicalType")
+    if logical == "timestamp-millis":
+        return "DateTime64(3, 'UTC')"
+    if logical == "uuid":
+        return "String"
+    if kind == "array":
+        return f"Array({_clickhouse_type(node['items'], named)})"
+    if kind == "map":
+        return f"Map(String, {_clickhouse_type(node['values'], named)})"
+    if kind == "enum":
+        named[node["name"]] = node
+        symbols = ", ".join(f"'{s}' = {i + 1}" for i, s in enumerate(node["symbols"]))
+        return f"Enum8({symbols})"
+    if isinstance(kind, (str, list, dict)):
+        return _clickhouse_type(kind, named)
+    raise ValueError(f"unsupported Avro type {kind!r}")
+
+
+def columns_of(schema: AvroSchema) -> list[Column]:
+    named: dict[str, Any] = {}
+    return [Column(f["name"], _clickhouse_type(f["type"], named)) for f in schema.definition["fields"]]
+
+
+@dataclass(frozen=True)
+class TableModel:
+    record: RecordPolicy
+    schema: AvroSchema
+    columns: tuple[Column, ...]
+
+    @property
+    def name(self) -> str:
+        return self.record.table
+
+    @property
+    def qualified(self) -> str:
+        return f"{RECORDS_DB}.{self.record.table}"
+
+    @property
+    def has_subject_keys(self) -> bool:
+        return any(c.name == "subject_keys" for c in self.columns)
+
+    @property
+    def version_column(self) -> str | None:
+        for candidate in ("ingested_at", "completed_at"):
+            if any(c.name == candidate for c in self.columns):
+                return candidate
+        return None
+
+    @property
+    def id_column(self) -> str:
+        return "event_id" if any(c.name == "event_id" for c in self.columns) else "request_id"
+
+    def create_table(self) -> str:
+        time = self.record.time_field
+        body = ",\n".join(f"    `{c.name}` {c.type}" for c in self.columns)
+        index = (
+            ",\n    INDEX subject_keys_idx subject_keys TYPE bloom_filter(0.001) GRANULARITY 1"
+            if self.has_subject_keys
+            else ""
+        )
+        version = f"({self.version_column})" if self.version_column else "()"
+        return (
+            f"CREATE TABLE IF NOT EXISTS {self.qualified}\n(\n{body}{index}\n)\n"
+            f"ENGINE = ReplacingMergeTree{version}\n"
+            f"PARTITION BY toYYYYMM({time})\n"
+            f"ORDER BY ({self.id_column})\n"
+            f"TTL toDateTime({time}) + INTERVAL {self.record.retention_days} DAY DELETE\n"
+            "SETTINGS ttl_only_drop_parts = 0, merge_with_ttl_timeout = 3600"
+        )
+
+    def analyst_columns(self) -> list[str]:
+        identifiers = set(self.record.identifier_fields)
+        out: list[str] = []
+        for column in self.columns:
+            if column.name in identifiers or column.name in _HIDDEN_FROM_ANALYSTS:
+                continue
+            if column.name in _FREE_TEXT:
+                out.append(f"length(`{column.name}`) AS `{column.name}_length`")
+            else:
+                out.append(f"`{column.name}`")
+        return out
+
+    def create_analyst_view(self) -> str:
+        select = ",\n    ".join(self.analyst_columns())
+        where = (
+            f"\nWHERE NOT hasAny(subject_keys, (SELECT groupArray(subject_key) FROM "
+            f"{RECORDS_DB}.{RESTRICTIONS_TABLE} FINAL WHERE active))"
+            if self.has_subject_keys
+            else ""
+        )
+        return (
+            f"CREATE OR REPLACE VIEW {ANALYST_DB}.{self.name} AS\nSELECT\n    {select}\n"
+            f"FROM {self.qualified} FINAL{where}"
+        )
+
+
+def table_models(policy: Policy | None = None, catalog: SchemaCatalog | None = None) -> list[TableModel]:
+    policy = policy or default_policy()
+    catalog = catalog or default_catalog()
+    models = []
+    for record in policy.records.values():
+        schema = catalog.get(record.schema)
+        models.append(TableModel(record, schema, tuple(columns_of(schema))))
+    return models
+
+
+def support_tables() -> list[str]:
+    """Tables that hold DSR state rather than records; no personal data beyond subject keys."""
+    return [
+        f"CREATE TABLE IF NOT EXISTS {RECORDS_DB}.{RESTRICTIONS_TABLE}\n(\n"
+        "    `subject_key` String,\n"
+        "    `kind` Enum8('RESTRICTION' = 1, 'OBJECTION' = 2),\n"
+        "    `active` Bool,\n"
+        "    `request_id` String,\n"
+        "    `updated_at` DateTime64(3, 'UTC')\n"
+        ")\nENGINE = ReplacingMergeTree(updated_at)\nORDER BY (subject_key, kind)",
+        f"CREATE TABLE IF NOT EXISTS {RECORDS_DB}.{ERASURE_LEDGER_TABLE}\n(\n"
+        "    `subject_key` String,\n"
+        "    `erased_at` DateTime64(3, 'UTC'),\n"
+        "    `request_id` String\n"
+        ")\nENGINE = ReplacingMergeTree(erased_at)\nORDER BY subject_key",
+    ]
+
+
+def statements(policy: Policy | None = None, catalog: SchemaCatalog | None = None) -> Iterator[str]:
+    """Every DDL statement of the storage model, in order; each is idempotent."""
+    models = table_models(policy, catalog)
+    yield f"CREATE DATABASE IF NOT EXISTS {RECORDS_DB}"
+    yield f"CREATE DATABASE IF NOT EXISTS {ANALYST_DB}"
+    for model in models:
+        yield model.create_table()
+    yield from support_tables()
+    for model in models:
+        yield model.create_analyst_view()
+
+
+# ---- server mode: roles, grants, row policies (added for `records clickhouse init`) ----
+
+ANALYST_ROLE = "analyst"
+DPO_ROLE = "dpo"
+PIPELINE_ROLE = "pipeline"
+ROLES = (ANALYST_ROLE, DPO_ROLE, PIPELINE_ROLE)
+
+
+def access_statements(policy: Policy | None = None, catalog: SchemaCatalog | None = None) -> Iterator[str]:
+    """Roles, grants and row policies of a ClickHouse server, after `statements()`; each
+    is idempotent. chDB has no access control: in embedded mode these are only parsed.
+
+    - analyst: SELECT on the analyst views only; the views read as their definer (the user
+      running init), so analysts need no grant on `records`;
+    - dpo: reads everything, corrects and erases (ALTER UPDATE / DELETE on records.*);
+    - pipeline (the sink and the retention job): inserts, clears withdrawn consent,
+      executes DSRs and retention (ALTER UPDATE / DELETE, MATERIALIZE TTL, OPTIMIZE).
+    Row policies on every table with subject keys: dpo and pipeline see every row; an
+    analyst granted direct access by mistake still never sees restricted or objecting
+    subjects. Users are personal and get a role: `GRANT analyst TO alice`.
+    """
+    models = table_models(policy, catalog)
+    for role in ROLES:
+        yield f"CREATE ROLE IF NOT EXISTS {role}"
+    yield f"GRANT SELECT ON {ANALYST_DB}.* TO {ANALYST_ROLE}"
+    yield f"GRANT SELECT ON {ANALYST_DB}.* TO {DPO_ROLE}"
+    yield f"GRANT SELECT, ALTER UPDATE, ALTER DELETE ON {RECORDS_DB}.* TO {DPO_ROLE}"
+    yield (
+        f"GRANT SELECT, INSERT, ALTER UPDATE, ALTER DELETE, ALTER MATERIALIZE TTL, OPTIMIZE "
+        f"ON {RECORDS_DB}.* TO {PIPELINE_ROLE}"
+    )
+    for model in models:
+        yield f"ALTER TABLE {ANALYST_DB}.{model.name} MODIFY SQL SECURITY DEFINER DEFINER = CURRENT_USER"
+    for model in models:
+        if not model.has_subject_keys:
+            continue
+        yield (
+            f"CREATE ROW POLICY OR REPLACE all_rows ON {model.qualified} AS PERMISSIVE FOR SELECT USING 1 "
+            f"TO {DPO_ROLE}, {PIPELINE_ROLE}"
+        )
+        yield (
+            f"CREATE ROW POLICY OR REPLACE unrestricted_only ON {model.qualified} AS PERMISSIVE FOR SELECT "
+            f"USING NOT hasAny(subject_keys, (SELECT groupArray(subject_key) FROM {RECORDS_DB}.{RESTRICTIONS_TABLE} "
+            f"FINAL WHERE active)) TO {ANALYST_ROLE}"
+        )

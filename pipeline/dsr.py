@@ -1,0 +1,277 @@
+"""Data-subject requests: how the DPO signs them and how the pipeline decides to act.
+
+A request is executed only if all of these hold (checked by `verify_request`):
+1. its Ed25519 signature, over the canonical form of every other field, verifies with a
+   DPO public key the pipeline trusts (the key id names which one);
+2. it is not older than the policy's `request_max_age` (nor from the future beyond a
+   small clock skew), so an old captured request cannot be replayed later;
+3. its request id was not seen before (the caller keeps the seen ids: a faust table in
+   the streams stage, the receipts table in the sink).
+Everything here is pure: keys in, decisions out. Requests carry identifiers (personal
+data), so rejection reasons name the check that failed, never a value.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import json
+import os
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from pipeline.exceptions import ConfigError, RecordsError
+from pipeline.subject_keys import IdentifierKind
+
+CLOCK_SKEW = timedelta(minutes=5)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+SIGNED_FIELDS = (
+    "request_id",
+    "request_type",
+    "issued_at",
+    "requested_by",
+    "reason",
+    "subject",
+    "rectify_field",
+    "rectify_value",
+    "consent_purpose",
+    "key_id",
+    "schema_version",
+)
+# Which identifier kind each SubjectIdentifiers field is.
+IDENTIFIER_FIELDS: Mapping[str, IdentifierKind] = {
+    "email": IdentifierKind.EMAIL,
+    "phone": IdentifierKind.PHONE,
+    "person_number": IdentifierKind.PERSON_NUMBER,
+    "app_username": IdentifierKind.APP_USERNAME,
+    "visitor_id": IdentifierKind.VISITOR_ID,
+}
+# Fields a rectification may correct, and the identifier kind when the field is one.
+RECTIFIABLE_FIELDS: Mapping[str, IdentifierKind | None] = {
+    "name": None,
+    "email": IdentifierKind.EMAIL,
+    "phone": IdentifierKind.PHONE,
+    "postal_address": None,
+    "job_title": None,
+    "company_name": None,
+}
+
+
+class RequestType(enum.StrEnum):
+    ERASURE = "ERASURE"
+    ACCESS = "ACCESS"
+    RECTIFICATION = "RECTIFICATION"
+    RESTRICTION = "RESTRICTION"
+    RESTRICTION_LIFTED = "RESTRICTION_LIFTED"
+    OBJECTION = "OBJECTION"
+    CONSENT_WITHDRAWAL = "CONSENT_WITHDRAWAL"
+
+
+class RejectReason(enum.StrEnum):
+    UNKNOWN_KEY = "unknown signing key"
+    BAD_SIGNATURE = "signature does not verify"
+    TOO_OLD = "request is older than the policy allows"
+    FROM_FUTURE = "request is dated in the future"
+    REPLAYED = "request id was already used"
+    NO_IDENTIFIER = "request names no identifier"
+    INVALID = "request is malformed"
+
+
+class DsrRejected(RecordsError):
+    """A request failed a check; `reason` says which (never a value)."""
+
+    def __init__(self, reason: RejectReason, detail: str = "") -> None:
+        self.reason = reason
+        super().__init__(reason.value + (f": {detail}" if detail else ""))
+
+
+def key_id(public_key: Ed25519PublicKey) -> str:
+    """A short, stable id of a public key: the first 16 hex digits of SHA-256 of its raw bytes."""
+    raw = public_key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    return hashlib.sha256(raw).hexdigest()[:16]
+
+
+def _canonical_value(value: Any) -> Any:
+    if isinstance(value, datetime):
+        moment = value if value.tzinfo else value.replace(tzinfo=UTC)
+        return (moment - _EPOCH) // timedelta(milliseconds=1)
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, Mapping):
+        return {k: _canonical_value(v) for k, v in value.items()}
+    return value
+
+
+def canonical_bytes(request: Mapping[str, Any]) -> bytes:
+    """The signed bytes: the signed fields as compact JSON with sorted keys."""
+    signed = {name: _canonical_value(request.get(name)) for name in SIGNED_FIELDS}
+    return json.dumps(signed, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+@dataclass(frozen=True)
+class DpoSigner:
+    private_key: Ed25519PrivateKey
+
+    @property
+    def key_id(self) -> str:
+        return key_id(self.private_key.public_key())
+
+    def sign(self, request: dict[str, Any]) -> dict[str, Any]:
+        """The request with key_id and signature set."""
+        signed = dict(request, key_id=self.key_id)
+        signed["signature"] = self.private_key.sign(canonical_bytes(signed))
+        return signed
+
+
+@dataclass(frozen=True)
+class TrustedKeys:
+    keys: Mapping[str, Ed25519PublicKey]
+
+    @classmethod
+    def of(cls, *public_keys: Ed25519PublicKey) -> TrustedKeys:
+        return cls({key_id(k): k for k in public_keys})
+
+
+def identifiers_of(request: Mapping[str, Any]) -> dict[IdentifierKind, str]:
+    subject = request.get("subject") or {}
+    return {kind: subject[name] for name, kind in IDENTIFIER_FIELDS.items() if subject.get(name)}
+
+
+def verify_request(
+    request: Mapping[str, Any],
+    trusted: TrustedKeys,
+    *,
+    now: datetime,
+    max_age: timedelta,
+    seen: bool,
+) -> None:
+    """Raise DsrRejected unless the request may be executed (see the module docstring)."""
+    public_key = trusted.keys.get(str(request.get("key_id") or ""))
+    if public_key is None:
+        raise DsrRejected(RejectReason.UNKNOWN_KEY)
+    signature = request.get("signature")
+    if not isinstance(signature, (bytes, bytearray)):
+        raise DsrRejected(RejectReason.BAD_SIGNATURE)
+    try:
+        public_key.verify(bytes(signature), canonical_bytes(request))
+    except InvalidSignature:
+        raise DsrRejected(RejectReason.BAD_SIGNATURE) from None
+    issued = request.get("issued_at")
+    if not isinstance(issued, datetime):
+        raise DsrRejected(RejectReason.INVALID, "issued_at")
+    issued = issued if issued.tzinfo else issued.replace(tzinfo=UTC)
+    if issued > now + CLOCK_SKEW:
+        raise DsrRejected(RejectReason.FROM_FUTURE)
+    if now - issued > max_age:
+        raise DsrRejected(RejectReason.TOO_OLD)
+    if seen:
+        raise DsrRejected(RejectReason.REPLAYED)
+    if not identifiers_of(request):
+        raise DsrRejected(RejectReason.NO_IDENTIFIER)
+    if request.get("request_type") == RequestType.RECTIFICATION and (
+        request.get("rectify_field") not in RECTIFIABLE_FIELDS or request.get("rectify_value") in (None, "")
+    ):
+        raise DsrRejected(RejectReason.INVALID, "rectification needs a known field and a value")
+
+
+def build_request(
+    request_type: RequestType,
+    identifiers: Mapping[str, str | None],
+    *,
+    requested_by: str,
+    reason: str,
+    now: datetime,
+    rectify_field: str | None = None,
+    rectify_value: str | None = None,
+    consent_purpose: str | None = None,
+) -> dict[str, Any]:
+    """An unsigned request record (DataSubjectRequest fields, signature still empty)."""
+    subject = {name: (identifiers.get(name) or None) for name in IDENTIFIER_FIELDS}
+    if not any(subject.values()):
+        raise DsrRejected(RejectReason.NO_IDENTIFIER)
+    if request_type is RequestType.RECTIFICATION and rectify_field not in RECTIFIABLE_FIELDS:
+        raise DsrRejected(
+            RejectReason.INVALID, f"rectify a field among {', '.join(RECTIFIABLE_FIELDS)}"
+        )
+    return {
+        "request_id": str(uuid.uuid4()),
+        "request_type": request_type.value,
+        # Avro timestamp-millis keeps milliseconds: sign exactly what travels.
+        "issued_at": now.replace(microsecond=now.microsecond // 1000 * 1000),
+        "requested_by": requested_by,
+        "reason": reason,
+        "subject": subject,
+        "rectify_field": rectify_field,
+        "rectify_value": rectify_value,
+        "consent_purpose": consent_purpose,
+        "key_id": "",
+        "signature": b"",
+        "schema_version": 1,
+    }
+
+
+# ---- key files ---------------------------------------------------------------------
+
+
+def generate_keypair(private_path: Path, public_path: Path, passphrase: bytes | None = None) -> str:
+    """Write a new DPO key pair (private key 0600, optionally encrypted); return its key id."""
+    if private_path.exists() or public_path.exists():
+        raise ConfigError(f"{private_path.name} or {public_path.name} already exists: refusing to overwrite a key")
+    private_key = Ed25519PrivateKey.generate()
+    encryption: serialization.KeySerializationEncryption = (
+        serialization.BestAvailableEncryption(passphrase) if passphrase else serialization.NoEncryption()
+    )
+    private_pem = private_key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, encryption)
+    public_pem = private_key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    private_path.parent.mkdir(parents=True, exist_ok=True)
+    public_path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(private_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(private_pem)
+    public_path.write_bytes(public_pem)
+    return key_id(private_key.public_key())
+
+
+def load_signer(path: Path, passphrase: bytes | None = None) -> DpoSigner:
+    try:
+        key = serialization.load_pem_private_key(path.read_bytes(), password=passphrase)
+    except FileNotFoundError:
+        raise ConfigError(f"no DPO signing key at {path}: run `records dsr keygen` first") from None
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"cannot load the DPO signing key {path.name}: wrong passphrase or not a key") from exc
+    if not isinstance(key, Ed25519PrivateKey):
+        raise ConfigError(f"{path.name} is not an Ed25519 private key")
+    return DpoSigner(key)
+
+
+def load_trusted_keys(paths: tuple[Path, ...]) -> TrustedKeys:
+    keys: list[Ed25519PublicKey] = []
+    for path in paths:
+        try:
+            key = serialization.load_pem_public_key(path.read_bytes())
+        except FileNotFoundError:
+            raise ConfigError(f"no DPO public key at {path}: set RECORDS_DPO_PUBLIC_KEYS") from None
+        except ValueError as exc:
+            raise ConfigError(f"{path.name} is not a PEM public key") from exc
+        if not isinstance(key, Ed25519PublicKey):
+            raise ConfigError(f"{path.name} is not an Ed25519 public key")
+        keys.append(key)
+    if not keys:
+        raise ConfigError("no trusted DPO public key configured (RECORDS_DPO_PUBLIC_KEYS)")
+    return TrustedKeys.of(*keys)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)

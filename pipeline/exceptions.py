@@ -1,0 +1,28 @@
+"""The project's error root. Every error a user can see derives from RecordsError and
+carries a one-line message without personal data."""
+
+from __future__ import annotations
+
+
+class RecordsError(Exception):
+    """Root of every error raised by this project."""
+
+
+class ConfigError(RecordsError):
+    """A setting is missing or invalid."""
+
+
+class BrokerError(RecordsError):
+    """The local Kafka broker could not be installed, started or stopped."""
+
+
+class KafkaAdminError(RecordsError):
+    """A Kafka admin operation failed; keeps librdkafka's error code."""
+
+    def __init__(self, message: str, code: str | None = None) -> None:
+        super().__init__(message if code is None else f"{message} [{code}]")
+        self.code = code
+
+
+class ClickHouseError(RecordsError):
+    """A ClickHouse connection or query failed."""

@@ -1,0 +1,198 @@
+"""Kafka admin operations, and topics as code: the plan that makes the cluster match
+`pipeline/topics.py` is a pure function (`plan_topic_changes`); `ensure_topics` applies it.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka.admin import (
+    AdminClient,
+    AlterConfigOpType,
+    ConfigEntry,
+    ConfigResource,
+    NewPartitions,
+    NewTopic,
+)
+
+from pipeline.config import KafkaConnection
+from pipeline.exceptions import KafkaAdminError
+from pipeline.topics import TopicSpec
+
+_TIMEOUT = 30.0
+
+
+@dataclass(frozen=True)
+class TopicState:
+    """What the cluster has for one topic."""
+
+    name: str
+    partitions: int
+    config: Mapping[str, str]
+
+
+@dataclass(frozen=True)
+class TopicChange:
+    topic: str
+    kind: str  # "create" | "config" | "partitions"
+    key: str | None = None
+    current: str | None = None
+    desired: str | None = None
+
+    def describe(self) -> str:
+        if self.kind == "create":
+            return f"{self.topic}: create with {self.desired} partitions"
+        if self.kind == "partitions":
+            return f"{self.topic}: partitions {self.current} -> {self.desired}"
+        return f"{self.topic}: {self.key} {self.current} -> {self.desired}"
+
+
+def plan_topic_changes(specs: Iterable[TopicSpec], actual: Mapping[str, TopicState]) -> list[TopicChange]:
+    """What must change so that the cluster matches the specs. Partitions only grow."""
+    changes: list[TopicChange] = []
+    for spec in specs:
+        state = actual.get(spec.name)
+        if state is None:
+            changes.append(TopicChange(spec.name, "create", desired=str(spec.partitions)))
+            continue
+        for key, value in sorted(spec.config.items()):
+            if state.config.get(key) != value:
+                changes.append(TopicChange(spec.name, "config", key, state.config.get(key), value))
+        if state.partitions < spec.partitions:
+            changes.append(TopicChange(spec.name, "partitions", None, str(state.partitions), str(spec.partitions)))
+    return changes
+
+
+def _error(message: str, exc: BaseException) -> KafkaAdminError:
+    if isinstance(exc, KafkaException) and exc.args and isinstance(exc.args[0], KafkaError):
+        error: KafkaError = exc.args[0]
+        return KafkaAdminError(f"{message}: {error.str()}", error.name())
+    return KafkaAdminError(f"{message}: {exc}")
+
+
+def _code(exc: KafkaException) -> int | None:
+    return exc.args[0].code() if exc.args and isinstance(exc.args[0], KafkaError) else None
+
+
+class KafkaAdmin:
+    """confluent-kafka AdminClient, created on first use."""
+
+    def __init__(self, connection: KafkaConnection, *, timeout: float = _TIMEOUT) -> None:
+        # log_level 4: warnings and errors only (no info lines at shutdown).
+        self._config: dict[str, str | int | float | bool] = {"log_level": 4, **connection.as_librdkafka_dict()}
+        self._timeout = timeout
+        self._client: AdminClient | None = None
+
+    @property
+    def client(self) -> AdminClient:
+        if self._client is None:
+            self._client = AdminClient(self._config)
+        return self._client
+
+    def list_topics(self) -> dict[str, int]:
+        """Topic name -> partition count (internal topics excluded)."""
+        try:
+            metadata = self.client.list_topics(timeout=self._timeout)
+        except KafkaException as exc:
+            raise _error("cannot list topics", exc) from exc
+        return {name: len(t.partitions) for name, t in metadata.topics.items() if not name.startswith("__")}
+
+    def describe_configs(self, topics: Sequence[str]) -> dict[str, dict[str, str]]:
+        if not topics:
+            return {}
+        resources = [ConfigResource(ConfigResource.Type.TOPIC, name) for name in topics]
+        out: dict[str, dict[str, str]] = {}
+        for resource, future in self.client.describe_configs(resources, request_timeout=self._timeout).items():
+            try:
+                entries: dict[str, ConfigEntry] = future.result()
+            except KafkaException as exc:
+                raise _error(f"cannot describe topic {resource.name}", exc) from exc
+            out[resource.name] = {k: e.value for k, e in entries.items() if e.value is not None}
+        return out
+
+    def topic_states(self, names: Iterable[str]) -> dict[str, TopicState]:
+        existing = self.list_topics()
+        present = [n for n in names if n in existing]
+        configs = self.describe_configs(present)
+        return {n: TopicState(n, existing[n], configs.get(n, {})) for n in present}
+
+    def create_topics(self, specs: Sequence[TopicSpec], *, replication_factor: int | None = None) -> None:
+        if not specs:
+            return
+        new = [
+            NewTopic(
+                s.name,
+                num_partitions=s.partitions,
+                replication_factor=replication_factor or -1,
+                config=dict(s.config),
+            )
+            for s in specs
+        ]
+        for name, future in self.client.create_topics(new, request_timeout=self._timeout).items():
+            try:
+                future.result()
+            except KafkaException as exc:
+                if _code(exc) == KafkaError.TOPIC_ALREADY_EXISTS:
+                    continue
+                raise _error(f"cannot create topic {name}", exc) from exc
+        # Metadata reaches the broker's cache a moment after the controller accepted the
+        # topics; wait for it so the next look (or run) sees what was created.
+        deadline = time.monotonic() + self._timeout
+        wanted = {s.name for s in specs}
+        while not wanted <= set(self.list_topics()):
+            if time.monotonic() > deadline:
+                raise KafkaAdminError(f"created topics did not appear within {self._timeout:.0f} s")
+            time.sleep(0.1)
+
+    def alter_configs(self, topic: str, changes: Mapping[str, str]) -> None:
+        """Set the given keys incrementally (other settings stay as they are)."""
+        entries = [
+            ConfigEntry(k, v, incremental_operation=AlterConfigOpType.SET) for k, v in changes.items()
+        ]
+        resource = ConfigResource(ConfigResource.Type.TOPIC, topic, incremental_configs=entries)
+        for _, future in self.client.incremental_alter_configs([resource], request_timeout=self._timeout).items():
+            try:
+                future.result()
+            except KafkaException as exc:
+                raise _error(f"cannot alter topic {topic}", exc) from exc
+
+    def grow_partitions(self, topic: str, total: int) -> None:
+        for _, future in self.client.create_partitions([NewPartitions(topic, total)]).items():
+            try:
+                future.result()
+            except KafkaException as exc:
+                raise _error(f"cannot add partitions to {topic}", exc) from exc
+
+    def delete_topics(self, names: Sequence[str]) -> None:
+        if not names:
+            return
+        for name, future in self.client.delete_topics(list(names), request_timeout=self._timeout).items():
+            try:
+                future.result()
+            except KafkaException as exc:
+                if _code(exc) == KafkaError.UNKNOWN_TOPIC_OR_PART:
+                    continue
+                raise _error(f"cannot delete topic {name}", exc) from exc
+
+    def apply(self, specs: Sequence[TopicSpec], changes: Sequence[TopicChange]) -> None:
+        """Carry out a plan from `plan_topic_changes`."""
+        by_name = {s.name: s for s in specs}
+        self.create_topics([by_name[c.topic] for c in changes if c.kind == "create"])
+        config_changes: dict[str, dict[str, str]] = {}
+        for change in changes:
+            if change.kind == "config" and change.key is not None and change.desired is not None:
+                config_changes.setdefault(change.topic, {})[change.key] = change.desired
+            elif change.kind == "partitions" and change.desired is not None:
+                self.grow_partitions(change.topic, int(change.desired))
+        for topic, values in config_changes.items():
+            self.alter_configs(topic, values)
+
+
+def ensure_topics(admin: KafkaAdmin, specs: Sequence[TopicSpec]) -> list[TopicChange]:
+    """Create missing topics and align configs of existing ones; returns what changed."""
+    changes = plan_topic_changes(specs, admin.topic_states(s.name for s in specs))
+    admin.apply(specs, changes)
+    return changes

@@ -1,0 +1,170 @@
+"""The privacy policy as data: `pipeline/policy.toml`, read here and nowhere else.
+
+Streams ask it what a field needs, the DDL asks it for tables and retention, the
+retention jobs and the compliance report ask it for limits. Pure data, no I/O beyond
+reading the file once.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from pipeline.exceptions import ConfigError
+
+POLICY_FILE = Path(__file__).with_name("policy.toml")
+
+LEGAL_BASES = frozenset({"customer_relationship", "legitimate_interest", "consent", "legal_obligation"})
+NEEDS = frozenset({"contact_consent", "cookie.functional", "cookie.analytics", "geolocation"})
+RECORD_REQUIREMENTS = frozenset({"recording_notice_before_start"})
+
+
+@dataclass(frozen=True)
+class FieldRule:
+    name: str
+    category: str
+    basis: str
+    identifier: bool = False
+    needs: str | None = None
+    channels: tuple[str, ...] | None = None
+
+    def applies_to(self, channel: str | None) -> bool:
+        """Whether `needs` applies for a record of this channel."""
+        return self.channels is None or channel in self.channels
+
+
+@dataclass(frozen=True)
+class RecordPolicy:
+    record_type: str
+    table: str
+    schema: str
+    retention_days: int
+    time_field: str
+    description: str
+    fields: Mapping[str, FieldRule] = field(default_factory=dict)
+    requires: tuple[str, ...] = ()
+
+    @property
+    def retention(self) -> timedelta:
+        return timedelta(days=self.retention_days)
+
+    @property
+    def identifier_fields(self) -> tuple[str, ...]:
+        return tuple(name for name, rule in self.fields.items() if rule.identifier)
+
+
+@dataclass(frozen=True)
+class Notice:
+    controller: str
+    contact: str
+    purposes: tuple[str, ...]
+    legal_bases: tuple[str, ...]
+    recipients: tuple[str, ...]
+    transfers: str
+    automated_decisions: str
+
+
+@dataclass(frozen=True)
+class Policy:
+    notice: Notice
+    records: Mapping[str, RecordPolicy]
+    erasure_max_linger: timedelta
+    request_max_age: timedelta
+
+    def record(self, record_type: str) -> RecordPolicy:
+        try:
+            return self.records[record_type]
+        except KeyError:
+            raise ConfigError(f"policy has no record type {record_type!r}") from None
+
+    def for_schema(self, schema_full_name: str) -> RecordPolicy | None:
+        return next((r for r in self.records.values() if r.schema == schema_full_name), None)
+
+
+def _field_rule(record_type: str, name: str, raw: Mapping[str, Any]) -> FieldRule:
+    where = f"policy fields.{record_type}.{name}"
+    unknown = set(raw) - {"category", "basis", "identifier", "needs", "channels"}
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}")
+    basis = raw.get("basis")
+    if basis not in LEGAL_BASES:
+        raise ConfigError(f"{where}: basis must be one of {', '.join(sorted(LEGAL_BASES))}")
+    needs = raw.get("needs")
+    if needs is not None and needs not in NEEDS:
+        raise ConfigError(f"{where}: needs must be one of {', '.join(sorted(NEEDS))}")
+    if needs is None and basis == "consent":
+        raise ConfigError(f"{where}: a consent-based field must say which consent it needs")
+    channels = raw.get("channels")
+    return FieldRule(
+        name=name,
+        category=str(raw.get("category", "")),
+        basis=basis,
+        identifier=bool(raw.get("identifier", False)),
+        needs=needs,
+        channels=tuple(channels) if channels is not None else None,
+    )
+
+
+def parse_policy(raw: Mapping[str, Any]) -> Policy:
+    """Validate and type a policy document (the parsed TOML)."""
+    try:
+        notice = Notice(
+            controller=raw["notice"]["controller"],
+            contact=raw["notice"]["contact"],
+            purposes=tuple(raw["notice"]["purposes"]),
+            legal_bases=tuple(raw["notice"]["legal_bases"]),
+            recipients=tuple(raw["notice"]["recipients"]),
+            transfers=raw["notice"]["transfers"],
+            automated_decisions=raw["notice"]["automated_decisions"],
+        )
+        records: dict[str, RecordPolicy] = {}
+        for record_type, spec in raw["records"].items():
+            rules = {
+                name: _field_rule(record_type, name, rule)
+                for name, rule in raw.get("fields", {}).get(record_type, {}).items()
+            }
+            requires = tuple(spec.get("requires", ()))
+            if set(requires) - RECORD_REQUIREMENTS:
+                raise ConfigError(f"policy records.{record_type}.requires: unknown requirement")
+            days = int(spec["retention_days"])
+            if days <= 0:
+                raise ConfigError(f"policy records.{record_type}.retention_days must be positive")
+            records[record_type] = RecordPolicy(
+                record_type=record_type,
+                table=spec["table"],
+                schema=spec["schema"],
+                retention_days=days,
+                time_field=spec["time_field"],
+                description=spec["description"],
+                fields=rules,
+                requires=requires,
+            )
+        unknown_field_groups = set(raw.get("fields", {})) - set(records)
+        if unknown_field_groups:
+            raise ConfigError(f"policy fields for unknown record types: {', '.join(sorted(unknown_field_groups))}")
+        return Policy(
+            notice=notice,
+            records=records,
+            erasure_max_linger=timedelta(days=int(raw["erasure"]["max_linger_days"])),
+            request_max_age=timedelta(hours=int(raw["erasure"]["request_max_age_hours"])),
+        )
+    except KeyError as exc:
+        raise ConfigError(f"policy is missing {exc.args[0]!r}") from None
+
+
+def load_policy(path: Path = POLICY_FILE) -> Policy:
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"cannot read policy {path.name}: {exc}") from None
+    return parse_policy(raw)
+
+
+@lru_cache(maxsize=1)
+def default_policy() -> Policy:
+    return load_policy()

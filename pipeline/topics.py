@@ -1,0 +1,183 @@
+"""Every Kafka topic of the pipeline, with its partitions and configuration.
+
+This module is the single source of topic names and topic configs: producers, stream
+processors, the sink, `records topics ensure` and `records topics audit` all read it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+HOUR_MS = 3_600_000
+DAY_MS = 24 * HOUR_MS
+
+# faust names a table's changelog "<app id>-<table>-changelog"; both parts live here so
+# the streams app and the topic tooling agree on it.
+STREAMS_APP_ID = "cs-streams"
+CONSENT_TABLE = "consent"
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    name: str
+    key: str
+    description: str
+    partitions: int
+    config: Mapping[str, str] = field(default_factory=dict)
+    personal_data: bool = True
+    # Full names of the Avro record types written to this topic (empty: not Avro, e.g.
+    # faust changelogs, or any type as in the dead-letter topic).
+    value_schemas: tuple[str, ...] = ()
+
+    @property
+    def compacted(self) -> bool:
+        return "compact" in self.config.get("cleanup.policy", "")
+
+
+def _delete(retention_ms: int, segment_ms: int = DAY_MS) -> Mapping[str, str]:
+    # Deletion works on closed segments: rolling daily keeps the worst case at
+    # retention + one segment.
+    return MappingProxyType(
+        {
+            "cleanup.policy": "delete",
+            "retention.ms": str(retention_ms),
+            "segment.ms": str(segment_ms),
+        }
+    )
+
+
+def _compact() -> Mapping[str, str]:
+    # A bounded max.compaction.lag.ms plus a short segment.ms guarantee that a tombstone
+    # replaces the erased subject's records within a day; the tombstone itself (a subject
+    # key, no plaintext) is kept delete.retention.ms so every consumer sees it.
+    return MappingProxyType(
+        {
+            "cleanup.policy": "compact",
+            "segment.ms": str(HOUR_MS),
+            "min.compaction.lag.ms": "0",
+            "max.compaction.lag.ms": str(DAY_MS),
+            "delete.retention.ms": str(DAY_MS),
+            "min.cleanable.dirty.ratio": "0.1",
+        }
+    )
+
+
+_NS = "cs.records."
+CHAT = TopicSpec(
+    "cs.chat.v1",
+    "conversation id",
+    "raw chat events (web widget, myStaff app)",
+    3,
+    _delete(7 * DAY_MS),
+    value_schemas=(_NS + "ChatConversation",),
+)
+CALL = TopicSpec(
+    "cs.call.v1",
+    "call id",
+    "call detail records and recording events",
+    3,
+    _delete(7 * DAY_MS),
+    value_schemas=(_NS + "CallDetailRecord", _NS + "CallRecording"),
+)
+CONSENT = TopicSpec(
+    "cs.consent.v1",
+    "subject key",
+    "consent and cookie-consent changes",
+    3,
+    _delete(7 * DAY_MS),
+    value_schemas=(_NS + "ConsentChanged", _NS + "CookieConsentChanged"),
+)
+DSR = TopicSpec(
+    "cs.dsr.v1",
+    "request id",
+    "signed data-subject requests from the DPO",
+    1,
+    _delete(30 * DAY_MS),
+    value_schemas=(_NS + "DataSubjectRequest",),
+)
+CHAT_ENRICHED = TopicSpec(
+    "cs.chat.enriched.v1",
+    "conversation id",
+    "enforced, enriched chat records",
+    3,
+    _delete(7 * DAY_MS),
+    value_schemas=(_NS + "ChatConversationRecord", _NS + "ChatMessageRecord"),
+)
+CALL_ENRICHED = TopicSpec(
+    "cs.call.enriched.v1",
+    "call id",
+    "enforced, enriched call records",
+    3,
+    _delete(7 * DAY_MS),
+    value_schemas=(_NS + "CallRecord", _NS + "CallRecordingRecord"),
+)
+# Not in the first architecture draft: the consent ledger table needs subject keys, which
+# only the streams stage (holder of the pepper) computes, so its rows get their own topic.
+CONSENT_LEDGER = TopicSpec(
+    "cs.consent.enriched.v1",
+    "subject key",
+    "consent ledger rows (proof of consent) with subject keys",
+    3,
+    _delete(7 * DAY_MS),
+    value_schemas=(_NS + "ConsentLedgerRecord",),
+)
+QUARANTINE = TopicSpec("cs.quarantine.v1", "source key", "events held back by policy", 1, _delete(7 * DAY_MS))
+SUBJECTS = TopicSpec(
+    "cs.subjects.v1",
+    "subject key",
+    "current contact details per subject",
+    3,
+    _compact(),
+    value_schemas=(_NS + "SubjectRecord",),
+)
+CONSENT_CHANGELOG = TopicSpec(
+    f"{STREAMS_APP_ID}-{CONSENT_TABLE}-changelog",
+    "subject key",
+    "faust changelog of the consent table",
+    3,
+    _compact(),
+)
+DSR_RECEIPTS = TopicSpec(
+    "cs.dsr.receipts.v1",
+    "request id",
+    "data-subject request receipts",
+    1,
+    _compact(),
+    personal_data=False,
+    value_schemas=(_NS + "DsrReceipt",),
+)
+DLQ = TopicSpec(
+    "cs.dlq.v1", "original key", "undecodable or invalid input with error headers", 1, _delete(7 * DAY_MS)
+)
+
+ALL_TOPICS: tuple[TopicSpec, ...] = (
+    CHAT,
+    CALL,
+    CONSENT,
+    DSR,
+    CHAT_ENRICHED,
+    CALL_ENRICHED,
+    CONSENT_LEDGER,
+    QUARANTINE,
+    SUBJECTS,
+    CONSENT_CHANGELOG,
+    DSR_RECEIPTS,
+    DLQ,
+)
+
+
+def by_name(name: str) -> TopicSpec:
+    for spec in ALL_TOPICS:
+        if spec.name == name:
+            return spec
+    raise KeyError(name)
+
+
+def topic_for_schema(full_name: str) -> TopicSpec:
+    """The topic a record type is written to."""
+    for spec in ALL_TOPICS:
+        if full_name in spec.value_schemas:
+            return spec
+    raise KeyError(full_name)

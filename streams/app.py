@@ -1,0 +1,334 @@
+"""The faust-streaming worker: wires the pure core (`rows`, `enforce_consent`, `enrich`,
+`consent_state`) to Kafka topics. Nothing here decides policy.
+
+Agents (one consumer group, id `STREAMS_APP_ID`):
+- `consent` reads cs.consent.v1: writes the consent table and emits the ledger rows;
+- `chats` reads cs.chat.v1, `calls` reads cs.call.v1: look the subject keys up in the
+  consent table, build the rows.
+All three decode, build (streams.rows), encode and send the same way.
+All agents take batches (`stream.take_events`, up to `batch_size` events or
+`batch_within` seconds), encode with parsed schemas and hand sends to the producer
+without awaiting each one; faust flushes the producer before it commits offsets, so a
+crash replays at most the uncommitted batches (at-least-once; row ids make replays
+idempotent downstream).
+
+The consent table is a faust GlobalTable with `use_partitioner=True`: chats and calls are
+keyed by conversation/call id, not by subject, so the subject keys a record needs live
+on any partition; a global table gives every worker all of them. The partitioner (not
+the source partition) places each key in the changelog `cs-streams-consent-changelog`
+(compacted, 3 partitions as in pipeline/topics.py), which is also what allows writes
+from inside a batch. The store is `memory://`: on start the worker replays the
+changelog, which is the state.
+
+Bad input never stops the worker: an undecodable message, a schema that does not belong
+to its topic, or an invalid event goes to cs.dlq.v1 with its original key, bytes and
+headers plus `pipeline.dead_letter` headers; a recording without prior notice goes to
+cs.quarantine.v1 the same way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+import traceback
+from collections import Counter
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, cast
+
+import faust
+from prometheus_client import CollectorRegistry
+
+from pipeline import topics
+from pipeline.config import KafkaConnection, Settings
+from pipeline.dead_letter import DeadLetter
+from pipeline.exceptions import ConfigError
+from pipeline.policy import Policy, default_policy
+from pipeline.serde import AvroDeserializer, AvroSerializer, Decoded, SerdeError
+from pipeline.subject_keys import SubjectKeyer
+from streams import enrich, metrics
+from streams.consent_state import SubjectConsent, apply, merge
+from streams.exceptions import InvalidEvent
+from streams.rows import Outcome, Row, RowBuilder
+
+log = logging.getLogger(__name__)
+
+STAGE = "streams"
+INPUT_TOPICS = (topics.CHAT, topics.CALL, topics.CONSENT)
+OUTPUT_TOPICS = (
+    topics.CHAT_ENRICHED,
+    topics.CALL_ENRICHED,
+    topics.CONSENT_LEDGER,
+    topics.SUBJECTS,
+    topics.QUARANTINE,
+    topics.DLQ,
+)
+
+
+@dataclass(frozen=True)
+class WorkerOptions:
+    app_id: str = topics.STREAMS_APP_ID
+    batch_size: int = 1000
+    batch_within: float = 0.25  # seconds
+
+
+def _broker_urls(bootstrap: str) -> list[str]:
+    return [f"kafka://{host.strip()}" for host in bootstrap.split(",") if host.strip()]
+
+
+def broker_credentials(kafka: KafkaConnection) -> Any:
+    """faust credentials for the configured security protocol (None for PLAINTEXT)."""
+    protocol = (kafka.security_protocol or "PLAINTEXT").upper()
+    if protocol == "PLAINTEXT":
+        return None
+    ssl_context = None
+    if protocol in ("SSL", "SASL_SSL"):
+        from aiokafka.helpers import create_ssl_context
+
+        ssl_context = create_ssl_context(cafile=kafka.ssl_ca_location)
+    if protocol in ("SASL_PLAINTEXT", "SASL_SSL"):
+        if not kafka.sasl_username or kafka.sasl_password is None:
+            raise ConfigError("KAFKA_SASL_USERNAME and KAFKA_SASL_PASSWORD are needed for SASL")
+        return faust.SASLCredentials(
+            username=kafka.sasl_username,
+            password=kafka.sasl_password.get(),
+            ssl_context=ssl_context,
+            mechanism=kafka.sasl_mechanism or "PLAIN",
+        )
+    if protocol == "SSL":
+        return faust.SSLCredentials(ssl_context)
+    raise ConfigError(f"KAFKA_SECURITY_PROTOCOL {protocol} is not supported by the streams worker")
+
+
+class StreamsWorker:
+    """The faust app with its table and agents, and the state they share."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        keyer: SubjectKeyer,
+        *,
+        registry: CollectorRegistry,
+        options: WorkerOptions | None = None,
+        policy: Policy | None = None,
+        cities: enrich.CityProvider | None = None,
+    ) -> None:
+        self.settings = settings
+        self.options = options = options or WorkerOptions()
+        self.metrics = metrics.StreamsMetrics.create(registry)
+        self.builder = RowBuilder(keyer, policy or default_policy(), cities)
+        self.deserialize = AvroDeserializer()
+        self._serializers: dict[str, AvroSerializer] = {}
+        self.app = faust.App(
+            options.app_id,
+            broker=_broker_urls(settings.kafka.bootstrap),
+            broker_credentials=broker_credentials(settings.kafka),
+            store="memory://",
+            datadir=str(settings.data_dir / "faust"),
+            web_enabled=False,
+            topic_partitions=topics.CHAT.partitions,
+            consumer_auto_offset_reset="earliest",
+            producer_linger_ms=5,
+            producer_max_batch_size=256 * 1024,
+            stream_buffer_maxsize=4 * options.batch_size,
+            worker_redirect_stdouts=False,
+        )
+        changelog_config = {k: v for k, v in topics.CONSENT_CHANGELOG.config.items() if k != "cleanup.policy"}
+        self.consent_table = self.app.GlobalTable(
+            topics.CONSENT_TABLE,
+            partitions=topics.CONSENT_CHANGELOG.partitions,
+            key_type=bytes,
+            use_partitioner=True,
+            extra_topic_configs=changelog_config,
+            help="Consent state per subject key (streams.consent_state.SubjectConsent as JSON).",
+        )
+        self._expected_schemas = {spec.name: set(spec.value_schemas) for spec in INPUT_TOPICS}
+        for spec, name in ((topics.CHAT, "chats"), (topics.CALL, "calls"), (topics.CONSENT, "consent")):
+            source = self.app.topic(spec.name, key_serializer="raw", value_serializer="raw")
+            self.app.agent(source, name=name)(self._agent(name))
+
+    # ---- consent table --------------------------------------------------------------
+
+    def consent_of(self, keys: Sequence[str]) -> SubjectConsent:
+        """The merged tracker state of a record's subject keys."""
+        table = self.consent_table
+        return merge(SubjectConsent.from_json(table.get(key.encode())) for key in keys)
+
+    def _update_consent(self, outcome: Outcome) -> None:
+        for key, change in outcome.consent_changes:
+            raw_key = key.encode()
+            state = SubjectConsent.from_json(self.consent_table.get(raw_key))
+            updated = apply(state, change)
+            if updated != state:
+                self.consent_table[raw_key] = updated.to_json()
+                self.metrics.consent_updates.inc()
+
+    # ---- agents ---------------------------------------------------------------------
+
+    def _agent(self, name: str) -> Callable[[faust.StreamT], Awaitable[None]]:
+        async def agent(stream: faust.StreamT) -> None:
+            # take_events (on faust's Stream, not its StreamT interface) keeps each message's
+            # topic, partition, offset, key and headers, which the DLQ needs
+            batches = cast(faust.Stream, stream).take_events(self.options.batch_size, within=self.options.batch_within)
+            async for events in batches:
+                await self._run_batch(name, events)
+
+        agent.__name__ = name
+        return agent
+
+    async def _run_batch(self, agent: str, events: Sequence[faust.EventT]) -> None:
+        """Process a batch, then hand its messages to the producer and wait until Kafka has
+        them all: the batch's offsets are acknowledged only after that (at-least-once)."""
+        started = time.perf_counter()
+        batch = _Batch(_now())
+        for event in events:
+            self._process(event, batch)
+        producer = self.app.producer
+        try:
+            pending = [
+                await producer.send(topic, key, value, partition=None, timestamp=None, headers=headers)
+                for topic, key, value, headers in batch.sends
+            ]
+            if pending:
+                await asyncio.gather(*pending)
+        except Exception as exc:
+            # faust acks a batch's events even when the agent body fails, and would commit
+            # them on the way down: only an immediate exit keeps the batch for a replay.
+            log.critical("cannot deliver the output of a %s batch (%s): exiting", agent, type(exc).__name__)
+            logging.shutdown()
+            os._exit(70)
+        self._count(batch)
+        self.metrics.batch_seconds.labels(agent).observe(time.perf_counter() - started)
+
+    def _process(self, event: faust.EventT, batch: _Batch) -> None:
+        """Decode, build and encode one message; any failure sends it to the DLQ."""
+        message = event.message
+        schema = "-"
+        try:
+            decoded = self._decode(message.topic, message.value)
+            schema = decoded.schema_name
+            outcome = self.builder.build(schema, decoded.value, self.consent_of, batch.now)
+            encoded = [(row, self._encode(row)) for row in outcome.rows]
+        except (SerdeError, InvalidEvent) as exc:
+            self._dead_letter(event, schema, type(exc).__name__, str(exc), batch)
+            return
+        except Exception as exc:  # a bug must not stop the stream; its message may hold values
+            log.error(
+                "unexpected %s processing %s from %s[%d]@%d\n%s",
+                type(exc).__name__,
+                schema,
+                message.topic,
+                message.partition,
+                message.offset,
+                "".join(traceback.format_tb(exc.__traceback__)),
+            )
+            error = f"internal error ({type(exc).__name__}) processing {schema}"
+            self._dead_letter(event, schema, type(exc).__name__, error, batch)
+            return
+        batch.tally[("in", message.topic, schema)] += 1
+        if outcome.quarantine is not None:
+            self._forward(
+                topics.QUARANTINE.name, event, outcome.quarantine.requirement, outcome.quarantine.error, batch
+            )
+            batch.tally[("quarantined", outcome.quarantine.requirement)] += 1
+            return
+        self._update_consent(outcome)
+        for row, value in encoded:
+            batch.sends.append((row.topic, row.key.encode(), value, list(row.headers)))
+            batch.tally[("out", row.topic, row.schema or "tombstone")] += 1
+        for strip in outcome.stripped:
+            batch.tally[("stripped", strip.record_type, strip.field, strip.reason)] += 1
+
+    def _count(self, batch: _Batch) -> None:
+        counters = {
+            "in": self.metrics.events_in,
+            "out": self.metrics.events_out,
+            "stripped": self.metrics.stripped,
+            "quarantined": self.metrics.quarantined,
+            "dead_lettered": self.metrics.dead_lettered,
+        }
+        for (kind, *labels), count in batch.tally.items():
+            counters[kind].labels(*labels).inc(count)
+
+    def _decode(self, topic: str, value: bytes | None) -> Decoded:
+        decoded = self.deserialize(value)
+        if decoded.schema_name not in self._expected_schemas[topic]:
+            raise InvalidEvent(f"{decoded.schema_name} does not belong on {topic}")
+        return decoded
+
+    def _encode(self, row: Row) -> bytes | None:
+        if row.value is None or row.schema is None:
+            return None
+        serializer = self._serializers.get(row.schema)
+        if serializer is None:
+            serializer = self._serializers[row.schema] = AvroSerializer(row.schema)
+        return serializer(row.value)
+
+    def _dead_letter(self, event: faust.EventT, schema: str, error_class: str, error: str, batch: _Batch) -> None:
+        topic = event.message.topic
+        self._forward(topics.DLQ.name, event, error_class, error, batch)
+        batch.tally[("in", topic, schema)] += 1
+        batch.tally[("dead_lettered", topic, error_class)] += 1
+
+    @staticmethod
+    def _forward(topic: str, event: faust.EventT, error_class: str, error: str, batch: _Batch) -> None:
+        """The original message, untouched, with dead-letter headers saying why and from where."""
+        message = event.message
+        letter = DeadLetter(message.topic, message.partition, message.offset, error_class, error, STAGE)
+        headers = message.headers or ()
+        original = list(headers.items() if isinstance(headers, Mapping) else headers)
+        batch.sends.append((topic, message.key, message.value, letter.headers(original)))
+
+
+@dataclass
+class _Batch:
+    """What one batch produces: messages to send and metric increments."""
+
+    now: datetime
+    sends: list[tuple[str, bytes | None, bytes | None, list[tuple[str, bytes]]]] = field(default_factory=list)
+    tally: Counter[tuple[str, ...]] = field(default_factory=Counter)
+
+
+def _now() -> datetime:
+    """The ingestion time of a batch, at millisecond precision (what Avro stores)."""
+    now = datetime.now(UTC)
+    return now.replace(microsecond=now.microsecond // 1000 * 1000)
+
+
+def missing_topics(kafka: KafkaConnection) -> list[str]:
+    """Topics the worker reads or writes that the cluster does not have."""
+    from confluent_kafka.admin import AdminClient
+
+    try:
+        # log_level 0: the one-line error below says it; librdkafka would repeat it on stderr
+        metadata = AdminClient({**kafka.as_librdkafka_dict(), "log_level": 0}).list_topics(timeout=10)
+    except Exception as exc:  # KafkaException: broker unreachable
+        raise ConfigError(f"cannot reach Kafka at {kafka.bootstrap}: {exc}") from None
+    return [spec.name for spec in (*INPUT_TOPICS, *OUTPUT_TOPICS) if spec.name not in metadata.topics]
+
+
+def run_worker(
+    settings: Settings, keyer: SubjectKeyer, *, options: WorkerOptions | None = None, loglevel: str = "info"
+) -> None:
+    """Run the streams worker until SIGINT/SIGTERM. Blocks."""
+    options = options or WorkerOptions()
+    missing = missing_topics(settings.kafka)
+    if missing:
+        raise ConfigError(f"topics missing: {', '.join(missing)}; run `records topics ensure` first")
+    registry = CollectorRegistry()
+    cities = enrich.city_provider(settings.geoip_city_db)
+    worker = StreamsWorker(settings, keyer, registry=registry, options=options, cities=cities)
+    metrics.serve(registry, settings.streams_metrics_port)
+    log.info(
+        "streams worker %s: metrics on port %s, city provider %s",
+        options.app_id,
+        settings.streams_metrics_port or "off",
+        type(cities).__name__,
+    )
+    try:
+        faust.Worker(worker.app, loglevel=loglevel, quiet=True).execute_from_commandline()
+    finally:
+        cities.close()

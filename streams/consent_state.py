@@ -1,0 +1,188 @@
+"""What the consent tracker knows about one subject key, and how a change updates it.
+
+Pure data: `SubjectConsent` is the value of the faust table `consent` (keyed by subject
+key, serialised with `to_json`/`from_json`), `apply` folds one `ConsentChange` into it.
+
+Consents are named by the policy's `needs` (`contact_consent`, `cookie.functional`,
+`cookie.analytics`, `geolocation`) plus `cookie.marketing`, `call_recording` and
+`service_development`, which no stored field needs today but the ledger keeps.
+
+The state is a merge of facts, so the order in which events arrive does not matter:
+- `current[name]` is the latest statement about a consent (last writer wins by event
+  time; on a tie a withdrawal wins);
+- `withdrawn_at[name]` is the latest time the consent was withdrawn or refused. Data
+  collected at or before that time may no longer be kept on that consent; data
+  collected after it rests on a fresh consent (the one captured with that data);
+- `flags` holds the Art. 18/21 flags `restricted` and `objected` (set by the
+  data-subject request stage), last writer wins by time; on a tie the flag that is set wins.
+`apply` is idempotent, commutative and associative (property-tested), which is what
+makes replaying the changelog, reprocessing after a crash and out-of-order topics safe.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from types import MappingProxyType
+from typing import Any
+
+CONTACT = "contact_consent"
+COOKIE_FUNCTIONAL = "cookie.functional"
+COOKIE_ANALYTICS = "cookie.analytics"
+COOKIE_MARKETING = "cookie.marketing"
+GEOLOCATION = "geolocation"
+
+# ConsentChanged.purpose -> consent name. CONTACT_DETAILS is the separate consent the
+# policy calls `contact_consent`; UNKNOWN (a purpose newer than this reader) has no name
+# and changes no state (the ledger still records it).
+PURPOSE_CONSENT = MappingProxyType(
+    {
+        "CONTACT_DETAILS": CONTACT,
+        "CALL_RECORDING": "call_recording",
+        "SERVICE_DEVELOPMENT": "service_development",
+    }
+)
+COOKIE_CATEGORIES = MappingProxyType(
+    {"functional": COOKIE_FUNCTIONAL, "analytics": COOKIE_ANALYTICS, "marketing": COOKIE_MARKETING}
+)
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MS = timedelta(milliseconds=1)
+
+
+def to_millis(moment: datetime) -> int:
+    """Exact epoch milliseconds of an aware datetime (no float rounding)."""
+    return (moment - _EPOCH) // _MS
+
+
+def from_millis(millis: int) -> datetime:
+    return _EPOCH + millis * _MS
+
+
+@dataclass(frozen=True)
+class Statement:
+    """The latest thing said about one consent or flag, and when (epoch ms)."""
+
+    value: bool
+    at: int
+
+    def supersedes(self, other: Statement | None, *, strict: bool) -> bool:
+        """Newer than `other`; at the same moment the `strict` value wins."""
+        if other is None or self.at > other.at:
+            return True
+        return self.at == other.at and self.value is strict and other.value is not strict
+
+
+RESTRICTED = "restricted"
+OBJECTED = "objected"
+
+
+@dataclass(frozen=True)
+class ConsentChange:
+    """What one event says: consents given (True) or withdrawn (False), or Art. 18/21 flags."""
+
+    at: int
+    statements: Mapping[str, bool] = field(default_factory=dict)
+    flags: Mapping[str, bool] = field(default_factory=dict)
+
+    @classmethod
+    def from_consent_changed(cls, event: Mapping[str, Any]) -> ConsentChange:
+        name = PURPOSE_CONSENT.get(event["purpose"])
+        statements = {name: event["status"] == "GIVEN"} if name else {}
+        return cls(at=to_millis(event["event_time"]), statements=statements)
+
+    @classmethod
+    def from_cookie_consent_changed(cls, event: Mapping[str, Any]) -> ConsentChange:
+        cookies = event["cookie_consent"]
+        statements = {name: bool(cookies[category]) for category, name in COOKIE_CATEGORIES.items()}
+        statements[GEOLOCATION] = bool(event["geolocation_permission"])
+        return cls(at=to_millis(event["event_time"]), statements=statements)
+
+
+@dataclass(frozen=True)
+class SubjectConsent:
+    current: Mapping[str, Statement] = field(default_factory=dict)
+    withdrawn_at: Mapping[str, int] = field(default_factory=dict)
+    flags: Mapping[str, Statement] = field(default_factory=dict)
+
+    @property
+    def restricted(self) -> bool:
+        flag = self.flags.get(RESTRICTED)
+        return flag is not None and flag.value
+
+    @property
+    def objected(self) -> bool:
+        flag = self.flags.get(OBJECTED)
+        return flag is not None and flag.value
+
+    def withdrawn_since(self, name: str, moment: int) -> bool:
+        """Whether `name` was withdrawn at or after `moment` (epoch ms)."""
+        withdrawn = self.withdrawn_at.get(name)
+        return withdrawn is not None and withdrawn >= moment
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "current": {name: [s.value, s.at] for name, s in sorted(self.current.items())},
+            "withdrawn_at": dict(sorted(self.withdrawn_at.items())),
+            "flags": {name: [s.value, s.at] for name, s in sorted(self.flags.items())},
+        }
+
+    @classmethod
+    def from_json(cls, raw: Mapping[str, Any] | None) -> SubjectConsent:
+        if not raw:
+            return EMPTY
+        return cls(
+            current={name: Statement(bool(v), int(at)) for name, (v, at) in raw.get("current", {}).items()},
+            withdrawn_at={name: int(at) for name, at in raw.get("withdrawn_at", {}).items()},
+            flags={name: Statement(bool(v), int(at)) for name, (v, at) in raw.get("flags", {}).items()},
+        )
+
+
+EMPTY = SubjectConsent()
+
+
+def of_change(change: ConsentChange) -> SubjectConsent:
+    """The state that holds nothing but what `change` says."""
+    return SubjectConsent(
+        current={name: Statement(given, change.at) for name, given in change.statements.items()},
+        withdrawn_at={name: change.at for name, given in change.statements.items() if not given},
+        flags={name: Statement(value, change.at) for name, value in change.flags.items()},
+    )
+
+
+def _latest(a: Mapping[str, Statement], b: Mapping[str, Statement], *, strict: bool) -> Mapping[str, Statement]:
+    out = dict(a)
+    for name, statement in b.items():
+        if statement.supersedes(out.get(name), strict=strict):
+            out[name] = statement
+    return out
+
+
+def join(a: SubjectConsent, b: SubjectConsent) -> SubjectConsent:
+    """Everything `a` and `b` know together (a semilattice join: order never matters)."""
+    if b is EMPTY or b == a:
+        return a
+    if a is EMPTY:
+        return b
+    withdrawn = dict(a.withdrawn_at)
+    for name, at in b.withdrawn_at.items():
+        withdrawn[name] = max(at, withdrawn.get(name, at))
+    return SubjectConsent(
+        current=_latest(a.current, b.current, strict=False),  # a tie: the withdrawal wins
+        withdrawn_at=withdrawn,
+        flags=_latest(a.flags, b.flags, strict=True),  # a tie: the restriction wins
+    )
+
+
+def apply(state: SubjectConsent, change: ConsentChange) -> SubjectConsent:
+    """The state after `change`; the result does not depend on the order of changes."""
+    return join(state, of_change(change))
+
+
+def merge(states: Iterable[SubjectConsent]) -> SubjectConsent:
+    """One view of several keys of the same subject (e.g. a chat's visitor id and email)."""
+    merged = EMPTY
+    for state in states:
+        merged = join(merged, state)
+    return merged

@@ -1,0 +1,70 @@
+"""Prometheus metrics of the streams worker, as a typed bundle built from a registry
+passed in (tests use a fresh CollectorRegistry). Served by `records worker streams` on
+RECORDS_STREAMS_METRICS_PORT (default 9464, 0 turns it off) at /metrics.
+
+Label values are topic names, schema names, record types, policy field names, reasons
+and error class names: never personal data.
+
+| metric | labels | meaning |
+| --- | --- | --- |
+| records_streams_events_in_total | topic, schema | raw messages consumed (schema "-" when undecodable) |
+| records_streams_events_out_total | topic, schema | rows emitted (schema "tombstone" for deletions) |
+| records_streams_stripped_total | record_type, field, reason | fields removed by policy |
+| records_streams_quarantined_total | reason | events held back (the unmet policy requirement) |
+| records_streams_dead_lettered_total | source_topic, error_class | messages sent to the dead-letter topic |
+| records_streams_consent_updates_total | | consent table writes |
+| records_streams_batch_seconds | agent | time to process one batch |
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
+
+_PREFIX = "records_streams"
+
+
+@dataclass(frozen=True)
+class StreamsMetrics:
+    events_in: Counter
+    events_out: Counter
+    stripped: Counter
+    quarantined: Counter
+    dead_lettered: Counter
+    consent_updates: Counter
+    batch_seconds: Histogram
+
+    @classmethod
+    def create(cls, registry: CollectorRegistry) -> StreamsMetrics:
+        return cls(
+            events_in=Counter(f"{_PREFIX}_events_in", "Raw messages consumed", ["topic", "schema"], registry=registry),
+            events_out=Counter(f"{_PREFIX}_events_out", "Rows emitted", ["topic", "schema"], registry=registry),
+            stripped=Counter(
+                f"{_PREFIX}_stripped",
+                "Fields removed by policy, by record type, field and reason",
+                ["record_type", "field", "reason"],
+                registry=registry,
+            ),
+            quarantined=Counter(f"{_PREFIX}_quarantined", "Events held back by policy", ["reason"], registry=registry),
+            dead_lettered=Counter(
+                f"{_PREFIX}_dead_lettered",
+                "Messages sent to the dead-letter topic",
+                ["source_topic", "error_class"],
+                registry=registry,
+            ),
+            consent_updates=Counter(f"{_PREFIX}_consent_updates", "Consent table writes", registry=registry),
+            batch_seconds=Histogram(
+                f"{_PREFIX}_batch_seconds",
+                "Time to process one batch",
+                ["agent"],
+                registry=registry,
+                buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0),
+            ),
+        )
+
+
+def serve(registry: CollectorRegistry, port: int) -> None:
+    """Expose the registry on 0.0.0.0:`port`/metrics (nothing when port is 0)."""
+    if port:
+        start_http_server(port, registry=registry)

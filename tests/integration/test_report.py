@@ -1,0 +1,332 @@
+"""`records report` end to end on the real engine (embedded chDB) with a deterministic
+data set: JSON with a verdict per commitment, and a self-contained HTML page whose charts
+a headless Chromium actually draws (when Chromium is installed)."""
+
+from __future__ import annotations
+
+import colorsys
+import json
+import os
+import random
+import shutil
+import struct
+import subprocess
+import sys
+import zlib
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from clickhouse_connect.driver.client import Client
+
+from pipeline.clickhouse_ddl import ERASURE_LEDGER_TABLE, RECORDS_DB, TableModel, statements, table_models
+from pipeline.policy import default_policy
+from retention_jobs.svg_charts import BAD_COLOUR, LIMIT_COLOUR, OK_COLOUR
+
+CLICKHOUSE_LINES = {
+    "categories",
+    "legal_bases",
+    "consent",
+    "stripped",
+    "recording_notice",
+    "retention.chat_conversation",
+    "retention.chat_message",
+    "retention.call",
+    "retention.call_recording",
+    "retention.consent_ledger",
+    "retention.dsr_receipt",
+    "rights.access",
+    "rights.rectification",
+    "rights.erasure",
+    "rights.restriction",
+    "rights.objection",
+    "rights.portability",
+    "rights.consent_withdrawal",
+    "erasure_proof",
+    "no_profiling",
+    "access_control",
+}
+
+
+def _insert(client: Client, model: TableModel, rows: list[dict[str, Any]]) -> None:
+    names = sorted({name for row in rows for name in row})
+    defaults = {c.name: c for c in model.columns}
+    assert set(names) <= set(defaults), set(names) - set(defaults)
+    client.insert(model.qualified, [[row.get(n) for n in names] for row in rows], column_names=names)
+
+
+def load_data_set(client: Client, now: datetime) -> dict[str, int]:
+    """Rows of every record type within their limits, with strips, consents and requests."""
+    for statement in statements():
+        client.command(statement)
+    rnd = random.Random(7)
+    models = {m.record.record_type: m for m in table_models()}
+
+    def ago(max_days: float) -> datetime:
+        return now - timedelta(days=rnd.uniform(0.01, max_days))
+
+    chats = []
+    for i in range(120):
+        web = i % 3 != 0
+        consent = web and i % 2 == 0
+        analytics = i % 4 == 0
+        stripped = []
+        if web and not consent:
+            stripped += ["name:no_contact_consent", "email:no_contact_consent"]
+        if not analytics:
+            stripped += ["city:no_cookie_analytics"]
+        chats.append(
+            {
+                "event_id": f"chat-{i}",
+                "conversation_id": f"conv-{i}",
+                "channel": "WEB" if web else "MYSTAFF_APP",
+                "started_at": ago(175),
+                "subject_keys": [f"key-{i}"],
+                "contact_consent": consent,
+                "cookie_analytics": analytics,
+                "email": f"person{i}@example.invalid" if consent else None,
+                "city": "Tampere" if analytics else None,
+                "person_number": None if web else f"P{i:05d}",
+                "stripped": stripped,
+            }
+        )
+    _insert(client, models["chat_conversation"], chats)
+    _insert(
+        client,
+        models["chat_message"],
+        [{"event_id": f"msg-{i}", "message_id": f"m{i}", "sent_at": ago(175), "text": "hei"} for i in range(300)],
+    )
+    _insert(
+        client,
+        models["call"],
+        [
+            {"event_id": f"call-{i}", "call_id": f"c{i}", "started_at": ago(720), "caller_number": "+358401234567"}
+            for i in range(200)
+        ],
+    )
+    recordings = []
+    for i in range(60):
+        start = ago(88)
+        recordings.append(
+            {
+                "event_id": f"rec-{i}",
+                "recording_id": f"r{i}",
+                "call_id": f"c{i}",
+                "recording_started_at": start,
+                "notice_played_at": start - timedelta(seconds=8),
+                "recording_ended_at": start + timedelta(minutes=4),
+            }
+        )
+    _insert(client, models["call_recording"], recordings)
+    _insert(
+        client,
+        models["consent_ledger"],
+        [
+            {
+                "event_id": f"cl-{i}",
+                "kind": "CONSENT",
+                "purpose": "CONTACT_DETAILS",
+                "status": "GIVEN",
+                "event_time": ago(700),
+                "subject_keys": [f"key-{i}"],
+            }
+            for i in range(40)
+        ],
+    )
+    receipts = []
+    for i in range(25):
+        done = ago(300)
+        receipts.append(
+            {
+                "request_id": f"00000000-0000-4000-8000-{i:012d}",
+                "request_type": "ERASURE" if i < 20 else "ACCESS",
+                "status": "COMPLETED",
+                "requested_at": done - timedelta(seconds=rnd.expovariate(1 / 1800)),
+                "completed_at": done,
+            }
+        )
+    _insert(client, models["dsr_receipt"], receipts)
+    # Subjects erased earlier: none of their rows is left.
+    client.insert(
+        f"{RECORDS_DB}.{ERASURE_LEDGER_TABLE}",
+        [[f"erased-{i}", now - timedelta(days=i + 1), f"req-{i}"] for i in range(3)],
+        column_names=["subject_key", "erased_at", "request_id"],
+    )
+    return {"chat_conversation": len(chats), "call": 200, "call_recording": 60}
+
+
+def records_cli(chdb_path: Path, *args: str, kafka_bootstrap: str) -> subprocess.CompletedProcess[str]:
+    env = {key: value for key, value in os.environ.items() if key != "CLICKHOUSE_URL"}
+    env.update(
+        RECORDS_CHDB_PATH=str(chdb_path),
+        RECORDS_DATA_DIR=str(chdb_path.parent / "data"),
+        KAFKA_BOOTSTRAP=kafka_bootstrap,
+    )
+    return subprocess.run(
+        [sys.executable, "-c", "from pipeline.cli import main; main()", *args],
+        env=env,
+        cwd=chdb_path.parent,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+
+
+@pytest.fixture
+def produced_report(ch_client: Client, chdb_path: Path) -> Iterator[tuple[subprocess.CompletedProcess[str], Path]]:
+    """`records report --json --html FILE` over the data set, Kafka unreachable."""
+    load_data_set(ch_client, datetime.now(UTC))
+    ch_client.close()
+    page = chdb_path.parent / "reports" / "compliance.html"
+    done = records_cli(chdb_path, "report", "--json", "--html", str(page), kafka_bootstrap="127.0.0.1:1")
+    yield done, page
+
+
+def test_json_has_a_verdict_per_commitment_and_live_figures(
+    produced_report: tuple[subprocess.CompletedProcess[str], Path],
+) -> None:
+    done, _ = produced_report
+    report = json.loads(done.stdout)
+    lines = {line["id"]: line for line in report["lines"]}
+
+    assert set(lines) == CLICKHOUSE_LINES | {"kafka_config", "kafka_linger"}
+    assert all(line["status"] in ("pass", "fail") for line in lines.values())
+    failed = sorted(i for i, line in lines.items() if line["status"] == "fail")
+    assert failed == ["kafka_config", "kafka_linger"]  # Kafka unreachable: unproven, so failed
+    assert lines["kafka_linger"]["evidence"].startswith("unknown: ")
+    assert "Traceback" not in done.stderr
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines()[-1] == "error: 2 of 23 commitments fail: kafka_config, kafka_linger"
+
+    assert "rows hold a consent-based field" in lines["consent"]["evidence"]
+    assert lines["consent"]["evidence"].startswith("0 rows")
+    # 80 web chats, half without contact consent -> 40 x (name, email); 90 without analytics cookies
+    assert "no_cookie_analytics 90, no_contact_consent 80" in lines["stripped"]["evidence"]
+    assert "20 request(s): COMPLETED 20" in lines["rights.erasure"]["evidence"]
+    assert "3 erased subject key(s); 0 rows" in lines["erasure_proof"]["evidence"]
+    ages = report["record_ages"]
+    assert ages["chat_conversation"]["rows"] == 120 and ages["chat_conversation"]["expired_rows"] == 0
+    assert sum(ages["call"]["histogram"]) == 200
+    assert ages["call_recording"]["oldest_age_days"] < 90
+    assert sum(report["erasure_latency"]["counts"]) == 20
+
+
+def test_html_is_self_contained_with_a_chart_per_record_type(
+    produced_report: tuple[subprocess.CompletedProcess[str], Path],
+) -> None:
+    _, page = produced_report
+    html = page.read_text(encoding="utf-8")
+
+    for record_type in default_policy().records:
+        assert html.count(f'class="chart age-chart age-{record_type}"') == 1
+    assert html.count('class="chart latency-chart"') == 1
+    assert "Kafka evidence unknown" in html
+    lowered = html.lower()
+    for needle in ("http://", "https://", "src=", "href=", "<script", "<link", "@import", "url(", "<iframe"):
+        assert needle not in lowered, needle
+
+
+# ---- the page in a real browser ---------------------------------------------------------
+
+
+def _screenshot(page: Path, out: Path, profile: Path) -> None:
+    subprocess.run(
+        [
+            "chromium",
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--no-first-run",
+            "--hide-scrollbars",
+            f"--user-data-dir={profile}",
+            "--force-device-scale-factor=0.5",  # half the pixels to decode; bars stay solid
+            f"--screenshot={out}",
+            "--window-size=1200,4000",
+            page.as_uri(),
+        ],
+        capture_output=True,
+        timeout=120,
+        check=True,
+    )
+
+
+def _pixels(png: bytes) -> Iterator[tuple[int, int, int]]:
+    """The RGB pixels of an 8-bit RGB/RGBA PNG (what Chromium writes), decoded by hand."""
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    pos, idat = 8, b""
+    width = height = colour = 0
+    while pos < len(png):
+        length, kind = struct.unpack(">I4s", png[pos : pos + 8])
+        body = png[pos + 8 : pos + 8 + length]
+        if kind == b"IHDR":
+            width, height, depth, colour = struct.unpack(">IIBB", body[:10])
+            assert depth == 8
+        elif kind == b"IDAT":
+            idat += body
+        pos += 12 + length
+    bpp = {2: 3, 6: 4}[colour]
+    raw = zlib.decompress(idat)
+    stride = width * bpp
+    prev = bytearray(stride)
+    for y in range(height):
+        kind_of_filter = raw[y * (stride + 1)]
+        line = bytearray(raw[y * (stride + 1) + 1 : (y + 1) * (stride + 1)])
+        for i in range(stride):
+            a = line[i - bpp] if i >= bpp else 0
+            b = prev[i]
+            c = prev[i - bpp] if i >= bpp else 0
+            if kind_of_filter == 1:
+                line[i] = (line[i] + a) & 255
+            elif kind_of_filter == 2:
+                line[i] = (line[i] + b) & 255
+            elif kind_of_filter == 3:
+                line[i] = (line[i] + (a + b) // 2) & 255
+            elif kind_of_filter == 4:
+                p = a + b - c
+                pa, pb, pc = abs(p - a), abs(p - b), abs(p - c)
+                line[i] = (line[i] + (a if pa <= pb and pa <= pc else b if pb <= pc else c)) & 255
+        for x in range(0, stride, bpp):
+            yield line[x], line[x + 1], line[x + 2]
+        prev = line
+
+
+def _hue_count(pixels: list[tuple[int, int, int]], colour: str) -> int:
+    """Pixels of the same hue as `colour` (+-8 degrees), however light: anti-aliasing blends
+    a thin line or a glyph with the white page, which keeps its hue; greys are ignored."""
+    target = colorsys.rgb_to_hsv(*(int(colour[i : i + 2], 16) / 255 for i in (1, 3, 5)))[0] * 360
+    count = 0
+    for r, g, b in pixels:
+        if max(r, g, b) - min(r, g, b) < 40:
+            continue
+        hue = colorsys.rgb_to_hsv(r / 255, g / 255, b / 255)[0] * 360
+        if min(abs(hue - target), 360 - abs(hue - target)) <= 8:
+            count += 1
+    return count
+
+
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="chromium is not installed (apt-get install chromium)")
+def test_chromium_draws_the_charts(
+    produced_report: tuple[subprocess.CompletedProcess[str], Path], tmp_path: Path
+) -> None:
+    _, page = produced_report
+    # The same page with its charts hidden: the chart colours left there come from the legend.
+    without_charts = tmp_path / "without-charts.html"
+    without_charts.write_text(page.read_text(encoding="utf-8").replace("<svg ", '<svg style="display:none" '))
+    shots = {}
+    for name, source in (("with", page), ("without", without_charts)):
+        out = tmp_path / f"{name}.png"
+        _screenshot(source, out, tmp_path / f"profile-{name}")
+        shots[name] = list(_pixels(out.read_bytes()))
+
+    def drawn_by_charts(colour: str) -> int:
+        return _hue_count(shots["with"], colour) - _hue_count(shots["without"], colour)
+
+    assert drawn_by_charts(OK_COLOUR) > 10_000  # bars of the six age histograms and the latency one
+    assert drawn_by_charts(LIMIT_COLOUR) > 500  # dashed limit lines and their labels
+    assert drawn_by_charts(BAD_COLOUR) < 50  # no bar past its limit in this data set

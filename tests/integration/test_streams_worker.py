@@ -1,0 +1,657 @@
+"""The streams worker against the real local broker: `records worker streams` runs as a
+subprocess, simulated traffic goes in, and the enriched, ledger, subjects, quarantine and
+dead-letter topics are read back.
+
+Each test runs its worker under its own faust app id (consumer group and changelog),
+pre-committed at the end of the input topics, and tags every id it produces, so other
+tests sharing the broker neither disturb it nor are disturbed. The expected strips are
+computed here from the input and `pipeline/policy.toml`, not by the code under test.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+from prometheus_client.parser import text_string_to_metric_families
+
+from pipeline import topics
+from pipeline.dead_letter import parse_headers
+from pipeline.policy import default_policy
+from pipeline.serde import AvroDeserializer, AvroSerializer
+from pipeline.subject_keys import IdentifierKind, SubjectKeyer
+
+pytestmark = pytest.mark.kafka
+
+PEPPER_HEX = secrets.token_hex(32)
+KEYER = SubjectKeyer(bytes.fromhex(PEPPER_HEX))
+POLICY = default_policy()
+T0 = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
+INPUTS = (topics.CHAT, topics.CALL, topics.CONSENT)
+OUTPUTS = (
+    topics.CHAT_ENRICHED,
+    topics.CALL_ENRICHED,
+    topics.CONSENT_LEDGER,
+    topics.SUBJECTS,
+    topics.QUARANTINE,
+    topics.DLQ,
+)
+# Why a field is stripped when its need was not given with the record (the policy's vocabulary).
+NOT_GIVEN = {
+    "contact_consent": "no_contact_consent",
+    "cookie.functional": "no_cookie_functional",
+    "cookie.analytics": "no_cookie_analytics",
+    "geolocation": "no_geolocation_permission",
+}
+# User agents and network names whose derived fields are all non-null.
+USER_AGENTS = (
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0.0.0 Safari/537.36",
+    "Mozilla/5.0 (iPhone; CPU iPhone OS 17_4 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) "
+    "Version/17.4 Mobile/15E148 Safari/604.1",
+)
+NETWORK_NAME = "dsl-213-216-12-9.elisa-laajakaista.fi"
+RECORDING_START = T0 + timedelta(seconds=15)
+CHAT_FIELDS = AvroSerializer("ChatConversation").schema.field_names
+
+
+# ---- the worker ---------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class WorkerProcess:
+    app_id: str
+    bootstrap: str
+    data_dir: Path
+    metrics_port: int = field(default_factory=_free_port)
+    process: subprocess.Popen[bytes] | None = None
+    log_path: Path | None = None
+
+    def start(self, timeout: float = 90.0) -> None:
+        env = {
+            **os.environ,
+            "KAFKA_BOOTSTRAP": self.bootstrap,
+            "RECORDS_DATA_DIR": str(self.data_dir),
+            "RECORDS_PEPPER": PEPPER_HEX,
+            "RECORDS_STREAMS_METRICS_PORT": str(self.metrics_port),
+        }
+        env.pop("RECORDS_PEPPER_FILE", None)
+        env.pop("RECORDS_GEOIP_CITY_DB", None)
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.log_path = self.data_dir / f"worker-{time.monotonic_ns()}.log"
+        with self.log_path.open("wb") as log:
+            self.process = subprocess.Popen(
+                [str(Path(sys.executable).with_name("records")), "worker", "streams", "--app-id", self.app_id],
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise AssertionError(f"worker exited with {self.process.returncode}:\n{self.log()}")
+            if "Worker ready" in self.log():
+                return
+            time.sleep(0.2)
+        raise AssertionError(f"worker not ready in {timeout} s:\n{self.log()[-3000:]}")
+
+    def stop(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path else ""
+
+    def metrics(self) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5) as response:
+            text = response.read().decode()
+        return {
+            (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+            for family in text_string_to_metric_families(text)
+            for sample in family.samples
+            if sample.name.endswith("_total")
+        }
+
+
+def _ensure_topics(bootstrap: str) -> None:
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    existing = admin.list_topics(timeout=10).topics
+    wanted = [spec for spec in topics.ALL_TOPICS if spec.name not in existing]
+    if wanted:
+        futures = admin.create_topics([NewTopic(s.name, s.partitions, 1, config=dict(s.config)) for s in wanted])
+        for future in futures.values():
+            try:
+                future.result()
+            except Exception as exc:  # created concurrently by another test
+                if "TOPIC_ALREADY_EXISTS" not in str(exc):
+                    raise
+
+
+def _end_offsets(bootstrap: str, specs: tuple[topics.TopicSpec, ...]) -> list[TopicPartition]:
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"probe-{uuid.uuid4().hex}"})
+    try:
+        ends = []
+        for spec in specs:
+            for partition in range(spec.partitions):
+                _, high = consumer.get_watermark_offsets(TopicPartition(spec.name, partition), timeout=10)
+                ends.append(TopicPartition(spec.name, partition, high))
+        return ends
+    finally:
+        consumer.close()
+
+
+def _start_group_at_end(bootstrap: str, group: str) -> None:
+    """Commit the input topics' end offsets for `group`, so the worker reads only what comes next."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False})
+    try:
+        consumer.commit(offsets=_end_offsets(bootstrap, INPUTS), asynchronous=False)
+    finally:
+        consumer.close()
+
+
+@pytest.fixture
+def start_worker(kafka_bootstrap: str, tmp_path: Path) -> Iterator[Callable[[str], WorkerProcess]]:
+    _ensure_topics(kafka_bootstrap)
+    started: list[WorkerProcess] = []
+    app_ids: set[str] = set()
+
+    def start(app_id: str) -> WorkerProcess:
+        if app_id not in app_ids:
+            _start_group_at_end(kafka_bootstrap, app_id)
+            app_ids.add(app_id)
+        worker = WorkerProcess(app_id, kafka_bootstrap, tmp_path / app_id)
+        started.append(worker)
+        worker.start()
+        return worker
+
+    yield start
+    for worker in started:
+        worker.stop()
+    admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
+    leftovers = [f"{app_id}-{suffix}" for app_id in app_ids for suffix in ("consent-changelog", "__assignor-__leader")]
+    for future in admin.delete_topics(leftovers, operation_timeout=10).values():
+        with contextlib.suppress(Exception):  # never created
+            future.result()
+
+
+# ---- traffic ------------------------------------------------------------------------
+
+
+@dataclass
+class Sent:
+    topic: str
+    key: bytes
+    value: bytes
+    partition: int = -1
+    offset: int = -1
+
+
+class Traffic:
+    """Produces raw events and remembers where each one landed."""
+
+    def __init__(self, bootstrap: str, tag: str) -> None:
+        self.tag = tag
+        self.producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5})
+        self.sent: dict[str, Sent] = {}  # by label
+
+    def send(
+        self, label: str, topic: str, key: str, value: bytes, headers: list[tuple[str, bytes]] | None = None
+    ) -> None:
+        record = Sent(topic, key.encode(), value)
+        self.sent[label] = record
+
+        def delivered(err: Any, msg: Any) -> None:
+            assert err is None, err
+            record.partition, record.offset = msg.partition(), msg.offset()
+
+        self.producer.produce(topic, key=record.key, value=value, headers=headers, on_delivery=delivered)
+
+    def avro(self, label: str, topic: str, key: str, schema: str, value: dict[str, Any]) -> None:
+        self.send(label, topic, key, AvroSerializer(schema)(value), headers=[("trace-id", self.tag.encode())])
+
+    def flush(self) -> None:
+        assert self.producer.flush(30) == 0
+
+
+def _envelope(source: str, moment: datetime) -> dict[str, Any]:
+    return {
+        "event_id": str(uuid.uuid4()),
+        "event_time": moment,
+        "produced_at": moment,
+        "source_system": source,
+        "schema_version": 1,
+    }
+
+
+def _web_chat(cid: str, *, visitor: str, email: str, started: datetime = T0, **overrides: Any) -> dict[str, Any]:
+    """A web chat with every field set; consents and cookies accepted unless overridden."""
+    chat = {
+        **_envelope("web-chat", started + timedelta(minutes=15)),
+        "conversation_id": cid,
+        "channel": "WEB",
+        "started_at": started,
+        "ended_at": started + timedelta(minutes=15),
+        "visitor_id": visitor,
+        "name": "Maija Meikäläinen",
+        "email": email,
+        "phone": f"+35840{int(cid.rsplit('-', 1)[-1]):07d}",
+        "job_title": "HR manager",
+        "company_name": "Asiakas Oy",
+        "contact_consent": True,
+        "contact_consent_text_id": "contact-v3",
+        "cookie_consent": {"functional": True, "analytics": True, "marketing": False},
+        "geolocation_permission": True,
+        "user_agent": USER_AGENTS[0],
+        "ip_address": "192.0.2.44",
+        "network_name": NETWORK_NAME,
+        "visit_count": 4,
+        "chat_count": 1,
+        "referrer_url": "https://www.example.fi/tyopaikat",
+        "page_url": "https://www.example.fi/yhteystiedot",
+        "visit_duration_s": 311,
+        "latitude": 61.4978,
+        "longitude": 23.761,
+        "messages": [
+            {"message_id": "m1", "sent_at": started, "sender": "VISITOR", "agent_username": None, "text": "Hei!"},
+            {"message_id": "m2", "sent_at": started, "sender": "AGENT", "agent_username": "agent.anna", "text": "Hei"},
+        ],
+    }
+    return {name: None for name in CHAT_FIELDS} | chat | overrides
+
+
+def _mystaff_chat(cid: str, *, person_number: str) -> dict[str, Any]:
+    """A chat from the myStaff app: identified by login, no cookie-derived data."""
+    app_fields = {"person_number": person_number, "app_username": person_number.lower(), "app_name": "myStaff"}
+    app_fields |= {"app_version": "5.2.0", "postal_address": "Hämeenkatu 1, Tampere"}
+    web_only = ("visitor_id", "job_title", "company_name", "user_agent", "ip_address", "network_name", "visit_count")
+    web_only += ("chat_count", "referrer_url", "page_url", "visit_duration_s", "latitude", "longitude")
+    chat = _web_chat(cid, visitor="", email=f"{person_number.lower()}@staff.example.fi", channel="MYSTAFF_APP")
+    chat.update(app_fields, contact_consent=False, geolocation_permission=False)
+    chat["cookie_consent"] = {"functional": False, "analytics": False, "marketing": False}
+    return chat | dict.fromkeys(web_only)
+
+
+def _consent_changed(moment: datetime, status: str, evidence: str | None, **identifiers: str | None) -> dict[str, Any]:
+    subject = dict.fromkeys(("email", "phone", "person_number", "app_username", "visitor_id")) | identifiers
+    return {
+        **_envelope("web-chat", moment),
+        "subject": subject,
+        "purpose": "CONTACT_DETAILS",
+        "status": status,
+        "channel": "WEB_CHAT",
+        "evidence": evidence,
+    }
+
+
+def _cdr(call_id: str, caller: str, **overrides: Any) -> dict[str, Any]:
+    return {
+        **_envelope("pbx", T0 + timedelta(minutes=5)),
+        "call_id": call_id,
+        "direction": "INBOUND",
+        "caller_number": caller,
+        "service_number": "+358201234567",
+        "started_at": T0,
+        "answered_at": T0 + timedelta(seconds=15),
+        "ended_at": T0 + timedelta(minutes=5),
+        "answered_by_number": "1001",
+        "answered_by_user": "agent.anna",
+    } | overrides
+
+
+def _recording(recording_id: str, call_id: str, notice: datetime | None) -> dict[str, Any]:
+    return {
+        **_envelope("pbx", T0 + timedelta(minutes=5)),
+        "recording_id": recording_id,
+        "call_id": call_id,
+        "caller_number": "+358500000001",
+        "recording_uri": f"s3://recordings/{recording_id}.opus",
+        "notice_played_at": notice,
+        "recording_started_at": RECORDING_START,
+        "recording_ended_at": T0 + timedelta(minutes=5),
+    }
+
+
+def _expected_strips(chat: dict[str, Any], withdrawals: dict[str, dict[str, datetime]]) -> Counter[str]:
+    """field:reason of every non-null policy field the chat's consents do not cover."""
+    record = POLICY.record("chat_conversation")
+    captured = {
+        "contact_consent": chat["contact_consent"],
+        "cookie.functional": chat["cookie_consent"]["functional"],
+        "cookie.analytics": chat["cookie_consent"]["analytics"],
+        "geolocation": chat["geolocation_permission"],
+    }
+    derived = {"browser", "os", "device_type"} if chat["user_agent"] else set()
+    derived |= {"isp_org"} if chat["network_name"] else set()
+    withdrawn = {**withdrawals.get(chat["visitor_id"] or "", {}), **withdrawals.get(chat["email"] or "", {})}
+    out: Counter[str] = Counter()
+    for name, rule in record.fields.items():
+        present = name in derived or (name in chat and chat[name] not in (None, ""))
+        if not present or rule.needs is None or not rule.applies_to(chat["channel"]):
+            continue
+        if not captured[rule.needs]:
+            out[f"{name}:{NOT_GIVEN[rule.needs]}"] += 1
+        elif rule.needs in withdrawn and withdrawn[rule.needs] >= chat["started_at"]:
+            out[f"{name}:consent_withdrawn"] += 1
+    return out
+
+
+# ---- reading the outputs --------------------------------------------------------------
+
+
+@dataclass
+class Received:
+    topic: str
+    key: bytes | None
+    value: bytes | None
+    headers: list[tuple[str, bytes]]
+    decoded: dict[str, Any] | None = None
+    schema: str | None = None
+
+
+def _consume(
+    bootstrap: str, start: list[TopicPartition], done: Callable[[list[Received]], bool], timeout: float = 60.0
+) -> list[Received]:
+    consumer = Consumer(
+        {"bootstrap.servers": bootstrap, "group.id": f"reader-{uuid.uuid4().hex}", "enable.auto.commit": False}
+    )
+    consumer.assign(start)
+    deserialize = AvroDeserializer()
+    got: list[Received] = []
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            for message in consumer.consume(500, timeout=0.5):
+                if message.error():
+                    continue
+                item = Received(message.topic(), message.key(), message.value(), list(message.headers() or []))
+                if item.topic not in (topics.DLQ.name, topics.QUARANTINE.name) and item.value is not None:
+                    decoded = deserialize(item.value)
+                    item.decoded, item.schema = decoded.value, decoded.schema_name
+                got.append(item)
+            if done(got):
+                break
+        return got
+    finally:
+        consumer.close()
+
+
+def _mine(items: list[Received], tag: str) -> list[Received]:
+    def ours(item: Received) -> bool:
+        if item.decoded is None:
+            return False
+        text = " ".join(str(v) for v in item.decoded.values())
+        return tag in text or any(tag in v.decode(errors="ignore") for _, v in item.headers)
+
+    return [item for item in items if ours(item)]
+
+
+# ---- tests ----------------------------------------------------------------------------
+
+
+def test_traffic_through_the_worker(kafka_bootstrap: str, start_worker: Callable[[str], WorkerProcess]) -> None:
+    tag = uuid.uuid4().hex[:10]
+    worker = start_worker(f"cs-streams-test-{tag}")
+    traffic = Traffic(kafka_bootstrap, tag)
+    out_start = _end_offsets(kafka_bootstrap, OUTPUTS)
+
+    # Phase 1: a contact-consent withdrawal and a cookie revocation, processed before the chats.
+    withdrawn_at = T0 + timedelta(hours=1)
+    w_email, w_visitor = f"withdrawn-{tag}@example.fi", f"visitor-w-{tag}"
+    c_visitor = f"visitor-c-{tag}"
+    withdrawal = _consent_changed(withdrawn_at, "WITHDRAWN", f"ticket-{tag}", email=w_email, visitor_id=w_visitor)
+    traffic.avro("withdrawal", topics.CONSENT.name, w_email, "ConsentChanged", withdrawal)
+    revocation = {
+        **_envelope("web-site", withdrawn_at),
+        "visitor_id": c_visitor,
+        "evidence": f"banner-{tag}",
+        "cookie_consent": {"functional": True, "analytics": False, "marketing": False},
+        "geolocation_permission": False,
+    }
+    traffic.avro("cookie-revocation", topics.CONSENT.name, c_visitor, "CookieConsentChanged", revocation)
+    traffic.flush()
+    ledger_keys = {KEYER.key(IdentifierKind.EMAIL, w_email), KEYER.key(IdentifierKind.VISITOR_ID, c_visitor)}
+    _consume(
+        kafka_bootstrap,
+        [tp for tp in out_start if tp.topic == topics.CONSENT_LEDGER.name],
+        lambda got: ledger_keys <= {i.key.decode() for i in got if i.key},
+    )
+    withdrawals = {
+        w_visitor: {"contact_consent": withdrawn_at},
+        w_email: {"contact_consent": withdrawn_at},
+        c_visitor: {"cookie.analytics": withdrawn_at, "geolocation": withdrawn_at},
+    }
+
+    # Phase 2: chats, calls, recordings and bad input.
+    chats: dict[str, dict[str, Any]] = {}
+    combinations = itertools.product((True, False), (True, False), (True, False), (True, False), USER_AGENTS)
+    for n, (consent, functional, analytics, geolocation, user_agent) in enumerate(combinations, start=1):
+        cid = f"chat-{tag}-{n}"
+        flags = {"contact_consent": consent, "geolocation_permission": geolocation, "user_agent": user_agent}
+        flags["cookie_consent"] = {"functional": functional, "analytics": analytics, "marketing": False}
+        chats[cid] = _web_chat(cid, visitor=f"visitor-{tag}-{n}", email=f"person{n}-{tag}@example.fi", **flags)
+    # the withdrawing subject before and after the withdrawal, and the cookie-revoking visitor before it
+    chats[f"chat-{tag}-101"] = _web_chat(f"chat-{tag}-101", visitor=w_visitor, email=w_email)
+    chats[f"chat-{tag}-102"] = _web_chat(
+        f"chat-{tag}-102", visitor=w_visitor, email=w_email, started=withdrawn_at + timedelta(hours=1)
+    )
+    chats[f"chat-{tag}-103"] = _web_chat(f"chat-{tag}-103", visitor=c_visitor, email=f"c-{tag}@example.fi")
+    for n in (201, 202, 203):
+        chats[f"chat-{tag}-{n}"] = _mystaff_chat(f"chat-{tag}-{n}", person_number=f"P{n}-{tag}")
+    for cid, chat in chats.items():
+        traffic.avro(cid, topics.CHAT.name, cid, "ChatConversation", chat)
+
+    calls = {f"call-{tag}-{n}": _cdr(f"call-{tag}-{n}", f"+35850{n:07d}") for n in range(1, 5)}
+    calls[f"call-{tag}-5"] = _cdr(f"call-{tag}-5", "anonymous")
+    for call_id, cdr in calls.items():
+        traffic.avro(call_id, topics.CALL.name, call_id, "CallDetailRecord", cdr)
+    notices = {
+        "noticed-1": T0 + timedelta(seconds=3),
+        "noticed-2": RECORDING_START,
+        "unnoticed-1": None,
+        "unnoticed-2": RECORDING_START + timedelta(seconds=2),
+    }
+    for label, notice in notices.items():
+        recording = _recording(f"rec-{tag}-{label}", f"call-{tag}-1", notice)
+        traffic.avro(label, topics.CALL.name, f"call-{tag}-1", "CallRecording", recording)
+
+    encode = {name: AvroSerializer(name) for name in ("ChatConversation", "CallDetailRecord", "ConsentChanged")}
+    unknown_channel = {**chats[f"chat-{tag}-2"], "channel": "UNKNOWN"}
+    wrong_call = _cdr(f"call-{tag}-9", "+358501234567", ended_at=T0 - timedelta(seconds=1))
+    nobody = _consent_changed(T0, "GIVEN", None)
+    bad = {
+        "garbage-chat": (topics.CHAT.name, b"\x00not avro at all", "SerdeError"),
+        "truncated-chat": (topics.CHAT.name, encode["ChatConversation"](chats[f"chat-{tag}-1"])[:40], "SerdeError"),
+        "call-on-chat-topic": (topics.CHAT.name, encode["CallDetailRecord"](calls[f"call-{tag}-1"]), "InvalidEvent"),
+        "unknown-channel": (topics.CHAT.name, encode["ChatConversation"](unknown_channel), "InvalidEvent"),
+        "call-ends-before-start": (topics.CALL.name, encode["CallDetailRecord"](wrong_call), "InvalidEvent"),
+        "consent-without-subject": (topics.CONSENT.name, encode["ConsentChanged"](nobody), "InvalidEvent"),
+    }
+    for label, (topic, value, _) in bad.items():
+        traffic.send(label, topic, f"bad-{tag}-{label}", value, headers=[("trace-id", tag.encode())])
+    traffic.flush()
+
+    expected_chat_rows = len(chats) + sum(len(c["messages"]) for c in chats.values())
+    expected_call_rows = len(calls) + 2
+
+    def complete(got: list[Received]) -> bool:
+        mine = _mine(got, tag)
+        letters = [
+            i
+            for i in got
+            if i.topic in (topics.DLQ.name, topics.QUARANTINE.name)
+            and i.key
+            and i.key.decode().startswith(("bad-", f"call-{tag}"))
+        ]
+        return (
+            sum(i.topic == topics.CHAT_ENRICHED.name for i in mine) >= expected_chat_rows
+            and sum(i.topic == topics.CALL_ENRICHED.name for i in mine) >= expected_call_rows
+            and len(letters) >= len(bad) + 2
+        )
+
+    got = _consume(kafka_bootstrap, out_start, complete)
+    mine = _mine(got, tag)
+
+    # Enriched chats: every conversation and message, stripped exactly as the policy implies.
+    conversations = {i.decoded["conversation_id"]: i for i in mine if i.schema == "cs.records.ChatConversationRecord"}
+    messages = [i for i in mine if i.schema == "cs.records.ChatMessageRecord"]
+    assert set(conversations) == set(chats)
+    assert len(messages) == sum(len(c["messages"]) for c in chats.values())
+    expected_total: Counter[str] = Counter()
+    for cid, chat in chats.items():
+        row = conversations[cid].decoded
+        expected = _expected_strips(chat, withdrawals)
+        assert Counter(row["stripped"]) == expected, cid
+        for strip in expected:
+            assert row[strip.split(":")[0]] is None
+        expected_total += expected
+        assert conversations[cid].key == cid.encode()
+        assert row["expires_at"] == chat["started_at"] + POLICY.record("chat_conversation").retention
+    assert expected_total["email:no_contact_consent"] == 16  # half of the 32 combinations
+    assert expected_total["email:consent_withdrawn"] == 1
+    kept = conversations[f"chat-{tag}-102"].decoded  # started after the withdrawal: a fresh consent
+    assert kept["email"] == w_email and kept["contact_consent"] is True
+    enriched = conversations[f"chat-{tag}-1"].decoded
+    assert (enriched["browser"], enriched["os"], enriched["device_type"]) == ("Chrome 124", "Windows", "computer")
+    assert (enriched["isp_org"], enriched["city"], enriched["phone"]) == ("elisa-laajakaista.fi", None, "+358400000001")
+
+    # Calls and recordings: only the noticed recordings are stored.
+    call_rows = {i.decoded["event_id"]: i.decoded for i in mine if i.schema == "cs.records.CallRecord"}
+    recordings = {i.decoded["recording_id"] for i in mine if i.schema == "cs.records.CallRecordingRecord"}
+    assert set(call_rows) == set(calls)
+    assert call_rows[f"call-{tag}-1"]["caller_number"] == "+358500000001"
+    assert recordings == {f"rec-{tag}-noticed-1", f"rec-{tag}-noticed-2"}
+
+    # Ledger rows and subjects.
+    ledger = [i for i in got if i.topic == topics.CONSENT_LEDGER.name and i.key and i.key.decode() in ledger_keys]
+    assert {i.decoded["kind"] for i in ledger} == {"CONSENT", "COOKIE"}
+    subject_keys = {i.key.decode() for i in got if i.topic == topics.SUBJECTS.name and i.key}
+    expected_subjects = {KEYER.key(IdentifierKind.PERSON_NUMBER, f"P{n}-{tag}") for n in (201, 202, 203)}
+    expected_subjects |= {KEYER.key(IdentifierKind.PHONE, f"+35850{n:07d}") for n in range(1, 5)}
+    expected_subjects |= {
+        KEYER.key(IdentifierKind.EMAIL, c["email"])
+        for c in chats.values()
+        if c["channel"] == "WEB" and c["contact_consent"] and c["conversation_id"] != f"chat-{tag}-101"
+    }
+    assert expected_subjects <= subject_keys
+    assert KEYER.key(IdentifierKind.EMAIL, chats[f"chat-{tag}-17"]["email"]) not in subject_keys  # no consent
+
+    # Quarantine and dead letters: exactly the unnoticed recordings and the bad messages.
+    def letters(topic: str) -> dict[tuple[int, int], Received]:
+        out = {}
+        for item in got:
+            if item.topic == topic:
+                h = parse_headers(item.headers)
+                if h.get("dlq.stage") == "streams":
+                    out[(h["dlq.source.topic"], int(h["dlq.source.partition"]), int(h["dlq.source.offset"]))] = item
+        return out
+
+    sent_at = {(s.topic, s.partition, s.offset): label for label, s in traffic.sent.items()}
+    quarantined = {sent_at[k]: v for k, v in letters(topics.QUARANTINE.name).items() if k in sent_at}
+    dead = {sent_at[k]: v for k, v in letters(topics.DLQ.name).items() if k in sent_at}
+    assert set(quarantined) == {"unnoticed-1", "unnoticed-2"}
+    assert set(dead) == set(bad)
+    for label, item in {**quarantined, **dead}.items():
+        original = traffic.sent[label]
+        assert (item.key, item.value) == (original.key, original.value), label
+        assert ("trace-id", tag.encode()) in item.headers
+    for label, item in dead.items():
+        headers = parse_headers(item.headers)
+        assert headers["dlq.error.class"] == bad[label][2], (label, headers)
+        assert headers["dlq.source.topic"] == bad[label][0]
+    assert parse_headers(quarantined["unnoticed-1"].headers)["dlq.error"].startswith("recording without prior notice")
+
+    # The metrics say the same (exactly, unless someone else's traffic reached this worker).
+    metrics = worker.metrics()
+
+    def total(name: str, **labels: str) -> float:
+        return sum(
+            value
+            for (metric, lbls), value in metrics.items()
+            if metric == name and all(dict(lbls).get(k) == v for k, v in labels.items())
+        )
+
+    produced_inputs = len(traffic.sent)
+    foreign = total("records_streams_events_in_total") != produced_inputs
+    compare: Callable[[float, float], bool] = (lambda a, b: a >= b) if foreign else (lambda a, b: a == b)
+    for strip, count in expected_total.items():
+        field_name, reason = strip.split(":")
+        assert compare(
+            total("records_streams_stripped_total", record_type="chat_conversation", field=field_name, reason=reason),
+            count,
+        ), strip
+    assert compare(total("records_streams_quarantined_total", reason="recording_notice_before_start"), 2)
+    assert compare(total("records_streams_dead_lettered_total"), len(bad))
+    assert compare(total("records_streams_events_out_total", topic=topics.CHAT_ENRICHED.name), expected_chat_rows)
+
+
+def test_a_restarted_worker_recovers_the_consent_table_from_its_changelog(
+    kafka_bootstrap: str, start_worker: Callable[[str], WorkerProcess]
+) -> None:
+    tag = uuid.uuid4().hex[:10]
+    app_id = f"cs-streams-test-{tag}"
+    email, visitor = f"restart-{tag}@example.fi", f"visitor-r-{tag}"
+    withdrawn_at = T0 + timedelta(hours=1)
+
+    first = start_worker(app_id)
+    out_start = _end_offsets(kafka_bootstrap, OUTPUTS)
+    traffic = Traffic(kafka_bootstrap, tag)
+    withdrawal = _consent_changed(withdrawn_at, "WITHDRAWN", None, email=email)
+    traffic.avro("withdrawal", topics.CONSENT.name, email, "ConsentChanged", withdrawal)
+    traffic.flush()
+    email_key = KEYER.key(IdentifierKind.EMAIL, email)
+    ledger = _consume(
+        kafka_bootstrap,
+        [tp for tp in out_start if tp.topic == topics.CONSENT_LEDGER.name],
+        lambda got: any(i.key == (email_key or "").encode() for i in got),
+    )
+    assert any(i.key == (email_key or "").encode() for i in ledger)
+    first.stop()
+    assert first.process is not None and first.process.returncode == 0, first.log()[-2000:]
+
+    second = start_worker(app_id)  # a new process: its memory store starts empty
+    assert f"{app_id}-consent-changelog" in second.log()  # it read the changelog on start
+    cid = f"chat-{tag}-1"
+    chat = _web_chat(cid, visitor=visitor, email=email)
+    out_start = _end_offsets(kafka_bootstrap, (topics.CHAT_ENRICHED,))
+    traffic.avro(cid, topics.CHAT.name, cid, "ChatConversation", chat)
+    traffic.flush()
+
+    def found(got: list[Received]) -> bool:
+        return any(i.schema == "cs.records.ChatConversationRecord" and i.key == cid.encode() for i in got)
+
+    got = _consume(kafka_bootstrap, out_start, found)
+    (row,) = [i.decoded for i in got if i.schema == "cs.records.ChatConversationRecord" and i.key == cid.encode()]
+    assert row is not None
+    assert (row["name"], row["email"], row["phone"], row["contact_consent"]) == (None, None, None, False)
+    assert {"name:consent_withdrawn", "email:consent_withdrawn", "phone:consent_withdrawn"} <= set(row["stripped"])
+    assert row["browser"] == "Chrome 124"  # the other consents still hold
+    assert email_key not in row["subject_keys"]

@@ -1,0 +1,117 @@
+"""The worker's routing without a broker: messages in, what it would send out."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from pipeline import topics
+from pipeline.config import load_settings
+from pipeline.dead_letter import parse_headers
+from pipeline.serde import AvroDeserializer, AvroSerializer
+from pipeline.subject_keys import IdentifierKind, SubjectKeyer
+from streams.app import StreamsWorker, _Batch, _now
+from streams.consent_state import EMPTY, ConsentChange, apply, to_millis
+from tests.unit.test_enforce_consent import _chat
+from tests.unit.test_enforce_rows import _cdr, _recording
+
+KEYER = SubjectKeyer(bytes(range(32)))
+
+
+@pytest.fixture
+def worker(tmp_path: Path) -> tuple[StreamsWorker, CollectorRegistry]:
+    registry = CollectorRegistry()
+    settings = load_settings(env={"RECORDS_DATA_DIR": str(tmp_path)})
+    return StreamsWorker(settings, KEYER, registry=registry), registry
+
+
+def _message(topic: str, value: bytes, offset: int = 7) -> Any:
+    return SimpleNamespace(
+        message=SimpleNamespace(
+            topic=topic, partition=1, offset=offset, key=b"the-key", value=value, headers=[("trace", b"t1")]
+        )
+    )
+
+
+def _run(worker: StreamsWorker, *events: Any) -> _Batch:
+    batch = _Batch(_now())
+    for event in events:
+        worker._process(event, batch)
+    worker._count(batch)
+    return batch
+
+
+def test_bad_input_goes_to_the_dlq_untouched_with_its_reason(worker: tuple[StreamsWorker, CollectorRegistry]) -> None:
+    app, registry = worker
+    cases = {
+        b"junk": "SerdeError",
+        AvroSerializer("CallDetailRecord")(_cdr()): "InvalidEvent",  # not a chat
+        AvroSerializer("ChatConversation")(_chat(channel="UNKNOWN")): "InvalidEvent",
+    }
+    batch = _run(app, *(_message(topics.CHAT.name, value, offset=i) for i, value in enumerate(cases)))
+    assert [topic for topic, *_ in batch.sends] == [topics.DLQ.name] * 3
+    for (_, key, value, headers), (original, error_class) in zip(batch.sends, cases.items(), strict=True):
+        assert (key, value) == (b"the-key", original)
+        assert headers[0] == ("trace", b"t1")
+        dlq = parse_headers(headers)
+        assert (dlq["dlq.error.class"], dlq["dlq.source.topic"], dlq["dlq.stage"]) == (
+            error_class,
+            topics.CHAT.name,
+            "streams",
+        )
+    assert (
+        registry.get_sample_value(
+            "records_streams_dead_lettered_total", {"source_topic": topics.CHAT.name, "error_class": "InvalidEvent"}
+        )
+        == 2
+    )
+
+
+def test_an_unnoticed_recording_is_quarantined_and_counted(worker: tuple[StreamsWorker, CollectorRegistry]) -> None:
+    app, registry = worker
+    value = AvroSerializer("CallRecording")(_recording(notice_played_at=None))
+    batch = _run(app, _message(topics.CALL.name, value))
+    ((topic, key, sent, headers),) = batch.sends
+    assert (topic, key, sent) == (topics.QUARANTINE.name, b"the-key", value)
+    assert parse_headers(headers)["dlq.error"].startswith("recording without prior notice")
+    assert (
+        registry.get_sample_value("records_streams_quarantined_total", {"reason": "recording_notice_before_start"}) == 1
+    )
+
+
+def test_a_chat_is_enforced_against_the_consent_table(worker: tuple[StreamsWorker, CollectorRegistry]) -> None:
+    app, registry = worker
+    message = {"message_id": "m1", "sent_at": datetime(2026, 11, 1, 10, tzinfo=UTC), "sender": "VISITOR"}
+    chat = _chat(messages=[{**message, "agent_username": None, "text": "Hei"}])
+    withdrawn = apply(
+        EMPTY, ConsentChange(to_millis(chat["started_at"] + timedelta(hours=1)), {"contact_consent": False})
+    )
+    visitor_key = KEYER.key(IdentifierKind.VISITOR_ID, "v-1")
+    assert visitor_key is not None
+    app.consent_table.data[visitor_key.encode()] = withdrawn.to_json()  # as if restored from the changelog
+    batch = _run(app, _message(topics.CHAT.name, AvroSerializer("ChatConversation")(chat)))
+    assert [(topic, key) for topic, key, *_ in batch.sends] == [
+        (topics.CHAT_ENRICHED.name, b"conv-1"),
+        (topics.CHAT_ENRICHED.name, b"conv-1"),
+    ]
+    row = AvroDeserializer()(batch.sends[0][2]).value
+    assert row["email"] is None and "email:consent_withdrawn" in row["stripped"]
+    assert (
+        registry.get_sample_value(
+            "records_streams_stripped_total",
+            {"record_type": "chat_conversation", "field": "email", "reason": "consent_withdrawn"},
+        )
+        == 1
+    )
+    assert (
+        registry.get_sample_value(
+            "records_streams_events_out_total",
+            {"topic": topics.CHAT_ENRICHED.name, "schema": "cs.records.ChatMessageRecord"},
+        )
+        == 1
+    )

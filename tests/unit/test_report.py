@@ -1,0 +1,256 @@
+"""The compliance report's verdicts and its HTML page, from hand-made evidence (no services)."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from pipeline.clickhouse_ddl import table_models
+from pipeline.policy import default_policy
+from pipeline.topics import ALL_TOPICS
+from retention_jobs.linger import topic_linger
+from retention_jobs.report import (
+    ConsentBreach,
+    DsrStats,
+    Evidence,
+    KafkaEvidence,
+    RecordAges,
+    TopicEvidence,
+    age_bin_days,
+    evaluate,
+    latency_edges,
+)
+from retention_jobs.report_html import render_html
+
+POLICY = default_policy()
+NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
+
+
+def clean_evidence() -> Evidence:
+    """Evidence of a deployment that keeps every commitment."""
+    models = table_models(POLICY)
+    hidden = {"subject_keys", "source_event_id"}
+    ages = {}
+    for model in models:
+        limit = model.record.retention_days
+        bins = age_bin_days(limit)
+        ages[model.record.record_type] = RecordAges(
+            model.record.record_type, 30, 0, limit - 1.5, bins, tuple([3] * (limit // bins - 1) + [0, 0])
+        )
+    edges = latency_edges(POLICY.erasure_max_linger)
+    return Evidence(
+        collected_at=NOW,
+        storage="embedded chDB at /tmp/x",
+        ages=ages,
+        record_columns={m.name: tuple(c.name for c in m.columns) for m in models},
+        analyst_columns={
+            m.name: tuple(
+                c.name for c in m.columns if c.name not in hidden and c.name not in m.record.identifier_fields
+            )
+            for m in models
+        },
+        analyst_restriction_filter={m.name: m.has_subject_keys for m in models},
+        stripped={
+            ("chat_conversation", "email", "no_contact_consent"): 12,
+            ("chat_conversation", "city", "no_cookie_analytics"): 4,
+        },
+        consent_breaches=tuple(
+            ConsentBreach("chat_conversation", name, rule.needs or "", 0)
+            for name, rule in POLICY.record("chat_conversation").fields.items()
+            if rule.needs
+        ),
+        recordings_without_prior_notice=0,
+        dsr=(
+            DsrStats("ERASURE", {"COMPLETED": 5, "REJECTED": 1}, 40.0, 300.0, 400.0),
+            DsrStats("ACCESS", {"COMPLETED": 2}, 10.0, 20.0, 20.0),
+        ),
+        erasure_latency_edges_s=edges,
+        erasure_latency_histogram=(1, 4) + (0,) * (len(edges) - 1),
+        erased_subjects=5,
+        rows_surviving_erasure={"chat_conversation": 0, "call": 0},
+        active_restrictions=1,
+        kafka=KafkaEvidence(
+            topics=tuple(
+                TopicEvidence(t.name, t.personal_data, True, (), topic_linger({**t.config, "retention.ms": "86400000"}))
+                for t in ALL_TOPICS
+            )
+        ),
+    )
+
+
+def failing(evidence: Evidence) -> list[str]:
+    return [line.id for line in evaluate(POLICY, evidence).lines if not line.passed]
+
+
+def test_clean_evidence_passes_every_commitment() -> None:
+    report = evaluate(POLICY, clean_evidence())
+
+    assert failing(clean_evidence()) == []
+    assert report.passed
+    ids = [line.id for line in report.lines]
+    assert len(ids) == len(set(ids))
+    assert {f"retention.{r}" for r in POLICY.records} <= set(ids)
+    assert {
+        "categories",
+        "legal_bases",
+        "consent",
+        "stripped",
+        "recording_notice",
+        "rights.access",
+        "rights.rectification",
+        "rights.erasure",
+        "rights.restriction",
+        "rights.objection",
+        "rights.portability",
+        "rights.consent_withdrawal",
+        "erasure_proof",
+        "no_profiling",
+        "access_control",
+        "kafka_config",
+        "kafka_linger",
+    } <= set(ids)
+    assert "oldest of 30 rows is 178.5 d old, limit 180 d" in report.line("retention.chat_conversation").evidence
+    assert "p50 40 s, p95 5 min, max 7 min" in report.line("rights.erasure").evidence
+
+
+def test_json_has_a_pass_or_fail_per_commitment() -> None:
+    data = json.loads(json.dumps(evaluate(POLICY, clean_evidence()).to_dict()))
+    assert data["passed"] is True
+    assert all(line["status"] in ("pass", "fail") for line in data["lines"])
+    assert data["summary"] == {"pass": len(data["lines"]), "fail": 0}
+    assert data["record_ages"]["call_recording"]["limit_days"] == 90
+    assert data["kafka"]["max_linger_ms"] == 30 * 86_400_000
+
+
+def test_rows_past_their_limit_fail_that_retention_line_only() -> None:
+    ev = clean_evidence()
+    ages = dict(ev.ages)
+    ages["call_recording"] = replace(ages["call_recording"], expired_rows=2, oldest_age_days=120.0)
+    report = evaluate(POLICY, replace(ev, ages=ages))
+    assert [line.id for line in report.lines if not line.passed] == ["retention.call_recording"]
+    assert (
+        "oldest of 30 rows is 120.0 d old, limit 90 d; 2 rows past the limit"
+        in report.line("retention.call_recording").evidence
+    )
+
+
+def test_consent_based_field_without_consent_fails() -> None:
+    ev = clean_evidence()
+    breaches = (*ev.consent_breaches, ConsentBreach("chat_conversation", "latitude", "geolocation", 3, withdrawn=True))
+    report = evaluate(POLICY, replace(ev, consent_breaches=breaches))
+    assert not report.line("consent").passed
+    assert report.line("consent").details == ("chat_conversation.latitude: 3 row(s) after withdrawal of geolocation",)
+
+
+def test_stripping_a_field_the_policy_does_not_name_fails() -> None:
+    ev = clean_evidence()
+    assert failing(replace(ev, stripped={**ev.stripped, ("call", "duration_s", "whatever"): 1})) == ["stripped"]
+
+
+def test_recording_started_before_its_notice_fails() -> None:
+    assert failing(replace(clean_evidence(), recordings_without_prior_notice=1)) == ["recording_notice"]
+
+
+def test_failed_request_fails_its_right_and_slow_erasure_fails_erasure() -> None:
+    ev = clean_evidence()
+    failed = replace(ev, dsr=(*ev.dsr, DsrStats("RECTIFICATION", {"COMPLETED": 3, "FAILED": 1})))
+    assert failing(failed) == ["rights.rectification"]
+    slow = replace(ev, dsr=(DsrStats("ERASURE", {"COMPLETED": 1}, 1.0, 1.0, 31 * 86400.0),))
+    assert failing(slow) == ["rights.erasure"]
+
+
+def test_no_request_yet_is_said_plainly() -> None:
+    line = evaluate(POLICY, clean_evidence()).line("rights.objection")
+    assert line.passed
+    assert "no request received yet" in line.evidence
+
+
+def test_rows_of_erased_subjects_fail_the_erasure_proof() -> None:
+    ev = replace(clean_evidence(), rows_surviving_erasure={"chat_conversation": 2, "call": 0})
+    assert failing(ev) == ["erasure_proof"]
+    assert evaluate(POLICY, ev).line("erasure_proof").details == ("chat_conversation: 2",)
+
+
+def test_a_scoring_column_fails_no_profiling() -> None:
+    ev = clean_evidence()
+    columns = dict(ev.record_columns)
+    columns["calls"] = (*columns["calls"], "caller_risk_score")
+    assert failing(replace(ev, record_columns=columns)) == ["no_profiling"]
+    assert failing(replace(ev, other_tables=("customer_profiles",))) == ["no_profiling"]
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        ({"email_in_view": True}, "exposed: analyst.chat_conversations.email"),
+        ({"subject_keys_in_view": True}, "exposed: analyst.calls.subject_keys"),
+        ({"unfiltered": True}, "views not hiding restricted subjects: calls"),
+    ],
+)
+def test_access_control_catches_identifiers_and_unfiltered_views(change: dict[str, bool], expected: str) -> None:
+    ev = clean_evidence()
+    views = dict(ev.analyst_columns)
+    filters = dict(ev.analyst_restriction_filter)
+    if change.get("email_in_view"):
+        views["chat_conversations"] = (*views["chat_conversations"], "email")
+    if change.get("subject_keys_in_view"):
+        views["calls"] = (*views["calls"], "subject_keys")
+    if change.get("unfiltered"):
+        filters["calls"] = False
+    report = evaluate(POLICY, replace(ev, analyst_columns=views, analyst_restriction_filter=filters))
+    assert not report.line("access_control").passed
+    assert expected in report.line("access_control").evidence
+
+
+def test_unreachable_kafka_makes_the_kafka_lines_unknown_and_failed() -> None:
+    ev = replace(clean_evidence(), kafka=KafkaEvidence(error="cannot reach Kafka at 127.0.0.1:1: timed out"))
+    report = evaluate(POLICY, ev)
+    assert failing(ev) == ["kafka_config", "kafka_linger"]
+    assert report.line("kafka_linger").evidence == "unknown: cannot reach Kafka at 127.0.0.1:1: timed out"
+
+
+def test_topic_lingering_past_the_bound_or_drifted_fails() -> None:
+    ev = clean_evidence()
+    topics = list(ev.kafka.topics)
+    dlq = next(i for i, t in enumerate(topics) if t.name == "cs.dlq.v1")
+    config = {"cleanup.policy": "delete", "retention.ms": str(90 * 86_400_000), "segment.ms": "86400000"}
+    topics[dlq] = replace(
+        topics[dlq], drift=("retention.ms 7776000000 (expected 604800000)",), linger=topic_linger(config)
+    )
+    report = evaluate(POLICY, replace(ev, kafka=KafkaEvidence(topics=tuple(topics))))
+    assert [line.id for line in report.lines if not line.passed] == ["kafka_config", "kafka_linger"]
+    assert "cs.dlq.v1 91 d" in report.line("kafka_linger").evidence
+
+
+def test_html_is_self_contained_with_one_age_chart_per_record_type() -> None:
+    page = render_html(evaluate(POLICY, clean_evidence()))
+
+    assert page.startswith("<!DOCTYPE html>")
+    for record_type in POLICY.records:
+        assert len(re.findall(rf'<svg class="chart age-chart age-{record_type}"', page)) == 1
+    assert page.count('class="chart latency-chart"') == 1
+    assert page.count('class="chart linger-chart"') == 1
+    assert page.count('<tr class="line pass"') == len(evaluate(POLICY, clean_evidence()).lines)
+    assert_self_contained(page)
+
+
+def assert_self_contained(page: str) -> None:
+    """Nothing the browser would fetch: no URL, no script, no external reference."""
+    lowered = page.lower()
+    for needle in ("http://", "https://", "src=", "href=", "<script", "<link", "@import", "url(", "<iframe"):
+        assert needle not in lowered, needle
+
+
+def test_html_escapes_evidence_text() -> None:
+    ev = replace(clean_evidence(), storage="<b>x</b>")
+    page = render_html(evaluate(POLICY, ev))
+    assert "<b>x</b>" not in page and "&lt;b&gt;x&lt;/b&gt;" in page
+
+
+def test_latency_edges_end_at_the_policy_bound() -> None:
+    assert latency_edges(timedelta(days=30))[-1] == 30 * 86400
+    assert latency_edges(timedelta(hours=2)) == (60, 600, 3600, 7200)

@@ -1,0 +1,41 @@
+from __future__ import annotations
+
+from pipeline.kafka.admin import TopicState, plan_topic_changes
+from pipeline.topics import ALL_TOPICS, DLQ, SUBJECTS, TopicSpec
+
+
+def _state(spec: TopicSpec, **overrides: str) -> TopicState:
+    return TopicState(spec.name, spec.partitions, {**spec.config, "min.insync.replicas": "1", **overrides})
+
+
+def test_missing_topics_are_created() -> None:
+    changes = plan_topic_changes(ALL_TOPICS, {})
+    assert [c.kind for c in changes] == ["create"] * len(ALL_TOPICS)
+
+
+def test_matching_topics_need_nothing_even_with_extra_settings() -> None:
+    assert plan_topic_changes(ALL_TOPICS, {s.name: _state(s) for s in ALL_TOPICS}) == []
+
+
+def test_drift_is_planned_back() -> None:
+    actual = {s.name: _state(s) for s in ALL_TOPICS}
+    actual[DLQ.name] = _state(DLQ, **{"retention.ms": "1000"})
+    actual[SUBJECTS.name] = TopicState(SUBJECTS.name, 1, dict(SUBJECTS.config))
+    changes = plan_topic_changes(ALL_TOPICS, actual)
+    described = sorted(c.describe() for c in changes)
+    assert described == [
+        f"{DLQ.name}: retention.ms 1000 -> {DLQ.config['retention.ms']}",
+        f"{SUBJECTS.name}: partitions 1 -> {SUBJECTS.partitions}",
+    ]
+
+
+def test_partitions_never_shrink() -> None:
+    actual = {s.name: TopicState(s.name, s.partitions + 5, dict(s.config)) for s in ALL_TOPICS}
+    assert plan_topic_changes(ALL_TOPICS, actual) == []
+
+
+def test_compacted_topics_bound_their_compaction_lag() -> None:
+    for spec in ALL_TOPICS:
+        if spec.compacted:
+            assert int(spec.config["max.compaction.lag.ms"]) <= 86_400_000
+            assert int(spec.config["segment.ms"]) <= 86_400_000
