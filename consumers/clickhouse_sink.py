@@ -117,13 +117,18 @@ class SinkOptions:
     """
 
     group_id: str = DEFAULT_GROUP_ID
+    # Static group membership: a sink restarted with the same instance id gets its
+    # partitions back at once instead of waiting for the dead member's session to expire.
+    # Embedded mode has a natural one (one sink per chDB directory); None: dynamic.
+    instance_id: str | None = None
+    session_timeout_ms: int = 10_000
     batch_size: int = 50_000
     batch_max_s: float = 1.0
     batch_max_bytes: int = 64 * 1024 * 1024
     poll_max: int = 10_000
     retry_initial_s: float = 0.5
     retry_max_s: float = 30.0
-    lag_every_s: float = 5.0
+    lag_every_s: float = 1.0
     record_topics: tuple[TopicSpec, ...] = RECORD_TOPICS
     dlq_topic: str = topics.DLQ.name
 
@@ -245,6 +250,9 @@ class ClickHouseSink:
             self.options.group_id,
             extra={
                 "client.id": "cs-clickhouse-sink",
+                "session.timeout.ms": str(self.options.session_timeout_ms),
+                "heartbeat.interval.ms": str(max(1000, self.options.session_timeout_ms // 4)),
+                **({"group.instance.id": self.options.instance_id} if self.options.instance_id else {}),
                 "max.poll.interval.ms": "600000",
                 "fetch.max.bytes": str(64 * 1024 * 1024),
                 "max.partition.fetch.bytes": str(8 * 1024 * 1024),
@@ -271,6 +279,7 @@ class ClickHouseSink:
                 if self._producer is not None:
                     with contextlib.suppress(RecordsError):
                         self._producer.flush(10)
+                    self._producer = None
 
     def _new_batch(self) -> Batch:
         return Batch(self.routes, self.deserializer)
@@ -291,10 +300,6 @@ class ClickHouseSink:
 
     def _add(self, batch: Batch, message: KafkaMessage) -> None:
         batch.add(message)
-        topic = message.topic() or ""
-        self.metrics.messages.labels(topic).inc()
-        if message.value() is None and topic not in self.routes.command_topics:
-            self.metrics.skipped.labels(topic).inc()
 
     def _due(self) -> bool:
         batch = self._batch
@@ -362,6 +367,10 @@ class ClickHouseSink:
         self._commit(batch)
         self.metrics.batch_seconds.observe(time.perf_counter() - started)
         self.metrics.batch_rows.observe(batch.rows)
+        for topic, count in batch.by_topic.items():
+            self.metrics.messages.labels(topic).inc(count)
+        for topic, count in batch.skipped_by_topic.items():
+            self.metrics.skipped.labels(topic).inc(count)
         log.debug("batch committed: %s", describe(batch))
 
     def _insert(self, batch: Batch, group: Group) -> None:
@@ -393,13 +402,14 @@ class ClickHouseSink:
     def _clear_withdrawn(self, batch: Batch) -> None:
         ledger_ids = batch.ids_of(self._ledger.name)
         for table in self._consent_tables:
-            query = affected_query(
+            found = affected_query(
                 table, self._ledger, new_row_ids=batch.ids_of(table.model.name), new_ledger_ids=ledger_ids
             )
-            if query is None:
+            if found is None:
                 continue
+            query, parameters = found
             affected: dict[str, set[str]] = {}
-            for event_id, need in self.client.query(query, settings=_BIG_QUERY).result_rows:
+            for event_id, need in self.client.query(query, parameters=parameters).result_rows:
                 affected.setdefault(need, set()).add(event_id)
             mutation = clearing_mutation(table, affected)
             if mutation is None:

@@ -18,7 +18,8 @@ ledger rows or rows of a table with consent-bound fields:
    inserted by this batch (the row came after its withdrawal was stored, or was replayed
    after a crash with its old values), joined with every stored denial of their keys;
    only rows where a field to clear is still non-null count, so applying twice finds
-   nothing the second time;
+   nothing the second time. No FINAL: any stored version of a row that still holds a
+   value is enough, and the mutation clears every version of that id;
 2. `clearing_mutation` clears them: ONE `ALTER TABLE ... UPDATE` per table per batch,
    selecting the rows by `event_id` (the sorting key, so only their granules are read).
 """
@@ -104,18 +105,23 @@ def affected_query(
     *,
     new_row_ids: Collection[str],
     new_ledger_ids: Collection[str],
-) -> str | None:
-    """SELECT event_id, need: the fields to clear after a batch; None when there is nothing to look at."""
+) -> tuple[str, dict[str, list[str]]] | None:
+    """SELECT event_id, need: the fields to clear after a batch, with its query parameters
+    (the batch's ids travel as parameters, not as SQL text); None when there is nothing to
+    look at."""
     if not new_row_ids and not new_ledger_ids:
         return None
     selectors = []
+    parameters: dict[str, list[str]] = {}
     if new_row_ids:
-        selectors.append(f"event_id IN {sql_strings(new_row_ids)}")
+        selectors.append("event_id IN {new_row_ids:Array(String)}")
+        parameters["new_row_ids"] = list(new_row_ids)
     if new_ledger_ids:
         selectors.append(
             f"hasAny(subject_keys, (SELECT groupArrayArray(subject_keys) FROM {ledger.qualified} "
-            f"WHERE event_id IN {sql_strings(new_ledger_ids)}))"
+            "WHERE event_id IN {new_ledger_ids:Array(String)}))"
         )
+        parameters["new_ledger_ids"] = list(new_ledger_ids)
     needs = sorted(table.fields)
     holds = " OR ".join(
         f"(d.need = {sql_string(need)} AND ({' OR '.join(table.applies(r) for r in table.fields[need])}))"
@@ -124,22 +130,23 @@ def affected_query(
     rows = (
         f"SELECT event_id, subject_keys, `{table.time_field}` AS row_time, "
         + ", ".join(f"`{c}`" for c in _row_columns(table))
-        + f" FROM {table.model.qualified} FINAL WHERE {' OR '.join(selectors)}"
+        + f" FROM {table.model.qualified} WHERE {' OR '.join(selectors)}"
     )
-    return (
+    sql = (
         f"WITH rows AS ({rows})\n"
         "SELECT DISTINCT r.event_id, d.need\n"
         "FROM rows AS r ARRAY JOIN r.subject_keys AS key\n"
         "INNER JOIN (\n"
         "    SELECT key, need, max(event_time) AS until FROM (\n"
         f"        SELECT arrayJoin(subject_keys) AS key, event_time, arrayJoin({_denied_needs(needs)}) AS need\n"
-        f"        FROM {ledger.qualified} FINAL\n"
+        f"        FROM {ledger.qualified}\n"
         f"        WHERE ({' OR '.join(DENIALS[n] for n in needs)})\n"
         "          AND hasAny(subject_keys, (SELECT groupArrayArray(subject_keys) FROM rows))\n"
         "    ) GROUP BY key, need\n"
         ") AS d ON key = d.key\n"
         f"WHERE r.row_time <= d.until AND ({holds})"
     )
+    return sql, parameters
 
 
 def _row_columns(table: ConsentBoundTable) -> list[str]:

@@ -8,8 +8,8 @@ and error class names: never personal data.
 | metric | labels | meaning |
 | --- | --- | --- |
 | records_sink_rows_inserted_total | table | rows inserted (replays of a batch count again) |
-| records_sink_messages_total | topic | messages consumed |
-| records_sink_skipped_total | topic | tombstones of compacted topics (nothing to store) |
+| records_sink_messages_total | topic | messages consumed (counted when their batch is committed) |
+| records_sink_skipped_total | topic | tombstones of compacted topics (nothing to store), per committed batch |
 | records_sink_dead_lettered_total | source_topic, error_class | messages sent to the dead-letter topic |
 | records_sink_insert_retries_total | | batch writes that failed and were retried (offsets not committed) |
 | records_sink_commit_failures_total | | offset commits that failed (the batch is replayed, idempotently) |

@@ -8,17 +8,21 @@
    has created the tables;
 2. expose the Prometheus metrics; install SIGTERM/SIGINT handlers;
 3. run the sink (consumers/clickhouse_sink.py) with the periodic jobs and command
-   handlers the CLI composed (retention, DSR), all sharing one engine lock;
+   handlers the CLI composed (retention, DSR), all sharing one engine lock. Embedded, the
+   sink is a static group member (its instance id derives from host and directory), so
+   a restart after a crash resumes at once;
 4. on the way out: remove the owner file, stop the endpoint, close the clients.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
+import socket
 import threading
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.httpclient import HttpClient
@@ -61,6 +65,12 @@ def missing_tables(client: Client) -> list[str]:
     )
     present = {row[0] for row in result.rows} if result is not None else set()
     return [name for name in wanted if name not in present]
+
+
+def embedded_instance_id(settings: Settings) -> str:
+    """A stable consumer-group instance id for the one sink of an embedded directory."""
+    digest = hashlib.sha256(str(settings.chdb_path).encode()).hexdigest()[:12]
+    return f"cs-clickhouse-sink-{socket.gethostname()}-{digest}"
 
 
 def open_owned_store(settings: Settings) -> Client:
@@ -113,6 +123,9 @@ def run_sink(
         registry = CollectorRegistry()
         metrics = SinkMetrics.create(registry)
         serve(registry, settings.sink_metrics_port)
+        options = options or SinkOptions()
+        if settings.embedded_clickhouse and options.instance_id is None:
+            options = replace(options, instance_id=embedded_instance_id(settings))
         sink = ClickHouseSink(
             settings,
             client,

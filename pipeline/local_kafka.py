@@ -1,5 +1,6 @@
 """The real Apache Kafka broker, run locally: one combined broker + controller (KRaft)
-on 127.0.0.1, its jars from Maven Central, its data and log under `.data/kafka`.
+on 127.0.0.1, its jars fetched from Maven Central, its data, log and pid file in one
+state directory (`settings.kafka_dir`, default `.data/kafka`).
 
 Start and stop are idempotent. `start` waits until a metadata request succeeds; `stop`
 sends SIGTERM to the recorded pid, then SIGKILL after a timeout.
@@ -7,7 +8,10 @@ sends SIGTERM to the recorded pid, then SIGKILL after a timeout.
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import fcntl
+import hashlib
 import logging
 import os
 import shutil
@@ -15,18 +19,29 @@ import signal
 import socket
 import subprocess
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from confluent_kafka.admin import AdminClient
 
+from pipeline.config import KafkaConnection, Settings
 from pipeline.exceptions import BrokerError
 
 DEPLOY_DIR = Path(__file__).resolve().parents[1] / "deploy" / "local" / "kafka"
 POM = DEPLOY_DIR / "pom.xml"
 LOG4J_CONFIG = DEPLOY_DIR / "log4j2.properties"
 DEFAULT_PORT = 9092
+HOST = "127.0.0.1"
 _COMPLETE_MARKER = ".complete"
+_JAVA_HINT = "install a Java 17+ runtime (Debian: apt-get install openjdk-17-jre-headless)"
+_MVN_HINT = "install Maven (Debian: apt-get install maven)"
+
+# librdkafka logs every refused connection while the broker starts; probes stay quiet.
+_SILENT = logging.getLogger("pipeline.local_kafka.probe")
+_SILENT.addHandler(logging.NullHandler())
+_SILENT.propagate = False
 
 
 @dataclass(frozen=True)
@@ -39,7 +54,7 @@ class BrokerStatus:
     def describe(self) -> str:
         if not self.running:
             return f"kafka broker not running ({self.bootstrap})"
-        return f"kafka broker running on {self.bootstrap} (pid {self.pid}, up {self.uptime_s:.0f} s)"
+        return f"kafka broker running on {self.bootstrap} (pid {self.pid}, up {self.uptime_s or 0:.0f} s)"
 
 
 def _require(tool: str, hint: str) -> str:
@@ -49,15 +64,36 @@ def _require(tool: str, hint: str) -> str:
     return path
 
 
+def _pom_digest() -> str:
+    return hashlib.sha256(POM.read_bytes()).hexdigest()
+
+
+def jars_present(libs_dir: Path) -> bool:
+    """True if `libs_dir` holds a complete download for the current pom.xml."""
+    marker = libs_dir / _COMPLETE_MARKER
+    return marker.is_file() and marker.read_text().strip() == _pom_digest()
+
+
 def fetch_jars(libs_dir: Path, *, quiet: bool = True) -> bool:
     """Download the broker's jars into `libs_dir` unless a complete copy is there.
 
-    Returns True if it downloaded. A marker written after a complete download makes a
-    half-finished one start over.
+    Returns True if it downloaded. The marker, written last and naming the pom's digest,
+    makes a half-finished download (or one for another Kafka version) start over.
     """
-    if (libs_dir / _COMPLETE_MARKER).exists():
+    if jars_present(libs_dir):
         return False
-    mvn = _require("mvn", "install Maven (Debian: apt-get install maven)")
+    mvn = _require("mvn", _MVN_HINT)
+    libs_dir.parent.mkdir(parents=True, exist_ok=True)
+    # One download at a time (a test session and a CLI call may both get here).
+    with open(libs_dir.with_name(libs_dir.name + ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if jars_present(libs_dir):
+            return False
+        _download(mvn, libs_dir, quiet=quiet)
+    return True
+
+
+def _download(mvn: str, libs_dir: Path, *, quiet: bool) -> None:
     if libs_dir.exists():
         shutil.rmtree(libs_dir)
     libs_dir.mkdir(parents=True)
@@ -73,26 +109,27 @@ def fetch_jars(libs_dir: Path, *, quiet: bool = True) -> bool:
     ]
     result = subprocess.run(command, capture_output=True, text=True, check=False)
     if result.returncode != 0:
-        tail = (result.stdout + result.stderr).strip().splitlines()[-3:]
+        tail = [line for line in (result.stdout + result.stderr).splitlines() if line.strip()][-3:]
         raise BrokerError("maven could not fetch the Kafka jars: " + " | ".join(tail))
-    (libs_dir / _COMPLETE_MARKER).write_text("ok\n")
-    return True
+    (libs_dir / _COMPLETE_MARKER).write_text(_pom_digest() + "\n")
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((HOST, 0))
+        return int(sock.getsockname()[1])
 
 
 def _port_free(port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        # Like the JVM: a port left in TIME_WAIT by a stopped broker counts as free.
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
-            sock.bind(("127.0.0.1", port))
+            sock.bind((HOST, port))
         except OSError:
             return False
     return True
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _pid_alive(pid: int) -> bool:
@@ -102,32 +139,50 @@ def _pid_alive(pid: int) -> bool:
         return False
     except PermissionError:
         return True
-    # A zombie child still answers kill(0); look at its state.
+    # A zombie still answers kill(0); look at its state.
     try:
-        state = Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0]
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()[0]
     except OSError:
         return True
     return state != "Z"
 
 
-def metadata_ok(bootstrap: str, timeout: float = 2.0) -> bool:
-    """True if a broker at `bootstrap` answers a metadata request."""
-    admin = AdminClient({"bootstrap.servers": bootstrap, "log_level": 0, "logger": _SILENT})  # type: ignore[dict-item]
+def _cmdline(pid: int) -> list[str] | None:
+    """The process's arguments, or None where /proc cannot tell (not Linux)."""
     try:
-        metadata = admin.list_topics(timeout=timeout)
+        return Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
+    except FileNotFoundError:
+        return [] if Path("/proc/self").exists() else None
+    except OSError:
+        return None
+
+
+def _reap(pid: int) -> None:
+    """Collect the exit status if the broker is our own child (tests start it in-process)."""
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, os.WNOHANG)
+
+
+def metadata_ok(connection: KafkaConnection, timeout: float = 2.0) -> bool:
+    """True if the cluster answers a metadata request within `timeout` seconds."""
+    config: dict[str, Any] = {**connection.as_librdkafka_dict(), "log_level": 0, "logger": _SILENT}
+    try:
+        metadata = AdminClient(config).list_topics(timeout=timeout)
     except Exception:  # KafkaException on timeout; any failure means "not answering"
         return False
     return bool(metadata.brokers)
 
 
-# librdkafka logs every refused connection while the broker starts; probes stay quiet.
-_SILENT = logging.getLogger("pipeline.local_kafka.probe")
-_SILENT.addHandler(logging.NullHandler())
-_SILENT.propagate = False
+def _cluster_id() -> str:
+    """A random KRaft cluster id, as `StorageTool random-uuid` makes it (without a JVM)."""
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+        if not cluster_id.startswith("-"):  # Kafka avoids ids that look like an option
+            return cluster_id
 
 
 class LocalBroker:
-    """One local broker in `state_dir` (data, log, pid file) listening on `port`."""
+    """One local broker: data, log and pid file in `state_dir`, jars in `libs_dir`."""
 
     def __init__(
         self,
@@ -138,15 +193,19 @@ class LocalBroker:
         controller_port: int | None = None,
         heap: str = "512m",
     ) -> None:
-        self.state_dir = state_dir
-        self.libs_dir = libs_dir
+        self.state_dir = state_dir.resolve()
+        self.libs_dir = libs_dir.resolve()
         self.port = port
         self.controller_port = controller_port if controller_port is not None else port + 1
         self.heap = heap
 
+    @classmethod
+    def from_settings(cls, settings: Settings, *, port: int = DEFAULT_PORT) -> LocalBroker:
+        return cls(settings.kafka_dir, settings.kafka_libs_dir, port=port)
+
     @property
     def bootstrap(self) -> str:
-        return f"127.0.0.1:{self.port}"
+        return f"{HOST}:{self.port}"
 
     @property
     def pid_file(self) -> Path:
@@ -157,17 +216,32 @@ class LocalBroker:
         return self.state_dir / "broker.log"
 
     @property
+    def stdout_file(self) -> Path:
+        return self.state_dir / "broker.stdout"
+
+    @property
+    def properties_file(self) -> Path:
+        return self.state_dir / "server.properties"
+
+    @property
     def data_dir(self) -> Path:
         return self.state_dir / "data"
 
+    # ---- state ------------------------------------------------------------------------
+
     def _recorded(self) -> tuple[int, int] | None:
-        """(pid, port) from the pid file, if the process is still alive."""
+        """(pid, port) from the pid file, if that process is still our broker."""
         try:
             pid_text, port_text = self.pid_file.read_text().split()
+            pid, port = int(pid_text), int(port_text)
         except (OSError, ValueError):
             return None
-        pid, port = int(pid_text), int(port_text)
-        return (pid, port) if _pid_alive(pid) else None
+        if not _pid_alive(pid):
+            return None
+        args = _cmdline(pid)
+        if args is not None and not ("kafka.Kafka" in args and str(self.properties_file) in args):
+            return None  # the pid was reused by another program
+        return pid, port
 
     def status(self) -> BrokerStatus:
         recorded = self._recorded()
@@ -175,20 +249,55 @@ class LocalBroker:
             return BrokerStatus(False, None, self.bootstrap, None)
         pid, port = recorded
         uptime = time.time() - self.pid_file.stat().st_mtime
-        return BrokerStatus(True, pid, f"127.0.0.1:{port}", uptime)
+        return BrokerStatus(True, pid, f"{HOST}:{port}", uptime)
 
-    def _write_properties(self) -> Path:
+    # ---- start ------------------------------------------------------------------------
+
+    def start(self, *, timeout: float = 60.0) -> tuple[BrokerStatus, bool]:
+        """Start the broker unless it runs; returns (status, started_now)."""
+        current = self.status()
+        if current.running:
+            if metadata_ok(KafkaConnection(current.bootstrap)):
+                return current, False
+            raise BrokerError(
+                f"the broker process (pid {current.pid}) does not answer on {current.bootstrap}: "
+                f"run `records down`, then see {self.log_file}"
+            )
+        for port in (self.port, self.controller_port):
+            if not _port_free(port):
+                raise BrokerError(f"port {port} on {HOST} is already in use by another program")
+        java = _require("java", _JAVA_HINT)
+        fetch_jars(self.libs_dir)
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self._write_properties()
+        self._format_storage(java)
+        process = self._launch(java)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                self.pid_file.unlink(missing_ok=True)
+                raise BrokerError(f"the broker exited with code {process.returncode}: {self._log_tail()}")
+            if metadata_ok(KafkaConnection(self.bootstrap), timeout=1.0):
+                return self.status(), True
+            time.sleep(0.2)
+        tail = self._log_tail()
+        self.stop()
+        raise BrokerError(f"the broker did not answer within {timeout:.0f} s: {tail}")
+
+    def _write_properties(self) -> None:
         properties = {
             "process.roles": "broker,controller",
             "node.id": "1",
-            "controller.quorum.bootstrap.servers": f"127.0.0.1:{self.controller_port}",
-            "listeners": f"PLAINTEXT://127.0.0.1:{self.port},CONTROLLER://127.0.0.1:{self.controller_port}",
-            "advertised.listeners": f"PLAINTEXT://127.0.0.1:{self.port}",
+            "controller.quorum.bootstrap.servers": f"{HOST}:{self.controller_port}",
+            "listeners": f"PLAINTEXT://{HOST}:{self.port},CONTROLLER://{HOST}:{self.controller_port}",
+            "advertised.listeners": f"PLAINTEXT://{HOST}:{self.port}",
             "controller.listener.names": "CONTROLLER",
             "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
             "inter.broker.listener.name": "PLAINTEXT",
             "log.dirs": str(self.data_dir),
             "num.partitions": "3",
+            # Topics come from pipeline/topics.py (`records topics ensure`), never by accident.
+            "auto.create.topics.enable": "false",
             "offsets.topic.replication.factor": "1",
             "offsets.topic.num.partitions": "10",
             "transaction.state.log.replication.factor": "1",
@@ -196,73 +305,68 @@ class LocalBroker:
             "share.coordinator.state.topic.replication.factor": "1",
             "share.coordinator.state.topic.min.isr": "1",
             "group.initial.rebalance.delay.ms": "0",
-            "auto.create.topics.enable": "false",
-            "log.cleaner.backoff.ms": "5000",
+            # The cleaner looks for compactable logs every second, so tombstones act soon.
+            "log.cleaner.backoff.ms": "1000",
         }
-        path = self.state_dir / "server.properties"
-        path.write_text("".join(f"{k}={v}\n" for k, v in properties.items()))
-        return path
+        self.properties_file.write_text("".join(f"{k}={v}\n" for k, v in properties.items()))
 
-    def _java(self, *args: str, capture: bool = True) -> subprocess.CompletedProcess[str]:
-        java = _require("java", "install a Java 17+ runtime (Debian: apt-get install openjdk-17-jre-headless)")
-        return subprocess.run(
-            [java, "-cp", f"{self.libs_dir}/*", *args], capture_output=capture, text=True, check=False
-        )
-
-    def _format_storage(self, properties: Path) -> None:
+    def _format_storage(self, java: str) -> None:
+        """Format KRaft storage once (a single voter: --standalone)."""
         if (self.data_dir / "meta.properties").exists():
             return
-        cluster = self._java("kafka.tools.StorageTool", "random-uuid").stdout.strip().splitlines()[-1]
-        result = self._java(
-            "kafka.tools.StorageTool", "format", "--standalone", "-t", cluster, "-c", str(properties)
-        )
-        if result.returncode != 0:
-            raise BrokerError("formatting KRaft storage failed: " + (result.stderr or result.stdout).strip()[-300:])
-
-    def start(self, *, timeout: float = 60.0) -> tuple[BrokerStatus, bool]:
-        """Start the broker unless it runs; returns (status, started_now)."""
-        current = self.status()
-        if current.running and metadata_ok(current.bootstrap):
-            return current, False
-        if current.running:
-            raise BrokerError(f"a broker process (pid {current.pid}) exists but does not answer: run `records down`")
-        for port in (self.port, self.controller_port):
-            if not _port_free(port):
-                raise BrokerError(f"port {port} on 127.0.0.1 is already in use by another program")
-        _require("java", "install a Java 17+ runtime (Debian: apt-get install openjdk-17-jre-headless)")
-        fetch_jars(self.libs_dir)
-        self.state_dir.mkdir(parents=True, exist_ok=True)
-        properties = self._write_properties()
-        self._format_storage(properties)
-        java = _require("java", "install a Java 17+ runtime")
         command = [
             java,
-            f"-Xms{self.heap}",
+            "-cp",
+            f"{self.libs_dir}/*",
+            f"-Dlog4j2.configurationFile={LOG4J_CONFIG}",
+            f"-Dkafka.logs.dir={self.state_dir}",
+            "kafka.tools.StorageTool",
+            "format",
+            "--standalone",
+            "-t",
+            _cluster_id(),
+            "-c",
+            str(self.properties_file),
+        ]
+        result = subprocess.run(command, capture_output=True, text=True, check=False)
+        if result.returncode != 0:
+            lines = [line for line in (result.stderr + result.stdout).splitlines() if line.strip()]
+            raise BrokerError("formatting KRaft storage failed: " + (lines[-1] if lines else "no output"))
+
+    def _launch(self, java: str) -> subprocess.Popen[bytes]:
+        command = [
+            java,
             f"-Xmx{self.heap}",
             "-XX:+UseG1GC",
+            "-XX:+ExitOnOutOfMemoryError",
             "-Djava.awt.headless=true",
             f"-Dkafka.logs.dir={self.state_dir}",
             f"-Dlog4j2.configurationFile={LOG4J_CONFIG}",
             "-cp",
             f"{self.libs_dir}/*",
             "kafka.Kafka",
-            str(properties),
+            str(self.properties_file),
         ]
-        with open(self.state_dir / "broker.stdout", "ab") as out:
+        # Its own session: the broker outlives the command that started it and ignores
+        # the terminal's Ctrl-C. stdout only gets what log4j does not (JVM messages).
+        with open(self.stdout_file, "ab") as out:
             process = subprocess.Popen(
                 command, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
             )
         self.pid_file.write_text(f"{process.pid} {self.port}\n")
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if process.poll() is not None:
-                self.pid_file.unlink(missing_ok=True)
-                raise BrokerError(f"the broker exited with code {process.returncode}: see {self.log_file}")
-            if metadata_ok(self.bootstrap, timeout=1.0):
-                return self.status(), True
-            time.sleep(0.2)
-        self.stop()
-        raise BrokerError(f"the broker did not answer within {timeout:.0f} s: see {self.log_file}")
+        return process
+
+    def _log_tail(self) -> str:
+        """The last error the broker wrote (else its last line), and where its log is."""
+        lines: list[str] = []
+        for path in (self.log_file, self.stdout_file):
+            with contextlib.suppress(OSError):
+                lines += [line.strip() for line in path.read_text(errors="replace").splitlines()[-200:] if line.strip()]
+        errors = [line for line in lines if " ERROR " in line or " FATAL " in line or "Exception" in line]
+        last = (errors or lines or ["(no output)"])[-1]
+        return f"{last[:300]} (log: {self.log_file})"
+
+    # ---- stop -------------------------------------------------------------------------
 
     def stop(self, *, timeout: float = 20.0) -> bool:
         """Stop the broker if it runs; returns True if it was running."""
@@ -271,21 +375,20 @@ class LocalBroker:
             self.pid_file.unlink(missing_ok=True)
             return False
         pid, _ = recorded
-        os.kill(pid, signal.SIGTERM)
+        self._signal(pid, signal.SIGTERM)
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and _pid_alive(pid):
+        while _pid_alive(pid) and time.monotonic() < deadline:
             _reap(pid)
-            time.sleep(0.2)
+            time.sleep(0.1)
         if _pid_alive(pid):
-            os.kill(pid, signal.SIGKILL)
+            self._signal(pid, signal.SIGKILL)
             while _pid_alive(pid):
                 _reap(pid)
                 time.sleep(0.1)
         self.pid_file.unlink(missing_ok=True)
         return True
 
-
-def _reap(pid: int) -> None:
-    """Collect the exit status if the broker is our own child (tests start it in-process)."""
-    with contextlib.suppress(ChildProcessError):
-        os.waitpid(pid, os.WNOHANG)
+    @staticmethod
+    def _signal(pid: int, sig: signal.Signals) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, sig)

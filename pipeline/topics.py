@@ -94,7 +94,20 @@ DSR = TopicSpec(
     "request id",
     "signed data-subject requests from the DPO",
     1,
-    _delete(30 * DAY_MS),
+    # Requests carry identifiers; older than the policy's request_max_age (72 h) they are
+    # rejected anyway, so a week covers replays of the topic and keeps linger in bound.
+    _delete(7 * DAY_MS),
+    value_schemas=(_NS + "DataSubjectRequest",),
+)
+# Not in the first architecture draft: requests the streams stage verified, forwarded to
+# the ClickHouse sink with the subject keys (only the streams stage holds the pepper) and
+# the Kafka-side counts in headers (see DSR_COMMAND_HEADERS below).
+DSR_COMMANDS = TopicSpec(
+    "cs.dsr.commands.v1",
+    "request id",
+    "verified data-subject requests for the storage side (original request bytes + key headers)",
+    1,
+    _delete(7 * DAY_MS),
     value_schemas=(_NS + "DataSubjectRequest",),
 )
 CHAT_ENRICHED = TopicSpec(
@@ -157,6 +170,7 @@ ALL_TOPICS: tuple[TopicSpec, ...] = (
     CALL,
     CONSENT,
     DSR,
+    DSR_COMMANDS,
     CHAT_ENRICHED,
     CALL_ENRICHED,
     CONSENT_LEDGER,
@@ -181,3 +195,14 @@ def topic_for_schema(full_name: str) -> TopicSpec:
         if full_name in spec.value_schemas:
             return spec
     raise KeyError(full_name)
+
+
+# Headers of a message on DSR_COMMANDS (values UTF-8):
+# - dsr.subject_keys: comma-separated subject keys of every identifier in the request;
+# - dsr.new_subject_key: rectification of an identifier: the key of the corrected value;
+# - dsr.kafka_counts: JSON object, Kafka-side work done per store (e.g. tombstones written);
+# - dsr.verified_at: ISO-8601 time the streams stage verified the request.
+H_DSR_SUBJECT_KEYS = "dsr.subject_keys"
+H_DSR_NEW_SUBJECT_KEY = "dsr.new_subject_key"
+H_DSR_KAFKA_COUNTS = "dsr.kafka_counts"
+H_DSR_VERIFIED_AT = "dsr.verified_at"

@@ -3,6 +3,7 @@ resource, so the page renders offline in any browser. Every text is escaped."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from html import escape
@@ -21,15 +22,14 @@ class Bar:
     note: str = ""  # printed at the end of a horizontal bar
 
 
-def _nice_max(value: float) -> float:
-    """A round axis maximum >= value."""
-    if value <= 0:
-        return 1.0
-    step = 10 ** (len(str(int(value))) - 1)
-    for factor in (1, 2, 2.5, 5, 10):
-        if factor * step >= value:
-            return float(factor * step)
-    return float(10 * step)
+def _axis(value: float) -> tuple[float, int]:
+    """(tick, ticks) of an axis from 0 to at least `value`: about four ticks of a round
+    size (1, 2 or 5 times a power of ten, at least 1), so every label is a whole number."""
+    raw = max(value, 1.0) / 4
+    magnitude = 10 ** math.floor(math.log10(raw))
+    tick = next(f * magnitude for f in (1, 2, 5, 10) if f * magnitude >= raw)
+    tick = max(tick, 1.0)
+    return tick, max(1, math.ceil(value / tick))
 
 
 def _fmt(value: float) -> str:
@@ -50,20 +50,21 @@ def column_chart(
 ) -> str:
     """Vertical bars with an optional dashed marker line between bars: `marker_at` is a
     position in bar units (2.5 = half way through the third bar)."""
-    left, right, top, bottom = 52, 12, 30, 46
+    left, right, top, bottom = 52, 12, 38, 46
     plot_w, plot_h = width - left - right, height - top - bottom
     n = max(len(bars), 1)
     slot = plot_w / n
-    peak = _nice_max(max((b.value or 0 for b in bars), default=0))
+    tick, ticks = _axis(max((b.value or 0 for b in bars), default=0))
+    peak = tick * ticks
     out = [
         f'<svg class="{escape(css_class)}" viewBox="0 0 {width} {height}" width="{width}" height="{height}" '
         f'role="img" aria-label="{escape(title)}">',
         f"<title>{escape(title)}</title>",
         f'<text x="{left}" y="18" class="chart-title">{escape(title)}</text>',
     ]
-    for i in range(5):  # horizontal grid with y labels
-        value = peak * i / 4
-        y = top + plot_h - plot_h * i / 4
+    for i in range(ticks + 1):  # horizontal grid with y labels
+        value = tick * i
+        y = top + plot_h - plot_h * i / ticks
         out.append(f'<line x1="{left}" x2="{left + plot_w}" y1="{y:.1f}" y2="{y:.1f}" class="grid"/>')
         out.append(f'<text x="{left - 6}" y="{y + 4:.1f}" class="tick" text-anchor="end">{_fmt(value)}</text>')
     label_every = max(1, round(n / 12))
@@ -128,7 +129,8 @@ def bar_chart(
     plot_w = width - left - right
     height = top + row * max(len(bars), 1) + 34
     finite = [b.value for b in bars if b.value is not None]
-    peak = _nice_max(max([*finite, marker * 1.25]))
+    tick, ticks = _axis(max([*finite, marker * 1.25]))
+    peak = tick * ticks
     scale = plot_w / peak
     out = [
         f'<svg class="{escape(css_class)}" viewBox="0 0 {width} {height}" width="{width}" height="{height}" '
@@ -136,9 +138,9 @@ def bar_chart(
         f"<title>{escape(title)}</title>",
         f'<text x="8" y="18" class="chart-title">{escape(title)}</text>',
     ]
-    for i in range(5):
-        value = peak * i / 4
-        x = left + plot_w * i / 4
+    for i in range(ticks + 1):
+        value = tick * i
+        x = left + plot_w * i / ticks
         out.append(f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{top}" y2="{height - 30}" class="grid"/>')
         out.append(
             f'<text x="{x:.1f}" y="{height - 16}" class="tick" text-anchor="middle">{_fmt(value)} {escape(unit)}</text>'

@@ -21,9 +21,9 @@ from pipeline.topics import ALL_TOPICS, TopicSpec
 from retention_jobs.linger import Linger, LingerError, topic_linger
 from retention_jobs.report import KafkaEvidence, TopicEvidence
 
-# The report asks Kafka with a short timeout: an unreachable cluster makes its Kafka lines
-# "unknown", it must not hold the whole report for long.
-REPORT_TIMEOUT_S = 10.0
+# Reading configurations waits at most this long: an unreachable cluster makes the audit
+# fail (and the report's Kafka lines "unknown") without holding them for long.
+READ_TIMEOUT_S = 10.0
 
 
 def describe_drift(change: TopicChange) -> str:
@@ -109,9 +109,12 @@ def to_evidence(audits: Sequence[TopicAudit]) -> KafkaEvidence:
 # ---- edges: the live cluster ------------------------------------------------------------
 
 
-def audit_topics(kafka: KafkaConnection, policy: Policy, *, timeout: float | None = None) -> tuple[TopicAudit, ...]:
+def audit_topics(kafka: KafkaConnection, policy: Policy) -> tuple[TopicAudit, ...]:
     """Describe every specified topic on the cluster and audit it."""
-    admin = KafkaAdmin(kafka) if timeout is None else KafkaAdmin(kafka, timeout=timeout)
+    # librdkafka would log every failed connection attempt to stderr; the admin error
+    # raised after the timeout says the same in one line.
+    quiet = dataclasses.replace(kafka, extra={**kafka.extra, "log_level": "0"})
+    admin = KafkaAdmin(quiet, timeout=READ_TIMEOUT_S)
     return audit(admin.topic_states(spec.name for spec in ALL_TOPICS), policy.erasure_max_linger)
 
 
@@ -123,10 +126,7 @@ def fix_topics(kafka: KafkaConnection) -> list[str]:
 
 def kafka_evidence(kafka: KafkaConnection, policy: Policy) -> KafkaEvidence:
     """The report's Kafka evidence; an unreachable cluster gives a one-line reason instead."""
-    # librdkafka would log every failed connection attempt to stderr; the reason is kept
-    # in the evidence instead.
-    quiet = dataclasses.replace(kafka, extra={**kafka.extra, "log_level": "0"})
     try:
-        return to_evidence(audit_topics(quiet, policy, timeout=REPORT_TIMEOUT_S))
+        return to_evidence(audit_topics(kafka, policy))
     except KafkaAdminError as exc:
         return KafkaEvidence(error=f"Kafka at {kafka.bootstrap} did not answer: {exc}")

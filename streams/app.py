@@ -5,20 +5,19 @@ Agents (one consumer group, id `STREAMS_APP_ID`):
 - `consent` reads cs.consent.v1: writes the consent table and emits the ledger rows;
 - `chats` reads cs.chat.v1, `calls` reads cs.call.v1: look the subject keys up in the
   consent table, build the rows.
-All three decode, build (streams.rows), encode and send the same way.
-All agents take batches (`stream.take_events`, up to `batch_size` events or
-`batch_within` seconds), encode with parsed schemas and hand sends to the producer
-without awaiting each one; faust flushes the producer before it commits offsets, so a
-crash replays at most the uncommitted batches (at-least-once; row ids make replays
-idempotent downstream).
+All three take batches (`stream.take_events`, up to `batch_size` events or
+`batch_within` seconds), decode and encode with parsed schemas, build with
+`streams.rows`, hand every output message of the batch to the producer and then wait
+once until Kafka has them all; only then does faust ack the batch's offsets
+(at-least-once; row ids make a replay idempotent downstream).
 
 The consent table is a faust GlobalTable with `use_partitioner=True`: chats and calls are
 keyed by conversation/call id, not by subject, so the subject keys a record needs live
 on any partition; a global table gives every worker all of them. The partitioner (not
 the source partition) places each key in the changelog `cs-streams-consent-changelog`
 (compacted, 3 partitions as in pipeline/topics.py), which is also what allows writes
-from inside a batch. The store is `memory://`: on start the worker replays the
-changelog, which is the state.
+from inside a batch. `recovery_buffer_size=1` applies other workers' writes at once.
+The store is `memory://`: on start the worker replays the changelog, which is the state.
 
 Bad input never stops the worker: an undecodable message, a schema that does not belong
 to its topic, or an invalid event goes to cs.dlq.v1 with its original key, bytes and
@@ -46,6 +45,7 @@ from pipeline import topics
 from pipeline.config import KafkaConnection, Settings
 from pipeline.dead_letter import DeadLetter
 from pipeline.exceptions import ConfigError
+from pipeline.kafka.admin import KafkaAdmin
 from pipeline.policy import Policy, default_policy
 from pipeline.serde import AvroDeserializer, AvroSerializer, Decoded, SerdeError
 from pipeline.subject_keys import SubjectKeyer
@@ -142,6 +142,10 @@ class StreamsWorker:
             partitions=topics.CONSENT_CHANGELOG.partitions,
             key_type=bytes,
             use_partitioner=True,
+            # With use_partitioner every changelog partition is both active and standby, and
+            # faust buffers changes of active partitions up to recovery_buffer_size before
+            # applying them: 1 makes another worker's write visible here at once.
+            recovery_buffer_size=1,
             extra_topic_configs=changelog_config,
             help="Consent state per subject key (streams.consent_state.SubjectConsent as JSON).",
         )
@@ -300,14 +304,8 @@ def _now() -> datetime:
 
 def missing_topics(kafka: KafkaConnection) -> list[str]:
     """Topics the worker reads or writes that the cluster does not have."""
-    from confluent_kafka.admin import AdminClient
-
-    try:
-        # log_level 0: the one-line error below says it; librdkafka would repeat it on stderr
-        metadata = AdminClient({**kafka.as_librdkafka_dict(), "log_level": 0}).list_topics(timeout=10)
-    except Exception as exc:  # KafkaException: broker unreachable
-        raise ConfigError(f"cannot reach Kafka at {kafka.bootstrap}: {exc}") from None
-    return [spec.name for spec in (*INPUT_TOPICS, *OUTPUT_TOPICS) if spec.name not in metadata.topics]
+    existing = KafkaAdmin(kafka, timeout=10).list_topics()
+    return [spec.name for spec in (*INPUT_TOPICS, *OUTPUT_TOPICS) if spec.name not in existing]
 
 
 def run_worker(

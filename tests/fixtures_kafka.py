@@ -1,7 +1,10 @@
 """Kafka fixtures: a real broker for the whole session, and factories for topics and
-consumer groups. A broker that already answers (KAFKA_BOOTSTRAP, or the local default)
-is reused; otherwise one is started on free ports in a temporary directory and stopped
-at the end."""
+consumer groups.
+
+With KAFKA_BOOTSTRAP set to a cluster that answers, the tests use it. Otherwise a broker
+of their own is started on free ports in a temporary directory (jars from the shared
+cache, fetched if missing) and stopped at the end of the session.
+"""
 
 from __future__ import annotations
 
@@ -13,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.config import DEFAULT_BOOTSTRAP, Settings, load_settings
+from pipeline.config import Settings, load_settings
 from pipeline.kafka.admin import KafkaAdmin
 from pipeline.local_kafka import LocalBroker, free_port, metadata_ok
 from pipeline.topics import TopicSpec
@@ -21,18 +24,24 @@ from pipeline.topics import TopicSpec
 REPO = Path(__file__).resolve().parents[1]
 
 
+def _settings() -> Settings:
+    """The environment's settings; the jar cache defaults to the repository's `.cache`."""
+    return load_settings({"RECORDS_CACHE_DIR": str(REPO / ".cache"), **os.environ})
+
+
 @pytest.fixture(scope="session")
 def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    wanted = os.environ.get("KAFKA_BOOTSTRAP") or DEFAULT_BOOTSTRAP
-    if metadata_ok(wanted, timeout=2.0):
-        yield wanted
+    settings = _settings()
+    if os.environ.get("KAFKA_BOOTSTRAP") and metadata_ok(settings.kafka, timeout=5.0):
+        yield settings.kafka.bootstrap
         return
-    settings = load_settings({"RECORDS_CACHE_DIR": str(REPO / ".cache")})
-    port, controller_port = free_port(), free_port()
+    port = free_port()
+    controller_port = free_port()
     while controller_port == port:
         controller_port = free_port()
-    state_dir = tmp_path_factory.mktemp("kafka")
-    broker = LocalBroker(state_dir, settings.kafka_libs_dir, port=port, controller_port=controller_port)
+    broker = LocalBroker(
+        tmp_path_factory.mktemp("kafka"), settings.kafka_libs_dir, port=port, controller_port=controller_port
+    )
     broker.start()
     try:
         yield broker.bootstrap
@@ -42,7 +51,7 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def kafka_settings(kafka_bootstrap: str) -> Settings:
-    settings = load_settings()
+    settings = _settings()
     return dataclasses.replace(settings, kafka=settings.kafka.with_bootstrap(kafka_bootstrap))
 
 
@@ -53,7 +62,8 @@ def kafka_admin(kafka_settings: Settings) -> KafkaAdmin:
 
 @pytest.fixture
 def topic_factory(kafka_admin: KafkaAdmin) -> Iterator[Callable[..., TopicSpec]]:
-    """Create uniquely named topics; they are deleted after the test."""
+    """Create uniquely named topics: `topic_factory(partitions=1, config={...})`; they are
+    deleted after the test."""
     created: list[str] = []
 
     def make(partitions: int = 1, config: dict[str, str] | None = None, prefix: str = "test") -> TopicSpec:
@@ -68,10 +78,12 @@ def topic_factory(kafka_admin: KafkaAdmin) -> Iterator[Callable[..., TopicSpec]]
 
 @pytest.fixture
 def group_id() -> str:
+    """A consumer group id no other test uses."""
     return f"test-group-{uuid.uuid4().hex[:12]}"
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test that needs the broker is marked `kafka` (deselect with -m 'not kafka')."""
     for item in items:
         if "kafka_bootstrap" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.kafka)

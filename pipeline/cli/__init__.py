@@ -24,9 +24,18 @@ def _root() -> None:
 
 
 def _register() -> None:
-    from pipeline.cli import broker_cmd, clickhouse_cmd, retention_cmd, sql_cmd, topics_cmd, worker_cmd
+    from pipeline.cli import (
+        broker_cmd,
+        clickhouse_cmd,
+        dsr_cmd,
+        produce_cmd,
+        retention_cmd,
+        sql_cmd,
+        topics_cmd,
+        worker_cmd,
+    )
 
-    for module in (broker_cmd, topics_cmd, sql_cmd, worker_cmd, retention_cmd, clickhouse_cmd):
+    for module in (broker_cmd, topics_cmd, produce_cmd, sql_cmd, worker_cmd, retention_cmd, clickhouse_cmd, dsr_cmd):
         module.register(app)
 
 

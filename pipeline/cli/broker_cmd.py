@@ -10,25 +10,21 @@ from pipeline.config import load_settings
 from pipeline.local_kafka import DEFAULT_PORT, LocalBroker, fetch_jars
 
 
-def _broker(port: int = DEFAULT_PORT) -> LocalBroker:
-    settings = load_settings()
-    return LocalBroker(settings.kafka_dir, settings.kafka_libs_dir, port=port)
-
-
 def fetch_kafka() -> None:
     """Download Apache Kafka's broker jars from Maven Central (once)."""
-    settings = load_settings()
+    libs_dir = load_settings().kafka_libs_dir
     started = time.monotonic()
-    if fetch_jars(settings.kafka_libs_dir):
-        size = sum(p.stat().st_size for p in settings.kafka_libs_dir.glob("*.jar")) / 1e6
-        typer.echo(f"fetched Kafka jars ({size:.0f} MB) in {time.monotonic() - started:.1f} s")
+    if fetch_jars(libs_dir):
+        jars = list(libs_dir.glob("*.jar"))
+        size_mb = sum(p.stat().st_size for p in jars) / 1e6
+        typer.echo(f"fetched {len(jars)} Kafka jars ({size_mb:.0f} MB) in {time.monotonic() - started:.1f} s")
     else:
-        typer.echo(f"Kafka jars already in {settings.kafka_libs_dir}")
+        typer.echo(f"Kafka jars already in {libs_dir}")
 
 
-def up(port: int = typer.Option(DEFAULT_PORT, help="Broker port on 127.0.0.1 (controller: port + 1).")) -> None:
+def up(port: int = typer.Option(DEFAULT_PORT, help="Broker port on 127.0.0.1 (the controller uses port + 1).")) -> None:
     """Start the local Kafka broker (KRaft, 127.0.0.1) unless it is running."""
-    broker = _broker(port)
+    broker = LocalBroker.from_settings(load_settings(), port=port)
     started = time.monotonic()
     status, started_now = broker.start()
     if started_now:
@@ -39,7 +35,7 @@ def up(port: int = typer.Option(DEFAULT_PORT, help="Broker port on 127.0.0.1 (co
 
 def down() -> None:
     """Stop the local Kafka broker (SIGTERM, then SIGKILL after 20 s)."""
-    broker = _broker()
+    broker = LocalBroker.from_settings(load_settings())
     started = time.monotonic()
     if broker.stop():
         typer.echo(f"broker stopped in {time.monotonic() - started:.1f} s")
@@ -48,8 +44,8 @@ def down() -> None:
 
 
 def status() -> None:
-    """Show whether the local broker runs."""
-    typer.echo(_broker().status().describe())
+    """Show whether the local broker runs, its pid, address and uptime."""
+    typer.echo(LocalBroker.from_settings(load_settings()).status().describe())
 
 
 def register(app: typer.Typer) -> None:

@@ -21,13 +21,15 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from clickhouse_connect.driver.client import Client
+from clickhouse_connect.driver.httpclient import HttpClient
 from prometheus_client import CollectorRegistry, write_to_textfile
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
 from pipeline.clickhouse import connect, describe_target
-from pipeline.config import load_settings
+from pipeline.config import Settings, load_settings
 from pipeline.policy import default_policy
 from retention_jobs.enforce import RetentionResult, enforce_retention
 from retention_jobs.exceptions import CommitmentsFailed, RetentionViolation, TopicsOutOfPolicy
@@ -60,7 +62,14 @@ def retention_run(
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     settings = load_settings()
     policy = default_policy()
+    hint = "run without --check-only to delete them" if check_only else ""
     with connect(settings) as client:
+        if _via_running_sink(settings, client) and not check_only:
+            # The sink owns the embedded store and runs this same job on its schedule; this
+            # process only reaches its read-only endpoint, so it can verify but not delete.
+            typer.echo("the running sink owns the embedded store and enforces retention itself: verifying only")
+            check_only = True
+            hint = "the sink deletes them on its next retention run; see its log"
         result = enforce_retention(client, policy, delete=not check_only)
     registry = CollectorRegistry()
     RetentionMetrics.create(registry).observe(result)
@@ -71,7 +80,7 @@ def retention_run(
         names = ", ".join(t.record_type for t in result.violations)
         raise RetentionViolation(
             f"retention violated for {len(result.violations)} record type(s): {names} "
-            f"(rows older than their limit remain{'; run without --check-only to delete them' if check_only else ''})"
+            f"(rows older than their limit remain{'; ' + hint if hint else ''})"
         )
 
 
@@ -116,7 +125,10 @@ def report(
     now = datetime.now(UTC)
     kafka = kafka_evidence(settings.kafka, policy)
     with connect(settings, readonly=True) as client:
-        evidence = collect_evidence(client, policy, now, storage=describe_target(settings), kafka=kafka)
+        storage = describe_target(settings)
+        if _via_running_sink(settings, client):
+            storage += " (through the running sink's read-only endpoint)"
+        evidence = collect_evidence(client, policy, now, storage=storage, kafka=kafka)
     result = evaluate(policy, evidence)
     if html is not None:
         html.parent.mkdir(parents=True, exist_ok=True)
@@ -137,6 +149,12 @@ def register(app: typer.Typer) -> None:
     app.command("report")(report)
 
 
+def _via_running_sink(settings: Settings, client: Client) -> bool:
+    """Embedded mode while the sink owns the directory: `connect` handed out an HTTP client
+    to the sink's read-only endpoint instead of the engine itself."""
+    return settings.embedded_clickhouse and isinstance(client, HttpClient)
+
+
 # ---- terminal output -----------------------------------------------------------------
 
 
@@ -153,27 +171,33 @@ def _print_retention(result: RetentionResult) -> None:
 
 def _print_audit(audits: tuple[TopicAudit, ...], bound_s: float) -> None:
     table = Table(
-        "topic",
-        "personal data",
-        "erased data lingers",
-        "tombstone gone after",
-        "configuration",
-        "status",
-        title=f"Kafka topics (erasure bound {format_ms(int(bound_s * 1000))})",
+        title=f"Kafka topics: worst-case linger of erased data (policy bound {format_ms(int(bound_s * 1000))})"
     )
+    for header in ("topic", "PII", "linger", "from", "tombstone gone", "configuration", "status"):
+        table.add_column(header, no_wrap=True)
     for a in audits:
         linger = a.linger
+        status = []
+        if not a.exists:
+            status.append("MISSING")
+        if a.drift:
+            status.append("DRIFT")
+        if a.linger_error:
+            status.append("UNREADABLE")
+        if a.exceeds_bound:
+            status.append("OVER BOUND")
         table.add_row(
             escape(a.name),
             "yes" if a.personal_data else "no",
-            escape(f"{format_ms(linger.data_ms)} ({linger.basis})") if linger else "-",
+            format_ms(linger.data_ms) if linger else "-",
+            escape(linger.basis) if linger else escape(a.linger_error or "-"),
             format_ms(linger.tombstone_ms) if linger and linger.tombstone_ms is not None else "-",
             escape("; ".join(describe_drift(c) for c in a.drift))
             if a.drift
             else ("missing" if not a.exists else "as specified"),
-            "ok" if a.ok else f"[red]{escape(a.problem)}[/red]",
+            f"[red]{', '.join(status)}[/red]" if status else "ok",
         )
-    Console(width=200).print(table)
+    Console(width=220).print(table)
 
 
 def _print_report(result: Report) -> None:

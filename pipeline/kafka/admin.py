@@ -7,6 +7,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import (
@@ -24,6 +25,8 @@ from pipeline.topics import TopicSpec
 
 _TIMEOUT = 30.0
 
+ChangeKind = Literal["create", "config", "partitions"]
+
 
 @dataclass(frozen=True)
 class TopicState:
@@ -36,8 +39,10 @@ class TopicState:
 
 @dataclass(frozen=True)
 class TopicChange:
+    """One step of a plan: create a topic, set one config key, or grow the partitions."""
+
     topic: str
-    kind: str  # "create" | "config" | "partitions"
+    kind: ChangeKind
     key: str | None = None
     current: str | None = None
     desired: str | None = None
@@ -47,7 +52,8 @@ class TopicChange:
             return f"{self.topic}: create with {self.desired} partitions"
         if self.kind == "partitions":
             return f"{self.topic}: partitions {self.current} -> {self.desired}"
-        return f"{self.topic}: {self.key} {self.current} -> {self.desired}"
+        current = "unset" if self.current is None else self.current
+        return f"{self.topic}: {self.key} {current} -> {self.desired}"
 
 
 def plan_topic_changes(specs: Iterable[TopicSpec], actual: Mapping[str, TopicState]) -> list[TopicChange]:
@@ -101,6 +107,7 @@ class KafkaAdmin:
         return {name: len(t.partitions) for name, t in metadata.topics.items() if not name.startswith("__")}
 
     def describe_configs(self, topics: Sequence[str]) -> dict[str, dict[str, str]]:
+        """Topic name -> every config value the broker reports (overrides and defaults)."""
         if not topics:
             return {}
         resources = [ConfigResource(ConfigResource.Type.TOPIC, name) for name in topics]
@@ -114,12 +121,14 @@ class KafkaAdmin:
         return out
 
     def topic_states(self, names: Iterable[str]) -> dict[str, TopicState]:
+        """Partitions and configs of those of `names` that exist."""
         existing = self.list_topics()
         present = [n for n in names if n in existing]
         configs = self.describe_configs(present)
         return {n: TopicState(n, existing[n], configs.get(n, {})) for n in present}
 
     def create_topics(self, specs: Sequence[TopicSpec], *, replication_factor: int | None = None) -> None:
+        """Create topics as specified (an existing one is left alone); returns once they are visible."""
         if not specs:
             return
         new = [
@@ -149,9 +158,7 @@ class KafkaAdmin:
 
     def alter_configs(self, topic: str, changes: Mapping[str, str]) -> None:
         """Set the given keys incrementally (other settings stay as they are)."""
-        entries = [
-            ConfigEntry(k, v, incremental_operation=AlterConfigOpType.SET) for k, v in changes.items()
-        ]
+        entries = [ConfigEntry(k, v, incremental_operation=AlterConfigOpType.SET) for k, v in changes.items()]
         resource = ConfigResource(ConfigResource.Type.TOPIC, topic, incremental_configs=entries)
         for _, future in self.client.incremental_alter_configs([resource], request_timeout=self._timeout).items():
             try:
@@ -160,13 +167,16 @@ class KafkaAdmin:
                 raise _error(f"cannot alter topic {topic}", exc) from exc
 
     def grow_partitions(self, topic: str, total: int) -> None:
-        for _, future in self.client.create_partitions([NewPartitions(topic, total)]).items():
+        """Raise the partition count of `topic` to `total` (Kafka never lowers it)."""
+        new = [NewPartitions(topic, total)]
+        for _, future in self.client.create_partitions(new, request_timeout=self._timeout).items():
             try:
                 future.result()
             except KafkaException as exc:
                 raise _error(f"cannot add partitions to {topic}", exc) from exc
 
     def delete_topics(self, names: Sequence[str]) -> None:
+        """Delete topics; missing ones are ignored."""
         if not names:
             return
         for name, future in self.client.delete_topics(list(names), request_timeout=self._timeout).items():

@@ -1,19 +1,31 @@
 """A confluent-kafka consumer for "commit only after processing".
 
-Auto-commit runs, but offsets are only *stored* by the caller after its work succeeded
-(`enable.auto.offset.store=False`), and `commit()` commits the stored ones synchronously.
+Offsets are only *stored* by the caller after its work succeeded
+(`enable.auto.offset.store=False`, `store()`); `commit()` commits the stored ones
+synchronously. The background auto-commit and the commit on close or revocation also
+send only stored offsets, so a message is never committed before it was processed.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from types import TracebackType
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from pipeline.config import KafkaConnection
 from pipeline.exceptions import KafkaAdminError
+
+log = logging.getLogger(__name__)
+
+
+def _error(message: str, exc: KafkaException) -> KafkaAdminError:
+    error = exc.args[0] if exc.args and isinstance(exc.args[0], KafkaError) else None
+    if error is None:
+        return KafkaAdminError(f"{message}: {exc}")
+    return KafkaAdminError(f"{message}: {error.str()}", error.name())
 
 
 class KafkaConsumer:
@@ -39,17 +51,27 @@ class KafkaConsumer:
 
     @property
     def consumer(self) -> Consumer:
+        """The confluent-kafka client (created on first use), for what this wrapper lacks."""
         if self._consumer is None:
             self._consumer = Consumer(self._config)
         return self._consumer
 
     def subscribe(self, topics: Sequence[str], **callbacks: Any) -> None:
+        """Join the group for `topics`; `callbacks` are on_assign / on_revoke / on_lost."""
         self.consumer.subscribe(list(topics), **callbacks)
 
+    def poll(self, timeout: float) -> Message | None:
+        """One message, or None if none arrived within `timeout` seconds."""
+        messages = self.consume(1, timeout)
+        return messages[0] if messages else None
+
     def consume(self, max_messages: int, timeout: float) -> list[Message]:
-        """Up to `max_messages` messages; partition EOFs and transient errors are skipped,
-        fatal ones raise."""
-        messages = self.consumer.consume(max_messages, timeout)
+        """Up to `max_messages` messages. Fatal errors raise; others (a partition EOF, a
+        broker briefly away) are logged and skipped: librdkafka retries them itself."""
+        try:
+            messages = self.consumer.consume(max_messages, timeout)
+        except KafkaException as exc:
+            raise _error("consume failed", exc) from exc
         out: list[Message] = []
         for message in messages:
             error = message.error()
@@ -57,10 +79,12 @@ class KafkaConsumer:
                 out.append(message)
             elif error.fatal():
                 raise KafkaAdminError(f"consumer failed: {error.str()}", error.name())
+            elif error.code() != KafkaError._PARTITION_EOF:
+                log.warning("consumer: %s [%s]", error.str(), error.name())
         return out
 
     def store(self, messages: Sequence[Message]) -> None:
-        """Mark messages as processed (their offsets will be committed)."""
+        """Mark messages as processed: their offsets (+1) will be committed."""
         latest: dict[tuple[str, int], int] = {}
         for message in messages:
             topic, partition, offset = message.topic(), message.partition(), message.offset()
@@ -68,23 +92,27 @@ class KafkaConsumer:
                 continue
             latest[(topic, partition)] = max(latest.get((topic, partition), -1), offset)
         if latest:
-            self.consumer.store_offsets(
-                offsets=[TopicPartition(t, p, o + 1) for (t, p), o in latest.items()]
-            )
+            try:
+                self.consumer.store_offsets(offsets=[TopicPartition(t, p, o + 1) for (t, p), o in latest.items()])
+            except KafkaException as exc:
+                raise _error("storing offsets failed", exc) from exc
 
     def commit(self) -> None:
-        """Commit stored offsets now (synchronously)."""
+        """Commit the stored offsets now (synchronously); nothing stored is not an error."""
         try:
             self.consumer.commit(asynchronous=False)
         except KafkaException as exc:
-            error = exc.args[0]
-            if error.code() != -168:  # _NO_OFFSET: nothing stored since the last commit
-                raise KafkaAdminError(f"commit failed: {error.str()}", error.name()) from exc
+            if exc.args and isinstance(exc.args[0], KafkaError) and exc.args[0].code() == KafkaError._NO_OFFSET:
+                return
+            raise _error("commit failed", exc) from exc
 
     def close(self) -> None:
+        """Commit what is stored and leave the group."""
         if self._consumer is not None:
-            self._consumer.close()
-            self._consumer = None
+            try:
+                self._consumer.close()
+            finally:
+                self._consumer = None
 
     def __enter__(self) -> KafkaConsumer:
         return self

@@ -11,19 +11,20 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
 
-from confluent_kafka import KafkaError, Message, Producer
+from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from pipeline.config import KafkaConnection
 from pipeline.exceptions import KafkaAdminError
 
-_DEFAULTS = {
-    "enable.idempotence": "true",
-    "acks": "all",
+# Throughput settings: the connection's KAFKA_CONFIG_* or `extra` may change them.
+_TUNING = {
     "linger.ms": "20",
     "batch.size": "1000000",
     "compression.type": "lz4",
     "queue.buffering.max.messages": "500000",
 }
+# Delivery guarantees: no duplicates on retry, acknowledged by every in-sync replica.
+_GUARANTEES = {"enable.idempotence": "true", "acks": "all"}
 
 
 @dataclass
@@ -38,7 +39,12 @@ class DeliveryStats:
 
 class KafkaProducer:
     def __init__(self, connection: KafkaConnection, extra: dict[str, str] | None = None) -> None:
-        self._config: dict[str, Any] = {**connection.as_librdkafka_dict(), **_DEFAULTS, **(extra or {})}
+        self._config: dict[str, Any] = {
+            **_TUNING,
+            **connection.as_librdkafka_dict(),
+            **(extra or {}),
+            **_GUARANTEES,
+        }
         self._producer: Producer | None = None
         self.stats = DeliveryStats()
 
@@ -61,10 +67,12 @@ class KafkaProducer:
         value: bytes | None,
         key: bytes | str | None = None,
         headers: list[tuple[str, bytes]] | None = None,
+        *,
         partition: int | None = None,
     ) -> None:
-        """Queue one message; blocks briefly (serving delivery reports) when the queue is full."""
-        kwargs: dict[str, Any] = {"value": value, "key": key, "on_delivery": self._on_delivery}
+        """Queue one message (confluent-kafka's argument order; value None: a tombstone).
+        Waits, serving delivery reports, while the local queue is full."""
+        kwargs: dict[str, Any] = {"key": key, "value": value, "on_delivery": self._on_delivery}
         if headers:
             kwargs["headers"] = headers
         if partition is not None:
@@ -75,8 +83,12 @@ class KafkaProducer:
                 return
             except BufferError:
                 self.producer.poll(0.1)
+            except KafkaException as exc:
+                error: KafkaError = exc.args[0]
+                raise KafkaAdminError(f"cannot produce to {topic}: {error.str()}", error.name()) from exc
 
     def poll(self, timeout: float = 0.0) -> None:
+        """Serve delivery reports."""
         self.producer.poll(timeout)
 
     def flush(self, timeout: float = 60.0) -> DeliveryStats:
@@ -88,8 +100,10 @@ class KafkaProducer:
         return self.stats
 
     def close(self) -> None:
-        self.flush()
-        self._producer = None
+        try:
+            self.flush()
+        finally:
+            self._producer = None
 
     def __enter__(self) -> KafkaProducer:
         return self

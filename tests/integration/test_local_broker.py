@@ -1,4 +1,5 @@
-"""`records up` / `down` / `status` as a user runs them, against a broker of their own."""
+"""`records up` / `down` / `status` as a user runs them, with a broker of their own (not
+the session's) in a temporary data directory."""
 
 from __future__ import annotations
 
@@ -14,11 +15,18 @@ from pipeline.local_kafka import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 
+pytestmark = pytest.mark.kafka
+
 
 def _records(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-c", "from pipeline.cli import main; main()", *args],
-        cwd=REPO, env=env, capture_output=True, text=True, timeout=120, check=False,
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
 
 
@@ -27,7 +35,21 @@ def env(tmp_path: Path) -> dict[str, str]:
     return {**os.environ, "RECORDS_DATA_DIR": str(tmp_path), "RECORDS_CACHE_DIR": str(REPO / ".cache")}
 
 
-def _java_pids_of(state_dir: Path) -> list[int]:
+def _port_pair() -> int:
+    """A free port whose successor (the controller's) is free too."""
+    for _ in range(50):
+        port = free_port()
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port + 1))
+            except OSError:
+                continue
+        return port
+    raise AssertionError("no two consecutive free ports")
+
+
+def _brokers_in(state_dir: Path) -> list[int]:
+    """Pids of every broker process whose files are under `state_dir`."""
     pids = []
     for proc in Path("/proc").iterdir():
         if proc.name.isdigit():
@@ -40,27 +62,41 @@ def _java_pids_of(state_dir: Path) -> list[int]:
     return pids
 
 
-def test_up_twice_is_harmless_and_down_leaves_no_java(env: dict[str, str], tmp_path: Path) -> None:
-    port = free_port()
-    first = _records(env, "up", "--port", str(port))
-    assert first.returncode == 0, first.stderr
-    assert f"broker up on 127.0.0.1:{port}" in first.stdout
-    second = _records(env, "up", "--port", str(port))
-    assert second.returncode == 0, second.stderr
-    assert "already running" in second.stdout
-    status = _records(env, "status")
-    assert f"running on 127.0.0.1:{port}" in status.stdout
-    assert len(_java_pids_of(tmp_path)) == 1
+def _running(pid: int) -> bool:
+    """True while the process exists and is not a zombie waiting to be reaped by init."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
 
-    down = _records(env, "down")
-    assert down.returncode == 0 and "broker stopped" in down.stdout
-    assert _java_pids_of(tmp_path) == []
+
+def test_up_twice_is_harmless_and_down_leaves_no_broker(env: dict[str, str], tmp_path: Path) -> None:
+    port = _port_pair()
+    try:
+        first = _records(env, "up", "--port", str(port))
+        assert first.returncode == 0, first.stderr
+        assert f"broker up on 127.0.0.1:{port} in " in first.stdout
+        [pid] = _brokers_in(tmp_path)
+
+        second = _records(env, "up", "--port", str(port))
+        assert second.returncode == 0, second.stderr
+        assert second.stdout.startswith("already running")
+        assert _brokers_in(tmp_path) == [pid]
+        assert f"running on 127.0.0.1:{port} (pid {pid}" in _records(env, "status").stdout
+        assert (tmp_path / "kafka" / "broker.log").stat().st_size > 0, "the broker logs to its state directory"
+    finally:
+        down = _records(env, "down")
+    assert down.returncode == 0 and down.stdout.startswith("broker stopped in ")
+    assert _brokers_in(tmp_path) == []
+    assert not _running(pid)
+
     again = _records(env, "down")
-    assert again.returncode == 0 and "not running" in again.stdout
+    assert again.returncode == 0 and again.stdout.strip() == "broker not running"
     assert "not running" in _records(env, "status").stdout
 
 
-def test_port_in_use_is_one_clear_line(env: dict[str, str]) -> None:
+def test_a_port_in_use_is_one_clear_line(env: dict[str, str]) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
@@ -71,6 +107,6 @@ def test_port_in_use_is_one_clear_line(env: dict[str, str]) -> None:
 
 
 def test_missing_java_is_one_clear_line(env: dict[str, str]) -> None:
-    result = _records({**env, "PATH": "/nonexistent"}, "up", "--port", str(free_port()))
+    result = _records({**env, "PATH": "/nonexistent"}, "up", "--port", str(_port_pair()))
     assert result.returncode == 1
-    assert result.stderr.strip().startswith("error: `java` is not installed")
+    assert result.stderr.strip().startswith("error: `java` is not installed or not on PATH")

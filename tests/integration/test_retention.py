@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 import tomllib
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -14,7 +15,10 @@ from typing import Any
 from clickhouse_connect.driver.client import Client
 from prometheus_client import CollectorRegistry
 
+from pipeline.clickhouse import connect
 from pipeline.clickhouse_ddl import TableModel, statements, table_models
+from pipeline.clickhouse_http import EmbeddedHttpServer, QueryEndpoint, remove_owner, write_owner
+from pipeline.config import Settings
 from pipeline.policy import POLICY_FILE, Policy, default_policy, parse_policy
 from retention_jobs.enforce import enforce_retention
 from retention_jobs.metrics import RetentionMetrics
@@ -81,6 +85,9 @@ def test_run_keeps_exactly_the_rows_within_their_limit(ch_client: Client) -> Non
     assert by_type["chat_conversation"].rows == 9  # < 180 d
     assert by_type["call"].rows == 14  # < 730 d
     assert by_type["dsr_receipt"].rows == len(AGES_DAYS)  # 5 years: all kept
+    # The months of the 800, 1000 and 1094.5 days old calls lie wholly before the cutoff:
+    # dropped as partitions, not rewritten by the mutation.
+    assert by_type["call"].dropped_partitions >= 3
 
     registry = CollectorRegistry()
     RetentionMetrics.create(registry).observe(result)
@@ -161,3 +168,30 @@ def test_cli_exits_non_zero_while_a_violation_remains(ch_client: Client, chdb_pa
     assert 'retention_violations{record_type="call_recording"} 0.0' in metrics.read_text()
     assert 'retention_deleted_rows{record_type="call_recording"} 2.0' in metrics.read_text()
     assert records_cli(chdb_path, "retention", "run", "--check-only").returncode == 0
+
+
+def test_while_the_sink_owns_the_store_the_cli_verifies_only(
+    ch_client: Client, chdb_path: Path, chdb_settings: Settings
+) -> None:
+    """Embedded mode with the sink running: `records retention run` reaches the sink's
+    read-only endpoint, says the sink enforces retention itself, and still proves it."""
+    create_tables(ch_client, _longer_policy(3650))
+    now = datetime.now(UTC)
+    recordings = next(m for m in table_models() if m.record.record_type == "call_recording")
+    insert_rows(ch_client, recordings, [now - timedelta(days=d) for d in (1, 100)])
+    # What the sink does in embedded mode: serve the store read-only and name itself owner.
+    reader = connect(chdb_settings, readonly=True)
+    server = EmbeddedHttpServer(QueryEndpoint(reader, threading.RLock()), port=0)
+    server.start()
+    write_owner(chdb_path, "127.0.0.1", server.port)
+    try:
+        through_sink = records_cli(chdb_path, "retention", "run")
+    finally:
+        remove_owner(chdb_path)
+        server.close()
+        reader.close()
+
+    assert "enforces retention itself: verifying only" in through_sink.stdout
+    assert through_sink.returncode == 1
+    assert "error: retention violated for 1 record type(s): call_recording" in through_sink.stderr
+    assert count(ch_client, recordings) == 2  # nothing deleted through the read-only endpoint

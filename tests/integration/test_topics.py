@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import os
+import subprocess
+import sys
 import uuid
 
 from pipeline.kafka.admin import KafkaAdmin, ensure_topics
@@ -45,3 +48,20 @@ def test_config_drift_is_corrected(kafka_admin: KafkaAdmin) -> None:
         assert ensure_topics(kafka_admin, specs) == []
     finally:
         kafka_admin.delete_topics([s.name for s in specs])
+
+
+def test_records_topics_ensure_is_idempotent_and_list_shows_every_topic(kafka_bootstrap: str) -> None:
+    env = {**os.environ, "KAFKA_BOOTSTRAP": kafka_bootstrap}
+
+    def records(*args: str) -> subprocess.CompletedProcess[str]:
+        command = [sys.executable, "-c", "from pipeline.cli import main; main()", *args]
+        return subprocess.run(command, env=env, capture_output=True, text=True, timeout=120, check=False)
+
+    assert records("topics", "ensure").returncode == 0
+    second = records("topics", "ensure")
+    assert second.returncode == 0, second.stderr
+    assert second.stdout.strip() == f"all {len(ALL_TOPICS)} topics up to date"
+    listed = records("topics", "list")
+    assert listed.returncode == 0, listed.stderr
+    for spec in ALL_TOPICS:
+        assert spec.name in listed.stdout

@@ -39,3 +39,10 @@ def test_compacted_topics_bound_their_compaction_lag() -> None:
         if spec.compacted:
             assert int(spec.config["max.compaction.lag.ms"]) <= 86_400_000
             assert int(spec.config["segment.ms"]) <= 86_400_000
+
+
+def test_a_key_missing_on_the_cluster_is_set() -> None:
+    config = {k: v for k, v in SUBJECTS.config.items() if k != "max.compaction.lag.ms"}
+    [change] = plan_topic_changes([SUBJECTS], {SUBJECTS.name: TopicState(SUBJECTS.name, SUBJECTS.partitions, config)})
+    bound = SUBJECTS.config["max.compaction.lag.ms"]
+    assert change.describe() == f"{SUBJECTS.name}: max.compaction.lag.ms unset -> {bound}"

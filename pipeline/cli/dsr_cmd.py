@@ -1,0 +1,216 @@
+"""`records dsr ...`: the DPO's commands. Every request is signed with the DPO's Ed25519
+key and produced to `cs.dsr.v1`; the pipeline verifies it before acting and answers with
+a receipt on `cs.dsr.receipts.v1` (and in the `dsr_receipts` table)."""
+
+from __future__ import annotations
+
+import enum
+import getpass
+import json
+import time
+from typing import Annotated, Any
+
+import typer
+from confluent_kafka import Consumer, TopicPartition
+
+from pipeline.avro_json import to_jsonable
+from pipeline.config import Settings, load_settings
+from pipeline.dsr import (
+    RECTIFIABLE_FIELDS,
+    RequestType,
+    build_request,
+    generate_keypair,
+    load_signer,
+    utcnow,
+)
+from pipeline.exceptions import RecordsError
+from pipeline.kafka.producer import KafkaProducer
+from pipeline.schemas import default_catalog
+from pipeline.serde import AvroDeserializer, AvroSerializer
+from pipeline.topics import DSR, DSR_RECEIPTS
+
+
+class ConsentPurpose(enum.StrEnum):
+    CONTACT_DETAILS = "CONTACT_DETAILS"
+    CALL_RECORDING = "CALL_RECORDING"
+    SERVICE_DEVELOPMENT = "SERVICE_DEVELOPMENT"
+
+
+dsr_app = typer.Typer(help="Data-subject requests, signed by the DPO.", no_args_is_help=True)
+
+Email = Annotated[str | None, typer.Option("--email", help="Email address of the data subject.")]
+Phone = Annotated[str | None, typer.Option("--phone", help="Phone number (any format).")]
+PersonNumber = Annotated[str | None, typer.Option("--person-number", help="myStaff personnel number.")]
+Username = Annotated[str | None, typer.Option("--username", help="myStaff app username.")]
+VisitorId = Annotated[str | None, typer.Option("--visitor-id", help="Web chat visitor id.")]
+Reason = Annotated[str, typer.Option("--reason", help="Reference of the verified request (ticket); no personal data.")]
+By = Annotated[str | None, typer.Option("--by", help="DPO username for the audit trail (default: login name).")]
+
+
+def _passphrase(settings: Settings) -> bytes | None:
+    return settings.dpo_key_passphrase.get().encode() if settings.dpo_key_passphrase else None
+
+
+@dsr_app.command("keygen")
+def keygen() -> None:
+    """Create the DPO's Ed25519 key pair (private key mode 0600; public key for the pipeline)."""
+    settings = load_settings()
+    if settings.dpo_private_key is None or not settings.dpo_public_keys:
+        raise RecordsError("set RECORDS_DPO_PRIVATE_KEY and RECORDS_DPO_PUBLIC_KEYS")
+    kid = generate_keypair(settings.dpo_private_key, settings.dpo_public_keys[0], _passphrase(settings))
+    typer.echo(f"key id {kid}")
+    typer.echo(f"private key (keep with the DPO): {settings.dpo_private_key}")
+    typer.echo(f"public key (give to the pipeline, RECORDS_DPO_PUBLIC_KEYS): {settings.dpo_public_keys[0]}")
+
+
+def issue(
+    request_type: RequestType,
+    identifiers: dict[str, str | None],
+    *,
+    reason: str,
+    by: str | None,
+    settings: Settings | None = None,
+    **extra: Any,
+) -> str:
+    """Build, sign and produce one request; returns its id."""
+    settings = settings or load_settings()
+    if settings.dpo_private_key is None:
+        raise RecordsError("set RECORDS_DPO_PRIVATE_KEY")
+    signer = load_signer(settings.dpo_private_key, _passphrase(settings))
+    request = build_request(
+        request_type, identifiers, requested_by=by or getpass.getuser(), reason=reason, now=utcnow(), **extra
+    )
+    signed = signer.sign(request)
+    payload = AvroSerializer(default_catalog().get("DataSubjectRequest"))(signed)
+    with KafkaProducer(settings.kafka) as producer:
+        producer.produce(DSR.name, payload, key=signed["request_id"].encode())
+    if producer.stats.failed:
+        raise RecordsError(f"request not delivered: {producer.stats.describe_errors()}")
+    return str(signed["request_id"])
+
+
+def _ids(email: str | None, phone: str | None, person: str | None, user: str | None, visitor: str | None) -> dict[
+    str, str | None
+]:
+    return {"email": email, "phone": phone, "person_number": person, "app_username": user, "visitor_id": visitor}
+
+
+def _simple(name: str, request_type: RequestType, doc: str) -> None:
+    def command(
+        reason: Reason,
+        email: Email = None,
+        phone: Phone = None,
+        person_number: PersonNumber = None,
+        username: Username = None,
+        visitor_id: VisitorId = None,
+        by: By = None,
+    ) -> None:
+        request_id = issue(
+            request_type, _ids(email, phone, person_number, username, visitor_id), reason=reason, by=by
+        )
+        typer.echo(request_id)
+
+    command.__doc__ = doc
+    dsr_app.command(name)(command)
+
+
+_simple("erase", RequestType.ERASURE, "Erase the subject from every store, Kafka included (GDPR Art. 17).")
+_simple("export", RequestType.ACCESS, "Export everything held about the subject as JSON (Art. 15, 20).")
+_simple("restrict", RequestType.RESTRICTION, "Keep the subject's data but hide it from analysis (Art. 18).")
+_simple("unrestrict", RequestType.RESTRICTION_LIFTED, "Lift a restriction or objection.")
+_simple("object", RequestType.OBJECTION, "Stop processing based on legitimate interest for the subject (Art. 21).")
+
+
+@dsr_app.command("rectify")
+def rectify(
+    field: Annotated[str, typer.Option("--field", help=f"Field to correct: {', '.join(RECTIFIABLE_FIELDS)}.")],
+    value: Annotated[str, typer.Option("--value", help="The corrected value.")],
+    reason: Reason,
+    email: Email = None,
+    phone: Phone = None,
+    person_number: PersonNumber = None,
+    username: Username = None,
+    visitor_id: VisitorId = None,
+    by: By = None,
+) -> None:
+    """Correct a field so that every store shows the corrected value (Art. 16)."""
+    typer.echo(
+        issue(
+            RequestType.RECTIFICATION,
+            _ids(email, phone, person_number, username, visitor_id),
+            reason=reason,
+            by=by,
+            rectify_field=field,
+            rectify_value=value,
+        )
+    )
+
+
+@dsr_app.command("withdraw-consent")
+def withdraw_consent(
+    reason: Reason,
+    purpose: Annotated[
+        ConsentPurpose | None, typer.Option("--purpose", help="Which consent (default: all).")
+    ] = None,
+    email: Email = None,
+    phone: Phone = None,
+    person_number: PersonNumber = None,
+    username: Username = None,
+    visitor_id: VisitorId = None,
+    by: By = None,
+) -> None:
+    """Withdraw consent: consent-based data stops being collected and is cleared (Art. 7(3))."""
+    typer.echo(
+        issue(
+            RequestType.CONSENT_WITHDRAWAL,
+            _ids(email, phone, person_number, username, visitor_id),
+            reason=reason,
+            by=by,
+            consent_purpose=purpose.value if purpose else None,
+        )
+    )
+
+
+def find_receipt(settings: Settings, request_id: str, *, wait_s: float = 0.0) -> dict[str, Any] | None:
+    """The newest receipt for a request on the receipts topic, waiting up to `wait_s`."""
+    consumer = Consumer(
+        {
+            **settings.kafka.as_librdkafka_dict(),
+            "group.id": "records-dsr-status",
+            "enable.auto.commit": "false",
+            "log_level": 4,
+        }
+    )
+    decode = AvroDeserializer()
+    try:
+        metadata = consumer.list_topics(DSR_RECEIPTS.name, timeout=10)
+        partitions = [TopicPartition(DSR_RECEIPTS.name, p, 0) for p in metadata.topics[DSR_RECEIPTS.name].partitions]
+        consumer.assign(partitions)
+        found: dict[str, Any] | None = None
+        deadline = time.monotonic() + max(wait_s, 2.0)
+        while time.monotonic() < deadline:
+            for message in consumer.consume(500, 0.5):
+                if message.error() is None and message.key() == request_id.encode() and message.value():
+                    found = decode(message.value()).value
+            if found is not None and found.get("status") != "PENDING":
+                return found
+        return found
+    finally:
+        consumer.close()
+
+
+@dsr_app.command("status")
+def status(
+    request_id: str,
+    wait: Annotated[float, typer.Option("--wait", help="Wait up to N seconds for the receipt.")] = 0.0,
+) -> None:
+    """Show the receipt of a request (no personal data), or that it is still pending."""
+    receipt = find_receipt(load_settings(), request_id, wait_s=wait)
+    if receipt is None:
+        typer.echo(f"{request_id}: no receipt yet (pending)")
+        raise typer.Exit(3)
+    typer.echo(json.dumps(to_jsonable(receipt), indent=2, sort_keys=True))
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(dsr_app, name="dsr")

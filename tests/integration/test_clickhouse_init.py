@@ -1,0 +1,59 @@
+"""`records clickhouse init / ddl / roles-sql` as a user runs them, on a fresh embedded store."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from pipeline.clickhouse import connect
+from pipeline.clickhouse_ddl import ROLES, table_models
+from pipeline.config import Settings
+
+
+def records_cli(chdb_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k != "CLICKHOUSE_URL"}
+    env.update(RECORDS_CHDB_PATH=str(chdb_path), RECORDS_DATA_DIR=str(chdb_path.parent / "data"))
+    return subprocess.run(
+        [sys.executable, "-c", "from pipeline.cli import main; main()", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_init_creates_the_model_then_finds_it_and_checks_the_access_sql(
+    chdb_path: Path, chdb_settings: Settings
+) -> None:
+    first = records_cli(chdb_path, "clickhouse", "init")
+    second = records_cli(chdb_path, "clickhouse", "init")
+
+    assert first.returncode == 0, first.stderr
+    assert second.returncode == 0, second.stderr
+    assert first.stdout.splitlines()[0] == f"target: embedded chDB at {chdb_path}"
+    for model in table_models():
+        days = model.record.retention_days
+        assert f"table records.{model.name}: created; row TTL {days} days" in first.stdout
+        assert f"table records.{model.name}: exists; row TTL {days} days" in second.stdout
+        assert f"view analyst.{model.name}: created;" in first.stdout
+        assert f"view analyst.{model.name}: replaced;" in second.stdout
+    assert "access control:" in first.stdout and "parse; not applied" in first.stdout
+    with connect(chdb_settings) as client:
+        tables = client.command("SELECT count() FROM system.tables WHERE database IN ('records', 'analyst')")
+    assert tables == 2 * len(table_models()) + 2
+
+
+def test_ddl_and_roles_sql_print_statements(chdb_path: Path) -> None:
+    ddl = records_cli(chdb_path, "clickhouse", "ddl")
+    roles = records_cli(chdb_path, "clickhouse", "roles-sql")
+
+    assert ddl.returncode == 0, ddl.stderr
+    assert "CREATE TABLE IF NOT EXISTS records.calls" in ddl.stdout
+    assert roles.returncode == 0, roles.stderr
+    for role in ROLES:
+        assert f"CREATE ROLE IF NOT EXISTS {role};" in roles.stdout
+    assert "CREATE ROW POLICY OR REPLACE" in roles.stdout
+    assert not chdb_path.exists()  # printing opens no store

@@ -1,0 +1,392 @@
+"""The ClickHouse sink in-process against the real local broker and the real engine (chDB).
+
+Each test reads its own copies of the record topics (`SinkOptions.with_topic_suffix`)
+with its own consumer group, so tests sharing the broker do not see each other's
+messages. Rows are built here for every stored record type from its Avro schema; the
+expected counts come from what the test produced, not from the sink.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from clickhouse_connect.driver.client import Client
+from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
+from prometheus_client import CollectorRegistry
+
+from consumers.clickhouse_sink import ClickHouseSink, SinkOptions
+from consumers.metrics import SinkMetrics
+from consumers.sink_process import apply_schema
+from pipeline.clickhouse_ddl import table_models
+from pipeline.config import Settings
+from pipeline.dead_letter import parse_headers
+from pipeline.kafka.admin import KafkaAdmin
+from pipeline.schemas import AvroSchema, SchemaCatalog, default_catalog
+from pipeline.serde import AvroSerializer
+from pipeline.topics import TopicSpec
+
+MODELS = {m.name: m for m in table_models()}
+# Rows must be younger than their retention, or ClickHouse's TTL drops them on insert.
+NOW = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
+
+
+# ---- rows of any stored record type ---------------------------------------------------
+
+
+def record(schema: AvroSchema, n: int, **overrides: Any) -> dict[str, Any]:
+    """A valid value of `schema` with every optional field set; ids derive from `n`."""
+    named: dict[str, Any] = {}
+
+    def value(name: str, node: Any) -> Any:
+        if isinstance(node, list):
+            return value(name, next(b for b in node if b != "null"))
+        if isinstance(node, str):
+            if node in named:
+                return value(name, named[node])
+            return {
+                "string": f"{name}-{n}",
+                "int": n % 1000,
+                "long": n,
+                "double": 60.0 + n / 1000,
+                "float": 1.5,
+                "boolean": True,
+                "bytes": b"x",
+            }[node]
+        kind = node["type"]
+        if node.get("logicalType") == "timestamp-millis":
+            return NOW
+        if node.get("logicalType") == "uuid":
+            return str(uuid.uuid5(uuid.NAMESPACE_OID, f"{name}-{n}"))
+        if kind == "enum":
+            named[node["name"]] = node
+            return node["symbols"][0]
+        if kind == "array":
+            return [f"{name}-{n}"] if name == "subject_keys" else []
+        if kind == "map":
+            return {"calls": n}
+        return value(name, kind)
+
+    out = {f["name"]: value(f["name"], f["type"]) for f in schema.definition["fields"]}
+    if "channel" in out:
+        out["channel"] = "WEB"
+    out.update(overrides)
+    return out
+
+
+@dataclass
+class Traffic:
+    """Produces records to the test's topics and remembers what went where."""
+
+    producer: Producer
+    topic_of: Callable[[str], str]  # record schema full name -> topic
+    catalog: SchemaCatalog = field(default_factory=default_catalog)
+    sent: dict[str, list[str]] = field(default_factory=dict)  # table -> row ids, duplicates included
+
+    def send(self, schema: AvroSchema, value: dict[str, Any], *, table: str) -> None:
+        payload = AvroSerializer(schema, catalog=self.catalog)(value)
+        self.producer.produce(self.topic_of(schema.full_name), key=str(value.get("event_id", "k")), value=payload)
+        ident = value.get("event_id") or value["request_id"]
+        self.sent.setdefault(table, []).append(str(ident))
+
+    def raw(self, topic: str, value: bytes | None, key: bytes = b"raw") -> None:
+        self.producer.produce(topic, key=key, value=value)
+
+    def flush(self) -> None:
+        assert self.producer.flush(30) == 0
+
+
+@dataclass
+class SinkRun:
+    options: SinkOptions
+    settings: Settings
+    client: Client
+
+    def topic(self, full_name: str) -> str:
+        return next(t.name for t in self.options.record_topics if full_name in t.value_schemas)
+
+
+@pytest.fixture
+def sink_topics(kafka_admin: KafkaAdmin, group_id: str) -> Iterator[SinkOptions]:
+    suffix = f".test-{uuid.uuid4().hex[:10]}"
+    options = SinkOptions(group_id=group_id, batch_size=500, batch_max_s=0.3).with_topic_suffix(suffix)
+    specs = [*options.record_topics, TopicSpec(options.dlq_topic, "k", "dlq", 1)]
+    kafka_admin.create_topics([TopicSpec(s.name, s.key, s.description, s.partitions) for s in specs])
+    yield options
+    kafka_admin.delete_topics([s.name for s in specs])
+
+
+@pytest.fixture
+def run(sink_topics: SinkOptions, kafka_settings: Settings, ch_client: Client) -> SinkRun:
+    apply_schema(ch_client)
+    return SinkRun(sink_topics, kafka_settings, ch_client)
+
+
+def end_offsets(bootstrap: str, names: list[str]) -> dict[tuple[str, int], int]:
+    probe = Consumer({"bootstrap.servers": bootstrap, "group.id": f"probe-{uuid.uuid4().hex[:8]}"})
+    try:
+        metadata = probe.list_topics(timeout=10)
+        out = {}
+        for name in names:
+            for partition in metadata.topics[name].partitions:
+                _low, high = probe.get_watermark_offsets(TopicPartition(name, partition), timeout=10)
+                if high > 0:
+                    out[(name, partition)] = high
+        return out
+    finally:
+        probe.close()
+
+
+def run_sink_until_caught_up(
+    run: SinkRun, *, catalog: SchemaCatalog | None = None, timeout: float = 60.0
+) -> ClickHouseSink:
+    """Run a sink in a thread until it has committed every message of its topics, then stop it."""
+    sink = ClickHouseSink(
+        run.settings,
+        run.client,
+        metrics=SinkMetrics.create(CollectorRegistry()),
+        options=run.options,
+        catalog=catalog,
+    )
+    bootstrap = run.settings.kafka.bootstrap
+    wanted = end_offsets(bootstrap, [t.name for t in run.options.record_topics])
+    thread = threading.Thread(target=sink.run, name="sink")
+    thread.start()
+    deadline = time.monotonic() + timeout
+    try:
+        while lagging := lagging_partitions(bootstrap, run.options.group_id, wanted):
+            assert thread.is_alive(), "the sink stopped"
+            assert time.monotonic() < deadline, f"not caught up: {lagging}"
+            time.sleep(0.2)
+    finally:
+        sink.stop()
+        thread.join(30)
+    return sink
+
+
+def lagging_partitions(bootstrap: str, group: str, wanted: dict[tuple[str, int], int]) -> dict[str, int]:
+    """Partitions whose committed offset in `group` is still below `wanted` (without joining the group)."""
+    probe = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False})
+    try:
+        committed = probe.committed([TopicPartition(t, p) for t, p in wanted], timeout=10)
+    except KafkaException as exc:  # e.g. the group's coordinator is not ready yet
+        return {"committed offsets unavailable": exc.args[0].code()}
+    finally:
+        probe.close()
+    return {
+        f"{tp.topic}[{tp.partition}]": tp.offset for tp in committed if tp.offset < wanted[(tp.topic, tp.partition)]
+    }
+
+
+def counter(metric: Any, **labels: str) -> float:
+    total = 0.0
+    for family in metric.collect():
+        for sample in family.samples:
+            if sample.name.endswith("_total") and all(sample.labels.get(k) == v for k, v in labels.items()):
+                total += sample.value
+    return total
+
+
+def read_topic(bootstrap: str, topic: str, expected: int, timeout: float = 20.0) -> list[Any]:
+    consumer = Consumer(
+        {"bootstrap.servers": bootstrap, "group.id": f"read-{uuid.uuid4().hex[:8]}", "auto.offset.reset": "earliest"}
+    )
+    consumer.subscribe([topic])
+    got: list[Any] = []
+    deadline = time.monotonic() + timeout
+    try:
+        while len(got) < expected and time.monotonic() < deadline:
+            message = consumer.poll(0.5)
+            if message is not None and message.error() is None:
+                got.append(message)
+        return got
+    finally:
+        consumer.close()
+
+
+def _schema(name: str) -> AvroSchema:
+    return default_catalog().get(name)
+
+
+# ---- tests ------------------------------------------------------------------------------
+
+
+def test_every_table_gets_exactly_its_rows_and_bad_messages_go_to_the_dlq(run: SinkRun, kafka_bootstrap: str) -> None:
+    # An older writer of CallRecord without `answered_by_user`: its rows are inserted with
+    # that writer schema and the column gets its default.
+    current_call = _schema("CallRecord")
+    old_definition = {
+        **current_call.definition,
+        "fields": [f for f in current_call.definition["fields"] if f["name"] != "answered_by_user"],
+    }
+    old_call = AvroSchema.from_definition(old_definition)
+    catalog = SchemaCatalog(list(default_catalog()))
+    catalog.add(old_call)
+    producer = Producer({"bootstrap.servers": kafka_bootstrap, "linger.ms": 5})
+    traffic = Traffic(producer, run.topic, catalog)
+    plan = {
+        "chat_conversations": ("ChatConversationRecord", 120),
+        "chat_messages": ("ChatMessageRecord", 300),
+        "calls": ("CallRecord", 80),
+        "call_recordings": ("CallRecordingRecord", 40),
+        "consent_ledger": ("ConsentLedgerRecord", 30),
+        "dsr_receipts": ("DsrReceipt", 7),
+    }
+    for table, (schema_name, count) in plan.items():
+        schema = _schema(schema_name)
+        for n in range(count):
+            extra = {"status": "GIVEN"} if table == "consent_ledger" else {}
+            traffic.send(schema, record(schema, n, **extra), table=table)
+    for n in range(1000, 1025):
+        traffic.send(old_call, record(old_call, n), table="calls")
+    # duplicates: re-sent rows (a replay upstream)
+    for n in range(20):
+        traffic.send(_schema("ChatMessageRecord"), record(_schema("ChatMessageRecord"), n), table="chat_messages")
+        traffic.send(_schema("CallRecord"), record(_schema("CallRecord"), n), table="calls")
+    chat_topic = run.topic("cs.records.ChatConversationRecord")
+    bad = [
+        (chat_topic, b"not avro at all", "SerdeError"),
+        (chat_topic, b"\xc3\x01" + bytes(8) + b"\x02", "SerdeError"),  # unknown writer fingerprint
+        (chat_topic, AvroSerializer(current_call)(record(current_call, 5000)), "SerdeError"),  # wrong topic
+    ]
+    for topic, value, _ in bad:
+        traffic.raw(topic, value, key=b"bad-key")
+    traffic.raw(run.topic("cs.records.DsrReceipt"), None, key=b"tombstone")
+    traffic.flush()
+
+    sink = run_sink_until_caught_up(run, catalog=catalog)
+
+    for table, ids in traffic.sent.items():
+        final_rows, distinct = run.client.query(
+            f"SELECT count(), uniqExact({MODELS[table].id_column}) FROM records.{table} FINAL"
+        ).result_rows[0]
+        assert (final_rows, distinct) == (len(set(ids)), len(set(ids))), table
+        assert run.client.command(f"SELECT count() FROM analyst.{table}") == len(set(ids)), table
+        assert counter(sink.metrics.rows_inserted, table=table) == len(ids), table
+    old_rows = run.client.query(
+        "SELECT count(), countIf(answered_by_user IS NULL), countIf(caller_number IS NOT NULL) "
+        "FROM records.calls FINAL WHERE event_id LIKE 'event_id-10__'"
+    ).result_rows[0]
+    assert old_rows == (25, 25, 25)
+    stored = run.client.query(
+        "SELECT subject_keys, started_at, stripped, cookie_analytics FROM records.chat_conversations FINAL "
+        "WHERE event_id = 'event_id-7'"
+    ).result_rows
+    assert stored == [(["subject_keys-7"], NOW.replace(tzinfo=None), [], True)]
+
+    letters = read_topic(kafka_bootstrap, run.options.dlq_topic, len(bad))
+    assert sorted(m.value() for m in letters) == sorted(value for _, value, _ in bad)
+    for message in letters:
+        headers = parse_headers(message.headers())
+        assert message.key() == b"bad-key"
+        assert headers["dlq.stage"] == "sink"
+        assert headers["dlq.source.topic"] == chat_topic
+        assert headers["dlq.error.class"] == "SerdeError"
+        assert int(headers["dlq.source.offset"]) >= 0
+    assert "does not belong on" in " ".join(parse_headers(m.headers())["dlq.error"] for m in letters)
+    assert counter(sink.metrics.dead_lettered, source_topic=chat_topic) == len(bad)
+    assert counter(sink.metrics.skipped) == 1
+
+
+def test_a_consent_withdrawal_clears_the_bound_fields_of_earlier_rows_of_its_subject(
+    run: SinkRun, kafka_bootstrap: str
+) -> None:
+    chat = _schema("ChatConversationRecord")
+    ledger = _schema("ConsentLedgerRecord")
+    message = _schema("ChatMessageRecord")
+    producer = Producer({"bootstrap.servers": kafka_bootstrap, "linger.ms": 5})
+    traffic = Traffic(producer, run.topic)
+    withdrawn_at = NOW + timedelta(minutes=30)
+
+    def conversation(n: int, key: str, started: datetime, channel: str = "WEB") -> None:
+        traffic.send(
+            chat, record(chat, n, subject_keys=[key], started_at=started, channel=channel), table="chat_conversations"
+        )
+
+    conversation(1, "key-a", NOW)  # before the withdrawal: contact fields cleared
+    conversation(2, "key-a", withdrawn_at)  # at the withdrawal: cleared too (<=)
+    conversation(3, "key-a", withdrawn_at + timedelta(minutes=1))  # after: a fresh consent, kept
+    conversation(4, "key-a", NOW, channel="MYSTAFF_APP")  # the app's contact fields need no consent
+    conversation(5, "key-b", NOW)  # another subject
+    conversation(6, "key-c", NOW)  # cookie row below: analytics and geolocation refused
+    traffic.send(message, record(message, 1, subject_keys=["key-a"]), table="chat_messages")
+    traffic.send(
+        ledger,
+        record(
+            ledger,
+            1,
+            subject_keys=["key-a"],
+            kind="CONSENT",
+            purpose="CONTACT_DETAILS",
+            status="WITHDRAWN",
+            event_time=withdrawn_at,
+        ),
+        table="consent_ledger",
+    )
+    traffic.send(
+        ledger,
+        record(
+            ledger,
+            2,
+            subject_keys=["key-c"],
+            kind="COOKIE",
+            purpose="COOKIES",
+            status="GIVEN",
+            event_time=withdrawn_at,
+            cookie_functional=True,
+            cookie_analytics=False,
+            geolocation_permission=False,
+        ),
+        table="consent_ledger",
+    )
+    traffic.flush()
+    sink = run_sink_until_caught_up(run)
+
+    # A row that arrives after its withdrawal was stored (another batch) is cleared too.
+    conversation(7, "key-a", NOW - timedelta(minutes=5))
+    traffic.flush()
+    run_sink_until_caught_up(run)
+
+    rows = {
+        row[0]: row[1:]
+        for row in run.client.query(
+            "SELECT event_id, name, email, job_title, browser, isp_org, city, latitude, stripped "
+            "FROM records.chat_conversations FINAL ORDER BY event_id"
+        ).result_rows
+    }
+    contact = ["name:consent_withdrawn", "email:consent_withdrawn", "job_title:consent_withdrawn"]
+    contact += ["phone:consent_withdrawn", "company_name:consent_withdrawn"]
+    for n in (1, 2, 7):
+        name, email, job_title, browser, isp, city, _lat, stripped = rows[f"event_id-{n}"]
+        assert (name, email, job_title) == (None, None, None), n
+        assert (browser, isp, city) == (f"browser-{n}", f"isp_org-{n}", f"city-{n}"), n
+        assert sorted(stripped) == sorted(contact), n
+    for n in (3, 4, 5):
+        name, email, job_title, *_rest, stripped = rows[f"event_id-{n}"]
+        assert (name, email, job_title, stripped) == (f"name-{n}", f"email-{n}", f"job_title-{n}", []), n
+    name, _email, _job, browser, isp, city, latitude, stripped = rows["event_id-6"]
+    assert (name, browser, isp, city, latitude) == ("name-6", "browser-6", None, None, None)
+    assert sorted(stripped) == sorted(
+        [
+            f"{f}:consent_withdrawn"
+            for f in (
+                "isp_org",
+                "visit_count",
+                "chat_count",
+                "referrer_url",
+                "page_url",
+                "visit_duration_s",
+                "city",
+                "latitude",
+                "longitude",
+            )
+        ]
+    )
+    assert run.client.command("SELECT text FROM records.chat_messages FINAL") == "text-1"
+    assert counter(sink.metrics.consent_cleared, table="chat_conversations", need="contact_consent") == 2
