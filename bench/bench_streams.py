@@ -254,11 +254,14 @@ def bench_worker(bootstrap: str, n: int) -> dict[str, Any]:
             "RECORDS_DATA_DIR": data_dir,
             "RECORDS_PEPPER": secrets.token_hex(32),
             "RECORDS_STREAMS_METRICS_PORT": str(port),
+            # --demo generates a DPO key pair here (the worker needs a trusted key to start)
+            "RECORDS_DPO_PUBLIC_KEYS": str(Path(data_dir) / "dpo.pub.pem"),
+            "RECORDS_DPO_PRIVATE_KEY": str(Path(data_dir) / "dpo.pem"),
         }
         log_path = Path(data_dir) / "worker.log"
         with log_path.open("wb") as log:
             worker = subprocess.Popen(
-                [str(Path(sys.executable).with_name("records")), "worker", "streams", "--app-id", app_id],
+                [str(Path(sys.executable).with_name("records")), "worker", "streams", "--demo", "--app-id", app_id],
                 env=env,
                 stdout=log,
                 stderr=subprocess.STDOUT,

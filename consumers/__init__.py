@@ -6,7 +6,11 @@
   letters), pure;
 - `avro_container`: single-object messages -> one Avro object container, pure;
 - `consent_withdrawal`: the storage side of a consent withdrawal, as SQL, pure;
-- `metrics`: the sink's Prometheus bundle.
+- `metrics`: the sink's Prometheus bundle;
+- `sink_process`: one `records worker sink` process: store ownership, DDL, the embedded
+  HTTP endpoint, signals;
+- `dsr_*`, `erasure_guard`: the storage side of data-subject requests, plugged into the
+  sink as a `CommandHandler` by the CLI.
 
 Imports `pipeline` only, never `streams` or `retention_jobs`: the CLI composes them.
 """

@@ -82,7 +82,7 @@ from consumers.metrics import SinkMetrics
 from pipeline import topics
 from pipeline.clickhouse_ddl import table_models
 from pipeline.config import Settings
-from pipeline.exceptions import ClickHouseError, KafkaAdminError, RecordsError
+from pipeline.exceptions import KafkaAdminError, RecordsError
 from pipeline.kafka.consumer import KafkaConsumer
 from pipeline.kafka.producer import KafkaProducer
 from pipeline.policy import Policy, default_policy
@@ -102,7 +102,9 @@ RECORD_TOPICS: tuple[TopicSpec, ...] = (
 # Long IN lists of a batch's row ids exceed ClickHouse's default 256 KiB query size.
 _BIG_QUERY = {"max_query_size": str(256 * 1024 * 1024)}
 _INSERT_SETTINGS = {"input_format_avro_allow_missing_fields": "1"}
-_RETRYABLE = (WriteFailed, KafkaSinkError, KafkaAdminError, ClickHouseError, DriverError, KafkaException)
+# A write step failing with one of these is retried; anything else is a bug and stops the
+# sink (its batch is replayed after the restart).
+_RETRYABLE = (RecordsError, DriverError, KafkaException)
 
 
 @dataclass(frozen=True)
@@ -164,6 +166,9 @@ class CommandHandler:
 
     topic: str
     handle: Callable[[Client, Sequence[KafkaMessage]], None]
+    # Called once by the sink it is plugged into, with the sink's metrics bundle, so the
+    # handler counts into the same registry.
+    bind: Callable[[SinkMetrics], None] | None = None
 
 
 @dataclass
@@ -199,6 +204,9 @@ class ClickHouseSink:
         self.lock = engine_lock or threading.RLock()
         self.maintenance = tuple(maintenance)
         self.commands = tuple(commands)
+        for handler in self.commands:
+            if handler.bind is not None:
+                handler.bind(self.metrics)
         catalog = catalog or default_catalog()
         models = table_models(policy or default_policy(), catalog)
         self._models = {m.name: m for m in models}

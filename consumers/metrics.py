@@ -18,6 +18,8 @@ and error class names: never personal data.
 | records_sink_batch_rows | | rows per batch |
 | records_sink_consumer_lag | topic, partition | high watermark minus the consumer's position |
 | records_sink_maintenance_runs_total | job, outcome | periodic jobs run between batches (ok / error) |
+| records_sink_dsr_requests_total | kind, status | data-subject requests executed by a command handler (issue 6) |
+| records_sink_dsr_seconds | kind | from a request's issue to its receipt |
 """
 
 from __future__ import annotations
@@ -42,6 +44,8 @@ class SinkMetrics:
     batch_rows: Histogram
     consumer_lag: Gauge
     maintenance_runs: Counter
+    dsr_requests: Counter
+    dsr_latency: Histogram
 
     @classmethod
     def create(cls, registry: CollectorRegistry) -> SinkMetrics:
@@ -85,6 +89,19 @@ class SinkMetrics:
             ),
             maintenance_runs=Counter(
                 f"{_PREFIX}_maintenance_runs", "Periodic jobs run", ["job", "outcome"], registry=registry
+            ),
+            dsr_requests=Counter(
+                f"{_PREFIX}_dsr_requests",
+                "Data-subject requests executed, by request type and receipt status",
+                ["kind", "status"],
+                registry=registry,
+            ),
+            dsr_latency=Histogram(
+                f"{_PREFIX}_dsr_seconds",
+                "From a data-subject request's issue to its receipt",
+                ["kind"],
+                registry=registry,
+                buckets=(1.0, 5.0, 15.0, 60.0, 300.0, 900.0, 3600.0, 86_400.0),
             ),
         )
 

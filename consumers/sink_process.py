@@ -89,6 +89,17 @@ def open_owned_store(settings: Settings) -> Client:
     return client
 
 
+def _serve(query_endpoint: QueryEndpoint, endpoint: EndpointOptions) -> EmbeddedHttpServer:
+    """The endpoint on its port, or on any free one if that is taken (the owner file says which)."""
+    try:
+        return EmbeddedHttpServer(query_endpoint, endpoint.host, endpoint.port)
+    except ClickHouseError as exc:
+        if endpoint.port == 0:
+            raise
+        log.warning("%s; serving on a free port instead (see the owner file)", exc)
+        return EmbeddedHttpServer(query_endpoint, endpoint.host, 0)
+
+
 def run_sink(
     settings: Settings,
     *,
@@ -109,7 +120,7 @@ def run_sink(
             log.info("%s: %d DDL statements applied", describe_target(settings), applied)
             if endpoint.enabled:
                 reader = connect(settings, readonly=True)
-                server = EmbeddedHttpServer(QueryEndpoint(reader, lock), endpoint.host, endpoint.port)
+                server = _serve(QueryEndpoint(reader, lock), endpoint)
                 server.start()
                 write_owner(settings.chdb_path, endpoint.host, server.port)
                 log.info("embedded store served read-only on http://%s:%d", endpoint.host, server.port)

@@ -18,6 +18,7 @@ from clickhouse_connect.driver.exceptions import ClickHouseError as DriverError
 from clickhouse_connect.driver.exceptions import OperationalError, scrub_error_details
 from clickhouse_connect.driver.summary import QuerySummary
 
+from pipeline.clickhouse_http import read_owner
 from pipeline.config import Secret, Settings
 from pipeline.exceptions import ClickHouseError
 
@@ -181,8 +182,6 @@ def _served_by_owner(path: Path, lock_owner: int, database: str | None) -> Clien
     """An HTTP client to the read-only endpoint of the process that owns `path` (the running
     sink, see pipeline/clickhouse_http.py), when its owner file names that process. The
     endpoint is read-only whatever the caller asked for."""
-    from pipeline.clickhouse_http import read_owner
-
     owner = read_owner(path)
     if owner is None or owner.pid != lock_owner:
         return None

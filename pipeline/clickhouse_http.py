@@ -20,7 +20,9 @@ The subset (what clickhouse-connect's HttpClient and curl send):
   TabSeparated) with `X-ClickHouse-Format`, `X-ClickHouse-Timezone`,
   `X-ClickHouse-Query-Id`, `X-ClickHouse-Summary`; errors as ClickHouse sends them: the
   `Code: N. DB::Exception: ...` text, `X-ClickHouse-Exception-Code`, HTTP 400/403/404/500.
-Not served: multipart form requests, request compression, sessions, inserts.
+- `multipart/form-data` bodies (clickhouse-connect's form encoding for long parameters):
+  the `query` and `param_<name>` fields;
+Not served: external data (file parts), request compression, sessions, inserts.
 
 Read-only, in two layers. The engine handle runs with readonly=2, but chDB (clickhouse-
 local) still lets such a handle write files and stop merges, so every query is first
@@ -45,6 +47,8 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
+from email import policy as email_policy
+from email.parser import BytesParser
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -139,7 +143,8 @@ _CONTENT_TYPES = {
 }
 _STATUS_BY_CODE = {62: 400, 27: 400, 36: 400, 164: 403, 497: 403, 60: 404, 81: 404, 47: 404}
 _CODE = re.compile(r"Code: (\d+)\.")
-_MAX_BODY = 16 * 1024 * 1024
+_MAX_BODY = 64 * 1024 * 1024
+_MAX_URI = 1024 * 1024
 
 
 # ---- the owner file -------------------------------------------------------------------
@@ -245,6 +250,23 @@ def trailing_format(sql: str) -> str | None:
     return found.group(1) if found else None
 
 
+def form_fields(content_type: str, body: bytes) -> dict[str, str]:
+    """The text fields of a multipart/form-data body; a file part (external data) is refused."""
+    message = BytesParser(policy=email_policy.HTTP).parsebytes(f"Content-Type: {content_type}\r\n\r\n".encode() + body)
+    if not message.is_multipart():
+        raise ValueError("malformed multipart body")
+    fields: dict[str, str] = {}
+    for part in message.iter_parts():
+        name = part.get_param("name", header="content-disposition")
+        if not isinstance(name, str):
+            raise ValueError("a form part without a name")
+        if part.get_filename() is not None:
+            raise ValueError("external data (file parts) is not served by the embedded endpoint")
+        payload = part.get_payload(decode=True)
+        fields[name] = payload.decode("utf-8") if isinstance(payload, bytes) else str(part.get_payload())
+    return fields
+
+
 # ---- the server -----------------------------------------------------------------------
 
 
@@ -319,6 +341,29 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server: EmbeddedHttpServer
 
+    def handle_one_request(self) -> None:
+        """http.server's, with ClickHouse's URI limit (1 MiB, `http_max_uri_size`) instead of
+        64 KiB: clickhouse-connect puts a command's parameters in the URL."""
+        try:
+            self.raw_requestline = self.rfile.readline(_MAX_URI + 1)
+            if len(self.raw_requestline) > _MAX_URI:
+                self.requestline = self.request_version = self.command = ""
+                self.send_error(414)
+                return
+            if not self.raw_requestline:
+                self.close_connection = True
+                return
+            if not self.parse_request():
+                return
+            handler = getattr(self, "do_" + self.command, None)
+            if handler is None:
+                self.send_error(501, f"Unsupported method ({self.command!r})")
+                return
+            handler()
+            self.wfile.flush()
+        except TimeoutError:
+            self.close_connection = True
+
     def do_GET(self) -> None:
         self._handle()
 
@@ -349,10 +394,15 @@ class _Handler(BaseHTTPRequestHandler):
                 self._send(QueryEndpoint._error(exc.code, str(exc), {}))
                 return
         content_type = self.headers.get("Content-Type", "")
-        if content_type.startswith("multipart/"):
-            message = "Code: 1001. DB::Exception: multipart requests are not served by the embedded endpoint"
-            self._send(QueryEndpoint._error(1001, message, {}))
-            return
+        if content_type.startswith("multipart/form-data"):
+            # clickhouse-connect sends the query and long parameters as form fields
+            try:
+                fields = form_fields(content_type, body)
+            except ValueError as exc:
+                self._send(QueryEndpoint._error(1001, f"Code: 1001. DB::Exception: {exc}. (BAD_REQUEST)", {}))
+                return
+            params.update(fields)
+            body = b""
         encoding = self.headers.get("Content-Encoding")
         if encoding and encoding != "identity":
             # clients compress only insert data

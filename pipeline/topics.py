@@ -17,6 +17,8 @@ DAY_MS = 24 * HOUR_MS
 # the streams app and the topic tooling agree on it.
 STREAMS_APP_ID = "cs-streams"
 CONSENT_TABLE = "consent"
+ERASURES_TABLE = "erasures"
+DSR_SEEN_TABLE = "dsr-seen"
 
 
 @dataclass(frozen=True)
@@ -152,6 +154,23 @@ CONSENT_CHANGELOG = TopicSpec(
     3,
     _compact(),
 )
+# The erasure ledger: subject key -> erasure time (no plaintext); never tombstoned, it is
+# what keeps a replay of the raw topics from bringing an erased subject back.
+ERASURES_CHANGELOG = TopicSpec(
+    f"{STREAMS_APP_ID}-{ERASURES_TABLE}-changelog",
+    "subject key",
+    "faust changelog of the erasure ledger (subject key -> erased at)",
+    3,
+    _compact(),
+)
+DSR_SEEN_CHANGELOG = TopicSpec(
+    f"{STREAMS_APP_ID}-{DSR_SEEN_TABLE}-changelog",
+    "request id",
+    "faust changelog of the data-subject request ids seen (replay protection)",
+    1,
+    _compact(),
+    personal_data=False,
+)
 DSR_RECEIPTS = TopicSpec(
     "cs.dsr.receipts.v1",
     "request id",
@@ -177,6 +196,8 @@ ALL_TOPICS: tuple[TopicSpec, ...] = (
     QUARANTINE,
     SUBJECTS,
     CONSENT_CHANGELOG,
+    ERASURES_CHANGELOG,
+    DSR_SEEN_CHANGELOG,
     DSR_RECEIPTS,
     DLQ,
 )

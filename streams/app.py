@@ -4,8 +4,12 @@
 Agents (one consumer group, id `STREAMS_APP_ID`):
 - `consent` reads cs.consent.v1: writes the consent table and emits the ledger rows;
 - `chats` reads cs.chat.v1, `calls` reads cs.call.v1: look the subject keys up in the
-  consent table, build the rows.
-All three take batches (`stream.take_events`, up to `batch_size` events or
+  consent table, build the rows;
+- `dsr` reads cs.dsr.v1: verifies data-subject requests and executes their Kafka side
+  (`streams.dsr_stage`), then forwards them to the sink on cs.dsr.commands.v1.
+Before building anything, the three record agents drop an event that predates an
+erasure of one of its subjects (`streams.erasure_ledger`): counted, not dead-lettered.
+The three record agents take batches (`stream.take_events`, up to `batch_size` events or
 `batch_within` seconds), decode and encode with parsed schemas, build with
 `streams.rows`, hand every output message of the batch to the producer and then wait
 once until Kafka has them all; only then does faust ack the batch's offsets
@@ -18,6 +22,8 @@ the source partition) places each key in the changelog `cs-streams-consent-chang
 (compacted, 3 partitions as in pipeline/topics.py), which is also what allows writes
 from inside a batch. `recovery_buffer_size=1` applies other workers' writes at once.
 The store is `memory://`: on start the worker replays the changelog, which is the state.
+The erasure ledger (`erasures`, subject key -> erased_at) and the seen-requests table
+(`dsr-seen`, request id -> first message) are global tables built the same way.
 
 Bad input never stops the worker: an undecodable message, a schema that does not belong
 to its topic, or an invalid event goes to cs.dlq.v1 with its original key, bytes and
@@ -44,15 +50,18 @@ from prometheus_client import CollectorRegistry
 from pipeline import topics
 from pipeline.config import KafkaConnection, Settings
 from pipeline.dead_letter import DeadLetter
+from pipeline.dsr import TrustedKeys
 from pipeline.exceptions import ConfigError
 from pipeline.kafka.admin import KafkaAdmin
 from pipeline.policy import Policy, default_policy
 from pipeline.serde import AvroDeserializer, AvroSerializer, Decoded, SerdeError
 from pipeline.subject_keys import SubjectKeyer
-from streams import enrich, metrics
+from streams import enrich, erasure_ledger, metrics
 from streams.consent_state import SubjectConsent, apply, merge
+from streams.dsr_stage import DsrStage, DsrTables
 from streams.exceptions import InvalidEvent
 from streams.rows import Outcome, Row, RowBuilder
+from streams.subject_directory import SubjectDirectory
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +75,7 @@ OUTPUT_TOPICS = (
     topics.QUARANTINE,
     topics.DLQ,
 )
+DSR_TOPICS = (topics.DSR, topics.DSR_COMMANDS, topics.DSR_RECEIPTS)
 
 
 @dataclass(frozen=True)
@@ -115,11 +125,17 @@ class StreamsWorker:
         options: WorkerOptions | None = None,
         policy: Policy | None = None,
         cities: enrich.CityProvider | None = None,
+        trusted: TrustedKeys | None = None,
+        directory: SubjectDirectory | None = None,
     ) -> None:
+        """`trusted`: the DPO public keys data-subject requests must be signed with (none:
+        every request is rejected). `directory`: where SubjectRecords are looked up
+        (default: cs.subjects.v1 on the settings' cluster)."""
         self.settings = settings
         self.options = options = options or WorkerOptions()
         self.metrics = metrics.StreamsMetrics.create(registry)
-        self.builder = RowBuilder(keyer, policy or default_policy(), cities)
+        policy = policy or default_policy()
+        self.builder = RowBuilder(keyer, policy, cities)
         self.deserialize = AvroDeserializer()
         self._serializers: dict[str, AvroSerializer] = {}
         self.app = faust.App(
@@ -136,23 +152,53 @@ class StreamsWorker:
             stream_buffer_maxsize=4 * options.batch_size,
             worker_redirect_stdouts=False,
         )
-        changelog_config = {k: v for k, v in topics.CONSENT_CHANGELOG.config.items() if k != "cleanup.policy"}
-        self.consent_table = self.app.GlobalTable(
+        self.consent_table = self._global_table(
             topics.CONSENT_TABLE,
-            partitions=topics.CONSENT_CHANGELOG.partitions,
+            topics.CONSENT_CHANGELOG,
+            "Consent state per subject key (streams.consent_state.SubjectConsent as JSON).",
+        )
+        self.erasures = self._global_table(
+            topics.ERASURES_TABLE,
+            topics.ERASURES_CHANGELOG,
+            "Erasure ledger: subject key -> erased_at, epoch ms (streams.erasure_ledger).",
+        )
+        self.dsr_seen = self._global_table(
+            topics.DSR_SEEN_TABLE,
+            topics.DSR_SEEN_CHANGELOG,
+            "Data-subject request ids read, with the message that carried each first.",
+        )
+        self._expected_schemas = {spec.name: set(spec.value_schemas) for spec in INPUT_TOPICS}
+        for spec, name in ((topics.CHAT, "chats"), (topics.CALL, "calls"), (topics.CONSENT, "consent")):
+            source = self.app.topic(spec.name, key_serializer="raw", value_serializer="raw")
+            self.app.agent(source, name=name)(self._agent(name))
+        self.dsr = DsrStage(
+            self.app,
+            self.builder,
+            DsrTables(consent=self.consent_table, erasures=self.erasures, seen=self.dsr_seen),
+            self.metrics,
+            trusted=trusted or TrustedKeys({}),
+            directory=directory or SubjectDirectory(settings.kafka),
+            max_age=policy.request_max_age,
+            encode=self._encode,
+            clock=_now,
+        )
+        requests = self.app.topic(topics.DSR.name, key_serializer="raw", value_serializer="raw")
+        self.app.agent(requests, name="dsr")(self.dsr.run)
+
+    def _global_table(self, name: str, spec: topics.TopicSpec, description: str) -> Any:
+        """A GlobalTable keyed by bytes whose changelog is `spec` (see the module docstring)."""
+        return self.app.GlobalTable(
+            name,
+            partitions=spec.partitions,
             key_type=bytes,
             use_partitioner=True,
             # With use_partitioner every changelog partition is both active and standby, and
             # faust buffers changes of active partitions up to recovery_buffer_size before
             # applying them: 1 makes another worker's write visible here at once.
             recovery_buffer_size=1,
-            extra_topic_configs=changelog_config,
-            help="Consent state per subject key (streams.consent_state.SubjectConsent as JSON).",
+            extra_topic_configs={k: v for k, v in spec.config.items() if k != "cleanup.policy"},
+            help=description,
         )
-        self._expected_schemas = {spec.name: set(spec.value_schemas) for spec in INPUT_TOPICS}
-        for spec, name in ((topics.CHAT, "chats"), (topics.CALL, "calls"), (topics.CONSENT, "consent")):
-            source = self.app.topic(spec.name, key_serializer="raw", value_serializer="raw")
-            self.app.agent(source, name=name)(self._agent(name))
 
     # ---- consent table --------------------------------------------------------------
 
@@ -160,6 +206,11 @@ class StreamsWorker:
         """The merged tracker state of a record's subject keys."""
         table = self.consent_table
         return merge(SubjectConsent.from_json(table.get(key.encode())) for key in keys)
+
+    def erased_at(self, key: str) -> int | None:
+        """The erasure ledger's time for a subject key (epoch ms), if it was erased."""
+        value = self.erasures.get(key.encode())
+        return None if value is None else int(value)
 
     def _update_consent(self, outcome: Outcome) -> None:
         for key, change in outcome.consent_changes:
@@ -214,6 +265,11 @@ class StreamsWorker:
         try:
             decoded = self._decode(message.topic, message.value)
             schema = decoded.schema_name
+            keys, moment = self.builder.erasure_scope(schema, decoded.value)
+            if erasure_ledger.is_erased(self.erased_at, keys, moment):
+                batch.tally[("in", message.topic, schema)] += 1
+                batch.tally[("erased", message.topic, schema)] += 1
+                return
             outcome = self.builder.build(schema, decoded.value, self.consent_of, batch.now)
             encoded = [(row, self._encode(row)) for row in outcome.rows]
         except (SerdeError, InvalidEvent) as exc:
@@ -253,6 +309,7 @@ class StreamsWorker:
             "stripped": self.metrics.stripped,
             "quarantined": self.metrics.quarantined,
             "dead_lettered": self.metrics.dead_lettered,
+            "erased": self.metrics.erased_dropped,
         }
         for (kind, *labels), count in batch.tally.items():
             counters[kind].labels(*labels).inc(count)
@@ -305,26 +362,32 @@ def _now() -> datetime:
 def missing_topics(kafka: KafkaConnection) -> list[str]:
     """Topics the worker reads or writes that the cluster does not have."""
     existing = KafkaAdmin(kafka, timeout=10).list_topics()
-    return [spec.name for spec in (*INPUT_TOPICS, *OUTPUT_TOPICS) if spec.name not in existing]
+    return [spec.name for spec in (*INPUT_TOPICS, *OUTPUT_TOPICS, *DSR_TOPICS) if spec.name not in existing]
 
 
 def run_worker(
-    settings: Settings, keyer: SubjectKeyer, *, options: WorkerOptions | None = None, loglevel: str = "info"
+    settings: Settings,
+    keyer: SubjectKeyer,
+    *,
+    trusted: TrustedKeys,
+    options: WorkerOptions | None = None,
+    loglevel: str = "info",
 ) -> None:
-    """Run the streams worker until SIGINT/SIGTERM. Blocks."""
+    """Run the streams worker until SIGINT/SIGTERM. Blocks. `trusted`: the DPO public keys."""
     options = options or WorkerOptions()
     missing = missing_topics(settings.kafka)
     if missing:
         raise ConfigError(f"topics missing: {', '.join(missing)}; run `records topics ensure` first")
     registry = CollectorRegistry()
     cities = enrich.city_provider(settings.geoip_city_db)
-    worker = StreamsWorker(settings, keyer, registry=registry, options=options, cities=cities)
+    worker = StreamsWorker(settings, keyer, registry=registry, options=options, cities=cities, trusted=trusted)
     metrics.serve(registry, settings.streams_metrics_port)
     log.info(
-        "streams worker %s: metrics on port %s, city provider %s",
+        "streams worker %s: metrics on port %s, city provider %s, %d trusted DPO key(s)",
         options.app_id,
         settings.streams_metrics_port or "off",
         type(cities).__name__,
+        len(trusted.keys),
     )
     try:
         faust.Worker(worker.app, loglevel=loglevel, quiet=True).execute_from_commandline()

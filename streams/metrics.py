@@ -14,6 +14,10 @@ and error class names: never personal data.
 | records_streams_dead_lettered_total | source_topic, error_class | messages sent to the dead-letter topic |
 | records_streams_consent_updates_total | | consent table writes |
 | records_streams_batch_seconds | agent | time to process one batch |
+| records_streams_erased_dropped_total | topic, schema | raw events dropped as older than an erasure of their subject |
+| records_streams_dsr_executed_total | request_type | data-subject requests verified and executed (command sent) |
+| records_streams_dsr_rejected_total | reason | requests refused (RejectReason name: BAD_SIGNATURE, REPLAYED, ...) |
+| records_streams_dsr_failed_total | request_type | verified requests that hit an internal error (FAILED receipt) |
 """
 
 from __future__ import annotations
@@ -34,6 +38,10 @@ class StreamsMetrics:
     dead_lettered: Counter
     consent_updates: Counter
     batch_seconds: Histogram
+    erased_dropped: Counter
+    dsr_executed: Counter
+    dsr_rejected: Counter
+    dsr_failed: Counter
 
     @classmethod
     def create(cls, registry: CollectorRegistry) -> StreamsMetrics:
@@ -60,6 +68,24 @@ class StreamsMetrics:
                 ["agent"],
                 registry=registry,
                 buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0),
+            ),
+            erased_dropped=Counter(
+                f"{_PREFIX}_erased_dropped",
+                "Raw events dropped as older than an erasure of their subject",
+                ["topic", "schema"],
+                registry=registry,
+            ),
+            dsr_executed=Counter(
+                f"{_PREFIX}_dsr_executed", "Data-subject requests executed", ["request_type"], registry=registry
+            ),
+            dsr_rejected=Counter(
+                f"{_PREFIX}_dsr_rejected", "Data-subject requests refused, by reason", ["reason"], registry=registry
+            ),
+            dsr_failed=Counter(
+                f"{_PREFIX}_dsr_failed",
+                "Verified data-subject requests that failed on an internal error",
+                ["request_type"],
+                registry=registry,
             ),
         )
 

@@ -19,6 +19,10 @@ ledger row is one consent event (its event_id). Transcript messages carry the su
 keys of their conversation, so an erasure finds them. SubjectRecords are keyed by the
 subject key of the primary identifier (personnel number, app username, email, phone, in
 that order; only surviving identifiers count), and the latest record of a key wins.
+
+For the erasure ledger, `erasure_scope` gives the subject keys of every identifier a raw
+event names (before enforcement: a stripped email still says whose event it is) and
+the event's policy time (the `time_field` of its record type).
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from types import MappingProxyType
 from typing import Any
 
 from pipeline import topics
@@ -55,6 +60,29 @@ CALL_RECORD = _NS + "CallRecord"
 CALL_RECORDING_RECORD = _NS + "CallRecordingRecord"
 CONSENT_LEDGER_RECORD = _NS + "ConsentLedgerRecord"
 SUBJECT_RECORD = _NS + "SubjectRecord"
+
+# Raw schema -> the policy record type whose `time_field` dates the event.
+RAW_RECORD_TYPES: Mapping[str, str] = MappingProxyType(
+    {
+        CHAT_CONVERSATION: "chat_conversation",
+        CALL_DETAIL_RECORD: "call",
+        CALL_RECORDING: "call_recording",
+        CONSENT_CHANGED: "consent_ledger",
+        COOKIE_CONSENT_CHANGED: "consent_ledger",
+    }
+)
+# The identifiers of a person (SubjectIdentifiers, and the chat's own fields).
+_PERSON_IDENTIFIERS = ("person_number", "app_username", "email", "phone", "visitor_id")
+# Raw fields holding an identifier, per raw schema ("subject." : inside the subject record).
+_RAW_IDENTIFIERS: Mapping[str, tuple[str, ...]] = MappingProxyType(
+    {
+        CHAT_CONVERSATION: _PERSON_IDENTIFIERS,
+        CALL_DETAIL_RECORD: ("caller_number",),
+        CALL_RECORDING: ("caller_number",),
+        CONSENT_CHANGED: tuple(f"subject.{name}" for name in _PERSON_IDENTIFIERS),
+        COOKIE_CONSENT_CHANGED: ("visitor_id",),
+    }
+)
 
 CHAT_CHANNELS = ("WEB", "MYSTAFF_APP")  # UNKNOWN is the enum's fallback: no rule can be chosen for it
 
@@ -157,6 +185,7 @@ class RowBuilder:
             for record in (self.chat_policy, self.message_policy, self.call_policy, self.recording_policy)
             for channel in (None, *CHAT_CHANNELS)
         }
+        self._time_fields = {name: policy.record(name).time_field for name in set(RAW_RECORD_TYPES.values())}
         self._handlers: dict[str, Callable[[dict[str, Any], ConsentLookup, datetime], Outcome]] = {
             CHAT_CONVERSATION: self.chat,
             CALL_DETAIL_RECORD: self.call,
@@ -201,9 +230,30 @@ class RowBuilder:
         if normalised is None:
             stripped.append(Strip(name, INVALID_PHONE))
 
+    def subject_key_of(self, subject: Mapping[str, Any]) -> str | None:
+        """The key a SubjectRecord with these fields lives under: its primary identifier's."""
+        for name in _SUBJECT_PRIMARY:
+            key = self.keyer.key(_KEYED[name], subject.get(name))
+            if key is not None:
+                return key
+        return None
+
+    def erasure_scope(self, schema: str, event: Mapping[str, Any]) -> tuple[list[str], int]:
+        """The subject keys of every identifier a raw event names, and its policy time
+        (epoch ms). No keys for a schema the stage does not take (`build` rejects it)."""
+        names = _RAW_IDENTIFIERS.get(schema)
+        if names is None:
+            return [], 0
+        pairs = []
+        for name in names:
+            holder, _, field_name = name.rpartition(".")
+            value = (event.get(holder) or {}) if holder else event
+            pairs.append((_KEYED[field_name], value.get(field_name)))
+        time_field = self._time_fields[RAW_RECORD_TYPES[schema]]
+        return self.keyer.keys_of(pairs), to_millis(event[time_field])
+
     def _subject(self, row: Mapping[str, Any], updated_at: datetime) -> Row | None:
-        keys = {name: self.keyer.key(_KEYED[name], row.get(name)) for name in _SUBJECT_PRIMARY}
-        primary = next((keys[name] for name in _SUBJECT_PRIMARY if keys[name] is not None), None)
+        primary = self.subject_key_of(row)
         if primary is None:
             return None
         linked = [key for key in row["subject_keys"] if key != primary]
@@ -414,9 +464,7 @@ class RowBuilder:
 
     def consent(self, event: dict[str, Any], lookup: ConsentLookup, now: datetime) -> Outcome:
         subject = event["subject"]
-        keys = self._keys(
-            (name, subject[name]) for name in ("person_number", "app_username", "email", "phone", "visitor_id")
-        )
+        keys = self._keys((name, subject[name]) for name in _PERSON_IDENTIFIERS)
         if not keys:
             raise InvalidEvent("ConsentChanged.subject has no usable identifier")
         ledger = self._ledger(
@@ -431,6 +479,18 @@ class RowBuilder:
                 if key is not None:
                     out.rows.append(Row(topics.SUBJECTS.name, key, None, None))
         return out
+
+    def cookie_withdrawal(
+        self, keys: list[str], *, event_id: str, at: datetime, evidence: str, now: datetime
+    ) -> Outcome:
+        """Every cookie category and the geolocation permission withdrawn for `keys` at
+        `at` (a data-subject request withdrawing all consent): a COOKIE ledger row with
+        every flag false, which the sink reads as a withdrawal of each of them."""
+        event = {"event_id": event_id, "event_time": at, "evidence": evidence}
+        ledger = self._ledger(event, keys, now, kind="COOKIE", purpose="COOKIES", status="WITHDRAWN", channel="DPO")
+        names = (*COOKIE_CATEGORIES.values(), GEOLOCATION)
+        change = ConsentChange(at=to_millis(at), statements=dict.fromkeys(names, False))
+        return Outcome(rows=[ledger], consent_changes=[(key, change) for key in keys])
 
     def cookie_consent(self, event: dict[str, Any], lookup: ConsentLookup, now: datetime) -> Outcome:
         key = self.keyer.key(IdentifierKind.VISITOR_ID, event["visitor_id"])

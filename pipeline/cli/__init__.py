@@ -27,6 +27,7 @@ def _register() -> None:
     from pipeline.cli import (
         broker_cmd,
         clickhouse_cmd,
+        demo_cmd,
         dsr_cmd,
         produce_cmd,
         retention_cmd,
@@ -35,7 +36,18 @@ def _register() -> None:
         worker_cmd,
     )
 
-    for module in (broker_cmd, topics_cmd, produce_cmd, sql_cmd, worker_cmd, retention_cmd, clickhouse_cmd, dsr_cmd):
+    modules = (
+        broker_cmd,
+        topics_cmd,
+        produce_cmd,
+        sql_cmd,
+        worker_cmd,
+        retention_cmd,
+        clickhouse_cmd,
+        dsr_cmd,
+        demo_cmd,
+    )
+    for module in modules:
         module.register(app)
 
 

@@ -1,152 +1,305 @@
-"""`records produce` (JSON Lines in, Avro out) and `records simulate` (synthetic traffic)."""
+"""`records produce` (JSON Lines in, Avro messages out) and `records simulate` (realistic
+synthetic traffic). Both write the pipeline's input topics through
+`pipeline.event_producer`, which picks each message's topic and key."""
 
 from __future__ import annotations
 
 import json
+import random
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import ExitStack
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from types import TracebackType
+from typing import IO, Annotated
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from pipeline.avro_json import RecordValidationError, from_json, to_jsonable
-from pipeline.config import load_settings
-from pipeline.event_producer import EventProducer
-from pipeline.exceptions import RecordsError
-from pipeline.schemas import default_catalog
-from pipeline.simulate import MALFORMED, SimConfig, generate
+from pipeline.config import Settings, load_settings
+from pipeline.event_producer import (
+    EncodedEvent,
+    EventEncoder,
+    EventProducer,
+    InvalidLine,
+    ProduceStats,
+    encode_json_line,
+    needs_keyer,
+    producible_topics,
+)
+from pipeline.exceptions import ConfigError, RecordsError
+from pipeline.kafka.admin import KafkaAdmin
+from pipeline.simulate import (
+    KINDS,
+    RAW_TOPICS,
+    EncodeOnly,
+    SimulatedEvent,
+    SimulationConfig,
+    SimulationStats,
+    TrafficMix,
+    event_line,
+    generate,
+    run,
+)
 from pipeline.subject_keys import SubjectKeyer, load_pepper
-from pipeline.topics import ALL_TOPICS, by_name
+
+
+def _require_topics(settings: Settings, names: list[str]) -> None:
+    """Fail fast (instead of after librdkafka's 5-minute delivery timeout) when a topic is missing."""
+    existing = KafkaAdmin(settings.kafka, timeout=15.0).list_topics()
+    missing = [name for name in names if name not in existing]
+    if missing:
+        raise RecordsError(
+            f"topic(s) {', '.join(missing)} missing on {settings.kafka.bootstrap}: run `records topics ensure`"
+        )
+
+
+def _report_delivery(stats: ProduceStats) -> None:
+    if not stats.ok:
+        typer.echo(f"delivery failed: {stats.describe_failures()}", err=True)
+
+
+# ---- records produce ----------------------------------------------------------------------
 
 
 def produce(
-    topic: Annotated[str, typer.Option("--topic", help="Target topic, e.g. cs.chat.v1.")],
-    file: Annotated[Path | None, typer.Option("--file", help="JSON Lines file (default: standard input).")] = None,
+    topic: Annotated[str, typer.Option("--topic", help="Input topic: cs.chat.v1, cs.call.v1, cs.consent.v1 ...")],
+    file: Annotated[
+        Path | None, typer.Option("--file", help="JSON Lines file; standard input when not given.", dir_okay=False)
+    ] = None,
     skip_invalid: Annotated[
-        bool, typer.Option("--skip-invalid", help="Send the valid lines even if some are invalid.")
+        bool, typer.Option("--skip-invalid", help="Send the valid lines even when others are invalid.")
     ] = False,
 ) -> None:
-    """Validate JSON Lines against the topic's schemas and produce them as Avro.
+    """Validate JSON Lines against the topic's Avro schemas and produce them.
 
-    Each line is an object with the record's fields; `_schema` names the record type when
-    the topic carries several. Every line is validated first: by default nothing is sent
-    if any line is invalid, so a file is never half-sent. Invalid lines are reported as
-    `line N: <schema>: field 'x': problem` (values are never shown). Exit code 1 if any
-    line was invalid or any delivery failed.
+    Each line is a JSON object with the record's fields (timestamps as ISO-8601 or epoch
+    milliseconds, bytes as base64); "_schema" names the record type (e.g. CallRecording)
+    and is needed only on topics that carry several. The Kafka key is chosen as the
+    architecture says (conversation, call or request id; the subject key for consent
+    events, which needs the pepper: RECORDS_PEPPER_FILE, or the local demo's).
+
+    All or nothing by default: every line is validated first, and if any is invalid
+    nothing is sent. With --skip-invalid the valid lines are sent as they are read.
+    Every invalid line is reported on stderr as "line N: <Schema>: field 'x': problem"
+    (values are never shown). Prints "produced N, rejected M, failed K"; the exit code
+    is 1 if any line was rejected or any delivery failed.
     """
-    try:
-        spec = by_name(topic)
-    except KeyError:
-        raise RecordsError(f"unknown topic {topic}; known: {', '.join(t.name for t in ALL_TOPICS)}") from None
-    if not spec.value_schemas:
-        raise RecordsError(f"{topic} carries no Avro records of upstream systems")
-    catalog = default_catalog()
-    lines = (file.read_text(encoding="utf-8") if file else sys.stdin.read()).splitlines()
-    valid: list[tuple[str, dict[str, Any]]] = []
-    invalid = 0
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as exc:
-            typer.echo(f"line {number}: not JSON ({exc.msg} at column {exc.colno})", err=True)
-            invalid += 1
-            continue
-        if not isinstance(obj, dict):
-            typer.echo(f"line {number}: expected a JSON object", err=True)
-            invalid += 1
-            continue
-        name = obj.pop("_schema", None)
-        if name is None and len(spec.value_schemas) == 1:
-            name = spec.value_schemas[0]
-        full = next((s for s in spec.value_schemas if name in (s, s.rsplit(".", 1)[-1])), None)
-        if full is None:
-            choices = ", ".join(s.rsplit(".", 1)[-1] for s in spec.value_schemas)
-            typer.echo(f"line {number}: set _schema to one of {choices}", err=True)
-            invalid += 1
-            continue
-        try:
-            valid.append((full, from_json(catalog.get(full), obj)))
-        except RecordValidationError as exc:
-            typer.echo(f"line {number}: {exc}", err=True)
-            invalid += 1
-    if invalid and not skip_invalid:
-        typer.echo(f"produced 0, rejected {invalid}: nothing sent (--skip-invalid sends the valid lines)", err=True)
-        raise typer.Exit(1)
+    spec = next((t for t in producible_topics() if t.name == topic), None)
+    if spec is None:
+        known = ", ".join(t.name for t in producible_topics())
+        raise ConfigError(f"records produce writes the pipeline's input topics ({known}), not {topic}")
     settings = load_settings()
-    keyer = SubjectKeyer(load_pepper(settings, allow_demo=True)) if topic == "cs.consent.v1" else None
-    with EventProducer(settings, keyer=keyer) as producer:
-        for name, record in valid:
-            producer.send(name, record)
-    stats = producer.flush()
-    typer.echo(f"produced {stats.delivered}, rejected {invalid}, failed {stats.failed}")
-    if stats.failed:
-        typer.echo(f"delivery failures: {stats.describe_errors()}", err=True)
-    if invalid or stats.failed:
+    keyer = None
+    if any(needs_keyer(name) for name in spec.value_schemas):
+        keyer = SubjectKeyer(load_pepper(settings, allow_demo=True))
+    rejected = 0
+    valid: list[EncodedEvent] = []
+    with ExitStack() as stack:
+        source = stack.enter_context(file.open("rb")) if file is not None else sys.stdin.buffer
+        producer = stack.enter_context(EventProducer(settings, keyer=keyer))
+        if skip_invalid:
+            _require_topics(settings, [spec.name])
+        for number, line in enumerate(source, start=1):
+            if not line.strip():
+                continue
+            try:
+                event = encode_json_line(line, spec, producer.encoder)
+            except InvalidLine as exc:
+                rejected += 1
+                for problem in exc.problems:
+                    typer.echo(f"line {number}: {problem}", err=True)
+                continue
+            if skip_invalid:
+                producer.send_encoded(event)
+            else:
+                valid.append(event)
+        if rejected and not skip_invalid:
+            typer.echo(
+                f"nothing sent: {rejected} invalid line(s); fix them, or send the valid ones with --skip-invalid",
+                err=True,
+            )
+            typer.echo(f"produced 0, rejected {rejected}, failed 0")
+            raise typer.Exit(1)
+        if valid:
+            _require_topics(settings, [spec.name])
+        for event in valid:
+            producer.send_encoded(event)
+        stats = producer.flush()
+    failed = stats.failed + stats.unconfirmed
+    typer.echo(f"produced {stats.delivered}, rejected {rejected}, failed {failed}")
+    _report_delivery(stats)
+    if rejected or failed:
         raise typer.Exit(1)
+
+
+# ---- records simulate ---------------------------------------------------------------------
+
+_KIND_LABELS = {
+    "web_chat": "web chat",
+    "app_chat": "myStaff app chat",
+    "call": "call",
+    "recording": "call recording",
+    "consent": "consent change",
+    "cookie_consent": "cookie consent change",
+    "malformed": "malformed (for the DLQ)",
+}
+
+
+class _Progress:
+    """A rich progress bar on a terminal; otherwise a line on stderr every 10 % (at most every 2 s)."""
+
+    def __init__(self, total: int) -> None:
+        self.total = total
+        self._bar: object | None = None
+        self._last_line = 0.0
+        self._printed = 0
+        self._every = 0.0  # seconds between lines: about a tenth of the run once the rate is known
+        self._started = time.perf_counter()
+
+    def __enter__(self) -> _Progress:
+        if sys.stderr.isatty():
+            from rich.console import Console
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+            bar = Progress(
+                TextColumn("simulate"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[rate]} events/s"),
+                TimeRemainingColumn(),
+                console=Console(stderr=True),
+                transient=True,
+            )
+            bar.start()
+            self._task = bar.add_task("events", total=self.total, rate="-")
+            self._bar = bar
+        return self
+
+    def __call__(self, done: int) -> None:
+        elapsed = time.perf_counter() - self._started
+        rate = f"{done / elapsed:,.0f}" if elapsed > 0 else "-"
+        if done and not self._every:
+            self._every = elapsed * self.total / done / 10
+        if self._bar is not None:
+            self._bar.update(self._task, completed=done, rate=rate)  # type: ignore[attr-defined]
+            return
+        if done == self._printed:
+            return
+        if done == self.total or elapsed - self._last_line >= max(2.0, self._every):
+            self._last_line, self._printed = elapsed, done
+            typer.echo(f"simulate: {done}/{self.total} events, {rate} events/s", err=True)
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if self._bar is not None:
+            self._bar.stop()  # type: ignore[attr-defined]
+
+
+def _written(events: Iterator[SimulatedEvent], handle: IO[str]) -> Iterator[SimulatedEvent]:
+    for event in events:
+        handle.write(json.dumps(event_line(event), ensure_ascii=False) + "\n")
+        yield event
+
+
+def _parse_now(value: str | None) -> datetime:
+    if value is None:
+        return datetime.now(UTC).replace(microsecond=0)
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise ConfigError("--now must be an ISO-8601 time, e.g. 2026-11-01T12:00:00Z") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _summary(stats: SimulationStats, total: int) -> list[str]:
+    lines = [f"{'kind':<24} {'record type':<22} {'topic':<14} {'events':>8} {'share':>6}"]
+    for kind, (schema, topic) in KINDS.items():
+        count = stats.by_kind.get(kind, 0)
+        share = 100.0 * count / total if total else 0.0
+        schema_label = schema.rsplit(".", 1)[-1] if schema else "raw bytes"
+        topic_label = topic or "raw topics"
+        lines.append(f"{_KIND_LABELS[kind]:<24} {schema_label:<22} {topic_label:<14} {count:>8} {share:>5.1f}%")
+    if stats.malformed:
+        lines.append("malformed by kind: " + ", ".join(f"{k} {v}" for k, v in sorted(stats.malformed.items())))
+    if stats.tags:
+        lines.append("for enforcement to catch: " + ", ".join(f"{k} {v}" for k, v in sorted(stats.tags.items())))
+    lines.append("per topic: " + ", ".join(f"{t} {stats.by_topic.get(t, 0)}" for t in RAW_TOPICS))
+    return lines
 
 
 def simulate(
-    events: Annotated[int, typer.Option("--events", min=1, help="How many events to generate.")] = 10_000,
-    seed: Annotated[int, typer.Option("--seed", help="Same seed, same events.")] = 1,
-    rate: Annotated[float, typer.Option("--rate", min=0, help="Events per second (0: as fast as possible).")] = 0,
-    span_days: Annotated[int, typer.Option("--span-days", min=1, help="Spread event times over N days.")] = 1095,
-    now: Annotated[
-        datetime | None, typer.Option("--now", help="Fixed 'now' (ISO), for reproducible runs.")
+    events: Annotated[int, typer.Option("--events", "-n", min=0, help="How many events to generate.")] = 10_000,
+    seed: Annotated[
+        int | None, typer.Option("--seed", help="Same seed (and --now): the same events. Default: a random one.")
     ] = None,
+    rate: Annotated[float, typer.Option("--rate", min=0, help="At most this many events/s (0: unlimited).")] = 0.0,
+    span_days: Annotated[
+        float, typer.Option("--span-days", min=0.2, help="Event times spread over the last N days.")
+    ] = 1095.0,
+    now: Annotated[
+        str | None, typer.Option("--now", help="The run's 'now' (ISO-8601); default: the current second.")
+    ] = None,
+    people: Annotated[
+        int | None, typer.Option("--people", min=1, help="Recurring people in the pool (default: events/20).")
+    ] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Generate and encode only; send nothing.")] = False,
     out: Annotated[
-        Path | None, typer.Option("--out", help="Write JSON Lines here instead of producing to Kafka.")
+        Path | None, typer.Option("--out", help="Also write the events as JSON Lines to this file.", dir_okay=False)
     ] = None,
 ) -> None:
-    """Produce realistic synthetic traffic (chats, calls, recordings, consents, a few malformed)."""
-    moment = (now.replace(tzinfo=now.tzinfo or UTC) if now else datetime.now(UTC)).replace(microsecond=0)
-    config = SimConfig(events=events, seed=seed, span_days=span_days, now=moment)
-    counts: dict[str, int] = {}
-    started = time.monotonic()
-    if out is not None:
-        with out.open("w", encoding="utf-8") as handle:
-            for event in generate(config):
-                counts[event.schema] = counts.get(event.schema, 0) + 1
-                if event.record is not None:
-                    handle.write(json.dumps({"_schema": event.schema, **to_jsonable(event.record)}) + "\n")
-        typer.echo(f"wrote {sum(counts.values())} events to {out} (malformed ones are not written)")
-        return
+    """Produce realistic synthetic traffic to cs.chat.v1, cs.call.v1 and cs.consent.v1.
+
+    Web and myStaff chats, calls, recordings, consent and cookie-consent changes of a
+    pool of recurring people, with the cases enforcement must catch (contact details
+    without consent, cookie data without analytics consent, locations without
+    permission, recordings without a prior notice) and about 1 % malformed messages for
+    the dead-letter path. Deterministic for --seed and --now. The consent topic is keyed
+    by subject key, so a pepper is needed: RECORDS_PEPPER_FILE, or the demo's own.
+    """
+    seed = seed if seed is not None else random.SystemRandom().randrange(2**31)
+    config = SimulationConfig(
+        events=events, seed=seed, now=_parse_now(now), span_days=span_days, people=people, mix=TrafficMix()
+    )
     settings = load_settings()
     keyer = SubjectKeyer(load_pepper(settings, allow_demo=True))
-    columns = (TextColumn("simulate"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-    progress = Progress(*columns, disable=not sys.stderr.isatty())
-    with EventProducer(settings, keyer=keyer) as producer, progress:
-        task = progress.add_task("events", total=events)
-        for index, event in enumerate(generate(config), start=1):
-            counts[event.schema] = counts.get(event.schema, 0) + 1
-            if event.raw is not None:
-                producer.send_raw(event.topic, event.key, event.raw)
-            else:
-                assert event.record is not None
-                producer.send(event.schema, event.record)
-            if index % 1000 == 0:
-                producer.poll()
-                progress.update(task, completed=index)
-                if rate:
-                    ahead = index / rate - (time.monotonic() - started)
-                    if ahead > 0:
-                        time.sleep(ahead)
-        progress.update(task, completed=events)
-    stats = producer.flush()
-    elapsed = time.monotonic() - started
-    for name, count in sorted(counts.items()):
-        label = "malformed (for the DLQ)" if name == MALFORMED else name.removeprefix("cs.records.")
-        typer.echo(f"  {label:<24} {count:>8}")
     typer.echo(
-        f"delivered {stats.delivered} of {events} events in {elapsed:.1f} s: "
-        f"{stats.delivered / elapsed:,.0f} events/s, {producer.bytes_sent / max(events, 1):.0f} bytes/event"
+        f"simulating {events} events: seed {seed}, now {config.now.isoformat()}, span {span_days:g} days, "
+        f"{config.pool_size} recurring people" + (" (dry run)" if dry_run else "")
     )
-    if stats.failed:
-        raise RecordsError(f"{stats.failed} event(s) not delivered: {stats.describe_errors()}")
+    delivery: ProduceStats | None = None
+    started = time.perf_counter()
+    with ExitStack() as stack:
+        stream = generate(config)
+        if out is not None:
+            stream = _written(stream, stack.enter_context(out.open("w", encoding="utf-8")))
+        progress = stack.enter_context(_Progress(events))
+        if dry_run:
+            stats = run(stream, EncodeOnly(EventEncoder(keyer=keyer)), rate=rate, on_progress=progress)
+        else:
+            _require_topics(settings, list(RAW_TOPICS))
+            producer = stack.enter_context(EventProducer(settings, keyer=keyer))
+            stats = run(stream, producer, rate=rate, on_progress=progress)
+            delivery = producer.flush()
+            stats.seconds = time.perf_counter() - started  # until every delivery was confirmed
+    for line in _summary(stats, events):
+        typer.echo(line)
+    if out is not None:
+        typer.echo(f"wrote {stats.events} events to {out}")
+    if delivery is not None:
+        failed = delivery.failed + delivery.unconfirmed
+        typer.echo(f"delivered {delivery.delivered} of {stats.events}, failed {failed}")
+    typer.echo(
+        f"{stats.events} events in {stats.seconds:.1f} s: {stats.events_per_second:,.0f} events/s, "
+        f"{stats.bytes_per_event:.0f} bytes/event (encoded values, {stats.bytes / 1e6:.1f} MB)"
+    )
+    if delivery is not None and not delivery.ok:
+        _report_delivery(delivery)
+        raise typer.Exit(1)
+    if stats.events != events:
+        raise typer.Exit(1)
 
 
 def register(app: typer.Typer) -> None:

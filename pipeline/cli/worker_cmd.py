@@ -19,7 +19,11 @@ worker_app = typer.Typer(help="Run a pipeline worker (blocks until Ctrl-C / SIGT
 def streams(
     loglevel: Annotated[str, typer.Option("--loglevel", "-l", help="debug, info, warning or error.")] = "info",
     demo: Annotated[
-        bool, typer.Option("--demo", help="Local demo only: generate a pepper under the data dir if none is set.")
+        bool,
+        typer.Option(
+            "--demo",
+            help="Local demo only: generate a pepper and a DPO key pair under the data dir if none is set.",
+        ),
     ] = False,
     app_id: Annotated[
         str,
@@ -31,15 +35,24 @@ def streams(
     ] = topics.STREAMS_APP_ID,
 ) -> None:
     """Consume cs.chat.v1, cs.call.v1 and cs.consent.v1; emit the enriched, enforced rows.
+    Verify and execute the data-subject requests of cs.dsr.v1.
 
-    Needs the subject-key pepper (RECORDS_PEPPER_FILE or RECORDS_PEPPER) and the topics
-    (`records topics ensure`). Prometheus metrics on RECORDS_STREAMS_METRICS_PORT (9464).
+    Needs the subject-key pepper (RECORDS_PEPPER_FILE or RECORDS_PEPPER), the DPO's public
+    key(s) (RECORDS_DPO_PUBLIC_KEYS) and the topics (`records topics ensure`). Prometheus
+    metrics on RECORDS_STREAMS_METRICS_PORT (9464).
     """
+    from pipeline.dsr import generate_keypair, load_trusted_keys
     from streams.app import WorkerOptions, run_worker
 
     settings = load_settings()
     keyer = SubjectKeyer(load_pepper(settings, allow_demo=demo))
-    run_worker(settings, keyer, options=WorkerOptions(app_id=app_id), loglevel=loglevel)
+    public_keys = settings.dpo_public_keys
+    if demo and public_keys and not public_keys[0].exists() and settings.dpo_private_key is not None:
+        # the demo's DPO signs with this key (`records dsr ...` reads RECORDS_DPO_PRIVATE_KEY)
+        passphrase = settings.dpo_key_passphrase.get().encode() if settings.dpo_key_passphrase else None
+        generate_keypair(settings.dpo_private_key, public_keys[0], passphrase)
+    trusted = load_trusted_keys(public_keys)  # none configured or readable: one-line error, exit 1
+    run_worker(settings, keyer, trusted=trusted, options=WorkerOptions(app_id=app_id), loglevel=loglevel)
 
 
 @worker_app.command("sink")

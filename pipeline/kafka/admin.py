@@ -93,6 +93,10 @@ class KafkaAdmin:
         self._client: AdminClient | None = None
 
     @property
+    def config(self) -> dict[str, str | int | float | bool]:
+        return dict(self._config)
+
+    @property
     def client(self) -> AdminClient:
         if self._client is None:
             self._client = AdminClient(self._config)
@@ -199,6 +203,30 @@ class KafkaAdmin:
                 self.grow_partitions(change.topic, int(change.desired))
         for topic, values in config_changes.items():
             self.alter_configs(topic, values)
+
+
+def group_lag(admin: KafkaAdmin, group: str, topics: Sequence[str]) -> int:
+    """Messages of `topics` the consumer group has not committed yet (all partitions)."""
+    from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, TopicPartition
+
+    try:
+        future = admin.client.list_consumer_group_offsets([ConsumerGroupTopicPartitions(group)])[group]
+        committed = {(tp.topic, tp.partition): tp.offset for tp in future.result().topic_partitions or []}
+    except KafkaException as exc:
+        raise _error(f"cannot read offsets of group {group}", exc) from exc
+    probe = Consumer({**admin.config, "group.id": f"{group}-lag-probe", "enable.auto.commit": "false"})
+    try:
+        lag = 0
+        for topic, partitions in admin.list_topics().items():
+            if topic not in topics:
+                continue
+            for partition in range(partitions):
+                low, high = probe.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)
+                done = committed.get((topic, partition), -1)
+                lag += high - (done if done >= 0 else low)
+        return lag
+    finally:
+        probe.close()
 
 
 def ensure_topics(admin: KafkaAdmin, specs: Sequence[TopicSpec]) -> list[TopicChange]:

@@ -12,7 +12,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -390,3 +390,38 @@ def test_a_consent_withdrawal_clears_the_bound_fields_of_earlier_rows_of_its_sub
     )
     assert run.client.command("SELECT text FROM records.chat_messages FINAL") == "text-1"
     assert counter(sink.metrics.consent_cleared, table="chat_conversations", need="contact_consent") == 2
+
+
+def test_a_failing_insert_is_retried_with_backoff_and_nothing_is_committed_meanwhile(
+    run: SinkRun, kafka_bootstrap: str
+) -> None:
+    options = replace(run.options, retry_initial_s=0.1, retry_max_s=0.4)
+    sink = ClickHouseSink(run.settings, run.client, metrics=SinkMetrics.create(CollectorRegistry()), options=options)
+    calls = _schema("CallRecord")
+    topic = run.topic(calls.full_name)
+    with sink.lock:  # ClickHouse "fails": the table is gone while the sink runs
+        run.client.command("DETACH TABLE records.calls")
+    thread = threading.Thread(target=sink.run, name="sink")
+    thread.start()
+    try:
+        traffic = Traffic(Producer({"bootstrap.servers": kafka_bootstrap}), run.topic)
+        for n in range(50):
+            traffic.send(calls, record(calls, n), table="calls")
+        traffic.flush()
+        wanted = end_offsets(kafka_bootstrap, [topic])
+        deadline = time.monotonic() + 30
+        while counter(sink.metrics.insert_retries) < 3:
+            assert time.monotonic() < deadline, "no retries"
+            time.sleep(0.05)
+        assert lagging_partitions(kafka_bootstrap, options.group_id, wanted)  # nothing committed
+
+        with sink.lock:
+            run.client.command("ATTACH TABLE records.calls")
+        while lagging_partitions(kafka_bootstrap, options.group_id, wanted):
+            assert time.monotonic() < deadline + 30, "not caught up after the table came back"
+            time.sleep(0.1)
+    finally:
+        sink.stop()
+        thread.join(30)
+    assert run.client.command("SELECT count() FROM records.calls FINAL") == 50
+    assert counter(sink.metrics.rows_inserted, table="calls") == 50

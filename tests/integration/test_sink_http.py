@@ -77,6 +77,10 @@ def test_clickhouse_connect_reads_through_the_endpoint(served: Owner) -> None:
         parameters={"keys": ["k1", "k2", "it's"], "d": "INBOUND"},
     )
     assert bound.result_rows == [(2,)]
+    many = [f"k{n}" for n in range(20_000)]  # long parameters travel as multipart form fields
+    assert client.query(
+        "SELECT count() FROM records.calls WHERE hasAny(subject_keys, {keys:Array(String)})", parameters={"keys": many}
+    ).result_rows == [(ROWS,)]
     assert client.command("SELECT version()") == client.server_version
 
 

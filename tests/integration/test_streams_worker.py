@@ -29,10 +29,13 @@ from typing import Any
 
 import pytest
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from prometheus_client.parser import text_string_to_metric_families
 
 from pipeline import topics
 from pipeline.dead_letter import parse_headers
+from pipeline.dsr import DpoSigner
 from pipeline.kafka.admin import KafkaAdmin
 from pipeline.policy import default_policy
 from pipeline.serde import AvroDeserializer, AvroSerializer
@@ -42,9 +45,12 @@ pytestmark = pytest.mark.kafka
 
 PEPPER_HEX = secrets.token_hex(32)
 KEYER = SubjectKeyer(bytes.fromhex(PEPPER_HEX))
+# The DPO key the workers trust (without one the streams worker refuses to start).
+DPO_SIGNER = DpoSigner(Ed25519PrivateKey.generate())
 POLICY = default_policy()
 T0 = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
-INPUTS = (topics.CHAT, topics.CALL, topics.CONSENT)
+INPUTS = (topics.CHAT, topics.CALL, topics.CONSENT, topics.DSR)
+CHANGELOGS = ("consent-changelog", "erasures-changelog", "dsr-seen-changelog", "__assignor-__leader")
 OUTPUTS = (
     topics.CHAT_ENRICHED,
     topics.CALL_ENRICHED,
@@ -100,6 +106,10 @@ class WorkerProcess:
         env.pop("RECORDS_PEPPER_FILE", None)
         env.pop("RECORDS_GEOIP_CITY_DB", None)
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        public_key = self.data_dir / "dpo.pub.pem"
+        dpo_key = DPO_SIGNER.private_key.public_key()
+        public_key.write_bytes(dpo_key.public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo))
+        env["RECORDS_DPO_PUBLIC_KEYS"] = str(public_key)
         self.log_path = self.data_dir / f"worker-{time.monotonic_ns()}.log"
         with self.log_path.open("wb") as log:
             self.process = subprocess.Popen(
@@ -195,9 +205,7 @@ def start_worker(
     yield start
     for worker in started:
         worker.stop()
-    kafka_admin.delete_topics(
-        [f"{a}-{suffix}" for a in app_ids for suffix in ("consent-changelog", "__assignor-__leader")]
-    )
+    kafka_admin.delete_topics([f"{a}-{suffix}" for a in app_ids for suffix in CHANGELOGS])
 
 
 # ---- traffic ------------------------------------------------------------------------

@@ -1,0 +1,490 @@
+"""Data-subject requests executed by the sink, which owns the store (`records worker sink`
+subscribes to cs.dsr.commands.v1 with this handler; the SQL is consumers/dsr_storage.py).
+
+The sink hands one batch's commands to `DsrExecutor.handle`, in offset order, under the
+engine lock, after the batch's rows are stored and before its offsets are committed
+(consumers/clickhouse_sink.py, step 4). One call:
+1. decode: a value that is not a DataSubjectRequest, or whose DSR headers are unusable,
+   goes to the dead-letter topic with its original bytes and headers (the latter also
+   gets a FAILED receipt: its request id is known);
+2. redelivery: a request with a COMPLETED receipt in the receipts table is not executed
+   again; its stored receipt is produced again (a crash may have come before it reached
+   Kafka), so `records dsr status` always finds it;
+3. verify again (defence in depth): the Ed25519 signature with the DPO keys this process
+   trusts (RECORDS_DPO_PUBLIC_KEYS). Age and uniqueness were the streams stage's checks
+   and are not repeated: a command may be executed long after it was issued (the sink
+   was down). A failure gets a REJECTED receipt;
+4. execute, in offset order; consecutive erasures run together: one count query and at
+   most one mutation per table for all of them (`mutations_sync = 2`: the parts are
+   rewritten before the call returns), so concurrent erasures never pile up mutations;
+5. receipt (counts and times, no personal data): stored in the receipts table at once,
+   so a redelivered command finds it even before the receipts topic is consumed back,
+   then produced to cs.dsr.receipts.v1 (key: request id) and flushed before the batch
+   commits. Consuming the receipts topic stores the same row again; it collapses
+   (ReplacingMergeTree by request id). Streams' own receipts (REJECTED requests) reach
+   the table only that way.
+
+Failures of ClickHouse or Kafka raise, so the sink retries the batch from this step
+(every step is idempotent; row counts taken before a deletion are kept for the retry).
+A request that cannot be executed as it is gets a FAILED receipt and never blocks the
+sink. Log lines name request ids, types and counts, never an identifier or a key.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from clickhouse_connect.driver.client import Client
+
+from consumers.avro_container import SINGLE_OBJECT_PREFIX, container
+from consumers.batch import KafkaMessage
+from consumers.clickhouse_sink import CommandHandler
+from consumers.dsr_export import collect, document, export_path, write_export
+from consumers.dsr_storage import (
+    LEDGER,
+    LEDGER_COLUMNS,
+    RESTRICTION_COLUMNS,
+    RESTRICTIONS,
+    CommandHeaders,
+    DsrCommand,
+    DsrCommandError,
+    completed_receipts_query,
+    count_query,
+    erase_mutation,
+    erasure_time,
+    ledger_rows,
+    parse_headers,
+    receipt,
+    rectification_mutation,
+    rectification_tables,
+    rectified_count,
+    rectified_value,
+    restriction_rows,
+    restrictions_by_key,
+    restrictions_erase,
+    store_name,
+    subject_rows_count,
+    subject_tables,
+    withdrawn_count,
+)
+from consumers.erasure_guard import ErasureGuard
+from consumers.exceptions import KafkaSinkError
+from consumers.metrics import SinkMetrics
+from pipeline import topics
+from pipeline.clickhouse_ddl import TableModel, table_models
+from pipeline.config import Settings
+from pipeline.dead_letter import DeadLetter
+from pipeline.dsr import (
+    RECTIFIABLE_FIELDS,
+    DsrRejected,
+    RequestType,
+    TrustedKeys,
+    load_trusted_keys,
+    utcnow,
+    verify_request,
+)
+from pipeline.exceptions import ConfigError
+from pipeline.kafka.producer import KafkaProducer
+from pipeline.policy import Policy, default_policy
+from pipeline.schemas import SchemaCatalog, default_catalog
+from pipeline.serde import AvroDeserializer, AvroSerializer, SerdeError
+
+log = logging.getLogger(__name__)
+
+STAGE = "sink.dsr"
+REQUEST_SCHEMA = "cs.records.DataSubjectRequest"
+RECEIPT_SCHEMA = "cs.records.DsrReceipt"
+COMPLETED, REJECTED, FAILED = "COMPLETED", "REJECTED", "FAILED"
+REDELIVERED = "REDELIVERED"  # metrics only: a command whose receipt was already stored
+_MUTATION = {"mutations_sync": "2", "max_query_size": str(16 * 1024 * 1024)}
+_QUERY = {"max_query_size": str(16 * 1024 * 1024)}
+_INSERT = {"input_format_avro_allow_missing_fields": "1"}
+
+
+@dataclass(frozen=True)
+class DsrTopics:
+    """Where commands come from and receipts and dead letters go."""
+
+    commands: str = topics.DSR_COMMANDS.name
+    receipts: str = topics.DSR_RECEIPTS.name
+    dlq: str = topics.DLQ.name
+
+    def with_suffix(self, suffix: str) -> DsrTopics:
+        """The same topics renamed (isolated runs: tests, benchmarks), as SinkOptions does."""
+        if not suffix:
+            return self
+        return DsrTopics(self.commands + suffix, self.receipts + suffix, self.dlq + suffix)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What executing one request came to, before it becomes a receipt."""
+
+    status: str
+    store_counts: dict[str, int]
+    detail: str | None = None
+
+
+class DsrExecutor:
+    """Executes verified data-subject requests on the store; see the module docstring."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        dsr_topics: DsrTopics | None = None,
+        policy: Policy | None = None,
+        catalog: SchemaCatalog | None = None,
+        trusted: TrustedKeys | None = None,
+        metrics: SinkMetrics | None = None,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self.settings = settings
+        self.topics = dsr_topics or DsrTopics()
+        self.policy = policy or default_policy()
+        catalog = catalog or default_catalog()
+        self.models = table_models(self.policy, catalog)
+        self.tables = subject_tables(self.models)
+        self.receipts_table = next(m for m in self.models if m.schema.full_name == RECEIPT_SCHEMA)
+        self.guard = ErasureGuard(self.models)
+        self.metrics = metrics
+        self._clock = clock
+        self._trusted = trusted
+        self._decode_value = AvroDeserializer(catalog=catalog)
+        self._receipt_schema = catalog.get(RECEIPT_SCHEMA)
+        self._encode_receipt = AvroSerializer(self._receipt_schema, catalog=catalog)
+        self._producer: KafkaProducer | None = None
+        # request id -> store -> rows counted before its deletion; kept until the receipt
+        # is stored, so a retried batch does not report 0 for tables already erased.
+        self._counted: dict[str, dict[str, int]] = {}
+
+    def handler(self) -> CommandHandler:
+        """The sink's handler of the commands topic."""
+        return CommandHandler(self.topics.commands, self.handle, bind=self.bind)
+
+    def bind(self, metrics: SinkMetrics) -> None:
+        """Count into the sink's metrics bundle (called by the sink it is plugged into)."""
+        self.metrics = metrics
+
+    def close(self) -> None:
+        if self._producer is not None:
+            self._producer.flush(10)
+            self._producer = None
+
+    # ---- one batch ----------------------------------------------------------------------
+
+    def handle(self, client: Client, messages: Sequence[KafkaMessage]) -> None:
+        """Execute a batch's commands (idempotent; see the module docstring)."""
+        producer = self._require_producer()
+        failed_before = producer.stats.failed
+        commands: list[tuple[DsrCommand, Outcome | None]] = []  # with why it cannot run, if so
+        seen: set[str] = set()
+        for message in messages:
+            decoded = self._decode(message)
+            if decoded is not None and decoded[0].request_id not in seen:
+                seen.add(decoded[0].request_id)
+                commands.append(decoded)
+        stored = self._completed(client, [c.request_id for c, _ in commands])
+        receipts: list[dict[str, Any]] = []
+        executable: list[DsrCommand] = []
+        for command, failure in commands:
+            if command.request_id in stored:
+                log.info(
+                    "DSR %s (%s) was executed before: its receipt is produced again", command.request_id, _type(command)
+                )
+                receipts.append(stored[command.request_id])
+                self._count(_type(command), REDELIVERED)
+                continue
+            failure = failure or self._verify(command)
+            if failure is None:
+                executable.append(command)
+            else:
+                receipts.append(self._finish(client, command, failure))
+        for run in _runs(executable):
+            if run[0].request_type is RequestType.ERASURE:
+                outcomes = self.erase(client, run)
+            else:
+                outcomes = {run[0].request_id: self._execute(client, run[0])}
+            for command in run:
+                receipts.append(self._finish(client, command, outcomes[command.request_id]))
+        for value in receipts:
+            producer.produce(self.topics.receipts, self._encode_receipt(value), key=str(value["request_id"]).encode())
+        producer.flush(30)
+        if producer.stats.failed > failed_before:
+            raise KafkaSinkError(f"DSR receipts or dead letters not acknowledged: {producer.stats.describe_errors()}")
+
+    def _decode(self, message: KafkaMessage) -> tuple[DsrCommand, Outcome | None] | None:
+        """The command of a message, and why it cannot be executed (bad headers); None for a
+        tombstone or a value that is not a request (dead-lettered)."""
+        value = message.value()
+        if value is None:
+            return None
+        try:
+            decoded = self._decode_value(value)
+            if decoded.schema_name != REQUEST_SCHEMA:
+                raise SerdeError(f"{decoded.schema_name} is not a {REQUEST_SCHEMA}")
+        except SerdeError as exc:
+            self._dead_letter(message, exc)
+            return None
+        try:
+            return DsrCommand(decoded.value, parse_headers(_header_pairs(message))), None
+        except DsrCommandError as exc:
+            self._dead_letter(message, exc)
+            return DsrCommand(decoded.value, CommandHeaders(())), Outcome(FAILED, {}, str(exc))
+
+    # ---- checks -------------------------------------------------------------------------
+
+    def _completed(self, client: Client, request_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """Receipts already stored as COMPLETED, by request id."""
+        if not request_ids:
+            return {}
+        result = client.query(completed_receipts_query(self.receipts_table, request_ids), settings=_QUERY)
+        out: dict[str, dict[str, Any]] = {}
+        for row in result.result_rows:
+            stored = dict(zip(result.column_names, row, strict=True))
+            for name in ("requested_at", "completed_at"):
+                moment = stored[name]
+                stored[name] = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+            stored["store_counts"] = dict(stored.get("store_counts") or {})
+            out[str(stored["request_id"])] = stored
+        return out
+
+    def _verify(self, command: DsrCommand) -> Outcome | None:
+        """None when the command may be executed; else the outcome that says why not."""
+        if command.request_type is None or command.request_type.value not in RequestType.__members__:
+            return Outcome(FAILED, {}, "unsupported request type")
+        try:
+            trusted = self._trusted_keys()
+        except ConfigError as exc:
+            return Outcome(FAILED, {}, f"the sink cannot verify requests: {exc}")
+        try:
+            # Only what the signature covers (and the request's own consistency): judged at
+            # its issue time with no age limit, as age and replays are the streams stage's.
+            verify_request(command.request, trusted, now=command.issued_at, max_age=timedelta.max, seen=False)
+        except DsrRejected as exc:
+            log.warning("DSR %s rejected by the sink: %s", command.request_id, exc.reason.value)
+            return Outcome(REJECTED, {}, f"rejected by the sink: {exc}")
+        return None
+
+    def _trusted_keys(self) -> TrustedKeys:
+        if self._trusted is None:
+            self._trusted = load_trusted_keys(self.settings.dpo_public_keys)
+        return self._trusted
+
+    # ---- execution ----------------------------------------------------------------------
+
+    def _execute(self, client: Client, command: DsrCommand) -> Outcome:
+        kind = command.request_type
+        try:
+            if kind is RequestType.ACCESS:
+                return self._access(client, command)
+            if kind is RequestType.RECTIFICATION:
+                return self._rectify(client, command)
+            if kind in (RequestType.RESTRICTION, RequestType.OBJECTION, RequestType.RESTRICTION_LIFTED):
+                return self._restrict(client, command)
+            if kind is RequestType.CONSENT_WITHDRAWAL:
+                return self._withdrawal(client, command)
+        except DsrCommandError as exc:
+            return Outcome(FAILED, {}, str(exc))
+        return Outcome(FAILED, {}, "unsupported request type")
+
+    def erase(self, client: Client, run: Sequence[DsrCommand]) -> dict[str, Outcome]:
+        """Erase every subject of `run` together: per table one count query and, when the
+        table holds any of them, one mutation. The ledger rows go in before the mutations,
+        so an insert running concurrently (another sink, server mode) is filtered as soon
+        as possible."""
+        now = self._clock()
+        erasures = [(set(c.keys), erasure_time(c, now)) for c in run]
+        every = set().union(*(keys for keys, _ in erasures))
+        to_delete: list[TableModel] = []
+        for model in self.tables:
+            total, *per_subject = client.query(count_query(model, erasures), settings=_QUERY).result_rows[0]
+            for command, found in zip(run, per_subject, strict=True):
+                self._counted.setdefault(command.request_id, {}).setdefault(store_name(model), int(found))
+            if total:
+                to_delete.append(model)
+        restricted = {
+            str(key): int(rows) for key, rows in client.query(restrictions_by_key(every), settings=_QUERY).result_rows
+        }
+        for command in run:
+            self._counted[command.request_id].setdefault(RESTRICTIONS, sum(restricted.get(k, 0) for k in command.keys))
+        rows = [row for command, (_, at) in zip(run, erasures, strict=True) for row in ledger_rows(command, at)]
+        client.insert(LEDGER, rows, column_names=list(LEDGER_COLUMNS))
+        for model in to_delete:
+            client.command(erase_mutation(model, erasures), settings=_MUTATION)
+        if restricted:
+            client.command(restrictions_erase(every), settings=_MUTATION)
+        log.info(
+            "erased %d subject(s) of %d request(s): %d mutation(s) on %s",
+            len(erasures),
+            len(run),
+            len(to_delete) + bool(restricted),
+            ", ".join(m.name for m in to_delete) or "no table",
+        )
+        outcomes: dict[str, Outcome] = {}
+        for command in run:
+            counts = dict(self._counted[command.request_id])
+            tables_hit = sum(1 for m in self.tables if counts.get(store_name(m)))
+            outcomes[command.request_id] = Outcome(
+                COMPLETED,
+                {**counts, **command.headers.kafka_counts},
+                f"rows deleted from {tables_hit} of {len(self.tables)} tables (mutations, parts rewritten); "
+                f"{len(command.keys)} subject key(s) in {LEDGER}",
+            )
+        return outcomes
+
+    def _access(self, client: Client, command: DsrCommand) -> Outcome:
+        rows = collect(client, self.tables, command.keys)
+        path = export_path(self.settings.data_dir, command.request_id)
+        content = document(
+            self.policy,
+            self.tables,
+            rows,
+            request_id=command.request_id,
+            issued_at=command.issued_at,
+            generated_at=self._clock(),
+        )
+        write_export(path, content)
+        counts = {store_name(m): len(rows[m.name]) for m in self.tables}
+        log.info("DSR %s: export of %d row(s) written", command.request_id, sum(counts.values()))
+        return Outcome(COMPLETED, {**counts, **command.headers.kafka_counts}, f"export written to {path}")
+
+    def _rectify(self, client: Client, command: DsrCommand) -> Outcome:
+        field_name, value = rectified_value(command.request.get("rectify_field"), command.request.get("rectify_value"))
+        is_identifier = RECTIFIABLE_FIELDS[field_name] is not None
+        new_key = command.headers.new_subject_key if is_identifier else None
+        counts: dict[str, int] = {}
+        for model in rectification_tables(self.tables, field_name):
+            rows = _scalar(client, rectified_count(model, field_name, command.keys))
+            counts[store_name(model)] = rows
+            if rows:
+                client.command(
+                    rectification_mutation(model, field_name, value, command.keys, new_key), settings=_MUTATION
+                )
+        detail = f"{field_name} corrected in {sum(counts.values())} row(s)"
+        if is_identifier:
+            detail += (
+                "; the corrected identifier's subject key added"
+                if new_key
+                else f"; no {topics.H_DSR_NEW_SUBJECT_KEY} header: the corrected identifier's key was not added"
+            )
+        return Outcome(COMPLETED, {**counts, **command.headers.kafka_counts}, detail)
+
+    def _restrict(self, client: Client, command: DsrCommand) -> Outcome:
+        rows = restriction_rows(command)
+        client.insert(RESTRICTIONS, rows, column_names=list(RESTRICTION_COLUMNS))
+        counts = {store_name(m): _scalar(client, subject_rows_count(m, command.keys)) for m in self.tables}
+        counts[RESTRICTIONS] = len(rows)
+        shown = (
+            "shown to analysts again"
+            if command.request_type is RequestType.RESTRICTION_LIFTED
+            else "hidden from analysts"
+        )
+        return Outcome(
+            COMPLETED, {**counts, **command.headers.kafka_counts}, f"{sum(counts.values()) - len(rows)} row(s) {shown}"
+        )
+
+    def _withdrawal(self, client: Client, command: DsrCommand) -> Outcome:
+        counts: dict[str, int] = {}
+        for model in self.tables:
+            query = withdrawn_count(model, command.keys)
+            if query is not None:
+                counts[store_name(model)] = _scalar(client, query)
+        return Outcome(
+            COMPLETED,
+            {**counts, **command.headers.kafka_counts},
+            "fields are cleared by the consent ledger's WITHDRAWN rows; counts: rows of the subject cleared so far",
+        )
+
+    # ---- receipts, dead letters, metrics --------------------------------------------------
+
+    def _finish(self, client: Client, command: DsrCommand, outcome: Outcome) -> dict[str, Any]:
+        """The request's receipt, stored in the receipts table; counted in the metrics."""
+        completed_at = self._clock()
+        value = receipt(
+            command.request_id,
+            command.request_type,
+            outcome.status,
+            requested_at=command.issued_at,
+            completed_at=completed_at,
+            store_counts=outcome.store_counts,
+            detail=outcome.detail,
+        )
+        self._store_receipt(client, value)
+        self._counted.pop(command.request_id, None)
+        kind = _type(command)
+        self._count(kind, outcome.status)
+        if self.metrics is not None and outcome.status == COMPLETED:
+            # From the DPO's issue to the receipt: what the DPO waits (records_sink_dsr_seconds).
+            self.metrics.dsr_latency.labels(kind).observe(max(0.0, (completed_at - command.issued_at).total_seconds()))
+        log.info("DSR %s (%s): %s", command.request_id, kind, outcome.status)
+        return value
+
+    def _store_receipt(self, client: Client, value: dict[str, Any]) -> None:
+        body = self._encode_receipt(value)[SINGLE_OBJECT_PREFIX:]
+        client.raw_insert(
+            self.receipts_table.qualified,
+            insert_block=container(self._receipt_schema, [body]),
+            fmt="Avro",
+            settings=_INSERT,
+        )
+
+    def _dead_letter(self, message: KafkaMessage, error: Exception) -> None:
+        letter = DeadLetter(
+            source_topic=message.topic() or "",
+            partition=message.partition() or 0,
+            offset=message.offset() or 0,
+            error_class=type(error).__name__,
+            error=str(error),
+            stage=STAGE,
+        )
+        self._require_producer().produce(
+            self.topics.dlq, message.value(), key=message.key(), headers=letter.headers(_header_pairs(message))
+        )
+        if self.metrics is not None:
+            self.metrics.dead_lettered.labels(letter.source_topic, letter.error_class).inc()
+        log.warning(
+            "DSR command at %s[%d]@%d to the DLQ: %s", letter.source_topic, letter.partition, letter.offset, error
+        )
+
+    def _count(self, kind: str, status: str) -> None:
+        if self.metrics is not None:
+            self.metrics.dsr_requests.labels(kind, status).inc()
+
+    def _require_producer(self) -> KafkaProducer:
+        if self._producer is None:
+            self._producer = KafkaProducer(self.settings.kafka, extra={"client.id": "cs-clickhouse-sink-dsr"})
+        return self._producer
+
+
+def _scalar(client: Client, sql: str) -> int:
+    """The one number a count query returns."""
+    return int(client.query(sql, settings=_QUERY).result_rows[0][0])
+
+
+def _runs(commands: Sequence[DsrCommand]) -> list[list[DsrCommand]]:
+    """Consecutive erasures as one run, every other request alone: the DPO's order holds,
+    and a backlog of erasures costs one mutation per table."""
+    runs: list[list[DsrCommand]] = []
+    for command in commands:
+        erasure = command.request_type is RequestType.ERASURE
+        if erasure and runs and runs[-1][0].request_type is RequestType.ERASURE:
+            runs[-1].append(command)
+        else:
+            runs.append([command])
+    return runs
+
+
+def _type(command: DsrCommand) -> str:
+    kind = command.request_type
+    return kind.value if kind is not None else "UNKNOWN"
+
+
+def _header_pairs(message: KafkaMessage) -> list[tuple[str, bytes | None]]:
+    raw = message.headers() or ()
+    items = raw.items() if isinstance(raw, dict) else raw
+    return [(k, v.encode() if isinstance(v, str) else v) for k, v in items]

@@ -1,0 +1,146 @@
+"""ACCESS (GDPR Art. 15) and portability (Art. 20): everything the stores hold about one
+subject, as one JSON document for the DPO.
+
+The document states what the notice commits to, from the policy (controller, contact,
+purposes, legal bases, recipients, transfers, automated decisions), then per record
+type: its description, retention period, the category and legal basis of each field
+(and which consent or cookie choice a field needs), and every row of the subject with
+all its columns (timestamps ISO-8601 UTC). The consent ledger's rows are the subject's
+consent history. JSON is the machine-readable format Art. 20 asks for.
+
+The file is <RECORDS_DATA_DIR>/exports/<request_id>.json, mode 0600 in a 0700
+directory, written atomically (temporary file, then rename), so the DPO never picks up
+half a file; the receipt names the path, never the content. It holds the subject's
+personal data: in production this directory is a secured volume (or an object store the
+DPO's tooling reads) with its own access control and a retention rule for exports, not
+the sink's scratch disk. Rows can hold other people's data too (the agent who answered a
+call): the DPO reviews the export before handing it over (Art. 15(4)).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any
+
+from clickhouse_connect.driver.client import Client
+
+from consumers.dsr_storage import DsrCommandError, export_query, store_name, subject_tables
+from pipeline.clickhouse_ddl import TableModel
+from pipeline.policy import Policy
+
+EXPORT_DIR = "exports"
+CONSENT_LEDGER_RECORD_TYPE = "consent_ledger"
+
+
+def export_path(data_dir: Path, request_id: str) -> Path:
+    """Where the export of a request goes; the request id must be a UUID (it names a file)."""
+    try:
+        canonical = str(uuid.UUID(request_id))
+    except ValueError:
+        raise DsrCommandError("the request id is not a UUID") from None
+    return data_dir / EXPORT_DIR / f"{canonical}.json"
+
+
+def collect(client: Client, models: Iterable[TableModel], keys: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
+    """Every row of the subject per table (records.* with subject keys), deduplicated."""
+    out: dict[str, list[dict[str, Any]]] = {}
+    for model in subject_tables(models):
+        result = client.query(export_query(model, keys))
+        out[model.name] = [dict(zip(result.column_names, row, strict=True)) for row in result.result_rows]
+    return out
+
+
+def document(
+    policy: Policy,
+    models: Iterable[TableModel],
+    rows: Mapping[str, Sequence[Mapping[str, Any]]],
+    *,
+    request_id: str,
+    issued_at: datetime,
+    generated_at: datetime,
+) -> dict[str, Any]:
+    """The export: the notice's commitments, then each record type with its rules and rows."""
+    notice = policy.notice
+    records: dict[str, Any] = {}
+    consent_history: list[Mapping[str, Any]] = []
+    for model in subject_tables(models):
+        record = model.record
+        table_rows = list(rows.get(model.name, ()))
+        if record.record_type == CONSENT_LEDGER_RECORD_TYPE:
+            consent_history = table_rows
+        records[record.record_type] = {
+            "store": store_name(model),
+            "description": record.description,
+            "retention_days": record.retention_days,
+            "time_field": record.time_field,
+            "fields": {
+                name: {
+                    "category": rule.category,
+                    "legal_basis": rule.basis,
+                    **({"needs": rule.needs} if rule.needs else {}),
+                    **({"channels": list(rule.channels)} if rule.channels else {}),
+                }
+                for name, rule in record.fields.items()
+            },
+            "row_count": len(table_rows),
+            "rows": table_rows,
+        }
+    return _jsonable(
+        {
+            "request_id": request_id,
+            "request_type": "ACCESS",
+            "requested_at": issued_at,
+            "generated_at": generated_at,
+            "controller": notice.controller,
+            "contact": notice.contact,
+            "purposes": list(notice.purposes),
+            "legal_bases": list(notice.legal_bases),
+            "recipients": list(notice.recipients),
+            "transfers": notice.transfers,
+            "automated_decisions": notice.automated_decisions,
+            "records": records,
+            "consent_history": consent_history,
+        }
+    )
+
+
+def write_export(path: Path, content: Mapping[str, Any]) -> Path:
+    """Write the document atomically, mode 0600, in a 0700 directory; returns `path`."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    os.chmod(path.parent, 0o700)
+    temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(content, handle, ensure_ascii=False, indent=2, sort_keys=False)
+            handle.write("\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def _jsonable(value: Any) -> Any:
+    """ClickHouse values as JSON: naive timestamps are UTC (DateTime64(3, 'UTC') columns)."""
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, datetime):
+        moment = value if value.tzinfo else value.replace(tzinfo=UTC)
+        return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if isinstance(value, (bytes, bytearray)):
+        return bytes(value).decode("utf-8", "replace")
+    return value

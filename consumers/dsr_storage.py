@@ -1,0 +1,342 @@
+"""The storage side of a data-subject request (issue 6): what each request type does to
+ClickHouse, as data and SQL. Pure: parses a command's headers, builds statements and
+receipts, runs nothing (consumers/dsr_commands.py runs them inside the sink).
+
+The contract with the streams stage (pipeline/topics.py, H_DSR_*): a message on
+cs.dsr.commands.v1 is a request the streams stage verified. Its value is the ORIGINAL
+DataSubjectRequest (single-object Avro, still signed); its headers carry what only the
+holder of the pepper can compute, the subject keys, plus the Kafka-side counts. Rows are
+found by subject key only (`hasAny(subject_keys, [...])`, bloom-filter indexed), never
+by searching plaintext.
+
+What each request does to the tables that carry `subject_keys` (records.*):
+- ERASURE: the subject's rows are deleted by a real mutation (`ALTER TABLE ... DELETE`,
+  which rewrites the parts: a lightweight DELETE would only mask them), ONE per table for
+  all erasures executed together, and only on tables that hold a row of them; rows are
+  counted (distinct row ids) first for the receipt. Every key goes to
+  records.erasure_ledger (subject_key, erased_at, request_id), which the insert path
+  reads so that replayed rows of the subject never come back (consumers/erasure_guard.py);
+  the subject's rows of records.subject_restrictions go too. The erasure time is the
+  command's `dsr.verified_at`, when the streams stage executed its part and from which
+  its own erasure ledger (streams/erasure_ledger.py) lets the subject's events through
+  again: a row whose policy time field is after it is new contact, kept in both stores,
+  whenever the sink gets to the command (execution time when the header is missing);
+- ACCESS: every row of the subject, every table (consumers/dsr_export.py);
+- RECTIFICATION: `ALTER TABLE ... UPDATE <field> = <value>` on every table having that
+  column; the corrected email or phone is normalised like the identifiers the streams
+  stage keys (pipeline.subject_keys.normalise), and its key (header dsr.new_subject_key)
+  joins `subject_keys`, so a later request by the corrected identifier finds the rows;
+- RESTRICTION / OBJECTION: an active records.subject_restrictions row per key and kind
+  (the analyst views and row policies hide the subject); RESTRICTION_LIFTED: inactive
+  rows for both kinds. The row version (`updated_at`) is the request's `issued_at`, so
+  the DPO's order decides and a redelivered request writes the same row again;
+- CONSENT_WITHDRAWAL: nothing here; the streams stage emits the WITHDRAWN consent-ledger
+  rows and the sink clears the fields they deny (consumers/consent_withdrawal.py). The
+  receipt counts the rows of the subject already cleared.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from consumers.consent_withdrawal import CONSENT_WITHDRAWN, sql_string, sql_strings
+from consumers.exceptions import SinkError
+from pipeline.clickhouse_ddl import ERASURE_LEDGER_TABLE, RECORDS_DB, RESTRICTIONS_TABLE, TableModel
+from pipeline.dsr import RECTIFIABLE_FIELDS, RequestType
+from pipeline.subject_keys import normalise
+from pipeline.topics import H_DSR_KAFKA_COUNTS, H_DSR_NEW_SUBJECT_KEY, H_DSR_SUBJECT_KEYS, H_DSR_VERIFIED_AT
+
+LEDGER = f"{RECORDS_DB}.{ERASURE_LEDGER_TABLE}"
+RESTRICTIONS = f"{RECORDS_DB}.{RESTRICTIONS_TABLE}"
+LEDGER_COLUMNS = ("subject_key", "erased_at", "request_id")
+RESTRICTION_COLUMNS = ("subject_key", "kind", "active", "request_id", "updated_at")
+RESTRICTION_KINDS = ("RESTRICTION", "OBJECTION")
+# HMAC-SHA256 hex digests (pipeline/subject_keys.py); anything else in a header is refused.
+_SUBJECT_KEY = re.compile(r"[0-9a-f]{64}")
+
+
+class DsrCommandError(SinkError):
+    """A command cannot be executed as it is (its receipt says FAILED); never personal data."""
+
+
+@dataclass(frozen=True)
+class CommandHeaders:
+    """The streams stage's headers of one command (see pipeline/topics.py)."""
+
+    subject_keys: tuple[str, ...]
+    new_subject_key: str | None = None
+    kafka_counts: Mapping[str, int] = field(default_factory=dict)
+    verified_at: datetime | None = None
+
+
+def parse_headers(headers: Iterable[tuple[str, bytes | str | None]] | None) -> CommandHeaders:
+    """The DSR headers of a command message; DsrCommandError names the header at fault."""
+    values: dict[str, str] = {}
+    for name, raw in headers or ():
+        if name.startswith("dsr.") and raw is not None:
+            values[name] = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
+    keys = tuple(dict.fromkeys(k.strip() for k in values.get(H_DSR_SUBJECT_KEYS, "").split(",") if k.strip()))
+    if not keys:
+        raise DsrCommandError(f"the command has no {H_DSR_SUBJECT_KEYS} header")
+    if not all(_SUBJECT_KEY.fullmatch(k) for k in keys):
+        raise DsrCommandError(f"{H_DSR_SUBJECT_KEYS} holds something that is not a subject key")
+    new_key = values.get(H_DSR_NEW_SUBJECT_KEY, "").strip() or None
+    if new_key is not None and not _SUBJECT_KEY.fullmatch(new_key):
+        raise DsrCommandError(f"{H_DSR_NEW_SUBJECT_KEY} is not a subject key")
+    counts: dict[str, int] = {}
+    if values.get(H_DSR_KAFKA_COUNTS):
+        try:
+            parsed = json.loads(values[H_DSR_KAFKA_COUNTS])
+        except ValueError:
+            raise DsrCommandError(f"{H_DSR_KAFKA_COUNTS} is not JSON") from None
+        if not isinstance(parsed, dict) or not all(
+            isinstance(v, int) and not isinstance(v, bool) for v in parsed.values()
+        ):
+            raise DsrCommandError(f"{H_DSR_KAFKA_COUNTS} must be a JSON object of integers")
+        counts = {str(k): int(v) for k, v in parsed.items()}
+    verified_at = None
+    if values.get(H_DSR_VERIFIED_AT):
+        try:
+            verified_at = datetime.fromisoformat(values[H_DSR_VERIFIED_AT].replace("Z", "+00:00"))
+        except ValueError:
+            raise DsrCommandError(f"{H_DSR_VERIFIED_AT} is not an ISO-8601 time") from None
+        if verified_at.tzinfo is None:
+            verified_at = verified_at.replace(tzinfo=UTC)
+    return CommandHeaders(keys, new_key, counts, verified_at)
+
+
+@dataclass(frozen=True)
+class DsrCommand:
+    """One verified request as the sink executes it."""
+
+    request: Mapping[str, Any]  # the decoded DataSubjectRequest (identifiers included: never log it)
+    headers: CommandHeaders
+
+    @property
+    def request_id(self) -> str:
+        return str(self.request["request_id"])
+
+    @property
+    def request_type(self) -> RequestType | None:
+        try:
+            return RequestType(str(self.request.get("request_type")))
+        except ValueError:
+            return None
+
+    @property
+    def issued_at(self) -> datetime:
+        issued = self.request["issued_at"]
+        return issued if issued.tzinfo else issued.replace(tzinfo=UTC)
+
+    @property
+    def keys(self) -> tuple[str, ...]:
+        return self.headers.subject_keys
+
+
+def subject_tables(models: Iterable[TableModel]) -> list[TableModel]:
+    """The tables whose rows belong to subjects (they carry `subject_keys`)."""
+    return [m for m in models if m.has_subject_keys]
+
+
+def store_name(model: TableModel) -> str:
+    """A table's name in a receipt's store_counts (Kafka stores are topic names)."""
+    return model.qualified
+
+
+def _has_any(keys: Collection[str]) -> str:
+    return f"hasAny(subject_keys, {sql_strings(keys)})"
+
+
+# ---- erasure -------------------------------------------------------------------------
+
+
+Erasure = tuple[Collection[str], datetime]  # a subject's keys, its erasure time
+
+
+def _erased(model: TableModel, erasures: Sequence[Erasure]) -> str:
+    """SQL: the row holds a key of an erasure and is dated up to that erasure. The leading
+    hasAny of every key lets the bloom-filter index skip granules."""
+    every = set().union(*(keys for keys, _ in erasures))
+    terms = " OR ".join(_erased_one(model, keys, at) for keys, at in erasures)
+    return f"{_has_any(every)} AND ({terms})"
+
+
+def _erased_one(model: TableModel, keys: Collection[str], at: datetime) -> str:
+    return f"({_has_any(keys)} AND `{model.record.time_field}` <= {sql_time(at)})"
+
+
+def sql_time(moment: datetime) -> str:
+    """A DateTime64(3, 'UTC') literal."""
+    utc = moment.astimezone(UTC) if moment.tzinfo else moment
+    return f"toDateTime64('{utc.strftime('%Y-%m-%d %H:%M:%S.%f')[:-3]}', 3, 'UTC')"
+
+
+def count_query(model: TableModel, erasures: Sequence[Erasure]) -> str:
+    """SELECT the stored row versions the erasures delete (whether a mutation is needed: no
+    FINAL, every version counts), then per erasure its distinct rows (for receipts)."""
+    per_subject = ", ".join(f"uniqExactIf({model.id_column}, {_erased_one(model, keys, at)})" for keys, at in erasures)
+    return f"SELECT count(), {per_subject} FROM {model.qualified} WHERE {_erased(model, erasures)}"
+
+
+def erase_mutation(model: TableModel, erasures: Sequence[Erasure]) -> str:
+    """ONE real mutation deleting the rows of every erasure executed together."""
+    return f"ALTER TABLE {model.qualified} DELETE WHERE {_erased(model, erasures)}"
+
+
+def restrictions_by_key(keys: Collection[str]) -> str:
+    """SELECT subject_key, count(): the subjects' rows of records.subject_restrictions."""
+    return f"SELECT subject_key, count() FROM {RESTRICTIONS} WHERE subject_key IN {_in(keys)} GROUP BY subject_key"
+
+
+def restrictions_erase(keys: Collection[str]) -> str:
+    return f"ALTER TABLE {RESTRICTIONS} DELETE WHERE subject_key IN {_in(keys)}"
+
+
+def erasure_time(command: DsrCommand, executed_at: datetime) -> datetime:
+    """When the subject counts as erased: the streams stage's verification time, else now;
+    in milliseconds, as the ledger stores it."""
+    moment = command.headers.verified_at or executed_at
+    return moment.replace(microsecond=moment.microsecond // 1000 * 1000)
+
+
+def ledger_rows(command: DsrCommand, erased_at: datetime) -> list[tuple[str, datetime, str]]:
+    return [(key, erased_at, command.request_id) for key in command.keys]
+
+
+def _in(values: Collection[str]) -> str:
+    return "(" + ", ".join(sql_string(v) for v in sorted(values)) + ")"
+
+
+# ---- rectification -------------------------------------------------------------------
+
+
+def rectified_value(field_name: str | None, value: str | None) -> tuple[str, str]:
+    """(field, stored value) of a rectification: identifiers in their normalised form."""
+    if field_name is None or field_name not in RECTIFIABLE_FIELDS or value is None or not value.strip():
+        raise DsrCommandError("rectification needs a known field and a value")
+    kind = RECTIFIABLE_FIELDS[field_name]
+    if kind is None:
+        return field_name, value.strip()
+    canonical = normalise(kind, value)
+    if canonical is None:
+        raise DsrCommandError(f"the corrected {field_name} is not a valid {kind.value}")
+    return field_name, canonical
+
+
+def rectification_tables(models: Iterable[TableModel], field_name: str) -> list[TableModel]:
+    return [m for m in subject_tables(models) if any(c.name == field_name for c in m.columns)]
+
+
+def _rectifiable(field_name: str, keys: Collection[str]) -> str:
+    # Only rows that hold the field: a value stripped for want of consent is not stored,
+    # and a correction must not store it.
+    return f"{_has_any(keys)} AND `{field_name}` IS NOT NULL"
+
+
+def rectified_count(model: TableModel, field_name: str, keys: Collection[str]) -> str:
+    """Distinct rows of the subject whose `field_name` the rectification corrects."""
+    return f"SELECT uniqExact({model.id_column}) FROM {model.qualified} WHERE {_rectifiable(field_name, keys)}"
+
+
+def rectification_mutation(
+    model: TableModel, field_name: str, value: str, keys: Collection[str], new_key: str | None
+) -> str:
+    """ONE mutation per table: the corrected value, and the corrected identifier's key."""
+    assignments = [f"`{field_name}` = {sql_string(value)}"]
+    if new_key is not None:
+        assignments.append(f"subject_keys = arrayDistinct(arrayConcat(subject_keys, [{sql_string(new_key)}]))")
+    return f"ALTER TABLE {model.qualified} UPDATE {', '.join(assignments)} WHERE {_rectifiable(field_name, keys)}"
+
+
+# ---- restriction and objection -------------------------------------------------------
+
+
+def restriction_rows(command: DsrCommand) -> list[tuple[str, str, bool, str, datetime]]:
+    """records.subject_restrictions rows of a RESTRICTION, OBJECTION or RESTRICTION_LIFTED."""
+    kind = command.request_type
+    if kind is RequestType.RESTRICTION_LIFTED:
+        changes = [(k, False) for k in RESTRICTION_KINDS]
+    elif kind in (RequestType.RESTRICTION, RequestType.OBJECTION):
+        changes = [(kind.value, True)]
+    else:
+        raise ValueError(f"{kind} does not change restrictions")
+    return [
+        (key, name, active, command.request_id, command.issued_at) for key in command.keys for name, active in changes
+    ]
+
+
+def subject_rows_count(model: TableModel, keys: Collection[str]) -> str:
+    """Rows of the subject a restriction hides (or a lifting shows again)."""
+    return f"SELECT count() FROM {model.qualified} FINAL WHERE {_has_any(keys)}"
+
+
+# ---- consent withdrawal -----------------------------------------------------------------
+
+
+def withdrawn_count(model: TableModel, keys: Collection[str]) -> str | None:
+    """Rows of the subject whose fields a consent withdrawal cleared so far (None: the
+    table has no consent-bound fields)."""
+    if not any(rule.needs for rule in model.record.fields.values()) or not any(
+        c.name == "stripped" for c in model.columns
+    ):
+        return None
+    mark = sql_string(f":{CONSENT_WITHDRAWN}")
+    return (
+        f"SELECT countIf(arrayExists(x -> endsWith(x, {mark}), stripped)) "
+        f"FROM {model.qualified} FINAL WHERE {_has_any(keys)}"
+    )
+
+
+# ---- access ---------------------------------------------------------------------------
+
+
+def export_query(model: TableModel, keys: Collection[str]) -> str:
+    """Every row of the subject, as analysts never see it: all columns, deduplicated."""
+    return (
+        f"SELECT * FROM {model.qualified} FINAL WHERE {_has_any(keys)} "
+        f"ORDER BY `{model.record.time_field}`, {model.id_column}"
+    )
+
+
+# ---- receipts -------------------------------------------------------------------------
+
+
+def receipt(
+    request_id: str,
+    request_type: RequestType | str | None,
+    status: str,
+    *,
+    requested_at: datetime,
+    completed_at: datetime,
+    store_counts: Mapping[str, int] | None = None,
+    detail: str | None = None,
+) -> dict[str, Any]:
+    """A DsrReceipt value: counts and times only, never personal data."""
+    kind = str(request_type) if request_type is not None else "UNKNOWN"
+    if kind not in RequestType.__members__:
+        kind = "UNKNOWN"
+    return {
+        "request_id": request_id,
+        "request_type": kind,
+        "status": status,
+        "requested_at": requested_at,
+        "completed_at": completed_at.replace(microsecond=completed_at.microsecond // 1000 * 1000),
+        "store_counts": {k: int(v) for k, v in (store_counts or {}).items()},
+        "detail": detail,
+        "schema_version": 1,
+    }
+
+
+def completed_receipts_query(receipts: TableModel, request_ids: Collection[str]) -> str:
+    """The receipts already stored as COMPLETED for these requests (a redelivered command
+    is not executed again; its stored receipt is produced again instead)."""
+    columns = ", ".join(f"`{c.name}`" for c in receipts.columns)
+    return (
+        f"SELECT {columns} FROM {receipts.qualified} FINAL "
+        f"WHERE request_id IN {_in(request_ids)} AND status = 'COMPLETED'"
+    )

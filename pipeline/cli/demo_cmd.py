@@ -1,0 +1,263 @@
+"""`records demo`: the main job on the embedded defaults, end to end, as an operator would
+run it: broker up, topics, storage, both workers, synthetic traffic, what was stored
+and stripped, a data-subject erasure with its receipt, retention, the compliance report,
+then everything stopped again. Personal data (even synthetic) is never printed."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from pipeline.clickhouse import connect
+from pipeline.clickhouse_ddl import RECORDS_DB, table_models
+from pipeline.config import Settings, load_settings
+from pipeline.dsr import generate_keypair
+from pipeline.exceptions import RecordsError
+from pipeline.kafka.admin import KafkaAdmin, ensure_topics, group_lag
+from pipeline.local_kafka import LocalBroker
+from pipeline.subject_keys import load_pepper
+from pipeline.topics import (
+    ALL_TOPICS,
+    CALL,
+    CALL_ENRICHED,
+    CHAT,
+    CHAT_ENRICHED,
+    CONSENT,
+    CONSENT_LEDGER,
+    DLQ,
+    DSR_RECEIPTS,
+    QUARANTINE,
+    STREAMS_APP_ID,
+)
+
+SINK_GROUP = "cs-clickhouse-sink"
+_RECORDS = [sys.executable, "-c", "from pipeline.cli import main; main()"]
+
+
+def _step(title: str) -> None:
+    typer.secho(f"\n== {title}", bold=True)
+
+
+@contextmanager
+def _worker(name: str, args: list[str], env: dict[str, str], log_dir: Path) -> Iterator[subprocess.Popen[bytes]]:
+    log_dir.mkdir(parents=True, exist_ok=True)
+    log_path = log_dir / f"{name}.log"
+    with log_path.open("ab") as log:
+        process = subprocess.Popen([*_RECORDS, *args], env=env, stdout=log, stderr=subprocess.STDOUT)
+    typer.echo(f"started {name} worker (pid {process.pid}), log: {log_path}")
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        typer.echo(f"stopped {name} worker (exit {process.returncode})")
+
+
+def _wait(what: str, check: Callable[[], bool], timeout: float, process: list[subprocess.Popen[bytes]]) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        for p in process:
+            if p.poll() is not None:
+                raise RecordsError(f"a worker exited (code {p.returncode}) while waiting for {what}: see .data/logs")
+        if time.monotonic() > deadline:
+            raise RecordsError(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(1.0)
+
+
+def _topic_total(admin: KafkaAdmin, topic: str) -> int:
+    from confluent_kafka import Consumer, TopicPartition
+
+    probe = Consumer({**admin.config, "group.id": "records-demo-probe"})
+    try:
+        partitions = admin.list_topics().get(topic, 0)
+        return sum(
+            probe.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
+            - probe.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[0]
+            for p in range(partitions)
+        )
+    finally:
+        probe.close()
+
+
+def _rows(settings: Settings) -> dict[str, int]:
+    with connect(settings) as client:
+        return {
+            m.name: int(client.query(f"SELECT count() FROM {m.qualified} FINAL").result_rows[0][0])
+            for m in table_models()
+        }
+
+
+def _stripped(settings: Settings) -> list[tuple[Any, ...]]:
+    with connect(settings) as client:
+        return [tuple(row) for row in
+            client.query(
+                f"SELECT splitByChar(':', s)[2] AS reason, count() FROM {RECORDS_DB}.chat_conversations FINAL "
+                "ARRAY JOIN stripped AS s GROUP BY reason ORDER BY count() DESC"
+            ).result_rows
+        ]
+
+
+def _frequent_caller(settings: Settings) -> tuple[str, int]:
+    with connect(settings) as client:
+        rows = client.query(
+            f"SELECT caller_number, count() AS n FROM {RECORDS_DB}.calls FINAL WHERE caller_number IS NOT NULL "
+            "GROUP BY caller_number ORDER BY n DESC LIMIT 1"
+        ).result_rows
+    if not rows:
+        raise RecordsError("no call was stored: nothing to erase")
+    return str(rows[0][0]), int(rows[0][1])
+
+
+def _rows_of_phone(settings: Settings, phone: str) -> int:
+    with connect(settings) as client:
+        calls = client.query(
+            f"SELECT count() FROM {RECORDS_DB}.calls FINAL WHERE caller_number = {{p:String}}", parameters={"p": phone}
+        ).result_rows[0][0]
+        recordings = client.query(
+            f"SELECT count() FROM {RECORDS_DB}.call_recordings FINAL WHERE caller_number = {{p:String}}",
+            parameters={"p": phone},
+        ).result_rows[0][0]
+    return int(calls) + int(recordings)
+
+
+def demo(
+    events: Annotated[int, typer.Option("--events", min=100, help="Synthetic events to push through.")] = 20_000,
+    seed: Annotated[int, typer.Option("--seed", help="Simulation seed.")] = 1,
+    keep_running: Annotated[
+        bool, typer.Option("--keep-running", help="Leave the broker running at the end (workers always stop).")
+    ] = False,
+) -> None:
+    """Run the whole pipeline locally on a sample of synthetic traffic and show the evidence."""
+    settings = load_settings()
+    if not settings.embedded_clickhouse:
+        raise RecordsError("the demo runs on the embedded defaults: unset CLICKHOUSE_URL")
+    started = time.monotonic()
+    log_dir = settings.data_dir / "logs"
+
+    _step("1. Kafka broker (real Apache Kafka, KRaft, 127.0.0.1)")
+    broker = LocalBroker.from_settings(settings)
+    t0 = time.monotonic()
+    status, started_now = broker.start()
+    typer.echo(f"{status.describe()}{f' (started in {time.monotonic() - t0:.1f} s)' if started_now else ''}")
+    settings = dataclasses.replace(settings, kafka=settings.kafka.with_bootstrap(status.bootstrap))
+    settings_env = {**os.environ, "KAFKA_BOOTSTRAP": status.bootstrap}
+    admin = KafkaAdmin(settings.kafka)
+
+    try:
+        _step("2. Topics")
+        changes = ensure_topics(admin, ALL_TOPICS)
+        typer.echo(f"{len(ALL_TOPICS)} topics in place ({len(changes)} change(s) applied)")
+
+        _step("3. Secrets (demo only: generated under .data/secrets, mode 0600)")
+        load_pepper(settings, allow_demo=True)
+        env = {**settings_env, "RECORDS_PEPPER_FILE": str(settings.demo_pepper_file)}
+        if settings.dpo_private_key is not None and not settings.dpo_private_key.exists():
+            key_id = generate_keypair(settings.dpo_private_key, settings.dpo_public_keys[0])
+            typer.echo(f"DPO signing key created (key id {key_id})")
+        typer.echo("subject-key pepper and DPO key pair ready")
+
+        before = {t: _topic_total(admin, t) for t in (DLQ.name, QUARANTINE.name)}
+        _step("4. Workers: streams (faust) and the ClickHouse sink (owns the embedded store)")
+        with (
+            _worker("streams", ["worker", "streams", "--loglevel", "warning"], env, log_dir) as streams,
+            _worker(
+                "sink",
+                ["worker", "sink", "--loglevel", "warning", "--http-port", "0", "--retention-every", "15"],
+                env,
+                log_dir,
+            ) as sink,
+        ):
+            workers = [streams, sink]
+            from pipeline.clickhouse_http import read_owner
+
+            _wait("the sink's query endpoint", lambda: read_owner(settings.chdb_path) is not None, 120, workers)
+            owner = read_owner(settings.chdb_path)
+            typer.echo(f"embedded ClickHouse served read-only at {owner.url() if owner else '?'} (try `records sql`)")
+
+            _step(f"5. Upstream traffic: {events:,} synthetic events over the last 3 years")
+            simulate = subprocess.run(
+                [*_RECORDS, "simulate", "--events", str(events), "--seed", str(seed)], env=env, check=False
+            )
+            if simulate.returncode != 0:
+                raise RecordsError("the simulation failed")
+
+            _step("6. Waiting for the pipeline to catch up")
+            t0 = time.monotonic()
+            raw = [CHAT.name, CALL.name, CONSENT.name]
+            enriched = [CHAT_ENRICHED.name, CALL_ENRICHED.name, CONSENT_LEDGER.name, DSR_RECEIPTS.name]
+            _wait(
+                "streams and sink to drain their topics",
+                lambda: group_lag(admin, STREAMS_APP_ID, raw) == 0 and group_lag(admin, SINK_GROUP, enriched) == 0,
+                900,
+                workers,
+            )
+            typer.echo(f"caught up in {time.monotonic() - t0:.1f} s")
+
+            _step("7. What was stored, and what policy kept out")
+            for table, count in _rows(settings).items():
+                typer.echo(f"  {table:<20} {count:>8} rows")
+            dead = _topic_total(admin, DLQ.name) - before[DLQ.name]
+            typer.echo(f"  dead-lettered (malformed input, kept in {DLQ.name}): {dead}")
+            quarantined = _topic_total(admin, QUARANTINE.name) - before[QUARANTINE.name]
+            typer.echo(f"  recordings without a prior notice (held in {QUARANTINE.name}): {quarantined}")
+            typer.echo("  chat fields removed by policy, by reason:")
+            for reason, count in _stripped(settings):
+                typer.echo(f"    {reason:<28} {count:>8}")
+
+            _step("8. Data-subject request: erase the most frequent caller")
+            phone, calls = _frequent_caller(settings)
+            typer.echo(f"subject found in {calls} call records (identifier not shown)")
+            from pipeline.cli.dsr_cmd import find_receipt, issue
+            from pipeline.dsr import RequestType
+
+            t0 = time.monotonic()
+            request_id = issue(
+                RequestType.ERASURE, {"phone": phone}, reason="demo ticket DPO-1", by="demo-dpo", settings=settings
+            )
+            typer.echo(f"erasure request {request_id} signed and sent")
+            receipt = find_receipt(settings, request_id, wait_s=180)
+            if receipt is None or receipt.get("status") != "COMPLETED":
+                raise RecordsError(f"no COMPLETED receipt for {request_id} within 180 s")
+            typer.echo(f"receipt after {time.monotonic() - t0:.1f} s: {receipt['status']}")
+            for store, count in sorted(receipt["store_counts"].items()):
+                typer.echo(f"    {store:<36} {count:>6}")
+            typer.echo(f"rows of that subject left in calls and recordings: {_rows_of_phone(settings, phone)}")
+
+            _step("9. Retention (enforced by the sink every 15 s in this demo)")
+            time.sleep(16)
+            retention = subprocess.run([*_RECORDS, "retention", "run", "--check-only"], env=env, check=False)
+            typer.echo(f"retention check exit code: {retention.returncode}")
+
+            _step("10. Compliance report")
+            report_dir = Path("reports")
+            report_dir.mkdir(exist_ok=True)
+            report = subprocess.run(
+                [*_RECORDS, "report", "--html", str(report_dir / "compliance.html")], env=env, check=False
+            )
+            typer.echo(f"report exit code {report.returncode}; HTML: {report_dir / 'compliance.html'}")
+
+        _step("11. Done")
+        typer.echo(f"demo finished in {time.monotonic() - started:.0f} s")
+    finally:
+        if not keep_running:
+            broker.stop()
+            typer.echo("broker stopped")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("demo")(demo)

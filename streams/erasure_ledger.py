@@ -1,0 +1,45 @@
+"""The erasure ledger: which subject keys were erased, and when. Pure decisions; the
+ledger itself is the faust GlobalTable `erasures` (subject key -> erased_at, epoch ms),
+whose compacted changelog holds subject keys and times only, never plaintext.
+
+Why it exists: an erasure tombstones the subject's state, but the raw topics keep the
+subject's events until their retention ends. Reprocessing them (a new consumer group,
+a reset offset, a restored backup) would otherwise build the erased rows again.
+
+What "older than the erasure" means: an event is dropped when any subject key of any
+identifier it names (before enforcement: a stripped identifier still says whose event
+it is) has an erasure at or after the event's policy time, the `time_field` of its
+record type in `pipeline/policy.toml`:
+- ChatConversation: `started_at` (the whole conversation, transcript included: a chat
+  that began before the erasure is pre-erasure data even if it ended after it);
+- CallDetailRecord: `started_at`; CallRecording: `recording_started_at`;
+- ConsentChanged / CookieConsentChanged: `event_time`.
+An event dated after the erasure is new contact and is processed normally (the subject
+starts afresh). `erased_at` is the time the streams stage executed the request (the
+command's `dsr.verified_at`), not the time the DPO issued it: events in between were
+still stored before the erasure ran and are erased with the rest.
+
+Dropped events are valid input, so they are counted (`records_streams_erased_dropped_total`),
+not dead-lettered. A key erased twice keeps the later time (`merge`), so the ledger's
+state does not depend on the order its changelog is read.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+ErasureLookup = Callable[[str], int | None]
+
+
+def merge(current: int | None, erased_at: int) -> int:
+    """The ledger value after an erasure at `erased_at` (epoch ms): the later one wins."""
+    return erased_at if current is None else max(current, erased_at)
+
+
+def is_erased(lookup: ErasureLookup, keys: Iterable[str], moment: int) -> bool:
+    """Whether an event at `moment` (epoch ms) naming `keys` predates an erasure of one of them."""
+    for key in keys:
+        erased_at = lookup(key)
+        if erased_at is not None and moment <= erased_at:
+            return True
+    return False
