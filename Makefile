@@ -34,7 +34,7 @@ test: setup lint
 	$(BIN)/pytest -q
 
 demo: setup
-	$(BIN)/records demo
+	$(BIN)/records demo --reset
 
 clean: down
 	rm -rf .data reports

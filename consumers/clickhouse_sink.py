@@ -29,6 +29,8 @@ One batch:
    `ALTER TABLE ... UPDATE ... SETTINGS mutations_sync = 2` per table per batch;
 4. commands: messages of command topics (DSR work, issue 6) go to the handler the CLI
    registered for that topic; handlers are idempotent;
+   (an `insert_guard`, when given, takes over step 2's INSERT of the tables it guards:
+   the DSR wiring's refuses rows of erased subjects, consumers/erasure_guard.py);
 5. dead letters: undecodable or misplaced messages go to cs.dlq.v1 with the original key,
    bytes and headers plus `pipeline.dead_letter` headers, and the producer is flushed:
    a dead letter is durable before its offset is committed;
@@ -60,8 +62,9 @@ import logging
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from typing import Protocol
 
 from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import ClickHouseError as DriverError
@@ -80,7 +83,7 @@ from consumers.consent_withdrawal import (
 from consumers.exceptions import KafkaSinkError, WriteFailed
 from consumers.metrics import SinkMetrics
 from pipeline import topics
-from pipeline.clickhouse_ddl import table_models
+from pipeline.clickhouse_ddl import TableModel, table_models
 from pipeline.config import Settings
 from pipeline.exceptions import KafkaAdminError, RecordsError
 from pipeline.kafka.consumer import KafkaConsumer
@@ -171,6 +174,13 @@ class CommandHandler:
     bind: Callable[[SinkMetrics], None] | None = None
 
 
+class InsertGuard(Protocol):
+    """Takes over the INSERT of a batch's Avro container into a table (consumers/erasure_guard.py).
+    Returns False to leave it to the sink's plain INSERT ... FORMAT Avro."""
+
+    def insert(self, client: Client, table: TableModel, block: bytes, settings: Mapping[str, str]) -> bool: ...
+
+
 @dataclass
 class _Progress:
     """Steps of the current batch already done, so a retry resumes after them."""
@@ -196,6 +206,7 @@ class ClickHouseSink:
         maintenance: Iterable[PeriodicJob] = (),
         commands: Iterable[CommandHandler] = (),
         engine_lock: threading.Lock | threading.RLock | None = None,
+        insert_guard: InsertGuard | None = None,
     ) -> None:
         self.settings = settings
         self.client = client
@@ -204,6 +215,7 @@ class ClickHouseSink:
         self.lock = engine_lock or threading.RLock()
         self.maintenance = tuple(maintenance)
         self.commands = tuple(commands)
+        self.insert_guard = insert_guard
         for handler in self.commands:
             if handler.bind is not None:
                 handler.bind(self.metrics)
@@ -400,12 +412,12 @@ class ClickHouseSink:
         self.metrics.rows_inserted.labels(group.table.name).inc(len(group.bodies))
 
     def _raw_insert(self, group: Group) -> None:
-        self.client.raw_insert(
-            group.table.qualified,
-            insert_block=container(group.writer, group.bodies),
-            fmt="Avro",
-            settings=_INSERT_SETTINGS,
-        )
+        block = container(group.writer, group.bodies)
+        if self.insert_guard is not None and self.insert_guard.insert(
+            self.client, group.table, block, _INSERT_SETTINGS
+        ):
+            return
+        self.client.raw_insert(group.table.qualified, insert_block=block, fmt="Avro", settings=_INSERT_SETTINGS)
 
     def _clear_withdrawn(self, batch: Batch) -> None:
         ledger_ids = batch.ids_of(self._ledger.name)

@@ -39,6 +39,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from clickhouse_connect.driver.client import Client
+from clickhouse_connect.driver.exceptions import ClickHouseError as DriverError
+from confluent_kafka import KafkaException
 
 from consumers.avro_container import SINGLE_OBJECT_PREFIX, container
 from consumers.batch import KafkaMessage
@@ -87,7 +89,7 @@ from pipeline.dsr import (
     utcnow,
     verify_request,
 )
-from pipeline.exceptions import ConfigError
+from pipeline.exceptions import ConfigError, RecordsError
 from pipeline.kafka.producer import KafkaProducer
 from pipeline.policy import Policy, default_policy
 from pipeline.schemas import SchemaCatalog, default_catalog
@@ -103,6 +105,8 @@ REDELIVERED = "REDELIVERED"  # metrics only: a command whose receipt was already
 _MUTATION = {"mutations_sync": "2", "max_query_size": str(16 * 1024 * 1024)}
 _QUERY = {"max_query_size": str(16 * 1024 * 1024)}
 _INSERT = {"input_format_avro_allow_missing_fields": "1"}
+# Failures of the store or of Kafka: the sink retries the whole batch (consumers/clickhouse_sink.py).
+_RETRIED = (RecordsError, DriverError, KafkaException)
 
 
 @dataclass(frozen=True)
@@ -171,8 +175,12 @@ class DsrExecutor:
         self.metrics = metrics
 
     def close(self) -> None:
+        """Flush what is still queued (every receipt was flushed before its batch committed)."""
         if self._producer is not None:
-            self._producer.flush(10)
+            try:
+                self._producer.flush(10)
+            except RecordsError as exc:
+                log.warning("DSR producer not flushed on close: %s", exc)
             self._producer = None
 
     # ---- one batch ----------------------------------------------------------------------
@@ -205,10 +213,16 @@ class DsrExecutor:
             else:
                 receipts.append(self._finish(client, command, failure))
         for run in _runs(executable):
-            if run[0].request_type is RequestType.ERASURE:
-                outcomes = self.erase(client, run)
-            else:
-                outcomes = {run[0].request_id: self._execute(client, run[0])}
+            try:
+                if run[0].request_type is RequestType.ERASURE:
+                    outcomes = self.erase(client, run)
+                else:
+                    outcomes = {run[0].request_id: self._execute(client, run[0])}
+            except _RETRIED:
+                raise  # the store or Kafka failed: the sink retries the batch
+            except Exception as exc:  # a bug: a FAILED receipt rather than a sink crash-looping on it
+                log.error("DSR %s: unexpected %s", ", ".join(c.request_id for c in run), type(exc).__name__)
+                outcomes = {c.request_id: Outcome(FAILED, {}, f"internal error ({type(exc).__name__})") for c in run}
             for command in run:
                 receipts.append(self._finish(client, command, outcomes[command.request_id]))
         for value in receipts:
@@ -255,7 +269,7 @@ class DsrExecutor:
 
     def _verify(self, command: DsrCommand) -> Outcome | None:
         """None when the command may be executed; else the outcome that says why not."""
-        if command.request_type is None or command.request_type.value not in RequestType.__members__:
+        if command.request_type is None:
             return Outcome(FAILED, {}, "unsupported request type")
         try:
             trusted = self._trusted_keys()

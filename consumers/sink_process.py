@@ -28,7 +28,14 @@ from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.httpclient import HttpClient
 from prometheus_client import CollectorRegistry
 
-from consumers.clickhouse_sink import ClickHouseSink, CommandHandler, PeriodicJob, SinkOptions, install_signal_handlers
+from consumers.clickhouse_sink import (
+    ClickHouseSink,
+    CommandHandler,
+    InsertGuard,
+    PeriodicJob,
+    SinkOptions,
+    install_signal_handlers,
+)
 from consumers.metrics import SinkMetrics, serve
 from pipeline.clickhouse import connect, describe_target, run_statement
 from pipeline.clickhouse_ddl import ANALYST_DB, RECORDS_DB, statements, table_models
@@ -107,6 +114,7 @@ def run_sink(
     endpoint: EndpointOptions | None = None,
     maintenance: Iterable[PeriodicJob] = (),
     commands: Iterable[CommandHandler] = (),
+    insert_guard: InsertGuard | None = None,
 ) -> None:
     """Run a sink process until SIGTERM/SIGINT (see the module docstring). Blocks."""
     endpoint = endpoint or EndpointOptions()
@@ -145,6 +153,7 @@ def run_sink(
             maintenance=maintenance,
             commands=commands,
             engine_lock=lock,
+            insert_guard=insert_guard,
         )
         install_signal_handlers(sink)
         sink.run()

@@ -6,7 +6,9 @@ then everything stopped again. Personal data (even synthetic) is never printed."
 from __future__ import annotations
 
 import dataclasses
+import gc
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -20,6 +22,7 @@ import typer
 
 from pipeline.clickhouse import connect
 from pipeline.clickhouse_ddl import RECORDS_DB, table_models
+from pipeline.clickhouse_http import owner_file, read_owner
 from pipeline.config import Settings, load_settings
 from pipeline.dsr import generate_keypair
 from pipeline.exceptions import RecordsError
@@ -141,6 +144,10 @@ def demo(
     keep_running: Annotated[
         bool, typer.Option("--keep-running", help="Leave the broker running at the end (workers always stop).")
     ] = False,
+    reset: Annotated[
+        bool,
+        typer.Option("--reset", help="Start from empty local state: delete the local broker's and chDB's data first."),
+    ] = False,
 ) -> None:
     """Run the whole pipeline locally on a sample of synthetic traffic and show the evidence."""
     settings = load_settings()
@@ -148,9 +155,17 @@ def demo(
         raise RecordsError("the demo runs on the embedded defaults: unset CLICKHOUSE_URL")
     started = time.monotonic()
     log_dir = settings.data_dir / "logs"
+    broker = LocalBroker.from_settings(settings)
+    if reset:
+        broker.stop()
+        for path in (settings.kafka_dir, settings.chdb_path, log_dir):
+            shutil.rmtree(path, ignore_errors=True)
+        owner_file(settings.chdb_path).unlink(missing_ok=True)
+        typer.echo(f"local state reset ({settings.kafka_dir}, {settings.chdb_path})")
+    elif settings.chdb_path.exists():
+        typer.echo("note: reusing existing local data; counts include earlier runs (`--reset` starts empty)")
 
     _step("1. Kafka broker (real Apache Kafka, KRaft, 127.0.0.1)")
-    broker = LocalBroker.from_settings(settings)
     t0 = time.monotonic()
     status, started_now = broker.start()
     typer.echo(f"{status.describe()}{f' (started in {time.monotonic() - t0:.1f} s)' if started_now else ''}")
@@ -183,8 +198,6 @@ def demo(
             ) as sink,
         ):
             workers = [streams, sink]
-            from pipeline.clickhouse_http import read_owner
-
             _wait("the sink's query endpoint", lambda: read_owner(settings.chdb_path) is not None, 120, workers)
             owner = read_owner(settings.chdb_path)
             typer.echo(f"embedded ClickHouse served read-only at {owner.url() if owner else '?'} (try `records sql`)")
@@ -254,6 +267,8 @@ def demo(
         _step("11. Done")
         typer.echo(f"demo finished in {time.monotonic() - started:.0f} s")
     finally:
+        admin.close()  # its connections would log errors once the broker is gone
+        gc.collect()
         if not keep_running:
             broker.stop()
             typer.echo("broker stopped")

@@ -80,11 +80,15 @@ def sink(
     Batches are inserted as Avro containers; offsets are committed after the insert.
     Embedded mode: this process owns the chDB directory, applies the DDL, enforces
     retention periodically and serves read-only queries on 127.0.0.1 (`records sql`
-    goes there while the sink runs). Prometheus metrics on RECORDS_SINK_METRICS_PORT (9465).
+    goes there while the sink runs). Executes the data-subject requests the streams stage
+    forwards on cs.dsr.commands.v1, after checking their signature again with the DPO's
+    public key(s) (RECORDS_DPO_PUBLIC_KEYS); exports go to <RECORDS_DATA_DIR>/exports.
+    Prometheus metrics on RECORDS_SINK_METRICS_PORT (9465).
     """
     import logging
 
     from consumers.clickhouse_sink import PeriodicJob, SinkOptions
+    from consumers.dsr_commands import DsrExecutor, DsrTopics
     from consumers.sink_process import EndpointOptions, run_sink
     from retention_jobs.enforce import enforce_retention
 
@@ -95,12 +99,20 @@ def sink(
     if settings.embedded_clickhouse and retention_every_s > 0:
         # In server mode a scheduled `records retention run` does this (deploy/).
         jobs.append(PeriodicJob("retention", retention_every_s, lambda client: enforce_retention(client)))
-    run_sink(
-        settings,
-        options=options.with_topic_suffix(topic_suffix),
-        endpoint=EndpointOptions(enabled=not no_http, port=http_port),
-        maintenance=jobs,
-    )
+    # Data-subject requests (issue 6): the commands handler and the insert guard that keeps
+    # erased subjects out; the DPO keys are read when the first command arrives.
+    dsr = DsrExecutor(settings, dsr_topics=DsrTopics().with_suffix(topic_suffix))
+    try:
+        run_sink(
+            settings,
+            options=options.with_topic_suffix(topic_suffix),
+            endpoint=EndpointOptions(enabled=not no_http, port=http_port),
+            maintenance=jobs,
+            commands=[dsr.handler()],
+            insert_guard=dsr.guard,
+        )
+    finally:
+        dsr.close()
 
 
 def register(app: typer.Typer) -> None:

@@ -92,6 +92,10 @@ class KafkaAdmin:
         self._timeout = timeout
         self._client: AdminClient | None = None
 
+    def close(self) -> None:
+        """Drop the client (librdkafka closes its connections when it is collected)."""
+        self._client = None
+
     @property
     def config(self) -> dict[str, str | int | float | bool]:
         return dict(self._config)

@@ -28,7 +28,7 @@ from typing import Any
 
 import pytest
 from clickhouse_connect.driver.client import Client
-from confluent_kafka import Producer
+from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from prometheus_client import CollectorRegistry
@@ -211,10 +211,22 @@ class Dsr:
         assert len(result.result_rows) == 1, result.result_rows
         return dict(zip(result.column_names, result.result_rows[0], strict=True))
 
-    def receipts_on_topic(self, request_id: str, expected: int = 1) -> list[dict[str, Any]]:
-        messages = read_topic(self.settings.kafka.bootstrap, self.dsr_topics.receipts, 10_000, timeout=3)
+    def receipts_on_topic(self, request_id: str) -> list[dict[str, Any]]:
+        """Every receipt of the request on the receipts topic, oldest first."""
+        consumer = Consumer({"bootstrap.servers": self.settings.kafka.bootstrap, "group.id": f"r-{uuid.uuid4().hex}"})
+        try:
+            _low, high = consumer.get_watermark_offsets(TopicPartition(self.dsr_topics.receipts, 0), timeout=10)
+            consumer.assign([TopicPartition(self.dsr_topics.receipts, 0, OFFSET_BEGINNING)])
+            messages: list[Any] = []
+            deadline = time.monotonic() + 20
+            while (not messages or messages[-1].offset() < high - 1) and time.monotonic() < deadline:
+                message = consumer.poll(0.5)
+                if message is not None and message.error() is None:
+                    messages.append(message)
+        finally:
+            consumer.close()
         decode = AvroDeserializer()
-        return [decode(m.value()).value for m in messages if m.key() == request_id.encode() and m.value() is not None]
+        return [decode(m.value()).value for m in messages if m.key() == request_id.encode() and m.value()]
 
     def mutations(self) -> dict[str, int]:
         rows = self.client.query(

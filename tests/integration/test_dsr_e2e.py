@@ -1,0 +1,159 @@
+"""A data-subject request end to end, as the DPO runs it: `records dsr erase` -> cs.dsr.v1
+-> `records worker streams` (verifies, tombstones, forwards on cs.dsr.commands.v1) ->
+`records worker sink` (verifies again, deletes in ClickHouse, receipt) -> `records dsr
+status --wait` shows COMPLETED, and the embedded store holds nothing of the subject.
+
+On the real topics of the shared broker: both workers run under consumer groups of their
+own, committed at the end of their input topics first, so they read only this test's
+messages; the subject's identifiers are unique to the run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import clickhouse_connect
+import pytest
+from confluent_kafka import Consumer
+from cryptography.hazmat.primitives import serialization
+
+from pipeline import topics
+from pipeline.kafka.admin import KafkaAdmin
+from pipeline.subject_keys import IdentifierKind
+from tests.integration.test_sink_crash import SinkProcess
+from tests.integration.test_streams_worker import (
+    CHANGELOGS,
+    DPO_SIGNER,
+    KEYER,
+    Traffic,
+    WorkerProcess,
+    _cdr,
+    _end_offsets,
+    _start_group_at_end,
+    _web_chat,
+)
+
+pytestmark = pytest.mark.kafka
+
+SINK_INPUTS = (topics.CHAT_ENRICHED, topics.CALL_ENRICHED, topics.CONSENT_LEDGER, topics.DSR_RECEIPTS)
+SINK_INPUTS += (topics.DSR_COMMANDS,)
+TABLES = ("chat_conversations", "chat_messages", "calls", "call_recordings", "consent_ledger")
+
+
+@pytest.fixture
+def dpo_keys(tmp_path: Path) -> tuple[Path, Path]:
+    """The DPO key pair the workers trust (the streams module's test signer), as files."""
+    private = tmp_path / "dpo.pem"
+    public = tmp_path / "dpo.pub.pem"
+    key = DPO_SIGNER.private_key
+    private.write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
+    public.write_bytes(
+        key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    )
+    return private, public
+
+
+@pytest.fixture
+def streams(kafka_bootstrap: str, kafka_admin: KafkaAdmin, tmp_path: Path) -> Iterator[WorkerProcess]:
+    kafka_admin.create_topics(list(topics.ALL_TOPICS))  # what `records topics ensure` creates
+    app_id = f"cs-streams-dsr-e2e-{uuid.uuid4().hex[:8]}"
+    _start_group_at_end(kafka_bootstrap, app_id)
+    worker = WorkerProcess(app_id, kafka_bootstrap, tmp_path / app_id)
+    worker.start()
+    yield worker
+    worker.stop()
+    kafka_admin.delete_topics([f"{app_id}-{suffix}" for suffix in CHANGELOGS])
+
+
+def _records(bootstrap: str, private_key: Path, public_key: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k not in ("CLICKHOUSE_URL", "RECORDS_DPO_KEY_PASSPHRASE")}
+    env.update(
+        KAFKA_BOOTSTRAP=bootstrap, RECORDS_DPO_PRIVATE_KEY=str(private_key), RECORDS_DPO_PUBLIC_KEYS=str(public_key)
+    )
+    return subprocess.run(
+        [sys.executable, "-c", "from pipeline.cli import main; main()", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+
+
+def test_records_dsr_erase_reaches_every_store_and_status_shows_the_receipt(
+    kafka_bootstrap: str,
+    streams: WorkerProcess,
+    dpo_keys: tuple[Path, Path],
+    chdb_path: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    private_key, public_key = dpo_keys
+    group = f"dsr-e2e-sink-{uuid.uuid4().hex[:8]}"
+    probe = Consumer({"bootstrap.servers": kafka_bootstrap, "group.id": group, "enable.auto.commit": False})
+    try:
+        probe.commit(offsets=_end_offsets(kafka_bootstrap, SINK_INPUTS), asynchronous=False)
+    finally:
+        probe.close()
+    monkeypatch.setenv("RECORDS_DPO_PUBLIC_KEYS", str(public_key))  # the sink checks signatures too
+    sink = SinkProcess(chdb_path, kafka_bootstrap, group, "", tmp_path / "sink.log")
+    owner = sink.owner()
+    try:
+        n = secrets.randbelow(9_000_000) + 1_000_000
+        email = f"dsr.e2e.{n}@example.fi"
+        chat = _web_chat(f"dsr-e2e-{n}", visitor=f"visitor-{n}", email=email)
+        phone = chat["phone"]
+        traffic = Traffic(kafka_bootstrap, f"dsr-e2e-{n}")
+        traffic.avro("chat", topics.CHAT.name, chat["conversation_id"], "ChatConversation", chat)
+        traffic.avro("call", topics.CALL.name, f"call-{n}", "CallDetailRecord", _cdr(f"call-{n}", phone))
+        traffic.flush()
+        keys = [KEYER.key(IdentifierKind.EMAIL, email), KEYER.key(IdentifierKind.PHONE, phone)]
+        client = clickhouse_connect.get_client(host=owner.host, port=owner.port)
+
+        def held(final: str = "") -> dict[str, int]:
+            """Rows of the subject per table: stored versions, or rows (FINAL)."""
+            return {
+                table: int(
+                    client.command(
+                        f"SELECT count() FROM records.{table} {final} WHERE hasAny(subject_keys, {{k:Array(String)}})",
+                        parameters={"k": keys},
+                    )
+                )
+                for table in TABLES
+            }
+
+        deadline = time.monotonic() + 90
+        while not (held()["chat_conversations"] and held()["calls"]):
+            assert time.monotonic() < deadline, f"the subject's rows never arrived: {held()}\n{streams.log()[-2000:]}"
+            time.sleep(0.5)
+        before = held("FINAL")
+
+        erase = _records(kafka_bootstrap, private_key, public_key, "dsr", "erase", "--email", email, "--phone", phone,
+                         "--reason", "TICKET-E2E")  # fmt: skip
+        assert erase.returncode == 0, erase.stderr
+        request_id = erase.stdout.strip().splitlines()[-1]
+        status = _records(kafka_bootstrap, private_key, public_key, "dsr", "status", request_id, "--wait", "120")
+        assert status.returncode == 0, (
+            f"{status.stdout}\n{status.stderr}\n{(tmp_path / 'sink.log').read_text()[-3000:]}"
+        )
+        receipt = json.loads(status.stdout)
+
+        assert (receipt["request_type"], receipt["status"]) == ("ERASURE", "COMPLETED")
+        for table, rows in before.items():
+            assert receipt["store_counts"][f"records.{table}"] == rows, table
+        assert any(not store.startswith("records.") for store in receipt["store_counts"])  # the Kafka side's
+        assert held() == dict.fromkeys(TABLES, 0)
+        assert email not in status.stdout and phone not in status.stdout
+    finally:
+        sink.kill(signal.SIGTERM)
