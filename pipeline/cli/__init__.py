@@ -6,6 +6,7 @@ from __future__ import annotations
 import sys
 
 import typer
+from confluent_kafka import KafkaError, KafkaException
 
 from pipeline.exceptions import RecordsError
 
@@ -59,4 +60,9 @@ def main() -> None:
         app(standalone_mode=True)
     except RecordsError as exc:
         typer.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+    except KafkaException as exc:
+        error = exc.args[0] if exc.args else None
+        detail = f"{error.name()}: {error.str()}" if isinstance(error, KafkaError) else type(exc).__name__
+        typer.echo(f"error: kafka: {detail}", err=True)
         sys.exit(1)

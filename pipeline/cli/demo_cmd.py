@@ -26,7 +26,7 @@ from pipeline.clickhouse_http import owner_file, read_owner
 from pipeline.config import Settings, load_settings
 from pipeline.dsr import generate_keypair
 from pipeline.exceptions import RecordsError
-from pipeline.kafka.admin import KafkaAdmin, ensure_topics, group_lag
+from pipeline.kafka.admin import KafkaAdmin, ensure_topics, group_lag, watermarks
 from pipeline.local_kafka import LocalBroker
 from pipeline.subject_keys import load_pepper
 from pipeline.topics import (
@@ -83,18 +83,7 @@ def _wait(what: str, check: Callable[[], bool], timeout: float, process: list[su
 
 
 def _topic_total(admin: KafkaAdmin, topic: str) -> int:
-    from confluent_kafka import Consumer, TopicPartition
-
-    probe = Consumer({**admin.config, "group.id": "records-demo-probe"})
-    try:
-        partitions = admin.list_topics().get(topic, 0)
-        return sum(
-            probe.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
-            - probe.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[0]
-            for p in range(partitions)
-        )
-    finally:
-        probe.close()
+    return sum(high - low for low, high in watermarks(admin, [topic]).values())
 
 
 def _rows(settings: Settings) -> dict[str, int]:
@@ -118,7 +107,7 @@ def _stripped(settings: Settings) -> list[tuple[Any, ...]]:
 def _frequent_caller(settings: Settings) -> tuple[str, int]:
     with connect(settings) as client:
         rows = client.query(
-            f"SELECT caller_number, count() AS n FROM {RECORDS_DB}.calls FINAL WHERE caller_number IS NOT NULL "
+            f"SELECT caller_number, count() AS n FROM {RECORDS_DB}.calls FINAL WHERE startsWith(caller_number, '+') "
             "GROUP BY caller_number ORDER BY n DESC LIMIT 1"
         ).result_rows
     if not rows:
@@ -222,6 +211,7 @@ def demo(
             typer.echo(f"caught up in {time.monotonic() - t0:.1f} s")
 
             _step("7. What was stored, and what policy kept out")
+            typer.echo("  rows per table (events already past their retention are dropped on insert):")
             for table, count in _rows(settings).items():
                 typer.echo(f"  {table:<20} {count:>8} rows")
             dead = _topic_total(admin, DLQ.name) - before[DLQ.name]
@@ -244,8 +234,10 @@ def demo(
             )
             typer.echo(f"erasure request {request_id} signed and sent")
             receipt = find_receipt(settings, request_id, wait_s=180)
-            if receipt is None or receipt.get("status") != "COMPLETED":
-                raise RecordsError(f"no COMPLETED receipt for {request_id} within 180 s")
+            if receipt is None:
+                raise RecordsError(f"no receipt for {request_id} within 180 s")
+            if receipt.get("status") != "COMPLETED":
+                raise RecordsError(f"request {request_id} {receipt.get('status')}: {receipt.get('detail')}")
             typer.echo(f"receipt after {time.monotonic() - t0:.1f} s: {receipt['status']}")
             for store, count in sorted(receipt["store_counts"].items()):
                 typer.echo(f"    {store:<36} {count:>6}")

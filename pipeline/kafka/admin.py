@@ -159,10 +159,24 @@ class KafkaAdmin:
         # topics; wait for it so the next look (or run) sees what was created.
         deadline = time.monotonic() + self._timeout
         wanted = {s.name for s in specs}
-        while not wanted <= set(self.list_topics()):
+        while not self._ready(wanted):
             if time.monotonic() > deadline:
                 raise KafkaAdminError(f"created topics did not appear within {self._timeout:.0f} s")
             time.sleep(0.1)
+
+    def _ready(self, names: set[str]) -> bool:
+        """Every topic is known and each of its partitions has a leader."""
+        try:
+            topics = self.client.list_topics(timeout=self._timeout).topics
+        except KafkaException as exc:
+            raise _error("cannot list topics", exc) from exc
+        return all(
+            name in topics
+            and topics[name].error is None
+            and topics[name].partitions
+            and all(p.leader >= 0 and p.error is None for p in topics[name].partitions.values())
+            for name in names
+        )
 
     def alter_configs(self, topic: str, changes: Mapping[str, str]) -> None:
         """Set the given keys incrementally (other settings stay as they are)."""
@@ -209,28 +223,47 @@ class KafkaAdmin:
             self.alter_configs(topic, values)
 
 
+def watermarks(admin: KafkaAdmin, topics: Sequence[str]) -> dict[tuple[str, int], tuple[int, int]]:
+    """(low, high) offsets of every partition of `topics`. Retries while a new topic's
+    leaders are still being elected (NOT_LEADER_FOR_PARTITION for a moment after creation)."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    probe = Consumer({**admin.config, "group.id": "records-watermark-probe", "enable.auto.commit": "false"})
+    try:
+        out: dict[tuple[str, int], tuple[int, int]] = {}
+        for topic, partitions in admin.list_topics().items():
+            if topic not in topics:
+                continue
+            for partition in range(partitions):
+                for attempt in range(100):
+                    try:
+                        out[(topic, partition)] = probe.get_watermark_offsets(
+                            TopicPartition(topic, partition), timeout=10
+                        )
+                        break
+                    except KafkaException as exc:
+                        if attempt == 99:
+                            raise _error(f"cannot read offsets of {topic}", exc) from exc
+                        time.sleep(0.1)
+        return out
+    finally:
+        probe.close()
+
+
 def group_lag(admin: KafkaAdmin, group: str, topics: Sequence[str]) -> int:
     """Messages of `topics` the consumer group has not committed yet (all partitions)."""
-    from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, TopicPartition
+    from confluent_kafka import ConsumerGroupTopicPartitions
 
     try:
         future = admin.client.list_consumer_group_offsets([ConsumerGroupTopicPartitions(group)])[group]
         committed = {(tp.topic, tp.partition): tp.offset for tp in future.result().topic_partitions or []}
     except KafkaException as exc:
         raise _error(f"cannot read offsets of group {group}", exc) from exc
-    probe = Consumer({**admin.config, "group.id": f"{group}-lag-probe", "enable.auto.commit": "false"})
-    try:
-        lag = 0
-        for topic, partitions in admin.list_topics().items():
-            if topic not in topics:
-                continue
-            for partition in range(partitions):
-                low, high = probe.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)
-                done = committed.get((topic, partition), -1)
-                lag += high - (done if done >= 0 else low)
-        return lag
-    finally:
-        probe.close()
+    lag = 0
+    for key, (low, high) in watermarks(admin, topics).items():
+        done = committed.get(key, -1)
+        lag += high - (done if done >= 0 else low)
+    return lag
 
 
 def ensure_topics(admin: KafkaAdmin, specs: Sequence[TopicSpec]) -> list[TopicChange]:
