@@ -29,19 +29,13 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 
-from pipeline.clickhouse_ddl import TableModel
+from pipeline.clickhouse_ddl import LEDGER_DENIES, TableModel
 from pipeline.policy import FieldRule
 
 CONSENT_WITHDRAWN = "consent_withdrawn"
 LEDGER_RECORD_TYPE = "consent_ledger"
 
 # need -> SQL condition over a consent_ledger row under which that row denies the need.
-DENIALS: Mapping[str, str] = {
-    "contact_consent": "kind = 'CONSENT' AND purpose = 'CONTACT_DETAILS' AND status = 'WITHDRAWN'",
-    "cookie.functional": "kind = 'COOKIE' AND NOT cookie_functional",
-    "cookie.analytics": "kind = 'COOKIE' AND NOT cookie_analytics",
-    "geolocation": "kind = 'COOKIE' AND NOT geolocation_permission",
-}
 
 
 def sql_string(value: str) -> str:
@@ -80,7 +74,7 @@ def consent_bound(model: TableModel) -> ConsentBoundTable | None:
     by_need: dict[str, list[FieldRule]] = {}
     for column in model.columns:
         rule = model.record.fields.get(column.name)
-        if rule is None or rule.needs not in DENIALS:
+        if rule is None or rule.needs not in LEDGER_DENIES:
             continue
         if rule.channels is not None and "channel" not in columns:
             continue
@@ -95,7 +89,7 @@ def _tuple(values: Sequence[str]) -> str:
 
 
 def _denied_needs(needs: Collection[str]) -> str:
-    parts = [f"if({DENIALS[need]}, [{sql_string(need)}], [])" for need in sorted(needs)]
+    parts = [f"if({LEDGER_DENIES[need]}, [{sql_string(need)}], [])" for need in sorted(needs)]
     return f"arrayConcat({', '.join(parts)})" if len(parts) > 1 else parts[0]
 
 
@@ -140,7 +134,7 @@ def affected_query(
         "    SELECT key, need, max(event_time) AS until FROM (\n"
         f"        SELECT arrayJoin(subject_keys) AS key, event_time, arrayJoin({_denied_needs(needs)}) AS need\n"
         f"        FROM {ledger.qualified}\n"
-        f"        WHERE ({' OR '.join(DENIALS[n] for n in needs)})\n"
+        f"        WHERE ({' OR '.join(LEDGER_DENIES[n] for n in needs)})\n"
         "          AND hasAny(subject_keys, (SELECT groupArrayArray(subject_keys) FROM rows))\n"
         "    ) GROUP BY key, need\n"
         ") AS d ON key = d.key\n"

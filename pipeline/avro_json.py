@@ -23,7 +23,6 @@ from pipeline.schemas import AvroSchema
 _INT_RANGE = (-(2**31), 2**31 - 1)
 _LONG_RANGE = (-(2**63), 2**63 - 1)
 _PRIMITIVES = {"null", "boolean", "int", "long", "float", "double", "bytes", "string"}
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 @dataclass(frozen=True)
@@ -288,7 +287,3 @@ def to_jsonable(value: Any) -> Any:
     if isinstance(value, (bytes, bytearray)):
         return base64.b64encode(bytes(value)).decode("ascii")
     return value
-
-
-def epoch_millis(moment: datetime) -> int:
-    return int((moment - _EPOCH).total_seconds() * 1000)

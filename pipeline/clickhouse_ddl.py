@@ -17,7 +17,7 @@ the subject keys, and hide restricted or objecting subjects.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,6 +35,24 @@ _HIDDEN_FROM_ANALYSTS = frozenset({"subject_keys", "source_event_id"})
 # Free text may contain anything a person typed, identifiers included: analysts get its
 # length, not its content.
 _FREE_TEXT = frozenset({"text"})
+
+
+# The consent contract in storage terms (streams/enforce_consent.py states it for rows):
+# the column that records, with each row, whether a policy `needs` was met at collection;
+# and the consent-ledger rows that deny a `needs` from their event_time on. Read by the
+# sink (to clear withdrawn fields) and the compliance report (to prove none remain).
+CONSENT_FLAG_COLUMN: Mapping[str, str] = {
+    "contact_consent": "contact_consent",
+    "cookie.functional": "cookie_functional",
+    "cookie.analytics": "cookie_analytics",
+    "geolocation": "geolocation_permission",
+}
+LEDGER_DENIES: Mapping[str, str] = {
+    "contact_consent": "kind = 'CONSENT' AND purpose = 'CONTACT_DETAILS' AND status = 'WITHDRAWN'",
+    "cookie.functional": "kind = 'COOKIE' AND NOT cookie_functional",
+    "cookie.analytics": "kind = 'COOKIE' AND NOT cookie_analytics",
+    "geolocation": "kind = 'COOKIE' AND NOT geolocation_permission",
+}
 
 
 @dataclass(frozen=True)

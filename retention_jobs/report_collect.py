@@ -8,7 +8,6 @@ so a batch the sink inserted twice is counted once; counts that prove something 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from datetime import datetime
 
 from clickhouse_connect.driver.client import Client
@@ -16,7 +15,9 @@ from clickhouse_connect.driver.client import Client
 from pipeline.clickhouse import Rows, run_statement
 from pipeline.clickhouse_ddl import (
     ANALYST_DB,
+    CONSENT_FLAG_COLUMN,
     ERASURE_LEDGER_TABLE,
+    LEDGER_DENIES,
     RECORDS_DB,
     RESTRICTIONS_TABLE,
     TableModel,
@@ -35,22 +36,6 @@ from retention_jobs.report import (
 )
 
 _DAY_MS = 86_400_000
-# The row column that carries, with each record, whether a policy `needs` was met when the
-# record was collected (the row schemas' contract with the streams stage).
-NEEDS_FLAG_COLUMN: Mapping[str, str] = {
-    "contact_consent": "contact_consent",
-    "cookie.functional": "cookie_functional",
-    "cookie.analytics": "cookie_analytics",
-    "geolocation": "geolocation_permission",
-}
-# Consent ledger rows that deny a `needs` from their event_time on (the withdrawal contract
-# of streams/enforce_consent.py with the sink, in the ledger row schema's values).
-NEEDS_DENIED_BY_LEDGER: Mapping[str, str] = {
-    "contact_consent": "kind = 'CONSENT' AND purpose = 'CONTACT_DETAILS' AND status = 'WITHDRAWN'",
-    "cookie.functional": "kind = 'COOKIE' AND NOT cookie_functional",
-    "cookie.analytics": "kind = 'COOKIE' AND NOT cookie_analytics",
-    "geolocation": "kind = 'COOKIE' AND NOT geolocation_permission",
-}
 _LEDGER_SCHEMA = "cs.records.ConsentLedgerRecord"
 _RECEIPT_SCHEMA = "cs.records.DsrReceipt"
 _NOTICE_COLUMN = "notice_played_at"
@@ -176,7 +161,7 @@ def _consent_breaches(client: Client, policy: Policy, models: list[TableModel]) 
         # Not given with the record: its flag column is false (no flag column: never given).
         checks = []
         for rule, need in rules:
-            flag = NEEDS_FLAG_COLUMN.get(need)
+            flag = CONSENT_FLAG_COLUMN.get(need)
             given = f" AND NOT `{flag}`" if flag in columns else ""
             checks.append(f"countIf({_needs_condition(rule, columns)}{given})")
         counts = _query(client, f"SELECT {', '.join(checks)} FROM {model.qualified} FINAL").rows[0]
@@ -185,7 +170,7 @@ def _consent_breaches(client: Client, policy: Policy, models: list[TableModel]) 
             for (rule, need), n in zip(rules, counts, strict=True)
         )
         if ledger is not None and model.has_subject_keys:
-            for need in sorted({need for _, need in rules if need in NEEDS_DENIED_BY_LEDGER}):
+            for need in sorted({need for _, need in rules if need in LEDGER_DENIES}):
                 group = [rule for rule, n in rules if n == need]
                 out.extend(_withdrawn(client, model, ledger, need, group, columns))
     return tuple(out)
@@ -201,7 +186,7 @@ def _withdrawn(
         f"SELECT r.id FROM (SELECT `{model.id_column}` AS id, {time} AS t, arrayJoin(subject_keys) AS k "
         f"FROM {model.qualified} FINAL) AS r INNER JOIN (SELECT arrayJoin(subject_keys) AS k, "
         f"max(`{ledger.time_field}`) AS w FROM {RECORDS_DB}.{ledger.table} FINAL "
-        f"WHERE {NEEDS_DENIED_BY_LEDGER[need]} GROUP BY k) AS l ON r.k = l.k WHERE r.t <= l.w"
+        f"WHERE {LEDGER_DENIES[need]} GROUP BY k) AS l ON r.k = l.k WHERE r.t <= l.w"
     )
     checks = [f"countIf({_needs_condition(rule, columns)})" for rule in rules]
     counts = _query(
