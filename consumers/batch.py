@@ -201,14 +201,7 @@ class Batch:
             self.reject(message, SerdeError(f"{decoded.schema_name}: event_id is not readable"))
 
     def reject(self, message: KafkaMessage, error: Exception) -> None:
-        letter = DeadLetter(
-            source_topic=message.topic() or "",
-            partition=message.partition() or 0,
-            offset=message.offset() or 0,
-            error_class=type(error).__name__,
-            error=str(error),
-            stage=STAGE,
-        )
+        letter = DeadLetter.of(message, error, STAGE)
         self.rejected.append(Rejected(message, letter))
 
     # ---- state ----------------------------------------------------------------------

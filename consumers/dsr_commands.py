@@ -448,14 +448,7 @@ class DsrExecutor:
         )
 
     def _dead_letter(self, message: KafkaMessage, error: Exception) -> None:
-        letter = DeadLetter(
-            source_topic=message.topic() or "",
-            partition=message.partition() or 0,
-            offset=message.offset() or 0,
-            error_class=type(error).__name__,
-            error=str(error),
-            stage=STAGE,
-        )
+        letter = DeadLetter.of(message, error, STAGE)
         self._require_producer().produce(
             self.topics.dlq, message.value(), key=message.key(), headers=letter.headers(_header_pairs(message))
         )

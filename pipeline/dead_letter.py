@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Protocol
 
 H_ERROR = "dlq.error"
 H_ERROR_CLASS = "dlq.error.class"
@@ -21,6 +22,12 @@ H_FAILED_AT = "dlq.failed.at"
 _MAX_ERROR_CHARS = 500
 
 
+class KafkaMessageLike(Protocol):
+    def topic(self) -> str | None: ...
+    def partition(self) -> int | None: ...
+    def offset(self) -> int | None: ...
+
+
 @dataclass(frozen=True)
 class DeadLetter:
     """Where a message came from and why it could not be processed."""
@@ -31,6 +38,18 @@ class DeadLetter:
     error_class: str
     error: str
     stage: str
+
+    @classmethod
+    def of(cls, message: KafkaMessageLike, error: BaseException, stage: str) -> DeadLetter:
+        """The dead letter of a consumed confluent-kafka message that failed with `error`."""
+        return cls(
+            source_topic=message.topic() or "",
+            partition=message.partition() or 0,
+            offset=message.offset() or 0,
+            error_class=type(error).__name__,
+            error=str(error),
+            stage=stage,
+        )
 
     def headers(self, original: Iterable[tuple[str, bytes | None]] = ()) -> list[tuple[str, bytes]]:
         """The original headers followed by the dead-letter headers."""
