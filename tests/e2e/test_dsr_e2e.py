@@ -20,6 +20,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import clickhouse_connect
 import pytest
@@ -155,5 +156,93 @@ def test_records_dsr_erase_reaches_every_store_and_status_shows_the_receipt(
         assert any(not store.startswith("records.") for store in receipt["store_counts"])  # the Kafka side's
         assert held() == dict.fromkeys(TABLES, 0)
         assert email not in status.stdout and phone not in status.stdout
+    finally:
+        sink.kill(signal.SIGTERM)
+
+
+def test_every_other_request_type_through_the_whole_pipeline(
+    kafka_bootstrap: str,
+    streams: WorkerProcess,
+    dpo_keys: tuple[Path, Path],
+    chdb_path: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """restrict -> unrestrict -> object -> unrestrict -> export -> rectify -> withdraw-consent, each
+    issued with the CLI and checked in what ClickHouse (or the export file) holds afterwards."""
+    private_key, public_key = dpo_keys
+    group = f"dsr-e2e-sink-{uuid.uuid4().hex[:8]}"
+    probe = Consumer({"bootstrap.servers": kafka_bootstrap, "group.id": group, "enable.auto.commit": False})
+    try:
+        probe.commit(offsets=_end_offsets(kafka_bootstrap, SINK_INPUTS), asynchronous=False)
+    finally:
+        probe.close()
+    monkeypatch.setenv("RECORDS_DPO_PUBLIC_KEYS", str(public_key))
+    sink = SinkProcess(chdb_path, kafka_bootstrap, group, "", tmp_path / "sink.log")
+    owner = sink.owner()
+    try:
+        n = secrets.randbelow(9_000_000) + 1_000_000
+        email = f"dsr.types.{n}@example.fi"
+        cid = f"dsr-types-{n}"
+        chat = _web_chat(cid, visitor=f"visitor-{n}", email=email)
+        traffic = Traffic(kafka_bootstrap, cid)
+        traffic.avro("chat", topics.CHAT.name, cid, "ChatConversation", chat)
+        traffic.flush()
+        client = clickhouse_connect.get_client(host=owner.host, port=owner.port)
+
+        def one(sql: str) -> Any:
+            return client.query(sql, parameters={"cid": cid}).result_rows[0][0]
+
+        def visible() -> int:
+            return int(one("SELECT count() FROM analyst.chat_conversations WHERE conversation_id = {cid:String}"))
+
+        deadline = time.monotonic() + 90
+        while visible() == 0:
+            assert time.monotonic() < deadline, f"the chat never arrived\n{streams.log()[-2000:]}"
+            time.sleep(0.5)
+
+        def run(*args: str) -> dict[str, Any]:
+            issued = _records(kafka_bootstrap, private_key, public_key, "dsr", *args, "--reason", "TICKET-TYPES")
+            assert issued.returncode == 0, issued.stderr
+            request_id = issued.stdout.strip().splitlines()[-1]
+            status = _records(kafka_bootstrap, private_key, public_key, "dsr", "status", request_id, "--wait", "120")
+            assert status.returncode == 0, f"{status.stdout}\n{status.stderr}"
+            receipt: dict[str, Any] = json.loads(status.stdout)
+            assert receipt["status"] == "COMPLETED", receipt
+            assert email not in status.stdout
+            return receipt
+
+        run("restrict", "--email", email)
+        assert visible() == 0, "a restricted subject is hidden from analysts"
+        stored_rows = "SELECT count() FROM records.chat_conversations FINAL WHERE conversation_id = {cid:String}"
+        assert int(one(stored_rows)) == 1, "restricted data is kept"
+        run("unrestrict", "--email", email)
+        assert visible() == 1
+        run("object", "--visitor-id", f"visitor-{n}")
+        assert visible() == 0, "an objecting subject is hidden from analysts"
+        run("unrestrict", "--visitor-id", f"visitor-{n}")
+        assert visible() == 1
+
+        export = run("export", "--email", email)
+        assert export["store_counts"]["records.chat_conversations"] == 1
+        files = list((chdb_path.parent / "data" / "exports").glob(f"{export['request_id']}.json"))
+        assert len(files) == 1 and files[0].stat().st_mode & 0o777 == 0o600
+        exported = files[0].read_text()
+        assert email in exported and cid in exported
+
+        corrected = f"corrected.{n}@example.fi"
+        run("rectify", "--email", email, "--field", "email", "--value", corrected)
+        stored = one("SELECT email FROM records.chat_conversations FINAL WHERE conversation_id = {cid:String}")
+        assert stored == corrected
+        found = run("export", "--email", corrected)
+        assert found["store_counts"]["records.chat_conversations"] == 1, "the corrected identifier finds the rows"
+
+        run("withdraw-consent", "--email", corrected, "--purpose", "CONTACT_DETAILS")
+        deadline = time.monotonic() + 60
+        while one("SELECT name FROM records.chat_conversations FINAL WHERE conversation_id = {cid:String}") is not None:
+            assert time.monotonic() < deadline, "contact details were not cleared after the withdrawal"
+            time.sleep(0.5)
+        stripped = one("SELECT stripped FROM records.chat_conversations FINAL WHERE conversation_id = {cid:String}")
+        assert "name:consent_withdrawn" in stripped
     finally:
         sink.kill(signal.SIGTERM)
