@@ -288,10 +288,7 @@ class EventProducer:
         return self.send_encoded(event, headers=headers)
 
     def send_encoded(self, event: EncodedEvent, *, headers: list[tuple[str, bytes]] | None = None) -> int:
-        self._kafka.produce(event.topic, event.value, key=event.key, headers=headers)
-        self._sent[event.topic] += 1
-        self._bytes += len(event.value)
-        return len(event.value)
+        return self.send_raw(event.topic, event.value, key=event.key, headers=headers)
 
     def send_raw(
         self,

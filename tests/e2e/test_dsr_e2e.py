@@ -77,6 +77,17 @@ def streams(kafka_bootstrap: str, kafka_admin: KafkaAdmin, tmp_path: Path) -> It
     kafka_admin.delete_topics([f"{app_id}-{suffix}" for suffix in CHANGELOGS])
 
 
+def _sink_group_at_end(bootstrap: str) -> str:
+    """A fresh sink consumer group that starts at the current end of the sink's inputs."""
+    group = f"dsr-e2e-sink-{uuid.uuid4().hex[:8]}"
+    probe = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False})
+    try:
+        probe.commit(offsets=_end_offsets(bootstrap, SINK_INPUTS), asynchronous=False)
+    finally:
+        probe.close()
+    return group
+
+
 def _records(bootstrap: str, private_key: Path, public_key: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if k not in ("CLICKHOUSE_URL", "RECORDS_DPO_KEY_PASSPHRASE")}
     env.update(
@@ -101,12 +112,7 @@ def test_records_dsr_erase_reaches_every_store_and_status_shows_the_receipt(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     private_key, public_key = dpo_keys
-    group = f"dsr-e2e-sink-{uuid.uuid4().hex[:8]}"
-    probe = Consumer({"bootstrap.servers": kafka_bootstrap, "group.id": group, "enable.auto.commit": False})
-    try:
-        probe.commit(offsets=_end_offsets(kafka_bootstrap, SINK_INPUTS), asynchronous=False)
-    finally:
-        probe.close()
+    group = _sink_group_at_end(kafka_bootstrap)
     monkeypatch.setenv("RECORDS_DPO_PUBLIC_KEYS", str(public_key))  # the sink checks signatures too
     sink = SinkProcess(chdb_path, kafka_bootstrap, group, "", tmp_path / "sink.log")
     owner = sink.owner()
@@ -171,12 +177,7 @@ def test_every_other_request_type_through_the_whole_pipeline(
     """restrict -> unrestrict -> object -> unrestrict -> export -> rectify -> withdraw-consent, each
     issued with the CLI and checked in what ClickHouse (or the export file) holds afterwards."""
     private_key, public_key = dpo_keys
-    group = f"dsr-e2e-sink-{uuid.uuid4().hex[:8]}"
-    probe = Consumer({"bootstrap.servers": kafka_bootstrap, "group.id": group, "enable.auto.commit": False})
-    try:
-        probe.commit(offsets=_end_offsets(kafka_bootstrap, SINK_INPUTS), asynchronous=False)
-    finally:
-        probe.close()
+    group = _sink_group_at_end(kafka_bootstrap)
     monkeypatch.setenv("RECORDS_DPO_PUBLIC_KEYS", str(public_key))
     sink = SinkProcess(chdb_path, kafka_bootstrap, group, "", tmp_path / "sink.log")
     owner = sink.owner()
