@@ -51,21 +51,21 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from prometheus_client import CollectorRegistry
 
-from consumers.clickhouse_sink import ClickHouseSink, SinkOptions
-from consumers.dsr_commands import DsrExecutor, DsrTopics
-from consumers.dsr_storage import CommandHeaders, DsrCommand, subject_tables
-from consumers.metrics import SinkMetrics
-from consumers.sink_process import apply_schema
 from pipeline import topics
 from pipeline.clickhouse import connect
 from pipeline.clickhouse_ddl import TableModel, table_models
 from pipeline.config import KafkaConnection, Settings, load_settings
 from pipeline.dsr import DpoSigner, RequestType, build_request, utcnow
 from pipeline.kafka.admin import KafkaAdmin
-from pipeline.local_kafka import LocalBroker, free_port, metadata_ok
 from pipeline.schemas import default_catalog
 from pipeline.serde import AvroDeserializer, AvroSerializer
 from pipeline.topics import TopicSpec
+from records.local_kafka import LocalBroker, free_port, metadata_ok
+from sink.clickhouse_sink import ClickHouseSink, SinkOptions
+from sink.dsr_commands import DsrExecutor, DsrTopics
+from sink.dsr_storage import CommandHeaders, DsrCommand, subject_tables
+from sink.metrics import SinkMetrics
+from sink.sink_process import apply_schema
 
 # Share of the rows per table: the chat topic's mix (5 messages per conversation), calls
 # and their recordings, the consent ledger.

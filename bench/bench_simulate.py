@@ -27,8 +27,8 @@ from typing import Any
 
 from pipeline.config import load_settings
 from pipeline.event_producer import EventEncoder, EventProducer
-from pipeline.simulate import EncodeOnly, SimulationConfig, generate, run
 from pipeline.subject_keys import SubjectKeyer
+from records.simulate import EncodeOnly, SimulationConfig, generate, run
 
 NOW = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
 

@@ -41,18 +41,18 @@ import pyarrow as pa
 from confluent_kafka import Consumer, Producer, TopicPartition
 from prometheus_client import CollectorRegistry
 
-from consumers.avro_container import SINGLE_OBJECT_PREFIX, container
-from consumers.clickhouse_sink import ClickHouseSink, SinkOptions
-from consumers.metrics import SinkMetrics
-from consumers.sink_process import apply_schema
 from pipeline.clickhouse import connect
 from pipeline.clickhouse_ddl import table_models
 from pipeline.config import KafkaConnection, load_settings
 from pipeline.kafka.admin import KafkaAdmin
-from pipeline.local_kafka import metadata_ok
 from pipeline.schemas import default_catalog
 from pipeline.serde import AvroSerializer
 from pipeline.topics import TopicSpec
+from records.local_kafka import metadata_ok
+from sink.avro_container import SINGLE_OBJECT_PREFIX, container
+from sink.clickhouse_sink import ClickHouseSink, SinkOptions
+from sink.metrics import SinkMetrics
+from sink.sink_process import apply_schema
 
 NOW = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
 CATALOG = default_catalog()

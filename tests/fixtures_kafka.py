@@ -18,8 +18,8 @@ import pytest
 
 from pipeline.config import Settings, load_settings
 from pipeline.kafka.admin import KafkaAdmin
-from pipeline.local_kafka import LocalBroker, free_port, metadata_ok
 from pipeline.topics import TopicSpec
+from records.local_kafka import LocalBroker, free_port, metadata_ok
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -94,7 +94,7 @@ def _records(bootstrap: str, private_key: Path, public_key: Path, *args: str) ->
         KAFKA_BOOTSTRAP=bootstrap, RECORDS_DPO_PRIVATE_KEY=str(private_key), RECORDS_DPO_PUBLIC_KEYS=str(public_key)
     )
     return subprocess.run(
-        [sys.executable, "-c", "from pipeline.cli import main; main()", *args],
+        [sys.executable, "-c", "from records.cli import main; main()", *args],
         env=env,
         capture_output=True,
         text=True,

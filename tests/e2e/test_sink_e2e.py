@@ -35,7 +35,7 @@ from pipeline.dsr import generate_keypair
 from pipeline.kafka.admin import KafkaAdmin
 from pipeline.policy import default_policy
 from pipeline.serde import AvroDeserializer, SerdeError
-from pipeline.simulate import SimulationConfig, generate
+from records.simulate import SimulationConfig, generate
 from tests.integration.test_sink_crash import SinkProcess
 
 EVENTS = 1500
@@ -114,7 +114,7 @@ def streams_worker(kafka_bootstrap: str, kafka_admin: KafkaAdmin, tmp_path: Path
     env = {**_env(kafka_bootstrap, data_dir), "RECORDS_DPO_PUBLIC_KEYS": str(data_dir / "dpo.pub.pem")}
     with log.open("wb") as out:
         process = subprocess.Popen(
-            [sys.executable, "-c", "from pipeline.cli import main; main()", "worker", "streams", "--app-id", app_id],
+            [sys.executable, "-c", "from records.cli import main; main()", "worker", "streams", "--app-id", app_id],
             env=env,
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -160,7 +160,7 @@ def test_simulated_traffic_lands_in_every_table_and_each_missing_row_is_explaine
     now = datetime.now(UTC).replace(microsecond=0)
     simulate = subprocess.run(
         [
-            *(sys.executable, "-c", "from pipeline.cli import main; main()", "simulate"),
+            *(sys.executable, "-c", "from records.cli import main; main()", "simulate"),
             *("--events", str(EVENTS), "--seed", str(seed), "--now", now.isoformat()),
             *("--span-days", str(SPAN_DAYS)),
         ],

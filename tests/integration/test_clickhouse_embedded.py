@@ -26,7 +26,7 @@ def records(chdb_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
     env = {key: value for key, value in os.environ.items() if key != "CLICKHOUSE_URL"}
     env.update(RECORDS_CHDB_PATH=str(chdb_path), RECORDS_DATA_DIR=str(chdb_path.parent / "data"))
     return subprocess.run(
-        [sys.executable, "-c", "from pipeline.cli import main; main()", *args],
+        [sys.executable, "-c", "from records.cli import main; main()", *args],
         env=env,
         cwd=chdb_path.parent,
         capture_output=True,

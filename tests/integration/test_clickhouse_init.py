@@ -16,7 +16,7 @@ def records_cli(chdb_path: Path, *args: str) -> subprocess.CompletedProcess[str]
     env = {k: v for k, v in os.environ.items() if k != "CLICKHOUSE_URL"}
     env.update(RECORDS_CHDB_PATH=str(chdb_path), RECORDS_DATA_DIR=str(chdb_path.parent / "data"))
     return subprocess.run(
-        [sys.executable, "-c", "from pipeline.cli import main; main()", *args],
+        [sys.executable, "-c", "from records.cli import main; main()", *args],
         env=env,
         capture_output=True,
         text=True,

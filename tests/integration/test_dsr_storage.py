@@ -33,10 +33,6 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from prometheus_client import CollectorRegistry
 
-from consumers.clickhouse_sink import ClickHouseSink, SinkOptions
-from consumers.dsr_commands import DsrExecutor, DsrTopics
-from consumers.metrics import SinkMetrics
-from consumers.sink_process import apply_schema
 from pipeline import topics
 from pipeline.avro_json import to_jsonable
 from pipeline.config import Settings
@@ -47,6 +43,10 @@ from pipeline.schemas import default_catalog
 from pipeline.serde import AvroDeserializer, AvroSerializer
 from pipeline.subject_keys import IdentifierKind, SubjectKeyer
 from pipeline.topics import TopicSpec
+from sink.clickhouse_sink import ClickHouseSink, SinkOptions
+from sink.dsr_commands import DsrExecutor, DsrTopics
+from sink.metrics import SinkMetrics
+from sink.sink_process import apply_schema
 from tests.integration.test_sink import NOW, counter, end_offsets, lagging_partitions, read_topic, record
 
 PEPPER = b"test pepper for data subject requests, 32+ bytes"

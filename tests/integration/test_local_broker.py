@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.local_kafka import free_port
+from records.local_kafka import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -20,7 +20,7 @@ pytestmark = pytest.mark.kafka
 
 def _records(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-c", "from pipeline.cli import main; main()", *args],
+        [sys.executable, "-c", "from records.cli import main; main()", *args],
         cwd=REPO,
         env=env,
         capture_output=True,

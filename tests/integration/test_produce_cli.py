@@ -37,7 +37,7 @@ class Received(NamedTuple):
 
 def records_cli(env: dict[str, str], *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-c", "from pipeline.cli import main; main()", *args],
+        [sys.executable, "-c", "from records.cli import main; main()", *args],
         cwd=REPO,
         env=env,
         input=stdin,

@@ -193,7 +193,7 @@ def records_cli(chdb_path: Path, *args: str, kafka_bootstrap: str) -> subprocess
         KAFKA_BOOTSTRAP=kafka_bootstrap,
     )
     return subprocess.run(
-        [sys.executable, "-c", "from pipeline.cli import main; main()", *args],
+        [sys.executable, "-c", "from records.cli import main; main()", *args],
         env=env,
         cwd=chdb_path.parent,
         capture_output=True,

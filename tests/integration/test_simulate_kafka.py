@@ -15,9 +15,9 @@ from pipeline.avro_json import to_jsonable
 from pipeline.config import Settings, load_settings
 from pipeline.event_producer import event_key
 from pipeline.serde import AvroDeserializer, SerdeError
-from pipeline.simulate import MALFORMED, MALFORMED_HEADER, RAW_TOPICS, SimulationConfig, event_line, generate
 from pipeline.subject_keys import SubjectKeyer, load_pepper
 from pipeline.topics import CALL, CHAT, CONSENT
+from records.simulate import MALFORMED, MALFORMED_HEADER, RAW_TOPICS, SimulationConfig, event_line, generate
 from tests.integration.test_produce_cli import cli_env, end_offsets, ensure_input_topics, read_since, records_cli
 
 NOW = "2026-11-01T12:00:00Z"

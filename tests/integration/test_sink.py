@@ -21,9 +21,6 @@ from clickhouse_connect.driver.client import Client
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 from prometheus_client import CollectorRegistry
 
-from consumers.clickhouse_sink import ClickHouseSink, SinkOptions
-from consumers.metrics import SinkMetrics
-from consumers.sink_process import apply_schema
 from pipeline.clickhouse_ddl import table_models
 from pipeline.config import Settings
 from pipeline.dead_letter import parse_headers
@@ -31,6 +28,9 @@ from pipeline.kafka.admin import KafkaAdmin
 from pipeline.schemas import AvroSchema, SchemaCatalog, default_catalog
 from pipeline.serde import AvroSerializer
 from pipeline.topics import TopicSpec
+from sink.clickhouse_sink import ClickHouseSink, SinkOptions
+from sink.metrics import SinkMetrics
+from sink.sink_process import apply_schema
 
 MODELS = {m.name: m for m in table_models()}
 # Rows must be younger than their retention, or ClickHouse's TTL drops them on insert.

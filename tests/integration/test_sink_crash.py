@@ -24,12 +24,12 @@ from clickhouse_connect.driver.exceptions import DatabaseError
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 from prometheus_client.parser import text_string_to_metric_families
 
-from consumers.clickhouse_sink import SinkOptions
 from pipeline.clickhouse_http import Owner, owner_file, read_owner
 from pipeline.kafka.admin import KafkaAdmin
 from pipeline.schemas import default_catalog
 from pipeline.serde import AvroSerializer
 from pipeline.topics import TopicSpec
+from sink.clickhouse_sink import SinkOptions
 from tests.integration.test_sink import end_offsets, lagging_partitions, record
 from tests.integration.test_sink_http import records_cli
 
@@ -54,7 +54,7 @@ class SinkProcess:
             KAFKA_BOOTSTRAP=bootstrap,
             RECORDS_SINK_METRICS_PORT=str(self.metrics_port),
         )
-        command = [sys.executable, "-c", "from pipeline.cli import main; main()", "worker", "sink"]
+        command = [sys.executable, "-c", "from records.cli import main; main()", "worker", "sink"]
         command += ["--batch-size", "2000", "--batch-max-s", "0.2", "--http-port", "0", "--retention-every", "0"]
         command += ["--group-id", group, "--topic-suffix", suffix]
         self.log = log

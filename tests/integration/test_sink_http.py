@@ -21,10 +21,10 @@ import pytest
 from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import DatabaseError
 
-from consumers.sink_process import apply_schema
 from pipeline.clickhouse import connect
 from pipeline.clickhouse_http import EmbeddedHttpServer, Owner, QueryEndpoint, read_owner, remove_owner, write_owner
 from pipeline.config import Settings
+from sink.sink_process import apply_schema
 
 ROWS = 12
 
@@ -54,7 +54,7 @@ def records_cli(chdb_path: Path, *args: str) -> subprocess.CompletedProcess[str]
     env = {k: v for k, v in os.environ.items() if k != "CLICKHOUSE_URL"}
     env.update(RECORDS_CHDB_PATH=str(chdb_path), RECORDS_DATA_DIR=str(chdb_path.parent / "data"))
     return subprocess.run(
-        [sys.executable, "-c", "from pipeline.cli import main; main()", *args],
+        [sys.executable, "-c", "from records.cli import main; main()", *args],
         env=env,
         capture_output=True,
         text=True,

@@ -54,7 +54,7 @@ def test_records_topics_ensure_is_idempotent_and_list_shows_every_topic(kafka_bo
     env = {**os.environ, "KAFKA_BOOTSTRAP": kafka_bootstrap}
 
     def records(*args: str) -> subprocess.CompletedProcess[str]:
-        command = [sys.executable, "-c", "from pipeline.cli import main; main()", *args]
+        command = [sys.executable, "-c", "from records.cli import main; main()", *args]
         return subprocess.run(command, env=env, capture_output=True, text=True, timeout=120, check=False)
 
     assert records("topics", "ensure").returncode == 0

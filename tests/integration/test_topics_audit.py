@@ -23,7 +23,7 @@ BY_HAND_MS = str(90 * DAY_MS)
 def records_cli(bootstrap: str, *args: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "KAFKA_BOOTSTRAP": bootstrap}
     return subprocess.run(
-        [sys.executable, "-c", "from pipeline.cli import main; main()", *args],
+        [sys.executable, "-c", "from records.cli import main; main()", *args],
         env=env,
         capture_output=True,
         text=True,

@@ -7,9 +7,9 @@ from __future__ import annotations
 import pytest
 from clickhouse_connect.driver.client import Client
 
-from consumers.sink_process import apply_schema
 from pipeline.clickhouse_ddl import ANALYST_DB, RECORDS_DB, ROLES, access_statements, statements, table_models
 from pipeline.policy import default_policy
+from sink.sink_process import apply_schema
 
 POLICY = default_policy()
 # The notice's direct identifiers (name, email, phone, address, personnel number,

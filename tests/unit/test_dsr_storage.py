@@ -15,9 +15,15 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from consumers.dsr_commands import _runs
-from consumers.dsr_export import document, export_path, write_export
-from consumers.dsr_storage import (
+from pipeline.clickhouse_ddl import table_models
+from pipeline.dsr import RequestType
+from pipeline.policy import default_policy
+from pipeline.schemas import default_catalog
+from pipeline.serde import AvroDeserializer, AvroSerializer
+from pipeline.topics import H_DSR_KAFKA_COUNTS, H_DSR_NEW_SUBJECT_KEY, H_DSR_SUBJECT_KEYS, H_DSR_VERIFIED_AT
+from sink.dsr_commands import _runs
+from sink.dsr_export import document, export_path, write_export
+from sink.dsr_storage import (
     CommandHeaders,
     DsrCommand,
     DsrCommandError,
@@ -33,13 +39,7 @@ from consumers.dsr_storage import (
     subject_tables,
     withdrawn_count,
 )
-from consumers.erasure_guard import ErasureGuard, guarded_insert, structure, window_days
-from pipeline.clickhouse_ddl import table_models
-from pipeline.dsr import RequestType
-from pipeline.policy import default_policy
-from pipeline.schemas import default_catalog
-from pipeline.serde import AvroDeserializer, AvroSerializer
-from pipeline.topics import H_DSR_KAFKA_COUNTS, H_DSR_NEW_SUBJECT_KEY, H_DSR_SUBJECT_KEYS, H_DSR_VERIFIED_AT
+from sink.erasure_guard import ErasureGuard, guarded_insert, structure, window_days
 
 MODELS = table_models()
 BY_NAME = {m.name: m for m in MODELS}

@@ -20,12 +20,12 @@ from typer.testing import CliRunner
 
 import streams.app
 from pipeline import topics
-from pipeline.cli import app as records_cli
 from pipeline.config import load_settings
 from pipeline.dsr import DpoSigner, RejectReason, RequestType, TrustedKeys, build_request, load_signer
 from pipeline.policy import default_policy
 from pipeline.serde import AvroDeserializer, AvroSerializer
 from pipeline.subject_keys import IdentifierKind, SubjectKeyer
+from records.cli import app as records_cli
 from streams.app import StreamsWorker, _Batch, _now
 from streams.consent_state import EMPTY, apply, to_millis
 from streams.erasure_ledger import is_erased, merge

@@ -20,7 +20,9 @@ from pipeline.avro_json import check_record, to_jsonable
 from pipeline.event_producer import EventEncoder, encode_json_line
 from pipeline.exceptions import ConfigError
 from pipeline.serde import AvroDeserializer, AvroSerializer, SerdeError
-from pipeline.simulate import (
+from pipeline.subject_keys import SubjectKeyer
+from pipeline.topics import by_name
+from records.simulate import (
     APP_CHAT,
     CALL_DETAIL_RECORD,
     CALL_RECORDING,
@@ -46,8 +48,6 @@ from pipeline.simulate import (
     generate,
     run,
 )
-from pipeline.subject_keys import SubjectKeyer
-from pipeline.topics import by_name
 
 NOW = datetime(2026, 11, 28, 12, 0, 0, tzinfo=UTC)
 CONFIG = SimulationConfig(events=4000, seed=11, now=NOW)

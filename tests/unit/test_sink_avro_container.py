@@ -12,9 +12,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from consumers.avro_container import SINGLE_OBJECT_PREFIX, container, read_string, zigzag_varint
 from pipeline.clickhouse_ddl import table_models
 from pipeline.serde import AvroSerializer
+from sink.avro_container import SINGLE_OBJECT_PREFIX, container, read_string, zigzag_varint
 from tests.avro_strategies import records
 
 SCHEMAS = [model.schema for model in table_models()]

@@ -9,13 +9,13 @@ from typing import Any
 import fastavro
 import pytest
 
-from consumers.avro_container import SINGLE_OBJECT_PREFIX
-from consumers.batch import Batch, Routes, invalid_bodies, split_group
-from consumers.clickhouse_sink import RECORD_TOPICS
 from pipeline import topics
 from pipeline.clickhouse_ddl import table_models
 from pipeline.schemas import default_catalog
 from pipeline.serde import AvroDeserializer, AvroSerializer, WireFormat, registry_client
+from sink.avro_container import SINGLE_OBJECT_PREFIX
+from sink.batch import Batch, Routes, invalid_bodies, split_group
+from sink.clickhouse_sink import RECORD_TOPICS
 from tests.integration.test_sink import record
 
 CATALOG = default_catalog()

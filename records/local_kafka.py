@@ -39,7 +39,7 @@ _JAVA_HINT = "install a Java 17+ runtime (Debian: apt-get install openjdk-17-jre
 _MVN_HINT = "install Maven (Debian: apt-get install maven)"
 
 # librdkafka logs every refused connection while the broker starts; probes stay quiet.
-_SILENT = logging.getLogger("pipeline.local_kafka.probe")
+_SILENT = logging.getLogger("records.local_kafka.probe")
 _SILENT.addHandler(logging.NullHandler())
 _SILENT.propagate = False
 

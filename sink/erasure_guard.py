@@ -1,7 +1,7 @@
 """Replays cannot resurrect an erased subject: the sink's insert path refuses the rows of
 erased subjects that are dated up to their erasure.
 
-An erasure deletes the subject's rows (consumers/dsr_commands.py) and writes each of its
+An erasure deletes the subject's rows (sink/dsr_commands.py) and writes each of its
 subject keys with the time of the erasure to records.erasure_ledger. Rows of that subject
 may still arrive afterwards: the enriched topics keep messages until their retention, a
 crash or a reset consumer group replays a batch, the streams stage may enrich raw events
@@ -16,7 +16,7 @@ never reaches a part (no mutation, nothing left on disk):
     SELECT columns FROM <the batch's Avro container>
     WHERE NOT arrayExists(k -> mapContains(erased, k) AND <time field> <= erased[k], subject_keys)
 
-The container is the one the sink built (consumers/avro_container.py): the engine reads
+The container is the one the sink built (sink/avro_container.py): the engine reads
 the Avro itself, nothing is decoded in Python. Embedded, the engine reads it from a
 temporary file (`file()`, as clickhouse-connect's own chDB raw insert does with
 `FROM INFILE`); a server reads it from the request body (`input()`). Measured on 50k chat
@@ -40,9 +40,9 @@ from collections.abc import Iterable, Mapping
 from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.httpclient import HttpClient
 
-from consumers.consent_withdrawal import sql_string
-from consumers.dsr_storage import LEDGER, subject_tables
 from pipeline.clickhouse_ddl import TableModel
+from sink.consent_withdrawal import sql_string
+from sink.dsr_storage import LEDGER, subject_tables
 
 
 def window_days(models: Iterable[TableModel]) -> int:

@@ -25,7 +25,7 @@ def _root() -> None:
 
 
 def _register() -> None:
-    from pipeline.cli import (
+    from records.cli import (
         broker_cmd,
         clickhouse_cmd,
         demo_cmd,

@@ -29,9 +29,9 @@ from typing import Any
 
 from clickhouse_connect.driver.client import Client
 
-from consumers.dsr_storage import DsrCommandError, export_query, store_name, subject_tables
 from pipeline.clickhouse_ddl import TableModel
 from pipeline.policy import Policy
+from sink.dsr_storage import DsrCommandError, export_query, store_name, subject_tables
 
 EXPORT_DIR = "exports"
 CONSENT_LEDGER_RECORD_TYPE = "consent_ledger"

@@ -4,7 +4,7 @@ writes batches into the tables of pipeline/clickhouse_ddl.py (`records worker si
 Why Avro containers rather than Arrow or a DataFrame: the enriched topics' record
 schemas are exactly the table rows (the DDL is derived from them), so a batch of
 single-object messages becomes an Avro object container by cutting each message's
-10-byte prefix and writing one header (consumers/avro_container.py), and ClickHouse
+10-byte prefix and writing one header (sink/avro_container.py), and ClickHouse
 decodes it itself, in C++, column by column (`INSERT ... FORMAT Avro`). The insert is
 as columnar as an Arrow insert, but no record is ever decoded in Python: ~110-150k
 rows/s against ~33k/s for decoding alone with fastavro (../shared/docs/performance-
@@ -17,7 +17,7 @@ The commit path. Offsets are committed only after everything they cover is store
 consumer (pipeline/kafka/consumer.py) commits only offsets the sink has *stored*
 (`enable.auto.offset.store=False`), and the sink stores a batch's offsets in step 6 only.
 One batch:
-1. consume: messages accumulate in a `Batch` (consumers/batch.py) until it holds
+1. consume: messages accumulate in a `Batch` (sink/batch.py) until it holds
    `batch_size` messages or `batch_max_bytes`, or its first message is `batch_max_s` old;
    each message's offset + 1 is remembered per partition;
 2. insert: one `INSERT ... FORMAT Avro` per table and writer schema. If ClickHouse refuses
@@ -25,12 +25,12 @@ One batch:
    letters and the rest is inserted; if all are valid, the failure is ClickHouse's and the
    batch is retried (step 7);
 3. withdraw: consent withdrawals are applied to the stored rows
-   (consumers/consent_withdrawal.py): one read query and at most one
+   (sink/consent_withdrawal.py): one read query and at most one
    `ALTER TABLE ... UPDATE ... SETTINGS mutations_sync = 2` per table per batch;
 4. commands: messages of command topics (DSR work, issue 6) go to the handler the CLI
    registered for that topic; handlers are idempotent;
    (an `insert_guard`, when given, takes over step 2's INSERT of the tables it guards:
-   the DSR wiring's refuses rows of erased subjects, consumers/erasure_guard.py);
+   the DSR wiring's refuses rows of erased subjects, sink/erasure_guard.py);
 5. dead letters: undecodable or misplaced messages go to cs.dlq.v1 with the original key,
    bytes and headers plus `pipeline.dead_letter` headers, and the producer is flushed:
    a dead letter is durable before its offset is committed;
@@ -71,17 +71,6 @@ from clickhouse_connect.driver.exceptions import ClickHouseError as DriverError
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 from prometheus_client import CollectorRegistry
 
-from consumers.avro_container import container
-from consumers.batch import Batch, Group, KafkaMessage, Routes, describe, invalid_bodies, split_group
-from consumers.consent_withdrawal import (
-    ConsentBoundTable,
-    affected_query,
-    clearing_mutation,
-    consent_bound,
-    ledger_model,
-)
-from consumers.exceptions import KafkaSinkError, WriteFailed
-from consumers.metrics import SinkMetrics
 from pipeline import topics
 from pipeline.clickhouse_ddl import TableModel, table_models
 from pipeline.config import Settings
@@ -92,6 +81,17 @@ from pipeline.policy import Policy, default_policy
 from pipeline.schemas import SchemaCatalog, default_catalog
 from pipeline.serde import AvroDeserializer, registry_client
 from pipeline.topics import TopicSpec
+from sink.avro_container import container
+from sink.batch import Batch, Group, KafkaMessage, Routes, describe, invalid_bodies, split_group
+from sink.consent_withdrawal import (
+    ConsentBoundTable,
+    affected_query,
+    clearing_mutation,
+    consent_bound,
+    ledger_model,
+)
+from sink.exceptions import KafkaSinkError, WriteFailed
+from sink.metrics import SinkMetrics
 
 log = logging.getLogger(__name__)
 
@@ -175,7 +175,7 @@ class CommandHandler:
 
 
 class InsertGuard(Protocol):
-    """Takes over the INSERT of a batch's Avro container into a table (consumers/erasure_guard.py).
+    """Takes over the INSERT of a batch's Avro container into a table (sink/erasure_guard.py).
     Returns False to leave it to the sink's plain INSERT ... FORMAT Avro."""
 
     def insert(self, client: Client, table: TableModel, block: bytes, settings: Mapping[str, str]) -> bool: ...

@@ -6,7 +6,7 @@
   so this command then fails with the owner's pid (run it with the sink stopped).
 - `topics audit`: every topic's retention/compaction settings against pipeline/topics.py
   and its worst-case linger against the policy's erasure bound; `--fix` aligns drifted
-  topics. Registered into the `records topics` group by pipeline/cli/topics_cmd.py.
+  topics. Registered into the `records topics` group by records/cli/topics_cmd.py.
 - `report`: one line per commitment of the privacy notice with its live evidence, as a
   terminal table, JSON (`--json`) or a self-contained HTML page (`--html FILE`). Exit 1
   when a commitment fails, after printing the report.

@@ -24,12 +24,12 @@ from typing import Any, Protocol
 
 import fastavro
 
-from consumers.avro_container import SINGLE_OBJECT_PREFIX, read_string
 from pipeline.clickhouse_ddl import TableModel
 from pipeline.dead_letter import DeadLetter
 from pipeline.schemas import AvroSchema
 from pipeline.serde import SINGLE_OBJECT_MAGIC, AvroDeserializer, SerdeError
 from pipeline.topics import TopicSpec
+from sink.avro_container import SINGLE_OBJECT_PREFIX, read_string
 
 STAGE = "sink"
 

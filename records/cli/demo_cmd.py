@@ -27,7 +27,6 @@ from pipeline.config import Settings, load_settings
 from pipeline.dsr import generate_keypair
 from pipeline.exceptions import RecordsError
 from pipeline.kafka.admin import KafkaAdmin, ensure_topics, group_lag, watermarks
-from pipeline.local_kafka import LocalBroker
 from pipeline.subject_keys import load_pepper
 from pipeline.topics import (
     ALL_TOPICS,
@@ -42,9 +41,10 @@ from pipeline.topics import (
     QUARANTINE,
     STREAMS_APP_ID,
 )
+from records.local_kafka import LocalBroker
 
 SINK_GROUP = "cs-clickhouse-sink"
-_RECORDS = [sys.executable, "-c", "from pipeline.cli import main; main()"]
+_RECORDS = [sys.executable, "-c", "from records.cli import main; main()"]
 
 
 def _step(title: str) -> None:
@@ -225,8 +225,8 @@ def demo(
             _step("8. Data-subject request: erase the most frequent caller")
             phone, calls = _frequent_caller(settings)
             typer.echo(f"subject found in {calls} call records (identifier not shown)")
-            from pipeline.cli.dsr_cmd import find_receipt, issue
             from pipeline.dsr import RequestType
+            from records.cli.dsr_cmd import find_receipt, issue
 
             t0 = time.monotonic()
             request_id = issue(

@@ -7,7 +7,7 @@
    the data while the sink holds it. Server mode: check that `records clickhouse init`
    has created the tables;
 2. expose the Prometheus metrics; install SIGTERM/SIGINT handlers;
-3. run the sink (consumers/clickhouse_sink.py) with the periodic jobs and command
+3. run the sink (sink/clickhouse_sink.py) with the periodic jobs and command
    handlers the CLI composed (retention, DSR), all sharing one engine lock. Embedded, the
    sink is a static group member (its instance id derives from host and directory), so
    a restart after a crash resumes at once;
@@ -28,7 +28,12 @@ from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.httpclient import HttpClient
 from prometheus_client import CollectorRegistry
 
-from consumers.clickhouse_sink import (
+from pipeline.clickhouse import connect, describe_target, run_statement
+from pipeline.clickhouse_ddl import ANALYST_DB, RECORDS_DB, statements, table_models
+from pipeline.clickhouse_http import LOCALHOST, EmbeddedHttpServer, QueryEndpoint, read_owner, remove_owner, write_owner
+from pipeline.config import Settings
+from pipeline.exceptions import ClickHouseError
+from sink.clickhouse_sink import (
     ClickHouseSink,
     CommandHandler,
     InsertGuard,
@@ -36,12 +41,7 @@ from consumers.clickhouse_sink import (
     SinkOptions,
     install_signal_handlers,
 )
-from consumers.metrics import SinkMetrics, serve
-from pipeline.clickhouse import connect, describe_target, run_statement
-from pipeline.clickhouse_ddl import ANALYST_DB, RECORDS_DB, statements, table_models
-from pipeline.clickhouse_http import LOCALHOST, EmbeddedHttpServer, QueryEndpoint, read_owner, remove_owner, write_owner
-from pipeline.config import Settings
-from pipeline.exceptions import ClickHouseError
+from sink.metrics import SinkMetrics, serve
 
 log = logging.getLogger(__name__)
 

@@ -87,10 +87,10 @@ def sink(
     """
     import logging
 
-    from consumers.clickhouse_sink import PeriodicJob, SinkOptions
-    from consumers.dsr_commands import DsrExecutor, DsrTopics
-    from consumers.sink_process import EndpointOptions, run_sink
     from retention_jobs.enforce import enforce_retention
+    from sink.clickhouse_sink import PeriodicJob, SinkOptions
+    from sink.dsr_commands import DsrExecutor, DsrTopics
+    from sink.sink_process import EndpointOptions, run_sink
 
     logging.basicConfig(level=loglevel.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     settings = load_settings()

@@ -1,6 +1,6 @@
 """The storage side of a data-subject request (issue 6): what each request type does to
 ClickHouse, as data and SQL. Pure: parses a command's headers, builds statements and
-receipts, runs nothing (consumers/dsr_commands.py runs them inside the sink).
+receipts, runs nothing (sink/dsr_commands.py runs them inside the sink).
 
 The contract with the streams stage (pipeline/topics.py, H_DSR_*): a message on
 cs.dsr.commands.v1 is a request the streams stage verified. Its value is the ORIGINAL
@@ -15,13 +15,13 @@ What each request does to the tables that carry `subject_keys` (records.*):
   all erasures executed together, and only on tables that hold a row of them; rows are
   counted (distinct row ids) first for the receipt. Every key goes to
   records.erasure_ledger (subject_key, erased_at, request_id), which the insert path
-  reads so that replayed rows of the subject never come back (consumers/erasure_guard.py);
+  reads so that replayed rows of the subject never come back (sink/erasure_guard.py);
   the subject's rows of records.subject_restrictions go too. The erasure time is the
   command's `dsr.verified_at`, when the streams stage executed its part and from which
   its own erasure ledger (streams/erasure_ledger.py) lets the subject's events through
   again: a row whose policy time field is after it is new contact, kept in both stores,
   whenever the sink gets to the command (execution time when the header is missing);
-- ACCESS: every row of the subject, every table (consumers/dsr_export.py);
+- ACCESS: every row of the subject, every table (sink/dsr_export.py);
 - RECTIFICATION: `ALTER TABLE ... UPDATE <field> = <value>` on every table having that
   column; the corrected email or phone is normalised like the identifiers the streams
   stage keys (pipeline.subject_keys.normalise), and its key (header dsr.new_subject_key)
@@ -31,7 +31,7 @@ What each request does to the tables that carry `subject_keys` (records.*):
   rows for both kinds. The row version (`updated_at`) is the request's `issued_at`, so
   the DPO's order decides and a redelivered request writes the same row again;
 - CONSENT_WITHDRAWAL: nothing here; the streams stage emits the WITHDRAWN consent-ledger
-  rows and the sink clears the fields they deny (consumers/consent_withdrawal.py). The
+  rows and the sink clears the fields they deny (sink/consent_withdrawal.py). The
   receipt counts the rows of the subject already cleared.
 """
 
@@ -44,12 +44,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from consumers.consent_withdrawal import CONSENT_WITHDRAWN, sql_string, sql_strings
-from consumers.exceptions import SinkError
 from pipeline.clickhouse_ddl import ERASURE_LEDGER_TABLE, RECORDS_DB, RESTRICTIONS_TABLE, TableModel
 from pipeline.dsr import RECTIFIABLE_FIELDS, RequestType
 from pipeline.subject_keys import normalise
 from pipeline.topics import H_DSR_KAFKA_COUNTS, H_DSR_NEW_SUBJECT_KEY, H_DSR_SUBJECT_KEYS, H_DSR_VERIFIED_AT
+from sink.consent_withdrawal import CONSENT_WITHDRAWN, sql_string, sql_strings
+from sink.exceptions import SinkError
 
 LEDGER = f"{RECORDS_DB}.{ERASURE_LEDGER_TABLE}"
 RESTRICTIONS = f"{RECORDS_DB}.{RESTRICTIONS_TABLE}"

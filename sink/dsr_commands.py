@@ -1,9 +1,9 @@
 """Data-subject requests executed by the sink, which owns the store (`records worker sink`
-subscribes to cs.dsr.commands.v1 with this handler; the SQL is consumers/dsr_storage.py).
+subscribes to cs.dsr.commands.v1 with this handler; the SQL is sink/dsr_storage.py).
 
 The sink hands one batch's commands to `DsrExecutor.handle`, in offset order, under the
 engine lock, after the batch's rows are stored and before its offsets are committed
-(consumers/clickhouse_sink.py, step 4). One call:
+(sink/clickhouse_sink.py, step 4). One call:
 1. decode: a value that is not a DataSubjectRequest, or whose DSR headers are unusable,
    goes to the dead-letter topic with its original bytes and headers (the latter also
    gets a FAILED receipt: its request id is known);
@@ -42,11 +42,29 @@ from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import ClickHouseError as DriverError
 from confluent_kafka import KafkaException
 
-from consumers.avro_container import SINGLE_OBJECT_PREFIX, container
-from consumers.batch import KafkaMessage
-from consumers.clickhouse_sink import CommandHandler
-from consumers.dsr_export import collect, document, export_path, write_export
-from consumers.dsr_storage import (
+from pipeline import topics
+from pipeline.clickhouse_ddl import TableModel, table_models
+from pipeline.config import Settings
+from pipeline.dead_letter import DeadLetter
+from pipeline.dsr import (
+    RECTIFIABLE_FIELDS,
+    DsrRejected,
+    RequestType,
+    TrustedKeys,
+    load_trusted_keys,
+    utcnow,
+    verify_request,
+)
+from pipeline.exceptions import ConfigError, RecordsError
+from pipeline.kafka.producer import KafkaProducer
+from pipeline.policy import Policy, default_policy
+from pipeline.schemas import SchemaCatalog, default_catalog
+from pipeline.serde import AvroDeserializer, AvroSerializer, SerdeError
+from sink.avro_container import SINGLE_OBJECT_PREFIX, container
+from sink.batch import KafkaMessage
+from sink.clickhouse_sink import CommandHandler
+from sink.dsr_export import collect, document, export_path, write_export
+from sink.dsr_storage import (
     LEDGER,
     LEDGER_COLUMNS,
     RESTRICTION_COLUMNS,
@@ -73,27 +91,9 @@ from consumers.dsr_storage import (
     subject_tables,
     withdrawn_count,
 )
-from consumers.erasure_guard import ErasureGuard
-from consumers.exceptions import KafkaSinkError
-from consumers.metrics import SinkMetrics
-from pipeline import topics
-from pipeline.clickhouse_ddl import TableModel, table_models
-from pipeline.config import Settings
-from pipeline.dead_letter import DeadLetter
-from pipeline.dsr import (
-    RECTIFIABLE_FIELDS,
-    DsrRejected,
-    RequestType,
-    TrustedKeys,
-    load_trusted_keys,
-    utcnow,
-    verify_request,
-)
-from pipeline.exceptions import ConfigError, RecordsError
-from pipeline.kafka.producer import KafkaProducer
-from pipeline.policy import Policy, default_policy
-from pipeline.schemas import SchemaCatalog, default_catalog
-from pipeline.serde import AvroDeserializer, AvroSerializer, SerdeError
+from sink.erasure_guard import ErasureGuard
+from sink.exceptions import KafkaSinkError
+from sink.metrics import SinkMetrics
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +105,7 @@ REDELIVERED = "REDELIVERED"  # metrics only: a command whose receipt was already
 _MUTATION = {"mutations_sync": "2", "max_query_size": str(16 * 1024 * 1024)}
 _QUERY = {"max_query_size": str(16 * 1024 * 1024)}
 _INSERT = {"input_format_avro_allow_missing_fields": "1"}
-# Failures of the store or of Kafka: the sink retries the whole batch (consumers/clickhouse_sink.py).
+# Failures of the store or of Kafka: the sink retries the whole batch (sink/clickhouse_sink.py).
 _RETRIED = (RecordsError, DriverError, KafkaException)
 
 

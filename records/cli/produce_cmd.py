@@ -30,7 +30,8 @@ from pipeline.event_producer import (
 )
 from pipeline.exceptions import ConfigError, RecordsError
 from pipeline.kafka.admin import KafkaAdmin
-from pipeline.simulate import (
+from pipeline.subject_keys import SubjectKeyer, load_pepper
+from records.simulate import (
     KINDS,
     RAW_TOPICS,
     EncodeOnly,
@@ -42,7 +43,6 @@ from pipeline.simulate import (
     generate,
     run,
 )
-from pipeline.subject_keys import SubjectKeyer, load_pepper
 
 
 def _require_topics(settings: Settings, names: list[str]) -> None:

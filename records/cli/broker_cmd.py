@@ -7,7 +7,7 @@ import time
 import typer
 
 from pipeline.config import load_settings
-from pipeline.local_kafka import DEFAULT_PORT, LocalBroker, fetch_jars
+from records.local_kafka import DEFAULT_PORT, LocalBroker, fetch_jars
 
 
 def fetch_kafka() -> None:

@@ -67,9 +67,9 @@ def register(app: typer.Typer) -> None:
     app.add_typer(topics_app, name="topics")
 
 
-# ---- `records topics audit [--fix]`: owned by the retention jobs (pipeline/cli/retention_cmd.py)
+# ---- `records topics audit [--fix]`: owned by the retention jobs (records/cli/retention_cmd.py)
 def _register_audit() -> None:
-    from pipeline.cli.retention_cmd import topics_audit
+    from records.cli.retention_cmd import topics_audit
 
     topics_app.command("audit")(topics_audit)
 
