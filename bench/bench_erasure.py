@@ -58,7 +58,7 @@ from pipeline.config import KafkaConnection, Settings, load_settings
 from pipeline.dsr import DpoSigner, RequestType, build_request, utcnow
 from pipeline.kafka.admin import KafkaAdmin
 from pipeline.schemas import default_catalog
-from pipeline.serde import AvroDeserializer, AvroSerializer
+from pipeline.serde import AvroDeserializer, AvroSerializer, Serde
 from pipeline.topics import TopicSpec
 from records.local_kafka import LocalBroker, free_port, metadata_ok
 from sink.clickhouse_sink import ClickHouseSink, SinkOptions
@@ -187,10 +187,11 @@ def bench_kafka_path(
     specs += [TopicSpec(options.dlq_topic, "k", "dlq", 1), TopicSpec(dsr_topics.commands, "id", "commands", 1)]
     admin = KafkaAdmin(settings.kafka)
     admin.create_topics(specs)
-    executor = DsrExecutor(settings, dsr_topics=dsr_topics)
+    executor = DsrExecutor(settings, serde=Serde(), dsr_topics=dsr_topics)
     sink = ClickHouseSink(
         settings,
         client,
+        serde=Serde(),
         metrics=SinkMetrics.create(CollectorRegistry()),
         options=options,
         commands=[executor.handler()],
@@ -315,7 +316,7 @@ def main() -> None:
             report["active_parts"] = int(
                 client.command("SELECT count() FROM system.parts WHERE database = 'records' AND active")
             )
-            executor = DsrExecutor(settings)
+            executor = DsrExecutor(settings, serde=Serde())
             report["storage_side"] = bench_storage_side(client, executor, args.erasures, first=1000)
             if bootstrap and metadata_ok(KafkaConnection(bootstrap=bootstrap), timeout=3):
                 report["kafka_path"] = bench_kafka_path(

@@ -27,6 +27,7 @@ from typing import Any
 
 from pipeline.config import load_settings
 from pipeline.event_producer import EventEncoder, EventProducer
+from pipeline.serde import Serde
 from pipeline.subject_keys import SubjectKeyer
 from records.simulate import EncodeOnly, SimulationConfig, generate, run
 
@@ -61,7 +62,7 @@ def bench(config: SimulationConfig, bootstrap: str | None) -> list[dict[str, Any
     if bootstrap:
         settings = load_settings({**os.environ, "KAFKA_BOOTSTRAP": bootstrap})
         started = time.perf_counter()
-        with EventProducer(settings, keyer=keyer) as producer:
+        with EventProducer(settings.kafka, serde=Serde(), keyer=keyer) as producer:
             run(generate(config), producer)
             delivery = producer.flush()
         results.append(

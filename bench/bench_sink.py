@@ -46,7 +46,7 @@ from pipeline.clickhouse_ddl import table_models
 from pipeline.config import KafkaConnection, load_settings
 from pipeline.kafka.admin import KafkaAdmin
 from pipeline.schemas import default_catalog
-from pipeline.serde import AvroSerializer
+from pipeline.serde import AvroSerializer, Serde
 from pipeline.topics import TopicSpec
 from records.local_kafka import metadata_ok
 from sink.avro_container import SINGLE_OBJECT_PREFIX, container
@@ -270,7 +270,7 @@ def bench_end_to_end(
             _truncate(client)
             options = SinkOptions(group_id=f"bench-{uuid.uuid4().hex[:8]}", batch_size=size).with_topic_suffix(suffix)
             metrics = SinkMetrics.create(CollectorRegistry())
-            sink = ClickHouseSink(settings, client, metrics=metrics, options=options)
+            sink = ClickHouseSink(settings, client, serde=Serde(), metrics=metrics, options=options)
             started = time.perf_counter()
             thread = threading.Thread(target=sink.run)
             thread.start()

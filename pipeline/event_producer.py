@@ -27,11 +27,11 @@ from types import TracebackType
 from typing import Any
 
 from pipeline.avro_json import RecordValidationError, from_json
-from pipeline.config import Settings
+from pipeline.config import KafkaConnection
 from pipeline.exceptions import KafkaAdminError, RecordsError
 from pipeline.kafka.producer import KafkaProducer
-from pipeline.schemas import AvroSchema, SchemaCatalog, default_catalog
-from pipeline.serde import AvroSerializer, RegistryClient, SerdeError, WireFormat, registry_client
+from pipeline.schemas import AvroSchema
+from pipeline.serde import AvroSerializer, Serde, SerdeError
 from pipeline.subject_keys import IdentifierKind, SubjectKeyer
 from pipeline.topics import ALL_TOPICS, TopicSpec, topic_for_schema
 
@@ -112,39 +112,27 @@ class EncodedEvent:
 
 
 class EventEncoder:
-    """Topic, key and Avro bytes of input records. Serializers are built once per schema."""
+    """Topic, key and Avro bytes of input records, in the upstream wire format of `serde`
+    (Confluent with a schema registry, single-object encoding without one)."""
 
-    def __init__(
-        self,
-        *,
-        keyer: SubjectKeyer | None = None,
-        wire_format: WireFormat = WireFormat.SINGLE_OBJECT,
-        registry: RegistryClient | None = None,
-        catalog: SchemaCatalog | None = None,
-    ) -> None:
+    def __init__(self, *, serde: Serde | None = None, keyer: SubjectKeyer | None = None) -> None:
         self.keyer = keyer
-        self.wire_format = wire_format
-        self.catalog = catalog or default_catalog()
-        self._registry = registry
-        self._serializers: dict[str, tuple[AvroSerializer, TopicSpec]] = {}
+        self.serde = serde or Serde()
+        self.catalog = self.serde.catalog
+        self._topics: dict[str, TopicSpec] = {}
 
     def schema(self, schema: str | AvroSchema) -> AvroSchema:
         return schema if isinstance(schema, AvroSchema) else self.catalog.get(schema)
 
     def _serializer(self, schema: str | AvroSchema) -> tuple[AvroSerializer, TopicSpec]:
-        lookup = schema if isinstance(schema, str) else schema.full_name
-        cached = self._serializers.get(lookup)
-        if cached is None:
-            avro = self.schema(schema)
+        serializer = self.serde.input_encoder(self.schema(schema))
+        topic = self._topics.get(serializer.schema.full_name)
+        if topic is None:
             try:
-                topic = topic_for_schema(avro.full_name)
+                topic = self._topics[serializer.schema.full_name] = topic_for_schema(serializer.schema.full_name)
             except KeyError:
-                raise SerdeError(f"{avro.full_name} is not written to any topic of the pipeline") from None
-            serializer = AvroSerializer(avro, wire_format=self.wire_format, registry=self._registry)
-            cached = (serializer, topic)
-            self._serializers[lookup] = cached
-            self._serializers[avro.full_name] = cached
-        return cached
+                raise SerdeError(f"{serializer.schema.full_name} is not written to any topic of the pipeline") from None
+        return serializer, topic
 
     def topic(self, schema: str | AvroSchema) -> TopicSpec:
         return self._serializer(schema)[1]
@@ -250,31 +238,25 @@ class ProduceStats:
 class EventProducer:
     """Send input records to their topics with their keys; use as a context manager.
 
-        with EventProducer(settings, keyer=keyer) as producer:
+        with EventProducer(settings.kafka, serde=serde, keyer=keyer) as producer:
             producer.send("ChatConversation", record)
             stats = producer.flush()
 
-    The wire format defaults to the Confluent one when SCHEMA_REGISTRY_URL is set,
-    Avro single-object encoding otherwise. Leaving the block flushes what is queued.
+    `serde` decides the wire format (records/wiring.py builds it from the settings: the
+    Confluent format when SCHEMA_REGISTRY_URL is set, Avro single-object encoding
+    otherwise). Leaving the block flushes what is queued.
     """
 
     def __init__(
         self,
-        settings: Settings,
+        kafka: KafkaConnection,
         *,
+        serde: Serde,
         keyer: SubjectKeyer | None = None,
-        wire_format: WireFormat | None = None,
-        registry: RegistryClient | None = None,
         producer: KafkaProducer | None = None,
     ) -> None:
-        if wire_format is None:
-            wire_format = WireFormat.CONFLUENT if settings.schema_registry_url else WireFormat.SINGLE_OBJECT
-        if wire_format is WireFormat.CONFLUENT and registry is None:
-            if not settings.schema_registry_url:
-                raise SerdeError("the Confluent wire format needs SCHEMA_REGISTRY_URL")
-            registry = registry_client(settings.schema_registry_url)
-        self.encoder = EventEncoder(keyer=keyer, wire_format=wire_format, registry=registry)
-        self._kafka = producer or KafkaProducer(settings.kafka)
+        self.encoder = EventEncoder(serde=serde, keyer=keyer)
+        self._kafka = producer or KafkaProducer(kafka)
         self._sent: Counter[str] = Counter()
         self._bytes = 0
         self._unconfirmed = 0

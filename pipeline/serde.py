@@ -170,3 +170,40 @@ class AvroDeserializer:
         if buf.tell() != len(body):
             raise SerdeError(f"{writer.full_name}: {len(body) - buf.tell()} trailing bytes after the record")
         return value  # type: ignore[return-value]
+
+
+class Serde:
+    """How one process reads and writes Avro. Built once from the settings by the wiring
+    module (`records/wiring.py`) and handed to every stage, so that a schema registry
+    reaches every decoder or none.
+
+    - `decode`: accepts both framings; Confluent-framed messages need `registry`.
+    - `encoder(schema)`: single-object encoding, what the pipeline's own topics carry
+      (the sink's Avro-container insert path cuts that 10-byte prefix off).
+    - `input_encoder(schema)`: what upstream producers write: the Confluent format with a
+      registry, single-object encoding without one.
+    """
+
+    def __init__(self, *, catalog: SchemaCatalog | None = None, registry: RegistryClient | None = None) -> None:
+        self.catalog = catalog or default_catalog()
+        self.registry = registry
+        self.decode = AvroDeserializer(catalog=self.catalog, registry=registry)
+        self._encoders: dict[tuple[str, WireFormat], AvroSerializer] = {}
+
+    @property
+    def input_wire_format(self) -> WireFormat:
+        return WireFormat.CONFLUENT if self.registry is not None else WireFormat.SINGLE_OBJECT
+
+    def encoder(self, schema: AvroSchema | str) -> AvroSerializer:
+        return self._encoder(schema, WireFormat.SINGLE_OBJECT)
+
+    def input_encoder(self, schema: AvroSchema | str) -> AvroSerializer:
+        return self._encoder(schema, self.input_wire_format)
+
+    def _encoder(self, schema: AvroSchema | str, wire_format: WireFormat) -> AvroSerializer:
+        name = schema if isinstance(schema, str) else schema.full_name
+        cached = self._encoders.get((name, wire_format))
+        if cached is None:
+            cached = AvroSerializer(schema, catalog=self.catalog, wire_format=wire_format, registry=self.registry)
+            self._encoders[(name, wire_format)] = self._encoders[(cached.schema.full_name, wire_format)] = cached
+        return cached

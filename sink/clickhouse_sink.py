@@ -78,8 +78,7 @@ from pipeline.exceptions import KafkaAdminError, RecordsError
 from pipeline.kafka.consumer import KafkaConsumer
 from pipeline.kafka.producer import KafkaProducer
 from pipeline.policy import Policy, default_policy
-from pipeline.schemas import SchemaCatalog, default_catalog
-from pipeline.serde import AvroDeserializer, registry_client
+from pipeline.serde import Serde
 from pipeline.topics import TopicSpec
 from sink.avro_container import container
 from sink.batch import Batch, Group, KafkaMessage, Routes, describe, invalid_bodies, split_group
@@ -199,10 +198,10 @@ class ClickHouseSink:
         settings: Settings,
         client: Client,
         *,
+        serde: Serde,
         metrics: SinkMetrics | None = None,
         options: SinkOptions | None = None,
         policy: Policy | None = None,
-        catalog: SchemaCatalog | None = None,
         maintenance: Iterable[PeriodicJob] = (),
         commands: Iterable[CommandHandler] = (),
         engine_lock: threading.Lock | threading.RLock | None = None,
@@ -219,7 +218,7 @@ class ClickHouseSink:
         for handler in self.commands:
             if handler.bind is not None:
                 handler.bind(self.metrics)
-        catalog = catalog or default_catalog()
+        catalog = serde.catalog
         models = table_models(policy or default_policy(), catalog)
         self._models = {m.name: m for m in models}
         self._ledger = ledger_model(models)
@@ -233,8 +232,7 @@ class ClickHouseSink:
             id_tables=id_tables,
             command_topics=frozenset(h.topic for h in self.commands),
         )
-        registry = registry_client(settings.schema_registry_url) if settings.schema_registry_url else None
-        self.deserializer = AvroDeserializer(catalog=catalog, registry=registry)
+        self.deserializer = serde.decode
         self.committed: dict[tuple[str, int], int] = {}
         self._stop = threading.Event()
         self._consumer: KafkaConsumer | None = None

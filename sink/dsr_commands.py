@@ -58,8 +58,7 @@ from pipeline.dsr import (
 from pipeline.exceptions import ConfigError, RecordsError
 from pipeline.kafka.producer import KafkaProducer
 from pipeline.policy import Policy, default_policy
-from pipeline.schemas import SchemaCatalog, default_catalog
-from pipeline.serde import AvroDeserializer, AvroSerializer, SerdeError
+from pipeline.serde import Serde, SerdeError
 from sink.avro_container import SINGLE_OBJECT_PREFIX, container
 from sink.batch import KafkaMessage
 from sink.clickhouse_sink import CommandHandler
@@ -140,9 +139,9 @@ class DsrExecutor:
         self,
         settings: Settings,
         *,
+        serde: Serde,
         dsr_topics: DsrTopics | None = None,
         policy: Policy | None = None,
-        catalog: SchemaCatalog | None = None,
         trusted: TrustedKeys | None = None,
         metrics: SinkMetrics | None = None,
         clock: Callable[[], datetime] = utcnow,
@@ -150,7 +149,7 @@ class DsrExecutor:
         self.settings = settings
         self.topics = dsr_topics or DsrTopics()
         self.policy = policy or default_policy()
-        catalog = catalog or default_catalog()
+        catalog = serde.catalog
         self.models = table_models(self.policy, catalog)
         self.tables = subject_tables(self.models)
         self.receipts_table = next(m for m in self.models if m.schema.full_name == RECEIPT_SCHEMA)
@@ -158,9 +157,9 @@ class DsrExecutor:
         self.metrics = metrics
         self._clock = clock
         self._trusted = trusted
-        self._decode_value = AvroDeserializer(catalog=catalog)
+        self._decode_value = serde.decode
         self._receipt_schema = catalog.get(RECEIPT_SCHEMA)
-        self._encode_receipt = AvroSerializer(self._receipt_schema, catalog=catalog)
+        self._encode_receipt = serde.encoder(self._receipt_schema)
         self._producer: KafkaProducer | None = None
         # request id -> store -> rows counted before its deletion; kept until the receipt
         # is stored, so a retried batch does not report 0 for tables already erased.

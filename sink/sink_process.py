@@ -33,6 +33,7 @@ from pipeline.clickhouse_ddl import ANALYST_DB, RECORDS_DB, statements, table_mo
 from pipeline.clickhouse_http import LOCALHOST, EmbeddedHttpServer, QueryEndpoint, read_owner, remove_owner, write_owner
 from pipeline.config import Settings
 from pipeline.exceptions import ClickHouseError
+from pipeline.serde import Serde
 from sink.clickhouse_sink import (
     ClickHouseSink,
     CommandHandler,
@@ -110,6 +111,7 @@ def _serve(query_endpoint: QueryEndpoint, endpoint: EndpointOptions) -> Embedded
 def run_sink(
     settings: Settings,
     *,
+    serde: Serde,
     options: SinkOptions | None = None,
     endpoint: EndpointOptions | None = None,
     maintenance: Iterable[PeriodicJob] = (),
@@ -148,6 +150,7 @@ def run_sink(
         sink = ClickHouseSink(
             settings,
             client,
+            serde=serde,
             metrics=metrics,
             options=options,
             maintenance=maintenance,

@@ -54,7 +54,7 @@ from pipeline.dsr import TrustedKeys
 from pipeline.exceptions import ConfigError
 from pipeline.kafka.admin import KafkaAdmin
 from pipeline.policy import Policy, default_policy
-from pipeline.serde import AvroDeserializer, AvroSerializer, Decoded, SerdeError
+from pipeline.serde import Decoded, Serde, SerdeError
 from pipeline.subject_keys import SubjectKeyer
 from streams import enrich, erasure_ledger, metrics
 from streams.consent_state import SubjectConsent, apply, merge
@@ -121,6 +121,7 @@ class StreamsWorker:
         settings: Settings,
         keyer: SubjectKeyer,
         *,
+        serde: Serde,
         registry: CollectorRegistry,
         options: WorkerOptions | None = None,
         policy: Policy | None = None,
@@ -136,8 +137,8 @@ class StreamsWorker:
         self.metrics = metrics.StreamsMetrics.create(registry)
         policy = policy or default_policy()
         self.builder = RowBuilder(keyer, policy, cities)
-        self.deserialize = AvroDeserializer()
-        self._serializers: dict[str, AvroSerializer] = {}
+        self.serde = serde
+        self.deserialize = serde.decode
         self.app = faust.App(
             options.app_id,
             broker=_broker_urls(settings.kafka.bootstrap),
@@ -177,7 +178,8 @@ class StreamsWorker:
             DsrTables(consent=self.consent_table, erasures=self.erasures, seen=self.dsr_seen),
             self.metrics,
             trusted=trusted or TrustedKeys({}),
-            directory=directory or SubjectDirectory(settings.kafka),
+            directory=directory or SubjectDirectory(settings.kafka, decode=serde.decode),
+            serde=serde,
             max_age=policy.request_max_age,
             encode=self._encode,
             clock=_now,
@@ -323,10 +325,7 @@ class StreamsWorker:
     def _encode(self, row: Row) -> bytes | None:
         if row.value is None or row.schema is None:
             return None
-        serializer = self._serializers.get(row.schema)
-        if serializer is None:
-            serializer = self._serializers[row.schema] = AvroSerializer(row.schema)
-        return serializer(row.value)
+        return self.serde.encoder(row.schema)(row.value)
 
     def _dead_letter(self, event: faust.EventT, schema: str, error_class: str, error: str, batch: _Batch) -> None:
         topic = event.message.topic
@@ -369,6 +368,7 @@ def run_worker(
     settings: Settings,
     keyer: SubjectKeyer,
     *,
+    serde: Serde,
     trusted: TrustedKeys,
     options: WorkerOptions | None = None,
     loglevel: str = "info",
@@ -380,7 +380,9 @@ def run_worker(
         raise ConfigError(f"topics missing: {', '.join(missing)}; run `records topics ensure` first")
     registry = CollectorRegistry()
     cities = enrich.city_provider(settings.geoip_city_db)
-    worker = StreamsWorker(settings, keyer, registry=registry, options=options, cities=cities, trusted=trusted)
+    worker = StreamsWorker(
+        settings, keyer, serde=serde, registry=registry, options=options, cities=cities, trusted=trusted
+    )
     metrics.serve(registry, settings.streams_metrics_port)
     log.info(
         "streams worker %s: metrics on port %s, city provider %s, %d trusted DPO key(s)",

@@ -39,7 +39,7 @@ import faust
 from pipeline import topics
 from pipeline.dead_letter import DeadLetter
 from pipeline.dsr import TrustedKeys
-from pipeline.serde import AvroDeserializer, AvroSerializer, SerdeError
+from pipeline.serde import Serde, SerdeError
 from streams import erasure_ledger
 from streams.consent_state import SubjectConsent, apply, merge, to_millis
 from streams.metrics import StreamsMetrics
@@ -88,6 +88,7 @@ class DsrStage:
         max_age: timedelta,
         encode: Callable[[Row], bytes | None],
         clock: Callable[[], datetime],
+        serde: Serde,
     ) -> None:
         self.app = app
         self.builder = builder
@@ -98,8 +99,8 @@ class DsrStage:
         self.max_age = max_age
         self.encode = encode
         self.clock = clock
-        self._deserialize = AvroDeserializer()
-        self._receipt = AvroSerializer("DsrReceipt")
+        self._deserialize = serde.decode
+        self._receipt = serde.encoder("DsrReceipt")
         self._consent_log = tables.consent.changelog_topic_name
         self._erasure_log = tables.erasures.changelog_topic_name
 

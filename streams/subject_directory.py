@@ -30,7 +30,14 @@ class SubjectLookupError(RecordsError):
 
 
 class SubjectDirectory:
-    def __init__(self, kafka: KafkaConnection, *, topic: str = topics.SUBJECTS.name, timeout: float = 60.0) -> None:
+    def __init__(
+        self,
+        kafka: KafkaConnection,
+        *,
+        decode: AvroDeserializer,
+        topic: str = topics.SUBJECTS.name,
+        timeout: float = 60.0,
+    ) -> None:
         self._config: dict[str, Any] = {
             **kafka.as_librdkafka_dict(),
             "group.id": "cs-streams-subject-lookup",  # never joined: partitions are assigned
@@ -40,7 +47,7 @@ class SubjectDirectory:
         }
         self.topic = topic
         self.timeout = timeout
-        self._deserialize = AvroDeserializer()
+        self._deserialize = decode
 
     def find(self, keys: Collection[str]) -> dict[str, dict[str, Any]]:
         """The current records (by Kafka key) whose subject_key or linked_keys include one of `keys`."""

@@ -25,9 +25,8 @@ from pipeline.dsr import (
 )
 from pipeline.exceptions import RecordsError
 from pipeline.kafka.producer import KafkaProducer
-from pipeline.schemas import default_catalog
-from pipeline.serde import AvroDeserializer, AvroSerializer
 from pipeline.topics import DSR, DSR_RECEIPTS
+from records.wiring import Wiring
 
 
 class ConsentPurpose(enum.StrEnum):
@@ -81,7 +80,7 @@ def issue(
         request_type, identifiers, requested_by=by or getpass.getuser(), reason=reason, now=utcnow(), **extra
     )
     signed = signer.sign(request)
-    payload = AvroSerializer(default_catalog().get("DataSubjectRequest"))(signed)
+    payload = Wiring(settings).serde.encoder("DataSubjectRequest")(signed)
     with KafkaProducer(settings.kafka) as producer:
         producer.produce(DSR.name, payload, key=signed["request_id"].encode())
     if producer.stats.failed:
@@ -181,7 +180,7 @@ def find_receipt(settings: Settings, request_id: str, *, wait_s: float = 0.0) ->
             "log_level": 4,
         }
     )
-    decode = AvroDeserializer()
+    decode = Wiring(settings).serde.decode
     try:
         metadata = consumer.list_topics(DSR_RECEIPTS.name, timeout=10)
         partitions = [TopicPartition(DSR_RECEIPTS.name, p, 0) for p in metadata.topics[DSR_RECEIPTS.name].partitions]

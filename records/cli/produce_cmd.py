@@ -17,11 +17,10 @@ from typing import IO, Annotated
 
 import typer
 
-from pipeline.config import Settings, load_settings
+from pipeline.config import Settings
 from pipeline.event_producer import (
     EncodedEvent,
     EventEncoder,
-    EventProducer,
     InvalidLine,
     ProduceStats,
     encode_json_line,
@@ -30,7 +29,6 @@ from pipeline.event_producer import (
 )
 from pipeline.exceptions import ConfigError, RecordsError
 from pipeline.kafka.admin import KafkaAdmin
-from pipeline.subject_keys import SubjectKeyer, load_pepper
 from records.simulate import (
     KINDS,
     RAW_TOPICS,
@@ -43,6 +41,7 @@ from records.simulate import (
     generate,
     run,
 )
+from records.wiring import Wiring
 
 
 def _require_topics(settings: Settings, names: list[str]) -> None:
@@ -90,15 +89,16 @@ def produce(
     if spec is None:
         known = ", ".join(t.name for t in producible_topics())
         raise ConfigError(f"records produce writes the pipeline's input topics ({known}), not {topic}")
-    settings = load_settings()
+    wiring = Wiring()
+    settings = wiring.settings
     keyer = None
     if any(needs_keyer(name) for name in spec.value_schemas):
-        keyer = SubjectKeyer(load_pepper(settings, allow_demo=True))
+        keyer = wiring.keyer(allow_demo=True)
     rejected = 0
     valid: list[EncodedEvent] = []
     with ExitStack() as stack:
         source = stack.enter_context(file.open("rb")) if file is not None else sys.stdin.buffer
-        producer = stack.enter_context(EventProducer(settings, keyer=keyer))
+        producer = stack.enter_context(wiring.event_producer(keyer))
         if skip_invalid:
             _require_topics(settings, [spec.name])
         for number, line in enumerate(source, start=1):
@@ -263,8 +263,9 @@ def simulate(
     config = SimulationConfig(
         events=events, seed=seed, now=_parse_now(now), span_days=span_days, people=people, mix=TrafficMix()
     )
-    settings = load_settings()
-    keyer = SubjectKeyer(load_pepper(settings, allow_demo=True))
+    wiring = Wiring()
+    settings = wiring.settings
+    keyer = wiring.keyer(allow_demo=True)
     typer.echo(
         f"simulating {events} events: seed {seed}, now {config.now.isoformat()}, span {span_days:g} days, "
         f"{config.pool_size} recurring people" + (" (dry run)" if dry_run else "")
@@ -277,10 +278,11 @@ def simulate(
             stream = _written(stream, stack.enter_context(out.open("w", encoding="utf-8")))
         progress = stack.enter_context(_Progress(events))
         if dry_run:
-            stats = run(stream, EncodeOnly(EventEncoder(keyer=keyer)), rate=rate, on_progress=progress)
+            dry = EncodeOnly(EventEncoder(serde=wiring.serde, keyer=keyer))
+            stats = run(stream, dry, rate=rate, on_progress=progress)
         else:
             _require_topics(settings, list(RAW_TOPICS))
-            producer = stack.enter_context(EventProducer(settings, keyer=keyer))
+            producer = stack.enter_context(wiring.event_producer(keyer))
             stats = run(stream, producer, rate=rate, on_progress=progress)
             delivery = producer.flush()
             stats.seconds = time.perf_counter() - started  # until every delivery was confirmed

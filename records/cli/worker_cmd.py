@@ -9,8 +9,7 @@ from typing import Annotated
 import typer
 
 from pipeline import topics
-from pipeline.config import load_settings
-from pipeline.subject_keys import SubjectKeyer, load_pepper
+from records.wiring import Wiring
 
 worker_app = typer.Typer(help="Run a pipeline worker (blocks until Ctrl-C / SIGTERM).", no_args_is_help=True)
 
@@ -41,18 +40,19 @@ def streams(
     key(s) (RECORDS_DPO_PUBLIC_KEYS) and the topics (`records topics ensure`). Prometheus
     metrics on RECORDS_STREAMS_METRICS_PORT (9464).
     """
-    from pipeline.dsr import generate_keypair, load_trusted_keys
     from streams.app import WorkerOptions, run_worker
 
-    settings = load_settings()
-    keyer = SubjectKeyer(load_pepper(settings, allow_demo=demo))
-    public_keys = settings.dpo_public_keys
-    if demo and public_keys and not public_keys[0].exists() and settings.dpo_private_key is not None:
-        # the demo's DPO signs with this key (`records dsr ...` reads RECORDS_DPO_PRIVATE_KEY)
-        passphrase = settings.dpo_key_passphrase.get().encode() if settings.dpo_key_passphrase else None
-        generate_keypair(settings.dpo_private_key, public_keys[0], passphrase)
-    trusted = load_trusted_keys(public_keys)  # none configured or readable: one-line error, exit 1
-    run_worker(settings, keyer, trusted=trusted, options=WorkerOptions(app_id=app_id), loglevel=loglevel)
+    wiring = Wiring()
+    keyer = wiring.keyer(allow_demo=demo)
+    trusted = wiring.trusted_dpo_keys(demo=demo)  # none configured or readable: one-line error, exit 1
+    run_worker(
+        wiring.settings,
+        keyer,
+        serde=wiring.serde,
+        trusted=trusted,
+        options=WorkerOptions(app_id=app_id),
+        loglevel=loglevel,
+    )
 
 
 @worker_app.command("sink")
@@ -93,7 +93,8 @@ def sink(
     from sink.sink_process import EndpointOptions, run_sink
 
     logging.basicConfig(level=loglevel.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    settings = load_settings()
+    wiring = Wiring()
+    settings = wiring.settings
     options = SinkOptions(group_id=group_id, batch_size=batch_size, batch_max_s=batch_max_s)
     jobs = []
     if settings.embedded_clickhouse and retention_every_s > 0:
@@ -101,10 +102,11 @@ def sink(
         jobs.append(PeriodicJob("retention", retention_every_s, lambda client: enforce_retention(client)))
     # Data-subject requests (issue 6): the commands handler and the insert guard that keeps
     # erased subjects out; the DPO keys are read when the first command arrives.
-    dsr = DsrExecutor(settings, dsr_topics=DsrTopics().with_suffix(topic_suffix))
+    dsr = DsrExecutor(settings, serde=wiring.serde, dsr_topics=DsrTopics().with_suffix(topic_suffix))
     try:
         run_sink(
             settings,
+            serde=wiring.serde,
             options=options.with_topic_suffix(topic_suffix),
             endpoint=EndpointOptions(enabled=not no_http, port=http_port),
             maintenance=jobs,

@@ -40,7 +40,7 @@ from pipeline.dead_letter import parse_headers
 from pipeline.dsr import DpoSigner, RequestType, build_request, identifiers_of, utcnow
 from pipeline.kafka.admin import KafkaAdmin
 from pipeline.schemas import default_catalog
-from pipeline.serde import AvroDeserializer, AvroSerializer
+from pipeline.serde import AvroDeserializer, AvroSerializer, Serde
 from pipeline.subject_keys import IdentifierKind, SubjectKeyer
 from pipeline.topics import TopicSpec
 from sink.clickhouse_sink import ClickHouseSink, SinkOptions
@@ -144,10 +144,11 @@ class Dsr:
     # ---- the sink --------------------------------------------------------------------------
 
     def start(self) -> None:
-        self.executor = DsrExecutor(self.settings, dsr_topics=self.dsr_topics)
+        self.executor = DsrExecutor(self.settings, serde=Serde(), dsr_topics=self.dsr_topics)
         self.sink = ClickHouseSink(
             self.settings,
             self.client,
+            serde=Serde(),
             metrics=self.metrics,
             options=self.options,
             commands=[self.executor.handler()],

@@ -26,7 +26,7 @@ from pipeline.config import Settings
 from pipeline.dead_letter import parse_headers
 from pipeline.kafka.admin import KafkaAdmin
 from pipeline.schemas import AvroSchema, SchemaCatalog, default_catalog
-from pipeline.serde import AvroSerializer
+from pipeline.serde import AvroSerializer, Serde
 from pipeline.topics import TopicSpec
 from sink.clickhouse_sink import ClickHouseSink, SinkOptions
 from sink.metrics import SinkMetrics
@@ -150,6 +150,7 @@ def run_sink_until_caught_up(
     sink = ClickHouseSink(
         run.settings,
         run.client,
+        serde=Serde(),
         metrics=SinkMetrics.create(CollectorRegistry()),
         options=run.options,
         catalog=catalog,
@@ -396,7 +397,9 @@ def test_a_failing_insert_is_retried_with_backoff_and_nothing_is_committed_meanw
     run: SinkRun, kafka_bootstrap: str
 ) -> None:
     options = replace(run.options, retry_initial_s=0.1, retry_max_s=0.4)
-    sink = ClickHouseSink(run.settings, run.client, metrics=SinkMetrics.create(CollectorRegistry()), options=options)
+    sink = ClickHouseSink(
+        run.settings, run.client, serde=Serde(), metrics=SinkMetrics.create(CollectorRegistry()), options=options
+    )
     calls = _schema("CallRecord")
     topic = run.topic(calls.full_name)
     with sink.lock:  # ClickHouse "fails": the table is gone while the sink runs

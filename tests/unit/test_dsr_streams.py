@@ -23,7 +23,7 @@ from pipeline import topics
 from pipeline.config import load_settings
 from pipeline.dsr import DpoSigner, RejectReason, RequestType, TrustedKeys, build_request, load_signer
 from pipeline.policy import default_policy
-from pipeline.serde import AvroDeserializer, AvroSerializer
+from pipeline.serde import AvroDeserializer, AvroSerializer, Serde
 from pipeline.subject_keys import IdentifierKind, SubjectKeyer
 from records.cli import app as records_cli
 from streams.app import StreamsWorker, _Batch, _now
@@ -344,7 +344,7 @@ def test_the_erasure_scope_of_raw_events_is_every_identifier_they_name_and_their
 def worker(tmp_path: Path) -> tuple[StreamsWorker, CollectorRegistry]:
     registry = CollectorRegistry()
     settings = load_settings(env={"RECORDS_DATA_DIR": str(tmp_path)})
-    return StreamsWorker(settings, KEYER, registry=registry), registry
+    return StreamsWorker(settings, KEYER, serde=Serde(), registry=registry), registry
 
 
 def test_the_worker_drops_a_replayed_chat_of_an_erased_subject_and_keeps_new_contact(

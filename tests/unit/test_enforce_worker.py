@@ -13,7 +13,7 @@ from prometheus_client import CollectorRegistry
 from pipeline import topics
 from pipeline.config import load_settings
 from pipeline.dead_letter import parse_headers
-from pipeline.serde import AvroDeserializer, AvroSerializer
+from pipeline.serde import AvroDeserializer, AvroSerializer, Serde
 from pipeline.subject_keys import IdentifierKind, SubjectKeyer
 from streams.app import StreamsWorker, _Batch, _now
 from streams.consent_state import EMPTY, ConsentChange, apply, to_millis
@@ -27,7 +27,7 @@ KEYER = SubjectKeyer(bytes(range(32)))
 def worker(tmp_path: Path) -> tuple[StreamsWorker, CollectorRegistry]:
     registry = CollectorRegistry()
     settings = load_settings(env={"RECORDS_DATA_DIR": str(tmp_path)})
-    return StreamsWorker(settings, KEYER, registry=registry), registry
+    return StreamsWorker(settings, KEYER, serde=Serde(), registry=registry), registry
 
 
 def _message(topic: str, value: bytes, offset: int = 7) -> Any:
