@@ -28,7 +28,7 @@ from typing import Any
 
 from pipeline.avro_json import RecordValidationError, from_json
 from pipeline.config import KafkaConnection
-from pipeline.exceptions import KafkaAdminError, RecordsError
+from pipeline.exceptions import KafkaClientError, RecordsError
 from pipeline.kafka.producer import KafkaProducer
 from pipeline.schemas import AvroSchema
 from pipeline.serde import AvroSerializer, Serde, SerdeError
@@ -293,7 +293,7 @@ class EventProducer:
     def flush(self, timeout: float = 60.0) -> ProduceStats:
         """Wait for every delivery report; what is still unconfirmed after `timeout` counts
         as such in the stats (it is not silently dropped)."""
-        with contextlib.suppress(KafkaAdminError):  # a timeout: the rest counts as unconfirmed
+        with contextlib.suppress(KafkaClientError):  # a timeout: the rest counts as unconfirmed
             self._kafka.flush(timeout)
         return self.stats
 

@@ -16,8 +16,9 @@ class BrokerError(RecordsError):
     """The local Kafka broker could not be installed, started or stopped."""
 
 
-class KafkaAdminError(RecordsError):
-    """A Kafka admin operation failed; keeps librdkafka's error code."""
+class KafkaClientError(RecordsError):
+    """A Kafka client (admin, producer or consumer) operation failed; keeps librdkafka's
+    error code."""
 
     def __init__(self, message: str, code: str | None = None) -> None:
         super().__init__(message if code is None else f"{message} [{code}]")

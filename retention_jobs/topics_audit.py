@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from pipeline.config import KafkaConnection
-from pipeline.exceptions import KafkaAdminError
+from pipeline.exceptions import KafkaClientError
 from pipeline.kafka.admin import KafkaAdmin, TopicChange, TopicState, ensure_topics, plan_topic_changes
 from pipeline.policy import Policy
 from pipeline.topics import ALL_TOPICS, TopicSpec
@@ -128,5 +128,5 @@ def kafka_evidence(kafka: KafkaConnection, policy: Policy) -> KafkaEvidence:
     """The report's Kafka evidence; an unreachable cluster gives a one-line reason instead."""
     try:
         return to_evidence(audit_topics(kafka, policy))
-    except KafkaAdminError as exc:
+    except KafkaClientError as exc:
         return KafkaEvidence(error=f"Kafka at {kafka.bootstrap} did not answer: {exc}")

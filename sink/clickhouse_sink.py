@@ -74,7 +74,7 @@ from prometheus_client import CollectorRegistry
 from pipeline import topics
 from pipeline.clickhouse_ddl import TableModel, table_models
 from pipeline.config import Settings
-from pipeline.exceptions import KafkaAdminError, RecordsError
+from pipeline.exceptions import KafkaClientError, RecordsError
 from pipeline.kafka.consumer import KafkaConsumer
 from pipeline.kafka.producer import KafkaProducer
 from pipeline.policy import Policy, default_policy
@@ -472,7 +472,7 @@ class ClickHouseSink:
         try:
             consumer.consumer.store_offsets(offsets=[TopicPartition(t, p, o) for (t, p), o in batch.offsets.items()])
             consumer.commit()
-        except (KafkaException, KafkaAdminError) as exc:
+        except (KafkaException, KafkaClientError) as exc:
             self.metrics.commit_failures.inc()
             raise KafkaSinkError(f"offset commit failed: {_one_line(exc)}") from exc
         self.committed.update(batch.offsets)

@@ -20,7 +20,7 @@ from confluent_kafka.admin import (
 )
 
 from pipeline.config import KafkaConnection
-from pipeline.exceptions import KafkaAdminError
+from pipeline.exceptions import KafkaClientError
 from pipeline.topics import TopicSpec
 
 _TIMEOUT = 30.0
@@ -72,11 +72,11 @@ def plan_topic_changes(specs: Iterable[TopicSpec], actual: Mapping[str, TopicSta
     return changes
 
 
-def _error(message: str, exc: BaseException) -> KafkaAdminError:
+def _error(message: str, exc: BaseException) -> KafkaClientError:
     if isinstance(exc, KafkaException) and exc.args and isinstance(exc.args[0], KafkaError):
         error: KafkaError = exc.args[0]
-        return KafkaAdminError(f"{message}: {error.str()}", error.name())
-    return KafkaAdminError(f"{message}: {exc}")
+        return KafkaClientError(f"{message}: {error.str()}", error.name())
+    return KafkaClientError(f"{message}: {exc}")
 
 
 def _code(exc: KafkaException) -> int | None:
@@ -161,7 +161,7 @@ class KafkaAdmin:
         wanted = {s.name for s in specs}
         while not self._ready(wanted):
             if time.monotonic() > deadline:
-                raise KafkaAdminError(f"created topics did not appear within {self._timeout:.0f} s")
+                raise KafkaClientError(f"created topics did not appear within {self._timeout:.0f} s")
             time.sleep(0.1)
 
     def _ready(self, names: set[str]) -> bool:

@@ -16,16 +16,16 @@ from typing import Any
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from pipeline.config import KafkaConnection
-from pipeline.exceptions import KafkaAdminError
+from pipeline.exceptions import KafkaClientError
 
 log = logging.getLogger(__name__)
 
 
-def _error(message: str, exc: KafkaException) -> KafkaAdminError:
+def _error(message: str, exc: KafkaException) -> KafkaClientError:
     error = exc.args[0] if exc.args and isinstance(exc.args[0], KafkaError) else None
     if error is None:
-        return KafkaAdminError(f"{message}: {exc}")
-    return KafkaAdminError(f"{message}: {error.str()}", error.name())
+        return KafkaClientError(f"{message}: {exc}")
+    return KafkaClientError(f"{message}: {error.str()}", error.name())
 
 
 class KafkaConsumer:
@@ -78,7 +78,7 @@ class KafkaConsumer:
             if error is None:
                 out.append(message)
             elif error.fatal():
-                raise KafkaAdminError(f"consumer failed: {error.str()}", error.name())
+                raise KafkaClientError(f"consumer failed: {error.str()}", error.name())
             elif error.code() != KafkaError._PARTITION_EOF:
                 log.warning("consumer: %s [%s]", error.str(), error.name())
         return out

@@ -14,7 +14,7 @@ from typing import Any
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from pipeline.config import KafkaConnection
-from pipeline.exceptions import KafkaAdminError
+from pipeline.exceptions import KafkaClientError
 
 # Throughput settings: the connection's KAFKA_CONFIG_* or `extra` may change them.
 _TUNING = {
@@ -85,7 +85,7 @@ class KafkaProducer:
                 self.producer.poll(0.1)
             except KafkaException as exc:
                 error: KafkaError = exc.args[0]
-                raise KafkaAdminError(f"cannot produce to {topic}: {error.str()}", error.name()) from exc
+                raise KafkaClientError(f"cannot produce to {topic}: {error.str()}", error.name()) from exc
 
     def poll(self, timeout: float = 0.0) -> None:
         """Serve delivery reports."""
@@ -96,7 +96,7 @@ class KafkaProducer:
         if self._producer is not None:
             remaining = self._producer.flush(timeout)
             if remaining:
-                raise KafkaAdminError(f"{remaining} message(s) not delivered within {timeout:.0f} s", "_TIMED_OUT")
+                raise KafkaClientError(f"{remaining} message(s) not delivered within {timeout:.0f} s", "_TIMED_OUT")
         return self.stats
 
     def close(self) -> None:
