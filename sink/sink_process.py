@@ -34,14 +34,8 @@ from pipeline.clickhouse_http import LOCALHOST, EmbeddedHttpServer, QueryEndpoin
 from pipeline.config import Settings
 from pipeline.exceptions import ClickHouseError
 from pipeline.serde import Serde
-from sink.clickhouse_sink import (
-    ClickHouseSink,
-    CommandHandler,
-    InsertGuard,
-    PeriodicJob,
-    SinkOptions,
-    install_signal_handlers,
-)
+from sink.batch_writer import CommandHandler, InsertGuard
+from sink.clickhouse_sink import ClickHouseSink, PeriodicJob, SinkOptions, install_signal_handlers
 from sink.metrics import SinkMetrics, serve
 
 log = logging.getLogger(__name__)
