@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from pipeline.clickhouse_ddl import ANALYST_DB, ANALYST_ROLE, access_statements
 from pipeline.policy import Policy, RecordPolicy
 from retention_jobs.linger import Linger, format_ms
 
@@ -246,6 +247,8 @@ def evaluate(policy: Policy, evidence: Evidence) -> Report:
     lines.append(_erasure_proof(evidence))
     lines.append(_no_profiling(policy, evidence))
     lines.append(_access_control(policy, evidence))
+    lines.append(_recipients(policy, evidence))
+    lines.append(_processing_location(policy))
     lines.append(_kafka_config(evidence))
     lines.append(_kafka_linger(policy, evidence))
     return Report(evidence.collected_at, evidence.storage, tuple(lines), evidence, policy)
@@ -440,6 +443,61 @@ def _access_control(policy: Policy, ev: Evidence) -> ReportLine:
         "analysts see no direct identifiers by default",
         evidence,
         passed,
+    )
+
+
+def _recipients(policy: Policy, ev: Evidence) -> ReportLine:
+    """Notice §6: recipients (group companies, processors) work through the analyst role,
+    whose grants reach the identifier-free analyst views only."""
+    forbidden = {name for r in policy.records.values() for name in r.identifier_fields} | set(PSEUDONYMOUS_COLUMNS)
+    exposed = sorted(f"analyst.{v}.{c}" for v, cols in ev.analyst_columns.items() for c in cols if c in forbidden)
+    grants = [g for g in access_statements(policy) if g.startswith("GRANT") and g.endswith(f"TO {ANALYST_ROLE}")]
+    beyond = sorted(g for g in grants if f" ON {ANALYST_DB}." not in g)
+    passed = bool(ev.analyst_columns) and not exposed and not beyond
+    evidence = (
+        f"{len(policy.notice.recipients)} recipient(s) of the notice get the {ANALYST_ROLE} role: "
+        f"{len(grants)} grant(s), all on {ANALYST_DB}.*; {len(ev.analyst_columns)} analyst views without "
+        f"direct identifiers; exports go to the data subject through the DPO only"
+    )
+    details = tuple(f"exposed: {c}" for c in exposed) + tuple(f"grant beyond the analyst views: {g}" for g in beyond)
+    return ReportLine(
+        "recipients",
+        "§6",
+        "recipients see no direct identifier (analyst views only)",
+        evidence if passed else "; ".join(details) or "no analyst views found",
+        passed,
+        details,
+    )
+
+
+def _processing_location(policy: Policy) -> ReportLine:
+    """Notice §7: every store, processor and recipient has a declared location; any outside
+    the EU/EEA has a transfer safeguard recorded."""
+    processing = policy.processing
+    roles = {loc.role for loc in processing.locations}
+    missing_roles = sorted({"store", "processor", "recipient"} - roles)
+    bad = processing.unsafeguarded()
+    details = tuple(
+        f"{loc.role}: {loc.name}: {loc.country}"
+        + ("" if processing.in_eu_eea(loc) else f" (outside the EU/EEA; safeguard: {loc.safeguard or 'none'})")
+        for loc in processing.locations
+    )
+    outside = sum(1 for loc in processing.locations if not processing.in_eu_eea(loc))
+    countries = ", ".join(sorted({loc.country for loc in processing.locations}))
+    evidence = (
+        f"{len(processing.locations)} declared locations ({countries}); "
+        f"{outside} outside the EU/EEA, {len(bad)} of them without a safeguard; "
+        f"Kubernetes pinned to {len(processing.kubernetes_regions)} EU/EEA regions"
+    )
+    if missing_roles:
+        evidence += f"; no declared location for: {', '.join(missing_roles)}"
+    return ReportLine(
+        "processing_location",
+        "§7",
+        "processing in the EU/EEA; outside it only with a GDPR safeguard",
+        evidence,
+        not bad and not missing_roles,
+        details,
     )
 
 
