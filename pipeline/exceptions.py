@@ -26,3 +26,7 @@ class KafkaAdminError(RecordsError):
 
 class ClickHouseError(RecordsError):
     """A ClickHouse connection or query failed."""
+
+
+class AccessError(RecordsError):
+    """A user or credential of the embedded query endpoint is missing or invalid."""
