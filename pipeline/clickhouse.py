@@ -186,9 +186,7 @@ def _connect_embedded(
         raise ClickHouseError(f"cannot open embedded chDB at {path}: {_one_line(exc)}") from exc
 
 
-def _served_by_owner(
-    path: Path, lock_owner: int, database: str | None, credential: Credential | None
-) -> Client | None:
+def _served_by_owner(path: Path, lock_owner: int, database: str | None, credential: Credential | None) -> Client | None:
     """An HTTP client to the read-only endpoint of the process that owns `path` (the running
     sink, see pipeline/clickhouse_http.py), when its owner file names that process. The
     endpoint is read-only whatever the caller asked for, and shows what the user's role may read."""

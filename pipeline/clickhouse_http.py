@@ -239,6 +239,10 @@ class EndpointLimits:
     max_result_rows: int = 5_000_000
     max_result_bytes: int = 512 * 1024 * 1024
 
+    def timeout(self) -> dict[str, str]:
+        """The time bound alone (for the checks, whose output is the plan, not the result)."""
+        return {"max_execution_time": str(self.max_execution_time), "timeout_overflow_mode": "throw"}
+
     def settings(self) -> dict[str, str]:
         return {
             "max_execution_time": str(self.max_execution_time),
@@ -376,7 +380,7 @@ class QueryEndpoint:
                 tree, _ = self._engine(
                     f"EXPLAIN QUERY TREE {formatted.body}\nFORMAT TabSeparatedRaw",
                     bound,
-                    self.limits.settings(),
+                    self.limits.timeout(),
                     database,
                 )
                 ran.tables = tables_of_query_tree(tree.decode("utf-8", "replace"))
