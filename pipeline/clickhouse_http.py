@@ -322,6 +322,7 @@ class QueryEndpoint:
         try:
             body = self._checked_run(sql, params, caller, ran)
         except Refused as exc:
+            ran.tables = ran.tables or exc.tables
             self._log(caller.user, caller.role.value, query_id, "refused", f"{exc.name}: {exc.reason}", ran, started)
             return self._error(exc.code, str(exc), headers)
         except DriverError as exc:

@@ -113,6 +113,7 @@ class Refused(Exception):
         self.code = code
         self.name = name
         self.reason = message
+        self.tables: tuple[str, ...] = ()  # what the refused query named, for the access log
 
 
 _LEADING_NOISE = re.compile(r"(?:\s+|--[^\n]*(?:\n|$)|#[^\n]*(?:\n|$)|/\*.*?\*/|\()*", re.DOTALL)
@@ -251,7 +252,9 @@ def tables_of_query_tree(tree: str) -> tuple[str, ...]:
 def check_tables(tables: list[str] | tuple[str, ...], grants: Grants) -> None:
     for table in tables:
         if not grants.may_read(table):
-            raise denied(f"not enough privileges to read {table[:128]}")
+            refused = denied(f"not enough privileges to read {table[:128]}")
+            refused.tables = tuple(dict.fromkeys(tables))
+            raise refused
 
 
 def _table(name: str, database: str) -> str:
