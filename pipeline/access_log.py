@@ -4,7 +4,7 @@ One line per request that reached the query stage, accepted or refused:
 `{"at", "user", "role", "outcome": "accepted"|"refused", "reason", "tables", "rows",
 "format", "query_id", "elapsed_ms"}`. `reason` is the refusal's error name and a fixed
 text, `tables` the tables the engine resolved (`database.table`). The query text and its
-literals are never written: they can hold a phone number. Directory 0700, file 0600,
+literals are never written: they can hold a phone number. A directory it creates is 0700, the file 0600,
 appended under a lock; the DPO reads it with `records users access-log`.
 """
 
@@ -43,7 +43,6 @@ class AccessLog:
         line = json.dumps({**asdict(entry), "tables": list(entry.tables)}, ensure_ascii=False) + "\n"
         with self._lock:
             self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-            os.chmod(self.path.parent, 0o700)
             fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
             with os.fdopen(fd, "a", encoding="utf-8") as out:
                 out.write(line)

@@ -89,9 +89,8 @@ def check_new_password(password: str) -> str:
 
 
 def write_private(path: Path, text: str) -> None:
-    """Write `text` to `path` atomically as a 0600 file in a 0700 directory."""
+    """Write `text` to `path` atomically as a 0600 file; a directory it creates is 0700."""
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    os.chmod(path.parent, 0o700)
     partial = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as out:

@@ -69,7 +69,7 @@ from pipeline.access_log import AccessEntry, AccessLog
 from pipeline.access_roles import GRANTS, Role
 from pipeline.access_users import Authenticator, UserStore, create_owner_credential, remove_owner_credential
 from pipeline.config import Settings
-from pipeline.exceptions import ClickHouseError
+from pipeline.exceptions import AccessError, ClickHouseError
 from pipeline.query_check import (
     Refused,
     check_ast,
@@ -300,7 +300,11 @@ class QueryEndpoint:
             raise Refused(
                 516, "AUTHENTICATION_FAILED", "authentication required: the embedded endpoint has no anonymous access"
             )
-        role = self.authenticator.authenticate(user, password or "")
+        try:
+            role = self.authenticator.authenticate(user, password or "")
+        except AccessError as exc:
+            log.error("%s", exc)
+            raise Refused(516, "AUTHENTICATION_FAILED", "the users file cannot be read: ask the operator") from exc
         if role is None:
             raise Refused(
                 516,

@@ -339,3 +339,17 @@ def test_the_owner_credential_is_private_and_works(served: Served) -> None:
     assert oct(path.stat().st_mode & 0o777) == "0o600"
     headers = {"X-ClickHouse-User": credential.user, "X-ClickHouse-Key": credential.password.get()}
     assert ask(served, "SELECT count() FROM records.calls", headers=headers).body == f"{ROWS}\n".encode()
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "SELECT count() FROM {t:Identifier}",
+        "SELECT count() FROM analyst.calls WHERE call_id IN {t:Identifier}",
+        "SELECT (SELECT any(caller_number) FROM {t:Identifier})",
+    ],
+)
+def test_table_names_in_parameters_are_held_to_the_role(served: Served, sql: str) -> None:
+    reply = ask(served, sql, headers=basic("ana"), param_t="records.calls")
+    assert reply.status == 403, reply.body
+    assert b"+358" not in reply.body
