@@ -113,6 +113,20 @@ class KafkaEvidence:
 
 
 @dataclass(frozen=True)
+class AccessEvidence:
+    """How the embedded query endpoint is guarded (notice §13); see access_audit.py."""
+
+    users_by_role: Mapping[str, int]  # personal users per role
+    anonymous_probe: str  # what an unauthenticated request to the live endpoint got, or why none was sent
+    anonymous_refused: bool  # the live endpoint refused it, or no endpoint runs (it always requires a user)
+    log_entries: int | None  # None: no access log file
+    log_accepted: int = 0  # entries of queries that ran
+    log_users: int = 0  # users whose queries ran
+    log_private: bool = False  # the log file is readable by its owner only
+    last_access: str | None = None
+
+
+@dataclass(frozen=True)
 class Evidence:
     collected_at: datetime
     storage: str  # where the ClickHouse evidence came from (no credentials)
@@ -131,6 +145,7 @@ class Evidence:
     active_restrictions: int
     kafka: KafkaEvidence
     other_tables: tuple[str, ...] = ()  # every other table/view name of both databases
+    access: AccessEvidence | None = None  # embedded mode; a server keeps its own users and grants
 
 
 # ---- the report ------------------------------------------------------------------------
@@ -249,6 +264,8 @@ def evaluate(policy: Policy, evidence: Evidence) -> Report:
     lines.append(_access_control(policy, evidence))
     lines.append(_recipients(policy, evidence))
     lines.append(_processing_location(policy))
+    if evidence.access is not None:
+        lines.extend(_personal_access(evidence.access))
     lines.append(_kafka_config(evidence))
     lines.append(_kafka_linger(policy, evidence))
     return Report(evidence.collected_at, evidence.storage, tuple(lines), evidence, policy)
@@ -498,6 +515,41 @@ def _processing_location(policy: Policy) -> ReportLine:
         evidence,
         not bad and not missing_roles,
         details,
+    )
+
+
+def _personal_access(access: AccessEvidence) -> tuple[ReportLine, ...]:
+    users = sum(access.users_by_role.values())
+    roles = ", ".join(f"{role} {n}" for role, n in sorted(access.users_by_role.items()) if n)
+    log_evidence = (
+        "no access log yet"
+        if access.log_entries is None
+        else f"{access.log_entries} logged requests, {access.log_accepted} queries run by {access.log_users} user(s), "
+        f"last {access.last_access or '-'}; "
+        + ("file readable by its owner only" if access.log_private else "file readable by others")
+    )
+    return (
+        ReportLine(
+            "no_anonymous_access",
+            "§13",
+            "the register is reached only with a personal username and password (no anonymous access)",
+            access.anonymous_probe,
+            access.anonymous_refused,
+        ),
+        ReportLine(
+            "personal_users",
+            "§13",
+            "staff whose work needs it have personal users with a role (analyst, dpo, pipeline)",
+            f"{users} personal user(s): {roles}" if users else "no personal users: `records users add NAME --role R`",
+            users > 0,
+        ),
+        ReportLine(
+            "access_log",
+            "§13",
+            "every query of the register is logged: who, when, which tables, how many rows",
+            log_evidence,
+            access.log_accepted > 0 and access.log_private,
+        ),
     )
 
 

@@ -34,6 +34,7 @@ def _register() -> None:
         retention_cmd,
         sql_cmd,
         topics_cmd,
+        users_cmd,
         worker_cmd,
     )
 
@@ -46,6 +47,7 @@ def _register() -> None:
         retention_cmd,
         clickhouse_cmd,
         dsr_cmd,
+        users_cmd,
         demo_cmd,
     )
     for module in modules:
