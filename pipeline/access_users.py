@@ -207,6 +207,10 @@ class Authenticator:
         self._key = secrets.token_bytes(32)
         self._verified: dict[tuple[str, str], bytes] = {}
 
+    def knows(self, name: str) -> bool:
+        """Whether `name` is a user (the owner or one of the users file)."""
+        return (self.owner is not None and name == self.owner.user) or self.store.get(name) is not None
+
     def authenticate(self, name: str, password: str) -> Role | None:
         """The user's role when the password is right; None otherwise."""
         if self.owner is not None and name == self.owner.user:

@@ -87,6 +87,9 @@ from pipeline.query_check import (
 
 log = logging.getLogger(__name__)
 
+# What the access log says for a failed login under a name that is no user.
+UNKNOWN_USER = "(unknown user)"
+
 LOCALHOST = "127.0.0.1"
 DEFAULT_PORT = 8123
 
@@ -315,7 +318,12 @@ class QueryEndpoint:
 
     def refuse_unauthenticated(self, user: str | None, exc: Refused) -> Answer:
         """The answer to a request that failed authentication, logged."""
-        self._log((user or "")[:64], "", "", "refused", exc.name, _Ran(), 0)
+        # An unknown name is not logged as typed: it may be a password typed into the wrong field.
+        try:
+            known = bool(user) and self.authenticator.knows(user or "")
+        except AccessError:
+            known = False
+        self._log((user or "")[:64] if known else UNKNOWN_USER, "", "", "refused", exc.name, _Ran(), 0)
         return self._error(exc.code, str(exc), {})
 
     def run(self, sql: str, params: Mapping[str, str], caller: Caller) -> Answer:

@@ -21,13 +21,13 @@ import clickhouse_connect
 import pytest
 from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import DatabaseError
-from consumers.sink_process import apply_schema
 
 from pipeline.access_roles import Role
 from pipeline.access_users import UserStore, read_owner_credential
 from pipeline.clickhouse import connect
 from pipeline.clickhouse_http import EmbeddedHttpServer, EndpointLimits, endpoint_for, remove_owner, write_owner
 from pipeline.config import Settings
+from sink.sink_process import apply_schema
 
 ROWS = 12
 SECRET = "PEPPER-0123456789abcdef-not-for-analysts"
@@ -330,6 +330,18 @@ def test_every_query_is_logged_without_its_literals(served: Served) -> None:
     assert accepted["tables"] == ["analyst.calls"] and accepted["rows"] == 1
     assert refused["outcome"] == "refused" and "records.calls" in refused["reason"]
     assert unauthenticated["outcome"] == "refused" and unauthenticated["reason"] == "AUTHENTICATION_FAILED"
+
+
+def test_a_failed_login_under_an_unknown_name_does_not_log_the_name(served: Served) -> None:
+    # A password typed into the user field must not end up in the access log.
+    assert ask(served, "SELECT 1", user="S3cret-Typed-As-Name", password="x").status == 401
+    assert ask(served, "SELECT 1", user="ana", password="wrong").status == 401
+
+    text = served.log_file.read_text()
+    assert "S3cret-Typed-As-Name" not in text
+    unknown, known = (json.loads(line) for line in text.splitlines()[-2:])
+    assert unknown["user"] == "(unknown user)" and unknown["reason"] == "AUTHENTICATION_FAILED"
+    assert known["user"] == "ana" and known["reason"] == "AUTHENTICATION_FAILED"
 
 
 def test_the_owner_credential_is_private_and_works(served: Served) -> None:

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pytest
 from clickhouse_connect.driver.client import Client
-from consumers.sink_process import apply_schema
 
 from pipeline.access_roles import Role
 from pipeline.access_users import UserStore
@@ -24,6 +23,7 @@ from pipeline.policy import default_policy
 from retention_jobs.access_audit import access_evidence
 from retention_jobs.report import KafkaEvidence, Report, evaluate
 from retention_jobs.report_collect import collect_evidence
+from sink.sink_process import apply_schema
 
 ACCESS_LINES = ("no_anonymous_access", "personal_users", "access_log")
 

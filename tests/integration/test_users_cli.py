@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 from clickhouse_connect.driver.client import Client
-from consumers.sink_process import apply_schema
 
 from pipeline.clickhouse import connect
 from pipeline.clickhouse_http import EmbeddedHttpServer, endpoint_for, remove_owner, write_owner
 from pipeline.config import Settings
+from sink.sink_process import apply_schema
 
 PASSWORD = "correct horse battery"
 
@@ -28,7 +28,7 @@ def records(chdb_path: Path, *args: str, stdin: str = "", **env: str) -> subproc
     }
     environment.update(RECORDS_CHDB_PATH=str(chdb_path), RECORDS_DATA_DIR=str(chdb_path.parent / "data"), **env)
     return subprocess.run(
-        [sys.executable, "-c", "from pipeline.cli import main; main()", *args],
+        [sys.executable, "-c", "from records.cli import main; main()", *args],
         env=environment,
         input=stdin,
         capture_output=True,
