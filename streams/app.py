@@ -54,7 +54,8 @@ from pipeline.dsr import TrustedKeys
 from pipeline.exceptions import ConfigError
 from pipeline.kafka.admin import KafkaAdmin
 from pipeline.policy import Policy, default_policy
-from pipeline.serde import AvroDeserializer, AvroSerializer, Decoded, SerdeError
+from pipeline.schemas import SchemaError
+from pipeline.serde import AvroDeserializer, AvroSerializer, Decoded, SerdeError, registry_client
 from pipeline.subject_keys import SubjectKeyer
 from streams import enrich, erasure_ledger, metrics
 from streams.consent_state import SubjectConsent, apply, merge
@@ -136,7 +137,8 @@ class StreamsWorker:
         self.metrics = metrics.StreamsMetrics.create(registry)
         policy = policy or default_policy()
         self.builder = RowBuilder(keyer, policy, cities)
-        self.deserialize = AvroDeserializer()
+        schemas = registry_client(settings.schema_registry_url) if settings.schema_registry_url else None
+        self.deserialize = AvroDeserializer(registry=schemas)  # Confluent-framed input needs it
         self._serializers: dict[str, AvroSerializer] = {}
         self.app = faust.App(
             options.app_id,
@@ -272,7 +274,7 @@ class StreamsWorker:
                 return
             outcome = self.builder.build(schema, decoded.value, self.consent_of, batch.now)
             encoded = [(row, self._encode(row)) for row in outcome.rows]
-        except (SerdeError, InvalidEvent) as exc:
+        except (SerdeError, SchemaError, InvalidEvent) as exc:
             self._dead_letter(event, schema, type(exc).__name__, str(exc), batch)
             return
         except Exception as exc:  # a bug must not stop the stream; its message may hold values
