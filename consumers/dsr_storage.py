@@ -19,8 +19,11 @@ What each request does to the tables that carry `subject_keys` (records.*):
   the subject's rows of records.subject_restrictions go too. The erasure time is the
   command's `dsr.verified_at`, when the streams stage executed its part and from which
   its own erasure ledger (streams/erasure_ledger.py) lets the subject's events through
-  again: a row whose policy time field is after it is new contact, kept in both stores,
-  whenever the sink gets to the command (execution time when the header is missing);
+  again. Rows are selected by when they were ingested (`ingested_at`, stamped by the
+  streams stage), never by their event time: every row of the subject ingested up to the
+  erasure goes, however far in the future its event time lies; a row ingested after it
+  is new contact, kept in both stores, whenever the sink gets to the command (execution
+  time when the header is missing);
 - ACCESS: every row of the subject, every table (consumers/dsr_export.py);
 - RECTIFICATION: `ALTER TABLE ... UPDATE <field> = <value>` on every table having that
   column; the corrected email or phone is normalised like the identifiers the streams
@@ -159,15 +162,17 @@ Erasure = tuple[Collection[str], datetime]  # a subject's keys, its erasure time
 
 
 def _erased(model: TableModel, erasures: Sequence[Erasure]) -> str:
-    """SQL: the row holds a key of an erasure and is dated up to that erasure. The leading
-    hasAny of every key lets the bloom-filter index skip granules."""
+    """SQL: the row holds a key of an erasure and was ingested up to that erasure (its
+    `ingested_at`, set by the streams stage, not its event time: a row dated in the future
+    is erased like any other). The leading hasAny of every key lets the bloom-filter index
+    skip granules."""
     every = set().union(*(keys for keys, _ in erasures))
     terms = " OR ".join(_erased_one(model, keys, at) for keys, at in erasures)
     return f"{_has_any(every)} AND ({terms})"
 
 
 def _erased_one(model: TableModel, keys: Collection[str], at: datetime) -> str:
-    return f"({_has_any(keys)} AND `{model.record.time_field}` <= {sql_time(at)})"
+    return f"({_has_any(keys)} AND `{model.ingest_column}` <= {sql_time(at)})"
 
 
 def sql_time(moment: datetime) -> str:

@@ -28,6 +28,7 @@ RECORDS_DB = "records"
 ANALYST_DB = "analyst"
 RESTRICTIONS_TABLE = "subject_restrictions"
 ERASURE_LEDGER_TABLE = "erasure_ledger"
+INGESTED_AT = "ingested_at"
 
 # Columns that are not direct identifiers but still must not reach analysts: the
 # pseudonymous keys link a person across records.
@@ -124,10 +125,19 @@ class TableModel:
 
     @property
     def version_column(self) -> str | None:
-        for candidate in ("ingested_at", "completed_at"):
+        for candidate in (INGESTED_AT, "completed_at"):
             if any(c.name == candidate for c in self.columns):
                 return candidate
         return None
+
+    @property
+    def ingest_column(self) -> str:
+        """The column saying when the pipeline took the row in (the streams stage sets it;
+        it versions the row). Erasure selects by it, never by the row's own event time,
+        which the source chose and may lie in the future."""
+        if not any(c.name == INGESTED_AT for c in self.columns):
+            raise ValueError(f"{self.qualified} has no {INGESTED_AT} column")
+        return INGESTED_AT
 
     @property
     def id_column(self) -> str:

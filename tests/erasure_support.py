@@ -10,9 +10,15 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from clickhouse_connect.driver.client import Client
 from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 
+from consumers.avro_container import SINGLE_OBJECT_PREFIX, container
 from consumers.clickhouse_sink import ClickHouseSink
+from consumers.dsr_storage import CommandHeaders, DsrCommand
+from consumers.erasure_guard import ErasureGuard
+from pipeline.clickhouse_ddl import TableModel, table_models
+from pipeline.serde import AvroSerializer
 
 # Rows must be younger than their retention, or ClickHouse's TTL drops them on insert.
 NOW = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
@@ -130,3 +136,23 @@ def read_topic(bootstrap: str, topic: str, expected: int, timeout: float = 20.0)
         return got
     finally:
         consumer.close()
+
+
+def store(client: Client, model: TableModel, values: list[dict[str, Any]]) -> None:
+    """Insert rows as the sink does: one Avro container through the erasure guard."""
+    schema = model.schema
+    serialize = AvroSerializer(schema)
+    block = container(schema, [serialize(v)[SINGLE_OBJECT_PREFIX:] for v in values])
+    guard = ErasureGuard(table_models())
+    if not guard.insert(client, model, block, {"input_format_avro_allow_missing_fields": "1"}):
+        client.raw_insert(model.qualified, insert_block=block, fmt="Avro")
+
+
+def erasure_command(keys: list[str], verified_at: datetime) -> DsrCommand:
+    """An erasure as the sink executes it (its signature is not what these tests are about)."""
+    request = {"request_id": f"erase-{uuid.uuid4().hex[:8]}", "request_type": "ERASURE", "issued_at": verified_at}
+    return DsrCommand(request, CommandHeaders(tuple(keys), verified_at=verified_at))
+
+
+def model(table: str) -> TableModel:
+    return next(m for m in table_models() if m.name == table)
