@@ -8,7 +8,10 @@ are), with:
   analyst views read FINAL, so no duplicate is ever visible;
 - monthly partitions on the policy's time field, so old months leave as whole parts,
   and a row TTL of the retention period (enforced explicitly by `records retention run`:
-  TTL merges alone may wait hours and only run while the engine is open);
+  TTL merges alone may wait hours and only run while the engine is open). The TTL is
+  computed on the DateTime64 column itself, correct over the type's whole range:
+  `toDateTime()` wraps after 2106, so a row dated 2100 expired at a wrapped time and one
+  dated 2400 was dropped on insert, silently;
 - a bloom-filter index on `subject_keys` so a data-subject request given any identifier
   finds every row fast.
 Analyst views (database `analyst`) leave out every direct identifier of the policy and
@@ -157,7 +160,7 @@ class TableModel:
             f"ENGINE = ReplacingMergeTree{version}\n"
             f"PARTITION BY toYYYYMM({time})\n"
             f"ORDER BY ({self.id_column})\n"
-            f"TTL toDateTime({time}) + INTERVAL {self.record.retention_days} DAY DELETE\n"
+            f"TTL `{time}` + INTERVAL {self.record.retention_days} DAY DELETE\n"
             "SETTINGS ttl_only_drop_parts = 0, merge_with_ttl_timeout = 3600"
         )
 

@@ -52,9 +52,7 @@ def test_confluent_messages_with_unknown_schemas_are_dead_lettered_and_the_sink_
 ) -> None:
     apply_schema(ch_client)
     settings = dataclasses.replace(kafka_settings, schema_registry_url=f"mock://poison-{uuid.uuid4().hex[:8]}")
-    sink = ClickHouseSink(
-        settings, ch_client, metrics=SinkMetrics.create(CollectorRegistry()), options=sink_options
-    )
+    sink = ClickHouseSink(settings, ch_client, metrics=SinkMetrics.create(CollectorRegistry()), options=sink_options)
     registry = sink.deserializer.registry
     assert registry is not None, "SCHEMA_REGISTRY_URL must give the sink a registry"
     # Registered, but not a record type of this pipeline: decoding it used to raise SchemaError
