@@ -90,6 +90,7 @@ from pipeline.dsr import (
     verify_request,
 )
 from pipeline.exceptions import ConfigError, RecordsError
+from pipeline.exports import exports_dir, remove_subject_exports
 from pipeline.kafka.producer import KafkaProducer
 from pipeline.policy import Policy, default_policy
 from pipeline.schemas import SchemaCatalog, default_catalog
@@ -101,6 +102,7 @@ STAGE = "sink.dsr"
 REQUEST_SCHEMA = "cs.records.DataSubjectRequest"
 RECEIPT_SCHEMA = "cs.records.DsrReceipt"
 COMPLETED, REJECTED, FAILED = "COMPLETED", "REJECTED", "FAILED"
+EXPORTS_STORE = "exports"  # store_counts: access exports removed by an erasure
 REDELIVERED = "REDELIVERED"  # metrics only: a command whose receipt was already stored
 _MUTATION = {"mutations_sync": "2", "max_query_size": str(16 * 1024 * 1024)}
 _QUERY = {"max_query_size": str(16 * 1024 * 1024)}
@@ -342,12 +344,14 @@ class DsrExecutor:
         outcomes: dict[str, Outcome] = {}
         for command in run:
             counts = dict(self._counted[command.request_id])
+            # The subject's earlier access exports hold the rows just deleted: they go too.
+            counts[EXPORTS_STORE] = remove_subject_exports(exports_dir(self.settings.data_dir), command.keys)
             tables_hit = sum(1 for m in self.tables if counts.get(store_name(m)))
             outcomes[command.request_id] = Outcome(
                 COMPLETED,
                 {**counts, **command.headers.kafka_counts},
                 f"rows deleted from {tables_hit} of {len(self.tables)} tables (mutations, parts rewritten); "
-                f"{len(command.keys)} subject key(s) in {LEDGER}",
+                f"{counts[EXPORTS_STORE]} earlier export(s) removed; {len(command.keys)} subject key(s) in {LEDGER}",
             )
         return outcomes
 

@@ -298,6 +298,7 @@ def test_erasure_deletes_the_subject_from_every_table_with_a_receipt(dsr: Dsr) -
         "records.call_recordings": 2,
         "records.consent_ledger": 1,
         "records.subject_restrictions": 1,
+        "exports": 0,
         "cs.subjects.v1": 2,
     }
     assert stored["completed_at"] >= stored["requested_at"]
