@@ -14,7 +14,8 @@ What each request does to the tables that carry `subject_keys` (records.*):
   which rewrites the parts: a lightweight DELETE would only mask them), ONE per table for
   all erasures executed together, and only on tables that hold a row of them; rows are
   counted (distinct row ids) first for the receipt. Every key goes to
-  records.erasure_ledger (subject_key, erased_at, request_id), which the insert path
+  records.erasure_ledger (subject_key, erased_at: no request id links a person's keys;
+  the rows expire with the policy's erasure.ledger_retention_days), which the insert path
   reads so that replayed rows of the subject never come back (consumers/erasure_guard.py);
   the subject's rows of records.subject_restrictions go too. The erasure time is the
   command's `dsr.verified_at`, when the streams stage executed its part and from which
@@ -56,7 +57,7 @@ from pipeline.topics import H_DSR_KAFKA_COUNTS, H_DSR_NEW_SUBJECT_KEY, H_DSR_SUB
 
 LEDGER = f"{RECORDS_DB}.{ERASURE_LEDGER_TABLE}"
 RESTRICTIONS = f"{RECORDS_DB}.{RESTRICTIONS_TABLE}"
-LEDGER_COLUMNS = ("subject_key", "erased_at", "request_id")
+LEDGER_COLUMNS = ("subject_key", "erased_at")
 RESTRICTION_COLUMNS = ("subject_key", "kind", "active", "request_id", "updated_at")
 RESTRICTION_KINDS = ("RESTRICTION", "OBJECTION")
 # HMAC-SHA256 hex digests (pipeline/subject_keys.py); anything else in a header is refused.
@@ -209,8 +210,9 @@ def erasure_time(command: DsrCommand, executed_at: datetime) -> datetime:
     return moment.replace(microsecond=moment.microsecond // 1000 * 1000)
 
 
-def ledger_rows(command: DsrCommand, erased_at: datetime) -> list[tuple[str, datetime, str]]:
-    return [(key, erased_at, command.request_id) for key in command.keys]
+def ledger_rows(command: DsrCommand, erased_at: datetime) -> list[tuple[str, datetime]]:
+    """One ledger row per subject key; no request id, so the rows do not link a person's keys."""
+    return [(key, erased_at) for key in command.keys]
 
 
 def _in(values: Collection[str]) -> str:

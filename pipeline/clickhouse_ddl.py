@@ -26,6 +26,7 @@ from typing import Any
 
 from pipeline.policy import Policy, RecordPolicy, default_policy
 from pipeline.schemas import AvroSchema, SchemaCatalog, default_catalog
+from pipeline.topics import erasure_ledger_retention
 
 RECORDS_DB = "records"
 ANALYST_DB = "analyst"
@@ -200,8 +201,20 @@ def table_models(policy: Policy | None = None, catalog: SchemaCatalog | None = N
     return models
 
 
-def support_tables() -> list[str]:
-    """Tables that hold DSR state rather than records; no personal data beyond subject keys."""
+def erasure_ledger_days(policy: Policy | None = None) -> int:
+    """The erasure ledger's TTL in days (pipeline/topics.py: erasure_ledger_retention)."""
+    return erasure_ledger_retention(policy or default_policy()).days
+
+
+def support_tables(policy: Policy | None = None) -> list[str]:
+    """Tables that hold DSR state rather than records; no personal data beyond subject keys.
+
+    The erasure ledger holds one row per erased subject key (the latest erasure wins) and
+    nothing that links one person's keys (no request id); it expires after
+    `erasure_ledger_days`. The two ALTERs bring a ledger created by an older version to
+    that shape; on a current table they are no-ops (no mutation)."""
+    ledger = f"{RECORDS_DB}.{ERASURE_LEDGER_TABLE}"
+    ttl = f"erased_at + INTERVAL {erasure_ledger_days(policy)} DAY"
     return [
         f"CREATE TABLE IF NOT EXISTS {RECORDS_DB}.{RESTRICTIONS_TABLE}\n(\n"
         "    `subject_key` String,\n"
@@ -210,11 +223,12 @@ def support_tables() -> list[str]:
         "    `request_id` String,\n"
         "    `updated_at` DateTime64(3, 'UTC')\n"
         ")\nENGINE = ReplacingMergeTree(updated_at)\nORDER BY (subject_key, kind)",
-        f"CREATE TABLE IF NOT EXISTS {RECORDS_DB}.{ERASURE_LEDGER_TABLE}\n(\n"
+        f"CREATE TABLE IF NOT EXISTS {ledger}\n(\n"
         "    `subject_key` String,\n"
-        "    `erased_at` DateTime64(3, 'UTC'),\n"
-        "    `request_id` String\n"
-        ")\nENGINE = ReplacingMergeTree(erased_at)\nORDER BY subject_key",
+        "    `erased_at` DateTime64(3, 'UTC')\n"
+        f")\nENGINE = ReplacingMergeTree(erased_at)\nORDER BY subject_key\nTTL {ttl} DELETE",
+        f"ALTER TABLE {ledger} DROP COLUMN IF EXISTS request_id",
+        f"ALTER TABLE {ledger} MODIFY TTL {ttl} DELETE",
     ]
 
 
@@ -225,7 +239,7 @@ def statements(policy: Policy | None = None, catalog: SchemaCatalog | None = Non
     yield f"CREATE DATABASE IF NOT EXISTS {ANALYST_DB}"
     for model in models:
         yield model.create_table()
-    yield from support_tables()
+    yield from support_tables(policy)
     for model in models:
         yield model.create_analyst_view()
 

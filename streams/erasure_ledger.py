@@ -22,11 +22,18 @@ still stored before the erasure ran and are erased with the rest.
 Dropped events are valid input, so they are counted (`records_streams_erased_dropped_total`),
 not dead-lettered. A key erased twice keeps the later time (`merge`), so the ledger's
 state does not depend on the order its changelog is read.
+
+The ledger is kept no longer than it can matter: an entry older than the policy's
+`erasure.ledger_retention_days` (pipeline/topics.py `erasure_ledger_retention`, which
+covers the longest replay of any topic plus a margin) is `expired`, and the worker
+deletes it (a tombstone in the compacted changelog). The ledger holds one entry per
+subject key and no request id, so it does not link one person's keys.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from typing import Any
 
 ErasureLookup = Callable[[str], int | None]
 
@@ -43,3 +50,9 @@ def is_erased(lookup: ErasureLookup, keys: Iterable[str], moment: int) -> bool:
         if erased_at is not None and moment <= erased_at:
             return True
     return False
+
+
+def expired(entries: Iterable[tuple[Any, Any]], now: int, retention_ms: int) -> list[Any]:
+    """The keys of ledger entries (key, erased_at epoch ms) older than the retention at `now`."""
+    cutoff = now - retention_ms
+    return [key for key, erased_at in entries if erased_at is not None and int(erased_at) < cutoff]
