@@ -59,12 +59,14 @@ from consumers.dsr_storage import (
     erase_mutation,
     erasure_time,
     ledger_rows,
+    optimize_partition,
     parse_headers,
     receipt,
-    rectification_mutation,
     rectification_tables,
     rectified_count,
+    rectified_partitions,
     rectified_value,
+    rectified_versions,
     restriction_rows,
     restrictions_by_key,
     restrictions_erase,
@@ -380,9 +382,11 @@ class DsrExecutor:
             rows = _scalar(client, rectified_count(model, field_name, command.keys))
             counts[store_name(model)] = rows
             if rows:
-                client.command(
-                    rectification_mutation(model, field_name, value, command.keys, new_key), settings=_MUTATION
-                )
+                partitions = client.query(rectified_partitions(model, field_name, command.keys), settings=_QUERY)
+                sql, parameters = rectified_versions(model, field_name, value, command.keys, new_key)
+                client.command(sql, parameters=parameters, settings=_QUERY)
+                for (partition,) in partitions.result_rows:
+                    client.command(optimize_partition(model, str(partition)), settings=_QUERY)
         detail = f"{field_name} corrected in {sum(counts.values())} row(s)"
         if is_identifier:
             detail += (

@@ -26,8 +26,11 @@ What each request does to the tables that carry `subject_keys` (records.*):
   is new contact, kept in both stores, whenever the sink gets to the command (execution
   time when the header is missing);
 - ACCESS: every row of the subject, every table (consumers/dsr_export.py);
-- RECTIFICATION: `ALTER TABLE ... UPDATE <field> = <value>` on every table having that
-  column; the corrected email or phone is normalised like the identifiers the streams
+- RECTIFICATION: on every table having that column, the corrected version of each of the
+  subject's rows is inserted (the value a query parameter, never mutation text: the
+  engine keeps mutation commands in system.mutations and mutation_N.txt), then the
+  partitions holding them are merged (OPTIMIZE ... FINAL) so the uncorrected versions are
+  gone; the corrected email or phone is normalised like the identifiers the streams
   stage keys (pipeline.subject_keys.normalise), and its key (header dsr.new_subject_key)
   joins `subject_keys`, so a later request by the corrected identifier finds the rows;
 - RESTRICTION / OBJECTION: an active records.subject_restrictions row per key and kind
@@ -250,14 +253,46 @@ def rectified_count(model: TableModel, field_name: str, keys: Collection[str]) -
     return f"SELECT uniqExact({model.id_column}) FROM {model.qualified} WHERE {_rectifiable(field_name, keys)}"
 
 
-def rectification_mutation(
+def rectified_partitions(model: TableModel, field_name: str, keys: Collection[str]) -> str:
+    """SELECT the partitions holding a row the rectification corrects (before it runs)."""
+    return f"SELECT DISTINCT _partition_id FROM {model.qualified} WHERE {_rectifiable(field_name, keys)}"
+
+
+def rectified_versions(
     model: TableModel, field_name: str, value: str, keys: Collection[str], new_key: str | None
-) -> str:
-    """ONE mutation per table: the corrected value, and the corrected identifier's key."""
-    assignments = [f"`{field_name}` = {sql_string(value)}"]
+) -> tuple[str, dict[str, str]]:
+    """INSERT ... SELECT the corrected version of each row (and the corrected identifier's
+    key), with its query parameters. The value travels as a parameter and the statement is
+    an insert, not a mutation: nothing personal is written into the engine's mutation log
+    (system.mutations, mutation_N.txt), where an `ALTER ... UPDATE col = 'value'` stayed next
+    to the subject keys. The new version's `ingested_at` is the old one plus 1 ms, so the
+    ReplacingMergeTree keeps it, and the row still counts as ingested when it first was
+    (an erasure after the rectification erases it). `optimize_partition` then merges the
+    old versions away."""
+    replaced = {
+        field_name: "{rectified_value:String}",
+        model.ingest_column: f"`{model.ingest_column}` + toIntervalMillisecond(1)",
+    }
+    parameters = {"rectified_value": value}
     if new_key is not None:
-        assignments.append(f"subject_keys = arrayDistinct(arrayConcat(subject_keys, [{sql_string(new_key)}]))")
-    return f"ALTER TABLE {model.qualified} UPDATE {', '.join(assignments)} WHERE {_rectifiable(field_name, keys)}"
+        replaced["subject_keys"] = "arrayDistinct(arrayConcat(subject_keys, [{rectified_key:String}]))"
+        parameters["rectified_key"] = new_key
+    names = [c.name for c in model.columns]
+    # By position, without aliases: an alias named like a column would replace that column
+    # in the WHERE clause (the row without the field would be "corrected" too).
+    select = ", ".join(replaced.get(n, f"`{n}`") for n in names)
+    columns = ", ".join(f"`{n}`" for n in names)
+    return (
+        f"INSERT INTO {model.qualified} ({columns}) SELECT {select} FROM {model.qualified} FINAL "
+        f"WHERE {_rectifiable(field_name, keys)}",
+        parameters,
+    )
+
+
+def optimize_partition(model: TableModel, partition_id: str) -> str:
+    """Merge a partition so only the newest version of each row remains (the parts holding
+    the uncorrected values are rewritten); not a mutation."""
+    return f"OPTIMIZE TABLE {model.qualified} PARTITION ID {sql_string(partition_id)} FINAL"
 
 
 # ---- restriction and objection -------------------------------------------------------

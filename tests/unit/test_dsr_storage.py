@@ -26,9 +26,9 @@ from consumers.dsr_storage import (
     erasure_time,
     parse_headers,
     receipt,
-    rectification_mutation,
     rectification_tables,
     rectified_value,
+    rectified_versions,
     restriction_rows,
     subject_tables,
     withdrawn_count,
@@ -133,11 +133,13 @@ def test_rectification_normalises_identifiers_and_escapes_values() -> None:
     with pytest.raises(DsrCommandError, match="known field"):
         rectified_value("caller_number", "+358401234567")
     assert [m.name for m in rectification_tables(MODELS, "email")] == ["chat_conversations"]
-    mutation = rectification_mutation(BY_NAME["chat_conversations"], "name", "O'Brien \\ Jr", [K1], K3)
-    assert mutation == (
-        "ALTER TABLE records.chat_conversations UPDATE `name` = 'O\\'Brien \\\\ Jr', "
-        f"subject_keys = arrayDistinct(arrayConcat(subject_keys, ['{K3}'])) "
-        f"WHERE hasAny(subject_keys, ['{K1}']) AND `name` IS NOT NULL"
+    sql, parameters = rectified_versions(BY_NAME["chat_conversations"], "name", "O'Brien \\ Jr", [K1], K3)
+    # The value and the new key are parameters: no statement text holds them.
+    assert parameters == {"rectified_value": "O'Brien \\ Jr", "rectified_key": K3}
+    assert "Brien" not in sql and K3 not in sql
+    assert sql.startswith("INSERT INTO records.chat_conversations (")
+    assert sql.endswith(
+        f"FROM records.chat_conversations FINAL WHERE hasAny(subject_keys, ['{K1}']) AND `name` IS NOT NULL"
     )
 
 
