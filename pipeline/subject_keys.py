@@ -20,6 +20,7 @@ import phonenumbers
 
 from pipeline.config import Settings
 from pipeline.exceptions import ConfigError
+from pipeline.private_files import private_dir
 
 MIN_PEPPER_BYTES = 32
 DEFAULT_PHONE_REGION = "FI"
@@ -114,7 +115,7 @@ def load_pepper(settings: Settings, *, allow_demo: bool = False) -> bytes:
     demo = settings.demo_pepper_file
     if allow_demo:
         if not demo.exists():
-            demo.parent.mkdir(parents=True, exist_ok=True)
+            private_dir(demo.parent)
             fd = os.open(demo, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with os.fdopen(fd, "w") as handle:
                 handle.write(secrets.token_hex(32))

@@ -32,6 +32,7 @@ from pipeline.clickhouse import connect, describe_target
 from pipeline.config import Settings, load_settings
 from pipeline.exports import expire_exports, exports_dir
 from pipeline.policy import default_policy
+from pipeline.private_files import private_file
 from retention_jobs.enforce import RetentionResult, enforce_retention
 from retention_jobs.exceptions import CommitmentsFailed, RetentionViolation, TopicsOutOfPolicy
 from retention_jobs.linger import format_ms
@@ -138,8 +139,7 @@ def report(
         evidence = collect_evidence(client, policy, now, storage=storage, kafka=kafka)
     result = evaluate(policy, evidence)
     if html is not None:
-        html.parent.mkdir(parents=True, exist_ok=True)
-        html.write_text(render_html(result), encoding="utf-8")
+        private_file(html, render_html(result))
     if as_json:
         typer.echo(json.dumps(result.to_dict(), indent=2, ensure_ascii=False))
     else:
