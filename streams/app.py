@@ -282,6 +282,7 @@ class StreamsWorker:
             decoded = self._decode(message.topic, message.value)
             schema = decoded.schema_name
             keys, moment = self.builder.erasure_scope(schema, decoded.value)
+            moment = erasure_ledger.taken_in(moment, message.timestamp)
             if erasure_ledger.is_erased(self.erased_at, keys, moment):
                 batch.tally[("in", message.topic, schema)] += 1
                 batch.tally[("erased", message.topic, schema)] += 1

@@ -15,9 +15,11 @@ record type in `pipeline/policy.toml`:
 - CallDetailRecord: `started_at`; CallRecording: `recording_started_at`;
 - ConsentChanged / CookieConsentChanged: `event_time`.
 An event dated after the erasure is new contact and is processed normally (the subject
-starts afresh). `erased_at` is the time the streams stage executed the request (the
-command's `dsr.verified_at`), not the time the DPO issued it: events in between were
-still stored before the erasure ran and are erased with the rest.
+starts afresh), unless Kafka took the raw message in before the erasure (`taken_in`: a
+future-dated event re-read by a replay is not new contact). `erased_at` is the time the
+streams stage executed the request (the command's `dsr.verified_at`), not the time the
+DPO issued it: events in between were still stored before the erasure ran and are erased
+with the rest.
 
 Dropped events are valid input, so they are counted (`records_streams_erased_dropped_total`),
 not dead-lettered. A key erased twice keeps the later time (`merge`), so the ledger's
@@ -41,6 +43,17 @@ ErasureLookup = Callable[[str], int | None]
 def merge(current: int | None, erased_at: int) -> int:
     """The ledger value after an erasure at `erased_at` (epoch ms): the later one wins."""
     return erased_at if current is None else max(current, erased_at)
+
+
+def taken_in(event_ms: int, appended_s: float | None) -> int:
+    """The moment an event is compared with an erasure (epoch ms): the earlier of its policy
+    time and the time Kafka took the raw message in (its record timestamp, seconds). A source
+    may date an event ahead of its clock (within the policy's skew): re-read after an
+    erasure, such an event must still count as taken in before it, and the record timestamp
+    of the message, which a replay does not change, says so."""
+    if not appended_s or appended_s <= 0:
+        return event_ms
+    return min(event_ms, int(appended_s * 1000))
 
 
 def is_erased(lookup: ErasureLookup, keys: Iterable[str], moment: int) -> bool:

@@ -11,7 +11,7 @@ import pytest
 from pipeline.exceptions import ConfigError
 from pipeline.policy import default_policy
 from pipeline.topics import ERASURE_LEDGER_MARGIN, erasure_ledger_retention, longest_replay
-from streams.erasure_ledger import expired
+from streams.erasure_ledger import expired, taken_in
 
 DAY_MS = 86_400_000
 
@@ -32,3 +32,9 @@ def test_entries_older_than_the_retention_are_expired() -> None:
     now = 1_000 * DAY_MS
     entries = [(b"old", now - 31 * DAY_MS), (b"edge", now - 30 * DAY_MS), (b"new", now - DAY_MS), (b"gone", None)]
     assert expired(entries, now, 30 * DAY_MS) == [b"old"]
+
+
+def test_an_event_counts_as_taken_in_when_kafka_took_it_if_it_is_dated_later() -> None:
+    assert taken_in(5_000, 3.0) == 3_000  # dated ahead of when Kafka took the message in
+    assert taken_in(2_000, 3.0) == 2_000  # a late event keeps its own time
+    assert taken_in(2_000, None) == taken_in(2_000, 0.0) == 2_000  # no record timestamp
