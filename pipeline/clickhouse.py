@@ -22,6 +22,7 @@ from pipeline.access_users import Credential, read_owner_credential
 from pipeline.clickhouse_http import read_owner
 from pipeline.config import Secret, Settings
 from pipeline.exceptions import ClickHouseError
+from pipeline.private_files import private_dir
 
 # readonly=2 forbids writes and DDL but still lets the client send its per-query settings.
 _READONLY = {"readonly": 2}
@@ -171,7 +172,7 @@ def _connect_embedded(
             "stop that process and retry, or point CLICKHOUSE_URL at a ClickHouse server"
         )
     try:
-        path.mkdir(parents=True, exist_ok=True)
+        private_dir(path)  # chDB parts hold personal data: 0700 (the process umask makes them 0600)
     except OSError as exc:
         raise ClickHouseError(f"cannot create the chDB directory {path}: {exc.strerror}") from exc
     try:

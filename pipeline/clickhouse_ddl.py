@@ -8,7 +8,10 @@ are), with:
   analyst views read FINAL, so no duplicate is ever visible;
 - monthly partitions on the policy's time field, so old months leave as whole parts,
   and a row TTL of the retention period (enforced explicitly by `records retention run`:
-  TTL merges alone may wait hours and only run while the engine is open);
+  TTL merges alone may wait hours and only run while the engine is open). The TTL is
+  computed on the DateTime64 column itself, correct over the type's whole range:
+  `toDateTime()` wraps after 2106, so a row dated 2100 expired at a wrapped time and one
+  dated 2400 was dropped on insert, silently;
 - a bloom-filter index on `subject_keys` so a data-subject request given any identifier
   finds every row fast.
 Analyst views (database `analyst`) leave out every direct identifier of the policy and
@@ -23,11 +26,13 @@ from typing import Any
 
 from pipeline.policy import Policy, RecordPolicy, default_policy
 from pipeline.schemas import AvroSchema, SchemaCatalog, default_catalog
+from pipeline.topics import erasure_ledger_retention
 
 RECORDS_DB = "records"
 ANALYST_DB = "analyst"
 RESTRICTIONS_TABLE = "subject_restrictions"
 ERASURE_LEDGER_TABLE = "erasure_ledger"
+INGESTED_AT = "ingested_at"
 
 # Columns that are not direct identifiers but still must not reach analysts: the
 # pseudonymous keys link a person across records.
@@ -124,10 +129,19 @@ class TableModel:
 
     @property
     def version_column(self) -> str | None:
-        for candidate in ("ingested_at", "completed_at"):
+        for candidate in (INGESTED_AT, "completed_at"):
             if any(c.name == candidate for c in self.columns):
                 return candidate
         return None
+
+    @property
+    def ingest_column(self) -> str:
+        """The column saying when the pipeline took the row in (the streams stage sets it;
+        it versions the row). Erasure selects by it, never by the row's own event time,
+        which the source chose and may lie in the future."""
+        if not any(c.name == INGESTED_AT for c in self.columns):
+            raise ValueError(f"{self.qualified} has no {INGESTED_AT} column")
+        return INGESTED_AT
 
     @property
     def id_column(self) -> str:
@@ -147,7 +161,7 @@ class TableModel:
             f"ENGINE = ReplacingMergeTree{version}\n"
             f"PARTITION BY toYYYYMM({time})\n"
             f"ORDER BY ({self.id_column})\n"
-            f"TTL toDateTime({time}) + INTERVAL {self.record.retention_days} DAY DELETE\n"
+            f"TTL `{time}` + INTERVAL {self.record.retention_days} DAY DELETE\n"
             "SETTINGS ttl_only_drop_parts = 0, merge_with_ttl_timeout = 3600"
         )
 
@@ -187,8 +201,20 @@ def table_models(policy: Policy | None = None, catalog: SchemaCatalog | None = N
     return models
 
 
-def support_tables() -> list[str]:
-    """Tables that hold DSR state rather than records; no personal data beyond subject keys."""
+def erasure_ledger_days(policy: Policy | None = None) -> int:
+    """The erasure ledger's TTL in days (pipeline/topics.py: erasure_ledger_retention)."""
+    return erasure_ledger_retention(policy or default_policy()).days
+
+
+def support_tables(policy: Policy | None = None) -> list[str]:
+    """Tables that hold DSR state rather than records; no personal data beyond subject keys.
+
+    The erasure ledger holds one row per erased subject key (the latest erasure wins) and
+    nothing that links one person's keys (no request id); it expires after
+    `erasure_ledger_days`. The two ALTERs bring a ledger created by an older version to
+    that shape; on a current table they are no-ops (no mutation)."""
+    ledger = f"{RECORDS_DB}.{ERASURE_LEDGER_TABLE}"
+    ttl = f"erased_at + INTERVAL {erasure_ledger_days(policy)} DAY"
     return [
         f"CREATE TABLE IF NOT EXISTS {RECORDS_DB}.{RESTRICTIONS_TABLE}\n(\n"
         "    `subject_key` String,\n"
@@ -197,11 +223,12 @@ def support_tables() -> list[str]:
         "    `request_id` String,\n"
         "    `updated_at` DateTime64(3, 'UTC')\n"
         ")\nENGINE = ReplacingMergeTree(updated_at)\nORDER BY (subject_key, kind)",
-        f"CREATE TABLE IF NOT EXISTS {RECORDS_DB}.{ERASURE_LEDGER_TABLE}\n(\n"
+        f"CREATE TABLE IF NOT EXISTS {ledger}\n(\n"
         "    `subject_key` String,\n"
-        "    `erased_at` DateTime64(3, 'UTC'),\n"
-        "    `request_id` String\n"
-        ")\nENGINE = ReplacingMergeTree(erased_at)\nORDER BY subject_key",
+        "    `erased_at` DateTime64(3, 'UTC')\n"
+        f")\nENGINE = ReplacingMergeTree(erased_at)\nORDER BY subject_key\nTTL {ttl} DELETE",
+        f"ALTER TABLE {ledger} DROP COLUMN IF EXISTS request_id",
+        f"ALTER TABLE {ledger} MODIFY TTL {ttl} DELETE",
     ]
 
 
@@ -212,7 +239,7 @@ def statements(policy: Policy | None = None, catalog: SchemaCatalog | None = Non
     yield f"CREATE DATABASE IF NOT EXISTS {ANALYST_DB}"
     for model in models:
         yield model.create_table()
-    yield from support_tables()
+    yield from support_tables(policy)
     for model in models:
         yield model.create_analyst_view()
 

@@ -29,6 +29,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from pipeline.exceptions import ConfigError, RecordsError
+from pipeline.private_files import private_dir
 from pipeline.subject_keys import IdentifierKind
 
 CLOCK_SKEW = timedelta(minutes=5)
@@ -235,8 +236,8 @@ def generate_keypair(private_path: Path, public_path: Path, passphrase: bytes | 
     public_pem = private_key.public_key().public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
     )
-    private_path.parent.mkdir(parents=True, exist_ok=True)
-    public_path.parent.mkdir(parents=True, exist_ok=True)
+    private_dir(private_path.parent, tighten_existing=False)
+    private_dir(public_path.parent, tighten_existing=False)
     fd = os.open(private_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "wb") as handle:
         handle.write(private_pem)

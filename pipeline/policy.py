@@ -10,7 +10,7 @@ from __future__ import annotations
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -103,6 +103,10 @@ class Policy:
     erasure_max_linger: timedelta
     request_max_age: timedelta
     processing: Processing
+    earliest_event_time: datetime = datetime(2000, 1, 1, tzinfo=UTC)
+    max_future_skew: timedelta = timedelta(hours=24)
+    erasure_ledger_retention: timedelta = timedelta(days=30)
+    export_retention: timedelta = timedelta(days=30)
 
     def record(self, record_type: str) -> RecordPolicy:
         try:
@@ -156,6 +160,11 @@ def _processing(raw: Mapping[str, Any]) -> Processing:
         kubernetes_regions=tuple(raw["kubernetes_regions"]),
         locations=tuple(locations),
     )
+def _positive(section: Mapping[str, Any], key: str, default: int, where: str) -> int:
+    value = section.get(key, default)
+    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+        raise ConfigError(f"policy {where}.{key} must be a positive whole number")
+    return value
 
 
 def parse_policy(raw: Mapping[str, Any]) -> Policy:
@@ -195,12 +204,22 @@ def parse_policy(raw: Mapping[str, Any]) -> Policy:
         unknown_field_groups = set(raw.get("fields", {})) - set(records)
         if unknown_field_groups:
             raise ConfigError(f"policy fields for unknown record types: {', '.join(sorted(unknown_field_groups))}")
+        times = raw.get("event_times", {})
+        earliest = times.get("earliest", date(2000, 1, 1))
+        if not isinstance(earliest, date) or isinstance(earliest, datetime):
+            raise ConfigError("policy event_times.earliest must be a date (YYYY-MM-DD)")
         return Policy(
             notice=notice,
             records=records,
             erasure_max_linger=timedelta(days=int(raw["erasure"]["max_linger_days"])),
             request_max_age=timedelta(hours=int(raw["erasure"]["request_max_age_hours"])),
             processing=_processing(raw["processing"]),
+            earliest_event_time=datetime(earliest.year, earliest.month, earliest.day, tzinfo=UTC),
+            max_future_skew=timedelta(hours=_positive(times, "max_future_skew_hours", 24, "event_times")),
+            erasure_ledger_retention=timedelta(
+                days=_positive(raw["erasure"], "ledger_retention_days", 30, "erasure")
+            ),
+            export_retention=timedelta(days=_positive(raw.get("exports", {}), "retention_days", 30, "exports")),
         )
     except KeyError as exc:
         raise ConfigError(f"policy is missing {exc.args[0]!r}") from None

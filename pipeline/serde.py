@@ -25,7 +25,7 @@ import fastavro
 
 from pipeline.avro_json import check_record
 from pipeline.exceptions import RecordsError
-from pipeline.schemas import AvroSchema, SchemaCatalog, default_catalog
+from pipeline.schemas import AvroSchema, SchemaCatalog, SchemaError, default_catalog
 
 SINGLE_OBJECT_MAGIC = b"\xc3\x01"
 CONFLUENT_MAGIC = b"\x00"
@@ -109,7 +109,11 @@ class AvroSerializer:
 
 
 class AvroDeserializer:
-    """Decodes either framing; the reader schema is the repository's current version."""
+    """Decodes either framing; the reader schema is the repository's current version.
+
+    Contract: every message that cannot be decoded (unknown framing, a schema id missing
+    from the registry, a registered schema the catalog does not know, a bad body) raises
+    SerdeError naming the schema, never a value, so callers dead-letter it."""
 
     def __init__(self, *, catalog: SchemaCatalog | None = None, registry: RegistryClient | None = None) -> None:
         self.catalog = catalog or default_catalog()
@@ -149,8 +153,13 @@ class AvroDeserializer:
                 registered = self.registry.get_schema(schema_id)
             except Exception as exc:
                 raise SerdeError(f"schema id {schema_id} not found in the registry: {exc}") from exc
-            writer = AvroSchema.from_definition(json.loads(registered.schema_str))
-            reader = self.catalog.get(writer.full_name)
+            try:
+                writer = AvroSchema.from_definition(json.loads(registered.schema_str))
+                reader = self.catalog.get(writer.full_name)
+            except SchemaError as exc:  # registered, but not a schema this pipeline knows
+                raise SerdeError(f"schema id {schema_id}: {exc}") from None
+            except (ValueError, TypeError, AttributeError):
+                raise SerdeError(f"schema id {schema_id}: the registry's schema is not Avro JSON") from None
             self._confluent_cache[schema_id] = (writer, reader)
         writer, reader = self._confluent_cache[schema_id]
         value = self._read(data[_CONFLUENT_HEADER:], writer, reader)

@@ -11,6 +11,7 @@ import enum
 import hashlib
 import hmac
 import os
+import re
 import secrets
 from collections.abc import Iterable, Mapping
 from functools import lru_cache
@@ -19,6 +20,7 @@ import phonenumbers
 
 from pipeline.config import Settings
 from pipeline.exceptions import ConfigError
+from pipeline.private_files import private_dir
 
 MIN_PEPPER_BYTES = 32
 DEFAULT_PHONE_REGION = "FI"
@@ -104,31 +106,44 @@ def load_pepper(settings: Settings, *, allow_demo: bool = False) -> bytes:
     """
     if settings.pepper_file is not None:
         try:
-            data = settings.pepper_file.read_bytes().strip()
+            data = settings.pepper_file.read_bytes()
         except OSError as exc:
             raise ConfigError(f"cannot read RECORDS_PEPPER_FILE: {exc.strerror}") from None
-        return _decode_pepper(data)
+        return _decode_pepper(data, "RECORDS_PEPPER_FILE")
     if settings.pepper is not None:
-        return _decode_pepper(settings.pepper.get().encode())
+        return _decode_pepper(settings.pepper.get().encode(), "RECORDS_PEPPER")
     demo = settings.demo_pepper_file
     if allow_demo:
         if not demo.exists():
-            demo.parent.mkdir(parents=True, exist_ok=True)
+            private_dir(demo.parent)
             fd = os.open(demo, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with os.fdopen(fd, "w") as handle:
                 handle.write(secrets.token_hex(32))
-        return _decode_pepper(demo.read_bytes().strip())
+        return _decode_pepper(demo.read_bytes(), f"the demo pepper {demo}")
     raise ConfigError(
         "no subject-key pepper: set RECORDS_PEPPER_FILE (or RECORDS_PEPPER); "
         "only the local demo generates one"
     )
 
 
-def _decode_pepper(data: bytes) -> bytes:
-    try:
-        decoded = bytes.fromhex(data.decode("ascii"))
-    except (UnicodeDecodeError, ValueError):
-        decoded = data
+_HEX_PEPPER = re.compile(rb"(?:[0-9a-fA-F]{2})+")
+
+
+def _decode_pepper(data: bytes, source: str) -> bytes:
+    """The pepper as bytes: exactly an even number of hex digits (surrounding whitespace,
+    e.g. a file's final newline, is ignored), at least MIN_PEPPER_BYTES bytes. Anything else
+    (a `0x` prefix, a stray character, raw text) is refused rather than read as other bytes,
+    which would silently yield other subject keys. The error names the source and the
+    length, never the pepper."""
+    text = data.strip(b" \t\r\n")
+    if not _HEX_PEPPER.fullmatch(text):
+        raise ConfigError(
+            f"{source} must be hex digits only (even count, no 0x prefix, no other character)"
+        )
+    decoded = bytes.fromhex(text.decode("ascii"))
     if len(decoded) < MIN_PEPPER_BYTES:
-        raise ConfigError(f"the subject-key pepper must be at least {MIN_PEPPER_BYTES} bytes")
+        raise ConfigError(
+            f"{source} holds {len(decoded)} bytes; the subject-key pepper must be at least "
+            f"{MIN_PEPPER_BYTES} bytes ({2 * MIN_PEPPER_BYTES} hex digits)"
+        )
     return decoded

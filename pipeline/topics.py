@@ -8,7 +8,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 from types import MappingProxyType
+
+from pipeline.exceptions import ConfigError
+from pipeline.policy import Policy
 
 HOUR_MS = 3_600_000
 DAY_MS = 24 * HOUR_MS
@@ -201,6 +205,37 @@ ALL_TOPICS: tuple[TopicSpec, ...] = (
     DSR_RECEIPTS,
     DLQ,
 )
+
+
+# How much longer than any topic can replay a person's events the erasure ledgers keep an
+# erased subject key (a restored backup, a consumer that was stopped a while).
+ERASURE_LEDGER_MARGIN = timedelta(days=7)
+
+
+def longest_replay(specs: tuple[TopicSpec, ...] = ALL_TOPICS) -> timedelta:
+    """How long after it was written a delete-policy topic with personal data can still hand
+    a message to a consumer: its retention.ms plus one segment.ms (deletion works on closed
+    segments). An erased subject's events can be replayed from the topics that long."""
+    longest = 0
+    for spec in specs:
+        if spec.compacted or not spec.personal_data or "retention.ms" not in spec.config:
+            continue
+        longest = max(longest, int(spec.config["retention.ms"]) + int(spec.config.get("segment.ms", "0")))
+    return timedelta(milliseconds=longest)
+
+
+def erasure_ledger_retention(policy: Policy) -> timedelta:
+    """How long both erasure ledgers keep an erased subject key: the policy's
+    `erasure.ledger_retention_days`, which must cover `longest_replay()` plus
+    ERASURE_LEDGER_MARGIN, or an erased subject could come back from a replay after its
+    key left the ledger (ConfigError, one line)."""
+    needed = longest_replay() + ERASURE_LEDGER_MARGIN
+    if policy.erasure_ledger_retention < needed:
+        raise ConfigError(
+            f"policy erasure.ledger_retention_days must be at least {-(-needed // timedelta(days=1))}: "
+            "topics can replay a person's events that long, plus a margin"
+        )
+    return policy.erasure_ledger_retention
 
 
 def by_name(name: str) -> TopicSpec:

@@ -28,6 +28,7 @@ from confluent_kafka.admin import AdminClient
 
 from pipeline.config import KafkaConnection, Settings
 from pipeline.exceptions import BrokerError
+from pipeline.private_files import FILE_MODE, PRIVATE_UMASK, private_dir, private_file, restrict_tree
 
 DEPLOY_DIR = Path(__file__).resolve().parents[1] / "deploy" / "local" / "kafka"
 POM = DEPLOY_DIR / "pom.xml"
@@ -268,7 +269,8 @@ class LocalBroker:
                 raise BrokerError(f"port {port} on {HOST} is already in use by another program")
         java = _require("java", _JAVA_HINT)
         fetch_jars(self.libs_dir)
-        self.state_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(self.state_dir)
+        restrict_tree(self.state_dir)  # segments and logs an older version left readable
         self._write_properties()
         self._format_storage(java)
         process = self._launch(java)
@@ -308,7 +310,7 @@ class LocalBroker:
             # The cleaner looks for compactable logs every second, so tombstones act soon.
             "log.cleaner.backoff.ms": "1000",
         }
-        self.properties_file.write_text("".join(f"{k}={v}\n" for k, v in properties.items()))
+        private_file(self.properties_file, "".join(f"{k}={v}\n" for k, v in properties.items()))
 
     def _format_storage(self, java: str) -> None:
         """Format KRaft storage once (a single voter: --standalone)."""
@@ -328,7 +330,7 @@ class LocalBroker:
             "-c",
             str(self.properties_file),
         ]
-        result = subprocess.run(command, capture_output=True, text=True, check=False)
+        result = subprocess.run(command, capture_output=True, text=True, check=False, umask=PRIVATE_UMASK)
         if result.returncode != 0:
             lines = [line for line in (result.stderr + result.stdout).splitlines() if line.strip()]
             raise BrokerError("formatting KRaft storage failed: " + (lines[-1] if lines else "no output"))
@@ -349,11 +351,18 @@ class LocalBroker:
         ]
         # Its own session: the broker outlives the command that started it and ignores
         # the terminal's Ctrl-C. stdout only gets what log4j does not (JVM messages).
-        with open(self.stdout_file, "ab") as out:
+        # umask 077: the broker's segments, checkpoints and logs are private to this user.
+        fd = os.open(self.stdout_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, FILE_MODE)
+        with os.fdopen(fd, "ab") as out:
             process = subprocess.Popen(
-                command, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+                command,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+                umask=PRIVATE_UMASK,
             )
-        self.pid_file.write_text(f"{process.pid} {self.port}\n")
+        private_file(self.pid_file, f"{process.pid} {self.port}\n")
         return process
 
     def _log_tail(self) -> str:

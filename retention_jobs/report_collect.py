@@ -244,11 +244,12 @@ def _dsr(client: Client, policy: Policy) -> tuple[tuple[DsrStats, ...], tuple[in
 
 
 def _surviving_erasure(client: Client, model: TableModel) -> int:
-    """Rows of erased subjects whose time is not after the erasure: must be none. A row
-    from after the erasure is a new contact (the person came back) and is lawful."""
+    """Rows of erased subjects ingested up to the erasure: must be none. Ingestion time, not
+    event time: a row dated in the future but taken in before the erasure is erased data.
+    A row ingested after the erasure is a new contact (the person came back) and is lawful."""
     return _scalar(
         client,
-        f"SELECT uniqExact(r.id) FROM (SELECT `{model.id_column}` AS id, `{model.record.time_field}` AS t, "
+        f"SELECT uniqExact(r.id) FROM (SELECT `{model.id_column}` AS id, `{model.ingest_column}` AS t, "
         f"arrayJoin(subject_keys) AS k FROM {model.qualified}) AS r INNER JOIN (SELECT subject_key, "
         f"max(erased_at) AS e FROM {RECORDS_DB}.{ERASURE_LEDGER_TABLE} GROUP BY subject_key) AS l "
         "ON r.k = l.subject_key WHERE r.t <= l.e",

@@ -5,8 +5,10 @@ A message lands in exactly one place:
 - a row: its Avro body (without the 10-byte single-object prefix) in the group of its
   table and writer schema, so each group becomes one Avro container and one INSERT;
 - a command: the whole message, for the handler registered for its topic (DSR work);
-- a dead letter: not Avro, an unknown writer schema, or a record type that does not
-  belong to its topic; written to the DLQ with the original key, bytes and headers;
+- a dead letter: not Avro, an unknown writer schema (a fingerprint, or a registry schema
+  id, that is not in the registry or whose schema the catalog does not know), or a record
+  type that does not belong to its topic; written to the DLQ with the original key, bytes
+  and headers, never raised out of the batch (a poison message must not stop the sink);
 - skipped: a tombstone (value None) of a compacted topic; nothing to store.
 Whatever the place, its offset + 1 becomes the partition's offset to commit.
 
@@ -26,7 +28,7 @@ import fastavro
 
 from pipeline.clickhouse_ddl import TableModel
 from pipeline.dead_letter import DeadLetter
-from pipeline.schemas import AvroSchema
+from pipeline.schemas import AvroSchema, SchemaError
 from pipeline.serde import SINGLE_OBJECT_MAGIC, AvroDeserializer, SerdeError
 from pipeline.topics import TopicSpec
 from sink.avro_container import SINGLE_OBJECT_PREFIX, read_string
@@ -192,8 +194,11 @@ class Batch:
             table = self.routes.route(topic, decoded.schema)
             out = io.BytesIO()
             fastavro.schemaless_writer(out, decoded.schema.parsed, decoded.value)
-        except SerdeError as exc:
+        except (SerdeError, SchemaError) as exc:
             self.reject(message, exc)
+            return
+        except Exception as exc:  # a library error may quote the value: keep its class only
+            self.reject(message, SerdeError(f"Confluent-framed message on {topic}: {type(exc).__name__}"))
             return
         try:
             self._group(table, decoded.schema).add(out.getvalue(), message)

@@ -56,6 +56,7 @@ from pipeline.dsr import (
     verify_request,
 )
 from pipeline.exceptions import ConfigError, RecordsError
+from pipeline.exports import exports_dir, remove_subject_exports
 from pipeline.kafka.producer import KafkaProducer
 from pipeline.policy import Policy, default_policy
 from pipeline.serde import Serde, SerdeError
@@ -76,12 +77,14 @@ from sink.dsr_storage import (
     erase_mutation,
     erasure_time,
     ledger_rows,
+    optimize_partition,
     parse_headers,
     receipt,
-    rectification_mutation,
     rectification_tables,
     rectified_count,
+    rectified_partitions,
     rectified_value,
+    rectified_versions,
     restriction_rows,
     restrictions_by_key,
     restrictions_erase,
@@ -100,6 +103,7 @@ STAGE = "sink.dsr"
 REQUEST_SCHEMA = "cs.records.DataSubjectRequest"
 RECEIPT_SCHEMA = "cs.records.DsrReceipt"
 COMPLETED, REJECTED, FAILED = "COMPLETED", "REJECTED", "FAILED"
+EXPORTS_STORE = "exports"  # store_counts: access exports removed by an erasure
 REDELIVERED = "REDELIVERED"  # metrics only: a command whose receipt was already stored
 _MUTATION = {"mutations_sync": "2", "max_query_size": str(16 * 1024 * 1024)}
 _QUERY = {"max_query_size": str(16 * 1024 * 1024)}
@@ -341,12 +345,14 @@ class DsrExecutor:
         outcomes: dict[str, Outcome] = {}
         for command in run:
             counts = dict(self._counted[command.request_id])
+            # The subject's earlier access exports hold the rows just deleted: they go too.
+            counts[EXPORTS_STORE] = remove_subject_exports(exports_dir(self.settings.data_dir), command.keys)
             tables_hit = sum(1 for m in self.tables if counts.get(store_name(m)))
             outcomes[command.request_id] = Outcome(
                 COMPLETED,
                 {**counts, **command.headers.kafka_counts},
                 f"rows deleted from {tables_hit} of {len(self.tables)} tables (mutations, parts rewritten); "
-                f"{len(command.keys)} subject key(s) in {LEDGER}",
+                f"{counts[EXPORTS_STORE]} earlier export(s) removed; {len(command.keys)} subject key(s) in {LEDGER}",
             )
         return outcomes
 
@@ -375,9 +381,11 @@ class DsrExecutor:
             rows = _scalar(client, rectified_count(model, field_name, command.keys))
             counts[store_name(model)] = rows
             if rows:
-                client.command(
-                    rectification_mutation(model, field_name, value, command.keys, new_key), settings=_MUTATION
-                )
+                partitions = client.query(rectified_partitions(model, field_name, command.keys), settings=_QUERY)
+                sql, parameters = rectified_versions(model, field_name, value, command.keys, new_key)
+                client.command(sql, parameters=parameters, settings=_QUERY)
+                for (partition,) in partitions.result_rows:
+                    client.command(optimize_partition(model, str(partition)), settings=_QUERY)
         detail = f"{field_name} corrected in {sum(counts.values())} row(s)"
         if is_identifier:
             detail += (

@@ -11,9 +11,10 @@ consent history. JSON is the machine-readable format Art. 20 asks for.
 The file is <RECORDS_DATA_DIR>/exports/<request_id>.json, mode 0600 in a 0700
 directory, written atomically (temporary file, then rename), so the DPO never picks up
 half a file; the receipt names the path, never the content. It holds the subject's
-personal data: in production this directory is a secured volume (or an object store the
-DPO's tooling reads) with its own access control and a retention rule for exports, not
-the sink's scratch disk. Rows can hold other people's data too (the agent who answered a
+personal data, so it expires: removed after the policy's `exports.retention_days`, and
+at once when the subject is erased (pipeline/exports.py). In production this directory
+is a secured volume (or an object store the DPO's tooling reads) with its own access
+control, not the sink's scratch disk. Rows can hold other people's data too (the agent who answered a
 call): the DPO reviews the export before handing it over (Art. 15(4)).
 """
 
@@ -30,10 +31,10 @@ from typing import Any
 from clickhouse_connect.driver.client import Client
 
 from pipeline.clickhouse_ddl import TableModel
+from pipeline.exports import exports_dir
 from pipeline.policy import Policy
 from sink.dsr_storage import DsrCommandError, export_query, store_name, subject_tables
 
-EXPORT_DIR = "exports"
 CONSENT_LEDGER_RECORD_TYPE = "consent_ledger"
 
 
@@ -43,7 +44,7 @@ def export_path(data_dir: Path, request_id: str) -> Path:
         canonical = str(uuid.UUID(request_id))
     except ValueError:
         raise DsrCommandError("the request id is not a UUID") from None
-    return data_dir / EXPORT_DIR / f"{canonical}.json"
+    return exports_dir(data_dir) / f"{canonical}.json"
 
 
 def collect(client: Client, models: Iterable[TableModel], keys: Sequence[str]) -> dict[str, list[dict[str, Any]]]:

@@ -14,16 +14,23 @@ What each request does to the tables that carry `subject_keys` (records.*):
   which rewrites the parts: a lightweight DELETE would only mask them), ONE per table for
   all erasures executed together, and only on tables that hold a row of them; rows are
   counted (distinct row ids) first for the receipt. Every key goes to
-  records.erasure_ledger (subject_key, erased_at, request_id), which the insert path
+  records.erasure_ledger (subject_key, erased_at: no request id links a person's keys;
+  the rows expire with the policy's erasure.ledger_retention_days), which the insert path
   reads so that replayed rows of the subject never come back (sink/erasure_guard.py);
   the subject's rows of records.subject_restrictions go too. The erasure time is the
   command's `dsr.verified_at`, when the streams stage executed its part and from which
   its own erasure ledger (streams/erasure_ledger.py) lets the subject's events through
-  again: a row whose policy time field is after it is new contact, kept in both stores,
-  whenever the sink gets to the command (execution time when the header is missing);
+  again. Rows are selected by when they were ingested (`ingested_at`, stamped by the
+  streams stage), never by their event time: every row of the subject ingested up to the
+  erasure goes, however far in the future its event time lies; a row ingested after it
+  is new contact, kept in both stores, whenever the sink gets to the command (execution
+  time when the header is missing);
 - ACCESS: every row of the subject, every table (sink/dsr_export.py);
-- RECTIFICATION: `ALTER TABLE ... UPDATE <field> = <value>` on every table having that
-  column; the corrected email or phone is normalised like the identifiers the streams
+- RECTIFICATION: on every table having that column, the corrected version of each of the
+  subject's rows is inserted (the value a query parameter, never mutation text: the
+  engine keeps mutation commands in system.mutations and mutation_N.txt), then the
+  partitions holding them are merged (OPTIMIZE ... FINAL) so the uncorrected versions are
+  gone; the corrected email or phone is normalised like the identifiers the streams
   stage keys (pipeline.subject_keys.normalise), and its key (header dsr.new_subject_key)
   joins `subject_keys`, so a later request by the corrected identifier finds the rows;
 - RESTRICTION / OBJECTION: an active records.subject_restrictions row per key and kind
@@ -53,7 +60,7 @@ from sink.exceptions import SinkError
 
 LEDGER = f"{RECORDS_DB}.{ERASURE_LEDGER_TABLE}"
 RESTRICTIONS = f"{RECORDS_DB}.{RESTRICTIONS_TABLE}"
-LEDGER_COLUMNS = ("subject_key", "erased_at", "request_id")
+LEDGER_COLUMNS = ("subject_key", "erased_at")
 RESTRICTION_COLUMNS = ("subject_key", "kind", "active", "request_id", "updated_at")
 RESTRICTION_KINDS = ("RESTRICTION", "OBJECTION")
 # HMAC-SHA256 hex digests (pipeline/subject_keys.py); anything else in a header is refused.
@@ -159,15 +166,17 @@ Erasure = tuple[Collection[str], datetime]  # a subject's keys, its erasure time
 
 
 def _erased(model: TableModel, erasures: Sequence[Erasure]) -> str:
-    """SQL: the row holds a key of an erasure and is dated up to that erasure. The leading
-    hasAny of every key lets the bloom-filter index skip granules."""
+    """SQL: the row holds a key of an erasure and was ingested up to that erasure (its
+    `ingested_at`, set by the streams stage, not its event time: a row dated in the future
+    is erased like any other). The leading hasAny of every key lets the bloom-filter index
+    skip granules."""
     every = set().union(*(keys for keys, _ in erasures))
     terms = " OR ".join(_erased_one(model, keys, at) for keys, at in erasures)
     return f"{_has_any(every)} AND ({terms})"
 
 
 def _erased_one(model: TableModel, keys: Collection[str], at: datetime) -> str:
-    return f"({_has_any(keys)} AND `{model.record.time_field}` <= {sql_time(at)})"
+    return f"({_has_any(keys)} AND `{model.ingest_column}` <= {sql_time(at)})"
 
 
 def sql_time(moment: datetime) -> str:
@@ -204,8 +213,9 @@ def erasure_time(command: DsrCommand, executed_at: datetime) -> datetime:
     return moment.replace(microsecond=moment.microsecond // 1000 * 1000)
 
 
-def ledger_rows(command: DsrCommand, erased_at: datetime) -> list[tuple[str, datetime, str]]:
-    return [(key, erased_at, command.request_id) for key in command.keys]
+def ledger_rows(command: DsrCommand, erased_at: datetime) -> list[tuple[str, datetime]]:
+    """One ledger row per subject key; no request id, so the rows do not link a person's keys."""
+    return [(key, erased_at) for key in command.keys]
 
 
 def _in(values: Collection[str]) -> str:
@@ -243,14 +253,46 @@ def rectified_count(model: TableModel, field_name: str, keys: Collection[str]) -
     return f"SELECT uniqExact({model.id_column}) FROM {model.qualified} WHERE {_rectifiable(field_name, keys)}"
 
 
-def rectification_mutation(
+def rectified_partitions(model: TableModel, field_name: str, keys: Collection[str]) -> str:
+    """SELECT the partitions holding a row the rectification corrects (before it runs)."""
+    return f"SELECT DISTINCT _partition_id FROM {model.qualified} WHERE {_rectifiable(field_name, keys)}"
+
+
+def rectified_versions(
     model: TableModel, field_name: str, value: str, keys: Collection[str], new_key: str | None
-) -> str:
-    """ONE mutation per table: the corrected value, and the corrected identifier's key."""
-    assignments = [f"`{field_name}` = {sql_string(value)}"]
+) -> tuple[str, dict[str, str]]:
+    """INSERT ... SELECT the corrected version of each row (and the corrected identifier's
+    key), with its query parameters. The value travels as a parameter and the statement is
+    an insert, not a mutation: nothing personal is written into the engine's mutation log
+    (system.mutations, mutation_N.txt), where an `ALTER ... UPDATE col = 'value'` stayed next
+    to the subject keys. The new version's `ingested_at` is the old one plus 1 ms, so the
+    ReplacingMergeTree keeps it, and the row still counts as ingested when it first was
+    (an erasure after the rectification erases it). `optimize_partition` then merges the
+    old versions away."""
+    replaced = {
+        field_name: "{rectified_value:String}",
+        model.ingest_column: f"`{model.ingest_column}` + toIntervalMillisecond(1)",
+    }
+    parameters = {"rectified_value": value}
     if new_key is not None:
-        assignments.append(f"subject_keys = arrayDistinct(arrayConcat(subject_keys, [{sql_string(new_key)}]))")
-    return f"ALTER TABLE {model.qualified} UPDATE {', '.join(assignments)} WHERE {_rectifiable(field_name, keys)}"
+        replaced["subject_keys"] = "arrayDistinct(arrayConcat(subject_keys, [{rectified_key:String}]))"
+        parameters["rectified_key"] = new_key
+    names = [c.name for c in model.columns]
+    # By position, without aliases: an alias named like a column would replace that column
+    # in the WHERE clause (the row without the field would be "corrected" too).
+    select = ", ".join(replaced.get(n, f"`{n}`") for n in names)
+    columns = ", ".join(f"`{n}`" for n in names)
+    return (
+        f"INSERT INTO {model.qualified} ({columns}) SELECT {select} FROM {model.qualified} FINAL "
+        f"WHERE {_rectifiable(field_name, keys)}",
+        parameters,
+    )
+
+
+def optimize_partition(model: TableModel, partition_id: str) -> str:
+    """Merge a partition so only the newest version of each row remains (the parts holding
+    the uncorrected values are rewritten); not a mutation."""
+    return f"OPTIMIZE TABLE {model.qualified} PARTITION ID {sql_string(partition_id)} FINAL"
 
 
 # ---- restriction and objection -------------------------------------------------------

@@ -5,8 +5,11 @@ An erasure deletes the subject's rows (sink/dsr_commands.py) and writes each of 
 subject keys with the time of the erasure to records.erasure_ledger. Rows of that subject
 may still arrive afterwards: the enriched topics keep messages until their retention, a
 crash or a reset consumer group replays a batch, the streams stage may enrich raw events
-again. A row whose policy time field is <= the erasure time is a copy of erased data and
-is not stored; a row dated after the erasure is new data (the person came back) and is.
+again. A row ingested (`ingested_at`, stamped by the streams stage) at or before the
+erasure time is a copy of erased data and is not stored, whatever its event time says
+(a source may date a row in the future); a row ingested after the erasure is new data
+(the person came back) and is. Raw events enriched again after the erasure get a new
+`ingested_at`; the streams stage's own ledger drops those that predate the erasure.
 
 How: every insert into a table with subject keys carries the filter, so a refused row
 never reaches a part (no mutation, nothing left on disk):
@@ -14,7 +17,7 @@ never reaches a part (no mutation, nothing left on disk):
     INSERT INTO t (columns)
     WITH (<the ledger as a Map: subject key -> erased_at>) AS erased
     SELECT columns FROM <the batch's Avro container>
-    WHERE NOT arrayExists(k -> mapContains(erased, k) AND <time field> <= erased[k], subject_keys)
+    WHERE NOT arrayExists(k -> mapContains(erased, k) AND ingested_at <= erased[k], subject_keys)
 
 The container is the one the sink built (sink/avro_container.py): the engine reads
 the Avro itself, nothing is decoded in Python. Embedded, the engine reads it from a
@@ -57,19 +60,19 @@ def structure(model: TableModel) -> str:
 
 def guarded_insert(model: TableModel, source: str, window: int) -> str:
     """INSERT ... SELECT from `source` (a table function over the Avro container) without
-    the rows of subjects erased at or after the row's time."""
+    the rows of subjects erased at or after the row's ingestion."""
     columns = ", ".join(f"`{c.name}`" for c in model.columns)
     erased = (
         "SELECT CAST((groupArray(subject_key), groupArray(until)), 'Map(String, DateTime64(3, \\'UTC\\'))') "
         f"FROM (SELECT subject_key, max(erased_at) AS until FROM {LEDGER} "
         f"WHERE erased_at >= now64(3) - toIntervalDay({window}) GROUP BY subject_key)"
     )
-    time = model.record.time_field
+    ingested = model.ingest_column
     return (
         f"INSERT INTO {model.qualified} ({columns})\n"
         f"WITH ({erased}) AS erased\n"
         f"SELECT {columns} FROM {source}\n"
-        f"WHERE NOT arrayExists(k -> mapContains(erased, k) AND `{time}` <= erased[k], subject_keys)"
+        f"WHERE NOT arrayExists(k -> mapContains(erased, k) AND `{ingested}` <= erased[k], subject_keys)"
     )
 
 

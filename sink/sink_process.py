@@ -41,6 +41,7 @@ from pipeline.clickhouse_http import (
 )
 from pipeline.config import Settings
 from pipeline.exceptions import ClickHouseError
+from pipeline.private_files import private_dir, private_umask, restrict_tree
 from pipeline.serde import Serde
 from sink.batch_writer import CommandHandler, InsertGuard
 from sink.clickhouse_sink import ClickHouseSink, PeriodicJob, SinkOptions, install_signal_handlers
@@ -121,6 +122,11 @@ def run_sink(
     insert_guard: InsertGuard | None = None,
 ) -> None:
     """Run a sink process until SIGTERM/SIGINT (see the module docstring). Blocks."""
+    # Its state is personal data: created private, and what an older version left is tightened.
+    private_umask()
+    private_dir(settings.data_dir)
+    for root in (settings.data_dir, settings.chdb_path):
+        restrict_tree(root)
     endpoint = endpoint or EndpointOptions()
     lock = threading.RLock()
     client = open_owned_store(settings)

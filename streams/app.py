@@ -54,10 +54,11 @@ from pipeline.dsr import TrustedKeys
 from pipeline.exceptions import ConfigError
 from pipeline.kafka.admin import KafkaAdmin
 from pipeline.policy import Policy, default_policy
+from pipeline.schemas import SchemaError
 from pipeline.serde import Decoded, Serde, SerdeError
 from pipeline.subject_keys import SubjectKeyer
 from streams import enrich, erasure_ledger, metrics
-from streams.consent_state import SubjectConsent, apply, merge
+from streams.consent_state import SubjectConsent, apply, merge, to_millis
 from streams.dsr_stage import DsrStage, DsrTables
 from streams.exceptions import InvalidEvent
 from streams.rows import Outcome, Row, RowBuilder
@@ -83,6 +84,7 @@ class WorkerOptions:
     app_id: str = topics.STREAMS_APP_ID
     batch_size: int = 1000
     batch_within: float = 0.25  # seconds
+    ledger_expiry_every_s: float = 3600.0  # how often expired erasure-ledger entries are deleted
 
 
 def _broker_urls(bootstrap: str) -> list[str]:
@@ -186,6 +188,19 @@ class StreamsWorker:
         )
         requests = self.app.topic(topics.DSR.name, key_serializer="raw", value_serializer="raw")
         self.app.agent(requests, name="dsr")(self.dsr.run)
+        self._ledger_retention_ms = int(topics.erasure_ledger_retention(policy).total_seconds() * 1000)
+        self.app.timer(interval=options.ledger_expiry_every_s, name="erasure-ledger-expiry")(self.expire_erasures)
+
+    async def expire_erasures(self) -> int:
+        """Delete the erasure-ledger entries past the policy's retention (streams.erasure_ledger);
+        the number deleted. Every worker holds the whole global table; a key deleted by two
+        workers is only tombstoned twice."""
+        keys = erasure_ledger.expired(list(self.erasures.items()), to_millis(_now()), self._ledger_retention_ms)
+        for key in keys:
+            self.erasures.pop(key, None)
+        if keys:
+            log.info("erasure ledger: %d entr(ies) past retention deleted", len(keys))
+        return len(keys)
 
     def _global_table(self, name: str, spec: topics.TopicSpec, description: str) -> Any:
         """A GlobalTable keyed by bytes whose changelog is `spec` (see the module docstring)."""
@@ -268,13 +283,14 @@ class StreamsWorker:
             decoded = self._decode(message.topic, message.value)
             schema = decoded.schema_name
             keys, moment = self.builder.erasure_scope(schema, decoded.value)
+            moment = erasure_ledger.taken_in(moment, message.timestamp)
             if erasure_ledger.is_erased(self.erased_at, keys, moment):
                 batch.tally[("in", message.topic, schema)] += 1
                 batch.tally[("erased", message.topic, schema)] += 1
                 return
             outcome = self.builder.build(schema, decoded.value, self.consent_of, batch.now)
             encoded = [(row, self._encode(row)) for row in outcome.rows]
-        except (SerdeError, InvalidEvent) as exc:
+        except (SerdeError, SchemaError, InvalidEvent) as exc:
             self._dead_letter(event, schema, type(exc).__name__, str(exc), batch)
             return
         except Exception as exc:  # a bug must not stop the stream; its message may hold values

@@ -15,18 +15,27 @@ record type in `pipeline/policy.toml`:
 - CallDetailRecord: `started_at`; CallRecording: `recording_started_at`;
 - ConsentChanged / CookieConsentChanged: `event_time`.
 An event dated after the erasure is new contact and is processed normally (the subject
-starts afresh). `erased_at` is the time the streams stage executed the request (the
-command's `dsr.verified_at`), not the time the DPO issued it: events in between were
-still stored before the erasure ran and are erased with the rest.
+starts afresh), unless Kafka took the raw message in before the erasure (`taken_in`: a
+future-dated event re-read by a replay is not new contact). `erased_at` is the time the
+streams stage executed the request (the command's `dsr.verified_at`), not the time the
+DPO issued it: events in between were still stored before the erasure ran and are erased
+with the rest.
 
 Dropped events are valid input, so they are counted (`records_streams_erased_dropped_total`),
 not dead-lettered. A key erased twice keeps the later time (`merge`), so the ledger's
 state does not depend on the order its changelog is read.
+
+The ledger is kept no longer than it can matter: an entry older than the policy's
+`erasure.ledger_retention_days` (pipeline/topics.py `erasure_ledger_retention`, which
+covers the longest replay of any topic plus a margin) is `expired`, and the worker
+deletes it (a tombstone in the compacted changelog). The ledger holds one entry per
+subject key and no request id, so it does not link one person's keys.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from typing import Any
 
 ErasureLookup = Callable[[str], int | None]
 
@@ -36,6 +45,17 @@ def merge(current: int | None, erased_at: int) -> int:
     return erased_at if current is None else max(current, erased_at)
 
 
+def taken_in(event_ms: int, appended_s: float | None) -> int:
+    """The moment an event is compared with an erasure (epoch ms): the earlier of its policy
+    time and the time Kafka took the raw message in (its record timestamp, seconds). A source
+    may date an event ahead of its clock (within the policy's skew): re-read after an
+    erasure, such an event must still count as taken in before it, and the record timestamp
+    of the message, which a replay does not change, says so."""
+    if not appended_s or appended_s <= 0:
+        return event_ms
+    return min(event_ms, int(appended_s * 1000))
+
+
 def is_erased(lookup: ErasureLookup, keys: Iterable[str], moment: int) -> bool:
     """Whether an event at `moment` (epoch ms) naming `keys` predates an erasure of one of them."""
     for key in keys:
@@ -43,3 +63,9 @@ def is_erased(lookup: ErasureLookup, keys: Iterable[str], moment: int) -> bool:
         if erased_at is not None and moment <= erased_at:
             return True
     return False
+
+
+def expired(entries: Iterable[tuple[Any, Any]], now: int, retention_ms: int) -> list[Any]:
+    """The keys of ledger entries (key, erased_at epoch ms) older than the retention at `now`."""
+    cutoff = now - retention_ms
+    return [key for key, erased_at in entries if erased_at is not None and int(erased_at) < cutoff]

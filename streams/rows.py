@@ -45,6 +45,7 @@ from streams.consent_state import (
     to_millis,
 )
 from streams.enforce_consent import INVALID_PHONE, NO_CONSENT, ConsentInForce, Strip, enforce, rules_in_force
+from streams.event_times import implausible_time
 from streams.exceptions import InvalidEvent
 
 _NS = "cs.records."
@@ -186,6 +187,8 @@ class RowBuilder:
             for channel in (None, *CHAT_CHANNELS)
         }
         self._time_fields = {name: policy.record(name).time_field for name in set(RAW_RECORD_TYPES.values())}
+        self._earliest = policy.earliest_event_time
+        self._max_future_skew = policy.max_future_skew
         self._handlers: dict[str, Callable[[dict[str, Any], ConsentLookup, datetime], Outcome]] = {
             CHAT_CONVERSATION: self.chat,
             CALL_DETAIL_RECORD: self.call,
@@ -199,9 +202,16 @@ class RowBuilder:
         return frozenset(self._handlers)
 
     def build(self, schema: str, event: dict[str, Any], lookup: ConsentLookup, now: datetime) -> Outcome:
+        """The outcome of one event; InvalidEvent (dead-lettered) for an event that cannot
+        be stored, e.g. one with an implausible time (streams/event_times.py)."""
         handler = self._handlers.get(schema)
         if handler is None:
             raise InvalidEvent(f"{schema} is not an input of the streams stage")
+        reason = implausible_time(
+            schema, event, now=now, earliest=self._earliest, max_future_skew=self._max_future_skew
+        )
+        if reason is not None:
+            raise InvalidEvent(reason)
         return handler(event, lookup, now)
 
     # ---- keys ---------------------------------------------------------------------

@@ -9,6 +9,7 @@ import typer
 from confluent_kafka import KafkaError, KafkaException
 
 from pipeline.exceptions import RecordsError
+from pipeline.private_files import private_umask
 
 app = typer.Typer(
     name="records",
@@ -58,6 +59,9 @@ _register()
 
 
 def main() -> None:
+    # Everything a `records` process creates (data, chDB parts, logs, exports, secrets) is
+    # private to its user, and so is what its children (the broker's JVM) create.
+    private_umask()
     try:
         app(standalone_mode=True)
     except RecordsError as exc:

@@ -32,6 +32,7 @@ from pipeline.config import Secret, Settings, load_settings
 from pipeline.dsr import generate_keypair
 from pipeline.exceptions import ClickHouseError, RecordsError
 from pipeline.kafka.admin import KafkaAdmin, ensure_topics, group_lag, watermarks
+from pipeline.private_files import FILE_MODE, private_dir
 from pipeline.subject_keys import load_pepper
 from pipeline.topics import (
     ALL_TOPICS,
@@ -59,9 +60,9 @@ def _step(title: str) -> None:
 
 @contextmanager
 def _worker(name: str, args: list[str], env: dict[str, str], log_dir: Path) -> Iterator[subprocess.Popen[bytes]]:
-    log_dir.mkdir(parents=True, exist_ok=True)
+    private_dir(log_dir)
     log_path = log_dir / f"{name}.log"
-    with log_path.open("ab") as log:
+    with os.fdopen(os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, FILE_MODE), "ab") as log:
         process = subprocess.Popen([*_RECORDS, *args], env=env, stdout=log, stderr=subprocess.STDOUT)
     typer.echo(f"started {name} worker (pid {process.pid}), log: {log_path}")
     try:
@@ -282,7 +283,7 @@ def demo(
 
             _step("11. Compliance report")
             report_dir = Path("reports")
-            report_dir.mkdir(exist_ok=True)
+            private_dir(report_dir)
             report = subprocess.run(
                 [*_RECORDS, "report", "--html", str(report_dir / "compliance.html")], env=env, check=False
             )

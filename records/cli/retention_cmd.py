@@ -31,7 +31,9 @@ from rich.table import Table
 
 from pipeline.clickhouse import connect, describe_target
 from pipeline.config import Settings, load_settings
+from pipeline.exports import expire_exports, exports_dir
 from pipeline.policy import default_policy
+from pipeline.private_files import private_file
 from retention_jobs.access_audit import access_evidence
 from retention_jobs.enforce import RetentionResult, enforce_retention
 from retention_jobs.exceptions import CommitmentsFailed, RetentionViolation, TopicsOutOfPolicy
@@ -60,11 +62,14 @@ def retention_run(
         typer.Option("--metrics-file", help="Also write the Prometheus gauges to this file (textfile collector)."),
     ] = None,
 ) -> None:
-    """Delete every row older than its retention limit now, then prove none is left."""
+    """Delete every row older than its retention limit now, then prove none is left; remove
+    access exports older than the policy's exports.retention_days."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     settings = load_settings()
     policy = default_policy()
     hint = "run without --check-only to delete them" if check_only else ""
+    # Exports are files, not rows: this process removes them even while a sink owns the store.
+    delete_exports = not check_only
     with connect(settings) as client:
         if _via_running_sink(settings, client) and not check_only:
             # The sink owns the embedded store and runs this same job on its schedule; this
@@ -78,6 +83,9 @@ def retention_run(
     if metrics_file is not None:
         write_to_textfile(str(metrics_file), registry)
     _print_retention(result)
+    sweep = expire_exports(exports_dir(settings.data_dir), policy.export_retention, result.now, delete=delete_exports)
+    verb = "removed" if delete_exports else "due for removal"
+    typer.echo(f"exports older than {policy.export_retention.days} d: {sweep.removed} {verb}, {sweep.kept} kept")
     if not result.ok:
         names = ", ".join(t.record_type for t in result.violations)
         raise RetentionViolation(
@@ -133,8 +141,7 @@ def report(
         evidence = collect_evidence(client, policy, now, storage=storage, kafka=kafka)
     result = evaluate(policy, replace(evidence, access=access_evidence(settings)))
     if html is not None:
-        html.parent.mkdir(parents=True, exist_ok=True)
-        html.write_text(render_html(result), encoding="utf-8")
+        private_file(html, render_html(result))
     if as_json:
         typer.echo(json.dumps(result.to_dict(), indent=2, ensure_ascii=False))
     else:

@@ -4,6 +4,7 @@ as `records worker sink`."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Annotated
 
 import typer
@@ -87,6 +88,8 @@ def sink(
     """
     import logging
 
+    from pipeline.exports import expire_exports, exports_dir
+    from pipeline.policy import default_policy
     from retention_jobs.enforce import enforce_retention
     from sink.clickhouse_sink import PeriodicJob, SinkOptions
     from sink.dsr_commands import DsrExecutor, DsrTopics
@@ -100,6 +103,17 @@ def sink(
     if settings.embedded_clickhouse and retention_every_s > 0:
         # In server mode a scheduled `records retention run` does this (deploy/).
         jobs.append(PeriodicJob("retention", retention_every_s, lambda client: enforce_retention(client)))
+    if retention_every_s > 0:
+        # The sink writes access exports to its data directory: it also removes the expired ones.
+        policy = default_policy()
+        exports = exports_dir(settings.data_dir)
+        jobs.append(
+            PeriodicJob(
+                "exports",
+                retention_every_s,
+                lambda _client: expire_exports(exports, policy.export_retention, datetime.now(UTC)),
+            )
+        )
     # Data-subject requests (issue 6): the commands handler and the insert guard that keeps
     # erased subjects out; the DPO keys are read when the first command arrives.
     dsr = DsrExecutor(settings, serde=wiring.serde, dsr_topics=DsrTopics().with_suffix(topic_suffix))

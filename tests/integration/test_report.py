@@ -189,8 +189,8 @@ def load_data_set(client: Client, now: datetime) -> dict[str, int]:
     # Subjects erased earlier: none of their rows is left.
     client.insert(
         f"{RECORDS_DB}.{ERASURE_LEDGER_TABLE}",
-        [[f"erased-{i}", now - timedelta(days=i + 1), f"req-{i}"] for i in range(3)],
-        column_names=["subject_key", "erased_at", "request_id"],
+        [[f"erased-{i}", now - timedelta(days=i + 1)] for i in range(3)],
+        column_names=["subject_key", "erased_at"],
     )
     return {"chat_conversation": len(chats), "call": 200, "call_recording": 60}
 
@@ -337,9 +337,22 @@ def test_collected_evidence_catches_each_kind_of_breach(ch_client: Client) -> No
             # precise location without the geolocation permission: breach
             {"event_id": "geo", "channel": "WEB", "started_at": now - day, "latitude": 61.5, "longitude": 23.8},
             # a row of an erased subject from before the erasure: breach of the erasure proof
-            {"event_id": "erased", "channel": "WEB", "started_at": now - 9 * day, "subject_keys": ["key-e"]},
-            # the same subject back after the erasure: a new contact, lawful
-            {"event_id": "back", "channel": "WEB", "started_at": now - day, "subject_keys": ["key-e"]},
+            # (ingested before it, whatever its own date says: here one dated after it)
+            {
+                "event_id": "erased",
+                "channel": "WEB",
+                "started_at": now - day,
+                "ingested_at": now - 9 * day,
+                "subject_keys": ["key-e"],
+            },
+            # the same subject back after the erasure: a new contact (ingested after it), lawful
+            {
+                "event_id": "back",
+                "channel": "WEB",
+                "started_at": now - day,
+                "ingested_at": now - day,
+                "subject_keys": ["key-e"],
+            },
         ],
     )
     _insert(
@@ -369,8 +382,8 @@ def test_collected_evidence_catches_each_kind_of_breach(ch_client: Client) -> No
     )
     ch_client.insert(
         f"{RECORDS_DB}.{ERASURE_LEDGER_TABLE}",
-        [["key-e", now - 2 * day, "req-e"]],
-        column_names=["subject_key", "erased_at", "request_id"],
+        [["key-e", now - 2 * day]],
+        column_names=["subject_key", "erased_at"],
     )
     policy = default_policy()
 

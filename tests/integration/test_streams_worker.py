@@ -492,7 +492,19 @@ def test_traffic_through_the_worker(kafka_bootstrap: str, start_worker: Callable
     unknown_channel = {**chats[f"chat-{tag}-2"], "channel": "UNKNOWN"}
     wrong_call = _cdr(f"call-{tag}-9", "+358501234567", ended_at=T0 - timedelta(seconds=1))
     nobody = _consent_changed(T0, "GIVEN", None)
+    # Implausible event times (issue 11): dead-lettered, the reason naming the field, not the value.
+    ahead = datetime.now(UTC).replace(microsecond=0) + timedelta(days=3653)
+    implausible = {
+        "call-ten-years-ahead": ahead,
+        "call-in-2400": datetime(2400, 1, 1, tzinfo=UTC),
+        "call-before-2000": datetime(1999, 12, 31, tzinfo=UTC),
+    }
+    bad_times = {
+        label: _cdr(f"call-{tag}-{label}", "+358501234567", started_at=at, answered_at=at, ended_at=at)
+        for label, at in implausible.items()
+    }
     bad = {
+        **{label: (topics.CALL.name, encode["CallDetailRecord"](c), "InvalidEvent") for label, c in bad_times.items()},
         "garbage-chat": (topics.CHAT.name, b"\x00not avro at all", "SerdeError"),
         "truncated-chat": (topics.CHAT.name, encode["ChatConversation"](chats[f"chat-{tag}-1"])[:40], "SerdeError"),
         "call-on-chat-topic": (topics.CHAT.name, encode["CallDetailRecord"](calls[f"call-{tag}-1"]), "InvalidEvent"),
@@ -594,6 +606,10 @@ def test_traffic_through_the_worker(kafka_bootstrap: str, start_worker: Callable
         assert headers["dlq.error.class"] == bad[label][2], (label, headers)
         assert headers["dlq.source.topic"] == bad[label][0]
     assert parse_headers(quarantined["unnoticed-1"].headers)["dlq.error"].startswith("recording without prior notice")
+    for label, at in implausible.items():
+        reason = parse_headers(dead[label].headers)["dlq.error"]
+        assert reason.startswith("CallDetailRecord.started_at is ") and "plausible event time" in reason, reason
+        assert str(at.year) not in reason and at.isoformat() not in reason, reason
 
     # The metrics say the same (exactly, unless someone else's traffic reached this worker).
     metrics = worker.metrics()

@@ -32,9 +32,9 @@ from sink.dsr_storage import (
     erasure_time,
     parse_headers,
     receipt,
-    rectification_mutation,
     rectification_tables,
     rectified_value,
+    rectified_versions,
     restriction_rows,
     subject_tables,
     withdrawn_count,
@@ -104,13 +104,13 @@ def test_erasure_statements_are_one_real_mutation_for_every_subject() -> None:
     erasures = [({K2, K1}, ISSUED), ({K3}, later)]
     assert erase_mutation(calls, erasures) == (
         f"ALTER TABLE records.calls DELETE WHERE hasAny(subject_keys, ['{K1}', '{K2}', '{K3}']) AND "
-        f"((hasAny(subject_keys, ['{K1}', '{K2}']) AND `started_at` <= "
+        f"((hasAny(subject_keys, ['{K1}', '{K2}']) AND `ingested_at` <= "
         "toDateTime64('2026-11-28 12:00:00.123', 3, 'UTC')) OR "
-        f"(hasAny(subject_keys, ['{K3}']) AND `started_at` <= toDateTime64('2026-11-28 13:00:00.123', 3, 'UTC')))"
+        f"(hasAny(subject_keys, ['{K3}']) AND `ingested_at` <= toDateTime64('2026-11-28 13:00:00.123', 3, 'UTC')))"
     )
     query = count_query(BY_NAME["chat_messages"], erasures)
     assert query.startswith(
-        f"SELECT count(), uniqExactIf(event_id, (hasAny(subject_keys, ['{K1}', '{K2}']) AND `sent_at`"
+        f"SELECT count(), uniqExactIf(event_id, (hasAny(subject_keys, ['{K1}', '{K2}']) AND `ingested_at`"
     )
     assert "FINAL" not in query  # every stored version decides whether the table needs the mutation
 
@@ -133,11 +133,13 @@ def test_rectification_normalises_identifiers_and_escapes_values() -> None:
     with pytest.raises(DsrCommandError, match="known field"):
         rectified_value("caller_number", "+358401234567")
     assert [m.name for m in rectification_tables(MODELS, "email")] == ["chat_conversations"]
-    mutation = rectification_mutation(BY_NAME["chat_conversations"], "name", "O'Brien \\ Jr", [K1], K3)
-    assert mutation == (
-        "ALTER TABLE records.chat_conversations UPDATE `name` = 'O\\'Brien \\\\ Jr', "
-        f"subject_keys = arrayDistinct(arrayConcat(subject_keys, ['{K3}'])) "
-        f"WHERE hasAny(subject_keys, ['{K1}']) AND `name` IS NOT NULL"
+    sql, parameters = rectified_versions(BY_NAME["chat_conversations"], "name", "O'Brien \\ Jr", [K1], K3)
+    # The value and the new key are parameters: no statement text holds them.
+    assert parameters == {"rectified_value": "O'Brien \\ Jr", "rectified_key": K3}
+    assert "Brien" not in sql and K3 not in sql
+    assert sql.startswith("INSERT INTO records.chat_conversations (")
+    assert sql.endswith(
+        f"FROM records.chat_conversations FINAL WHERE hasAny(subject_keys, ['{K1}']) AND `name` IS NOT NULL"
     )
 
 
@@ -167,7 +169,7 @@ def test_the_guard_filters_tables_with_subject_keys_within_the_longest_retention
     sql = guarded_insert(chats, "input('x String')", 730)
     assert sql.startswith("INSERT INTO records.chat_conversations (`event_id`, ")
     assert "FROM records.erasure_ledger WHERE erased_at >= now64(3) - toIntervalDay(730)" in sql
-    assert sql.endswith("`started_at` <= erased[k], subject_keys)")
+    assert sql.endswith("`ingested_at` <= erased[k], subject_keys)")
     assert structure(chats).startswith("`event_id` String, `source_event_id` String, `subject_keys` Array(String)")
     receipts = BY_NAME["dsr_receipts"]
     assert ErasureGuard(MODELS).insert(None, receipts, b"", {}) is False  # type: ignore[arg-type]

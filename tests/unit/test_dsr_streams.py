@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -364,6 +365,7 @@ def test_the_worker_drops_a_replayed_chat_of_an_erased_subject_and_keeps_new_con
             key=b"k",
             value=AvroSerializer("ChatConversation")(value),
             headers=[],
+            timestamp=time.time(),  # the Kafka record timestamp: appended now
         )
         app._process(SimpleNamespace(message=message), batch)  # type: ignore[arg-type]
     app._count(batch)
