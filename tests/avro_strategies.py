@@ -9,14 +9,20 @@ from hypothesis import strategies as st
 
 from pipeline.schemas import AvroSchema
 
-_TIMESTAMPS = st.datetimes(
-    min_value=datetime(2000, 1, 1), max_value=datetime(2100, 1, 1), timezones=st.just(UTC)
-).map(lambda d: d.replace(microsecond=(d.microsecond // 1000) * 1000))
 _TEXT = st.text(max_size=20)
 
 
-def records(schema: AvroSchema) -> st.SearchStrategy[dict[str, Any]]:
+def _timestamps(latest: datetime) -> st.SearchStrategy[datetime]:
+    return st.datetimes(
+        min_value=datetime(2000, 1, 1), max_value=latest.replace(tzinfo=None), timezones=st.just(UTC)
+    ).map(lambda d: d.replace(microsecond=(d.microsecond // 1000) * 1000))
+
+
+def records(schema: AvroSchema, *, latest: datetime = datetime(2100, 1, 1)) -> st.SearchStrategy[dict[str, Any]]:
+    """Valid records of `schema`; timestamps between 2000 and `latest` (the streams stage
+    dead-letters event times after its clock plus the policy's skew: pass its `now`)."""
     named: dict[str, Any] = {}
+    timestamps = _timestamps(latest)
 
     def node(n: Any) -> st.SearchStrategy[Any]:
         if isinstance(n, list):
@@ -38,7 +44,7 @@ def records(schema: AvroSchema) -> st.SearchStrategy[dict[str, Any]]:
         if isinstance(kind, (dict, list)):
             return node(kind)
         if n.get("logicalType") == "timestamp-millis":
-            return _TIMESTAMPS
+            return timestamps
         if n.get("logicalType") == "uuid":
             return st.uuids().map(str)
         if kind == "record":

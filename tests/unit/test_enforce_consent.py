@@ -54,7 +54,7 @@ CAPTURED_FLAG = {
 }
 OFFSETS_MS = [-86_400_000, -1, 0, 1, 86_400_000]  # withdrawals around the chat's start
 
-raw_chats = records(CATALOG.get("ChatConversation")).flatmap(
+raw_chats = records(CATALOG.get("ChatConversation"), latest=NOW).flatmap(
     lambda chat: st.fixed_dictionaries(
         {
             **{name: st.just(value) for name, value in chat.items()},
