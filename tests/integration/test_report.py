@@ -293,8 +293,9 @@ def test_unreachable_kafka_makes_the_kafka_lines_unknown(data_set: Path) -> None
     assert sorted(i for i, line in lines.items() if not line["passed"]) == ["kafka_config", "kafka_linger"]
     assert lines["kafka_linger"]["evidence"].startswith("unknown: Kafka at 127.0.0.1:1 did not answer: ")
     assert done.returncode == 1
-    assert done.stderr.strip().splitlines() == ["error: 2 of 25 commitments fail: kafka_config, kafka_linger"]
-    assert done.stderr.strip().splitlines() == ["error: 2 of 26 commitments fail: kafka_config, kafka_linger"]
+    assert done.stderr.strip().splitlines() == [
+        f"error: 2 of {len(lines)} commitments fail: kafka_config, kafka_linger"
+    ]
 
 
 def test_html_is_self_contained_with_a_chart_per_record_type(produced_report: ProducedReport) -> None:
