@@ -15,7 +15,7 @@ from clickhouse_connect.driver.client import Client
 
 from pipeline.config import Settings
 from pipeline.policy import default_policy
-from pipeline.serde import AvroSerializer
+from pipeline.serde import AvroSerializer, Serde
 from retention_jobs.report import KafkaEvidence
 from retention_jobs.report_collect import collect_evidence
 from sink.avro_container import SINGLE_OBJECT_PREFIX, container
@@ -65,7 +65,7 @@ def test_rows_dated_in_the_future_but_ingested_before_the_erasure_are_erased(
         store(ch_client, model(table), _rows(table, BERT, erased_at - timedelta(minutes=5), future))
     assert _ids(ch_client, "calls", ANNA) == sorted(f"calls-{n}" for n in (*future, "new"))
 
-    executor = DsrExecutor(chdb_settings)
+    executor = DsrExecutor(chdb_settings, serde=Serde())
     [outcome] = executor.erase(ch_client, [erasure_command(ANNA, erased_at)]).values()
 
     for table in ("calls", "chat_conversations"):

@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from clickhouse_connect.driver.client import Client
 
 from pipeline.config import Settings
+from pipeline.serde import Serde
 from sink.dsr_commands import DsrExecutor
 from sink.sink_process import apply_schema
 from tests.erasure_support import erasure_command
@@ -32,7 +33,7 @@ def _engine(client: Client) -> str:
 def test_an_erasure_ledgers_each_key_alone_and_the_ledger_expires(ch_client: Client, chdb_settings: Settings) -> None:
     apply_schema(ch_client)
     now = datetime.now(UTC).replace(microsecond=0)
-    DsrExecutor(chdb_settings).erase(ch_client, [erasure_command(ANNA, now)])
+    DsrExecutor(chdb_settings, serde=Serde()).erase(ch_client, [erasure_command(ANNA, now)])
 
     assert _columns(ch_client) == ["subject_key", "erased_at"]
     rows = ch_client.query("SELECT * FROM records.erasure_ledger ORDER BY subject_key").result_rows

@@ -18,6 +18,7 @@ from pipeline.clickhouse import connect
 from pipeline.clickhouse_ddl import table_models
 from pipeline.config import Settings, load_settings
 from pipeline.policy import default_policy
+from pipeline.serde import Serde
 from sink.dsr_commands import DsrExecutor
 from sink.dsr_export import collect, document, export_path, write_export
 from sink.dsr_storage import subject_tables
@@ -56,7 +57,7 @@ def test_an_erasure_removes_the_subject_s_earlier_exports(ch_client: Client, chd
     bert = _export(ch_client, chdb_settings, BERT)
     assert anna_by_phone.exists() and anna_by_email.exists()
 
-    [outcome] = DsrExecutor(chdb_settings).erase(ch_client, [erasure_command(ANNA, now)]).values()
+    [outcome] = DsrExecutor(chdb_settings, serde=Serde()).erase(ch_client, [erasure_command(ANNA, now)]).values()
 
     assert not anna_by_phone.exists() and not anna_by_email.exists()
     assert bert.exists()

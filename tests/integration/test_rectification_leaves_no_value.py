@@ -15,6 +15,7 @@ from pathlib import Path
 from clickhouse_connect.driver.client import Client
 
 from pipeline.config import Settings
+from pipeline.serde import Serde
 from sink.dsr_commands import COMPLETED, DsrExecutor
 from sink.dsr_storage import CommandHeaders, DsrCommand
 from sink.sink_process import apply_schema
@@ -57,7 +58,7 @@ def test_a_rectified_email_is_stored_but_not_in_any_mutation(
     }
     command = DsrCommand(request, CommandHeaders(tuple(ANNA), new_subject_key=NEW_KEY))
 
-    outcome = DsrExecutor(chdb_settings)._execute(ch_client, command)
+    outcome = DsrExecutor(chdb_settings, serde=Serde())._execute(ch_client, command)
 
     assert outcome.status == COMPLETED and outcome.store_counts["records.chat_conversations"] == 1
     stored = ch_client.query(

@@ -24,6 +24,7 @@ from pipeline.kafka.admin import KafkaAdmin
 from pipeline.schemas import default_catalog
 from pipeline.serde import AvroSerializer, WireFormat
 from pipeline.topics import TopicSpec
+from records.wiring import Wiring
 from sink.clickhouse_sink import ClickHouseSink, SinkOptions
 from sink.metrics import SinkMetrics
 from sink.sink_process import apply_schema
@@ -52,7 +53,10 @@ def test_confluent_messages_with_unknown_schemas_are_dead_lettered_and_the_sink_
 ) -> None:
     apply_schema(ch_client)
     settings = dataclasses.replace(kafka_settings, schema_registry_url=f"mock://poison-{uuid.uuid4().hex[:8]}")
-    sink = ClickHouseSink(settings, ch_client, metrics=SinkMetrics.create(CollectorRegistry()), options=sink_options)
+    serde = Wiring(settings).serde  # what `records worker sink` builds from SCHEMA_REGISTRY_URL
+    sink = ClickHouseSink(
+        settings, ch_client, serde=serde, metrics=SinkMetrics.create(CollectorRegistry()), options=sink_options
+    )
     registry = sink.deserializer.registry
     assert registry is not None, "SCHEMA_REGISTRY_URL must give the sink a registry"
     # Registered, but not a record type of this pipeline: decoding it used to raise SchemaError
