@@ -1,4 +1,4 @@
-"""Shared fixtures. Kafka fixtures (a real local broker) and ClickHouse fixtures (a real
-embedded chDB engine) live in their own plugin modules."""
+"""Shared fixtures, registered as plugins from tests/support: the Kafka fixtures (a real
+local broker) and the ClickHouse fixtures (a real embedded chDB engine)."""
 
-pytest_plugins = ["tests.fixtures_kafka", "tests.fixtures_clickhouse"]
+pytest_plugins = ["tests.support.kafka_fixtures", "tests.support.clickhouse_fixtures"]

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
-import os
-import subprocess
-import sys
 import uuid
 
 from pipeline.kafka.admin import KafkaAdmin, ensure_topics
 from pipeline.topics import ALL_TOPICS, TopicSpec
+from tests.support.cli import cli_env, run_records
 
 
 def _private_copies() -> list[TopicSpec]:
@@ -51,17 +49,13 @@ def test_config_drift_is_corrected(kafka_admin: KafkaAdmin) -> None:
 
 
 def test_records_topics_ensure_is_idempotent_and_list_shows_every_topic(kafka_bootstrap: str) -> None:
-    env = {**os.environ, "KAFKA_BOOTSTRAP": kafka_bootstrap}
+    env = cli_env(KAFKA_BOOTSTRAP=kafka_bootstrap)
 
-    def records(*args: str) -> subprocess.CompletedProcess[str]:
-        command = [sys.executable, "-c", "from records.cli import main; main()", *args]
-        return subprocess.run(command, env=env, capture_output=True, text=True, timeout=120, check=False)
-
-    assert records("topics", "ensure").returncode == 0
-    second = records("topics", "ensure")
+    run_records("topics", "ensure", env=env, check=True)
+    second = run_records("topics", "ensure", env=env)
     assert second.returncode == 0, second.stderr
     assert second.stdout.strip() == f"all {len(ALL_TOPICS)} topics up to date"
-    listed = records("topics", "list")
+    listed = run_records("topics", "list", env=env)
     assert listed.returncode == 0, listed.stderr
     for spec in ALL_TOPICS:
         assert spec.name in listed.stdout
