@@ -47,6 +47,7 @@ class Traffic:
     topic_of: Callable[[str], str]  # record schema full name -> topic
     catalog: SchemaCatalog = field(default_factory=default_catalog)
     sent: dict[str, list[str]] = field(default_factory=dict)  # table -> row ids, duplicates included
+    landed: dict[bytes | None, tuple[str, int, int]] = field(default_factory=dict)  # raw value -> where it landed
 
     def send(self, schema: AvroSchema, value: dict[str, Any], *, table: str) -> None:
         payload = AvroSerializer(schema, catalog=self.catalog)(value)
@@ -55,7 +56,11 @@ class Traffic:
         self.sent.setdefault(table, []).append(str(ident))
 
     def raw(self, topic: str, value: bytes | None, key: bytes = b"raw") -> None:
-        self.producer.produce(topic, key=key, value=value)
+        def delivered(err: Any, msg: Any) -> None:
+            assert err is None, err
+            self.landed[value] = (msg.topic(), msg.partition(), msg.offset())
+
+        self.producer.produce(topic, key=key, value=value, on_delivery=delivered)
 
     def flush(self) -> None:
         assert self.producer.flush(30) == 0
@@ -192,7 +197,9 @@ def test_every_table_gets_exactly_its_rows_and_bad_messages_go_to_the_dlq(run: S
         assert headers["dlq.stage"] == "sink"
         assert headers["dlq.source.topic"] == chat_topic
         assert headers["dlq.error.class"] == "SerdeError"
-        assert int(headers["dlq.source.offset"]) >= 0
+        # the letter names the partition and offset the bad message was produced at (to find or replay it)
+        source = (headers["dlq.source.topic"], int(headers["dlq.source.partition"]), int(headers["dlq.source.offset"]))
+        assert source == traffic.landed[message.value()]
     assert "does not belong on" in " ".join(parse_headers(m.headers())["dlq.error"] for m in letters)
     assert counter(sink.metrics.dead_lettered, source_topic=chat_topic) == len(bad)
     assert counter(sink.metrics.skipped) == 1
