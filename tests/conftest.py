@@ -1,4 +1,14 @@
 """Shared fixtures, registered as plugins from tests/support: the Kafka fixtures (a real
-local broker) and the ClickHouse fixtures (a real embedded chDB engine)."""
+local broker) and the ClickHouse fixtures (a real embedded chDB engine).
+
+Hypothesis runs without its per-example deadline: timings are benchmarks (bench/), not
+asserts, and on a shared 2-core machine one example can take longer than the default
+200 ms with nothing wrong (a DeadlineExceeded there is noise, not a finding).
+"""
+
+from hypothesis import settings
 
 pytest_plugins = ["tests.support.kafka_fixtures", "tests.support.clickhouse_fixtures"]
+
+settings.register_profile("records", deadline=None)
+settings.load_profile("records")
