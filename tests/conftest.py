@@ -1,11 +1,14 @@
-"""Shared fixtures. Kafka fixtures (a real local broker) and ClickHouse fixtures (a real
-embedded chDB engine) live in their own plugin modules."""
+"""Shared fixtures, registered as plugins from tests/support: the Kafka fixtures (a real
+local broker) and the ClickHouse fixtures (a real embedded chDB engine).
 
-pytest_plugins = ["tests.fixtures_kafka", "tests.fixtures_clickhouse"]
+Hypothesis runs without its per-example deadline: timings are benchmarks (bench/), not
+asserts, and on a shared 2-core machine one example can take longer than the default
+200 ms with nothing wrong (a DeadlineExceeded there is noise, not a finding).
+"""
 
-from hypothesis import settings  # noqa: E402
+from hypothesis import settings
 
-# No per-example deadline: on a loaded 2-core machine a first example can take longer than
-# hypothesis' 200 ms for reasons that have nothing to do with the code under test.
-settings.register_profile("suite", deadline=None)
-settings.load_profile("suite")
+pytest_plugins = ["tests.support.kafka_fixtures", "tests.support.clickhouse_fixtures"]
+
+settings.register_profile("records", deadline=None)
+settings.load_profile("records")

@@ -11,11 +11,8 @@ messages; the subject's identifiers are unique to the run.
 from __future__ import annotations
 
 import json
-import os
 import secrets
 import signal
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -23,24 +20,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from confluent_kafka import Consumer
 from cryptography.hazmat.primitives import serialization
 
 from pipeline import topics
 from pipeline.kafka.admin import KafkaAdmin
 from pipeline.subject_keys import IdentifierKind
-from tests.integration.test_sink_crash import SinkProcess
-from tests.integration.test_streams_worker import (
-    CHANGELOGS,
-    DPO_SIGNER,
-    KEYER,
-    Traffic,
-    WorkerProcess,
-    _cdr,
-    _end_offsets,
-    _start_group_at_end,
-    _web_chat,
-)
+from tests.support.cli import cli_env, run_records
+from tests.support.kafka_offsets import start_group_at_end
+from tests.support.processes import CHANGELOGS, STREAMS_INPUTS, SinkProcess, WorkerProcess
+from tests.support.streams_traffic import Traffic, call_detail, web_chat
+from tests.support.worker_secrets import DPO_SIGNER, KEYER
 
 pytestmark = pytest.mark.kafka
 
@@ -68,7 +57,7 @@ def dpo_keys(tmp_path: Path) -> tuple[Path, Path]:
 def streams(kafka_bootstrap: str, kafka_admin: KafkaAdmin, tmp_path: Path) -> Iterator[WorkerProcess]:
     kafka_admin.create_topics(list(topics.ALL_TOPICS))  # what `records topics ensure` creates
     app_id = f"cs-streams-dsr-e2e-{uuid.uuid4().hex[:8]}"
-    _start_group_at_end(kafka_bootstrap, app_id)
+    start_group_at_end(kafka_bootstrap, app_id, STREAMS_INPUTS)
     worker = WorkerProcess(app_id, kafka_bootstrap, tmp_path / app_id)
     worker.start()
     yield worker
@@ -79,26 +68,17 @@ def streams(kafka_bootstrap: str, kafka_admin: KafkaAdmin, tmp_path: Path) -> It
 def _sink_group_at_end(bootstrap: str) -> str:
     """A fresh sink consumer group that starts at the current end of the sink's inputs."""
     group = f"dsr-e2e-sink-{uuid.uuid4().hex[:8]}"
-    probe = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False})
-    try:
-        probe.commit(offsets=_end_offsets(bootstrap, SINK_INPUTS), asynchronous=False)
-    finally:
-        probe.close()
+    start_group_at_end(bootstrap, group, SINK_INPUTS)
     return group
 
 
-def _records(bootstrap: str, private_key: Path, public_key: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("CLICKHOUSE_URL", "RECORDS_DPO_KEY_PASSPHRASE")}
-    env.update(
-        KAFKA_BOOTSTRAP=bootstrap, RECORDS_DPO_PRIVATE_KEY=str(private_key), RECORDS_DPO_PUBLIC_KEYS=str(public_key)
-    )
-    return subprocess.run(
-        [sys.executable, "-c", "from records.cli import main; main()", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=False,
+def _dpo_env(bootstrap: str, private_key: Path, public_key: Path) -> dict[str, str]:
+    """The DPO's CLI on `bootstrap` with the test key pair (not the caller's ClickHouse or passphrase)."""
+    return cli_env(
+        without=("CLICKHOUSE_URL", "RECORDS_DPO_KEY_PASSPHRASE"),
+        KAFKA_BOOTSTRAP=bootstrap,
+        RECORDS_DPO_PRIVATE_KEY=str(private_key),
+        RECORDS_DPO_PUBLIC_KEYS=str(public_key),
     )
 
 
@@ -111,6 +91,7 @@ def test_records_dsr_erase_reaches_every_store_and_status_shows_the_receipt(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     private_key, public_key = dpo_keys
+    dpo = _dpo_env(kafka_bootstrap, private_key, public_key)
     group = _sink_group_at_end(kafka_bootstrap)
     monkeypatch.setenv("RECORDS_DPO_PUBLIC_KEYS", str(public_key))  # the sink checks signatures too
     sink = SinkProcess(chdb_path, kafka_bootstrap, group, "", tmp_path / "sink.log")
@@ -118,11 +99,11 @@ def test_records_dsr_erase_reaches_every_store_and_status_shows_the_receipt(
     try:
         n = secrets.randbelow(9_000_000) + 1_000_000
         email = f"dsr.e2e.{n}@example.fi"
-        chat = _web_chat(f"dsr-e2e-{n}", visitor=f"visitor-{n}", email=email)
+        chat = web_chat(f"dsr-e2e-{n}", visitor=f"visitor-{n}", email=email)
         phone = chat["phone"]
         traffic = Traffic(kafka_bootstrap, f"dsr-e2e-{n}")
         traffic.avro("chat", topics.CHAT.name, chat["conversation_id"], "ChatConversation", chat)
-        traffic.avro("call", topics.CALL.name, f"call-{n}", "CallDetailRecord", _cdr(f"call-{n}", phone))
+        traffic.avro("call", topics.CALL.name, f"call-{n}", "CallDetailRecord", call_detail(f"call-{n}", phone))
         traffic.flush()
         keys = [KEYER.key(IdentifierKind.EMAIL, email), KEYER.key(IdentifierKind.PHONE, phone)]
         client = sink.client(owner)
@@ -145,11 +126,12 @@ def test_records_dsr_erase_reaches_every_store_and_status_shows_the_receipt(
             time.sleep(0.5)
         before = held("FINAL")
 
-        erase = _records(kafka_bootstrap, private_key, public_key, "dsr", "erase", "--email", email, "--phone", phone,
-                         "--reason", "TICKET-E2E")  # fmt: skip
+        erase = run_records(
+            *("dsr", "erase", "--email", email, "--phone", phone, "--reason", "TICKET-E2E"), env=dpo, timeout=180
+        )
         assert erase.returncode == 0, erase.stderr
         request_id = erase.stdout.strip().splitlines()[-1]
-        status = _records(kafka_bootstrap, private_key, public_key, "dsr", "status", request_id, "--wait", "120")
+        status = run_records("dsr", "status", request_id, "--wait", "120", env=dpo, timeout=180)
         assert status.returncode == 0, (
             f"{status.stdout}\n{status.stderr}\n{(tmp_path / 'sink.log').read_text()[-3000:]}"
         )
@@ -176,6 +158,7 @@ def test_every_other_request_type_through_the_whole_pipeline(
     """restrict -> unrestrict -> object -> unrestrict -> export -> rectify -> withdraw-consent, each
     issued with the CLI and checked in what ClickHouse (or the export file) holds afterwards."""
     private_key, public_key = dpo_keys
+    dpo = _dpo_env(kafka_bootstrap, private_key, public_key)
     group = _sink_group_at_end(kafka_bootstrap)
     monkeypatch.setenv("RECORDS_DPO_PUBLIC_KEYS", str(public_key))
     sink = SinkProcess(chdb_path, kafka_bootstrap, group, "", tmp_path / "sink.log")
@@ -184,7 +167,7 @@ def test_every_other_request_type_through_the_whole_pipeline(
         n = secrets.randbelow(9_000_000) + 1_000_000
         email = f"dsr.types.{n}@example.fi"
         cid = f"dsr-types-{n}"
-        chat = _web_chat(cid, visitor=f"visitor-{n}", email=email)
+        chat = web_chat(cid, visitor=f"visitor-{n}", email=email)
         traffic = Traffic(kafka_bootstrap, cid)
         traffic.avro("chat", topics.CHAT.name, cid, "ChatConversation", chat)
         traffic.flush()
@@ -202,10 +185,10 @@ def test_every_other_request_type_through_the_whole_pipeline(
             time.sleep(0.5)
 
         def run(*args: str) -> dict[str, Any]:
-            issued = _records(kafka_bootstrap, private_key, public_key, "dsr", *args, "--reason", "TICKET-TYPES")
+            issued = run_records("dsr", *args, "--reason", "TICKET-TYPES", env=dpo, timeout=180)
             assert issued.returncode == 0, issued.stderr
             request_id = issued.stdout.strip().splitlines()[-1]
-            status = _records(kafka_bootstrap, private_key, public_key, "dsr", "status", request_id, "--wait", "120")
+            status = run_records("dsr", "status", request_id, "--wait", "120", env=dpo, timeout=180)
             assert status.returncode == 0, f"{status.stdout}\n{status.stderr}"
             receipt: dict[str, Any] = json.loads(status.stdout)
             assert receipt["status"] == "COMPLETED", receipt

@@ -11,11 +11,9 @@ quarantine topic. Stripped fields must be empty in the stored row.
 
 from __future__ import annotations
 
-import os
 import secrets
 import signal
 import subprocess
-import sys
 import time
 import uuid
 from collections import Counter
@@ -25,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from confluent_kafka import Consumer, KafkaException, TopicPartition
+from confluent_kafka import Consumer, TopicPartition
 
 from pipeline import topics
 from pipeline.clickhouse_ddl import ANALYST_DB
@@ -35,7 +33,9 @@ from pipeline.kafka.admin import KafkaAdmin
 from pipeline.policy import default_policy
 from pipeline.serde import AvroDeserializer, SerdeError
 from records.simulate import SimulationConfig, generate
-from tests.integration.test_sink_crash import SinkProcess
+from tests.support.cli import RECORDS, cli_env, run_records
+from tests.support.kafka_offsets import end_positions, start_group_at_end
+from tests.support.processes import SinkProcess
 
 EVENTS = 1500
 NS = "cs.records."
@@ -46,38 +46,14 @@ ENRICHED = (topics.CHAT_ENRICHED, topics.CALL_ENRICHED, topics.CONSENT_LEDGER, t
 
 
 def _env(bootstrap: str, data_dir: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("CLICKHOUSE_URL", "RECORDS_PEPPER_FILE")}
-    env.update(KAFKA_BOOTSTRAP=bootstrap, RECORDS_DATA_DIR=str(data_dir), RECORDS_PEPPER=PEPPER_HEX)
-    env.update(RECORDS_STREAMS_METRICS_PORT="0", RECORDS_SINK_METRICS_PORT="0")
-    return env
-
-
-def _ends(bootstrap: str, specs: tuple[topics.TopicSpec, ...]) -> list[TopicPartition]:
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"probe-{uuid.uuid4().hex[:8]}"})
-    try:
-        return [TopicPartition(s.name, p, _high(consumer, s.name, p)) for s in specs for p in range(s.partitions)]
-    finally:
-        consumer.close()
-
-
-def _high(consumer: Consumer, topic: str, partition: int) -> int:
-    """The end offset; retried while a just-created topic has no leader yet."""
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            return int(consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)[1])
-        except KafkaException:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.5)
-
-
-def _start_at_end(bootstrap: str, group: str, specs: tuple[topics.TopicSpec, ...]) -> None:
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False})
-    try:
-        consumer.commit(offsets=_ends(bootstrap, specs), asynchronous=False)
-    finally:
-        consumer.close()
+    return cli_env(
+        without=("CLICKHOUSE_URL", "RECORDS_PEPPER_FILE"),
+        KAFKA_BOOTSTRAP=bootstrap,
+        RECORDS_DATA_DIR=str(data_dir),
+        RECORDS_PEPPER=PEPPER_HEX,
+        RECORDS_STREAMS_METRICS_PORT="0",
+        RECORDS_SINK_METRICS_PORT="0",
+    )
 
 
 def _read_from(bootstrap: str, starts: list[TopicPartition], seconds: float) -> list[Any]:
@@ -104,7 +80,7 @@ def _read_from(bootstrap: str, starts: list[TopicPartition], seconds: float) -> 
 def streams_worker(kafka_bootstrap: str, kafka_admin: KafkaAdmin, tmp_path: Path) -> Iterator[subprocess.Popen[bytes]]:
     kafka_admin.create_topics(list(topics.ALL_TOPICS))
     app_id = f"e2e-{uuid.uuid4().hex[:10]}"
-    _start_at_end(kafka_bootstrap, app_id, RAW)
+    start_group_at_end(kafka_bootstrap, app_id, RAW)
     log = tmp_path / "streams.log"
     data_dir = tmp_path / "streams"
     data_dir.mkdir()
@@ -113,7 +89,7 @@ def streams_worker(kafka_bootstrap: str, kafka_admin: KafkaAdmin, tmp_path: Path
     env = {**_env(kafka_bootstrap, data_dir), "RECORDS_DPO_PUBLIC_KEYS": str(data_dir / "dpo.pub.pem")}
     with log.open("wb") as out:
         process = subprocess.Popen(
-            [sys.executable, "-c", "from records.cli import main; main()", "worker", "streams", "--app-id", app_id],
+            [*RECORDS, "worker", "streams", "--app-id", app_id],
             env=env,
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -150,24 +126,17 @@ def test_simulated_traffic_lands_in_every_table_and_each_missing_row_is_explaine
     kafka_bootstrap: str, streams_worker: subprocess.Popen[bytes], chdb_path: Path, tmp_path: Path
 ) -> None:
     group = f"e2e-sink-{uuid.uuid4().hex[:10]}"
-    _start_at_end(kafka_bootstrap, group, ENRICHED)
+    start_group_at_end(kafka_bootstrap, group, ENRICHED)
     sink = SinkProcess(chdb_path, kafka_bootstrap, group, "", tmp_path / "sink.log")
     owner = sink.owner()
-    letters_from = _ends(kafka_bootstrap, (topics.DLQ, topics.QUARANTINE))
+    letters_from = end_positions(kafka_bootstrap, (topics.DLQ, topics.QUARANTINE))
 
     seed = secrets.randbelow(2**31)
     now = datetime.now(UTC).replace(microsecond=0)
-    simulate = subprocess.run(
-        [
-            *(sys.executable, "-c", "from records.cli import main; main()", "simulate"),
-            *("--events", str(EVENTS), "--seed", str(seed), "--now", now.isoformat()),
-            *("--span-days", str(SPAN_DAYS)),
-        ],
+    simulate = run_records(
+        *("simulate", "--events", str(EVENTS), "--seed", str(seed), "--now", now.isoformat()),
+        *("--span-days", str(SPAN_DAYS)),
         env=_env(kafka_bootstrap, tmp_path / "simulate"),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
     )
     assert simulate.returncode == 0, simulate.stderr
 

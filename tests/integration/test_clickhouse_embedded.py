@@ -5,9 +5,6 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -16,24 +13,10 @@ from clickhouse_connect.driver.client import Client
 from pipeline.clickhouse import connect, describe_target, run_statement
 from pipeline.config import Settings, load_settings
 from pipeline.exceptions import ClickHouseError
+from tests.support.cli import chdb_env, run_records
 
 CHAT_TABLE = "CREATE TABLE chat (id UInt32, ts DateTime, body String) ENGINE = MergeTree ORDER BY id"
 CHAT_TABLE_WITH_TTL = f"{CHAT_TABLE} TTL ts + INTERVAL 180 DAY"
-
-
-def records(chdb_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    """Run the `records` CLI in a new process on the embedded engine at chdb_path."""
-    env = {key: value for key, value in os.environ.items() if key != "CLICKHOUSE_URL"}
-    env.update(RECORDS_CHDB_PATH=str(chdb_path), RECORDS_DATA_DIR=str(chdb_path.parent / "data"))
-    return subprocess.run(
-        [sys.executable, "-c", "from records.cli import main; main()", *args],
-        env=env,
-        cwd=chdb_path.parent,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
 
 
 def test_create_insert_select_round_trip(ch_client: Client) -> None:
@@ -91,11 +74,13 @@ def test_describe_target_names_the_embedded_directory(chdb_settings: Settings, c
 
 
 def test_cli_runs_ddl_insert_and_prints_json_and_csv(chdb_path: Path) -> None:
-    create = records(chdb_path, "sql", CHAT_TABLE)
-    insert = records(chdb_path, "sql", "INSERT INTO chat VALUES (1, '2026-01-02 03:04:05', 'hi'), (2, now(), 'yo')")
-    as_json = records(chdb_path, "sql", "--format", "json", "SELECT id, ts, body FROM chat ORDER BY id")
-    as_csv = records(chdb_path, "sql", "-f", "csv", "SELECT id, body FROM chat ORDER BY id")
-    as_table = records(chdb_path, "sql", "SELECT body FROM chat ORDER BY id")
+    env, cwd = chdb_env(chdb_path), chdb_path.parent
+    create = run_records("sql", CHAT_TABLE, env=env, cwd=cwd)
+    two_rows = "INSERT INTO chat VALUES (1, '2026-01-02 03:04:05', 'hi'), (2, now(), 'yo')"
+    insert = run_records("sql", two_rows, env=env, cwd=cwd)
+    as_json = run_records("sql", "--format", "json", "SELECT id, ts, body FROM chat ORDER BY id", env=env, cwd=cwd)
+    as_csv = run_records("sql", "-f", "csv", "SELECT id, body FROM chat ORDER BY id", env=env, cwd=cwd)
+    as_table = run_records("sql", "SELECT body FROM chat ORDER BY id", env=env, cwd=cwd)
 
     assert (create.returncode, create.stdout.strip()) == (0, "ok"), create.stderr
     assert (insert.returncode, insert.stdout.strip()) == (0, "ok"), insert.stderr
@@ -112,7 +97,7 @@ def test_cli_runs_ddl_insert_and_prints_json_and_csv(chdb_path: Path) -> None:
 
 
 def test_cli_bad_query_is_one_error_line_and_exit_1(chdb_path: Path) -> None:
-    result = records(chdb_path, "sql", "SELECT * FROM no_such_table")
+    result = run_records("sql", "SELECT * FROM no_such_table", env=chdb_env(chdb_path), cwd=chdb_path.parent)
 
     assert result.returncode == 1
     assert result.stdout == ""
@@ -123,7 +108,7 @@ def test_cli_bad_query_is_one_error_line_and_exit_1(chdb_path: Path) -> None:
 
 
 def test_cli_on_a_directory_owned_by_another_process_says_so(ch_client: Client, chdb_path: Path) -> None:
-    result = records(chdb_path, "sql", "SELECT 1")
+    result = run_records("sql", "SELECT 1", env=chdb_env(chdb_path), cwd=chdb_path.parent)
 
     assert result.returncode == 1
     lines = result.stderr.strip().splitlines()

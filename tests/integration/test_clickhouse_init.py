@@ -2,34 +2,19 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 from pipeline.clickhouse import connect
 from pipeline.clickhouse_ddl import ROLES, table_models
 from pipeline.config import Settings
-
-
-def records_cli(chdb_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k != "CLICKHOUSE_URL"}
-    env.update(RECORDS_CHDB_PATH=str(chdb_path), RECORDS_DATA_DIR=str(chdb_path.parent / "data"))
-    return subprocess.run(
-        [sys.executable, "-c", "from records.cli import main; main()", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+from tests.support.cli import chdb_env, run_records
 
 
 def test_init_creates_the_model_then_finds_it_and_checks_the_access_sql(
     chdb_path: Path, chdb_settings: Settings
 ) -> None:
-    first = records_cli(chdb_path, "clickhouse", "init")
-    second = records_cli(chdb_path, "clickhouse", "init")
+    first = run_records("clickhouse", "init", env=chdb_env(chdb_path))
+    second = run_records("clickhouse", "init", env=chdb_env(chdb_path))
 
     assert first.returncode == 0, first.stderr
     assert second.returncode == 0, second.stderr
@@ -47,8 +32,8 @@ def test_init_creates_the_model_then_finds_it_and_checks_the_access_sql(
 
 
 def test_ddl_and_roles_sql_print_statements(chdb_path: Path) -> None:
-    ddl = records_cli(chdb_path, "clickhouse", "ddl")
-    roles = records_cli(chdb_path, "clickhouse", "roles-sql")
+    ddl = run_records("clickhouse", "ddl", env=chdb_env(chdb_path))
+    roles = run_records("clickhouse", "roles-sql", env=chdb_env(chdb_path))
 
     assert ddl.returncode == 0, ddl.stderr
     assert "CREATE TABLE IF NOT EXISTS records.calls" in ddl.stdout

@@ -47,7 +47,10 @@ from sink.clickhouse_sink import ClickHouseSink, SinkOptions
 from sink.dsr_commands import DsrExecutor, DsrTopics
 from sink.metrics import SinkMetrics
 from sink.sink_process import apply_schema
-from tests.integration.test_sink import NOW, counter, end_offsets, lagging_partitions, read_topic, record
+from tests.support.kafka_offsets import end_offsets, lagging_partitions
+from tests.support.kafka_reads import read_topic
+from tests.support.metrics import counter
+from tests.support.stored_records import NOW, record
 
 PEPPER = b"test pepper for data subject requests, 32+ bytes"
 SUBJECT_TABLES = ("chat_conversations", "chat_messages", "calls", "call_recordings", "consent_ledger")

@@ -20,7 +20,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Message as KafkaMessage
+from confluent_kafka import TopicPartition
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from pipeline import topics
@@ -29,20 +30,11 @@ from pipeline.dsr import DpoSigner, RequestType, build_request, canonical_bytes
 from pipeline.kafka.admin import KafkaAdmin
 from pipeline.serde import SINGLE_OBJECT_MAGIC, AvroDeserializer, AvroSerializer
 from pipeline.subject_keys import IdentifierKind
-from tests.integration.test_streams_worker import (
-    CHANGELOGS,
-    DPO_SIGNER,
-    KEYER,
-    T0,
-    Traffic,
-    WorkerProcess,
-    _cdr,
-    _consent_changed,
-    _end_offsets,
-    _mystaff_chat,
-    _start_group_at_end,
-    _web_chat,
-)
+from tests.support.kafka_offsets import end_positions, start_group_at_end
+from tests.support.kafka_reads import consume_until
+from tests.support.processes import CHANGELOGS, STREAMS_INPUTS, WorkerProcess
+from tests.support.streams_traffic import T0, Traffic, call_detail, consent_changed, mystaff_chat, web_chat
+from tests.support.worker_secrets import DPO_SIGNER, KEYER
 
 pytestmark = pytest.mark.kafka
 
@@ -57,7 +49,7 @@ def worker(
     kafka_bootstrap: str, kafka_admin: KafkaAdmin, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[WorkerProcess]:
     kafka_admin.create_topics(list(topics.ALL_TOPICS))  # what `records topics ensure` creates
-    _start_group_at_end(kafka_bootstrap, APP_ID)
+    start_group_at_end(kafka_bootstrap, APP_ID, STREAMS_INPUTS)
     process = WorkerProcess(APP_ID, kafka_bootstrap, Path(tmp_path_factory.mktemp("dsr")) / APP_ID)
     process.start()
     yield process
@@ -106,26 +98,15 @@ def _read(
     bootstrap: str, start: list[TopicPartition], done: Callable[[list[Message]], bool], timeout: float = 60.0
 ) -> list[Message]:
     """Messages from `start` on until `done(messages)` (Avro values decoded); fails on timeout."""
-    consumer = Consumer(
-        {"bootstrap.servers": bootstrap, "group.id": f"reader-{uuid.uuid4().hex}", "enable.auto.commit": False}
-    )
-    consumer.assign(start)
     deserialize = AvroDeserializer()
-    got: list[Message] = []
-    deadline = time.monotonic() + timeout
-    try:
-        while not done(got):
-            assert time.monotonic() < deadline, f"timed out; read {len(got)} message(s)"
-            for m in consumer.consume(500, timeout=0.5):
-                if m.error():
-                    continue
-                item = Message(m.topic(), m.key(), m.value(), dict(m.headers() or []), m.timestamp()[1])
-                if item.value and item.value[:2] == SINGLE_OBJECT_MAGIC and item.topic != topics.DLQ.name:
-                    item.decoded = deserialize(item.value).value
-                got.append(item)
-        return got
-    finally:
-        consumer.close()
+
+    def message(m: KafkaMessage) -> Message:
+        item = Message(m.topic(), m.key(), m.value(), dict(m.headers() or []), m.timestamp()[1])
+        if item.value and item.value[:2] == SINGLE_OBJECT_MAGIC and item.topic != topics.DLQ.name:
+            item.decoded = deserialize(item.value).value
+        return item
+
+    return consume_until(bootstrap, start, done, message, timeout=timeout)
 
 
 def _command(request_id: str) -> Callable[[list[Message]], bool]:
@@ -153,20 +134,20 @@ def test_an_erasure_tombstones_the_subject_and_a_replay_brings_nothing_back(
     person_key = _key(IdentifierKind.PERSON_NUMBER, person)
     before = _ms(datetime.now(UTC) - timedelta(hours=2))
     web, app_chat, call_id = f"chat-{tag}-{n}", f"chat-{tag}-2", f"call-{tag}"
-    staff = _mystaff_chat(app_chat, person_number=person) | {"email": email}  # the same person in the app
+    staff = mystaff_chat(app_chat, person_number=person) | {"email": email}  # the same person in the app
     raw = {
-        "consent": (topics.CONSENT, email, "ConsentChanged", _consent_changed(before, "GIVEN", None, email=email)),
-        "web": (topics.CHAT, web, "ChatConversation", _web_chat(web, visitor=visitor, email=email, started=before)),
+        "consent": (topics.CONSENT, email, "ConsentChanged", consent_changed(before, "GIVEN", None, email=email)),
+        "web": (topics.CHAT, web, "ChatConversation", web_chat(web, visitor=visitor, email=email, started=before)),
         "app": (topics.CHAT, app_chat, "ChatConversation", staff),
-        "call": (topics.CALL, call_id, "CallDetailRecord", _cdr(call_id, phone)),
+        "call": (topics.CALL, call_id, "CallDetailRecord", call_detail(call_id, phone)),
     }
     # Dated 10 minutes ahead (a source's clock; within the policy's skew) but taken in before
     # the erasure: re-read by a replay after it, it is not new contact (issue 11).
     ahead = f"chat-{tag}-7"
-    ahead_chat = _web_chat(ahead, visitor=visitor, email=email, started=datetime.now(UTC) + timedelta(minutes=10))
+    ahead_chat = web_chat(ahead, visitor=visitor, email=email, started=datetime.now(UTC) + timedelta(minutes=10))
     traffic = Traffic(kafka_bootstrap, tag)
     outputs = (topics.CHAT_ENRICHED, topics.CALL_ENRICHED, topics.CONSENT_LEDGER, topics.SUBJECTS)
-    start = _end_offsets(kafka_bootstrap, outputs)
+    start = end_positions(kafka_bootstrap, outputs)
     for label, (spec, key, schema, value) in raw.items():
         traffic.avro(label, spec.name, key, schema, value)
     taken_in_ms = int(time.time() * 1000)
@@ -181,7 +162,7 @@ def test_an_erasure_tombstones_the_subject_and_a_replay_brings_nothing_back(
 
     # The erasure.
     request_id, payload = _signed(RequestType.ERASURE, {"email": email, "phone": phone})
-    start = _end_offsets(kafka_bootstrap, (topics.SUBJECTS, topics.DSR_COMMANDS, CONSENT_LOG, ERASURE_LOG))
+    start = end_positions(kafka_bootstrap, (topics.SUBJECTS, topics.DSR_COMMANDS, CONSENT_LOG, ERASURE_LOG))
     traffic.send("erase", topics.DSR.name, request_id, payload)
     traffic.flush()
     got = _read(kafka_bootstrap, start, _command(request_id))
@@ -205,7 +186,7 @@ def test_an_erasure_tombstones_the_subject_and_a_replay_brings_nothing_back(
 
     # The replay: the same raw events again (older than the erasure), then new contact.
     dropped_before = _metric(worker, "records_streams_erased_dropped_total")
-    start = _end_offsets(kafka_bootstrap, outputs)
+    start = end_positions(kafka_bootstrap, outputs)
     for label, sent in list(traffic.sent.items()):
         if label in raw:
             traffic.send(f"replay-{label}", sent.topic, sent.key.decode(), sent.value)
@@ -219,7 +200,7 @@ def test_an_erasure_tombstones_the_subject_and_a_replay_brings_nothing_back(
         topics.CHAT.name,
         new_chat,
         "ChatConversation",
-        _web_chat(new_chat, visitor=visitor, email=email, started=after),
+        web_chat(new_chat, visitor=visitor, email=email, started=after),
     )
     traffic.flush()
     deadline = time.monotonic() + 60
@@ -263,7 +244,7 @@ def test_forged_and_replayed_requests_are_dead_lettered_and_never_executed(
         for reason in ("BAD_SIGNATURE", "REPLAYED")
     }
     outputs = (topics.DLQ, topics.DSR_RECEIPTS, topics.DSR_COMMANDS, topics.SUBJECTS, topics.CHAT_ENRICHED)
-    start = _end_offsets(kafka_bootstrap, outputs)
+    start = end_positions(kafka_bootstrap, outputs)
     traffic = Traffic(kafka_bootstrap, tag)
     traffic.send("restrict", topics.DSR.name, restrict_id, restrict)
     traffic.send("forged", topics.DSR.name, forged_id, forged)
@@ -298,7 +279,7 @@ def test_forged_and_replayed_requests_are_dead_lettered_and_never_executed(
 
     # The restriction that did run: the subject's rows carry the flag.
     cid = f"chat-{tag}-1"
-    traffic.avro(cid, topics.CHAT.name, cid, "ChatConversation", _web_chat(cid, visitor=f"v-{tag}", email=email))
+    traffic.avro(cid, topics.CHAT.name, cid, "ChatConversation", web_chat(cid, visitor=f"v-{tag}", email=email))
     traffic.flush()
     got = _read(kafka_bootstrap, start, lambda got: any(m.text_key == cid for m in got))
     row = next(m for m in got if m.text_key == cid)
@@ -311,8 +292,8 @@ def test_a_rectified_email_moves_the_subject_record_to_its_new_key(kafka_bootstr
     old_key, new_key = _key(IdentifierKind.EMAIL, email), _key(IdentifierKind.EMAIL, corrected)
     cid = f"chat-{tag}-{random.randint(1, 9_999_999)}"
     traffic = Traffic(kafka_bootstrap, tag)
-    start = _end_offsets(kafka_bootstrap, (topics.SUBJECTS, topics.DSR_COMMANDS))
-    chat = _web_chat(cid, visitor=f"v-{tag}", email=email, started=T0)
+    start = end_positions(kafka_bootstrap, (topics.SUBJECTS, topics.DSR_COMMANDS))
+    chat = web_chat(cid, visitor=f"v-{tag}", email=email, started=T0)
     traffic.avro(cid, topics.CHAT.name, cid, "ChatConversation", chat)
     traffic.flush()
     _read(kafka_bootstrap, start, lambda got: any(m.text_key == old_key and m.value for m in got))
@@ -343,7 +324,7 @@ def test_a_consent_withdrawal_writes_withdrawn_ledger_rows_and_strips_what_came_
     keys = [_key(IdentifierKind.EMAIL, email), _key(IdentifierKind.VISITOR_ID, visitor)]
     request_id, payload = _signed(RequestType.CONSENT_WITHDRAWAL, {"email": email, "visitor_id": visitor})
     traffic = Traffic(kafka_bootstrap, tag)
-    start = _end_offsets(kafka_bootstrap, (topics.CONSENT_LEDGER, topics.DSR_COMMANDS, topics.CHAT_ENRICHED))
+    start = end_positions(kafka_bootstrap, (topics.CONSENT_LEDGER, topics.DSR_COMMANDS, topics.CHAT_ENRICHED))
     traffic.send("withdraw", topics.DSR.name, request_id, payload)
     traffic.flush()
     got = _read(kafka_bootstrap, start, _command(request_id))
@@ -361,7 +342,7 @@ def test_a_consent_withdrawal_writes_withdrawn_ledger_rows_and_strips_what_came_
 
     # A chat collected before the withdrawal, processed after it: its consent-based data is gone.
     cid = f"chat-{tag}-1"
-    chat = _web_chat(cid, visitor=visitor, email=email, started=_ms(datetime.now(UTC) - timedelta(hours=1)))
+    chat = web_chat(cid, visitor=visitor, email=email, started=_ms(datetime.now(UTC) - timedelta(hours=1)))
     traffic.avro(cid, topics.CHAT.name, cid, "ChatConversation", chat)
     traffic.flush()
     got = _read(kafka_bootstrap, start, lambda got: any(m.text_key == cid for m in got))

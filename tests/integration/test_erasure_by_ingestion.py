@@ -21,7 +21,8 @@ from retention_jobs.report_collect import collect_evidence
 from sink.avro_container import SINGLE_OBJECT_PREFIX, container
 from sink.dsr_commands import DsrExecutor
 from sink.sink_process import apply_schema
-from tests.erasure_support import erasure_command, model, record, store
+from tests.support.sink_store import erasure_command, model, store
+from tests.support.stored_records import record
 
 ANNA = ["a" * 64, "b" * 64]
 BERT = ["c" * 64]
@@ -31,7 +32,7 @@ def _rows(table: str, keys: list[str], ingested: datetime, event_times: dict[str
     m = model(table)
     out = []
     for n, (name, at) in enumerate(event_times.items()):
-        value = record(m.schema.definition, n, subject_keys=keys, ingested_at=ingested, **{m.record.time_field: at})
+        value = record(m.schema, n, subject_keys=keys, ingested_at=ingested, **{m.record.time_field: at})
         value[m.id_column] = f"{table}-{name}"
         out.append(value)
     return out
@@ -92,7 +93,7 @@ def test_the_erasure_proof_counts_future_dated_rows_ingested_before_the_erasure(
     )
     # Inserted around the guard, as a row would remain if the erasure missed it.
     m = model("calls")
-    value = record(m.schema.definition, 1, subject_keys=ANNA, ingested_at=erased_at - timedelta(minutes=5))
+    value = record(m.schema, 1, subject_keys=ANNA, ingested_at=erased_at - timedelta(minutes=5))
     value[m.record.time_field] = now + timedelta(days=3653)
     block = container(m.schema, [AvroSerializer(m.schema)(value)[SINGLE_OBJECT_PREFIX:]])
     ch_client.raw_insert(m.qualified, insert_block=block, fmt="Avro")

@@ -12,7 +12,7 @@ from pipeline.config import Settings
 from pipeline.serde import Serde
 from sink.dsr_commands import DsrExecutor
 from sink.sink_process import apply_schema
-from tests.erasure_support import erasure_command
+from tests.support.sink_store import erasure_command
 
 ANNA = ["a" * 64, "b" * 64]
 

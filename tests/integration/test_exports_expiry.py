@@ -23,7 +23,8 @@ from sink.dsr_commands import DsrExecutor
 from sink.dsr_export import collect, document, export_path, write_export
 from sink.dsr_storage import subject_tables
 from sink.sink_process import apply_schema
-from tests.erasure_support import erasure_command, model, record, store
+from tests.support.sink_store import erasure_command, model, store
+from tests.support.stored_records import record
 
 ANNA = ["a" * 64, "b" * 64]
 BERT = ["c" * 64]
@@ -50,7 +51,7 @@ def test_an_erasure_removes_the_subject_s_earlier_exports(ch_client: Client, chd
     now = datetime.now(UTC).replace(microsecond=0)
     calls = model("calls")
     for n, keys in enumerate((ANNA, BERT)):
-        value = record(calls.schema.definition, n, subject_keys=keys, ingested_at=now - timedelta(minutes=5))
+        value = record(calls.schema, n, subject_keys=keys, ingested_at=now - timedelta(minutes=5))
         store(ch_client, calls, [value])
     anna_by_phone = _export(ch_client, chdb_settings, ANNA[1:])
     anna_by_email = _export(ch_client, chdb_settings, ANNA[:1])

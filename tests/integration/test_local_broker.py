@@ -5,29 +5,16 @@ from __future__ import annotations
 
 import os
 import socket
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from records.local_kafka import free_port
+from tests.support.cli import run_records
 
 REPO = Path(__file__).resolve().parents[2]
 
 pytestmark = pytest.mark.kafka
-
-
-def _records(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-c", "from records.cli import main; main()", *args],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
 
 
 @pytest.fixture
@@ -74,26 +61,26 @@ def _running(pid: int) -> bool:
 def test_up_twice_is_harmless_and_down_leaves_no_broker(env: dict[str, str], tmp_path: Path) -> None:
     port = _port_pair()
     try:
-        first = _records(env, "up", "--port", str(port))
+        first = run_records("up", "--port", str(port), env=env, cwd=REPO)
         assert first.returncode == 0, first.stderr
         assert f"broker up on 127.0.0.1:{port} in " in first.stdout
         [pid] = _brokers_in(tmp_path)
 
-        second = _records(env, "up", "--port", str(port))
+        second = run_records("up", "--port", str(port), env=env, cwd=REPO)
         assert second.returncode == 0, second.stderr
         assert second.stdout.startswith("already running")
         assert _brokers_in(tmp_path) == [pid]
-        assert f"running on 127.0.0.1:{port} (pid {pid}" in _records(env, "status").stdout
+        assert f"running on 127.0.0.1:{port} (pid {pid}" in run_records("status", env=env, cwd=REPO).stdout
         assert (tmp_path / "kafka" / "broker.log").stat().st_size > 0, "the broker logs to its state directory"
     finally:
-        down = _records(env, "down")
+        down = run_records("down", env=env, cwd=REPO)
     assert down.returncode == 0 and down.stdout.startswith("broker stopped in ")
     assert _brokers_in(tmp_path) == []
     assert not _running(pid)
 
-    again = _records(env, "down")
+    again = run_records("down", env=env, cwd=REPO)
     assert again.returncode == 0 and again.stdout.strip() == "broker not running"
-    assert "not running" in _records(env, "status").stdout
+    assert "not running" in run_records("status", env=env, cwd=REPO).stdout
 
 
 def test_a_port_in_use_is_one_clear_line(env: dict[str, str]) -> None:
@@ -101,12 +88,12 @@ def test_a_port_in_use_is_one_clear_line(env: dict[str, str]) -> None:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        result = _records(env, "up", "--port", str(port))
+        result = run_records("up", "--port", str(port), env=env, cwd=REPO)
     assert result.returncode == 1
     assert result.stderr.strip() == f"error: port {port} on 127.0.0.1 is already in use by another program"
 
 
 def test_missing_java_is_one_clear_line(env: dict[str, str]) -> None:
-    result = _records({**env, "PATH": "/nonexistent"}, "up", "--port", str(_port_pair()))
+    result = run_records("up", "--port", str(_port_pair()), env={**env, "PATH": "/nonexistent"}, cwd=REPO)
     assert result.returncode == 1
     assert result.stderr.strip().startswith("error: `java` is not installed or not on PATH")

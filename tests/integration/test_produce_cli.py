@@ -8,100 +8,21 @@ and carries the ids it made up itself.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-import time
 import uuid
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import pytest
-from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 
 from pipeline.config import Settings, load_settings
-from pipeline.kafka.admin import KafkaAdmin
 from pipeline.serde import AvroDeserializer, SerdeError
 from pipeline.subject_keys import IdentifierKind, SubjectKeyer, load_pepper
-from pipeline.topics import CALL, CONSENT, TopicSpec
+from pipeline.topics import CALL, CONSENT
+from tests.support.cli import producer_env, run_records
+from tests.support.kafka_offsets import ensure_input_topics, topic_end_offsets
+from tests.support.kafka_reads import read_since
 
 pytestmark = pytest.mark.kafka
-REPO = Path(__file__).resolve().parents[2]
-
-
-class Received(NamedTuple):
-    key: bytes | None
-    value: bytes | None
-    headers: dict[str, bytes]
-
-
-def records_cli(env: dict[str, str], *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-c", "from records.cli import main; main()", *args],
-        cwd=REPO,
-        env=env,
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
-
-
-def cli_env(settings: Settings, data_dir: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("RECORDS_PEPPER", "SCHEMA_REGISTRY"))}
-    return {**env, "KAFKA_BOOTSTRAP": settings.kafka.bootstrap, "RECORDS_DATA_DIR": str(data_dir)}
-
-
-def ensure_input_topics(settings: Settings, specs: list[TopicSpec]) -> None:
-    KafkaAdmin(settings.kafka).create_topics(specs)  # an existing topic is left alone
-
-
-def end_offsets(settings: Settings, topic: str) -> dict[int, int]:
-    consumer = Consumer({**settings.kafka.as_librdkafka_dict(), "group.id": "offsets-probe", "log_level": 3})
-    try:
-        for _ in range(50):  # a topic created a moment ago may not have its leaders yet
-            try:
-                partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
-                return {p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1] for p in partitions}
-            except KafkaException:
-                time.sleep(0.2)
-        raise AssertionError(f"no end offsets for {topic}")
-    finally:
-        consumer.close()
-
-
-def _headers(message: Message) -> dict[str, bytes]:
-    raw = message.headers() or []
-    pairs = raw.items() if isinstance(raw, dict) else raw
-    return {k: v.encode() if isinstance(v, str) else (v or b"") for k, v in pairs}
-
-
-def read_since(settings: Settings, topic: str, start: dict[int, int]) -> list[Received]:
-    """Every message of `topic` after `start` up to the current end offsets."""
-    end = end_offsets(settings, topic)
-    want = {p: end[p] for p in end if end[p] > start.get(p, 0)}
-    if not want:
-        return []
-    config = {**settings.kafka.as_librdkafka_dict(), "group.id": "reader", "enable.auto.commit": "false"}
-    consumer = Consumer({**config, "log_level": 3})
-    consumer.assign([TopicPartition(topic, p, start.get(p, 0)) for p in want])
-    out: list[Received] = []
-    done: set[int] = set()
-    deadline = time.monotonic() + 60
-    try:
-        while len(done) < len(want) and time.monotonic() < deadline:
-            for message in consumer.consume(1000, 0.5):
-                if message.error() is not None:
-                    continue
-                out.append(Received(message.key(), message.value(), _headers(message)))
-                partition, offset = message.partition(), message.offset()
-                if partition is not None and offset is not None and offset >= want[partition] - 1:
-                    done.add(partition)
-    finally:
-        consumer.close()
-    assert len(done) == len(want), f"did not read {topic} to its end within 60 s"
-    return out
 
 
 def decoded_since(settings: Settings, topic: str, start: dict[int, int]) -> list[tuple[bytes | None, dict[str, Any]]]:
@@ -174,9 +95,11 @@ def test_a_file_with_bad_lines_is_rejected_whole_and_every_problem_named(
     ]
     source = tmp_path / "calls.jsonl"
     source.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    before = end_offsets(kafka_settings, CALL.name)
+    before = topic_end_offsets(kafka_settings, CALL.name)
 
-    result = records_cli(cli_env(kafka_settings, tmp_path), "produce", "--topic", CALL.name, "--file", str(source))
+    result = run_records(
+        "produce", "--topic", CALL.name, "--file", str(source), env=producer_env(kafka_settings, tmp_path), timeout=300
+    )
 
     assert result.returncode == 1
     assert result.stderr.splitlines()[:4] == [
@@ -190,8 +113,11 @@ def test_a_file_with_bad_lines_is_rejected_whole_and_every_problem_named(
     assert result.stdout.strip() == "produced 0, rejected 3, failed 0"
     assert _call_ids(kafka_settings, before, tag) == [], "nothing of the file was sent"
 
-    skipped = records_cli(
-        cli_env(kafka_settings, tmp_path), "produce", "--topic", CALL.name, "--skip-invalid", stdin="\n".join(lines)
+    skipped = run_records(
+        *("produce", "--topic", CALL.name, "--skip-invalid"),
+        env=producer_env(kafka_settings, tmp_path),
+        stdin="\n".join(lines),
+        timeout=300,
     )
     assert skipped.returncode == 1, "invalid lines still fail the run"
     assert skipped.stdout.strip() == "produced 2, rejected 3, failed 0"
@@ -213,12 +139,13 @@ def test_a_valid_file_is_sent_with_the_keys_of_the_architecture(kafka_settings: 
         "status": "WITHDRAWN",
         "channel": "WEB_CHAT",
     }
-    env = cli_env(kafka_settings, tmp_path)
-    calls_before = end_offsets(kafka_settings, CALL.name)
-    consent_before = end_offsets(kafka_settings, CONSENT.name)
+    env = producer_env(kafka_settings, tmp_path)
+    calls_before = topic_end_offsets(kafka_settings, CALL.name)
+    consent_before = topic_end_offsets(kafka_settings, CONSENT.name)
 
-    calls = records_cli(env, "produce", "--topic", CALL.name, stdin=json.dumps(_call(f"{tag}1")) + "\n")
-    consents = records_cli(env, "produce", "--topic", CONSENT.name, stdin=json.dumps(consent))
+    call = json.dumps(_call(f"{tag}1")) + "\n"
+    calls = run_records("produce", "--topic", CALL.name, env=env, stdin=call, timeout=300)
+    consents = run_records("produce", "--topic", CONSENT.name, env=env, stdin=json.dumps(consent), timeout=300)
 
     assert (calls.returncode, calls.stdout.strip()) == (0, "produced 1, rejected 0, failed 0"), calls.stderr
     assert (consents.returncode, consents.stdout.strip()) == (0, "produced 1, rejected 0, failed 0"), consents.stderr
@@ -237,6 +164,8 @@ def test_a_valid_file_is_sent_with_the_keys_of_the_architecture(kafka_settings: 
 
 
 def test_only_input_topics_are_accepted(kafka_settings: Settings, tmp_path: Path) -> None:
-    result = records_cli(cli_env(kafka_settings, tmp_path), "produce", "--topic", "cs.subjects.v1", stdin="{}")
+    result = run_records(
+        "produce", "--topic", "cs.subjects.v1", env=producer_env(kafka_settings, tmp_path), stdin="{}", timeout=300
+    )
     assert result.returncode == 1
     assert result.stderr.startswith("error: records produce writes the pipeline's input topics (cs.chat.v1")

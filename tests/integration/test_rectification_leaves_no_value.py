@@ -19,7 +19,8 @@ from pipeline.serde import Serde
 from sink.dsr_commands import COMPLETED, DsrExecutor
 from sink.dsr_storage import CommandHeaders, DsrCommand
 from sink.sink_process import apply_schema
-from tests.erasure_support import model, record, store
+from tests.support.sink_store import model, store
+from tests.support.stored_records import record
 
 ANNA = ["a" * 64, "b" * 64]
 BERT = ["c" * 64]
@@ -40,9 +41,9 @@ def test_a_rectified_email_is_stored_but_not_in_any_mutation(
     chats = model("chat_conversations")
     ingested = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=5)
     rows = [
-        record(chats.schema.definition, 1, subject_keys=ANNA, ingested_at=ingested, email="old-anna@example.fi"),
-        record(chats.schema.definition, 2, subject_keys=ANNA[1:], ingested_at=ingested, email=None),
-        record(chats.schema.definition, 3, subject_keys=BERT, ingested_at=ingested, email="bert@example.fi"),
+        record(chats.schema, 1, subject_keys=ANNA, ingested_at=ingested, email="old-anna@example.fi"),
+        record(chats.schema, 2, subject_keys=ANNA[1:], ingested_at=ingested, email=None),
+        record(chats.schema, 3, subject_keys=BERT, ingested_at=ingested, email="bert@example.fi"),
     ]
     store(ch_client, chats, rows)
     # Mutations that ran before (an erasure of someone else) stay in the log too: keep one there.

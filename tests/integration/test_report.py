@@ -6,12 +6,10 @@ from __future__ import annotations
 
 import colorsys
 import json
-import os
 import random
 import shutil
 import struct
 import subprocess
-import sys
 import threading
 import zlib
 from collections.abc import Iterator
@@ -36,6 +34,7 @@ from retention_jobs.linger import topic_linger
 from retention_jobs.report import KafkaEvidence, evaluate
 from retention_jobs.report_collect import collect_evidence
 from retention_jobs.svg_charts import BAD_COLOUR, LIMIT_COLOUR, OK_COLOUR
+from tests.support.cli import chdb_env, run_records
 
 CLICKHOUSE_LINES = {
     "categories",
@@ -195,24 +194,6 @@ def load_data_set(client: Client, now: datetime) -> dict[str, int]:
     return {"chat_conversation": len(chats), "call": 200, "call_recording": 60}
 
 
-def records_cli(chdb_path: Path, *args: str, kafka_bootstrap: str) -> subprocess.CompletedProcess[str]:
-    env = {key: value for key, value in os.environ.items() if key != "CLICKHOUSE_URL"}
-    env.update(
-        RECORDS_CHDB_PATH=str(chdb_path),
-        RECORDS_DATA_DIR=str(chdb_path.parent / "data"),
-        KAFKA_BOOTSTRAP=kafka_bootstrap,
-    )
-    return subprocess.run(
-        [sys.executable, "-c", "from records.cli import main; main()", *args],
-        env=env,
-        cwd=chdb_path.parent,
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=False,
-    )
-
-
 ProducedReport = tuple[subprocess.CompletedProcess[str], Path]
 
 
@@ -248,7 +229,12 @@ def produced_report(data_set: Path, kafka_bootstrap: str, kafka_admin: KafkaAdmi
     """`records report --json --html FILE` over the data set and the pipeline's topics."""
     ensure_topics(kafka_admin, ALL_TOPICS)
     page = data_set.parent / "reports" / "compliance.html"
-    done = records_cli(data_set, "report", "--json", "--html", str(page), kafka_bootstrap=kafka_bootstrap)
+    done = run_records(
+        *("report", "--json", "--html", str(page)),
+        env=chdb_env(data_set, KAFKA_BOOTSTRAP=kafka_bootstrap),
+        cwd=data_set.parent,
+        timeout=180,
+    )
     return done, page
 
 
@@ -287,7 +273,9 @@ def test_json_has_a_verdict_per_commitment_and_live_figures(produced_report: Pro
 
 
 def test_unreachable_kafka_makes_the_kafka_lines_unknown(data_set: Path) -> None:
-    done = records_cli(data_set, "report", "--json", kafka_bootstrap="127.0.0.1:1")
+    done = run_records(
+        "report", "--json", env=chdb_env(data_set, KAFKA_BOOTSTRAP="127.0.0.1:1"), cwd=data_set.parent, timeout=180
+    )
     lines = {line["id"]: line for line in json.loads(done.stdout)["lines"]}
 
     assert sorted(i for i, line in lines.items() if not line["passed"]) == ["kafka_config", "kafka_linger"]

@@ -3,9 +3,6 @@ enforcement run, and exactly the rows younger than their limit are left in every
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import threading
 import tomllib
 from datetime import UTC, datetime, timedelta
@@ -22,6 +19,7 @@ from pipeline.config import Settings
 from pipeline.policy import POLICY_FILE, Policy, default_policy, parse_policy
 from retention_jobs.enforce import enforce_retention
 from retention_jobs.metrics import RetentionMetrics
+from tests.support.cli import chdb_env, run_records
 
 # Ages in days over three years, each half a day away from every limit of the policy
 # (90, 180, 730, 1825 d) so that the clock moving during the test changes nothing.
@@ -129,20 +127,6 @@ def _longer_policy(days: int) -> Policy:
     return parse_policy(raw)
 
 
-def records_cli(chdb_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {key: value for key, value in os.environ.items() if key != "CLICKHOUSE_URL"}
-    env.update(RECORDS_CHDB_PATH=str(chdb_path), RECORDS_DATA_DIR=str(chdb_path.parent / "data"))
-    return subprocess.run(
-        [sys.executable, "-c", "from records.cli import main; main()", *args],
-        env=env,
-        cwd=chdb_path.parent,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-
-
 def test_cli_exits_non_zero_while_a_violation_remains(ch_client: Client, chdb_path: Path) -> None:
     # Tables created under an older policy with a 10-year TTL: background TTL merges in the
     # CLI's process will not touch these rows, only the policy's limits make them expired.
@@ -154,7 +138,8 @@ def test_cli_exits_non_zero_while_a_violation_remains(ch_client: Client, chdb_pa
     ch_client.close()
     metrics = chdb_path.parent / "retention.prom"
 
-    checked = records_cli(chdb_path, "retention", "run", "--check-only", "--metrics-file", str(metrics))
+    env, cwd = chdb_env(chdb_path), chdb_path.parent
+    checked = run_records("retention", "run", "--check-only", "--metrics-file", str(metrics), env=env, cwd=cwd)
 
     assert checked.returncode == 1, checked.stderr
     assert "error: retention violated for 2 record type(s): call, call_recording" in checked.stderr
@@ -162,12 +147,12 @@ def test_cli_exits_non_zero_while_a_violation_remains(ch_client: Client, chdb_pa
     assert "VIOLATION" in checked.stdout
     assert "records.calls has TTL 3650 d but the policy says 730 d" in checked.stderr  # DDL older than policy
 
-    enforced = records_cli(chdb_path, "retention", "run", "--metrics-file", str(metrics))
+    enforced = run_records("retention", "run", "--metrics-file", str(metrics), env=env, cwd=cwd)
 
     assert enforced.returncode == 0, enforced.stderr
     assert 'retention_violations{record_type="call_recording"} 0.0' in metrics.read_text()
     assert 'retention_deleted_rows{record_type="call_recording"} 2.0' in metrics.read_text()
-    assert records_cli(chdb_path, "retention", "run", "--check-only").returncode == 0
+    assert run_records("retention", "run", "--check-only", env=env, cwd=cwd).returncode == 0
 
 
 def test_while_the_sink_owns_the_store_the_cli_verifies_only(
@@ -185,7 +170,7 @@ def test_while_the_sink_owns_the_store_the_cli_verifies_only(
     server.start()
     write_owner(chdb_path, "127.0.0.1", server.port)
     try:
-        through_sink = records_cli(chdb_path, "retention", "run")
+        through_sink = run_records("retention", "run", env=chdb_env(chdb_path), cwd=chdb_path.parent)
     finally:
         remove_owner(chdb_path)
         server.close()

@@ -5,7 +5,6 @@ right topics with the right keys, exactly as the generator makes it in this proc
 from __future__ import annotations
 
 import json
-import os
 import random
 from collections import Counter
 from datetime import UTC, datetime
@@ -18,7 +17,9 @@ from pipeline.serde import AvroDeserializer, SerdeError
 from pipeline.subject_keys import SubjectKeyer, load_pepper
 from pipeline.topics import CALL, CHAT, CONSENT
 from records.simulate import MALFORMED, MALFORMED_HEADER, RAW_TOPICS, SimulationConfig, event_line, generate
-from tests.integration.test_produce_cli import cli_env, end_offsets, ensure_input_topics, read_since, records_cli
+from tests.support.cli import cli_env, producer_env, run_records
+from tests.support.kafka_offsets import ensure_input_topics, topic_end_offsets
+from tests.support.kafka_reads import read_since
 
 NOW = "2026-11-01T12:00:00Z"
 
@@ -31,12 +32,13 @@ def test_a_simulation_arrives_complete_keyed_and_as_generated(kafka_settings: Se
     ensure_input_topics(kafka_settings, [CHAT, CALL, CONSENT])
     seed = random.randrange(2**31)  # fresh ids, so runs on a shared broker never mix
     expected = list(generate(_expected(400, seed)))
-    before = {topic: end_offsets(kafka_settings, topic) for topic in RAW_TOPICS}
+    before = {topic: topic_end_offsets(kafka_settings, topic) for topic in RAW_TOPICS}
     out = tmp_path / "events.jsonl"
 
-    result = records_cli(
-        cli_env(kafka_settings, tmp_path),
+    result = run_records(
         *("simulate", "--events", "400", "--seed", str(seed), "--now", NOW, "--rate", "5000", "--out", str(out)),
+        env=producer_env(kafka_settings, tmp_path),
+        timeout=300,
     )
 
     assert result.returncode == 0, result.stderr
@@ -88,8 +90,8 @@ def test_a_simulation_arrives_complete_keyed_and_as_generated(kafka_settings: Se
 
 
 def test_a_dry_run_sends_nothing_and_needs_no_broker(tmp_path: Path) -> None:
-    env = {"KAFKA_BOOTSTRAP": "127.0.0.1:1", "RECORDS_DATA_DIR": str(tmp_path)}
-    result = records_cli({**os.environ, **env}, "simulate", "--events", "500", "--seed", "4", "--now", NOW, "--dry-run")
+    env = cli_env(KAFKA_BOOTSTRAP="127.0.0.1:1", RECORDS_DATA_DIR=str(tmp_path))
+    result = run_records("simulate", "--events", "500", "--seed", "4", "--now", NOW, "--dry-run", env=env, timeout=300)
     assert result.returncode == 0, result.stderr
     assert "(dry run)" in result.stdout and "delivered" not in result.stdout
     assert "500 events in" in result.stdout and "bytes/event" in result.stdout

@@ -13,12 +13,12 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
 from clickhouse_connect.driver.client import Client
-from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
+from confluent_kafka import Producer
 from prometheus_client import CollectorRegistry
 
 from pipeline.clickhouse_ddl import table_models
@@ -31,53 +31,12 @@ from pipeline.topics import TopicSpec
 from sink.clickhouse_sink import ClickHouseSink, SinkOptions
 from sink.metrics import SinkMetrics
 from sink.sink_process import apply_schema
+from tests.support.kafka_offsets import end_offsets, lagging_partitions
+from tests.support.kafka_reads import read_topic
+from tests.support.metrics import counter
+from tests.support.stored_records import NOW, record
 
 MODELS = {m.name: m for m in table_models()}
-# Rows must be younger than their retention, or ClickHouse's TTL drops them on insert.
-NOW = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
-
-
-# ---- rows of any stored record type ---------------------------------------------------
-
-
-def record(schema: AvroSchema, n: int, **overrides: Any) -> dict[str, Any]:
-    """A valid value of `schema` with every optional field set; ids derive from `n`."""
-    named: dict[str, Any] = {}
-
-    def value(name: str, node: Any) -> Any:
-        if isinstance(node, list):
-            return value(name, next(b for b in node if b != "null"))
-        if isinstance(node, str):
-            if node in named:
-                return value(name, named[node])
-            return {
-                "string": f"{name}-{n}",
-                "int": n % 1000,
-                "long": n,
-                "double": 60.0 + n / 1000,
-                "float": 1.5,
-                "boolean": True,
-                "bytes": b"x",
-            }[node]
-        kind = node["type"]
-        if node.get("logicalType") == "timestamp-millis":
-            return NOW
-        if node.get("logicalType") == "uuid":
-            return str(uuid.uuid5(uuid.NAMESPACE_OID, f"{name}-{n}"))
-        if kind == "enum":
-            named[node["name"]] = node
-            return node["symbols"][0]
-        if kind == "array":
-            return [f"{name}-{n}"] if name == "subject_keys" else []
-        if kind == "map":
-            return {"calls": n}
-        return value(name, kind)
-
-    out = {f["name"]: value(f["name"], f["type"]) for f in schema.definition["fields"]}
-    if "channel" in out:
-        out["channel"] = "WEB"
-    out.update(overrides)
-    return out
 
 
 @dataclass
@@ -88,6 +47,7 @@ class Traffic:
     topic_of: Callable[[str], str]  # record schema full name -> topic
     catalog: SchemaCatalog = field(default_factory=default_catalog)
     sent: dict[str, list[str]] = field(default_factory=dict)  # table -> row ids, duplicates included
+    landed: dict[bytes | None, tuple[str, int, int]] = field(default_factory=dict)  # raw value -> where it landed
 
     def send(self, schema: AvroSchema, value: dict[str, Any], *, table: str) -> None:
         payload = AvroSerializer(schema, catalog=self.catalog)(value)
@@ -96,7 +56,11 @@ class Traffic:
         self.sent.setdefault(table, []).append(str(ident))
 
     def raw(self, topic: str, value: bytes | None, key: bytes = b"raw") -> None:
-        self.producer.produce(topic, key=key, value=value)
+        def delivered(err: Any, msg: Any) -> None:
+            assert err is None, err
+            self.landed[value] = (msg.topic(), msg.partition(), msg.offset())
+
+        self.producer.produce(topic, key=key, value=value, on_delivery=delivered)
 
     def flush(self) -> None:
         assert self.producer.flush(30) == 0
@@ -128,21 +92,6 @@ def run(sink_topics: SinkOptions, kafka_settings: Settings, ch_client: Client) -
     return SinkRun(sink_topics, kafka_settings, ch_client)
 
 
-def end_offsets(bootstrap: str, names: list[str]) -> dict[tuple[str, int], int]:
-    probe = Consumer({"bootstrap.servers": bootstrap, "group.id": f"probe-{uuid.uuid4().hex[:8]}"})
-    try:
-        metadata = probe.list_topics(timeout=10)
-        out = {}
-        for name in names:
-            for partition in metadata.topics[name].partitions:
-                _low, high = probe.get_watermark_offsets(TopicPartition(name, partition), timeout=10)
-                if high > 0:
-                    out[(name, partition)] = high
-        return out
-    finally:
-        probe.close()
-
-
 def run_sink_until_caught_up(
     run: SinkRun, *, catalog: SchemaCatalog | None = None, timeout: float = 60.0
 ) -> ClickHouseSink:
@@ -168,46 +117,6 @@ def run_sink_until_caught_up(
         sink.stop()
         thread.join(30)
     return sink
-
-
-def lagging_partitions(bootstrap: str, group: str, wanted: dict[tuple[str, int], int]) -> dict[str, int]:
-    """Partitions whose committed offset in `group` is still below `wanted` (without joining the group)."""
-    probe = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False})
-    try:
-        committed = probe.committed([TopicPartition(t, p) for t, p in wanted], timeout=10)
-    except KafkaException as exc:  # e.g. the group's coordinator is not ready yet
-        return {"committed offsets unavailable": exc.args[0].code()}
-    finally:
-        probe.close()
-    return {
-        f"{tp.topic}[{tp.partition}]": tp.offset for tp in committed if tp.offset < wanted[(tp.topic, tp.partition)]
-    }
-
-
-def counter(metric: Any, **labels: str) -> float:
-    total = 0.0
-    for family in metric.collect():
-        for sample in family.samples:
-            if sample.name.endswith("_total") and all(sample.labels.get(k) == v for k, v in labels.items()):
-                total += sample.value
-    return total
-
-
-def read_topic(bootstrap: str, topic: str, expected: int, timeout: float = 20.0) -> list[Any]:
-    consumer = Consumer(
-        {"bootstrap.servers": bootstrap, "group.id": f"read-{uuid.uuid4().hex[:8]}", "auto.offset.reset": "earliest"}
-    )
-    consumer.subscribe([topic])
-    got: list[Any] = []
-    deadline = time.monotonic() + timeout
-    try:
-        while len(got) < expected and time.monotonic() < deadline:
-            message = consumer.poll(0.5)
-            if message is not None and message.error() is None:
-                got.append(message)
-        return got
-    finally:
-        consumer.close()
 
 
 def _schema(name: str) -> AvroSchema:
@@ -288,7 +197,9 @@ def test_every_table_gets_exactly_its_rows_and_bad_messages_go_to_the_dlq(run: S
         assert headers["dlq.stage"] == "sink"
         assert headers["dlq.source.topic"] == chat_topic
         assert headers["dlq.error.class"] == "SerdeError"
-        assert int(headers["dlq.source.offset"]) >= 0
+        # the letter names the partition and offset the bad message was produced at (to find or replay it)
+        source = (headers["dlq.source.topic"], int(headers["dlq.source.partition"]), int(headers["dlq.source.offset"]))
+        assert source == traffic.landed[message.value()]
     assert "does not belong on" in " ".join(parse_headers(m.headers())["dlq.error"] for m in letters)
     assert counter(sink.metrics.dead_lettered, source_topic=chat_topic) == len(bad)
     assert counter(sink.metrics.skipped) == 1

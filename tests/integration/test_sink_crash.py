@@ -6,96 +6,30 @@ SIGTERM then stops it cleanly."""
 
 from __future__ import annotations
 
-import os
 import signal
-import socket
-import subprocess
-import sys
 import threading
 import time
-import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import clickhouse_connect
 import pytest
-from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import DatabaseError
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
-from prometheus_client.parser import text_string_to_metric_families
 
-from pipeline.access_users import read_owner_credential
-from pipeline.clickhouse_http import Owner, owner_file, read_owner
+from pipeline.clickhouse_http import owner_file
 from pipeline.kafka.admin import KafkaAdmin
 from pipeline.schemas import default_catalog
 from pipeline.serde import AvroSerializer
 from pipeline.topics import TopicSpec
 from sink.clickhouse_sink import SinkOptions
-from tests.integration.test_sink import end_offsets, lagging_partitions, record
-from tests.integration.test_sink_http import records_cli
+from tests.support.cli import chdb_env, run_records
+from tests.support.kafka_offsets import end_offsets, lagging_partitions
+from tests.support.processes import SinkProcess
+from tests.support.stored_records import record
 
 TOTAL = 24_000
 CHUNK = 1_000
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-class SinkProcess:
-    def __init__(self, chdb_path: Path, bootstrap: str, group: str, suffix: str, log: Path) -> None:
-        self.chdb_path = chdb_path
-        self.metrics_port = _free_port()
-        env = {k: v for k, v in os.environ.items() if k != "CLICKHOUSE_URL"}
-        env.update(
-            RECORDS_CHDB_PATH=str(chdb_path),
-            RECORDS_DATA_DIR=str(chdb_path.parent / "data"),
-            KAFKA_BOOTSTRAP=bootstrap,
-            RECORDS_SINK_METRICS_PORT=str(self.metrics_port),
-        )
-        command = [sys.executable, "-c", "from records.cli import main; main()", "worker", "sink"]
-        command += ["--batch-size", "2000", "--batch-max-s", "0.2", "--http-port", "0", "--retention-every", "0"]
-        command += ["--group-id", group, "--topic-suffix", suffix]
-        self.log = log
-        with log.open("ab") as out:
-            self.process = subprocess.Popen(command, env=env, stdout=out, stderr=subprocess.STDOUT)
-
-    def owner(self, timeout: float = 60.0) -> Owner:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            owner = read_owner(self.chdb_path)
-            if owner is not None and owner.pid == self.process.pid:
-                return owner
-            assert self.process.poll() is None, self.log.read_text()[-3000:]
-            time.sleep(0.1)
-        raise AssertionError(f"the sink did not start:\n{self.log.read_text()[-3000:]}")
-
-    def client(self, owner: Owner) -> Client:
-        """clickhouse-connect on the sink's endpoint with its owner credential (the endpoint
-        has no anonymous access)."""
-        login = read_owner_credential(self.chdb_path)
-        assert login is not None
-        return clickhouse_connect.get_client(
-            host=owner.host, port=owner.port, username=login.user, password=login.password.get()
-        )
-
-    def metrics(self) -> str:
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5) as response:
-            return response.read().decode()
-
-    def sample(self, name: str, **labels: str) -> float | None:
-        for family in text_string_to_metric_families(self.metrics()):
-            for sample in family.samples:
-                if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
-                    return float(sample.value)
-        return None
-
-    def kill(self, sig: signal.Signals) -> int:
-        self.process.send_signal(sig)
-        return self.process.wait(30)
 
 
 @pytest.fixture
@@ -179,7 +113,7 @@ def test_kill_9_mid_stream_then_restart_loses_nothing_and_shows_no_duplicate(
         with pytest.raises(DatabaseError):
             client.command("INSERT INTO records.calls (event_id) VALUES ('x')")
 
-        routed = records_cli(chdb_path, "sql", "-f", "csv", "SELECT count() FROM analyst.calls")
+        routed = run_records("sql", "-f", "csv", "SELECT count() FROM analyst.calls", env=chdb_env(chdb_path))
         assert routed.returncode == 0, routed.stderr
         assert routed.stdout.splitlines()[1] == str(TOTAL)
 

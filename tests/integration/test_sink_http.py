@@ -7,26 +7,22 @@ runs in another process and must find the endpoint through the owner file."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import threading
 import urllib.request
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
-import clickhouse_connect
 import pytest
 from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import DatabaseError
 
-from pipeline.access_users import read_owner_credential
 from pipeline.clickhouse import connect
 from pipeline.clickhouse_http import EmbeddedHttpServer, Owner, endpoint_for, read_owner, remove_owner, write_owner
 from pipeline.config import Settings
 from sink.sink_process import apply_schema
+from tests.support.cli import chdb_env, run_records
+from tests.support.endpoint import owner_client, owner_headers
 
 ROWS = 12
 
@@ -50,34 +46,6 @@ def served(ch_client: Client, chdb_settings: Settings, chdb_path: Path) -> Itera
         remove_owner(chdb_path)
         server.close()
         reader.close()
-
-
-def owner_client(owner: Owner, chdb_path: Path, **kwargs: Any) -> Client:
-    """clickhouse-connect with the sink's owner credential, as `pipeline.clickhouse.connect` uses it."""
-    credential = read_owner_credential(chdb_path)
-    assert credential is not None
-    return clickhouse_connect.get_client(
-        host=owner.host, port=owner.port, username=credential.user, password=credential.password.get(), **kwargs
-    )
-
-
-def owner_headers(chdb_path: Path) -> dict[str, str]:
-    credential = read_owner_credential(chdb_path)
-    assert credential is not None
-    return {"X-ClickHouse-User": credential.user, "X-ClickHouse-Key": credential.password.get()}
-
-
-def records_cli(chdb_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k != "CLICKHOUSE_URL"}
-    env.update(RECORDS_CHDB_PATH=str(chdb_path), RECORDS_DATA_DIR=str(chdb_path.parent / "data"))
-    return subprocess.run(
-        [sys.executable, "-c", "from records.cli import main; main()", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
 
 
 def test_clickhouse_connect_reads_through_the_endpoint(served: Owner, chdb_path: Path) -> None:
@@ -152,8 +120,8 @@ def test_plain_http_gets_the_engines_own_formats(served: Owner, chdb_path: Path)
 def test_records_sql_goes_through_the_owner(served: Owner, chdb_path: Path) -> None:
     assert read_owner(chdb_path) == served
 
-    read = records_cli(chdb_path, "sql", "-f", "json", "SELECT count() AS n FROM analyst.calls")
-    write = records_cli(chdb_path, "sql", "INSERT INTO records.calls (event_id) VALUES ('x')")
+    read = run_records("sql", "-f", "json", "SELECT count() AS n FROM analyst.calls", env=chdb_env(chdb_path))
+    write = run_records("sql", "INSERT INTO records.calls (event_id) VALUES ('x')", env=chdb_env(chdb_path))
 
     assert read.returncode == 0, read.stderr
     assert json.loads(read.stdout) == [{"n": ROWS}]
@@ -163,13 +131,13 @@ def test_records_sql_goes_through_the_owner(served: Owner, chdb_path: Path) -> N
 
 
 def test_without_an_owner_file_records_sql_names_the_owner(ch_client: Client, chdb_path: Path) -> None:
-    result = records_cli(chdb_path, "sql", "SELECT 1")
+    result = run_records("sql", "SELECT 1", env=chdb_env(chdb_path))
     assert result.returncode == 1
     assert "owned by another process" in result.stderr
 
 
 def test_init_while_the_sink_owns_the_store_checks_through_it(served: Owner, chdb_path: Path) -> None:
-    result = records_cli(chdb_path, "clickhouse", "init")
+    result = run_records("clickhouse", "init", env=chdb_env(chdb_path))
     assert result.returncode == 0, result.stderr
     assert f"owned by the running sink (pid {served.pid}" in result.stdout
     assert "every table and view is present" in result.stdout

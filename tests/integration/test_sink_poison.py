@@ -28,7 +28,9 @@ from records.wiring import Wiring
 from sink.clickhouse_sink import ClickHouseSink, SinkOptions
 from sink.metrics import SinkMetrics
 from sink.sink_process import apply_schema
-from tests.erasure_support import read_topic, record, run_until_caught_up
+from tests.support.kafka_reads import read_topic
+from tests.support.sink_store import run_until_caught_up
+from tests.support.stored_records import record
 
 UNKNOWN_RECORD = {
     "type": "record",
@@ -65,8 +67,8 @@ def test_confluent_messages_with_unknown_schemas_are_dead_lettered_and_the_sink_
     missing_id = foreign_id + 1000  # never registered
     calls = default_catalog().get("CallRecord")
     topic = next(t.name for t in sink_options.record_topics if calls.full_name in t.value_schemas)
-    good_before = record(calls.definition, 1)
-    good_after = record(calls.definition, 2)
+    good_before = record(calls, 1)
+    good_after = record(calls, 2)
     confluent = AvroSerializer(calls, wire_format=WireFormat.CONFLUENT, registry=registry)
 
     producer = Producer({"bootstrap.servers": kafka_bootstrap})

@@ -11,46 +11,44 @@ computed here from the input and `pipeline/policy.toml`, not by the code under t
 from __future__ import annotations
 
 import itertools
-import os
-import secrets
-import signal
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
-from prometheus_client.parser import text_string_to_metric_families
+from confluent_kafka import Message, TopicPartition
 
 from pipeline import topics
 from pipeline.dead_letter import parse_headers
-from pipeline.dsr import DpoSigner
 from pipeline.kafka.admin import KafkaAdmin
 from pipeline.policy import default_policy
 from pipeline.serde import AvroDeserializer, AvroSerializer
-from pipeline.subject_keys import IdentifierKind, SubjectKeyer
+from pipeline.subject_keys import IdentifierKind
+from tests.support.kafka_offsets import end_positions, start_group_at_end
+from tests.support.kafka_reads import consume_until
+from tests.support.processes import CHANGELOGS, STREAMS_INPUTS, WorkerProcess
+from tests.support.streams_traffic import (
+    RECORDING_START,
+    T0,
+    USER_AGENTS,
+    Traffic,
+    call_detail,
+    call_recording,
+    consent_changed,
+    mystaff_chat,
+    raw_envelope,
+    web_chat,
+)
+from tests.support.worker_secrets import KEYER
 
 pytestmark = pytest.mark.kafka
 
-PEPPER_HEX = secrets.token_hex(32)
-KEYER = SubjectKeyer(bytes.fromhex(PEPPER_HEX))
-# The DPO key the workers trust (without one the streams worker refuses to start).
-DPO_SIGNER = DpoSigner(Ed25519PrivateKey.generate())
 POLICY = default_policy()
-T0 = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
-INPUTS = (topics.CHAT, topics.CALL, topics.CONSENT, topics.DSR)
-CHANGELOGS = ("consent-changelog", "erasures-changelog", "dsr-seen-changelog", "__assignor-__leader")
 OUTPUTS = (
     topics.CHAT_ENRICHED,
     topics.CALL_ENRICHED,
@@ -66,122 +64,9 @@ NOT_GIVEN = {
     "cookie.analytics": "no_cookie_analytics",
     "geolocation": "no_geolocation_permission",
 }
-# User agents and network names whose derived fields are all non-null.
-USER_AGENTS = (
-    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/124.0.0.0 Safari/537.36",
-    "Mozilla/5.0 (iPhone; CPU iPhone OS 17_4 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) "
-    "Version/17.4 Mobile/15E148 Safari/604.1",
-)
-NETWORK_NAME = "dsl-213-216-12-9.elisa-laajakaista.fi"
-RECORDING_START = T0 + timedelta(seconds=15)
-CHAT_FIELDS = AvroSerializer("ChatConversation").schema.field_names
 
 
 # ---- the worker ---------------------------------------------------------------------
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@dataclass
-class WorkerProcess:
-    app_id: str
-    bootstrap: str
-    data_dir: Path
-    metrics_port: int = field(default_factory=_free_port)
-    process: subprocess.Popen[bytes] | None = None
-    log_path: Path | None = None
-
-    def start(self, timeout: float = 90.0) -> None:
-        env = {
-            **os.environ,
-            "KAFKA_BOOTSTRAP": self.bootstrap,
-            "RECORDS_DATA_DIR": str(self.data_dir),
-            "RECORDS_PEPPER": PEPPER_HEX,
-            "RECORDS_STREAMS_METRICS_PORT": str(self.metrics_port),
-        }
-        env.pop("RECORDS_PEPPER_FILE", None)
-        env.pop("RECORDS_GEOIP_CITY_DB", None)
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        public_key = self.data_dir / "dpo.pub.pem"
-        dpo_key = DPO_SIGNER.private_key.public_key()
-        public_key.write_bytes(dpo_key.public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo))
-        env["RECORDS_DPO_PUBLIC_KEYS"] = str(public_key)
-        self.log_path = self.data_dir / f"worker-{time.monotonic_ns()}.log"
-        with self.log_path.open("wb") as log:
-            self.process = subprocess.Popen(
-                [str(Path(sys.executable).with_name("records")), "worker", "streams", "--app-id", self.app_id],
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise AssertionError(f"worker exited with {self.process.returncode}:\n{self.log()}")
-            if "Worker ready" in self.log():
-                return
-            time.sleep(0.2)
-        raise AssertionError(f"worker not ready in {timeout} s:\n{self.log()[-3000:]}")
-
-    def stop(self) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path else ""
-
-    def metrics(self) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5) as response:
-            text = response.read().decode()
-        return {
-            (sample.name, tuple(sorted(sample.labels.items()))): sample.value
-            for family in text_string_to_metric_families(text)
-            for sample in family.samples
-            if sample.name.endswith("_total")
-        }
-
-
-def _high_watermark(consumer: Consumer, topic: str, partition: int) -> int:
-    """The end offset; retried while a just-created topic has no leader yet."""
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            return int(consumer.get_watermark_offsets(TopicPartition(topic, partition), timeout=10)[1])
-        except KafkaException:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.5)
-
-
-def _end_offsets(bootstrap: str, specs: tuple[topics.TopicSpec, ...]) -> list[TopicPartition]:
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"probe-{uuid.uuid4().hex}"})
-    try:
-        ends = []
-        for spec in specs:
-            for partition in range(spec.partitions):
-                ends.append(TopicPartition(spec.name, partition, _high_watermark(consumer, spec.name, partition)))
-        return ends
-    finally:
-        consumer.close()
-
-
-def _start_group_at_end(bootstrap: str, group: str) -> None:
-    """Commit the input topics' end offsets for `group`, so the worker reads only what comes next."""
-    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False})
-    try:
-        consumer.commit(offsets=_end_offsets(bootstrap, INPUTS), asynchronous=False)
-    finally:
-        consumer.close()
 
 
 @pytest.fixture
@@ -195,7 +80,7 @@ def start_worker(
 
     def start(app_id: str) -> WorkerProcess:
         if app_id not in app_ids:
-            _start_group_at_end(kafka_bootstrap, app_id)
+            start_group_at_end(kafka_bootstrap, app_id, STREAMS_INPUTS)
             app_ids.add(app_id)
         worker = WorkerProcess(app_id, kafka_bootstrap, tmp_path / app_id)
         started.append(worker)
@@ -208,141 +93,7 @@ def start_worker(
     kafka_admin.delete_topics([f"{a}-{suffix}" for a in app_ids for suffix in CHANGELOGS])
 
 
-# ---- traffic ------------------------------------------------------------------------
-
-
-@dataclass
-class Sent:
-    topic: str
-    key: bytes
-    value: bytes
-    partition: int = -1
-    offset: int = -1
-
-
-class Traffic:
-    """Produces raw events and remembers where each one landed."""
-
-    def __init__(self, bootstrap: str, tag: str) -> None:
-        self.tag = tag
-        self.producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5})
-        self.sent: dict[str, Sent] = {}  # by label
-
-    def send(
-        self, label: str, topic: str, key: str, value: bytes, headers: list[tuple[str, bytes]] | None = None
-    ) -> None:
-        record = Sent(topic, key.encode(), value)
-        self.sent[label] = record
-
-        def delivered(err: Any, msg: Any) -> None:
-            assert err is None, err
-            record.partition, record.offset = msg.partition(), msg.offset()
-
-        self.producer.produce(topic, key=record.key, value=value, headers=headers, on_delivery=delivered)
-
-    def avro(self, label: str, topic: str, key: str, schema: str, value: dict[str, Any]) -> None:
-        self.send(label, topic, key, AvroSerializer(schema)(value), headers=[("trace-id", self.tag.encode())])
-
-    def flush(self) -> None:
-        assert self.producer.flush(30) == 0
-
-
-def _envelope(source: str, moment: datetime) -> dict[str, Any]:
-    return {
-        "event_id": str(uuid.uuid4()),
-        "event_time": moment,
-        "produced_at": moment,
-        "source_system": source,
-        "schema_version": 1,
-    }
-
-
-def _web_chat(cid: str, *, visitor: str, email: str, started: datetime = T0, **overrides: Any) -> dict[str, Any]:
-    """A web chat with every field set; consents and cookies accepted unless overridden."""
-    chat = {
-        **_envelope("web-chat", started + timedelta(minutes=15)),
-        "conversation_id": cid,
-        "channel": "WEB",
-        "started_at": started,
-        "ended_at": started + timedelta(minutes=15),
-        "visitor_id": visitor,
-        "name": "Maija Meikäläinen",
-        "email": email,
-        "phone": f"+35840{int(cid.rsplit('-', 1)[-1]):07d}",
-        "job_title": "HR manager",
-        "company_name": "Asiakas Oy",
-        "contact_consent": True,
-        "contact_consent_text_id": "contact-v3",
-        "cookie_consent": {"functional": True, "analytics": True, "marketing": False},
-        "geolocation_permission": True,
-        "user_agent": USER_AGENTS[0],
-        "ip_address": "192.0.2.44",
-        "network_name": NETWORK_NAME,
-        "visit_count": 4,
-        "chat_count": 1,
-        "referrer_url": "https://www.example.fi/tyopaikat",
-        "page_url": "https://www.example.fi/yhteystiedot",
-        "visit_duration_s": 311,
-        "latitude": 61.4978,
-        "longitude": 23.761,
-        "messages": [
-            {"message_id": "m1", "sent_at": started, "sender": "VISITOR", "agent_username": None, "text": "Hei!"},
-            {"message_id": "m2", "sent_at": started, "sender": "AGENT", "agent_username": "agent.anna", "text": "Hei"},
-        ],
-    }
-    return {name: None for name in CHAT_FIELDS} | chat | overrides
-
-
-def _mystaff_chat(cid: str, *, person_number: str) -> dict[str, Any]:
-    """A chat from the myStaff app: identified by login, no cookie-derived data."""
-    app_fields = {"person_number": person_number, "app_username": person_number.lower(), "app_name": "myStaff"}
-    app_fields |= {"app_version": "5.2.0", "postal_address": "Hämeenkatu 1, Tampere"}
-    web_only = ("visitor_id", "job_title", "company_name", "user_agent", "ip_address", "network_name", "visit_count")
-    web_only += ("chat_count", "referrer_url", "page_url", "visit_duration_s", "latitude", "longitude")
-    chat = _web_chat(cid, visitor="", email=f"{person_number.lower()}@staff.example.fi", channel="MYSTAFF_APP")
-    chat.update(app_fields, contact_consent=False, geolocation_permission=False)
-    chat["cookie_consent"] = {"functional": False, "analytics": False, "marketing": False}
-    return chat | dict.fromkeys(web_only)
-
-
-def _consent_changed(moment: datetime, status: str, evidence: str | None, **identifiers: str | None) -> dict[str, Any]:
-    subject = dict.fromkeys(("email", "phone", "person_number", "app_username", "visitor_id")) | identifiers
-    return {
-        **_envelope("web-chat", moment),
-        "subject": subject,
-        "purpose": "CONTACT_DETAILS",
-        "status": status,
-        "channel": "WEB_CHAT",
-        "evidence": evidence,
-    }
-
-
-def _cdr(call_id: str, caller: str, **overrides: Any) -> dict[str, Any]:
-    return {
-        **_envelope("pbx", T0 + timedelta(minutes=5)),
-        "call_id": call_id,
-        "direction": "INBOUND",
-        "caller_number": caller,
-        "service_number": "+358201234567",
-        "started_at": T0,
-        "answered_at": T0 + timedelta(seconds=15),
-        "ended_at": T0 + timedelta(minutes=5),
-        "answered_by_number": "1001",
-        "answered_by_user": "agent.anna",
-    } | overrides
-
-
-def _recording(recording_id: str, call_id: str, notice: datetime | None) -> dict[str, Any]:
-    return {
-        **_envelope("pbx", T0 + timedelta(minutes=5)),
-        "recording_id": recording_id,
-        "call_id": call_id,
-        "caller_number": "+358500000001",
-        "recording_uri": f"s3://recordings/{recording_id}.opus",
-        "notice_played_at": notice,
-        "recording_started_at": RECORDING_START,
-        "recording_ended_at": T0 + timedelta(minutes=5),
-    }
+# ---- what the policy implies --------------------------------------------------------
 
 
 def _expected_strips(chat: dict[str, Any], withdrawals: dict[str, dict[str, datetime]]) -> Counter[str]:
@@ -385,28 +136,17 @@ class Received:
 def _consume(
     bootstrap: str, start: list[TopicPartition], done: Callable[[list[Received]], bool], timeout: float = 60.0
 ) -> list[Received]:
-    consumer = Consumer(
-        {"bootstrap.servers": bootstrap, "group.id": f"reader-{uuid.uuid4().hex}", "enable.auto.commit": False}
-    )
-    consumer.assign(start)
+    """What arrived from `start` on until `done` (or `timeout`), Avro values decoded."""
     deserialize = AvroDeserializer()
-    got: list[Received] = []
-    deadline = time.monotonic() + timeout
-    try:
-        while time.monotonic() < deadline:
-            for message in consumer.consume(500, timeout=0.5):
-                if message.error():
-                    continue
-                item = Received(message.topic(), message.key(), message.value(), list(message.headers() or []))
-                if item.topic not in (topics.DLQ.name, topics.QUARANTINE.name) and item.value is not None:
-                    decoded = deserialize(item.value)
-                    item.decoded, item.schema = decoded.value, decoded.schema_name
-                got.append(item)
-            if done(got):
-                break
-        return got
-    finally:
-        consumer.close()
+
+    def received(message: Message) -> Received:
+        item = Received(message.topic(), message.key(), message.value(), list(message.headers() or []))
+        if item.topic not in (topics.DLQ.name, topics.QUARANTINE.name) and item.value is not None:
+            decoded = deserialize(item.value)
+            item.decoded, item.schema = decoded.value, decoded.schema_name
+        return item
+
+    return consume_until(bootstrap, start, done, received, timeout=timeout, required=False)
 
 
 def _mine(items: list[Received], tag: str) -> list[Received]:
@@ -426,16 +166,16 @@ def test_traffic_through_the_worker(kafka_bootstrap: str, start_worker: Callable
     tag = uuid.uuid4().hex[:10]
     worker = start_worker(f"cs-streams-test-{tag}")
     traffic = Traffic(kafka_bootstrap, tag)
-    out_start = _end_offsets(kafka_bootstrap, OUTPUTS)
+    out_start = end_positions(kafka_bootstrap, OUTPUTS)
 
     # Phase 1: a contact-consent withdrawal and a cookie revocation, processed before the chats.
     withdrawn_at = T0 + timedelta(hours=1)
     w_email, w_visitor = f"withdrawn-{tag}@example.fi", f"visitor-w-{tag}"
     c_visitor = f"visitor-c-{tag}"
-    withdrawal = _consent_changed(withdrawn_at, "WITHDRAWN", f"ticket-{tag}", email=w_email, visitor_id=w_visitor)
+    withdrawal = consent_changed(withdrawn_at, "WITHDRAWN", f"ticket-{tag}", email=w_email, visitor_id=w_visitor)
     traffic.avro("withdrawal", topics.CONSENT.name, w_email, "ConsentChanged", withdrawal)
     revocation = {
-        **_envelope("web-site", withdrawn_at),
+        **raw_envelope("web-site", withdrawn_at),
         "visitor_id": c_visitor,
         "evidence": f"banner-{tag}",
         "cookie_consent": {"functional": True, "analytics": False, "marketing": False},
@@ -462,20 +202,20 @@ def test_traffic_through_the_worker(kafka_bootstrap: str, start_worker: Callable
         cid = f"chat-{tag}-{n}"
         flags = {"contact_consent": consent, "geolocation_permission": geolocation, "user_agent": user_agent}
         flags["cookie_consent"] = {"functional": functional, "analytics": analytics, "marketing": False}
-        chats[cid] = _web_chat(cid, visitor=f"visitor-{tag}-{n}", email=f"person{n}-{tag}@example.fi", **flags)
+        chats[cid] = web_chat(cid, visitor=f"visitor-{tag}-{n}", email=f"person{n}-{tag}@example.fi", **flags)
     # the withdrawing subject before and after the withdrawal, and the cookie-revoking visitor before it
-    chats[f"chat-{tag}-101"] = _web_chat(f"chat-{tag}-101", visitor=w_visitor, email=w_email)
-    chats[f"chat-{tag}-102"] = _web_chat(
+    chats[f"chat-{tag}-101"] = web_chat(f"chat-{tag}-101", visitor=w_visitor, email=w_email)
+    chats[f"chat-{tag}-102"] = web_chat(
         f"chat-{tag}-102", visitor=w_visitor, email=w_email, started=withdrawn_at + timedelta(hours=1)
     )
-    chats[f"chat-{tag}-103"] = _web_chat(f"chat-{tag}-103", visitor=c_visitor, email=f"c-{tag}@example.fi")
+    chats[f"chat-{tag}-103"] = web_chat(f"chat-{tag}-103", visitor=c_visitor, email=f"c-{tag}@example.fi")
     for n in (201, 202, 203):
-        chats[f"chat-{tag}-{n}"] = _mystaff_chat(f"chat-{tag}-{n}", person_number=f"P{n}-{tag}")
+        chats[f"chat-{tag}-{n}"] = mystaff_chat(f"chat-{tag}-{n}", person_number=f"P{n}-{tag}")
     for cid, chat in chats.items():
         traffic.avro(cid, topics.CHAT.name, cid, "ChatConversation", chat)
 
-    calls = {f"call-{tag}-{n}": _cdr(f"call-{tag}-{n}", f"+35850{n:07d}") for n in range(1, 5)}
-    calls[f"call-{tag}-5"] = _cdr(f"call-{tag}-5", "anonymous")
+    calls = {f"call-{tag}-{n}": call_detail(f"call-{tag}-{n}", f"+35850{n:07d}") for n in range(1, 5)}
+    calls[f"call-{tag}-5"] = call_detail(f"call-{tag}-5", "anonymous")
     for call_id, cdr in calls.items():
         traffic.avro(call_id, topics.CALL.name, call_id, "CallDetailRecord", cdr)
     notices = {
@@ -485,13 +225,13 @@ def test_traffic_through_the_worker(kafka_bootstrap: str, start_worker: Callable
         "unnoticed-2": RECORDING_START + timedelta(seconds=2),
     }
     for label, notice in notices.items():
-        recording = _recording(f"rec-{tag}-{label}", f"call-{tag}-1", notice)
+        recording = call_recording(f"rec-{tag}-{label}", f"call-{tag}-1", notice)
         traffic.avro(label, topics.CALL.name, f"call-{tag}-1", "CallRecording", recording)
 
     encode = {name: AvroSerializer(name) for name in ("ChatConversation", "CallDetailRecord", "ConsentChanged")}
     unknown_channel = {**chats[f"chat-{tag}-2"], "channel": "UNKNOWN"}
-    wrong_call = _cdr(f"call-{tag}-9", "+358501234567", ended_at=T0 - timedelta(seconds=1))
-    nobody = _consent_changed(T0, "GIVEN", None)
+    wrong_call = call_detail(f"call-{tag}-9", "+358501234567", ended_at=T0 - timedelta(seconds=1))
+    nobody = consent_changed(T0, "GIVEN", None)
     # Implausible event times (issue 11): dead-lettered, the reason naming the field, not the value.
     ahead = datetime.now(UTC).replace(microsecond=0) + timedelta(days=3653)
     implausible = {
@@ -500,7 +240,7 @@ def test_traffic_through_the_worker(kafka_bootstrap: str, start_worker: Callable
         "call-before-2000": datetime(1999, 12, 31, tzinfo=UTC),
     }
     bad_times = {
-        label: _cdr(f"call-{tag}-{label}", "+358501234567", started_at=at, answered_at=at, ended_at=at)
+        label: call_detail(f"call-{tag}-{label}", "+358501234567", started_at=at, answered_at=at, ended_at=at)
         for label, at in implausible.items()
     }
     bad = {
@@ -644,9 +384,9 @@ def test_a_restarted_worker_recovers_the_consent_table_from_its_changelog(
     withdrawn_at = T0 + timedelta(hours=1)
 
     first = start_worker(app_id)
-    out_start = _end_offsets(kafka_bootstrap, OUTPUTS)
+    out_start = end_positions(kafka_bootstrap, OUTPUTS)
     traffic = Traffic(kafka_bootstrap, tag)
-    withdrawal = _consent_changed(withdrawn_at, "WITHDRAWN", None, email=email)
+    withdrawal = consent_changed(withdrawn_at, "WITHDRAWN", None, email=email)
     traffic.avro("withdrawal", topics.CONSENT.name, email, "ConsentChanged", withdrawal)
     traffic.flush()
     email_key = KEYER.key(IdentifierKind.EMAIL, email)
@@ -662,8 +402,8 @@ def test_a_restarted_worker_recovers_the_consent_table_from_its_changelog(
     second = start_worker(app_id)  # a new process: its memory store starts empty
     assert f"{app_id}-consent-changelog" in second.log()  # it read the changelog on start
     cid = f"chat-{tag}-1"
-    chat = _web_chat(cid, visitor=visitor, email=email)
-    out_start = _end_offsets(kafka_bootstrap, (topics.CHAT_ENRICHED,))
+    chat = web_chat(cid, visitor=visitor, email=email)
+    out_start = end_positions(kafka_bootstrap, (topics.CHAT_ENRICHED,))
     traffic.avro(cid, topics.CHAT.name, cid, "ChatConversation", chat)
     traffic.flush()
 
@@ -693,9 +433,9 @@ def test_two_workers_share_the_consent_table(
         time.sleep(0.2)
 
     email = f"shared-{tag}@example.fi"
-    out_start = _end_offsets(kafka_bootstrap, OUTPUTS)
+    out_start = end_positions(kafka_bootstrap, OUTPUTS)
     traffic = Traffic(kafka_bootstrap, tag)
-    withdrawal = _consent_changed(T0 + timedelta(hours=1), "WITHDRAWN", None, email=email)
+    withdrawal = consent_changed(T0 + timedelta(hours=1), "WITHDRAWN", None, email=email)
     traffic.avro("withdrawal", topics.CONSENT.name, email, "ConsentChanged", withdrawal)
     traffic.flush()
     email_key = (KEYER.key(IdentifierKind.EMAIL, email) or "").encode()
@@ -704,7 +444,7 @@ def test_two_workers_share_the_consent_table(
 
     cids = [f"chat-{tag}-{n}" for n in range(1, 13)]  # spread over every chat partition
     for cid in cids:
-        traffic.avro(cid, topics.CHAT.name, cid, "ChatConversation", _web_chat(cid, visitor=f"v-{cid}", email=email))
+        traffic.avro(cid, topics.CHAT.name, cid, "ChatConversation", web_chat(cid, visitor=f"v-{cid}", email=email))
     traffic.flush()
 
     def rows(got: list[Received]) -> dict[str, dict[str, Any]]:

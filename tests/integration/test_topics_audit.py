@@ -3,9 +3,6 @@ hand is caught, `--fix` repairs it, and a second audit finds no drift."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
 
 import pytest
@@ -15,21 +12,10 @@ from pipeline.policy import default_policy
 from pipeline.topics import ALL_TOPICS, DAY_MS, by_name
 from retention_jobs.linger import format_ms, topic_linger
 from retention_jobs.topics_audit import audit
+from tests.support.cli import cli_env, run_records
 
 TAMPERED = "cs.dlq.v1"
 BY_HAND_MS = str(90 * DAY_MS)
-
-
-def records_cli(bootstrap: str, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "KAFKA_BOOTSTRAP": bootstrap}
-    return subprocess.run(
-        [sys.executable, "-c", "from records.cli import main; main()", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
 
 
 @pytest.fixture
@@ -53,7 +39,7 @@ def test_audit_catches_a_hand_changed_retention_and_fix_repairs_it(
 ) -> None:
     pipeline_topics.alter_configs(TAMPERED, {"retention.ms": BY_HAND_MS})
 
-    caught = records_cli(kafka_bootstrap, "topics", "audit")
+    caught = run_records("topics", "audit", env=cli_env(KAFKA_BOOTSTRAP=kafka_bootstrap))
 
     assert caught.returncode == 1, caught.stderr
     error = caught.stderr.strip().splitlines()[-1]
@@ -63,7 +49,7 @@ def test_audit_catches_a_hand_changed_retention_and_fix_repairs_it(
     assert f"retention.ms {BY_HAND_MS} (expected {by_name(TAMPERED).config['retention.ms']})" in caught.stdout
     assert "91 d" in caught.stdout  # 90 d retention + 1 d segment
 
-    fixed = records_cli(kafka_bootstrap, "topics", "audit", "--fix")
+    fixed = run_records("topics", "audit", "--fix", env=cli_env(KAFKA_BOOTSTRAP=kafka_bootstrap))
 
     assert f"fixed {TAMPERED}: retention.ms {BY_HAND_MS} -> {by_name(TAMPERED).config['retention.ms']}" in fixed.stdout
     after = audit(pipeline_topics.topic_states(t.name for t in ALL_TOPICS), default_policy().erasure_max_linger)
@@ -74,13 +60,13 @@ def test_audit_catches_a_hand_changed_retention_and_fix_repairs_it(
     assert sorted(a.name for a in after if not a.ok) == sorted(_beyond_bound_by_specification())
     assert fixed.returncode == (1 if _beyond_bound_by_specification() else 0), fixed.stderr
 
-    again = records_cli(kafka_bootstrap, "topics", "audit")
+    again = run_records("topics", "audit", env=cli_env(KAFKA_BOOTSTRAP=kafka_bootstrap))
     assert "drift" not in again.stdout and "fixed" not in again.stdout
     assert again.returncode == fixed.returncode
 
 
 def test_audit_against_an_unreachable_cluster_is_one_line() -> None:
-    failed = records_cli("127.0.0.1:1", "topics", "audit")
+    failed = run_records("topics", "audit", env=cli_env(KAFKA_BOOTSTRAP="127.0.0.1:1"))
 
     assert failed.returncode == 1
     assert "Traceback" not in failed.stderr

@@ -14,7 +14,8 @@ from clickhouse_connect.driver.client import Client
 from pipeline.serde import AvroSerializer
 from sink.avro_container import SINGLE_OBJECT_PREFIX, container
 from sink.sink_process import apply_schema
-from tests.erasure_support import model, record
+from tests.support.sink_store import model
+from tests.support.stored_records import record
 
 DATES = {
     "year-2100": datetime(2100, 1, 1, tzinfo=UTC),
@@ -31,7 +32,7 @@ def test_far_future_rows_are_kept_and_expired_rows_dropped(ch_client: Client) ->
     serialize = AvroSerializer(calls.schema)
     rows = []
     for n, (label, at) in enumerate(DATES.items()):
-        value = record(calls.schema.definition, n, started_at=at, answered_at=at, ended_at=at)
+        value = record(calls.schema, n, started_at=at, answered_at=at, ended_at=at)
         value["event_id"] = label
         rows.append(serialize(value)[SINGLE_OBJECT_PREFIX:])
     ch_client.raw_insert(calls.qualified, insert_block=container(calls.schema, rows), fmt="Avro")

@@ -13,6 +13,7 @@ from pipeline.dsr import (
     RequestType,
     TrustedKeys,
     build_request,
+    canonical_bytes,
     generate_keypair,
     load_signer,
     load_trusted_keys,
@@ -45,9 +46,15 @@ def trusted(signer: DpoSigner) -> TrustedKeys:
 
 
 def test_signed_request_survives_the_wire_and_verifies(signer: DpoSigner, trusted: TrustedKeys) -> None:
+    """Every field arrives as the DPO signed it (the request id as a UUID), so the streams
+    stage verifies exactly what was signed, and accepts it."""
     schema = default_catalog().get("DataSubjectRequest")
-    decoded = AvroDeserializer()(AvroSerializer(schema)(_signed(signer))).value
-    verify_request(decoded, trusted, now=NOW, max_age=MAX_AGE, seen=False)
+    signed = _signed(signer)
+    decoded = AvroDeserializer()(AvroSerializer(schema)(signed)).value
+
+    assert {**decoded, "request_id": str(decoded["request_id"])} == signed
+    assert canonical_bytes(decoded) == canonical_bytes(signed)
+    verify_request(decoded, trusted, now=NOW, max_age=MAX_AGE, seen=False)  # raises DsrRejected if refused
 
 
 @pytest.mark.parametrize(

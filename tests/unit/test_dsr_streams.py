@@ -40,8 +40,7 @@ from streams.subject_requests import (
     request_id_of,
     with_subjects,
 )
-from tests.unit.test_enforce_consent import _chat
-from tests.unit.test_enforce_rows import _cdr
+from tests.support.raw_events import cdr_event, chat_event
 
 KEYER = SubjectKeyer(bytes(range(32)))
 BUILDER = RowBuilder(KEYER, default_policy())
@@ -323,7 +322,7 @@ def test_an_event_at_or_before_the_erasure_is_dropped_and_new_contact_is_kept() 
 
 
 def test_the_erasure_scope_of_raw_events_is_every_identifier_they_name_and_their_policy_time() -> None:
-    chat = _chat(contact_consent=False)  # the email will be stripped: it still says whose chat it is
+    chat = chat_event(contact_consent=False)  # the email will be stripped: it still says whose chat it is
     keys, moment = BUILDER.erasure_scope(CHAT_CONVERSATION, chat)
     assert set(keys) == {
         _key(IdentifierKind.EMAIL, "maija@example.fi"),
@@ -331,7 +330,7 @@ def test_the_erasure_scope_of_raw_events_is_every_identifier_they_name_and_their
         _key(IdentifierKind.VISITOR_ID, "v-1"),
     }
     assert moment == to_millis(chat["started_at"])
-    cdr = _cdr()
+    cdr = cdr_event()
     assert BUILDER.erasure_scope(CALL_DETAIL_RECORD, cdr) == (
         [_key(IdentifierKind.PHONE, "040 123 4567")],
         to_millis(cdr["started_at"]),
@@ -352,10 +351,10 @@ def test_the_worker_drops_a_replayed_chat_of_an_erased_subject_and_keeps_new_con
     worker: tuple[StreamsWorker, CollectorRegistry],
 ) -> None:
     app, registry = worker
-    chat = _chat()
+    chat = chat_event()
     email_key = _key(IdentifierKind.EMAIL, "maija@example.fi")
     app.erasures.data[email_key.encode()] = to_millis(chat["started_at"]) + 1  # as if restored from the changelog
-    newer = _chat(conversation_id="conv-2", started_at=chat["started_at"] + timedelta(seconds=1))
+    newer = chat_event(conversation_id="conv-2", started_at=chat["started_at"] + timedelta(seconds=1))
     batch = _Batch(_now())
     for offset, value in enumerate((chat, newer)):
         message = SimpleNamespace(

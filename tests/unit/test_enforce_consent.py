@@ -6,7 +6,7 @@ derived fields a raw value gives)."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -22,8 +22,8 @@ from streams.consent_state import EMPTY, ConsentChange, SubjectConsent, apply, m
 from streams.enforce_consent import ConsentInForce, enforce, not_given_reason
 from streams.exceptions import InvalidEvent
 from streams.rows import CHAT_CONVERSATION, RowBuilder
-from tests.avro_strategies import records
-from tests.unit.test_enrich import USER_AGENTS
+from tests.support.avro_strategies import records
+from tests.support.raw_events import USER_AGENTS, chat_event
 
 POLICY = default_policy()
 CHAT_POLICY = POLICY.record("chat_conversation")
@@ -193,33 +193,6 @@ def test_every_consent_based_field_can_be_null_in_its_table() -> None:
                 assert isinstance(types[name], list) and "null" in types[name], f"{record.record_type}.{name}"
 
 
-def _chat(**overrides: Any) -> dict[str, Any]:
-    started = datetime(2026, 11, 1, 10, 0, tzinfo=UTC)
-    chat: dict[str, Any] = {name: None for name in CATALOG.get("ChatConversation").field_names}
-    chat.update(
-        event_id="0b7d1c2e-6f1a-4c1e-9a51-1f0c3d2b9e11",
-        event_time=started + timedelta(minutes=10),
-        produced_at=started + timedelta(minutes=10),
-        source_system="web-chat",
-        schema_version=1,
-        conversation_id="conv-1",
-        channel="WEB",
-        started_at=started,
-        visitor_id="v-1",
-        name="Maija Meikäläinen",
-        email="maija@example.fi",
-        phone="040 123 4567",
-        contact_consent=True,
-        cookie_consent={"functional": True, "analytics": True, "marketing": False},
-        geolocation_permission=True,
-        latitude=61.49,
-        longitude=23.76,
-        messages=[],
-    )
-    chat.update(overrides)
-    return chat
-
-
 def _build(chat: dict[str, Any], tracked: SubjectConsent = EMPTY) -> dict[str, Any]:
     outcome = RowBuilder(KEYER, POLICY).build(CHAT_CONVERSATION, chat, lambda keys: tracked, NOW)
     value = outcome.rows[0].value
@@ -228,24 +201,24 @@ def _build(chat: dict[str, Any], tracked: SubjectConsent = EMPTY) -> dict[str, A
 
 
 def test_a_withdrawal_covers_chats_started_before_it_only() -> None:
-    started = to_millis(_chat()["started_at"])
+    started = to_millis(chat_event()["started_at"])
     before = apply(EMPTY, ConsentChange(started - 1, {"contact_consent": False}))
     after = apply(EMPTY, ConsentChange(started + 1, {"contact_consent": False}))
-    kept = _build(_chat(), before)  # withdrawn, then given again in this chat
+    kept = _build(chat_event(), before)  # withdrawn, then given again in this chat
     assert kept["email"] == "maija@example.fi" and kept["contact_consent"] is True
-    cleared = _build(_chat(), after)
+    cleared = _build(chat_event(), after)
     assert cleared["email"] is None and cleared["name"] is None and cleared["contact_consent"] is False
     assert {"name:consent_withdrawn", "email:consent_withdrawn", "phone:consent_withdrawn"} <= set(cleared["stripped"])
     assert cleared["latitude"] == 61.49  # other consents are untouched
 
 
 def test_the_web_chat_keeps_the_visitor_key_and_mystaff_keeps_its_identity() -> None:
-    row = _build(_chat(contact_consent=False))
+    row = _build(chat_event(contact_consent=False))
     assert row["subject_keys"] == [KEYER.key(IdentifierKind.VISITOR_ID, "v-1")]
-    app = _build(_chat(channel="MYSTAFF_APP", contact_consent=False, visitor_id=None, person_number="P1001"))
+    app = _build(chat_event(channel="MYSTAFF_APP", contact_consent=False, visitor_id=None, person_number="P1001"))
     assert app["email"] == "maija@example.fi" and app["phone"] == "+358401234567" and app["stripped"] == []
 
 
 def test_a_chat_of_an_unknown_channel_is_invalid() -> None:
     with pytest.raises(InvalidEvent, match="channel"):
-        _build(_chat(channel="UNKNOWN"))
+        _build(chat_event(channel="UNKNOWN"))

@@ -26,61 +26,17 @@ from streams.rows import (
     Outcome,
     RowBuilder,
 )
-from tests.avro_strategies import records
+from tests.support.avro_strategies import records
+from tests.support.raw_events import T0, cdr_event, envelope, recording_event
 
 POLICY = default_policy()
 KEYER = SubjectKeyer(bytes(range(32)))
 CATALOG = default_catalog()
 NOW = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
-T0 = datetime(2026, 11, 1, 9, 0, tzinfo=UTC)
-EVENT_ID = "5d3c7a3e-2f59-4b0e-8a5e-0c1f6d2b7a90"
 
 
 def _build(schema: str, event: dict[str, Any], tracked: SubjectConsent = EMPTY) -> Outcome:
     return RowBuilder(KEYER, POLICY).build(schema, event, lambda keys: tracked, NOW)
-
-
-def _envelope(**fields: Any) -> dict[str, Any]:
-    return {
-        "event_id": EVENT_ID,
-        "event_time": T0,
-        "produced_at": T0,
-        "source_system": "pbx",
-        "schema_version": 1,
-        **fields,
-    }
-
-
-def _cdr(**overrides: Any) -> dict[str, Any]:
-    return (
-        _envelope(
-            call_id="call-1",
-            direction="INBOUND",
-            caller_number="040 123 4567",
-            service_number="+358201234567",
-            started_at=T0,
-            answered_at=T0 + timedelta(seconds=20),
-            ended_at=T0 + timedelta(minutes=3),
-            answered_by_number="1001",
-            answered_by_user="agent.anna",
-        )
-        | overrides
-    )
-
-
-def _recording(**overrides: Any) -> dict[str, Any]:
-    return (
-        _envelope(
-            recording_id="rec-1",
-            call_id="call-1",
-            caller_number="040 123 4567",
-            recording_uri="s3://recordings/rec-1.opus",
-            notice_played_at=T0 + timedelta(seconds=5),
-            recording_started_at=T0 + timedelta(seconds=20),
-            recording_ended_at=T0 + timedelta(minutes=3),
-        )
-        | overrides
-    )
 
 
 def _encodes(outcome: Outcome) -> None:
@@ -91,7 +47,7 @@ def _encodes(outcome: Outcome) -> None:
 
 
 def test_a_call_becomes_a_call_row_and_a_subject() -> None:
-    outcome = _build(CALL_DETAIL_RECORD, _cdr())
+    outcome = _build(CALL_DETAIL_RECORD, cdr_event())
     call, subject = outcome.rows
     phone_key = KEYER.key(IdentifierKind.PHONE, "+358401234567")
     assert (call.topic, call.key) == (topics.CALL_ENRICHED.name, "call-1")
@@ -105,7 +61,7 @@ def test_a_call_becomes_a_call_row_and_a_subject() -> None:
 
 
 def test_a_withheld_caller_number_is_kept_as_delivered_without_a_key() -> None:
-    outcome = _build(CALL_DETAIL_RECORD, _cdr(caller_number="anonymous"))
+    outcome = _build(CALL_DETAIL_RECORD, cdr_event(caller_number="anonymous"))
     assert len(outcome.rows) == 1
     value = outcome.rows[0].value
     assert value is not None and value["caller_number"] == "anonymous" and value["subject_keys"] == []
@@ -113,7 +69,7 @@ def test_a_withheld_caller_number_is_kept_as_delivered_without_a_key() -> None:
 
 def test_a_call_ending_before_it_started_is_invalid() -> None:
     with pytest.raises(InvalidEvent, match="ended_at"):
-        _build(CALL_DETAIL_RECORD, _cdr(ended_at=T0 - timedelta(seconds=1)))
+        _build(CALL_DETAIL_RECORD, cdr_event(ended_at=T0 - timedelta(seconds=1)))
 
 
 @pytest.mark.parametrize(
@@ -126,7 +82,7 @@ def test_a_call_ending_before_it_started_is_invalid() -> None:
     ],
 )
 def test_a_recording_is_stored_only_if_announced_before_it_started(notice: datetime | None, quarantined: bool) -> None:
-    outcome = _build(CALL_RECORDING, _recording(notice_played_at=notice))
+    outcome = _build(CALL_RECORDING, recording_event(notice_played_at=notice))
     if quarantined:
         assert outcome.rows == [] and outcome.quarantine is not None
         assert outcome.quarantine.requirement == "recording_notice_before_start"
@@ -141,16 +97,19 @@ def test_a_recording_is_stored_only_if_announced_before_it_started(notice: datet
 
 def test_restriction_and_objection_travel_as_headers() -> None:
     tracked = apply(EMPTY, ConsentChange(1, flags={RESTRICTED: True, OBJECTED: True}))
-    for outcome in (_build(CALL_DETAIL_RECORD, _cdr(), tracked), _build(CALL_RECORDING, _recording(), tracked)):
+    for outcome in (
+        _build(CALL_DETAIL_RECORD, cdr_event(), tracked),
+        _build(CALL_RECORDING, recording_event(), tracked),
+    ):
         assert dict(outcome.rows[0].headers) == {H_RESTRICTED: b"1", H_OBJECTED: b"1"}
-    assert _build(CALL_DETAIL_RECORD, _cdr()).rows[0].headers == ()
+    assert _build(CALL_DETAIL_RECORD, cdr_event()).rows[0].headers == ()
 
 
 def _consent(**overrides: Any) -> dict[str, Any]:
     subject = {"email": "Maija@Example.fi", "phone": "040 123 4567", "person_number": None}
     subject |= {"app_username": None, "visitor_id": "v-1"}
     return (
-        _envelope(
+        envelope(
             source_system="web-chat",
             subject=subject,
             purpose="CONTACT_DETAILS",
@@ -204,7 +163,7 @@ def test_a_consent_without_any_usable_identifier_is_invalid() -> None:
 def test_a_cookie_choice_is_a_cookie_ledger_row(
     functional: bool, analytics: bool, geolocation: bool, status: str
 ) -> None:
-    event = _envelope(
+    event = envelope(
         visitor_id="v-1",
         cookie_consent={"functional": functional, "analytics": analytics, "marketing": False},
         geolocation_permission=geolocation,

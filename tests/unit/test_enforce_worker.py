@@ -17,8 +17,7 @@ from pipeline.serde import AvroDeserializer, AvroSerializer, Serde
 from pipeline.subject_keys import IdentifierKind, SubjectKeyer
 from streams.app import StreamsWorker, _Batch, _now
 from streams.consent_state import EMPTY, ConsentChange, apply, to_millis
-from tests.unit.test_enforce_consent import _chat
-from tests.unit.test_enforce_rows import _cdr, _recording
+from tests.support.raw_events import cdr_event, chat_event, recording_event
 
 KEYER = SubjectKeyer(bytes(range(32)))
 
@@ -56,8 +55,8 @@ def test_bad_input_goes_to_the_dlq_untouched_with_its_reason(worker: tuple[Strea
     app, registry = worker
     cases = {
         b"junk": "SerdeError",
-        AvroSerializer("CallDetailRecord")(_cdr()): "InvalidEvent",  # not a chat
-        AvroSerializer("ChatConversation")(_chat(channel="UNKNOWN")): "InvalidEvent",
+        AvroSerializer("CallDetailRecord")(cdr_event()): "InvalidEvent",  # not a chat
+        AvroSerializer("ChatConversation")(chat_event(channel="UNKNOWN")): "InvalidEvent",
     }
     batch = _run(app, *(_message(topics.CHAT.name, value, offset=i) for i, value in enumerate(cases)))
     assert [topic for topic, *_ in batch.sends] == [topics.DLQ.name] * 3
@@ -80,7 +79,7 @@ def test_bad_input_goes_to_the_dlq_untouched_with_its_reason(worker: tuple[Strea
 
 def test_an_unnoticed_recording_is_quarantined_and_counted(worker: tuple[StreamsWorker, CollectorRegistry]) -> None:
     app, registry = worker
-    value = AvroSerializer("CallRecording")(_recording(notice_played_at=None))
+    value = AvroSerializer("CallRecording")(recording_event(notice_played_at=None))
     batch = _run(app, _message(topics.CALL.name, value))
     ((topic, key, sent, headers),) = batch.sends
     assert (topic, key, sent) == (topics.QUARANTINE.name, b"the-key", value)
@@ -93,7 +92,7 @@ def test_an_unnoticed_recording_is_quarantined_and_counted(worker: tuple[Streams
 def test_a_chat_is_enforced_against_the_consent_table(worker: tuple[StreamsWorker, CollectorRegistry]) -> None:
     app, registry = worker
     message = {"message_id": "m1", "sent_at": datetime(2026, 11, 1, 10, tzinfo=UTC), "sender": "VISITOR"}
-    chat = _chat(messages=[{**message, "agent_username": None, "text": "Hei"}])
+    chat = chat_event(messages=[{**message, "agent_username": None, "text": "Hei"}])
     withdrawn = apply(
         EMPTY, ConsentChange(to_millis(chat["started_at"] + timedelta(hours=1)), {"contact_consent": False})
     )

@@ -17,47 +17,7 @@ from streams.enrich import (
     normalise_email,
     parse_user_agent,
 )
-
-# Real user agents and what a person reading them would say.
-USER_AGENTS = [
-    (
-        "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) "
-        "Chrome/124.0.0.0 Safari/537.36",
-        ("Chrome 124", "Windows", "computer"),
-    ),
-    (
-        "Mozilla/5.0 (iPhone; CPU iPhone OS 17_4 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) "
-        "Version/17.4 Mobile/15E148 Safari/604.1",
-        ("Mobile Safari 17", "iOS", "phone"),
-    ),
-    (
-        "Mozilla/5.0 (iPad; CPU OS 16_6 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) "
-        "Version/16.6 Mobile/15E148 Safari/604.1",
-        ("Mobile Safari 16", "iOS", "tablet"),
-    ),
-    (
-        "Mozilla/5.0 (Linux; Android 14; SM-S918B) AppleWebKit/537.36 (KHTML, like Gecko) "
-        "Chrome/123.0.0.0 Mobile Safari/537.36",
-        ("Chrome Mobile 123", "Android", "phone"),
-    ),
-    (
-        "Mozilla/5.0 (Linux; Android 13; SM-X700) AppleWebKit/537.36 (KHTML, like Gecko) "
-        "Chrome/122.0.0.0 Safari/537.36",
-        ("Chrome 122", "Android", "tablet"),
-    ),
-    (
-        "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_4) AppleWebKit/605.1.15 (KHTML, like Gecko) "
-        "Version/17.4 Safari/605.1.15",
-        ("Safari 17", "Mac OS X", "computer"),
-    ),
-    (
-        "Mozilla/5.0 (X11; Ubuntu; Linux x86_64; rv:125.0) Gecko/20100101 Firefox/125.0",
-        ("Firefox 125", "Ubuntu", "computer"),
-    ),
-    ("Googlebot/2.1 (+http://www.google.com/bot.html)", ("Googlebot 2", None, None)),
-    ("", (None, None, None)),
-    ("not a browser at all", (None, None, None)),
-]
+from tests.support.raw_events import USER_AGENTS
 
 
 @pytest.mark.parametrize(("user_agent", "expected"), USER_AGENTS)

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from pipeline.avro_json import RecordValidationError, from_json, to_jsonable
 from pipeline.schemas import default_catalog
 from pipeline.serde import AvroDeserializer, AvroSerializer, RegistryClient, SerdeError, WireFormat, registry_client
-from tests.avro_strategies import records
+from tests.support.avro_strategies import records
 
 CATALOG = default_catalog()
 SCHEMA_NAMES = CATALOG.names

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from pipeline.clickhouse_ddl import table_models
 from pipeline.serde import AvroSerializer
 from sink.avro_container import SINGLE_OBJECT_PREFIX, container, read_string, zigzag_varint
-from tests.avro_strategies import records
+from tests.support.avro_strategies import records
 
 SCHEMAS = [model.schema for model in table_models()]
 

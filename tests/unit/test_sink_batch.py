@@ -16,7 +16,7 @@ from pipeline.serde import AvroDeserializer, AvroSerializer, WireFormat, registr
 from sink.avro_container import SINGLE_OBJECT_PREFIX
 from sink.batch import Batch, Routes, invalid_bodies, split_group
 from sink.clickhouse_sink import RECORD_TOPICS
-from tests.integration.test_sink import record
+from tests.support.stored_records import record
 
 CATALOG = default_catalog()
 MODELS = table_models()

@@ -21,7 +21,7 @@ from pipeline.kafka.admin import KafkaAdmin
 from pipeline.topics import TopicSpec
 from records.local_kafka import LocalBroker, free_port, metadata_ok
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def _settings() -> Settings:

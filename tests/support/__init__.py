@@ -1,0 +1,15 @@
+"""What the tests share, and the only test code a test module may import
+(tests/unit/test_test_layout.py fails otherwise).
+
+- `kafka_fixtures`, `clickhouse_fixtures`: pytest plugins (registered in tests/conftest.py)
+  for the real local broker and the real embedded engine (chDB).
+- `cli`: `run_records`, the one runner of the `records` CLI as a user runs it, and the
+  environments it runs in.
+- `kafka_offsets`, `kafka_reads`: end offsets, consumer-group lag, positioning a group at
+  the end of its inputs; reading topics back.
+- `stored_records`: values of the stored *Record schemas (what the sink writes).
+- `raw_events`: one subject's raw events, for the pure streams tests.
+- `streams_traffic`, `worker_secrets`, `processes`: the traffic, pepper and DPO key of the
+  worker tests, and `records worker sink` / `records worker streams` as subprocesses.
+- `avro_strategies`, `metrics`: hypothesis strategies for any Avro schema; metric sums.
+"""

@@ -1,0 +1,68 @@
+"""The sink's store in tests: rows inserted as the sink inserts them, an erasure command
+as the sink executes it, and a sink run in a thread until its group has caught up."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from datetime import datetime
+from typing import Any
+
+from clickhouse_connect.driver.client import Client
+
+from pipeline.clickhouse_ddl import TableModel, table_models
+from pipeline.serde import AvroSerializer
+from sink.avro_container import SINGLE_OBJECT_PREFIX, container
+from sink.clickhouse_sink import ClickHouseSink
+from sink.dsr_storage import CommandHeaders, DsrCommand
+from sink.erasure_guard import ErasureGuard
+from tests.support.kafka_offsets import end_offsets, lagging_partitions
+
+
+def run_until_caught_up(sink: ClickHouseSink, topics: list[str], timeout: float = 60.0) -> None:
+    """Run `sink` in a thread until its group committed every message of `topics`; fails
+    if the sink thread dies first (an exception escaped its loop)."""
+    bootstrap = sink.settings.kafka.bootstrap
+    wanted = end_offsets(bootstrap, topics)
+    errors: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            sink.run()
+        except BaseException as exc:
+            errors.append(exc)
+            raise
+
+    thread = threading.Thread(target=target, name="sink")
+    thread.start()
+    deadline = time.monotonic() + timeout
+    try:
+        while lagging := lagging_partitions(bootstrap, sink.options.group_id, wanted):
+            assert thread.is_alive(), f"the sink stopped: {errors!r}"
+            assert time.monotonic() < deadline, f"not caught up: {lagging}"
+            time.sleep(0.2)
+    finally:
+        sink.stop()
+        thread.join(30)
+    assert not errors, f"the sink raised: {errors!r}"
+
+
+def store(client: Client, model: TableModel, values: list[dict[str, Any]]) -> None:
+    """Insert rows as the sink does: one Avro container through the erasure guard."""
+    schema = model.schema
+    serialize = AvroSerializer(schema)
+    block = container(schema, [serialize(v)[SINGLE_OBJECT_PREFIX:] for v in values])
+    guard = ErasureGuard(table_models())
+    if not guard.insert(client, model, block, {"input_format_avro_allow_missing_fields": "1"}):
+        client.raw_insert(model.qualified, insert_block=block, fmt="Avro")
+
+
+def erasure_command(keys: list[str], verified_at: datetime) -> DsrCommand:
+    """An erasure as the sink executes it (its signature is not what these tests are about)."""
+    request = {"request_id": f"erase-{uuid.uuid4().hex[:8]}", "request_type": "ERASURE", "issued_at": verified_at}
+    return DsrCommand(request, CommandHeaders(tuple(keys), verified_at=verified_at))
+
+
+def model(table: str) -> TableModel:
+    return next(m for m in table_models() if m.name == table)
