@@ -31,10 +31,21 @@ class SinkProcess:
     """`records worker sink` on the embedded store at `chdb_path`, reading the topics with
     `suffix` under `group`; its output goes to `log`, its metrics to a free port."""
 
-    def __init__(self, chdb_path: Path, bootstrap: str, group: str, suffix: str, log: Path) -> None:
+    def __init__(
+        self,
+        chdb_path: Path,
+        bootstrap: str,
+        group: str,
+        suffix: str,
+        log: Path,
+        *,
+        extra_env: dict[str, str] | None = None,
+    ) -> None:
         self.chdb_path = chdb_path
         self.metrics_port = free_port()
-        env = chdb_env(chdb_path, KAFKA_BOOTSTRAP=bootstrap, RECORDS_SINK_METRICS_PORT=str(self.metrics_port))
+        env = chdb_env(
+            chdb_path, KAFKA_BOOTSTRAP=bootstrap, RECORDS_SINK_METRICS_PORT=str(self.metrics_port), **(extra_env or {})
+        )
         command = [*RECORDS, "worker", "sink"]
         command += ["--batch-size", "2000", "--batch-max-s", "0.2", "--http-port", "0", "--retention-every", "0"]
         command += ["--group-id", group, "--topic-suffix", suffix]
@@ -86,6 +97,7 @@ class WorkerProcess:
     metrics_port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
     log_path: Path | None = None
+    extra_env: dict[str, str] = field(default_factory=dict)
 
     def start(self, timeout: float = 90.0) -> None:
         """Start the worker and wait until it says it is ready; fails with its log otherwise."""
@@ -95,6 +107,7 @@ class WorkerProcess:
             RECORDS_DATA_DIR=str(self.data_dir),
             RECORDS_PEPPER=PEPPER_HEX,
             RECORDS_STREAMS_METRICS_PORT=str(self.metrics_port),
+            **self.extra_env,
         )
         self.data_dir.mkdir(parents=True, exist_ok=True)
         public_key = self.data_dir / "dpo.pub.pem"
