@@ -29,6 +29,7 @@ def _register() -> None:
         broker_cmd,
         clickhouse_cmd,
         demo_cmd,
+        deploy_cmd,
         dsr_cmd,
         produce_cmd,
         retention_cmd,
@@ -47,6 +48,7 @@ def _register() -> None:
         clickhouse_cmd,
         dsr_cmd,
         demo_cmd,
+        deploy_cmd,
     )
     for module in modules:
         module.register(app)
