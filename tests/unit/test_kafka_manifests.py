@@ -143,3 +143,36 @@ def test_every_topic_has_a_writer_and_personal_topics_have_no_stray_readers() ->
     for spec in RAW_TOPICS:
         readers = {name for name, user in users.items() if _allowed(user, "Read", spec.name)}
         assert readers == {"cs-records-streams"}, (spec.name, readers)
+
+
+def test_each_k8s_workload_connects_as_its_own_component() -> None:
+    """deploy/k8s: every container running a Kafka-using command sets the KafkaUser of its
+    component, with the password from the Secret Strimzi creates for that user."""
+    expected = {
+        ("worker", "streams"): "cs-records-streams",
+        ("worker", "sink"): "cs-records-sink",
+        ("retention", "run"): "cs-records-retention",
+        ("topics", "audit"): "cs-records-retention",
+        ("report", "--json"): "cs-records-retention",
+    }
+    seen: set[tuple[str, str]] = set()
+    users = _users()
+    for path in sorted((KAFKA_DIR.parent).glob("*.yaml")):
+        for doc in yaml.safe_load_all(path.read_text(encoding="utf-8")):
+            spec = (doc or {}).get("spec", {})
+            pod = spec.get("jobTemplate", {}).get("spec", spec).get("template", {}).get("spec", {})
+            for container in pod.get("containers", []):
+                command = tuple(container["command"][1:3])
+                env = {item["name"]: item for item in container.get("env", [])}
+                assert "KAFKA_SASL_USERNAME" not in str(container.get("envFrom")), path.name
+                if command not in expected:
+                    assert command == ("clickhouse", "init"), (path.name, command)  # needs no Kafka
+                    continue
+                seen.add(command)
+                user = env["KAFKA_SASL_USERNAME"]["value"]
+                assert user == expected[command] and user in users, (path.name, command, user)
+                secret = env["KAFKA_SASL_PASSWORD"]["valueFrom"]["secretKeyRef"]
+                assert secret == {"name": user, "key": "password"}, (path.name, command)
+    assert seen == set(expected)
+    config = yaml.safe_load_all((KAFKA_DIR.parent / "config.yaml").read_text(encoding="utf-8"))
+    assert all("KAFKA_SASL_USERNAME" not in (doc or {}).get("data", {}) for doc in config)  # no shared principal
