@@ -197,3 +197,9 @@ def cluster_mutation(statement: str, cluster: Cluster) -> str:
     if table in REPLICATED_EVERYWHERE:
         return f"ALTER TABLE {RECORDS_DB}.{table}{rest}"
     return f"ALTER TABLE {RECORDS_DB}.{local_table(table)} {cluster.on}{rest}"
+
+
+def mutation_for(statement: str, cluster: str | None) -> str:
+    """A single-node mutation as the configured target runs it: unchanged on one server or
+    the embedded engine, `cluster_mutation` on a cluster (CLICKHOUSE_CLUSTER)."""
+    return cluster_mutation(statement, Cluster(cluster)) if cluster else statement

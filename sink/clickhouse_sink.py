@@ -72,6 +72,7 @@ from confluent_kafka import Consumer, KafkaException, TopicPartition
 from prometheus_client import CollectorRegistry
 
 from pipeline import topics
+from pipeline.clickhouse_cluster import mutation_for
 from pipeline.clickhouse_ddl import TableModel, table_models
 from pipeline.config import Settings
 from pipeline.exceptions import KafkaClientError, RecordsError
@@ -432,7 +433,8 @@ class ClickHouseSink:
             mutation = clearing_mutation(table, affected)
             if mutation is None:
                 continue
-            self.client.command(mutation, settings={**_BIG_QUERY, "mutations_sync": "2"})
+            cluster_form = mutation_for(mutation, self.settings.clickhouse_cluster)  # on a cluster: the local tables
+            self.client.command(cluster_form, settings={**_BIG_QUERY, "mutations_sync": "2"})
             for need, ids in affected.items():
                 self.metrics.consent_cleared.labels(table.model.name, need).inc(len(ids))
             log.info(

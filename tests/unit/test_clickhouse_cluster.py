@@ -26,6 +26,7 @@ from pipeline.clickhouse_cluster import (
     cluster_mutation,
     cluster_statements,
     local_table,
+    mutation_for,
 )
 from pipeline.clickhouse_ddl import RECORDS_DB, statements, support_tables, table_models
 from pipeline.exceptions import ConfigError
@@ -175,3 +176,9 @@ def test_a_bad_cluster_name_is_refused(name: str) -> None:
 def test_a_mutation_outside_the_records_database_is_refused() -> None:
     with pytest.raises(ValueError):
         cluster_mutation("ALTER TABLE analyst.calls DELETE WHERE 1", CLUSTER)
+
+
+def test_without_a_cluster_mutations_run_as_written() -> None:
+    for statement in _dsr_statements():
+        assert mutation_for(statement, None) == statement
+        assert mutation_for(statement, CLUSTER.name) == cluster_mutation(statement, CLUSTER)
