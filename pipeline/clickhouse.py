@@ -18,6 +18,7 @@ from clickhouse_connect.driver.exceptions import ClickHouseError as DriverError
 from clickhouse_connect.driver.exceptions import OperationalError, scrub_error_details
 from clickhouse_connect.driver.summary import QuerySummary
 
+from pipeline.access_users import Credential, read_owner_credential
 from pipeline.clickhouse_http import read_owner
 from pipeline.config import Secret, Settings
 from pipeline.exceptions import ClickHouseError
@@ -96,6 +97,7 @@ def connect(
     path: Path | None = None,
     database: str | None = None,
     readonly: bool = False,
+    credential: Credential | None = None,
 ) -> Client:
     """A clickhouse-connect client for the configured ClickHouse; the caller closes it.
 
@@ -107,14 +109,18 @@ def connect(
     hold only one directory at a time (close the client before opening another). While
     another process owns the directory and serves it (the sink, with its owner file
     `<dir>.owner.json`), the client returned is an HTTP client to that owner's read-only
-    endpoint: reads work as usual, writes and DDL are refused (READONLY).
+    endpoint: reads work as usual, writes and DDL are refused (READONLY). The endpoint
+    requires a user: `credential`, else RECORDS_SQL_USER/RECORDS_SQL_PASSWORD, else the
+    owner credential the sink wrote next to its owner file (readable by its OS user).
     """
     client_settings = dict(_READONLY) if readonly else None
     if settings.clickhouse_url is not None:
         if path is not None:
             raise ClickHouseError("path= applies to embedded chDB only, but CLICKHOUSE_URL names a server")
         return _connect_server(parse_server_url(settings.clickhouse_url.get()), database, client_settings)
-    return _connect_embedded(path or settings.chdb_path, database, client_settings)
+    if credential is None and settings.sql_user is not None:
+        credential = Credential(settings.sql_user, settings.sql_password or Secret(""))
+    return _connect_embedded(path or settings.chdb_path, database, client_settings, credential)
 
 
 def run_statement(client: Client, sql: str) -> Rows | None:
@@ -150,12 +156,14 @@ def _connect_server(target: ServerTarget, database: str | None, client_settings:
         raise ClickHouseError(f"ClickHouse {target.describe()} refused: {_one_line(exc, password)}") from exc
 
 
-def _connect_embedded(path: Path, database: str | None, client_settings: dict[str, Any] | None) -> Client:
+def _connect_embedded(
+    path: Path, database: str | None, client_settings: dict[str, Any] | None, credential: Credential | None
+) -> Client:
     # Ask before opening: on a locked directory the engine fails with a vague error and
     # writes its own lines to the process's stderr.
     owner = _lock_owner(path / "status")
     if owner is not None and owner != os.getpid():
-        served = _served_by_owner(path, owner, database)
+        served = _served_by_owner(path, owner, database, credential)
         if served is not None:
             return served
         raise ClickHouseError(
@@ -178,17 +186,26 @@ def _connect_embedded(path: Path, database: str | None, client_settings: dict[st
         raise ClickHouseError(f"cannot open embedded chDB at {path}: {_one_line(exc)}") from exc
 
 
-def _served_by_owner(path: Path, lock_owner: int, database: str | None) -> Client | None:
+def _served_by_owner(path: Path, lock_owner: int, database: str | None, credential: Credential | None) -> Client | None:
     """An HTTP client to the read-only endpoint of the process that owns `path` (the running
     sink, see pipeline/clickhouse_http.py), when its owner file names that process. The
-    endpoint is read-only whatever the caller asked for."""
+    endpoint is read-only whatever the caller asked for, and shows what the user's role may read."""
     owner = read_owner(path)
     if owner is None or owner.pid != lock_owner:
         return None
+    credential = credential or read_owner_credential(path)
+    if credential is None:
+        raise ClickHouseError(
+            f"embedded chDB at {path} is served by pid {owner.pid}, which needs a user: this OS user cannot read "
+            "the sink's owner credential; set RECORDS_SQL_USER and RECORDS_SQL_PASSWORD (or `records sql --user`)"
+        )
+    password = credential.password.get()
     try:
         return clickhouse_connect.get_client(
             host=owner.host,
             port=owner.port,
+            username=credential.user,
+            password=password,
             database=database,
             compress=False,
             autogenerate_session_id=False,
@@ -196,7 +213,7 @@ def _served_by_owner(path: Path, lock_owner: int, database: str | None) -> Clien
     except DriverError as exc:
         raise ClickHouseError(
             f"embedded chDB at {path} is owned by pid {owner.pid}, whose endpoint {owner.url()} "
-            f"did not answer: {_one_line(exc)}"
+            f"refused or did not answer: {_one_line(exc, password)}"
         ) from exc
 
 

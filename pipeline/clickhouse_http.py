@@ -24,19 +24,27 @@ The subset (what clickhouse-connect's HttpClient and curl send):
   the `query` and `param_<name>` fields;
 Not served: external data (file parts), request compression, sessions, inserts.
 
-Read-only, in two layers. The engine handle runs with readonly=2, but chDB (clickhouse-
-local) still lets such a handle write files and stop merges, so every query is first
-parsed by the engine (`EXPLAIN AST`): only SELECT / SHOW / DESCRIBE / EXISTS / EXPLAIN
-run, without `INTO OUTFILE` and without functions that reach files, URLs, other servers
-or programs (`file`, `url`, `s3`, `remote`, `executable`, ...). No access control
-beyond that: embedded mode is the single-user local setup (anyone who can read the
-directory can read the data); roles, users and row policies need a ClickHouse server.
+Guarded like a ClickHouse server with users, in three layers:
+- who: every query needs a user (HTTP basic auth, `X-ClickHouse-User`/`X-ClickHouse-Key`
+  as clickhouse-connect sends them, or `user`/`password` URL parameters): a personal user
+  of pipeline/access_users.py or the sink's owner credential; `/ping` answers without.
+  The Host header must name this machine (127.0.0.1, localhost, [::1]) and a browser's
+  Origin must be local too, so a web page cannot reach the endpoint by DNS rebinding;
+- what: the text exactly as it will run (the client's SQL plus the appended ` FORMAT x`)
+  is parsed by the engine as one statement and checked on its AST and query tree
+  (pipeline/query_check.py): reads only, no INTO OUTFILE, no table functions or file
+  paths, only the tables the user's role may read (pipeline/access_roles.py), allow-listed
+  formats and settings. The engine handle also runs with readonly=2;
+- how much: `max_execution_time` and result-size limits (`EndpointLimits`) bound every
+  query, so a slow one cannot hold the engine lock the sink's inserts and erasures share.
+Every query is logged without its text (pipeline/access_log.py).
 
 Engine calls are serialised with the owner's lock, shared with the sink's writes.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 import os
@@ -54,59 +62,34 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from clickhouse_connect.driver._backend.models import QueryRuntime
 from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import ClickHouseError as DriverError
 
-from pipeline.exceptions import ClickHouseError
+from pipeline.access_log import AccessEntry, AccessLog
+from pipeline.access_roles import GRANTS, Role
+from pipeline.access_users import Authenticator, UserStore, create_owner_credential, remove_owner_credential
+from pipeline.config import Settings
+from pipeline.exceptions import AccessError, ClickHouseError
+from pipeline.query_check import (
+    Refused,
+    check_ast,
+    check_format,
+    check_settings,
+    check_statement_kind,
+    check_tables,
+    denied,
+    read_only,
+    split_formatted,
+    string_literal,
+    tables_of_query_tree,
+    trailing_format,
+)
 
 log = logging.getLogger(__name__)
 
 LOCALHOST = "127.0.0.1"
 DEFAULT_PORT = 8123
 
-_READ_STATEMENTS = ("SelectWithUnionQuery", "SelectIntersectExceptQuery", "Show", "Describe", "Exists", "Explain")
-# Functions (regular and table functions) that reach outside the engine's own tables.
-_EXTERNAL_FUNCTIONS = frozenset(
-    {
-        "file",
-        "url",
-        "urlcluster",
-        "input",
-        "python",
-        "sqlite",
-        "redis",
-        "odbc",
-        "jdbc",
-        "dictionary",
-        "filesystem",
-    }
-)
-_EXTERNAL_PREFIXES = (
-    "file",
-    "s3",
-    "gcs",
-    "oss",
-    "cosn",
-    "hdfs",
-    "azure",
-    "remote",
-    "cluster",
-    "mysql",
-    "postgres",
-    "mongo",
-    "executable",
-    "iceberg",
-    "deltalake",
-    "hudi",
-    "paimon",
-    "arrowflight",
-    "ytsaurus",
-    "hive",
-    "kafka",
-)
-_FUNCTION_NODE = re.compile(r"^\s*Function (\w+)", re.MULTILINE)
-_TRAILING_FORMAT = re.compile(r"\bFORMAT\s+(\w+)\s*;?\s*$", re.IGNORECASE)
 # Parameters a ClickHouse server reads itself rather than as query settings.
 _TRANSPORT_PARAMS = frozenset(
     {
@@ -131,6 +114,7 @@ _TRANSPORT_PARAMS = frozenset(
         "enable_http_compression",
         "readonly",
         "http_response_buffer_size",
+        "cancel_http_readonly_queries_on_client_close",
     }
 )
 _CONTENT_TYPES = {
@@ -141,7 +125,22 @@ _CONTENT_TYPES = {
     "JSONCompact": "application/json; charset=UTF-8",
     "JSONEachRow": "application/x-ndjson; charset=UTF-8",
 }
-_STATUS_BY_CODE = {62: 400, 27: 400, 36: 400, 164: 403, 497: 403, 60: 404, 81: 404, 47: 404}
+_STATUS_BY_CODE = {
+    62: 400,
+    27: 400,
+    36: 400,
+    73: 400,
+    115: 400,
+    164: 403,
+    497: 403,
+    516: 401,
+    60: 404,
+    81: 404,
+    47: 404,
+}
+_ERROR_NAME = re.compile(r"\(([A-Z_]+)\)\s*$")
+_LOCAL_HOST = re.compile(r"^(?:127\.0\.0\.1|localhost|\[::1\])(?::\d{1,5})?$")
+_LOCAL_ORIGIN = re.compile(r"^https?://(?:127\.0\.0\.1|localhost|\[::1\])(?::\d{1,5})?$")
 _CODE = re.compile(r"Code: (\d+)\.")
 _MAX_BODY = 64 * 1024 * 1024
 _MAX_URI = 1024 * 1024
@@ -199,55 +198,10 @@ def remove_owner(chdb_path: Path) -> None:
     current = read_owner(chdb_path)
     if current is not None and current.pid == os.getpid():
         owner_file(chdb_path).unlink(missing_ok=True)
+        remove_owner_credential(chdb_path)
 
 
-# ---- query checks ---------------------------------------------------------------------
-
-
-class Refused(Exception):
-    """A request the endpoint does not run; carries ClickHouse's error code and name."""
-
-    def __init__(self, code: int, name: str, message: str) -> None:
-        super().__init__(f"Code: {code}. DB::Exception: {message}. ({name})")
-        self.code = code
-
-
-_LEADING_NOISE = re.compile(r"(?:\s+|--[^\n]*(?:\n|$)|#[^\n]*(?:\n|$)|/\*.*?\*/|\()*", re.DOTALL)
-_READ_KEYWORDS = frozenset({"SELECT", "WITH", "SHOW", "DESCRIBE", "DESC", "EXISTS", "EXPLAIN"})
-_READ_ONLY_REFUSAL = (
-    "the embedded store's HTTP endpoint is read-only: only SELECT, SHOW, DESCRIBE, EXISTS and EXPLAIN "
-    "run here (stop the sink to write, or use a ClickHouse server)"
-)
-
-
-def check_statement_kind(sql: str) -> None:
-    """Raise Refused unless the statement starts with a read keyword (cheap first gate)."""
-    rest = sql[_LEADING_NOISE.match(sql).end() :]  # type: ignore[union-attr]
-    word = re.match(r"[A-Za-z]+", rest)
-    if word is None or word.group(0).upper() not in _READ_KEYWORDS:
-        raise Refused(164, "READONLY", _READ_ONLY_REFUSAL)
-
-
-def check_read_only(ast: str) -> None:
-    """Raise Refused unless the `EXPLAIN AST` text is a read statement without external access."""
-    top = ast.lstrip().split(" ", 1)[0] if ast.strip() else ""
-    if not top.startswith(_READ_STATEMENTS):
-        raise Refused(164, "READONLY", _READ_ONLY_REFUSAL)
-    if top.startswith("SelectWithUnionQuery") and re.search(r"^ Literal ", ast, re.MULTILINE):
-        raise Refused(497, "ACCESS_DENIED", "INTO OUTFILE is not available on the embedded store's HTTP endpoint")
-    for name in _FUNCTION_NODE.findall(ast):
-        lowered = name.lower()
-        if lowered in _EXTERNAL_FUNCTIONS or lowered.startswith(_EXTERNAL_PREFIXES):
-            raise Refused(
-                497,
-                "ACCESS_DENIED",
-                f"function {name} reaches outside the store and is not available on the embedded HTTP endpoint",
-            )
-
-
-def trailing_format(sql: str) -> str | None:
-    found = _TRAILING_FORMAT.search(sql)
-    return found.group(1) if found else None
+# ---- request checks ------------------------------------------------------------------
 
 
 def form_fields(content_type: str, body: bytes) -> dict[str, str]:
@@ -277,64 +231,231 @@ class Answer:
     headers: Mapping[str, str]
 
 
-class QueryEndpoint:
-    """Runs one HTTP query on the read-only engine handle; no HTTP parsing here."""
+@dataclass(frozen=True)
+class EndpointLimits:
+    """Bounds on every query: seconds, result rows and result bytes (the engine throws)."""
 
-    def __init__(self, reader: Client, lock: threading.Lock | threading.RLock) -> None:
+    max_execution_time: int = 60
+    max_result_rows: int = 5_000_000
+    max_result_bytes: int = 512 * 1024 * 1024
+
+    def timeout(self) -> dict[str, str]:
+        """The time bound alone (for the checks, whose output is the plan, not the result)."""
+        return {"max_execution_time": str(self.max_execution_time), "timeout_overflow_mode": "throw"}
+
+    def settings(self) -> dict[str, str]:
+        return {
+            "max_execution_time": str(self.max_execution_time),
+            "timeout_overflow_mode": "throw",
+            "max_result_rows": str(self.max_result_rows),
+            "max_result_bytes": str(self.max_result_bytes),
+            "result_overflow_mode": "throw",
+        }
+
+
+@dataclass(frozen=True)
+class Caller:
+    """The authenticated user of one request."""
+
+    user: str
+    role: Role
+
+
+@dataclass
+class _Ran:
+    """What one request did, for the access log."""
+
+    tables: tuple[str, ...] = ()
+    rows: int | None = None
+    format: str | None = None
+
+
+class QueryEndpoint:
+    """Authenticates, checks and runs one HTTP query on the read-only engine handle, and
+    logs it; no HTTP parsing here."""
+
+    def __init__(
+        self,
+        reader: Client,
+        lock: threading.Lock | threading.RLock,
+        *,
+        authenticator: Authenticator,
+        access_log: AccessLog | None,
+        limits: EndpointLimits | None = None,
+    ) -> None:
         self.reader = reader
         self.lock = lock
+        self.authenticator = authenticator
+        self.access_log = access_log
+        self.limits = limits or EndpointLimits()
         with lock:
             self.timezone = str(reader.command("SELECT timezone()"))
             self.version = str(reader.command("SELECT version()"))
+            names = reader.query("SELECT name FROM system.databases").result_rows
+            self.databases = frozenset(str(row[0]) for row in names) | {"default"}
 
-    def run(self, sql: str, params: Mapping[str, str]) -> Answer:
+    def authenticate(self, user: str | None, password: str | None) -> Caller:
+        """The caller, or Refused (516) for a missing user or a wrong password."""
+        if not user:
+            raise Refused(
+                516, "AUTHENTICATION_FAILED", "authentication required: the embedded endpoint has no anonymous access"
+            )
+        try:
+            role = self.authenticator.authenticate(user, password or "")
+        except AccessError as exc:
+            log.error("%s", exc)
+            raise Refused(516, "AUTHENTICATION_FAILED", "the users file cannot be read: ask the operator") from exc
+        if role is None:
+            raise Refused(
+                516,
+                "AUTHENTICATION_FAILED",
+                f"{user[:64]}: Authentication failed: password is incorrect, or there is no user with such name",
+            )
+        return Caller(user, role)
+
+    def refuse_unauthenticated(self, user: str | None, exc: Refused) -> Answer:
+        """The answer to a request that failed authentication, logged."""
+        self._log((user or "")[:64], "", "", "refused", exc.name, _Ran(), 0)
+        return self._error(exc.code, str(exc), {})
+
+    def run(self, sql: str, params: Mapping[str, str], caller: Caller) -> Answer:
         query_id = params.get("query_id") or str(uuid.uuid4())
         headers = {"X-ClickHouse-Query-Id": query_id, "X-ClickHouse-Timezone": self.timezone}
         started = time.perf_counter_ns()
-        sql = sql.strip().rstrip(";").rstrip()
-        fmt = trailing_format(sql)
-        default_format = params.get("default_format") or "TabSeparated"
-        settings = {k: v for k, v in params.items() if k not in _TRANSPORT_PARAMS and not k.startswith("param_")}
-        bound = {k: v for k, v in params.items() if k.startswith("param_")}
-        database = params.get("database") or "default"
+        ran = _Ran()
         try:
-            check_statement_kind(sql)
-            with self.lock:
-                ast = self._raw(f"EXPLAIN AST {sql}\n FORMAT TabSeparatedRaw", bound, {}, database)
-                check_read_only(ast.decode("utf-8", "replace"))
-                body = self._raw(sql if fmt else f"{sql}\n FORMAT {default_format}", bound, settings, database)
+            body = self._checked_run(sql, params, caller, ran)
         except Refused as exc:
+            ran.tables = ran.tables or exc.tables
+            self._log(caller.user, caller.role.value, query_id, "refused", f"{exc.name}: {exc.reason}", ran, started)
             return self._error(exc.code, str(exc), headers)
         except DriverError as exc:
             message = str(exc)
             found = _CODE.search(message)
             code = int(found.group(1)) if found else 1001
+            name = _ERROR_NAME.search(message)
+            self._log(
+                caller.user,
+                caller.role.value,
+                query_id,
+                "failed",
+                name.group(1) if name else f"code {code}",
+                ran,
+                started,
+            )
             return self._error(code, message[found.start() :] if found else message, headers)
-        fmt = fmt or default_format
+        self._log(caller.user, caller.role.value, query_id, "accepted", "", ran, started)
+        fmt = ran.format or "TabSeparated"
         elapsed = time.perf_counter_ns() - started
+        summary = {"read_rows": str(ran.rows or 0), "result_bytes": str(len(body)), "elapsed_ns": str(elapsed)}
         headers.update(
             {
                 "X-ClickHouse-Format": fmt,
                 "Content-Type": _CONTENT_TYPES.get(fmt, "application/octet-stream"),
-                "X-ClickHouse-Summary": json.dumps({"result_bytes": str(len(body)), "elapsed_ns": str(elapsed)}),
+                "X-ClickHouse-Summary": json.dumps(summary),
             }
         )
         return Answer(200, body, headers)
 
-    def _raw(self, sql: str, bound: Mapping[str, str], settings: Mapping[str, str], database: str) -> bytes:
-        """Run `sql` on the reader handle. Server-side parameters (`param_<name>`) arrive in
-        ClickHouse's escaped-text form, ready for the engine: they go through the driver's
-        backend contract untouched (the public raw_query would format them a second time)."""
-        self.reader.database = database
-        if not bound:
-            return self.reader.raw_query(sql, settings=dict(settings) or None)
-        runtime = QueryRuntime(database=database, settings=self.reader._validate_settings(dict(settings)))
-        return self.reader._backend.execute_raw_query(sql, dict(bound), None, runtime, None)  # type: ignore[attr-defined]
+    def _checked_run(self, sql: str, params: Mapping[str, str], caller: Caller, ran: _Ran) -> bytes:
+        """Check the final text with the engine's parser (see the module docstring), then
+        run the engine's own formatting of it: what was checked is what runs."""
+        grants = GRANTS[caller.role]
+        database = params.get("database") or grants.default_database
+        if not grants.may_use_database(database):
+            raise denied(f"not enough privileges to use database {database[:64]}")
+        settings = check_settings(
+            {k: v for k, v in params.items() if k not in _TRANSPORT_PARAMS and not k.startswith("param_")}
+        )
+        bound = {k: v for k, v in params.items() if k.startswith("param_")}
+        sql = sql.strip().rstrip(";").rstrip()
+        check_statement_kind(sql)
+        final = (
+            sql
+            if trailing_format(sql)
+            else f"{sql}\n FORMAT {check_format(params.get('default_format') or 'TabSeparated')}"
+        )
+        with self.lock:
+            formatted = split_formatted(self._format_query(final, database))
+            ran.format = formatted.format
+            ast, _ = self._engine(f"EXPLAIN AST {formatted.body}\nFORMAT TabSeparatedRaw", bound, {}, database)
+            statement = check_ast(ast.decode("utf-8", "replace"), grants, database, self.databases)
+            ran.tables = statement.tables
+            if statement.kind == "select":
+                tree, _ = self._engine(
+                    f"EXPLAIN QUERY TREE {formatted.body}\nFORMAT TabSeparatedRaw",
+                    bound,
+                    self.limits.timeout(),
+                    database,
+                )
+                ran.tables = tables_of_query_tree(tree.decode("utf-8", "replace"))
+                check_tables(ran.tables, grants)
+            body, ran.rows = self._engine(formatted.text, bound, {**settings, **self.limits.settings()}, database)
+        return body
+
+    def _format_query(self, text: str, database: str) -> str:
+        """The engine's formatting of `text`; the engine's SYNTAX_ERROR unless it is exactly one statement."""
+        out, _ = self._engine(f"SELECT formatQuery({string_literal(text)}) AS q FORMAT JSONEachRow", {}, {}, database)
+        return str(json.loads(out)["q"])
+
+    def _engine(
+        self, sql: str, bound: Mapping[str, str], settings: Mapping[str, str], database: str
+    ) -> tuple[bytes, int]:
+        """Run `sql` on the reader handle: its output and the number of result rows.
+        Server-side parameters (`param_<name>`) arrive in ClickHouse's escaped-text form,
+        ready for the engine, and go to the chDB backend untouched; settings are applied
+        for this call only."""
+        backend = self.reader._backend  # type: ignore[attr-defined]
+        values = {k.removeprefix("param_"): v for k, v in bound.items()}
+        result = backend._run_with_settings(sql, "TabSeparated", dict(settings), params=values, database=database)
+        return result.bytes() or b"", int(result.rows_read())
+
+    def _log(self, user: str, role: str, query_id: str, outcome: str, reason: str, ran: _Ran, started: int) -> None:
+        if self.access_log is None:
+            return
+        elapsed_ms = (time.perf_counter_ns() - started) // 1_000_000 if started else 0
+        entry = AccessEntry(
+            at=datetime.now(UTC).isoformat(timespec="milliseconds"),
+            user=user,
+            role=role,
+            outcome=outcome,
+            reason=reason,
+            tables=ran.tables,
+            rows=ran.rows,
+            format=ran.format,
+            query_id=query_id[:128],
+            elapsed_ms=elapsed_ms,
+        )
+        try:
+            self.access_log.append(entry)
+        except OSError as exc:
+            log.error("cannot write the access log %s: %s", self.access_log.path, exc.strerror)
 
     @staticmethod
     def _error(code: int, message: str, headers: dict[str, str]) -> Answer:
         headers = {**headers, "X-ClickHouse-Exception-Code": str(code), "Content-Type": "text/plain; charset=UTF-8"}
+        if code == 516:
+            headers["WWW-Authenticate"] = 'Basic realm="ClickHouse server"'
         return Answer(_STATUS_BY_CODE.get(code, 500), (message.rstrip() + "\n").encode(), headers)
+
+
+def endpoint_for(
+    settings: Settings,
+    reader: Client,
+    lock: threading.Lock | threading.RLock,
+    limits: EndpointLimits | None = None,
+) -> QueryEndpoint:
+    """The endpoint the owner of `settings.chdb_path` serves: a fresh owner credential
+    (pipeline/access_users.py), the personal users of `settings.users_file`, and the access
+    log `settings.access_log_file`."""
+    owner = create_owner_credential(settings.chdb_path)
+    return QueryEndpoint(
+        reader,
+        lock,
+        authenticator=Authenticator(UserStore(settings.users_file), owner),
+        access_log=AccessLog(settings.access_log_file),
+        limits=limits,
+    )
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -371,10 +492,18 @@ class _Handler(BaseHTTPRequestHandler):
         self._handle()
 
     def do_HEAD(self) -> None:
+        foreign = self._foreign()
+        if foreign is not None:
+            self._send(QueryEndpoint._error(foreign.code, str(foreign), {}), head=True)
+            return
         self._send(Answer(200, b"", {"Content-Type": "text/html; charset=UTF-8"}), head=True)
 
     def _handle(self) -> None:
         parts = urlsplit(self.path)
+        foreign = self._foreign()
+        if foreign is not None:
+            self._send(QueryEndpoint._error(foreign.code, str(foreign), {}))
+            return
         try:
             body = self._body()
         except ValueError as exc:
@@ -387,6 +516,13 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(Answer(404, b"There is no handle " + parts.path.encode() + b"\n", {}))
             return
         params = dict(parse_qsl(parts.query, keep_blank_values=True))
+        endpoint = self.server.endpoint
+        user, password = self._credentials(params)
+        try:
+            caller = endpoint.authenticate(user, password)
+        except Refused as exc:
+            self._send(endpoint.refuse_unauthenticated(user, exc))
+            return
         if params.get("query", "").strip():
             try:
                 check_statement_kind(params["query"])
@@ -406,15 +542,44 @@ class _Handler(BaseHTTPRequestHandler):
         encoding = self.headers.get("Content-Encoding")
         if encoding and encoding != "identity":
             # clients compress only insert data
-            refused = Refused(164, "READONLY", _READ_ONLY_REFUSAL + f"; compressed ({encoding}) bodies are inserts")
-            self._send(QueryEndpoint._error(refused.code, str(refused), {}))
+            refused = read_only()
+            self._send(
+                QueryEndpoint._error(refused.code, f"{refused}; compressed ({encoding[:32]}) bodies are inserts", {})
+            )
             return
         text = body.decode("utf-8", "replace")
         sql = "\n".join(p for p in (params.get("query", ""), text) if p.strip())
         if not sql.strip():
             self._send(Answer(200, b"Ok.\n", {"Content-Type": "text/plain; charset=UTF-8"}))
             return
-        self._send(self.server.endpoint.run(sql, params))
+        self._send(endpoint.run(sql, params, caller))
+
+    def _foreign(self) -> Refused | None:
+        """Refused when the request does not come the way a local client sends it: a Host
+        header naming another site (DNS rebinding) or a browser Origin that is not local."""
+        host = (self.headers.get("Host") or "").strip().lower()
+        if not _LOCAL_HOST.match(host):
+            return denied("the embedded endpoint answers only requests for Host 127.0.0.1 or localhost")
+        origin = self.headers.get("Origin")
+        if origin is not None and not _LOCAL_ORIGIN.match(origin.strip().lower()):
+            return denied("the embedded endpoint does not answer cross-origin (browser) requests")
+        return None
+
+    def _credentials(self, params: Mapping[str, str]) -> tuple[str | None, str | None]:
+        """User and password from basic auth, X-ClickHouse-User/Key or the URL, like ClickHouse."""
+        authorization = self.headers.get("Authorization", "")
+        if authorization[:6].lower() == "basic ":
+            try:
+                decoded = base64.b64decode(authorization[6:].strip(), validate=True).decode("utf-8")
+            except (ValueError, UnicodeDecodeError):
+                return None, None
+            user, _, password = decoded.partition(":")
+            return user, password
+        if self.headers.get("X-ClickHouse-User"):
+            return self.headers["X-ClickHouse-User"], self.headers.get("X-ClickHouse-Key", "")
+        if params.get("user"):
+            return params["user"], params.get("password", "")
+        return None, None
 
     def _body(self) -> bytes:
         if self.headers.get("Transfer-Encoding", "").lower() == "chunked":

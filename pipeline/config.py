@@ -21,6 +21,7 @@
 | RECORDS_DPO_PUBLIC_KEYS | $RECORDS_DATA_DIR/secrets/dpo_ed25519.pub.pem | trusted DPO public keys (PEM, comma list) |
 | RECORDS_DPO_PRIVATE_KEY | $RECORDS_DATA_DIR/secrets/dpo_ed25519.pem | the DPO's signing key (`records dsr ...`) |
 | RECORDS_DPO_KEY_PASSPHRASE | (unset) | passphrase of an encrypted DPO signing key |
+| RECORDS_SQL_USER / RECORDS_SQL_PASSWORD | (unset: owner credential) | a personal user of the embedded query endpoint |
 | SCHEMA_REGISTRY_URL | (unset) | write the Confluent wire format with this registry instead of single-object encoding |
 """
 
@@ -116,7 +117,19 @@ class Settings:
     dpo_public_keys: tuple[Path, ...] = ()
     dpo_private_key: Path | None = None
     dpo_key_passphrase: Secret | None = None
+    sql_user: str | None = None
+    sql_password: Secret | None = None
     clickhouse_cluster: str | None = None
+
+    @property
+    def users_file(self) -> Path:
+        """Personal users of the embedded query endpoint (0600, pipeline/access_users.py)."""
+        return self.data_dir / "access" / "users.json"
+
+    @property
+    def access_log_file(self) -> Path:
+        """Who queried the embedded endpoint (JSON lines, 0600, pipeline/access_log.py)."""
+        return self.data_dir / "audit" / "access.jsonl"
 
     @property
     def demo_pepper_file(self) -> Path:
@@ -192,6 +205,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         ),
         dpo_private_key=Path(env.get("RECORDS_DPO_PRIVATE_KEY") or secrets_dir / "dpo_ed25519.pem").resolve(),
         dpo_key_passphrase=Secret(env["RECORDS_DPO_KEY_PASSPHRASE"]) if env.get("RECORDS_DPO_KEY_PASSPHRASE") else None,
+        sql_user=env.get("RECORDS_SQL_USER") or None,
+        sql_password=Secret(env["RECORDS_SQL_PASSWORD"]) if env.get("RECORDS_SQL_PASSWORD") else None,
         clickhouse_cluster=env.get("CLICKHOUSE_CLUSTER") or None,
     )
 

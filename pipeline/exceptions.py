@@ -27,3 +27,7 @@ class KafkaClientError(RecordsError):
 
 class ClickHouseError(RecordsError):
     """A ClickHouse connection or query failed."""
+
+
+class AccessError(RecordsError):
+    """A user or credential of the embedded query endpoint is missing or invalid."""

@@ -69,12 +69,40 @@ class Notice:
     automated_decisions: str
 
 
+LOCATION_ROLES = frozenset({"store", "processor", "recipient"})
+
+
+@dataclass(frozen=True)
+class Location:
+    """Where one store, processor or recipient processes the register (notice §7)."""
+
+    name: str
+    role: str  # store | processor | recipient
+    country: str  # ISO 3166-1 alpha-2
+    safeguard: str | None = None  # required outside the EU/EEA
+
+
+@dataclass(frozen=True)
+class Processing:
+    eu_eea: frozenset[str]
+    kubernetes_regions: tuple[str, ...]
+    locations: tuple[Location, ...]
+
+    def in_eu_eea(self, location: Location) -> bool:
+        return location.country in self.eu_eea
+
+    def unsafeguarded(self) -> tuple[Location, ...]:
+        """Locations outside the EU/EEA without a recorded transfer safeguard."""
+        return tuple(loc for loc in self.locations if not self.in_eu_eea(loc) and not loc.safeguard)
+
+
 @dataclass(frozen=True)
 class Policy:
     notice: Notice
     records: Mapping[str, RecordPolicy]
     erasure_max_linger: timedelta
     request_max_age: timedelta
+    processing: Processing
 
     def record(self, record_type: str) -> RecordPolicy:
         try:
@@ -107,6 +135,26 @@ def _field_rule(record_type: str, name: str, raw: Mapping[str, Any]) -> FieldRul
         identifier=bool(raw.get("identifier", False)),
         needs=needs,
         channels=tuple(channels) if channels is not None else None,
+    )
+
+
+def _processing(raw: Mapping[str, Any]) -> Processing:
+    locations = []
+    for index, spec in enumerate(raw["locations"]):
+        where = f"policy processing.locations[{index}]"
+        unknown = set(spec) - {"name", "role", "country", "safeguard"}
+        if unknown:
+            raise ConfigError(f"{where}: unknown key(s) {', '.join(sorted(unknown))}")
+        if spec.get("role") not in LOCATION_ROLES:
+            raise ConfigError(f"{where}: role must be one of {', '.join(sorted(LOCATION_ROLES))}")
+        country = str(spec.get("country", ""))
+        if len(country) != 2 or not country.isupper():
+            raise ConfigError(f"{where}: country must be an ISO 3166-1 alpha-2 code")
+        locations.append(Location(str(spec["name"]), spec["role"], country, spec.get("safeguard") or None))
+    return Processing(
+        eu_eea=frozenset(raw["eu_eea"]),
+        kubernetes_regions=tuple(raw["kubernetes_regions"]),
+        locations=tuple(locations),
     )
 
 
@@ -152,6 +200,7 @@ def parse_policy(raw: Mapping[str, Any]) -> Policy:
             records=records,
             erasure_max_linger=timedelta(days=int(raw["erasure"]["max_linger_days"])),
             request_max_age=timedelta(hours=int(raw["erasure"]["request_max_age_hours"])),
+            processing=_processing(raw["processing"]),
         )
     except KeyError as exc:
         raise ConfigError(f"policy is missing {exc.args[0]!r}") from None

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from pipeline.clickhouse_ddl import ANALYST_DB, ANALYST_ROLE, access_statements
 from pipeline.policy import Policy, RecordPolicy
 from retention_jobs.linger import Linger, format_ms
 
@@ -112,6 +113,20 @@ class KafkaEvidence:
 
 
 @dataclass(frozen=True)
+class AccessEvidence:
+    """How the embedded query endpoint is guarded (notice §13); see access_audit.py."""
+
+    users_by_role: Mapping[str, int]  # personal users per role
+    anonymous_probe: str  # what an unauthenticated request to the live endpoint got, or why none was sent
+    anonymous_refused: bool  # the live endpoint refused it, or no endpoint runs (it always requires a user)
+    log_entries: int | None  # None: no access log file
+    log_accepted: int = 0  # entries of queries that ran
+    log_users: int = 0  # users whose queries ran
+    log_private: bool = False  # the log file is readable by its owner only
+    last_access: str | None = None
+
+
+@dataclass(frozen=True)
 class Evidence:
     collected_at: datetime
     storage: str  # where the ClickHouse evidence came from (no credentials)
@@ -130,6 +145,7 @@ class Evidence:
     active_restrictions: int
     kafka: KafkaEvidence
     other_tables: tuple[str, ...] = ()  # every other table/view name of both databases
+    access: AccessEvidence | None = None  # embedded mode; a server keeps its own users and grants
 
 
 # ---- the report ------------------------------------------------------------------------
@@ -246,6 +262,10 @@ def evaluate(policy: Policy, evidence: Evidence) -> Report:
     lines.append(_erasure_proof(evidence))
     lines.append(_no_profiling(policy, evidence))
     lines.append(_access_control(policy, evidence))
+    lines.append(_recipients(policy, evidence))
+    lines.append(_processing_location(policy))
+    if evidence.access is not None:
+        lines.extend(_personal_access(evidence.access))
     lines.append(_kafka_config(evidence))
     lines.append(_kafka_linger(policy, evidence))
     return Report(evidence.collected_at, evidence.storage, tuple(lines), evidence, policy)
@@ -440,6 +460,96 @@ def _access_control(policy: Policy, ev: Evidence) -> ReportLine:
         "analysts see no direct identifiers by default",
         evidence,
         passed,
+    )
+
+
+def _recipients(policy: Policy, ev: Evidence) -> ReportLine:
+    """Notice §6: recipients (group companies, processors) work through the analyst role,
+    whose grants reach the identifier-free analyst views only."""
+    forbidden = {name for r in policy.records.values() for name in r.identifier_fields} | set(PSEUDONYMOUS_COLUMNS)
+    exposed = sorted(f"analyst.{v}.{c}" for v, cols in ev.analyst_columns.items() for c in cols if c in forbidden)
+    grants = [g for g in access_statements(policy) if g.startswith("GRANT") and g.endswith(f"TO {ANALYST_ROLE}")]
+    beyond = sorted(g for g in grants if f" ON {ANALYST_DB}." not in g)
+    passed = bool(ev.analyst_columns) and not exposed and not beyond
+    evidence = (
+        f"{len(policy.notice.recipients)} recipient(s) of the notice get the {ANALYST_ROLE} role: "
+        f"{len(grants)} grant(s), all on {ANALYST_DB}.*; {len(ev.analyst_columns)} analyst views without "
+        f"direct identifiers; exports go to the data subject through the DPO only"
+    )
+    details = tuple(f"exposed: {c}" for c in exposed) + tuple(f"grant beyond the analyst views: {g}" for g in beyond)
+    return ReportLine(
+        "recipients",
+        "§6",
+        "recipients see no direct identifier (analyst views only)",
+        evidence if passed else "; ".join(details) or "no analyst views found",
+        passed,
+        details,
+    )
+
+
+def _processing_location(policy: Policy) -> ReportLine:
+    """Notice §7: every store, processor and recipient has a declared location; any outside
+    the EU/EEA has a transfer safeguard recorded."""
+    processing = policy.processing
+    roles = {loc.role for loc in processing.locations}
+    missing_roles = sorted({"store", "processor", "recipient"} - roles)
+    bad = processing.unsafeguarded()
+    details = tuple(
+        f"{loc.role}: {loc.name}: {loc.country}"
+        + ("" if processing.in_eu_eea(loc) else f" (outside the EU/EEA; safeguard: {loc.safeguard or 'none'})")
+        for loc in processing.locations
+    )
+    outside = sum(1 for loc in processing.locations if not processing.in_eu_eea(loc))
+    countries = ", ".join(sorted({loc.country for loc in processing.locations}))
+    evidence = (
+        f"{len(processing.locations)} declared locations ({countries}); "
+        f"{outside} outside the EU/EEA, {len(bad)} of them without a safeguard; "
+        f"Kubernetes pinned to {len(processing.kubernetes_regions)} EU/EEA regions"
+    )
+    if missing_roles:
+        evidence += f"; no declared location for: {', '.join(missing_roles)}"
+    return ReportLine(
+        "processing_location",
+        "§7",
+        "processing in the EU/EEA; outside it only with a GDPR safeguard",
+        evidence,
+        not bad and not missing_roles,
+        details,
+    )
+
+
+def _personal_access(access: AccessEvidence) -> tuple[ReportLine, ...]:
+    users = sum(access.users_by_role.values())
+    roles = ", ".join(f"{role} {n}" for role, n in sorted(access.users_by_role.items()) if n)
+    log_evidence = (
+        "no access log yet"
+        if access.log_entries is None
+        else f"{access.log_entries} logged requests, {access.log_accepted} queries run by {access.log_users} user(s), "
+        f"last {access.last_access or '-'}; "
+        + ("file readable by its owner only" if access.log_private else "file readable by others")
+    )
+    return (
+        ReportLine(
+            "no_anonymous_access",
+            "§13",
+            "the register is reached only with a personal username and password (no anonymous access)",
+            access.anonymous_probe,
+            access.anonymous_refused,
+        ),
+        ReportLine(
+            "personal_users",
+            "§13",
+            "staff whose work needs it have personal users with a role (analyst, dpo, pipeline)",
+            f"{users} personal user(s): {roles}" if users else "no personal users: `records users add NAME --role R`",
+            users > 0,
+        ),
+        ReportLine(
+            "access_log",
+            "§13",
+            "every query of the register is logged: who, when, which tables, how many rows",
+            log_evidence,
+            access.log_accepted > 0 and access.log_private,
+        ),
     )
 
 

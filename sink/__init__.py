@@ -1,7 +1,9 @@
 """Kafka -> ClickHouse: the sink (`records worker sink`).
 
-- `clickhouse_sink`: the consumer group loop, its commit path, retries, shutdown and the
-  periodic jobs / command handlers the CLI plugs in;
+- `clickhouse_sink`: the loop: consumer group, batching, the commit path, retries with
+  paused partitions, rebalances, shutdown and the periodic jobs the CLI plugs in;
+- `batch_writer`: `BatchWriter.write(batch)`: inserts, consent withdrawals, the command
+  handlers the CLI plugs in (DSR work) and dead letters; no consumer, no offsets;
 - `batch`: what one batch holds (Avro bodies per table and writer schema, offsets, dead
   letters), pure;
 - `avro_container`: single-object messages -> one Avro object container, pure;
@@ -12,5 +14,6 @@
 - `dsr_*`, `erasure_guard`: the storage side of data-subject requests, plugged into the
   sink as a `CommandHandler` by the CLI.
 
-Imports `pipeline` only, never `streams` or `retention_jobs`: the CLI composes them.
+Imports `pipeline` only, never `streams`, `retention_jobs` or `records`: the application
+layer (records/wiring.py, records/cli) composes them.
 """

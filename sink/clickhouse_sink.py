@@ -1,5 +1,5 @@
-"""The ClickHouse sink: a confluent-kafka consumer group over the enriched topics that
-writes batches into the tables of pipeline/clickhouse_ddl.py (`records worker sink`).
+"""The ClickHouse sink's loop: a confluent-kafka consumer group over the enriched topics
+that hands batches to the writer for the tables of pipeline/clickhouse_ddl.py (`records worker sink`).
 
 Why Avro containers rather than Arrow or a DataFrame: the enriched topics' record
 schemas are exactly the table rows (the DDL is derived from them), so a batch of
@@ -20,20 +20,9 @@ One batch:
 1. consume: messages accumulate in a `Batch` (sink/batch.py) until it holds
    `batch_size` messages or `batch_max_bytes`, or its first message is `batch_max_s` old;
    each message's offset + 1 is remembered per partition;
-2. insert: one `INSERT ... FORMAT Avro` per table and writer schema. If ClickHouse refuses
-   a container, its bodies are checked one by one with fastavro: invalid ones become dead
-   letters and the rest is inserted; if all are valid, the failure is ClickHouse's and the
-   batch is retried (step 7);
-3. withdraw: consent withdrawals are applied to the stored rows
-   (sink/consent_withdrawal.py): one read query and at most one
-   `ALTER TABLE ... UPDATE ... SETTINGS mutations_sync = 2` per table per batch;
-4. commands: messages of command topics (DSR work, issue 6) go to the handler the CLI
-   registered for that topic; handlers are idempotent;
-   (an `insert_guard`, when given, takes over step 2's INSERT of the tables it guards:
-   the DSR wiring's refuses rows of erased subjects, sink/erasure_guard.py);
-5. dead letters: undecodable or misplaced messages go to cs.dlq.v1 with the original key,
-   bytes and headers plus `pipeline.dead_letter` headers, and the producer is flushed:
-   a dead letter is durable before its offset is committed;
+2-5. write: `BatchWriter.write(batch)` (sink/batch_writer.py) inserts the rows, applies
+   consent withdrawals, hands command messages (DSR work) to their handlers and produces
+   the dead letters; a failed write raises and is resumed from its first step not done;
 6. commit: store the batch's offsets, then commit them synchronously. Only now is the
    batch done;
 7. on failure in 2-6: nothing is committed; the partitions are paused (the consumer keeps
@@ -42,7 +31,9 @@ One batch:
    A rebalance or shutdown during the wait drops the batch: partitions still assigned are
    rewound to the batch's first offsets, the others resume from the last commit at their
    next owner. A rebalance between batches first writes and commits the batch in hand.
-Steps 2-4 hold the engine lock, which the embedded HTTP endpoint shares.
+This module is the loop: consumption, batching, commits, backoff, rebalances, lag and the
+periodic jobs; it writes nothing to the store itself. Steps 2-4 hold the engine lock, which the
+embedded HTTP endpoint shares.
 
 Idempotent by event id: every table is a ReplacingMergeTree ordered by the row id and
 versioned by `ingested_at`, and analysts read views with FINAL. A crash between steps 2
@@ -62,9 +53,8 @@ import logging
 import signal
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
-from typing import Protocol
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, replace
 
 from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import ClickHouseError as DriverError
@@ -72,25 +62,17 @@ from confluent_kafka import Consumer, KafkaException, TopicPartition
 from prometheus_client import CollectorRegistry
 
 from pipeline import topics
-from pipeline.clickhouse_cluster import mutation_for
-from pipeline.clickhouse_ddl import TableModel, table_models
+from pipeline.clickhouse_ddl import table_models
 from pipeline.config import Settings
 from pipeline.exceptions import KafkaClientError, RecordsError
 from pipeline.kafka.consumer import KafkaConsumer
-from pipeline.kafka.producer import KafkaProducer
 from pipeline.policy import Policy, default_policy
 from pipeline.serde import Serde
 from pipeline.topics import TopicSpec
-from sink.avro_container import container
-from sink.batch import Batch, Group, KafkaMessage, Routes, describe, invalid_bodies, split_group
-from sink.consent_withdrawal import (
-    ConsentBoundTable,
-    affected_query,
-    clearing_mutation,
-    consent_bound,
-    ledger_model,
-)
-from sink.exceptions import KafkaSinkError, WriteFailed
+from sink.batch import Batch, KafkaMessage, Routes, describe
+from sink.batch_writer import BatchWriter, CommandHandler, InsertGuard
+from sink.consent_withdrawal import consent_bound, ledger_model
+from sink.exceptions import KafkaSinkError
 from sink.metrics import SinkMetrics
 
 log = logging.getLogger(__name__)
@@ -102,9 +84,6 @@ RECORD_TOPICS: tuple[TopicSpec, ...] = (
     topics.CONSENT_LEDGER,
     topics.DSR_RECEIPTS,
 )
-# Long IN lists of a batch's row ids exceed ClickHouse's default 256 KiB query size.
-_BIG_QUERY = {"max_query_size": str(256 * 1024 * 1024)}
-_INSERT_SETTINGS = {"input_format_avro_allow_missing_fields": "1"}
 # A write step failing with one of these is retried; anything else is a bug and stops the
 # sink (its batch is replayed after the restart).
 _RETRYABLE = (RecordsError, DriverError, KafkaException)
@@ -161,36 +140,6 @@ class PeriodicJob:
     run_at_start: bool = True
 
 
-@dataclass(frozen=True)
-class CommandHandler:
-    """Messages of `topic` are not rows: each batch hands them, in offset order per
-    partition, to `handle` after the batch's rows are stored and before its offsets are
-    committed. `handle` must be idempotent (a failed batch is retried, a crash replays it)."""
-
-    topic: str
-    handle: Callable[[Client, Sequence[KafkaMessage]], None]
-    # Called once by the sink it is plugged into, with the sink's metrics bundle, so the
-    # handler counts into the same registry.
-    bind: Callable[[SinkMetrics], None] | None = None
-
-
-class InsertGuard(Protocol):
-    """Takes over the INSERT of a batch's Avro container into a table (sink/erasure_guard.py).
-    Returns False to leave it to the sink's plain INSERT ... FORMAT Avro."""
-
-    def insert(self, client: Client, table: TableModel, block: bytes, settings: Mapping[str, str]) -> bool: ...
-
-
-@dataclass
-class _Progress:
-    """Steps of the current batch already done, so a retry resumes after them."""
-
-    inserted: set[tuple[str, bytes]] = field(default_factory=set)
-    withdrawn: bool = False
-    commands_done: bool = False
-    dead_lettered: int = 0
-
-
 class ClickHouseSink:
     """Consumes the record topics and writes them to ClickHouse; see the module docstring."""
 
@@ -215,18 +164,11 @@ class ClickHouseSink:
         self.lock = engine_lock or threading.RLock()
         self.maintenance = tuple(maintenance)
         self.commands = tuple(commands)
-        self.insert_guard = insert_guard
-        for handler in self.commands:
-            if handler.bind is not None:
-                handler.bind(self.metrics)
         catalog = serde.catalog
         models = table_models(policy or default_policy(), catalog)
-        self._models = {m.name: m for m in models}
-        self._ledger = ledger_model(models)
-        self._consent_tables: tuple[ConsentBoundTable, ...] = tuple(
-            t for t in (consent_bound(m) for m in models) if t is not None
-        )
-        id_tables = frozenset({t.model.name for t in self._consent_tables} | {self._ledger.name})
+        ledger = ledger_model(models)
+        consent_tables = tuple(t for t in (consent_bound(m) for m in models) if t is not None)
+        id_tables = frozenset({t.model.name for t in consent_tables} | {ledger.name})
         self.routes = Routes(
             tables={m.schema.full_name: m for m in models},
             topics={spec.name: spec for spec in options.record_topics},
@@ -234,12 +176,22 @@ class ClickHouseSink:
             command_topics=frozenset(h.topic for h in self.commands),
         )
         self.deserializer = serde.decode
+        self.writer = BatchWriter(
+            client,
+            kafka=settings.kafka,
+            dlq_topic=options.dlq_topic,
+            metrics=self.metrics,
+            consent_tables=consent_tables,
+            ledger=ledger,
+            commands=self.commands,
+            engine_lock=self.lock,
+            insert_guard=insert_guard,
+            cluster=settings.clickhouse_cluster,
+        )
         self.committed: dict[tuple[str, int], int] = {}
         self._stop = threading.Event()
         self._consumer: KafkaConsumer | None = None
-        self._producer: KafkaProducer | None = None
         self._batch = self._new_batch()
-        self._progress = _Progress()
         self._in_flush = False
         self._revoked = False
         self._held: list[KafkaMessage] = []  # delivered while paused: they open the next batch
@@ -295,10 +247,7 @@ class ClickHouseSink:
                 self._consumer.close()
             finally:
                 self._consumer = None
-                if self._producer is not None:
-                    with contextlib.suppress(RecordsError):
-                        self._producer.flush(10)
-                    self._producer = None
+                self.writer.close()
 
     def _new_batch(self) -> Batch:
         return Batch(self.routes, self.deserializer)
@@ -364,25 +313,11 @@ class ClickHouseSink:
             if not committed:
                 self._rewind(batch)
             self._batch = self._new_batch()
-            self._progress = _Progress()
+            self.writer.reset()
 
     def _write_and_commit(self, batch: Batch) -> None:
         started = time.perf_counter()
-        with self.lock:
-            for key, group in list(batch.groups.items()):
-                if key not in self._progress.inserted:
-                    self._insert(batch, group)
-                    self._progress.inserted.add(key)
-            if not self._progress.withdrawn:
-                self._clear_withdrawn(batch)
-                self._progress.withdrawn = True
-            if not self._progress.commands_done:
-                for handler in self.commands:
-                    messages = batch.commands.get(handler.topic)
-                    if messages:
-                        handler.handle(self.client, messages)
-                self._progress.commands_done = True
-        self._dead_letter(batch)
+        self.writer.write(batch)  # steps 2-5 (sink/batch_writer.py)
         self._commit(batch)
         self.metrics.batch_seconds.observe(time.perf_counter() - started)
         self.metrics.batch_rows.observe(batch.rows)
@@ -391,80 +326,6 @@ class ClickHouseSink:
         for topic, count in batch.skipped_by_topic.items():
             self.metrics.skipped.labels(topic).inc(count)
         log.debug("batch committed: %s", describe(batch))
-
-    def _insert(self, batch: Batch, group: Group) -> None:
-        if not group.bodies:
-            return
-        try:
-            self._raw_insert(group)
-        except DriverError as exc:
-            bad = invalid_bodies(group.writer, group.bodies)
-            if not bad:
-                raise WriteFailed(f"insert into {group.table.qualified} failed: {_one_line(exc)}") from exc
-            messages = [group.messages[i] for i in bad]
-            split_group(group, bad)
-            for message in messages:
-                batch.reject(message, WriteFailed(f"not a valid {group.writer.full_name} record"))
-            log.warning("%d invalid %s record(s) of a batch go to the DLQ", len(bad), group.writer.full_name)
-            if group.bodies:
-                self._raw_insert(group)
-        self.metrics.rows_inserted.labels(group.table.name).inc(len(group.bodies))
-
-    def _raw_insert(self, group: Group) -> None:
-        block = container(group.writer, group.bodies)
-        if self.insert_guard is not None and self.insert_guard.insert(
-            self.client, group.table, block, _INSERT_SETTINGS
-        ):
-            return
-        self.client.raw_insert(group.table.qualified, insert_block=block, fmt="Avro", settings=_INSERT_SETTINGS)
-
-    def _clear_withdrawn(self, batch: Batch) -> None:
-        ledger_ids = batch.ids_of(self._ledger.name)
-        for table in self._consent_tables:
-            found = affected_query(
-                table, self._ledger, new_row_ids=batch.ids_of(table.model.name), new_ledger_ids=ledger_ids
-            )
-            if found is None:
-                continue
-            query, parameters = found
-            affected: dict[str, set[str]] = {}
-            for event_id, need in self.client.query(query, parameters=parameters).result_rows:
-                affected.setdefault(need, set()).add(event_id)
-            mutation = clearing_mutation(table, affected)
-            if mutation is None:
-                continue
-            cluster_form = mutation_for(mutation, self.settings.clickhouse_cluster)  # on a cluster: the local tables
-            self.client.command(cluster_form, settings={**_BIG_QUERY, "mutations_sync": "2"})
-            for need, ids in affected.items():
-                self.metrics.consent_cleared.labels(table.model.name, need).inc(len(ids))
-            log.info(
-                "consent withdrawal cleared %s in %s",
-                ", ".join(f"{len(ids)} row(s) for {need}" for need, ids in sorted(affected.items())),
-                table.model.qualified,
-            )
-
-    def _dead_letter(self, batch: Batch) -> None:
-        pending = batch.rejected[self._progress.dead_lettered :]
-        if not pending:
-            return
-        producer = self._require_producer()
-        failed_before = producer.stats.failed
-        for rejected in pending:
-            message = rejected.message
-            producer.produce(
-                self.options.dlq_topic,
-                value=message.value(),
-                key=message.key(),
-                headers=rejected.letter.headers(_header_pairs(message)),
-            )
-        producer.flush(30)
-        if producer.stats.failed > failed_before:
-            raise KafkaSinkError(
-                f"dead letters not acknowledged by {self.options.dlq_topic}: {producer.stats.describe_errors()}"
-            )
-        for rejected in pending:
-            self.metrics.dead_lettered.labels(rejected.letter.source_topic, rejected.letter.error_class).inc()
-        self._progress.dead_lettered = len(batch.rejected)
 
     def _commit(self, batch: Batch) -> None:
         """Store the batch's offsets, then commit them synchronously."""
@@ -537,7 +398,7 @@ class ClickHouseSink:
         self._held = []
         if not self._in_flush:
             self._batch = self._new_batch()
-            self._progress = _Progress()
+            self.writer.reset()
 
     # ---- between batches ------------------------------------------------------------
 
@@ -582,12 +443,6 @@ class ClickHouseSink:
             raise KafkaSinkError("the sink is not running")
         return self._consumer
 
-    def _require_producer(self) -> KafkaProducer:
-        if self._producer is None:
-            self._producer = KafkaProducer(self.settings.kafka, extra={"client.id": "cs-clickhouse-sink-dlq"})
-        return self._producer
-
-
 def install_signal_handlers(sink: ClickHouseSink) -> None:
     """SIGTERM and SIGINT stop the sink gracefully (main thread only)."""
     if threading.current_thread() is not threading.main_thread():
@@ -603,12 +458,6 @@ def install_signal_handlers(sink: ClickHouseSink) -> None:
 
 def _partitions(partitions: Sequence[TopicPartition]) -> str:
     return ", ".join(f"{tp.topic}[{tp.partition}]" for tp in partitions) or "nothing"
-
-
-def _header_pairs(message: KafkaMessage) -> list[tuple[str, bytes | None]]:
-    raw = message.headers() or ()
-    items = raw.items() if isinstance(raw, dict) else raw
-    return [(k, v.encode() if isinstance(v, str) else v) for k, v in items]
 
 
 def _one_line(exc: BaseException) -> str:

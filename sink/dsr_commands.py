@@ -62,7 +62,7 @@ from pipeline.policy import Policy, default_policy
 from pipeline.serde import Serde, SerdeError
 from sink.avro_container import SINGLE_OBJECT_PREFIX, container
 from sink.batch import KafkaMessage
-from sink.clickhouse_sink import CommandHandler
+from sink.batch_writer import CommandHandler
 from sink.dsr_export import collect, document, export_path, write_export
 from sink.dsr_storage import (
     LEDGER,

@@ -30,18 +30,20 @@ from prometheus_client import CollectorRegistry
 
 from pipeline.clickhouse import connect, describe_target, run_statement
 from pipeline.clickhouse_ddl import ANALYST_DB, RECORDS_DB, statements, table_models
-from pipeline.clickhouse_http import LOCALHOST, EmbeddedHttpServer, QueryEndpoint, read_owner, remove_owner, write_owner
+from pipeline.clickhouse_http import (
+    LOCALHOST,
+    EmbeddedHttpServer,
+    QueryEndpoint,
+    endpoint_for,
+    read_owner,
+    remove_owner,
+    write_owner,
+)
 from pipeline.config import Settings
 from pipeline.exceptions import ClickHouseError
 from pipeline.serde import Serde
-from sink.clickhouse_sink import (
-    ClickHouseSink,
-    CommandHandler,
-    InsertGuard,
-    PeriodicJob,
-    SinkOptions,
-    install_signal_handlers,
-)
+from sink.batch_writer import CommandHandler, InsertGuard
+from sink.clickhouse_sink import ClickHouseSink, PeriodicJob, SinkOptions, install_signal_handlers
 from sink.metrics import SinkMetrics, serve
 
 log = logging.getLogger(__name__)
@@ -130,10 +132,10 @@ def run_sink(
             log.info("%s: %d DDL statements applied", describe_target(settings), applied)
             if endpoint.enabled:
                 reader = connect(settings, readonly=True)
-                server = _serve(QueryEndpoint(reader, lock), endpoint)
+                server = _serve(endpoint_for(settings, reader, lock), endpoint)
                 server.start()
                 write_owner(settings.chdb_path, endpoint.host, server.port)
-                log.info("embedded store served read-only on http://%s:%d", endpoint.host, server.port)
+                log.info("embedded store served read-only, users required, on http://%s:%d", endpoint.host, server.port)
         else:
             missing = missing_tables(client)
             if missing:

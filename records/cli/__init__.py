@@ -35,6 +35,7 @@ def _register() -> None:
         retention_cmd,
         sql_cmd,
         topics_cmd,
+        users_cmd,
         worker_cmd,
     )
 
@@ -47,6 +48,7 @@ def _register() -> None:
         retention_cmd,
         clickhouse_cmd,
         dsr_cmd,
+        users_cmd,
         demo_cmd,
         deploy_cmd,
     )

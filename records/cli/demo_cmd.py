@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import gc
 import os
+import secrets
 import shutil
 import signal
 import subprocess
@@ -15,17 +16,21 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from pipeline.clickhouse import connect
-from pipeline.clickhouse_ddl import RECORDS_DB, table_models
+from pipeline.access_log import read_entries
+from pipeline.access_roles import Role
+from pipeline.access_users import Credential, UserStore
+from pipeline.clickhouse import connect, run_statement
+from pipeline.clickhouse_ddl import ANALYST_DB, RECORDS_DB, table_models
 from pipeline.clickhouse_http import owner_file, read_owner
-from pipeline.config import Settings, load_settings
+from pipeline.config import Secret, Settings, load_settings
 from pipeline.dsr import generate_keypair
-from pipeline.exceptions import RecordsError
+from pipeline.exceptions import ClickHouseError, RecordsError
 from pipeline.kafka.admin import KafkaAdmin, ensure_topics, group_lag, watermarks
 from pipeline.subject_keys import load_pepper
 from pipeline.topics import (
@@ -45,6 +50,7 @@ from records.local_kafka import LocalBroker
 
 SINK_GROUP = "cs-clickhouse-sink"
 _RECORDS = [sys.executable, "-c", "from records.cli import main; main()"]
+_DEMO_ANALYST = "demo-analyst"
 
 
 def _step(title: str) -> None:
@@ -125,6 +131,29 @@ def _rows_of_phone(settings: Settings, phone: str) -> int:
             parameters={"p": phone},
         ).result_rows[0][0]
     return int(calls) + int(recordings)
+
+
+def _analyst_queries(settings: Settings) -> None:
+    """What a DPO does for a new analyst (`records users add`), then the analyst's first
+    queries through the sink's endpoint: the views answer, the raw tables refuse."""
+    store = UserStore(settings.users_file)
+    password = secrets.token_urlsafe(16)  # demo only: a person types her own
+    if store.get(_DEMO_ANALYST) is None:
+        store.add(_DEMO_ANALYST, Role.analyst, password, datetime.now(UTC).isoformat(timespec="seconds"))
+    else:
+        store.set_password(_DEMO_ANALYST, password)
+    typer.echo(f"records users add {_DEMO_ANALYST} --role analyst  (password stored as a scrypt hash)")
+    with connect(settings, credential=Credential(_DEMO_ANALYST, Secret(password))) as client:
+        calls = run_statement(client, f"SELECT count() FROM {ANALYST_DB}.calls")
+        count = calls.rows[0][0] if calls else "?"
+        typer.echo(f"  as {_DEMO_ANALYST}: SELECT count() FROM {ANALYST_DB}.calls -> {count}")
+        try:
+            run_statement(client, f"SELECT count() FROM {RECORDS_DB}.calls")
+            typer.echo(f"  as {_DEMO_ANALYST}: {RECORDS_DB}.calls was readable (it should not be)")
+        except ClickHouseError:
+            typer.echo(f"  as {_DEMO_ANALYST}: SELECT ... FROM {RECORDS_DB}.calls -> refused (views only)")
+    entries = sum(1 for e in read_entries(settings.access_log_file) if e.user == _DEMO_ANALYST)
+    typer.echo(f"  access log: {entries} entries of {_DEMO_ANALYST} (`records users access-log`)")
 
 
 def demo(
@@ -243,12 +272,15 @@ def demo(
                 typer.echo(f"    {store:<36} {count:>6}")
             typer.echo(f"rows of that subject left in calls and recordings: {_rows_of_phone(settings, phone)}")
 
-            _step("9. Retention (enforced by the sink every 15 s in this demo)")
+            _step("9. Access (notice §13): the DPO adds an analyst, who queries with her own user")
+            _analyst_queries(settings)
+
+            _step("10. Retention (enforced by the sink every 15 s in this demo)")
             time.sleep(16)
             retention = subprocess.run([*_RECORDS, "retention", "run", "--check-only"], env=env, check=False)
             typer.echo(f"retention check exit code: {retention.returncode}")
 
-            _step("10. Compliance report")
+            _step("11. Compliance report")
             report_dir = Path("reports")
             report_dir.mkdir(exist_ok=True)
             report = subprocess.run(
@@ -256,7 +288,7 @@ def demo(
             )
             typer.echo(f"report exit code {report.returncode}; HTML: {report_dir / 'compliance.html'}")
 
-        _step("11. Done")
+        _step("12. Done")
         typer.echo(f"demo finished in {time.monotonic() - started:.0f} s")
     finally:
         admin.close()  # its connections would log errors once the broker is gone

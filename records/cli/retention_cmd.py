@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
@@ -31,6 +32,7 @@ from rich.table import Table
 from pipeline.clickhouse import connect, describe_target
 from pipeline.config import Settings, load_settings
 from pipeline.policy import default_policy
+from retention_jobs.access_audit import access_evidence
 from retention_jobs.enforce import RetentionResult, enforce_retention
 from retention_jobs.exceptions import CommitmentsFailed, RetentionViolation, TopicsOutOfPolicy
 from retention_jobs.linger import format_ms
@@ -129,7 +131,7 @@ def report(
         if _via_running_sink(settings, client):
             storage += " (through the running sink's read-only endpoint)"
         evidence = collect_evidence(client, policy, now, storage=storage, kafka=kafka)
-    result = evaluate(policy, evidence)
+    result = evaluate(policy, replace(evidence, access=access_evidence(settings)))
     if html is not None:
         html.parent.mkdir(parents=True, exist_ok=True)
         html.write_text(render_html(result), encoding="utf-8")

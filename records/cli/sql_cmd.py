@@ -3,9 +3,10 @@ print the result as a table (default), JSON or CSV; statements without a result 
 (CREATE, INSERT, ALTER ...) print "ok".
 
 With CLICKHOUSE_URL set the statement goes to that server. In embedded mode this command
-opens the chDB directory itself, which only works while no other process holds it. Later
-the sink process owns the embedded directory while it runs and serves queries over HTTP;
-this command should then go through the sink instead of opening the directory directly.
+opens the chDB directory itself while no other process holds it; while the sink runs, it
+goes through the sink's query endpoint as a user: `--user NAME` (password prompted),
+else RECORDS_SQL_USER/RECORDS_SQL_PASSWORD, else the sink's owner credential (role
+pipeline). An analyst uses her own user and sees the analyst views only.
 """
 
 from __future__ import annotations
@@ -22,8 +23,9 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from pipeline.access_users import Credential
 from pipeline.clickhouse import Rows, connect, run_statement
-from pipeline.config import load_settings
+from pipeline.config import Secret, load_settings
 
 
 class OutputFormat(StrEnum):
@@ -36,9 +38,17 @@ def sql(
     statement: Annotated[str, typer.Argument(help='One SQL statement, e.g. "SELECT count() FROM chat".')],
     output: Annotated[OutputFormat, typer.Option("--format", "-f", help="How to print the rows.")] = OutputFormat.table,
     readonly: Annotated[bool, typer.Option("--readonly", help="Refuse writes and DDL.")] = False,
+    user: Annotated[
+        str | None, typer.Option("--user", help="Your user on the sink's endpoint (password prompted).")
+    ] = None,
 ) -> None:
     """Run one SQL statement on ClickHouse (embedded chDB, or CLICKHOUSE_URL) and print the result."""
-    with connect(load_settings(), readonly=readonly) as client:
+    settings = load_settings()
+    credential = None
+    if user is not None:
+        password = settings.sql_password if settings.sql_user == user else None
+        credential = Credential(user, password or Secret(typer.prompt(f"password of {user}", hide_input=True)))
+    with connect(settings, readonly=readonly, credential=credential) as client:
         result = run_statement(client, statement)
     if result is None:
         typer.echo("ok")

@@ -22,7 +22,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import clickhouse_connect
 import pytest
 from confluent_kafka import Consumer
 from cryptography.hazmat.primitives import serialization
@@ -126,7 +125,7 @@ def test_records_dsr_erase_reaches_every_store_and_status_shows_the_receipt(
         traffic.avro("call", topics.CALL.name, f"call-{n}", "CallDetailRecord", _cdr(f"call-{n}", phone))
         traffic.flush()
         keys = [KEYER.key(IdentifierKind.EMAIL, email), KEYER.key(IdentifierKind.PHONE, phone)]
-        client = clickhouse_connect.get_client(host=owner.host, port=owner.port)
+        client = sink.client(owner)
 
         def held(final: str = "") -> dict[str, int]:
             """Rows of the subject per table: stored versions, or rows (FINAL)."""
@@ -189,7 +188,7 @@ def test_every_other_request_type_through_the_whole_pipeline(
         traffic = Traffic(kafka_bootstrap, cid)
         traffic.avro("chat", topics.CHAT.name, cid, "ChatConversation", chat)
         traffic.flush()
-        client = clickhouse_connect.get_client(host=owner.host, port=owner.port)
+        client = sink.client(owner)
 
         def one(sql: str) -> Any:
             return client.query(sql, parameters={"cid": cid}).result_rows[0][0]

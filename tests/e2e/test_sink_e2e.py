@@ -24,7 +24,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import clickhouse_connect
 import pytest
 from confluent_kafka import Consumer, KafkaException, TopicPartition
 
@@ -190,7 +189,7 @@ def test_simulated_traffic_lands_in_every_table_and_each_missing_row_is_explaine
     assert set(produced) == {"chat_conversations", "chat_messages", "calls", "call_recordings", "consent_ledger"}
     assert malformed and without_notice, "pick a larger EVENTS: the run must exercise both"
 
-    client = clickhouse_connect.get_client(host=owner.host, port=owner.port)
+    client = sink.client(owner)
 
     def stored(table: str) -> set[str]:
         rows = client.query(

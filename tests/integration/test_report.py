@@ -12,18 +12,23 @@ import shutil
 import struct
 import subprocess
 import sys
+import threading
 import zlib
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import clickhouse_connect
 import pytest
 from clickhouse_connect.driver.client import Client
 
+from pipeline.access_roles import Role
+from pipeline.access_users import UserStore
 from pipeline.clickhouse import connect
 from pipeline.clickhouse_ddl import ERASURE_LEDGER_TABLE, RECORDS_DB, TableModel, statements, table_models
-from pipeline.config import load_settings
+from pipeline.clickhouse_http import EmbeddedHttpServer, endpoint_for
+from pipeline.config import Settings, load_settings
 from pipeline.kafka.admin import KafkaAdmin, ensure_topics
 from pipeline.policy import default_policy
 from pipeline.topics import ALL_TOPICS
@@ -53,7 +58,12 @@ CLICKHOUSE_LINES = {
     "rights.consent_withdrawal",
     "erasure_proof",
     "no_profiling",
+    "no_anonymous_access",
+    "personal_users",
+    "access_log",
     "access_control",
+    "recipients",
+    "processing_location",
 }
 
 
@@ -213,7 +223,24 @@ def data_set(tmp_path_factory: pytest.TempPathFactory) -> Path:
     settings = load_settings(env={"RECORDS_DATA_DIR": str(path.parent / "data"), "RECORDS_CHDB_PATH": str(path)})
     with connect(settings) as client:
         load_data_set(client, datetime.now(UTC))
+        analyst_queries_once(settings, client)
     return path
+
+
+def analyst_queries_once(settings: Settings, client: Client) -> None:
+    """What `make demo` does for notice §13: a DPO adds an analyst, who runs one query
+    through the endpoint the sink serves (so the access log has evidence)."""
+    UserStore(settings.users_file).add("alice", Role.analyst, "alice-pass-1", datetime.now(UTC).isoformat())
+    reader = connect(settings, readonly=True)
+    server = EmbeddedHttpServer(endpoint_for(settings, reader, threading.RLock()), port=0)
+    server.start()
+    try:
+        port = server.port
+        client_of_alice = clickhouse_connect.get_client(port=port, username="alice", password="alice-pass-1")
+        assert client_of_alice.query("SELECT count() FROM analyst.calls").result_rows == [(200,)]
+    finally:
+        server.close()
+        reader.close()
 
 
 @pytest.fixture(scope="module")
@@ -266,7 +293,8 @@ def test_unreachable_kafka_makes_the_kafka_lines_unknown(data_set: Path) -> None
     assert sorted(i for i, line in lines.items() if not line["passed"]) == ["kafka_config", "kafka_linger"]
     assert lines["kafka_linger"]["evidence"].startswith("unknown: Kafka at 127.0.0.1:1 did not answer: ")
     assert done.returncode == 1
-    assert done.stderr.strip().splitlines() == ["error: 2 of 23 commitments fail: kafka_config, kafka_linger"]
+    assert done.stderr.strip().splitlines() == ["error: 2 of 25 commitments fail: kafka_config, kafka_linger"]
+    assert done.stderr.strip().splitlines() == ["error: 2 of 26 commitments fail: kafka_config, kafka_linger"]
 
 
 def test_html_is_self_contained_with_a_chart_per_record_type(produced_report: ProducedReport) -> None:

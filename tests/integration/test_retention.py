@@ -17,7 +17,7 @@ from prometheus_client import CollectorRegistry
 
 from pipeline.clickhouse import connect
 from pipeline.clickhouse_ddl import TableModel, statements, table_models
-from pipeline.clickhouse_http import EmbeddedHttpServer, QueryEndpoint, remove_owner, write_owner
+from pipeline.clickhouse_http import EmbeddedHttpServer, endpoint_for, remove_owner, write_owner
 from pipeline.config import Settings
 from pipeline.policy import POLICY_FILE, Policy, default_policy, parse_policy
 from retention_jobs.enforce import enforce_retention
@@ -181,7 +181,7 @@ def test_while_the_sink_owns_the_store_the_cli_verifies_only(
     insert_rows(ch_client, recordings, [now - timedelta(days=d) for d in (1, 100)])
     # What the sink does in embedded mode: serve the store read-only and name itself owner.
     reader = connect(chdb_settings, readonly=True)
-    server = EmbeddedHttpServer(QueryEndpoint(reader, threading.RLock()), port=0)
+    server = EmbeddedHttpServer(endpoint_for(chdb_settings, reader, threading.RLock()), port=0)
     server.start()
     write_owner(chdb_path, "127.0.0.1", server.port)
     try:

@@ -150,10 +150,9 @@ def run_sink_until_caught_up(
     sink = ClickHouseSink(
         run.settings,
         run.client,
-        serde=Serde(),
+        serde=Serde(catalog=catalog),
         metrics=SinkMetrics.create(CollectorRegistry()),
         options=run.options,
-        catalog=catalog,
     )
     bootstrap = run.settings.kafka.bootstrap
     wanted = end_offsets(bootstrap, [t.name for t in run.options.record_topics])

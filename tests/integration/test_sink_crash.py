@@ -20,10 +20,12 @@ from pathlib import Path
 
 import clickhouse_connect
 import pytest
+from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import DatabaseError
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 from prometheus_client.parser import text_string_to_metric_families
 
+from pipeline.access_users import read_owner_credential
 from pipeline.clickhouse_http import Owner, owner_file, read_owner
 from pipeline.kafka.admin import KafkaAdmin
 from pipeline.schemas import default_catalog
@@ -70,6 +72,15 @@ class SinkProcess:
             assert self.process.poll() is None, self.log.read_text()[-3000:]
             time.sleep(0.1)
         raise AssertionError(f"the sink did not start:\n{self.log.read_text()[-3000:]}")
+
+    def client(self, owner: Owner) -> Client:
+        """clickhouse-connect on the sink's endpoint with its owner credential (the endpoint
+        has no anonymous access)."""
+        login = read_owner_credential(self.chdb_path)
+        assert login is not None
+        return clickhouse_connect.get_client(
+            host=owner.host, port=owner.port, username=login.user, password=login.password.get()
+        )
 
     def metrics(self) -> str:
         with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=5) as response:
@@ -156,7 +167,7 @@ def test_kill_9_mid_stream_then_restart_loses_nothing_and_shows_no_duplicate(
         wanted = end_offsets(kafka_bootstrap, [topic])
         _wait(lambda: not lagging_partitions(kafka_bootstrap, group, wanted), 90, "not caught up")
 
-        client = clickhouse_connect.get_client(host=owner.host, port=owner.port)
+        client = second.client(owner)
         final_rows, distinct = client.query("SELECT count(), uniqExact(event_id) FROM records.calls FINAL").result_rows[
             0
         ]

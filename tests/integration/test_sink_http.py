@@ -15,14 +15,16 @@ import urllib.request
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import clickhouse_connect
 import pytest
 from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import DatabaseError
 
+from pipeline.access_users import read_owner_credential
 from pipeline.clickhouse import connect
-from pipeline.clickhouse_http import EmbeddedHttpServer, Owner, QueryEndpoint, read_owner, remove_owner, write_owner
+from pipeline.clickhouse_http import EmbeddedHttpServer, Owner, endpoint_for, read_owner, remove_owner, write_owner
 from pipeline.config import Settings
 from sink.sink_process import apply_schema
 
@@ -39,7 +41,7 @@ def served(ch_client: Client, chdb_settings: Settings, chdb_path: Path) -> Itera
         f"'+358401234567', '+35810100', now64(3), now64(3), now64(3), now64(3) + INTERVAL 730 DAY FROM numbers({ROWS})"
     )
     reader = connect(chdb_settings, readonly=True)
-    server = EmbeddedHttpServer(QueryEndpoint(reader, threading.RLock()), port=0)
+    server = EmbeddedHttpServer(endpoint_for(chdb_settings, reader, threading.RLock()), port=0)
     server.start()
     owner = write_owner(chdb_path, "127.0.0.1", server.port)
     try:
@@ -48,6 +50,21 @@ def served(ch_client: Client, chdb_settings: Settings, chdb_path: Path) -> Itera
         remove_owner(chdb_path)
         server.close()
         reader.close()
+
+
+def owner_client(owner: Owner, chdb_path: Path, **kwargs: Any) -> Client:
+    """clickhouse-connect with the sink's owner credential, as `pipeline.clickhouse.connect` uses it."""
+    credential = read_owner_credential(chdb_path)
+    assert credential is not None
+    return clickhouse_connect.get_client(
+        host=owner.host, port=owner.port, username=credential.user, password=credential.password.get(), **kwargs
+    )
+
+
+def owner_headers(chdb_path: Path) -> dict[str, str]:
+    credential = read_owner_credential(chdb_path)
+    assert credential is not None
+    return {"X-ClickHouse-User": credential.user, "X-ClickHouse-Key": credential.password.get()}
 
 
 def records_cli(chdb_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -63,9 +80,9 @@ def records_cli(chdb_path: Path, *args: str) -> subprocess.CompletedProcess[str]
     )
 
 
-def test_clickhouse_connect_reads_through_the_endpoint(served: Owner) -> None:
-    client = clickhouse_connect.get_client(host=served.host, port=served.port)
-    in_analyst = clickhouse_connect.get_client(host=served.host, port=served.port, database="analyst")
+def test_clickhouse_connect_reads_through_the_endpoint(served: Owner, chdb_path: Path) -> None:
+    client = owner_client(served, chdb_path)
+    in_analyst = owner_client(served, chdb_path, database="analyst")
 
     assert client.query("SELECT count() FROM analyst.calls").result_rows == [(ROWS,)]
     assert in_analyst.query("SELECT count() FROM calls").result_rows == [(ROWS,)]
@@ -96,33 +113,38 @@ def test_clickhouse_connect_reads_through_the_endpoint(served: Owner) -> None:
         ("SELECT * FROM url('http://127.0.0.1:1/', 'LineAsString')", 497),
     ],
 )
-def test_the_endpoint_refuses_writes_and_outside_access(served: Owner, statement: str, code: int) -> None:
-    client = clickhouse_connect.get_client(host=served.host, port=served.port)
+def test_the_endpoint_refuses_writes_and_outside_access(
+    served: Owner, chdb_path: Path, statement: str, code: int
+) -> None:
+    client = owner_client(served, chdb_path)
     with pytest.raises(DatabaseError) as refused:
         client.command(statement)
     assert refused.value.code == code
     assert client.query("SELECT count() FROM records.calls").result_rows == [(ROWS,)]
 
 
-def test_a_client_insert_is_refused(served: Owner) -> None:
-    client = clickhouse_connect.get_client(host=served.host, port=served.port)
+def test_a_client_insert_is_refused(served: Owner, chdb_path: Path) -> None:
+    client = owner_client(served, chdb_path)
     with pytest.raises(DatabaseError, match="read-only"):
         client.insert("records.subject_restrictions", [["k", "RESTRICTION", True, "r", datetime.now(UTC)]])
 
 
-def test_plain_http_gets_the_engines_own_formats(served: Owner) -> None:
+def test_plain_http_gets_the_engines_own_formats(served: Owner, chdb_path: Path) -> None:
     base = f"http://{served.host}:{served.port}"
+    auth = owner_headers(chdb_path)
     with urllib.request.urlopen(f"{base}/ping") as response:
         assert response.read() == b"Ok.\n"
     query = urllib.parse.quote("SELECT count() AS n FROM analyst.calls FORMAT JSONEachRow")
-    with urllib.request.urlopen(f"{base}/?query={query}") as response:
+    with urllib.request.urlopen(urllib.request.Request(f"{base}/?query={query}", headers=auth)) as response:
         assert response.headers["X-ClickHouse-Format"] == "JSONEachRow"
         assert json.loads(response.read()) == {"n": ROWS}
-    request = urllib.request.Request(base, data=b"SELECT 40 + 2", method="POST")
+    request = urllib.request.Request(base, data=b"SELECT 40 + 2", method="POST", headers=auth)
     with urllib.request.urlopen(request) as response:
         assert response.read() == b"42\n"
     with pytest.raises(urllib.error.HTTPError) as failed:
-        urllib.request.urlopen(urllib.request.Request(base, data=b"SELECT * FROM nowhere", method="POST"))
+        urllib.request.urlopen(
+            urllib.request.Request(base, data=b"SELECT * FROM records.nowhere", method="POST", headers=auth)
+        )
     assert failed.value.code == 404
     assert failed.value.headers["X-ClickHouse-Exception-Code"] == "60"
 

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import json
 import re
+import tomllib
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
 
 import pytest
 
 from pipeline.clickhouse_ddl import table_models
-from pipeline.policy import default_policy
+from pipeline.exceptions import ConfigError
+from pipeline.policy import Location, default_policy, load_policy, parse_policy
 from pipeline.topics import ALL_TOPICS
 from retention_jobs.linger import topic_linger
 from retention_jobs.report import (
@@ -110,6 +114,8 @@ def test_clean_evidence_passes_every_commitment() -> None:
         "erasure_proof",
         "no_profiling",
         "access_control",
+        "recipients",
+        "processing_location",
         "kafka_config",
         "kafka_linger",
     } <= set(ids)
@@ -254,3 +260,60 @@ def test_html_escapes_evidence_text() -> None:
 def test_latency_edges_end_at_the_policy_bound() -> None:
     assert latency_edges(timedelta(days=30))[-1] == 30 * 86400
     assert latency_edges(timedelta(hours=2)) == (60, 600, 3600, 7200)
+
+
+# ---- notice §6 (recipients) and §7 (processing location) -------------------------------
+
+
+def _with_location(location: Location) -> Any:
+    processing = replace(POLICY.processing, locations=(*POLICY.processing.locations, location))
+    return replace(POLICY, processing=processing)
+
+
+def test_every_declared_location_of_the_shipped_policy_is_in_the_eu_eea() -> None:
+    line = evaluate(POLICY, clean_evidence()).line("processing_location")
+    assert line.passed, line.evidence
+    assert {loc.role for loc in POLICY.processing.locations} == {"store", "processor", "recipient"}
+    assert len(line.details) == len(POLICY.processing.locations)
+
+
+def test_a_processor_outside_the_eu_eea_fails_without_a_safeguard_and_passes_with_one() -> None:
+    outside = Location("transcription service", "processor", "US")
+    failing = evaluate(_with_location(outside), clean_evidence()).line("processing_location")
+    assert not failing.passed
+    assert "1 of them without a safeguard" in failing.evidence
+    assert any("transcription service: US (outside the EU/EEA; safeguard: none)" in d for d in failing.details)
+
+    safeguarded = replace(outside, safeguard="standard contractual clauses 2021/914, module 2")
+    assert evaluate(_with_location(safeguarded), clean_evidence()).line("processing_location").passed
+
+
+def test_a_role_without_any_declared_location_fails() -> None:
+    stores_only = tuple(loc for loc in POLICY.processing.locations if loc.role == "store")
+    policy = replace(POLICY, processing=replace(POLICY.processing, locations=stores_only))
+    line = evaluate(policy, clean_evidence()).line("processing_location")
+    assert not line.passed
+    assert "no declared location for: processor, recipient" in line.evidence
+
+
+def test_a_location_needs_a_known_role_and_a_country_code(tmp_path: Path) -> None:
+    source = (Path(__file__).resolve().parents[2] / "pipeline" / "policy.toml").read_text()
+    bad = source.replace('role = "processor"', 'role = "vendor"', 1)
+    path = tmp_path / "policy.toml"
+    path.write_text(bad)
+    with pytest.raises(ConfigError, match="role must be one of"):
+        load_policy(path)
+    with pytest.raises(ConfigError, match="ISO 3166-1 alpha-2"):
+        raw = tomllib.loads(source)
+        raw["processing"]["locations"][0]["country"] = "Finland"
+        parse_policy(raw)
+
+
+def test_recipients_line_fails_when_an_analyst_view_carries_an_identifier() -> None:
+    ev = clean_evidence()
+    view, columns = next(iter(ev.analyst_columns.items()))
+    leaked = replace(ev, analyst_columns={**ev.analyst_columns, view: (*columns, "subject_keys")})
+    assert evaluate(POLICY, ev).line("recipients").passed
+    line = evaluate(POLICY, leaked).line("recipients")
+    assert not line.passed
+    assert f"exposed: analyst.{view}.subject_keys" in line.details

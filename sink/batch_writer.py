@@ -1,0 +1,242 @@
+"""Steps 2-5 of the sink's commit path (see sink/clickhouse_sink.py): `BatchWriter.write(batch)`
+stores one batch and owns everything that touches the store or the dead-letter topic:
+
+2. insert: one `INSERT ... FORMAT Avro` per table and writer schema. If ClickHouse refuses
+   a container, its bodies are checked one by one with fastavro: invalid ones become dead
+   letters and the rest is inserted; if all are valid, the failure is ClickHouse's and
+   `write` raises (the loop retries);
+3. withdraw: consent withdrawals are applied to the stored rows
+   (sink/consent_withdrawal.py): one read query and at most one
+   `ALTER TABLE ... UPDATE ... SETTINGS mutations_sync = 2` per table per batch;
+4. commands: messages of command topics (DSR work) go to the handler registered for that
+   topic; handlers are idempotent (an `insert_guard`, when given, takes over step 2's
+   INSERT of the tables it guards: the DSR wiring's refuses rows of erased subjects,
+   sink/erasure_guard.py);
+5. dead letters: undecodable or misplaced messages go to the dead-letter topic with the
+   original key, bytes and headers plus `pipeline.dead_letter` headers, and the producer is
+   flushed: a dead letter is durable before its offset is committed.
+
+Steps 2-4 hold the engine lock, which the embedded HTTP endpoint shares. A `write` that
+raised is resumed by the next `write` of the same batch from the first step not yet done,
+so a retry never inserts a group twice nor replays the commands; a new batch starts over.
+The writer knows nothing of consumers, offsets or rebalances: that is the loop's.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from clickhouse_connect.driver.client import Client
+from clickhouse_connect.driver.exceptions import ClickHouseError as DriverError
+
+from pipeline.clickhouse_cluster import mutation_for
+from pipeline.clickhouse_ddl import TableModel
+from pipeline.config import KafkaConnection
+from pipeline.exceptions import RecordsError
+from pipeline.kafka.producer import KafkaProducer
+from sink.avro_container import container
+from sink.batch import Batch, Group, KafkaMessage, invalid_bodies, split_group
+from sink.consent_withdrawal import ConsentBoundTable, affected_query, clearing_mutation
+from sink.exceptions import KafkaSinkError, WriteFailed
+from sink.metrics import SinkMetrics
+
+log = logging.getLogger(__name__)
+
+# Long IN lists of a batch's row ids exceed ClickHouse's default 256 KiB query size.
+_BIG_QUERY = {"max_query_size": str(256 * 1024 * 1024)}
+_INSERT_SETTINGS = {"input_format_avro_allow_missing_fields": "1"}
+
+
+@dataclass(frozen=True)
+class CommandHandler:
+    """Messages of `topic` are not rows: each batch hands them, in offset order per
+    partition, to `handle` after the batch's rows are stored and before its offsets are
+    committed. `handle` must be idempotent (a failed batch is retried, a crash replays it)."""
+
+    topic: str
+    handle: Callable[[Client, Sequence[KafkaMessage]], None]
+    # Called once by the sink it is plugged into, with the sink's metrics bundle, so the
+    # handler counts into the same registry.
+    bind: Callable[[SinkMetrics], None] | None = None
+
+
+class InsertGuard(Protocol):
+    """Takes over the INSERT of a batch's Avro container into a table (sink/erasure_guard.py).
+    Returns False to leave it to the sink's plain INSERT ... FORMAT Avro."""
+
+    def insert(self, client: Client, table: TableModel, block: bytes, settings: Mapping[str, str]) -> bool: ...
+
+
+@dataclass
+class _Progress:
+    """Steps of one batch already done, so a retry resumes after them."""
+
+    batch: Batch | None = None
+    inserted: set[tuple[str, bytes]] = field(default_factory=set)
+    withdrawn: bool = False
+    commands_done: bool = False
+    dead_lettered: int = 0
+
+
+class BatchWriter:
+    """Writes batches to ClickHouse and their dead letters to Kafka; see the module docstring."""
+
+    def __init__(
+        self,
+        client: Client,
+        *,
+        kafka: KafkaConnection,
+        dlq_topic: str,
+        metrics: SinkMetrics,
+        consent_tables: Sequence[ConsentBoundTable],
+        ledger: TableModel,
+        commands: Sequence[CommandHandler] = (),
+        engine_lock: threading.Lock | threading.RLock,
+        insert_guard: InsertGuard | None = None,
+        cluster: str | None = None,
+    ) -> None:
+        """`cluster`: CLICKHOUSE_CLUSTER; mutations then go to the local tables ON CLUSTER."""
+        self.client = client
+        self.cluster = cluster
+        self.kafka = kafka
+        self.dlq_topic = dlq_topic
+        self.metrics = metrics
+        self.commands = tuple(commands)
+        self.lock = engine_lock
+        self.insert_guard = insert_guard
+        self._consent_tables = tuple(consent_tables)
+        self._ledger = ledger
+        self._progress = _Progress()
+        self._producer: KafkaProducer | None = None
+        for handler in self.commands:
+            if handler.bind is not None:
+                handler.bind(metrics)
+
+    def write(self, batch: Batch) -> None:
+        """Steps 2-5 for `batch`, resuming a failed earlier `write` of the same batch.
+        Raises RecordsError / DriverError / KafkaException when a step fails."""
+        if self._progress.batch is not batch:
+            self._progress = _Progress(batch=batch)
+        progress = self._progress
+        with self.lock:
+            for key, group in list(batch.groups.items()):
+                if key not in progress.inserted:
+                    self._insert(batch, group)
+                    progress.inserted.add(key)
+            if not progress.withdrawn:
+                self._clear_withdrawn(batch)
+                progress.withdrawn = True
+            if not progress.commands_done:
+                for handler in self.commands:
+                    messages = batch.commands.get(handler.topic)
+                    if messages:
+                        handler.handle(self.client, messages)
+                progress.commands_done = True
+        self._dead_letter(batch)
+
+    def reset(self) -> None:
+        """Forget the progress of the batch in hand (it was committed or dropped)."""
+        self._progress = _Progress()
+
+    def close(self) -> None:
+        if self._producer is not None:
+            with contextlib.suppress(RecordsError):
+                self._producer.flush(10)
+            self._producer = None
+
+    # ---- 2. insert ----------------------------------------------------------------------
+
+    def _insert(self, batch: Batch, group: Group) -> None:
+        if not group.bodies:
+            return
+        try:
+            self._raw_insert(group)
+        except DriverError as exc:
+            bad = invalid_bodies(group.writer, group.bodies)
+            if not bad:
+                raise WriteFailed(f"insert into {group.table.qualified} failed: {_one_line(exc)}") from exc
+            messages = [group.messages[i] for i in bad]
+            split_group(group, bad)
+            for message in messages:
+                batch.reject(message, WriteFailed(f"not a valid {group.writer.full_name} record"))
+            log.warning("%d invalid %s record(s) of a batch go to the DLQ", len(bad), group.writer.full_name)
+            if group.bodies:
+                self._raw_insert(group)
+        self.metrics.rows_inserted.labels(group.table.name).inc(len(group.bodies))
+
+    def _raw_insert(self, group: Group) -> None:
+        block = container(group.writer, group.bodies)
+        if self.insert_guard is not None and self.insert_guard.insert(
+            self.client, group.table, block, _INSERT_SETTINGS
+        ):
+            return
+        self.client.raw_insert(group.table.qualified, insert_block=block, fmt="Avro", settings=_INSERT_SETTINGS)
+
+    def _clear_withdrawn(self, batch: Batch) -> None:
+        ledger_ids = batch.ids_of(self._ledger.name)
+        for table in self._consent_tables:
+            found = affected_query(
+                table, self._ledger, new_row_ids=batch.ids_of(table.model.name), new_ledger_ids=ledger_ids
+            )
+            if found is None:
+                continue
+            query, parameters = found
+            affected: dict[str, set[str]] = {}
+            for event_id, need in self.client.query(query, parameters=parameters).result_rows:
+                affected.setdefault(need, set()).add(event_id)
+            mutation = clearing_mutation(table, affected)
+            if mutation is None:
+                continue
+            self.client.command(mutation_for(mutation, self.cluster), settings={**_BIG_QUERY, "mutations_sync": "2"})
+            for need, ids in affected.items():
+                self.metrics.consent_cleared.labels(table.model.name, need).inc(len(ids))
+            log.info(
+                "consent withdrawal cleared %s in %s",
+                ", ".join(f"{len(ids)} row(s) for {need}" for need, ids in sorted(affected.items())),
+                table.model.qualified,
+            )
+
+
+    def _dead_letter(self, batch: Batch) -> None:
+        pending = batch.rejected[self._progress.dead_lettered :]
+        if not pending:
+            return
+        producer = self._require_producer()
+        failed_before = producer.stats.failed
+        for rejected in pending:
+            message = rejected.message
+            producer.produce(
+                self.dlq_topic,
+                value=message.value(),
+                key=message.key(),
+                headers=rejected.letter.headers(_header_pairs(message)),
+            )
+        producer.flush(30)
+        if producer.stats.failed > failed_before:
+            raise KafkaSinkError(
+                f"dead letters not acknowledged by {self.dlq_topic}: {producer.stats.describe_errors()}"
+            )
+        for rejected in pending:
+            self.metrics.dead_lettered.labels(rejected.letter.source_topic, rejected.letter.error_class).inc()
+        self._progress.dead_lettered = len(batch.rejected)
+
+
+    def _require_producer(self) -> KafkaProducer:
+        if self._producer is None:
+            self._producer = KafkaProducer(self.kafka, extra={"client.id": "cs-clickhouse-sink-dlq"})
+        return self._producer
+
+
+def _header_pairs(message: KafkaMessage) -> list[tuple[str, bytes | None]]:
+    raw = message.headers() or ()
+    items = raw.items() if isinstance(raw, dict) else raw
+    return [(k, v.encode() if isinstance(v, str) else v) for k, v in items]
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())[:500]
