@@ -9,6 +9,7 @@
 | KAFKA_SSL_CA_LOCATION | (unset) | CA bundle for TLS |
 | KAFKA_CONFIG_<NAME> | | any other librdkafka setting, e.g. KAFKA_CONFIG_SSL_CERTIFICATE_LOCATION |
 | CLICKHOUSE_URL | (unset = embedded chDB) | http(s)://user:pass@host:8123/db of a ClickHouse server |
+| CLICKHOUSE_CLUSTER | (unset = one server) | cluster name: `clickhouse init` creates replicated, sharded tables |
 | RECORDS_DATA_DIR | ./.data | local state: broker data and logs, chDB data, demo secrets |
 | RECORDS_CACHE_DIR | ./.cache | downloaded Kafka jars |
 | RECORDS_CHDB_PATH | $RECORDS_DATA_DIR/chdb | embedded ClickHouse data directory |
@@ -118,6 +119,7 @@ class Settings:
     dpo_key_passphrase: Secret | None = None
     sql_user: str | None = None
     sql_password: Secret | None = None
+    clickhouse_cluster: str | None = None
 
     @property
     def users_file(self) -> Path:
@@ -205,6 +207,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         dpo_key_passphrase=Secret(env["RECORDS_DPO_KEY_PASSPHRASE"]) if env.get("RECORDS_DPO_KEY_PASSPHRASE") else None,
         sql_user=env.get("RECORDS_SQL_USER") or None,
         sql_password=Secret(env["RECORDS_SQL_PASSWORD"]) if env.get("RECORDS_SQL_PASSWORD") else None,
+        clickhouse_cluster=env.get("CLICKHOUSE_CLUSTER") or None,
     )
 
 

@@ -164,15 +164,10 @@ def _enforce_table(client: Client, model: TableModel, now: datetime, delete: boo
     if before and delete:
         whole_months, partial = _expired_partitions(client, model, now, info)
         if whole_months:
-            drops = ", ".join(f"DROP PARTITION ID '{pid}'" for pid in whole_months)
-            run_statement(client, f"ALTER TABLE {model.qualified} {drops}")
+            run_statement(client, drop_months_statement(model, whole_months))
             dropped = len(whole_months)
         if partial:
-            run_statement(
-                client,
-                f"ALTER TABLE {model.qualified} DELETE WHERE {_expired_predicate(model, now)} "
-                "SETTINGS mutations_sync = 2",
-            )
+            run_statement(client, delete_expired_statement(model, now))
     remaining, rows, oldest_ms = table_age(client, model, now)
     now_ms = int(now.timestamp() * 1000)
     return TableRetention(
@@ -186,6 +181,17 @@ def _enforce_table(client: Client, model: TableModel, now: datetime, delete: boo
         table_ttl_days=info.ttl_days,
         dropped_partitions=dropped,
     )
+
+
+def drop_months_statement(model: TableModel, partition_ids: list[str]) -> str:
+    """Step 2: drop whole expired months in one statement."""
+    drops = ", ".join(f"DROP PARTITION ID '{pid}'" for pid in partition_ids)
+    return f"ALTER TABLE {model.qualified} {drops}"
+
+
+def delete_expired_statement(model: TableModel, now: datetime) -> str:
+    """Step 3: ONE real mutation deleting the rest of the rows past the limit at `now`."""
+    return f"ALTER TABLE {model.qualified} DELETE WHERE {_expired_predicate(model, now)} SETTINGS mutations_sync = 2"
 
 
 def _expired_partitions(client: Client, model: TableModel, now: datetime, info: _TableInfo) -> tuple[list[str], bool]:

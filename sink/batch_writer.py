@@ -34,6 +34,7 @@ from typing import Protocol
 from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import ClickHouseError as DriverError
 
+from pipeline.clickhouse_cluster import mutation_for
 from pipeline.clickhouse_ddl import TableModel
 from pipeline.config import KafkaConnection
 from pipeline.exceptions import RecordsError
@@ -97,8 +98,11 @@ class BatchWriter:
         commands: Sequence[CommandHandler] = (),
         engine_lock: threading.Lock | threading.RLock,
         insert_guard: InsertGuard | None = None,
+        cluster: str | None = None,
     ) -> None:
+        """`cluster`: CLICKHOUSE_CLUSTER; mutations then go to the local tables ON CLUSTER."""
         self.client = client
+        self.cluster = cluster
         self.kafka = kafka
         self.dlq_topic = dlq_topic
         self.metrics = metrics
@@ -188,7 +192,7 @@ class BatchWriter:
             mutation = clearing_mutation(table, affected)
             if mutation is None:
                 continue
-            self.client.command(mutation, settings={**_BIG_QUERY, "mutations_sync": "2"})
+            self.client.command(mutation_for(mutation, self.cluster), settings={**_BIG_QUERY, "mutations_sync": "2"})
             for need, ids in affected.items():
                 self.metrics.consent_cleared.labels(table.model.name, need).inc(len(ids))
             log.info(

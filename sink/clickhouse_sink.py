@@ -186,6 +186,7 @@ class ClickHouseSink:
             commands=self.commands,
             engine_lock=self.lock,
             insert_guard=insert_guard,
+            cluster=settings.clickhouse_cluster,
         )
         self.committed: dict[tuple[str, int], int] = {}
         self._stop = threading.Event()

@@ -43,6 +43,7 @@ from clickhouse_connect.driver.exceptions import ClickHouseError as DriverError
 from confluent_kafka import KafkaException
 
 from pipeline import topics
+from pipeline.clickhouse_cluster import mutation_for
 from pipeline.clickhouse_ddl import TableModel, table_models
 from pipeline.config import Settings
 from pipeline.dead_letter import DeadLetter
@@ -309,6 +310,10 @@ class DsrExecutor:
             return Outcome(FAILED, {}, str(exc))
         return Outcome(FAILED, {}, "unsupported request type")
 
+    def _mutation(self, statement: str) -> str:
+        """On a cluster (CLICKHOUSE_CLUSTER), the local tables ON CLUSTER (pipeline/clickhouse_cluster.py)."""
+        return mutation_for(statement, self.settings.clickhouse_cluster)
+
     def erase(self, client: Client, run: Sequence[DsrCommand]) -> dict[str, Outcome]:
         """Erase every subject of `run` together: per table one count query and, when the
         table holds any of them, one mutation. The ledger rows go in before the mutations,
@@ -332,9 +337,9 @@ class DsrExecutor:
         rows = [row for command, (_, at) in zip(run, erasures, strict=True) for row in ledger_rows(command, at)]
         client.insert(LEDGER, rows, column_names=list(LEDGER_COLUMNS))
         for model in to_delete:
-            client.command(erase_mutation(model, erasures), settings=_MUTATION)
+            client.command(self._mutation(erase_mutation(model, erasures)), settings=_MUTATION)
         if restricted:
-            client.command(restrictions_erase(every), settings=_MUTATION)
+            client.command(self._mutation(restrictions_erase(every)), settings=_MUTATION)
         log.info(
             "erased %d subject(s) of %d request(s): %d mutation(s) on %s",
             len(erasures),

@@ -30,6 +30,7 @@ def _register() -> None:
         broker_cmd,
         clickhouse_cmd,
         demo_cmd,
+        deploy_cmd,
         dsr_cmd,
         produce_cmd,
         retention_cmd,
@@ -50,6 +51,7 @@ def _register() -> None:
         dsr_cmd,
         users_cmd,
         demo_cmd,
+        deploy_cmd,
     )
     for module in modules:
         module.register(app)

@@ -8,19 +8,26 @@
   sink's endpoint that the model is in place (the sink applies it at start).
 - `ddl`: print the DDL; `roles-sql`: print the access-control statements, to review
   them or to apply them with another tool (`clickhouse-client --multiquery`).
+- With a cluster (`--cluster NAME`, or CLICKHOUSE_CLUSTER for `init`): the same model
+  ON CLUSTER, as replicated local tables behind Distributed tables
+  (pipeline/clickhouse_cluster.py); `init` then needs a server (CLICKHOUSE_URL).
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Annotated
 
 import typer
 from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.httpclient import HttpClient
 
 from pipeline.clickhouse import connect, describe_target, run_statement
+from pipeline.clickhouse_cluster import Cluster, cluster_access_statements, cluster_statements
 from pipeline.clickhouse_ddl import ANALYST_DB, RECORDS_DB, ROLES, access_statements, statements, table_models
 from pipeline.clickhouse_http import read_owner
 from pipeline.config import Settings, load_settings
-from pipeline.exceptions import ClickHouseError
+from pipeline.exceptions import ClickHouseError, ConfigError
 from pipeline.policy import default_policy
 
 clickhouse_app = typer.Typer(
@@ -36,6 +43,9 @@ def init() -> None:
     """Create databases, tables, analyst views (and on a server: roles, grants, row policies)."""
     settings = load_settings()
     typer.echo(f"target: {describe_target(settings)}")
+    if settings.clickhouse_cluster:
+        _init_cluster(settings, Cluster(settings.clickhouse_cluster))
+        return
     with connect(settings) as client:
         if settings.embedded_clickhouse and isinstance(client, HttpClient):
             _check_owned(settings, client)
@@ -59,18 +69,49 @@ def init() -> None:
             typer.echo("  give people a role: GRANT analyst TO <user>  (users are personal, with their own password)")
 
 
+_CLUSTER_OPTION = typer.Option("--cluster", help="Cluster name: replicated, sharded tables ON CLUSTER.")
+
+
+def _ddl(cluster: str | None) -> Iterator[str]:
+    return cluster_statements(Cluster(cluster)) if cluster else statements()
+
+
+def _access(cluster: str | None) -> Iterator[str]:
+    return cluster_access_statements(Cluster(cluster)) if cluster else access_statements()
+
+
 @clickhouse_app.command("ddl")
-def ddl() -> None:
+def ddl(cluster: Annotated[str | None, _CLUSTER_OPTION] = None) -> None:
     """Print the DDL that `init` applies."""
-    for statement in statements():
+    for statement in _ddl(cluster):
         typer.echo(statement + ";\n")
 
 
 @clickhouse_app.command("roles-sql")
-def roles_sql() -> None:
+def roles_sql(cluster: Annotated[str | None, _CLUSTER_OPTION] = None) -> None:
     """Print the roles, grants and row policies that `init` creates on a server."""
-    for statement in access_statements():
+    for statement in _access(cluster):
         typer.echo(statement + ";")
+
+
+def _init_cluster(settings: Settings, cluster: Cluster) -> None:
+    """Apply the cluster model through one node of a server cluster."""
+    if settings.embedded_clickhouse:
+        raise ConfigError("CLICKHOUSE_CLUSTER needs a ClickHouse server: set CLICKHOUSE_URL to one node of the cluster")
+    with connect(settings) as client:
+        count = 0
+        for statement in cluster_statements(cluster):
+            run_statement(client, statement)
+            count += 1
+        typer.echo(
+            f"cluster {cluster.name}: {count} statements ON CLUSTER: <table>_local ReplicatedReplacingMergeTree "
+            "per shard, Distributed <table> sharded by cityHash64(row id), DSR state replicated everywhere, views"
+        )
+        count = 0
+        for statement in cluster_access_statements(cluster):
+            run_statement(client, statement)
+            count += 1
+        typer.echo(f"access control: roles {', '.join(ROLES)} with grants and row policies ({count} statements)")
 
 
 def register(app: typer.Typer) -> None:
