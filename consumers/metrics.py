@@ -46,6 +46,7 @@ class SinkMetrics:
     maintenance_runs: Counter
     dsr_requests: Counter
     dsr_latency: Histogram
+    dsr_commands_refused: Counter
 
     @classmethod
     def create(cls, registry: CollectorRegistry) -> SinkMetrics:
@@ -102,6 +103,12 @@ class SinkMetrics:
                 ["kind"],
                 registry=registry,
                 buckets=(1.0, 5.0, 15.0, 60.0, 300.0, 900.0, 3600.0, 86_400.0),
+            ),
+            dsr_commands_refused=Counter(
+                f"{_PREFIX}_dsr_commands_refused",
+                "DSR commands dead-lettered unexecuted (unsigned, tampered, stale, replayed), by reason",
+                ["reason"],
+                registry=registry,
             ),
         )
 

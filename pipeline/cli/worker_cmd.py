@@ -10,6 +10,7 @@ import typer
 
 from pipeline import topics
 from pipeline.config import load_settings
+from pipeline.exceptions import ConfigError
 from pipeline.subject_keys import SubjectKeyer, load_pepper
 
 worker_app = typer.Typer(help="Run a pipeline worker (blocks until Ctrl-C / SIGTERM).", no_args_is_help=True)
@@ -22,7 +23,8 @@ def streams(
         bool,
         typer.Option(
             "--demo",
-            help="Local demo only: generate a pepper and a DPO key pair under the data dir if none is set.",
+            help="Local demo only: generate a pepper, a DPO key pair and a command key pair under the data "
+            "dir if none is set.",
         ),
     ] = False,
     app_id: Annotated[
@@ -33,15 +35,24 @@ def streams(
             hidden=True,
         ),
     ] = topics.STREAMS_APP_ID,
+    seen_sweep_every: Annotated[
+        float,
+        typer.Option(
+            "--seen-sweep-every", min=0.1, help="Seconds between sweeps of the seen-requests table.", hidden=True
+        ),
+    ] = 600.0,
 ) -> None:
     """Consume cs.chat.v1, cs.call.v1 and cs.consent.v1; emit the enriched, enforced rows.
     Verify and execute the data-subject requests of cs.dsr.v1.
 
     Needs the subject-key pepper (RECORDS_PEPPER_FILE or RECORDS_PEPPER), the DPO's public
-    key(s) (RECORDS_DPO_PUBLIC_KEYS) and the topics (`records topics ensure`). Prometheus
-    metrics on RECORDS_STREAMS_METRICS_PORT (9464).
+    key(s) (RECORDS_DPO_PUBLIC_KEYS), the key signing the commands it forwards to the sink
+    (RECORDS_COMMAND_KEY; the sink trusts its public half, RECORDS_COMMAND_PUBLIC_KEYS) and
+    the topics (`records topics ensure`). Prometheus metrics on
+    RECORDS_STREAMS_METRICS_PORT (9464).
     """
-    from pipeline.dsr import generate_keypair, load_trusted_keys
+    from pipeline.dsr import generate_keypair, load_private_key, load_trusted_keys
+    from pipeline.dsr_contract import CommandSigner
     from streams.app import WorkerOptions, run_worker
 
     settings = load_settings()
@@ -52,7 +63,16 @@ def streams(
         passphrase = settings.dpo_key_passphrase.get().encode() if settings.dpo_key_passphrase else None
         generate_keypair(settings.dpo_private_key, public_keys[0], passphrase)
     trusted = load_trusted_keys(public_keys)  # none configured or readable: one-line error, exit 1
-    run_worker(settings, keyer, trusted=trusted, options=WorkerOptions(app_id=app_id), loglevel=loglevel)
+    command_key = settings.command_private_key
+    if command_key is None:
+        raise ConfigError("set RECORDS_COMMAND_KEY: the streams worker signs its commands to the sink")
+    if demo and not command_key.exists() and settings.command_public_keys:
+        # the demo's sink trusts this key's public half (default RECORDS_COMMAND_PUBLIC_KEYS)
+        generate_keypair(command_key, settings.command_public_keys[0])
+    hint = "set RECORDS_COMMAND_KEY (or run with --demo to generate one locally)"
+    signer = CommandSigner(load_private_key(command_key, holder="command", hint=hint))
+    options = WorkerOptions(app_id=app_id, seen_sweep_every=seen_sweep_every)
+    run_worker(settings, keyer, trusted=trusted, command_signer=signer, options=options, loglevel=loglevel)
 
 
 @worker_app.command("sink")
@@ -81,8 +101,9 @@ def sink(
     Embedded mode: this process owns the chDB directory, applies the DDL, enforces
     retention periodically and serves read-only queries on 127.0.0.1 (`records sql`
     goes there while the sink runs). Executes the data-subject requests the streams stage
-    forwards on cs.dsr.commands.v1, after checking their signature again with the DPO's
-    public key(s) (RECORDS_DPO_PUBLIC_KEYS); exports go to <RECORDS_DATA_DIR>/exports.
+    forwards on cs.dsr.commands.v1, after checking the stage's command signature
+    (RECORDS_COMMAND_PUBLIC_KEYS, age up to RECORDS_COMMAND_MAX_AGE_HOURS) and the DPO's
+    again (RECORDS_DPO_PUBLIC_KEYS); exports go to <RECORDS_DATA_DIR>/exports.
     Prometheus metrics on RECORDS_SINK_METRICS_PORT (9465).
     """
     import logging

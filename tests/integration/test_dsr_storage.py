@@ -4,8 +4,9 @@ and the real engine (chDB).
 The streams stage's half may not exist yet, so each test plays its part: it signs a
 request with a test DPO key (the sink trusts its public key through
 `Settings.dpo_public_keys`, as RECORDS_DPO_PUBLIC_KEYS would), computes the subject keys
-with a test pepper and produces the command to its own copy of cs.dsr.commands.v1 with
-the H_DSR_* headers. Rows are produced to the enriched topics as the streams stage would
+with a test pepper and produces the command to its own copy of cs.dsr.commands.v1 in an
+envelope signed with a test command key (trusted through `Settings.command_public_keys`).
+Rows are produced to the enriched topics as the streams stage would
 (the *Record schemas). One sink runs per test in a thread, with the DSR handler and the
 erasure guard wired in as `records worker sink` wires them; the assertions are on what
 ClickHouse holds afterwards (physical rows, not only FINAL or the views), the receipts
@@ -37,11 +38,11 @@ from consumers.clickhouse_sink import ClickHouseSink, SinkOptions
 from consumers.dsr_commands import DsrExecutor, DsrTopics
 from consumers.metrics import SinkMetrics
 from consumers.sink_process import apply_schema
-from pipeline import topics
 from pipeline.avro_json import to_jsonable
 from pipeline.config import Settings
 from pipeline.dead_letter import parse_headers
 from pipeline.dsr import DpoSigner, RequestType, build_request, identifiers_of, utcnow
+from pipeline.dsr_contract import CommandEnvelope, CommandSigner, request_digest
 from pipeline.kafka.admin import KafkaAdmin
 from pipeline.schemas import default_catalog
 from pipeline.serde import AvroDeserializer, AvroSerializer
@@ -72,6 +73,7 @@ class Dsr:
     dsr_topics: DsrTopics
     client: Client
     signer: DpoSigner
+    command_signer: CommandSigner
     keyer: SubjectKeyer = field(default_factory=lambda: SubjectKeyer(PEPPER))
     metrics: SinkMetrics = field(default_factory=lambda: SinkMetrics.create(CollectorRegistry()))
     producer: Producer | None = None
@@ -109,23 +111,32 @@ class Dsr:
         kafka_counts: Mapping[str, int] | None = None,
         signer: DpoSigner | None = None,
         send: bool = True,
+        issued_at: datetime | None = None,
+        verified_at: datetime | None = None,
         **extra: Any,
     ) -> tuple[str, bytes, list[tuple[str, bytes]]]:
         """Sign a request as the DPO and forward it as the streams stage would (unless not
         `send`); returns (request id, value, headers) so a test can deliver it again."""
         request = build_request(
-            request_type, dict(identifiers), requested_by="dpo.test", reason="TICKET-6", now=utcnow(), **extra
+            request_type,
+            dict(identifiers),
+            requested_by="dpo.test",
+            reason="TICKET-6",
+            now=issued_at or utcnow(),
+            **extra,
         )
         signed = (signer or self.signer).sign(request)
         value = AvroSerializer(default_catalog().get("DataSubjectRequest"))(signed)
-        keys = self.keyer.keys(identifiers_of(signed))
-        headers = [
-            (topics.H_DSR_SUBJECT_KEYS, ",".join(keys).encode()),
-            (topics.H_DSR_KAFKA_COUNTS, json.dumps(kafka_counts or {"cs.subjects.v1": 1}).encode()),
-            (topics.H_DSR_VERIFIED_AT, utcnow().isoformat().encode()),
-        ]
-        if new_key is not None:
-            headers.append((topics.H_DSR_NEW_SUBJECT_KEY, new_key.encode()))
+        envelope = CommandEnvelope(
+            request_id=signed["request_id"],
+            request_type=signed["request_type"],
+            request_sha256=request_digest(value),
+            subject_keys=tuple(self.keyer.keys(identifiers_of(signed))),
+            verified_at=verified_at or utcnow(),
+            kafka_counts=dict(kafka_counts or {"cs.subjects.v1": 1}),
+            new_subject_key=new_key,
+        )
+        headers = self.command_signer.headers(envelope)
         if send:
             self.deliver(signed["request_id"], value, headers)
         return signed["request_id"], value, headers
@@ -245,14 +256,17 @@ def dsr(
     specs = [*options.record_topics, TopicSpec(options.dlq_topic, "k", "dlq", 1)]
     specs.append(TopicSpec(dsr_topics.commands, "request id", "commands", 1))
     kafka_admin.create_topics([TopicSpec(s.name, s.key, s.description, s.partitions) for s in specs])
-    private = Ed25519PrivateKey.generate()
-    public_pem = tmp_path / "dpo.pub.pem"
-    public_pem.write_bytes(
-        private.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    private, command_private = Ed25519PrivateKey.generate(), Ed25519PrivateKey.generate()
+    public_pem, command_pem = tmp_path / "dpo.pub.pem", tmp_path / "command.pub.pem"
+    for key, path in ((private, public_pem), (command_private, command_pem)):
+        path.write_bytes(
+            key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        )
+    settings = dataclasses.replace(
+        kafka_settings, data_dir=tmp_path / "data", dpo_public_keys=(public_pem,), command_public_keys=(command_pem,)
     )
-    settings = dataclasses.replace(kafka_settings, data_dir=tmp_path / "data", dpo_public_keys=(public_pem,))
     apply_schema(ch_client)
-    run = Dsr(settings, options, dsr_topics, ch_client, DpoSigner(private))
+    run = Dsr(settings, options, dsr_topics, ch_client, DpoSigner(private), CommandSigner(command_private))
     try:
         yield run
     finally:
@@ -521,7 +535,7 @@ def test_withdrawal_rejection_and_malformed_commands(dsr: Dsr) -> None:
     forged, _, _ = dsr.command(RequestType.ERASURE, ANNA, signer=DpoSigner(Ed25519PrivateKey.generate()))
     dsr.deliver(str(uuid.uuid4()), b"not a request", [])
     headless, value, _ = dsr.command(RequestType.ACCESS, ANNA, send=False)
-    dsr.deliver(headless, value, [])  # no subject keys: cannot be executed
+    dsr.deliver(headless, value, [])  # no signed envelope: never executed, no receipt
     dsr.settle()
 
     stored = dsr.receipt(withdrawn)
@@ -529,8 +543,8 @@ def test_withdrawal_rejection_and_malformed_commands(dsr: Dsr) -> None:
     rejected = dsr.receipt(forged)
     assert (rejected["status"], rejected["detail"]) == ("REJECTED", "rejected by the sink: unknown signing key")
     assert dsr.counts(anna)["chat_conversations"] == 1  # nothing erased
-    failed = dsr.receipt(headless)
-    assert (failed["status"], failed["detail"]) == ("FAILED", "the command has no dsr.subject_keys header")
+    assert dsr.client.command(f"SELECT count() FROM records.dsr_receipts WHERE request_id = '{headless}'") == 0
+    assert counter(dsr.metrics.dsr_commands_refused, reason="UNSIGNED") == 1
     letters = read_topic(dsr.settings.kafka.bootstrap, dsr.options.dlq_topic, 2)
     assert [m.value() for m in letters] == [b"not a request", value]
     assert {parse_headers(m.headers())["dlq.stage"] for m in letters} == {"sink.dsr"}
