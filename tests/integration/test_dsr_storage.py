@@ -41,8 +41,8 @@ from consumers.sink_process import apply_schema
 from pipeline.avro_json import to_jsonable
 from pipeline.config import Settings
 from pipeline.dead_letter import parse_headers
-from pipeline.dsr import DpoSigner, RequestType, build_request, identifiers_of, utcnow
-from pipeline.dsr_contract import CommandEnvelope, CommandSigner, request_digest
+from pipeline.dsr import DpoSigner, RequestType, TrustedKeys, build_request, identifiers_of, utcnow
+from pipeline.dsr_contract import CommandEnvelope, CommandSigner, open_command, request_digest
 from pipeline.kafka.admin import KafkaAdmin
 from pipeline.schemas import default_catalog
 from pipeline.serde import AvroDeserializer, AvroSerializer
@@ -557,3 +557,155 @@ def _histogram_count(metrics: SinkMetrics, kind: str) -> float:
             if sample.name.endswith("_count") and sample.labels.get("kind") == kind:
                 return sample.value
     return 0.0
+
+
+# ---- the signed command envelope (issue 11, finding 2) -------------------------------------
+
+
+def _old_style_headers(keys: list[str], verified_at: str) -> list[tuple[str, bytes]]:
+    """The unsigned headers the sink used to take subject keys and verification time from."""
+    return [("dsr.subject_keys", ",".join(keys).encode()), ("dsr.verified_at", verified_at.encode())]
+
+
+def _refusals(dsr: Dsr, expected: int) -> list[str]:
+    """The dlq.error of the sink's dead letters (they must hold no identifier or key)."""
+    letters = read_topic(dsr.settings.kafka.bootstrap, dsr.options.dlq_topic, expected)
+    errors = [parse_headers(m.headers())["dlq.error"] for m in letters]
+    for error in errors:
+        assert "@" not in error and not any(key in error for key in (*dsr.keys(ANNA), *dsr.keys(BERT)))
+    return errors
+
+
+def _executed(dsr: Dsr, request_id: str) -> int:
+    """Rows the sink recorded for the request in records.dsr_executed plus records.dsr_receipts."""
+    where = f"WHERE request_id = '{request_id}'"
+    executed = dsr.client.command(f"SELECT count() FROM records.dsr_executed {where}")
+    return int(executed) + int(dsr.client.command(f"SELECT count() FROM records.dsr_receipts {where}"))
+
+
+def test_an_old_erasure_for_anna_resent_with_bert_s_key_erases_no_one(dsr: Dsr) -> None:
+    anna, bert = dsr.keys(ANNA), dsr.keys(BERT)
+    dsr.rows(anna, first=1)
+    dsr.rows(bert, first=2)
+    dsr.settle()
+    # A genuine erasure of Anna, DPO-signed and forwarded 400 days ago, captured off the topic.
+    old = utcnow() - timedelta(days=400)
+    request_id, value, captured = dsr.command(RequestType.ERASURE, ANNA, issued_at=old, verified_at=old, send=False)
+
+    dsr.deliver(request_id, value, _old_style_headers(bert, utcnow().isoformat()))  # Bert's key in a header
+    dsr.deliver(request_id, value, [*_old_style_headers(bert, utcnow().isoformat()), *captured])
+    dsr.deliver(request_id, value, captured)  # the captured command as it was
+    dsr.settle()
+
+    assert dsr.counts(bert) == dict.fromkeys(SUBJECT_TABLES, 1)
+    assert dsr.counts(anna) == dict.fromkeys(SUBJECT_TABLES, 1)
+    assert dsr.client.command("SELECT count() FROM records.erasure_ledger") == 0
+    assert _executed(dsr, request_id) == 0
+    errors = _refusals(dsr, 3)
+    assert errors == [
+        "the command carries no signed envelope",
+        "the command is older than the sink accepts",
+        "the command is older than the sink accepts",
+    ]
+    assert counter(dsr.metrics.dsr_commands_refused, reason="UNSIGNED") == 1
+    assert counter(dsr.metrics.dsr_commands_refused, reason="STALE") == 2
+
+
+def test_a_verified_at_of_1970_cannot_turn_an_erasure_into_a_no_op(dsr: Dsr) -> None:
+    anna, bert = dsr.keys(ANNA), dsr.keys(BERT)
+    dsr.rows(anna, first=1)
+    dsr.rows(bert, first=2)
+    dsr.settle()
+    request_id, value, headers = dsr.command(RequestType.ERASURE, ANNA, send=False)
+    # An unsigned 1970 beside the envelope is not read; one written into the envelope breaks its signature.
+    dsr.deliver(request_id, value, [*_old_style_headers(anna, "1970-01-01T00:00:00+00:00"), *headers])
+    bert_id, bert_value, bert_headers = dsr.command(RequestType.ERASURE, BERT, send=False)
+    body = json.loads(dict(bert_headers)["dsr.command"])
+    forged = json.dumps({**body, "verified_at": 0}, sort_keys=True, separators=(",", ":")).encode()
+    dsr.deliver(bert_id, bert_value, [("dsr.command", forged), bert_headers[1]])
+    dsr.settle()
+
+    assert dsr.counts(anna) == dict.fromkeys(SUBJECT_TABLES, 0)
+    erased_at = dsr.client.command(
+        f"SELECT toUnixTimestamp(min(erased_at)) FROM records.erasure_ledger WHERE request_id = '{request_id}'"
+    )
+    assert int(erased_at) > time.time() - 3600  # the signed verification time, not 1970
+    stored = dsr.receipt(request_id)
+    assert stored["status"] == "COMPLETED" and stored["store_counts"]["records.calls"] == 1
+    assert dsr.counts(bert) == dict.fromkeys(SUBJECT_TABLES, 1)  # the tampered command did not run
+    assert _refusals(dsr, 1) == ["the command's signature does not verify"]
+    assert counter(dsr.metrics.dsr_commands_refused, reason="BAD_SIGNATURE") == 1
+
+
+def test_a_forged_completed_receipt_on_the_receipts_topic_does_not_stop_a_real_erasure(dsr: Dsr) -> None:
+    anna = dsr.keys(ANNA)
+    dsr.rows(anna, first=1)
+    request_id, value, headers = dsr.command(RequestType.ERASURE, ANNA, send=False)
+    forged = {
+        "request_id": request_id,
+        "request_type": "ERASURE",
+        "status": "COMPLETED",
+        "requested_at": utcnow(),
+        "completed_at": utcnow(),
+        "store_counts": {},
+        "detail": "forged",
+        "schema_version": 1,
+    }
+    dsr._produce(dsr.dsr_topics.receipts, request_id.encode(), AvroSerializer("DsrReceipt")(forged))
+    dsr.settle()
+    assert dsr.receipt(request_id)["detail"] == "forged"  # the sink stored what the topic said
+
+    dsr.deliver(request_id, value, headers)
+    dsr.settle()
+
+    assert dsr.counts(anna) == dict.fromkeys(SUBJECT_TABLES, 0)
+    stored = dsr.receipt(request_id)
+    assert (stored["status"], stored["store_counts"]["records.chat_messages"]) == ("COMPLETED", 1)
+    assert stored["detail"] != "forged"
+    assert counter(dsr.metrics.dsr_requests, kind="ERASURE", status="COMPLETED") == 1
+    assert counter(dsr.metrics.dsr_requests, kind="ERASURE", status="REDELIVERED") == 0
+
+
+def test_a_command_without_a_valid_envelope_signature_is_dead_lettered_and_never_runs(dsr: Dsr) -> None:
+    anna = dsr.keys(ANNA)
+    dsr.rows(anna, first=1)
+    dsr.settle()
+    request_id, value, headers = dsr.command(RequestType.ERASURE, ANNA, send=False)
+    trusted = TrustedKeys.of(dsr.command_signer.private_key.public_key())
+    envelope = open_command(headers, value, trusted, now=utcnow(), max_age=timedelta(hours=1))
+    body, signature = (v for _, v in headers)
+    flipped = bytearray(bytes.fromhex(signature.decode()))
+    flipped[0] ^= 1
+    bad = {
+        "UNSIGNED": _old_style_headers(anna, utcnow().isoformat()),  # what the streams stage used to send
+        "MISSING_SIGNATURE": [("dsr.command", body)],
+        "BAD_SIGNATURE": [("dsr.command", body), ("dsr.command.signature", bytes(flipped).hex().encode())],
+        "UNKNOWN_KEY": CommandSigner(Ed25519PrivateKey.generate()).headers(envelope),
+    }
+    for forged in bad.values():
+        dsr.deliver(request_id, value, forged)
+    dsr.settle()
+
+    assert dsr.counts(anna) == dict.fromkeys(SUBJECT_TABLES, 1)
+    assert _executed(dsr, request_id) == 0
+    assert _refusals(dsr, 4) == [
+        "the command carries no signed envelope",
+        "the command carries no signed envelope",
+        "the command's signature does not verify",
+        "the command is signed with a key the sink does not trust",
+    ]
+    assert counter(dsr.metrics.dsr_commands_refused, reason="UNSIGNED") == 2
+    assert counter(dsr.metrics.dsr_commands_refused, reason="BAD_SIGNATURE") == 1
+    assert counter(dsr.metrics.dsr_commands_refused, reason="UNKNOWN_KEY") == 1
+
+    # The genuine command still runs; a different signed command for the same request does not.
+    dsr.deliver(request_id, value, headers)
+    dsr.settle()
+    assert dsr.counts(anna) == dict.fromkeys(SUBJECT_TABLES, 0)
+    first = dsr.receipt(request_id)
+    later = dataclasses.replace(envelope, verified_at=envelope.verified_at + timedelta(seconds=1))
+    dsr.deliver(request_id, value, dsr.command_signer.headers(later))
+    dsr.settle()
+    assert _refusals(dsr, 5)[-1] == "a different command for this request was executed already"
+    assert counter(dsr.metrics.dsr_commands_refused, reason="REPLAYED") == 1
+    assert dsr.receipt(request_id) == first

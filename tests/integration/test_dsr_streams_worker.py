@@ -10,7 +10,6 @@ module; every test uses identifiers of its own, so the tests do not see each oth
 from __future__ import annotations
 
 import dataclasses
-import json
 import random
 import time
 import uuid
@@ -25,12 +24,14 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from pipeline import topics
 from pipeline.dead_letter import parse_headers
-from pipeline.dsr import DpoSigner, RequestType, build_request, canonical_bytes
+from pipeline.dsr import DpoSigner, RequestType, TrustedKeys, build_request, canonical_bytes
+from pipeline.dsr_contract import CommandEnvelope, open_command
 from pipeline.kafka.admin import KafkaAdmin
 from pipeline.serde import SINGLE_OBJECT_MAGIC, AvroDeserializer, AvroSerializer
 from pipeline.subject_keys import IdentifierKind
 from tests.integration.test_streams_worker import (
     CHANGELOGS,
+    COMMAND_KEY,
     DPO_SIGNER,
     KEYER,
     T0,
@@ -128,6 +129,15 @@ def _read(
         consumer.close()
 
 
+def _envelope(command: Message) -> CommandEnvelope:
+    """The command's envelope, verified as the sink verifies it (the worker's command key)."""
+    assert command.value is not None
+    trusted = TrustedKeys.of(COMMAND_KEY.public_key())
+    return open_command(
+        list(command.headers.items()), command.value, trusted, now=datetime.now(UTC), max_age=timedelta(hours=72)
+    )
+
+
 def _command(request_id: str) -> Callable[[list[Message]], bool]:
     return lambda got: any(m.topic == topics.DSR_COMMANDS.name and m.text_key == request_id for m in got)
 
@@ -183,14 +193,15 @@ def test_an_erasure_tombstones_the_subject_and_a_replay_brings_nothing_back(
     assert {m.text_key for m in got if m.topic == ERASURE_LOG.name} >= {email_key, phone_key}
     (command,) = [m for m in got if m.topic == topics.DSR_COMMANDS.name and m.text_key == request_id]
     assert command.value == payload  # the original bytes
-    assert command.headers[topics.H_DSR_SUBJECT_KEYS].decode() == f"{email_key},{phone_key}"
-    assert json.loads(command.headers[topics.H_DSR_KAFKA_COUNTS]) == {
+    envelope = _envelope(command)
+    assert envelope.subject_keys == (email_key, phone_key)
+    assert envelope.kafka_counts == {
         topics.SUBJECTS.name: 3,
         CONSENT_LOG.name: 1,
         ERASURE_LOG.name: 2,
     }
-    erased_at = datetime.fromisoformat(command.headers[topics.H_DSR_VERIFIED_AT].decode())
-    assert topics.H_DSR_NEW_SUBJECT_KEY not in command.headers
+    erased_at = envelope.verified_at
+    assert envelope.new_subject_key is None
     # the command was produced only after the Kafka work was delivered
     work = [m for m in got if m.topic in (topics.SUBJECTS.name, CONSENT_LOG.name, ERASURE_LOG.name)]
     assert max(m.timestamp for m in work if m.text_key in (email_key, phone_key)) <= command.timestamp
@@ -320,9 +331,9 @@ def test_a_rectified_email_moves_the_subject_record_to_its_new_key(kafka_bootstr
     assert (record["email"], record["name"], record["subject_key"]) == (corrected.lower(), chat["name"], new_key)
     assert _key(IdentifierKind.VISITOR_ID, f"v-{tag}") in record["linked_keys"] and old_key not in record["linked_keys"]
     command = next(m for m in got if m.topic == topics.DSR_COMMANDS.name and m.text_key == request_id)
-    assert command.headers[topics.H_DSR_NEW_SUBJECT_KEY].decode() == new_key
-    assert command.headers[topics.H_DSR_SUBJECT_KEYS].decode() == old_key
-    assert json.loads(command.headers[topics.H_DSR_KAFKA_COUNTS])[topics.SUBJECTS.name] == 2
+    envelope = _envelope(command)
+    assert (envelope.new_subject_key, envelope.subject_keys) == (new_key, (old_key,))
+    assert envelope.kafka_counts[topics.SUBJECTS.name] == 2
 
 
 def test_a_consent_withdrawal_writes_withdrawn_ledger_rows_and_strips_what_came_before(
@@ -347,7 +358,7 @@ def test_a_consent_withdrawal_writes_withdrawn_ledger_rows_and_strips_what_came_
     ]
     assert all(row["subject_keys"] == keys and row["channel"] == "DPO" for row in ledger)
     command = next(m for m in got if m.topic == topics.DSR_COMMANDS.name and m.text_key == request_id)
-    assert json.loads(command.headers[topics.H_DSR_KAFKA_COUNTS])[topics.CONSENT_LEDGER.name] == 4
+    assert _envelope(command).kafka_counts[topics.CONSENT_LEDGER.name] == 4
 
     # A chat collected before the withdrawal, processed after it: its consent-based data is gone.
     cid = f"chat-{tag}-1"

@@ -30,7 +30,7 @@ from typing import Any
 import pytest
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat, PublicFormat
 from prometheus_client.parser import text_string_to_metric_families
 
 from pipeline import topics
@@ -47,6 +47,8 @@ PEPPER_HEX = secrets.token_hex(32)
 KEYER = SubjectKeyer(bytes.fromhex(PEPPER_HEX))
 # The DPO key the workers trust (without one the streams worker refuses to start).
 DPO_SIGNER = DpoSigner(Ed25519PrivateKey.generate())
+# The key the workers sign their commands to the sink with (required as well).
+COMMAND_KEY = Ed25519PrivateKey.generate()
 POLICY = default_policy()
 T0 = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
 INPUTS = (topics.CHAT, topics.CALL, topics.CONSENT, topics.DSR)
@@ -110,6 +112,12 @@ class WorkerProcess:
         dpo_key = DPO_SIGNER.private_key.public_key()
         public_key.write_bytes(dpo_key.public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo))
         env["RECORDS_DPO_PUBLIC_KEYS"] = str(public_key)
+        command_key = self.data_dir / "command.pem"
+        command_key.write_bytes(COMMAND_KEY.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption()))
+        self.command_public_key.write_bytes(
+            COMMAND_KEY.public_key().public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo)
+        )
+        env["RECORDS_COMMAND_KEY"] = str(command_key)
         self.log_path = self.data_dir / f"worker-{time.monotonic_ns()}.log"
         with self.log_path.open("wb") as log:
             self.process = subprocess.Popen(
@@ -126,6 +134,11 @@ class WorkerProcess:
                 return
             time.sleep(0.2)
         raise AssertionError(f"worker not ready in {timeout} s:\n{self.log()[-3000:]}")
+
+    @property
+    def command_public_key(self) -> Path:
+        """The public half of the key the worker signs its commands with (for a sink to trust)."""
+        return self.data_dir / "command.pub.pem"
 
     def stop(self) -> None:
         if self.process is None or self.process.poll() is not None:
