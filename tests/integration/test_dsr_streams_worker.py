@@ -10,6 +10,7 @@ module; every test uses identifiers of its own, so the tests do not see each oth
 from __future__ import annotations
 
 import dataclasses
+import json
 import random
 import time
 import uuid
@@ -136,6 +137,10 @@ def _envelope(command: Message) -> CommandEnvelope:
     return open_command(
         list(command.headers.items()), command.value, trusted, now=datetime.now(UTC), max_age=timedelta(hours=72)
     )
+
+
+def _dead_letter_of(request_id: str) -> Callable[[Message], bool]:
+    return lambda m: m.topic == topics.DLQ.name and m.text_key == request_id
 
 
 def _command(request_id: str) -> Callable[[list[Message]], bool]:
@@ -369,3 +374,47 @@ def test_a_consent_withdrawal_writes_withdrawn_ledger_rows_and_strips_what_came_
     row = next(m.decoded for m in got if m.text_key == cid and m.decoded and m.decoded["event_id"] == cid)
     assert row is not None and row["email"] is None and row["browser"] is None
     assert {"email:consent_withdrawn", "browser:consent_withdrawn"} <= set(row["stripped"])
+
+
+def test_the_seen_requests_table_forgets_ids_past_the_max_age_and_an_old_replay_is_still_refused(
+    kafka_bootstrap: str, kafka_admin: KafkaAdmin, tmp_path: Path
+) -> None:
+    app_id = f"cs-streams-seen-test-{uuid.uuid4().hex[:8]}"
+    seen_log = dataclasses.replace(topics.DSR_SEEN_CHANGELOG, name=f"{app_id}-{topics.DSR_SEEN_TABLE}-changelog")
+    kafka_admin.create_topics([*topics.ALL_TOPICS, seen_log])
+    old = _ms(datetime.now(UTC) - timedelta(days=400))
+    old_request = DPO_SIGNER.sign(
+        build_request(RequestType.ERASURE, {"email": f"old-{app_id}@example.fi"}, requested_by="d", reason="t", now=old)
+    )
+    old_id, fresh_id = str(old_request["request_id"]), str(uuid.uuid4())
+    fresh_ms = int(datetime.now(UTC).timestamp() * 1000)
+    old_ms = int(old.timestamp() * 1000)
+    # What the table held from earlier runs: one id first seen 400 days ago, one just now.
+    traffic = Traffic(kafka_bootstrap, app_id)
+    for request_id, at in ((old_id, old_ms), (fresh_id, fresh_ms)):
+        value = json.dumps({"partition": 0, "offset": 1, "at": at, "ok": True}).encode()
+        traffic.send(request_id, seen_log.name, request_id, value)
+    traffic.flush()
+    _start_group_at_end(kafka_bootstrap, app_id)
+    process = WorkerProcess(app_id, kafka_bootstrap, tmp_path / app_id, args=("--seen-sweep-every", "1"))
+    process.start()
+    try:
+        got = _read(
+            kafka_bootstrap,
+            [TopicPartition(seen_log.name, 0, 0)],
+            lambda got: any(m.text_key == old_id and m.value is None for m in got),
+        )
+        assert not any(m.text_key == fresh_id and m.value is None for m in got)  # still within the max age
+        assert _metric(process, "records_streams_dsr_seen_expired_total") >= 1
+
+        # The forgotten id comes back (a replay of the 400-day-old request): refused by its age.
+        start = _end_offsets(kafka_bootstrap, (topics.DLQ, topics.DSR_COMMANDS))
+        traffic.send("replay", topics.DSR.name, old_id, WIRE(old_request))
+        traffic.flush()
+        got = _read(kafka_bootstrap, start, lambda got: any(_dead_letter_of(old_id)(m) for m in got))
+        (letter,) = [m for m in got if _dead_letter_of(old_id)(m)]
+        assert parse_headers(letter.headers)["dlq.error"] == "request is older than the policy allows"
+        assert not any(m.topic == topics.DSR_COMMANDS.name for m in got)
+    finally:
+        process.stop()
+        kafka_admin.delete_topics([f"{app_id}-{suffix}" for suffix in CHANGELOGS])

@@ -96,6 +96,7 @@ class WorkerProcess:
     metrics_port: int = field(default_factory=_free_port)
     process: subprocess.Popen[bytes] | None = None
     log_path: Path | None = None
+    args: tuple[str, ...] = ()  # more options of `records worker streams`
 
     def start(self, timeout: float = 90.0) -> None:
         env = {
@@ -119,9 +120,10 @@ class WorkerProcess:
         )
         env["RECORDS_COMMAND_KEY"] = str(command_key)
         self.log_path = self.data_dir / f"worker-{time.monotonic_ns()}.log"
+        extra = self.args
         with self.log_path.open("wb") as log:
             self.process = subprocess.Popen(
-                [str(Path(sys.executable).with_name("records")), "worker", "streams", "--app-id", self.app_id],
+                [str(Path(sys.executable).with_name("records")), "worker", "streams", "--app-id", self.app_id, *extra],
                 env=env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
