@@ -16,7 +16,7 @@ record type in `pipeline/policy.toml`:
 - ConsentChanged / CookieConsentChanged: `event_time`.
 An event dated after the erasure is new contact and is processed normally (the subject
 starts afresh). `erased_at` is the time the streams stage executed the request (the
-command's `dsr.verified_at`), not the time the DPO issued it: events in between were
+command envelope's `verified_at`), not the time the DPO issued it: events in between were
 still stored before the erasure ran and are erased with the rest.
 
 Dropped events are valid input, so they are counted (`records_streams_erased_dropped_total`),
