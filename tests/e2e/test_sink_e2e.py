@@ -109,9 +109,15 @@ def streams_worker(kafka_bootstrap: str, kafka_admin: KafkaAdmin, tmp_path: Path
     log = tmp_path / "streams.log"
     data_dir = tmp_path / "streams"
     data_dir.mkdir()
-    # The worker only starts with a DPO public key to trust (for signed requests).
+    # The worker only starts with a DPO public key to trust (for signed requests) and a key
+    # to sign its commands to the sink with.
     generate_keypair(data_dir / "dpo.pem", data_dir / "dpo.pub.pem")
-    env = {**_env(kafka_bootstrap, data_dir), "RECORDS_DPO_PUBLIC_KEYS": str(data_dir / "dpo.pub.pem")}
+    generate_keypair(data_dir / "command.pem", data_dir / "command.pub.pem")
+    env = {
+        **_env(kafka_bootstrap, data_dir),
+        "RECORDS_DPO_PUBLIC_KEYS": str(data_dir / "dpo.pub.pem"),
+        "RECORDS_COMMAND_KEY": str(data_dir / "command.pem"),
+    }
     with log.open("wb") as out:
         process = subprocess.Popen(
             [sys.executable, "-c", "from pipeline.cli import main; main()", "worker", "streams", "--app-id", app_id],

@@ -13,7 +13,10 @@ from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from typer.testing import CliRunner
 
+import streams.app
+from pipeline.cli import app as records_cli
 from pipeline.dsr import (
     DpoSigner,
     DsrRejected,
@@ -23,6 +26,7 @@ from pipeline.dsr import (
     build_request,
     default_signed_fields,
     generate_keypair,
+    load_public_keys,
     signed_fields,
     to_millis,
     verify_request,
@@ -168,7 +172,9 @@ def test_seen_request_ids_past_the_max_age_and_margin_are_forgotten() -> None:
 # ---- the worker command ----------------------------------------------------------------------
 
 
-def test_the_streams_worker_refuses_to_start_without_a_command_key(tmp_path: Path) -> None:
+def test_the_streams_worker_refuses_to_start_without_a_command_key_unless_demo(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     dpo_private, dpo_public = tmp_path / "dpo.pem", tmp_path / "dpo.pub.pem"
     generate_keypair(dpo_private, dpo_public)
     env = {
@@ -185,3 +191,16 @@ def test_the_streams_worker_refuses_to_start_without_a_command_key(tmp_path: Pat
         f"error: no command signing key at {missing}: "
         "set RECORDS_COMMAND_KEY (or run with --demo to generate one locally)"
     ]
+
+    started: list[CommandSigner] = []
+    monkeypatch.setattr(streams.app, "run_worker", lambda *a, command_signer, **kw: started.append(command_signer))
+    for name in ("RECORDS_COMMAND_KEY", "RECORDS_COMMAND_PUBLIC_KEYS", "RECORDS_PEPPER_FILE"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    result = CliRunner().invoke(records_cli, ["worker", "streams", "--demo"])
+    assert result.exit_code == 0, result.output
+    assert missing.stat().st_mode & 0o777 == 0o600
+    public = tmp_path / "secrets" / "command_ed25519.pub.pem"
+    trusted = load_public_keys((public,), holder="command", setting="RECORDS_COMMAND_PUBLIC_KEYS")
+    assert list(trusted.keys) == [started[0].key_id]  # the sink's default trusts the demo worker's key
