@@ -20,6 +20,7 @@ and error class names: never personal data.
 | records_sink_maintenance_runs_total | job, outcome | periodic jobs run between batches (ok / error) |
 | records_sink_dsr_requests_total | kind, status | data-subject requests executed by a command handler (issue 6) |
 | records_sink_dsr_seconds | kind | from a request's issue to its receipt |
+| records_sink_dsr_commands_refused_total | reason | DSR commands dead-lettered unexecuted (UNSIGNED, STALE, ...) |
 """
 
 from __future__ import annotations
