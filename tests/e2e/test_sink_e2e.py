@@ -105,7 +105,7 @@ def _read_from(bootstrap: str, starts: list[TopicPartition], seconds: float) -> 
 def streams_worker(kafka_bootstrap: str, kafka_admin: KafkaAdmin, tmp_path: Path) -> Iterator[subprocess.Popen[bytes]]:
     kafka_admin.create_topics(list(topics.ALL_TOPICS))
     app_id = f"e2e-{uuid.uuid4().hex[:10]}"
-    _start_at_end(kafka_bootstrap, app_id, RAW)
+    _start_at_end(kafka_bootstrap, app_id, (*RAW, topics.DSR))  # not other tests' requests either
     log = tmp_path / "streams.log"
     data_dir = tmp_path / "streams"
     data_dir.mkdir()
@@ -157,7 +157,7 @@ def test_simulated_traffic_lands_in_every_table_and_each_missing_row_is_explaine
     kafka_bootstrap: str, streams_worker: subprocess.Popen[bytes], chdb_path: Path, tmp_path: Path
 ) -> None:
     group = f"e2e-sink-{uuid.uuid4().hex[:10]}"
-    _start_at_end(kafka_bootstrap, group, ENRICHED)
+    _start_at_end(kafka_bootstrap, group, (*ENRICHED, topics.DSR_COMMANDS))  # nor their commands
     sink = SinkProcess(chdb_path, kafka_bootstrap, group, "", tmp_path / "sink.log")
     owner = sink.owner()
     letters_from = _ends(kafka_bootstrap, (topics.DLQ, topics.QUARANTINE))
