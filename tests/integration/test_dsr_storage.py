@@ -632,6 +632,9 @@ def test_a_verified_at_of_1970_cannot_turn_an_erasure_into_a_no_op(dsr: Dsr) -> 
     assert int(erased_at) > time.time() - 3600  # the signed verification time, not 1970
     stored = dsr.receipt(request_id)
     assert stored["status"] == "COMPLETED" and stored["store_counts"]["records.calls"] == 1
+    # Stored once (from the receipts topic), not also directly by the sink.
+    versions = f"SELECT count() FROM records.dsr_receipts WHERE request_id = '{request_id}'"
+    assert dsr.client.command(versions) == 1
     assert dsr.counts(bert) == dict.fromkeys(SUBJECT_TABLES, 1)  # the tampered command did not run
     assert _refusals(dsr, 1) == ["the command's signature does not verify"]
     assert counter(dsr.metrics.dsr_commands_refused, reason="BAD_SIGNATURE") == 1
