@@ -51,11 +51,11 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from prometheus_client import CollectorRegistry
 
-from pipeline import topics
 from pipeline.clickhouse import connect
 from pipeline.clickhouse_ddl import TableModel, table_models
 from pipeline.config import KafkaConnection, Settings, load_settings
-from pipeline.dsr import DpoSigner, RequestType, build_request, utcnow
+from pipeline.dsr import DpoSigner, RequestType, TrustedKeys, build_request, utcnow
+from pipeline.dsr_contract import CommandEnvelope, CommandSigner, request_digest
 from pipeline.kafka.admin import KafkaAdmin
 from pipeline.schemas import default_catalog
 from pipeline.serde import AvroDeserializer, AvroSerializer, Serde
@@ -63,7 +63,7 @@ from pipeline.topics import TopicSpec
 from records.local_kafka import LocalBroker, free_port, metadata_ok
 from sink.clickhouse_sink import ClickHouseSink, SinkOptions
 from sink.dsr_commands import DsrExecutor, DsrTopics
-from sink.dsr_storage import CommandHeaders, DsrCommand, subject_tables
+from sink.dsr_storage import DsrCommand, subject_tables
 from sink.metrics import SinkMetrics
 from sink.sink_process import apply_schema
 
@@ -133,12 +133,23 @@ def fill(client: Client, rows: int, subjects: int) -> dict[str, int]:
     return out
 
 
+def envelope_for(subject: int, request: dict[str, Any], value: bytes) -> CommandEnvelope:
+    """The streams stage's envelope of an erasure of one generated subject."""
+    return CommandEnvelope(
+        request_id=str(request["request_id"]),
+        request_type=str(request["request_type"]),
+        request_sha256=request_digest(value),
+        subject_keys=(subject_key("email", subject), subject_key("phone", subject)),
+        verified_at=utcnow(),
+    )
+
+
 def command_for(subject: int) -> DsrCommand:
-    """An erasure of one generated subject as the sink receives it (keys from the headers)."""
+    """An erasure of one generated subject as the sink executes it (keys from the envelope)."""
     request = build_request(
         RequestType.ERASURE, {"email": f"s{subject}@example.fi"}, requested_by="bench", reason="bench", now=utcnow()
     )
-    return DsrCommand(request, CommandHeaders((subject_key("email", subject), subject_key("phone", subject))))
+    return DsrCommand(request, envelope_for(subject, request, b""))
 
 
 def percentiles(values: Sequence[float]) -> dict[str, float]:
@@ -187,7 +198,9 @@ def bench_kafka_path(
     specs += [TopicSpec(options.dlq_topic, "k", "dlq", 1), TopicSpec(dsr_topics.commands, "id", "commands", 1)]
     admin = KafkaAdmin(settings.kafka)
     admin.create_topics(specs)
-    executor = DsrExecutor(settings, serde=Serde(), dsr_topics=dsr_topics)
+    command_signer = CommandSigner(Ed25519PrivateKey.generate())
+    command_keys = TrustedKeys.of(command_signer.private_key.public_key())
+    executor = DsrExecutor(settings, serde=Serde(), dsr_topics=dsr_topics, command_keys=command_keys)
     sink = ClickHouseSink(
         settings,
         client,
@@ -215,13 +228,10 @@ def bench_kafka_path(
             RequestType.ERASURE, {"email": f"s{subject}@example.fi"}, requested_by="bench", reason="bench", now=utcnow()
         )
         signed = signer.sign(request)
-        keys = f"{subject_key('email', subject)},{subject_key('phone', subject)}"
-        headers = [
-            (topics.H_DSR_SUBJECT_KEYS, keys.encode()),
-            (topics.H_DSR_VERIFIED_AT, utcnow().isoformat().encode()),
-        ]
+        value = serialize(signed)
+        headers = command_signer.headers(envelope_for(subject, signed, value))
         key = signed["request_id"].encode()
-        producer.produce(dsr_topics.commands, key=key, value=serialize(signed), headers=headers)
+        producer.produce(dsr_topics.commands, key=key, value=value, headers=headers)
         producer.flush(10)
         return str(signed["request_id"])
 

@@ -33,6 +33,7 @@ from dataclasses import dataclass
 
 from pipeline.clickhouse_ddl import (
     ANALYST_DB,
+    DSR_EXECUTED_TABLE,
     ERASURE_LEDGER_TABLE,
     RECORDS_DB,
     RESTRICTIONS_TABLE,
@@ -51,7 +52,7 @@ LOCAL_SUFFIX = "_local"
 # over the whole cluster. `{shard}` and `{replica}` are the nodes' macros.
 SHARDED_PATH = "/clickhouse/tables/{{shard}}/{database}/{table}"
 EVERYWHERE_PATH = "/clickhouse/tables/all/{database}/{table}"
-REPLICATED_EVERYWHERE = (RESTRICTIONS_TABLE, ERASURE_LEDGER_TABLE)
+REPLICATED_EVERYWHERE = (RESTRICTIONS_TABLE, ERASURE_LEDGER_TABLE, DSR_EXECUTED_TABLE)
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_\-]*")
 _ENGINE = re.compile(r"^ENGINE = ReplacingMergeTree\((?P<version>[^)]*)\)$", re.MULTILINE)

@@ -33,6 +33,10 @@ ANALYST_DB = "analyst"
 RESTRICTIONS_TABLE = "subject_restrictions"
 ERASURE_LEDGER_TABLE = "erasure_ledger"
 INGESTED_AT = "ingested_at"
+# The sink's own record of each request it executed (its receipt, and which command it
+# executed): what a redelivered command is checked against. Written only by the sink,
+# never from a topic, so a receipt forged on cs.dsr.receipts.v1 cannot stop an execution.
+DSR_EXECUTED_TABLE = "dsr_executed"
 
 # Columns that are not direct identifiers but still must not reach analysts: the
 # pseudonymous keys link a person across records.
@@ -229,6 +233,17 @@ def support_tables(policy: Policy | None = None) -> list[str]:
         f")\nENGINE = ReplacingMergeTree(erased_at)\nORDER BY subject_key\nTTL {ttl} DELETE",
         f"ALTER TABLE {ledger} DROP COLUMN IF EXISTS request_id",
         f"ALTER TABLE {ledger} MODIFY TTL {ttl} DELETE",
+        f"CREATE TABLE IF NOT EXISTS {RECORDS_DB}.{DSR_EXECUTED_TABLE}\n(\n"
+        "    `request_id` String,\n"
+        "    `request_type` String,\n"
+        "    `status` String,\n"
+        "    `requested_at` DateTime64(3, 'UTC'),\n"
+        "    `completed_at` DateTime64(3, 'UTC'),\n"
+        "    `store_counts` Map(String, Int64),\n"
+        "    `detail` Nullable(String),\n"
+        "    `request_sha256` String,\n"
+        "    `verified_at` DateTime64(3, 'UTC')\n"
+        ")\nENGINE = ReplacingMergeTree(completed_at)\nORDER BY request_id",
     ]
 
 

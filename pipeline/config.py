@@ -22,6 +22,9 @@
 | RECORDS_DPO_PRIVATE_KEY | $RECORDS_DATA_DIR/secrets/dpo_ed25519.pem | the DPO's signing key (`records dsr ...`) |
 | RECORDS_DPO_KEY_PASSPHRASE | (unset) | passphrase of an encrypted DPO signing key |
 | RECORDS_SQL_USER / RECORDS_SQL_PASSWORD | (unset: owner credential) | a personal user of the embedded query endpoint |
+| RECORDS_COMMAND_KEY | $RECORDS_DATA_DIR/secrets/command_ed25519.pem | streams stage's key signing sink commands |
+| RECORDS_COMMAND_PUBLIC_KEYS | $RECORDS_DATA_DIR/secrets/command_ed25519.pub.pem | command keys the sink trusts (PEM) |
+| RECORDS_COMMAND_MAX_AGE_HOURS | 72 | the sink refuses a command verified longer ago than this |
 | SCHEMA_REGISTRY_URL | (unset) | write the Confluent wire format with this registry instead of single-object encoding |
 """
 
@@ -30,6 +33,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -130,6 +134,9 @@ class Settings:
     def access_log_file(self) -> Path:
         """Who queried the embedded endpoint (JSON lines, 0600, pipeline/access_log.py)."""
         return self.data_dir / "audit" / "access.jsonl"
+    command_private_key: Path | None = None
+    command_public_keys: tuple[Path, ...] = ()
+    command_max_age: timedelta = timedelta(hours=72)
 
     @property
     def demo_pepper_file(self) -> Path:
@@ -208,7 +215,23 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         sql_user=env.get("RECORDS_SQL_USER") or None,
         sql_password=Secret(env["RECORDS_SQL_PASSWORD"]) if env.get("RECORDS_SQL_PASSWORD") else None,
         clickhouse_cluster=env.get("CLICKHOUSE_CLUSTER") or None,
+        command_private_key=Path(env.get("RECORDS_COMMAND_KEY") or secrets_dir / "command_ed25519.pem").resolve(),
+        command_public_keys=tuple(
+            Path(p.strip()).resolve()
+            for p in (env.get("RECORDS_COMMAND_PUBLIC_KEYS") or str(secrets_dir / "command_ed25519.pub.pem")).split(",")
+            if p.strip()
+        ),
+        command_max_age=timedelta(hours=_positive(env, "RECORDS_COMMAND_MAX_AGE_HOURS", 72)),
     )
+
+
+def _positive(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
+    if not raw:
+        return default
+    if not raw.isdigit() or int(raw) == 0:
+        raise ConfigError(f"{name} must be a positive whole number")
+    return int(raw)
 
 
 def _port(env: Mapping[str, str], name: str, default: int) -> int:

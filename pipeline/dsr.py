@@ -1,12 +1,14 @@
 """Data-subject requests: how the DPO signs them and how the pipeline decides to act.
 
 A request is executed only if all of these hold (checked by `verify_request`):
-1. its Ed25519 signature, over the canonical form of every other field, verifies with a
-   DPO public key the pipeline trusts (the key id names which one);
+1. its Ed25519 signature, over the canonical form of every other field of the
+   DataSubjectRequest schema (`signed_fields`, derived from the schema, so a field added
+   later is signed too), verifies with a DPO public key the pipeline trusts (the key id
+   names which one);
 2. it is not older than the policy's `request_max_age` (nor from the future beyond a
    small clock skew), so an old captured request cannot be replayed later;
 3. its request id was not seen before (the caller keeps the seen ids: a faust table in
-   the streams stage, the receipts table in the sink).
+   the streams stage, the sink's own records.dsr_executed table).
 Everything here is pure: keys in, decisions out. Requests carry identifiers (personal
 data), so rejection reasons name the check that failed, never a value.
 """
@@ -18,9 +20,10 @@ import hashlib
 import json
 import os
 import uuid
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -30,23 +33,17 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 from pipeline.exceptions import ConfigError, RecordsError
 from pipeline.private_files import private_dir
+from pipeline.schemas import AvroSchema, default_catalog
 from pipeline.subject_keys import IdentifierKind
 
+# The DSR contract's names and constants, defined once (pipeline/dsr_contract.py holds the
+# command and receipt types built on them).
+REQUEST_SCHEMA = "cs.records.DataSubjectRequest"
+RECEIPT_SCHEMA = "cs.records.DsrReceipt"
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 CLOCK_SKEW = timedelta(minutes=5)
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-SIGNED_FIELDS = (
-    "request_id",
-    "request_type",
-    "issued_at",
-    "requested_by",
-    "reason",
-    "subject",
-    "rectify_field",
-    "rectify_value",
-    "consent_purpose",
-    "key_id",
-    "schema_version",
-)
+# The fields of a DataSubjectRequest the signature does not cover: the signature itself.
+UNSIGNED_FIELDS = frozenset({"signature"})
 # Which identifier kind each SubjectIdentifiers field is.
 IDENTIFIER_FIELDS: Mapping[str, IdentifierKind] = {
     "email": IdentifierKind.EMAIL,
@@ -100,10 +97,30 @@ def key_id(public_key: Ed25519PublicKey) -> str:
     return hashlib.sha256(raw).hexdigest()[:16]
 
 
+def signed_fields(schema: AvroSchema) -> tuple[str, ...]:
+    """Every field of the request schema except the signature: what the DPO signs."""
+    return tuple(name for name in schema.field_names if name not in UNSIGNED_FIELDS)
+
+
+@cache
+def default_signed_fields() -> tuple[str, ...]:
+    """`signed_fields` of the DataSubjectRequest schema in the catalog."""
+    return signed_fields(default_catalog().get(REQUEST_SCHEMA))
+
+
+def to_millis(moment: datetime) -> int:
+    """Epoch milliseconds of a time (naive times are UTC)."""
+    moment = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    return (moment - EPOCH) // timedelta(milliseconds=1)
+
+
+def from_millis(millis: int) -> datetime:
+    return EPOCH + timedelta(milliseconds=millis)
+
+
 def _canonical_value(value: Any) -> Any:
     if isinstance(value, datetime):
-        moment = value if value.tzinfo else value.replace(tzinfo=UTC)
-        return (moment - _EPOCH) // timedelta(milliseconds=1)
+        return to_millis(value)
     if isinstance(value, uuid.UUID):
         return str(value)
     if isinstance(value, enum.Enum):
@@ -113,15 +130,22 @@ def _canonical_value(value: Any) -> Any:
     return value
 
 
-def canonical_bytes(request: Mapping[str, Any]) -> bytes:
-    """The signed bytes: the signed fields as compact JSON with sorted keys."""
-    signed = {name: _canonical_value(request.get(name)) for name in SIGNED_FIELDS}
-    return json.dumps(signed, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+def canonical_json(value: Mapping[str, Any]) -> bytes:
+    """Compact JSON with sorted keys: the form every signature here is made over."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def canonical_bytes(request: Mapping[str, Any], fields: Sequence[str] | None = None) -> bytes:
+    """The signed bytes: the signed fields (default: those of the catalog's schema)."""
+    names = default_signed_fields() if fields is None else fields
+    return canonical_json({name: _canonical_value(request.get(name)) for name in names})
 
 
 @dataclass(frozen=True)
 class DpoSigner:
     private_key: Ed25519PrivateKey
+    # The fields signed (None: every field of the catalog's DataSubjectRequest but the signature).
+    fields: tuple[str, ...] | None = field(default=None)
 
     @property
     def key_id(self) -> str:
@@ -130,7 +154,7 @@ class DpoSigner:
     def sign(self, request: dict[str, Any]) -> dict[str, Any]:
         """The request with key_id and signature set."""
         signed = dict(request, key_id=self.key_id)
-        signed["signature"] = self.private_key.sign(canonical_bytes(signed))
+        signed["signature"] = self.private_key.sign(canonical_bytes(signed, self.fields))
         return signed
 
 
@@ -155,8 +179,10 @@ def verify_request(
     now: datetime,
     max_age: timedelta,
     seen: bool,
+    fields: Sequence[str] | None = None,
 ) -> None:
-    """Raise DsrRejected unless the request may be executed (see the module docstring)."""
+    """Raise DsrRejected unless the request may be executed (see the module docstring).
+    `fields`: the signed fields (default: those of the catalog's schema)."""
     public_key = trusted.keys.get(str(request.get("key_id") or ""))
     if public_key is None:
         raise DsrRejected(RejectReason.UNKNOWN_KEY)
@@ -164,7 +190,7 @@ def verify_request(
     if not isinstance(signature, (bytes, bytearray)):
         raise DsrRejected(RejectReason.BAD_SIGNATURE)
     try:
-        public_key.verify(bytes(signature), canonical_bytes(request))
+        public_key.verify(bytes(signature), canonical_bytes(request, fields))
     except InvalidSignature:
         raise DsrRejected(RejectReason.BAD_SIGNATURE) from None
     issued = request.get("issued_at")
@@ -201,9 +227,7 @@ def build_request(
     if not any(subject.values()):
         raise DsrRejected(RejectReason.NO_IDENTIFIER)
     if request_type is RequestType.RECTIFICATION and rectify_field not in RECTIFIABLE_FIELDS:
-        raise DsrRejected(
-            RejectReason.INVALID, f"rectify a field among {', '.join(RECTIFIABLE_FIELDS)}"
-        )
+        raise DsrRejected(RejectReason.INVALID, f"rectify a field among {', '.join(RECTIFIABLE_FIELDS)}")
     return {
         "request_id": str(uuid.uuid4()),
         "request_type": request_type.value,
@@ -225,7 +249,8 @@ def build_request(
 
 
 def generate_keypair(private_path: Path, public_path: Path, passphrase: bytes | None = None) -> str:
-    """Write a new DPO key pair (private key 0600, optionally encrypted); return its key id."""
+    """Write a new Ed25519 key pair (private key 0600, optionally encrypted); return its key
+    id. Used for the DPO's key and for the pipeline's command key."""
     if private_path.exists() or public_path.exists():
         raise ConfigError(f"{private_path.name} or {public_path.name} already exists: refusing to overwrite a key")
     private_key = Ed25519PrivateKey.generate()
@@ -245,33 +270,45 @@ def generate_keypair(private_path: Path, public_path: Path, passphrase: bytes | 
     return key_id(private_key.public_key())
 
 
-def load_signer(path: Path, passphrase: bytes | None = None) -> DpoSigner:
+def load_private_key(path: Path, passphrase: bytes | None = None, *, holder: str, hint: str) -> Ed25519PrivateKey:
+    """An Ed25519 private key from a PEM file; ConfigError (one line, `hint` says how to
+    get one) when it is missing or unusable."""
     try:
         key = serialization.load_pem_private_key(path.read_bytes(), password=passphrase)
     except FileNotFoundError:
-        raise ConfigError(f"no DPO signing key at {path}: run `records dsr keygen` first") from None
+        raise ConfigError(f"no {holder} signing key at {path}: {hint}") from None
     except (ValueError, TypeError) as exc:
-        raise ConfigError(f"cannot load the DPO signing key {path.name}: wrong passphrase or not a key") from exc
+        raise ConfigError(f"cannot load the {holder} signing key {path.name}: wrong passphrase or not a key") from exc
     if not isinstance(key, Ed25519PrivateKey):
         raise ConfigError(f"{path.name} is not an Ed25519 private key")
-    return DpoSigner(key)
+    return key
 
 
-def load_trusted_keys(paths: tuple[Path, ...]) -> TrustedKeys:
+def load_public_keys(paths: tuple[Path, ...], *, holder: str, setting: str) -> TrustedKeys:
+    """The trusted Ed25519 public keys in `paths` (PEM); ConfigError naming `setting` when
+    none is configured or one is missing or unusable."""
     keys: list[Ed25519PublicKey] = []
     for path in paths:
         try:
             key = serialization.load_pem_public_key(path.read_bytes())
         except FileNotFoundError:
-            raise ConfigError(f"no DPO public key at {path}: set RECORDS_DPO_PUBLIC_KEYS") from None
+            raise ConfigError(f"no {holder} public key at {path}: set {setting}") from None
         except ValueError as exc:
             raise ConfigError(f"{path.name} is not a PEM public key") from exc
         if not isinstance(key, Ed25519PublicKey):
             raise ConfigError(f"{path.name} is not an Ed25519 public key")
         keys.append(key)
     if not keys:
-        raise ConfigError("no trusted DPO public key configured (RECORDS_DPO_PUBLIC_KEYS)")
+        raise ConfigError(f"no trusted {holder} public key configured ({setting})")
     return TrustedKeys.of(*keys)
+
+
+def load_signer(path: Path, passphrase: bytes | None = None) -> DpoSigner:
+    return DpoSigner(load_private_key(path, passphrase, holder="DPO", hint="run `records dsr keygen` first"))
+
+
+def load_trusted_keys(paths: tuple[Path, ...]) -> TrustedKeys:
+    return load_public_keys(paths, holder="DPO", setting="RECORDS_DPO_PUBLIC_KEYS")
 
 
 def utcnow() -> datetime:

@@ -107,11 +107,12 @@ DSR = TopicSpec(
 )
 # Not in the first architecture draft: requests the streams stage verified, forwarded to
 # the ClickHouse sink with the subject keys (only the streams stage holds the pepper) and
-# the Kafka-side counts in headers (see DSR_COMMAND_HEADERS below).
+# the Kafka-side counts in an envelope signed with the stage's command key (headers
+# dsr.command and dsr.command.signature: pipeline/dsr_contract.py).
 DSR_COMMANDS = TopicSpec(
     "cs.dsr.commands.v1",
     "request id",
-    "verified data-subject requests for the storage side (original request bytes + key headers)",
+    "verified data-subject requests for the storage side (original request bytes + signed envelope)",
     1,
     _delete(7 * DAY_MS),
     value_schemas=(_NS + "DataSubjectRequest",),
@@ -184,9 +185,7 @@ DSR_RECEIPTS = TopicSpec(
     personal_data=False,
     value_schemas=(_NS + "DsrReceipt",),
 )
-DLQ = TopicSpec(
-    "cs.dlq.v1", "original key", "undecodable or invalid input with error headers", 1, _delete(7 * DAY_MS)
-)
+DLQ = TopicSpec("cs.dlq.v1", "original key", "undecodable or invalid input with error headers", 1, _delete(7 * DAY_MS))
 
 ALL_TOPICS: tuple[TopicSpec, ...] = (
     CHAT,
@@ -251,14 +250,3 @@ def topic_for_schema(full_name: str) -> TopicSpec:
         if full_name in spec.value_schemas:
             return spec
     raise KeyError(full_name)
-
-
-# Headers of a message on DSR_COMMANDS (values UTF-8):
-# - dsr.subject_keys: comma-separated subject keys of every identifier in the request;
-# - dsr.new_subject_key: rectification of an identifier: the key of the corrected value;
-# - dsr.kafka_counts: JSON object, Kafka-side work done per store (e.g. tombstones written);
-# - dsr.verified_at: ISO-8601 time the streams stage verified the request.
-H_DSR_SUBJECT_KEYS = "dsr.subject_keys"
-H_DSR_NEW_SUBJECT_KEY = "dsr.new_subject_key"
-H_DSR_KAFKA_COUNTS = "dsr.kafka_counts"
-H_DSR_VERIFIED_AT = "dsr.verified_at"

@@ -7,6 +7,7 @@ own, so a setting (a schema registry, a pepper, a key) reaches every stage or no
 | wire format (`Serde`, registry or not) | `Wiring.serde` | streams, sink, DSR executor, producers, `records dsr` |
 | subject keyer (the pepper) | `Wiring.keyer()` | streams worker, producers |
 | trusted DPO public keys | `Wiring.trusted_dpo_keys()` | streams worker |
+| the streams stage's command signing key | `Wiring.command_signer()` | streams worker |
 | ClickHouse client (embedded chDB or a server) | `Wiring.clickhouse()` | CLI commands, demo |
 | event producer | `Wiring.event_producer()` | `records produce`, `records simulate` |
 """
@@ -19,8 +20,10 @@ from clickhouse_connect.driver.client import Client
 
 from pipeline.clickhouse import connect
 from pipeline.config import Settings, load_settings
-from pipeline.dsr import TrustedKeys, generate_keypair, load_trusted_keys
+from pipeline.dsr import TrustedKeys, generate_keypair, load_private_key, load_trusted_keys
+from pipeline.dsr_contract import CommandSigner
 from pipeline.event_producer import EventProducer
+from pipeline.exceptions import ConfigError
 from pipeline.serde import Serde, registry_client
 from pipeline.subject_keys import SubjectKeyer, load_pepper
 
@@ -57,6 +60,19 @@ class Wiring:
             passphrase = settings.dpo_key_passphrase.get().encode() if settings.dpo_key_passphrase else None
             generate_keypair(settings.dpo_private_key, public_keys[0], passphrase)
         return load_trusted_keys(public_keys)  # none configured or readable: ConfigError
+
+    def command_signer(self, *, demo: bool = False) -> CommandSigner:
+        """The key the streams stage signs the sink's commands with (pipeline/dsr_contract.py).
+        `demo`: create it first if none exists; the demo's sink trusts its public half
+        (the default RECORDS_COMMAND_PUBLIC_KEYS)."""
+        settings = self.settings
+        command_key = settings.command_private_key
+        if command_key is None:
+            raise ConfigError("set RECORDS_COMMAND_KEY: the streams worker signs its commands to the sink")
+        if demo and not command_key.exists() and settings.command_public_keys:
+            generate_keypair(command_key, settings.command_public_keys[0])
+        hint = "set RECORDS_COMMAND_KEY (or run with --demo to generate one locally)"
+        return CommandSigner(load_private_key(command_key, holder="command", hint=hint))
 
     def clickhouse(self, *, readonly: bool = False) -> Client:
         return connect(self.settings, readonly=readonly)

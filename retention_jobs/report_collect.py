@@ -23,6 +23,7 @@ from pipeline.clickhouse_ddl import (
     TableModel,
     table_models,
 )
+from pipeline.dsr import RECEIPT_SCHEMA
 from pipeline.policy import FieldRule, Policy, RecordPolicy
 from retention_jobs.enforce import table_age
 from retention_jobs.report import (
@@ -37,7 +38,6 @@ from retention_jobs.report import (
 
 _DAY_MS = 86_400_000
 _LEDGER_SCHEMA = "cs.records.ConsentLedgerRecord"
-_RECEIPT_SCHEMA = "cs.records.DsrReceipt"
 _NOTICE_COLUMN = "notice_played_at"
 
 
@@ -213,7 +213,7 @@ def _recordings_without_notice(client: Client, models: list[TableModel]) -> int:
 
 def _dsr(client: Client, policy: Policy) -> tuple[tuple[DsrStats, ...], tuple[int, ...], tuple[int, ...]]:
     """Receipts per request type, and the erasure latency histogram with its edges."""
-    receipts = policy.for_schema(_RECEIPT_SCHEMA)
+    receipts = policy.for_schema(RECEIPT_SCHEMA)
     edges_s = latency_edges(policy.erasure_max_linger)
     histogram = [0] * (len(edges_s) + 1)
     if receipts is None:

@@ -4,25 +4,32 @@ subscribes to cs.dsr.commands.v1 with this handler; the SQL is sink/dsr_storage.
 The sink hands one batch's commands to `DsrExecutor.handle`, in offset order, under the
 engine lock, after the batch's rows are stored and before its offsets are committed
 (sink/clickhouse_sink.py, step 4). One call:
-1. decode: a value that is not a DataSubjectRequest, or whose DSR headers are unusable,
-   goes to the dead-letter topic with its original bytes and headers (the latter also
-   gets a FAILED receipt: its request id is known);
-2. redelivery: a request with a COMPLETED receipt in the receipts table is not executed
-   again; its stored receipt is produced again (a crash may have come before it reached
-   Kafka), so `records dsr status` always finds it;
-3. verify again (defence in depth): the Ed25519 signature with the DPO keys this process
-   trusts (RECORDS_DPO_PUBLIC_KEYS). Age and uniqueness were the streams stage's checks
-   and are not repeated: a command may be executed long after it was issued (the sink
-   was down). A failure gets a REJECTED receipt;
-4. execute, in offset order; consecutive erasures run together: one count query and at
-   most one mutation per table for all of them (`mutations_sync = 2`: the parts are
-   rewritten before the call returns), so concurrent erasures never pile up mutations;
-5. receipt (counts and times, no personal data): stored in the receipts table at once,
-   so a redelivered command finds it even before the receipts topic is consumed back,
-   then produced to cs.dsr.receipts.v1 (key: request id) and flushed before the batch
-   commits. Consuming the receipts topic stores the same row again; it collapses
-   (ReplacingMergeTree by request id). Streams' own receipts (REJECTED requests) reach
-   the table only that way.
+1. open: a value that is not a DataSubjectRequest goes to the dead-letter topic with its
+   original bytes and headers. So does a command whose envelope (pipeline/dsr_contract.py)
+   is missing, malformed, signed with a command key this process does not trust
+   (RECORDS_COMMAND_PUBLIC_KEYS), not bound to the request bytes it carries, or older
+   than RECORDS_COMMAND_MAX_AGE_HOURS: the DLQ headers name the check, the refusal is
+   counted by reason (records_sink_dsr_commands_refused), nothing executes and no
+   receipt is written (a forgery reusing a real request id must not overwrite its receipt);
+2. redelivery: a request the sink itself recorded as COMPLETED in records.dsr_executed is
+   not executed again. The same command again (same request bytes and verification time:
+   the streams stage forwarded it again, or a crash came before the receipt reached
+   Kafka) gets its stored receipt produced again; a different command for it is refused
+   as replayed (step 1's DLQ). Receipts arriving on cs.dsr.receipts.v1 play no part here:
+   anyone who can write to that topic could otherwise stop an erasure;
+3. verify the DPO's request again (defence in depth): its Ed25519 signature with the DPO
+   keys this process trusts (RECORDS_DPO_PUBLIC_KEYS), and its age at the verification
+   time the streams stage signed (the policy's request_max_age). A failure gets a REJECTED
+   receipt;
+4. execute, in offset order, with the subject keys, verification time and counts of the
+   signed envelope only; consecutive erasures run together: one count query and at most
+   one mutation per table for all of them (`mutations_sync = 2`: the parts are rewritten
+   before the call returns), so concurrent erasures never pile up mutations;
+5. receipt (counts and times, no personal data): recorded with the executed command in
+   records.dsr_executed at once, so a redelivered command finds it, then produced to
+   cs.dsr.receipts.v1 (key: request id) and flushed before the batch commits. The
+   receipts table (records.dsr_receipts) is filled from that topic only, once per
+   receipt, like the streams stage's receipts.
 
 Failures of ClickHouse or Kafka raise, so the sink retries the batch from this step
 (every step is idempotent; row counts taken before a deletion are kept for the retry).
@@ -35,8 +42,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from typing import Any
+from datetime import datetime
 
 from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import ClickHouseError as DriverError
@@ -48,39 +54,50 @@ from pipeline.clickhouse_ddl import TableModel, table_models
 from pipeline.config import Settings
 from pipeline.dead_letter import DeadLetter
 from pipeline.dsr import (
+    RECEIPT_SCHEMA,
     RECTIFIABLE_FIELDS,
+    REQUEST_SCHEMA,
     DsrRejected,
     RequestType,
     TrustedKeys,
+    load_public_keys,
     load_trusted_keys,
+    to_millis,
     utcnow,
     verify_request,
+)
+from pipeline.dsr_contract import (
+    CommandRejected,
+    CommandRejectReason,
+    Receipt,
+    ReceiptStatus,
+    check_request_matches,
+    open_command,
 )
 from pipeline.exceptions import ConfigError, RecordsError
 from pipeline.exports import exports_dir, remove_subject_exports
 from pipeline.kafka.producer import KafkaProducer
 from pipeline.policy import Policy, default_policy
 from pipeline.serde import Serde, SerdeError
-from sink.avro_container import SINGLE_OBJECT_PREFIX, container
 from sink.batch import KafkaMessage
 from sink.batch_writer import CommandHandler
 from sink.dsr_export import collect, document, export_path, write_export
 from sink.dsr_storage import (
+    EXECUTED,
+    EXECUTED_COLUMNS,
     LEDGER,
     LEDGER_COLUMNS,
     RESTRICTION_COLUMNS,
     RESTRICTIONS,
-    CommandHeaders,
     DsrCommand,
     DsrCommandError,
-    completed_receipts_query,
     count_query,
     erase_mutation,
     erasure_time,
+    executed_query,
+    executed_row,
     ledger_rows,
     optimize_partition,
-    parse_headers,
-    receipt,
     rectification_tables,
     rectified_count,
     rectified_partitions,
@@ -101,9 +118,7 @@ from sink.metrics import SinkMetrics
 log = logging.getLogger(__name__)
 
 STAGE = "sink.dsr"
-REQUEST_SCHEMA = "cs.records.DataSubjectRequest"
-RECEIPT_SCHEMA = "cs.records.DsrReceipt"
-COMPLETED, REJECTED, FAILED = "COMPLETED", "REJECTED", "FAILED"
+COMPLETED, REJECTED, FAILED = ReceiptStatus.COMPLETED, ReceiptStatus.REJECTED, ReceiptStatus.FAILED
 EXPORTS_STORE = "exports"  # store_counts: access exports removed by an erasure
 REDELIVERED = "REDELIVERED"  # metrics only: a command whose receipt was already stored
 _MUTATION = {"mutations_sync": "2", "max_query_size": str(16 * 1024 * 1024)}
@@ -129,10 +144,10 @@ class DsrTopics:
 
 
 @dataclass(frozen=True)
-class Outcome:
+class ExecutionResult:
     """What executing one request came to, before it becomes a receipt."""
 
-    status: str
+    status: ReceiptStatus
     store_counts: dict[str, int]
     detail: str | None = None
 
@@ -148,6 +163,7 @@ class DsrExecutor:
         dsr_topics: DsrTopics | None = None,
         policy: Policy | None = None,
         trusted: TrustedKeys | None = None,
+        command_keys: TrustedKeys | None = None,
         metrics: SinkMetrics | None = None,
         clock: Callable[[], datetime] = utcnow,
     ) -> None:
@@ -157,14 +173,13 @@ class DsrExecutor:
         catalog = serde.catalog
         self.models = table_models(self.policy, catalog)
         self.tables = subject_tables(self.models)
-        self.receipts_table = next(m for m in self.models if m.schema.full_name == RECEIPT_SCHEMA)
         self.guard = ErasureGuard(self.models)
         self.metrics = metrics
         self._clock = clock
         self._trusted = trusted
+        self._command_keys = command_keys
         self._decode_value = serde.decode
-        self._receipt_schema = catalog.get(RECEIPT_SCHEMA)
-        self._encode_receipt = serde.encoder(self._receipt_schema)
+        self._encode_receipt = serde.encoder(RECEIPT_SCHEMA)
         self._producer: KafkaProducer | None = None
         # request id -> store -> rows counted before its deletion; kept until the receipt
         # is stored, so a retried batch does not report 0 for tables already erased.
@@ -193,25 +208,29 @@ class DsrExecutor:
         """Execute a batch's commands (idempotent; see the module docstring)."""
         producer = self._require_producer()
         failed_before = producer.stats.failed
-        commands: list[tuple[DsrCommand, Outcome | None]] = []  # with why it cannot run, if so
+        commands: list[tuple[KafkaMessage, DsrCommand]] = []
         seen: set[str] = set()
         for message in messages:
-            decoded = self._decode(message)
-            if decoded is not None and decoded[0].request_id not in seen:
-                seen.add(decoded[0].request_id)
-                commands.append(decoded)
-        stored = self._completed(client, [c.request_id for c, _ in commands])
-        receipts: list[dict[str, Any]] = []
+            command = self._open(message)
+            if command is not None and command.request_id not in seen:
+                seen.add(command.request_id)
+                commands.append((message, command))
+        executed = self._executed(client, [c.request_id for _, c in commands])
+        receipts: list[Receipt] = []
         executable: list[DsrCommand] = []
-        for command, failure in commands:
-            if command.request_id in stored:
+        for message, command in commands:
+            if command.request_id in executed:
+                stored, identity = executed[command.request_id]
+                if identity != _identity(command):
+                    self._refuse(message, CommandRejected(CommandRejectReason.REPLAYED))
+                    continue
                 log.info(
                     "DSR %s (%s) was executed before: its receipt is produced again", command.request_id, _type(command)
                 )
-                receipts.append(stored[command.request_id])
+                receipts.append(stored)
                 self._count(_type(command), REDELIVERED)
                 continue
-            failure = failure or self._verify(command)
+            failure = self._verify(command)
             if failure is None:
                 executable.append(command)
             else:
@@ -219,25 +238,29 @@ class DsrExecutor:
         for run in _runs(executable):
             try:
                 if run[0].request_type is RequestType.ERASURE:
-                    outcomes = self.erase(client, run)
+                    results = self.erase(client, run)
                 else:
-                    outcomes = {run[0].request_id: self._execute(client, run[0])}
+                    results = {run[0].request_id: self._execute(client, run[0])}
             except _RETRIED:
                 raise  # the store or Kafka failed: the sink retries the batch
             except Exception as exc:  # a bug: a FAILED receipt rather than a sink crash-looping on it
                 log.error("DSR %s: unexpected %s", ", ".join(c.request_id for c in run), type(exc).__name__)
-                outcomes = {c.request_id: Outcome(FAILED, {}, f"internal error ({type(exc).__name__})") for c in run}
+                results = {
+                    c.request_id: ExecutionResult(FAILED, {}, f"internal error ({type(exc).__name__})") for c in run
+                }
             for command in run:
-                receipts.append(self._finish(client, command, outcomes[command.request_id]))
-        for value in receipts:
-            producer.produce(self.topics.receipts, self._encode_receipt(value), key=str(value["request_id"]).encode())
+                receipts.append(self._finish(client, command, results[command.request_id]))
+        for receipt in receipts:
+            producer.produce(
+                self.topics.receipts, self._encode_receipt(receipt.to_value()), key=receipt.request_id.encode()
+            )
         producer.flush(30)
         if producer.stats.failed > failed_before:
             raise KafkaSinkError(f"DSR receipts or dead letters not acknowledged: {producer.stats.describe_errors()}")
 
-    def _decode(self, message: KafkaMessage) -> tuple[DsrCommand, Outcome | None] | None:
-        """The command of a message, and why it cannot be executed (bad headers); None for a
-        tombstone or a value that is not a request (dead-lettered)."""
+    def _open(self, message: KafkaMessage) -> DsrCommand | None:
+        """The verified command of a message; None for a tombstone, and for a value that is
+        not a request or a command that fails its envelope's checks (both dead-lettered)."""
         value = message.value()
         if value is None:
             return None
@@ -249,43 +272,55 @@ class DsrExecutor:
             self._dead_letter(message, exc)
             return None
         try:
-            return DsrCommand(decoded.value, parse_headers(_header_pairs(message))), None
-        except DsrCommandError as exc:
-            self._dead_letter(message, exc)
-            return DsrCommand(decoded.value, CommandHeaders(())), Outcome(FAILED, {}, str(exc))
+            envelope = open_command(
+                _header_pairs(message),
+                value,
+                self._trusted_command_keys(),
+                now=self._clock(),
+                max_age=self.settings.command_max_age,
+            )
+            check_request_matches(envelope, decoded.value)
+        except CommandRejected as exc:
+            self._refuse(message, exc)
+            return None
+        return DsrCommand(decoded.value, envelope)
 
     # ---- checks -------------------------------------------------------------------------
 
-    def _completed(self, client: Client, request_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
-        """Receipts already stored as COMPLETED, by request id."""
+    def _executed(self, client: Client, request_ids: Sequence[str]) -> dict[str, tuple[Receipt, tuple[str, int]]]:
+        """What the sink recorded as COMPLETED, by request id: the receipt and the identity
+        (request digest, verification time) of the command it executed."""
         if not request_ids:
             return {}
-        result = client.query(completed_receipts_query(self.receipts_table, request_ids), settings=_QUERY)
-        out: dict[str, dict[str, Any]] = {}
+        result = client.query(executed_query(request_ids), settings=_QUERY)
+        out: dict[str, tuple[Receipt, tuple[str, int]]] = {}
         for row in result.result_rows:
             stored = dict(zip(result.column_names, row, strict=True))
-            for name in ("requested_at", "completed_at"):
-                moment = stored[name]
-                stored[name] = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-            stored["store_counts"] = dict(stored.get("store_counts") or {})
-            out[str(stored["request_id"])] = stored
+            receipt = Receipt.from_value(stored)
+            out[receipt.request_id] = (receipt, (str(stored["request_sha256"]), to_millis(stored["verified_at"])))
         return out
 
-    def _verify(self, command: DsrCommand) -> Outcome | None:
-        """None when the command may be executed; else the outcome that says why not."""
+    def _verify(self, command: DsrCommand) -> ExecutionResult | None:
+        """None when the command may be executed; else the result that says why not."""
         if command.request_type is None:
-            return Outcome(FAILED, {}, "unsupported request type")
+            return ExecutionResult(FAILED, {}, "unsupported request type")
         try:
             trusted = self._trusted_keys()
         except ConfigError as exc:
-            return Outcome(FAILED, {}, f"the sink cannot verify requests: {exc}")
+            return ExecutionResult(FAILED, {}, f"the sink cannot verify requests: {exc}")
         try:
-            # Only what the signature covers (and the request's own consistency): judged at
-            # its issue time with no age limit, as age and replays are the streams stage's.
-            verify_request(command.request, trusted, now=command.issued_at, max_age=timedelta.max, seen=False)
+            # The DPO's signature, and the request's age when the streams stage verified it
+            # (signed in the envelope, whose own age step 1 bounded).
+            verify_request(
+                command.request,
+                trusted,
+                now=command.envelope.verified_at,
+                max_age=self.policy.request_max_age,
+                seen=False,
+            )
         except DsrRejected as exc:
             log.warning("DSR %s rejected by the sink: %s", command.request_id, exc.reason.value)
-            return Outcome(REJECTED, {}, f"rejected by the sink: {exc}")
+            return ExecutionResult(REJECTED, {}, f"rejected by the sink: {exc}")
         return None
 
     def _trusted_keys(self) -> TrustedKeys:
@@ -293,9 +328,22 @@ class DsrExecutor:
             self._trusted = load_trusted_keys(self.settings.dpo_public_keys)
         return self._trusted
 
+    def _trusted_command_keys(self) -> TrustedKeys:
+        """The streams stage's command keys, read when the first command arrives (in the
+        demo the streams worker creates its key); none readable: every command is refused."""
+        if self._command_keys is None:
+            try:
+                self._command_keys = load_public_keys(
+                    self.settings.command_public_keys, holder="command", setting="RECORDS_COMMAND_PUBLIC_KEYS"
+                )
+            except ConfigError as exc:
+                log.error("DSR commands cannot be verified: %s", exc)
+                return TrustedKeys({})
+        return self._command_keys
+
     # ---- execution ----------------------------------------------------------------------
 
-    def _execute(self, client: Client, command: DsrCommand) -> Outcome:
+    def _execute(self, client: Client, command: DsrCommand) -> ExecutionResult:
         kind = command.request_type
         try:
             if kind is RequestType.ACCESS:
@@ -307,20 +355,19 @@ class DsrExecutor:
             if kind is RequestType.CONSENT_WITHDRAWAL:
                 return self._withdrawal(client, command)
         except DsrCommandError as exc:
-            return Outcome(FAILED, {}, str(exc))
-        return Outcome(FAILED, {}, "unsupported request type")
+            return ExecutionResult(FAILED, {}, str(exc))
+        return ExecutionResult(FAILED, {}, "unsupported request type")
 
     def _mutation(self, statement: str) -> str:
         """On a cluster (CLICKHOUSE_CLUSTER), the local tables ON CLUSTER (pipeline/clickhouse_cluster.py)."""
         return mutation_for(statement, self.settings.clickhouse_cluster)
 
-    def erase(self, client: Client, run: Sequence[DsrCommand]) -> dict[str, Outcome]:
+    def erase(self, client: Client, run: Sequence[DsrCommand]) -> dict[str, ExecutionResult]:
         """Erase every subject of `run` together: per table one count query and, when the
         table holds any of them, one mutation. The ledger rows go in before the mutations,
         so an insert running concurrently (another sink, server mode) is filtered as soon
         as possible."""
-        now = self._clock()
-        erasures = [(set(c.keys), erasure_time(c, now)) for c in run]
+        erasures = [(set(c.keys), erasure_time(c)) for c in run]
         every = set().union(*(keys for keys, _ in erasures))
         to_delete: list[TableModel] = []
         for model in self.tables:
@@ -347,21 +394,21 @@ class DsrExecutor:
             len(to_delete) + bool(restricted),
             ", ".join(m.name for m in to_delete) or "no table",
         )
-        outcomes: dict[str, Outcome] = {}
+        outcomes: dict[str, ExecutionResult] = {}
         for command in run:
             counts = dict(self._counted[command.request_id])
             # The subject's earlier access exports hold the rows just deleted: they go too.
             counts[EXPORTS_STORE] = remove_subject_exports(exports_dir(self.settings.data_dir), command.keys)
             tables_hit = sum(1 for m in self.tables if counts.get(store_name(m)))
-            outcomes[command.request_id] = Outcome(
+            outcomes[command.request_id] = ExecutionResult(
                 COMPLETED,
-                {**counts, **command.headers.kafka_counts},
+                {**counts, **command.envelope.kafka_counts},
                 f"rows deleted from {tables_hit} of {len(self.tables)} tables (mutations, parts rewritten); "
                 f"{counts[EXPORTS_STORE]} earlier export(s) removed; {len(command.keys)} subject key(s) in {LEDGER}",
             )
         return outcomes
 
-    def _access(self, client: Client, command: DsrCommand) -> Outcome:
+    def _access(self, client: Client, command: DsrCommand) -> ExecutionResult:
         rows = collect(client, self.tables, command.keys)
         path = export_path(self.settings.data_dir, command.request_id)
         content = document(
@@ -375,12 +422,12 @@ class DsrExecutor:
         write_export(path, content)
         counts = {store_name(m): len(rows[m.name]) for m in self.tables}
         log.info("DSR %s: export of %d row(s) written", command.request_id, sum(counts.values()))
-        return Outcome(COMPLETED, {**counts, **command.headers.kafka_counts}, f"export written to {path}")
+        return ExecutionResult(COMPLETED, {**counts, **command.envelope.kafka_counts}, f"export written to {path}")
 
-    def _rectify(self, client: Client, command: DsrCommand) -> Outcome:
+    def _rectify(self, client: Client, command: DsrCommand) -> ExecutionResult:
         field_name, value = rectified_value(command.request.get("rectify_field"), command.request.get("rectify_value"))
         is_identifier = RECTIFIABLE_FIELDS[field_name] is not None
-        new_key = command.headers.new_subject_key if is_identifier else None
+        new_key = command.envelope.new_subject_key if is_identifier else None
         counts: dict[str, int] = {}
         for model in rectification_tables(self.tables, field_name):
             rows = _scalar(client, rectified_count(model, field_name, command.keys))
@@ -396,11 +443,11 @@ class DsrExecutor:
             detail += (
                 "; the corrected identifier's subject key added"
                 if new_key
-                else f"; no {topics.H_DSR_NEW_SUBJECT_KEY} header: the corrected identifier's key was not added"
+                else "; no new subject key in the command: the corrected identifier's key was not added"
             )
-        return Outcome(COMPLETED, {**counts, **command.headers.kafka_counts}, detail)
+        return ExecutionResult(COMPLETED, {**counts, **command.envelope.kafka_counts}, detail)
 
-    def _restrict(self, client: Client, command: DsrCommand) -> Outcome:
+    def _restrict(self, client: Client, command: DsrCommand) -> ExecutionResult:
         rows = restriction_rows(command)
         client.insert(RESTRICTIONS, rows, column_names=list(RESTRICTION_COLUMNS))
         counts = {store_name(m): _scalar(client, subject_rows_count(m, command.keys)) for m in self.tables}
@@ -410,54 +457,52 @@ class DsrExecutor:
             if command.request_type is RequestType.RESTRICTION_LIFTED
             else "hidden from analysts"
         )
-        return Outcome(
-            COMPLETED, {**counts, **command.headers.kafka_counts}, f"{sum(counts.values()) - len(rows)} row(s) {shown}"
+        return ExecutionResult(
+            COMPLETED, {**counts, **command.envelope.kafka_counts}, f"{sum(counts.values()) - len(rows)} row(s) {shown}"
         )
 
-    def _withdrawal(self, client: Client, command: DsrCommand) -> Outcome:
+    def _withdrawal(self, client: Client, command: DsrCommand) -> ExecutionResult:
         counts: dict[str, int] = {}
         for model in self.tables:
             query = withdrawn_count(model, command.keys)
             if query is not None:
                 counts[store_name(model)] = _scalar(client, query)
-        return Outcome(
+        return ExecutionResult(
             COMPLETED,
-            {**counts, **command.headers.kafka_counts},
+            {**counts, **command.envelope.kafka_counts},
             "fields are cleared by the consent ledger's WITHDRAWN rows; counts: rows of the subject cleared so far",
         )
 
     # ---- receipts, dead letters, metrics --------------------------------------------------
 
-    def _finish(self, client: Client, command: DsrCommand, outcome: Outcome) -> dict[str, Any]:
-        """The request's receipt, stored in the receipts table; counted in the metrics."""
+    def _finish(self, client: Client, command: DsrCommand, result: ExecutionResult) -> Receipt:
+        """The request's receipt, recorded with the command in records.dsr_executed (what a
+        redelivery is checked against); counted in the metrics."""
         completed_at = self._clock()
-        value = receipt(
+        receipt = Receipt.of(
             command.request_id,
             command.request_type,
-            outcome.status,
+            result.status,
             requested_at=command.issued_at,
             completed_at=completed_at,
-            store_counts=outcome.store_counts,
-            detail=outcome.detail,
+            store_counts=result.store_counts,
+            detail=result.detail,
         )
-        self._store_receipt(client, value)
+        client.insert(EXECUTED, [executed_row(receipt, command.envelope)], column_names=list(EXECUTED_COLUMNS))
         self._counted.pop(command.request_id, None)
         kind = _type(command)
-        self._count(kind, outcome.status)
-        if self.metrics is not None and outcome.status == COMPLETED:
+        self._count(kind, result.status)
+        if self.metrics is not None and result.status == COMPLETED:
             # From the DPO's issue to the receipt: what the DPO waits (records_sink_dsr_seconds).
             self.metrics.dsr_latency.labels(kind).observe(max(0.0, (completed_at - command.issued_at).total_seconds()))
-        log.info("DSR %s (%s): %s", command.request_id, kind, outcome.status)
-        return value
+        log.info("DSR %s (%s): %s", command.request_id, kind, result.status)
+        return receipt
 
-    def _store_receipt(self, client: Client, value: dict[str, Any]) -> None:
-        body = self._encode_receipt(value)[SINGLE_OBJECT_PREFIX:]
-        client.raw_insert(
-            self.receipts_table.qualified,
-            insert_block=container(self._receipt_schema, [body]),
-            fmt="Avro",
-            settings=_INSERT,
-        )
+    def _refuse(self, message: KafkaMessage, refusal: CommandRejected) -> None:
+        """A command that must not execute: to the DLQ with the reason, counted by reason."""
+        self._dead_letter(message, refusal)
+        if self.metrics is not None:
+            self.metrics.dsr_commands_refused.labels(refusal.reason.name).inc()
 
     def _dead_letter(self, message: KafkaMessage, error: Exception) -> None:
         letter = DeadLetter.of(message, error, STAGE)
@@ -496,6 +541,12 @@ def _runs(commands: Sequence[DsrCommand]) -> list[list[DsrCommand]]:
         else:
             runs.append([command])
     return runs
+
+
+def _identity(command: DsrCommand) -> tuple[str, int]:
+    """What makes two commands of a request the same command: the request bytes and the
+    verification time (the counts may differ when the streams stage re-ran its part)."""
+    return command.envelope.request_sha256, to_millis(command.envelope.verified_at)
 
 
 def _type(command: DsrCommand) -> str:

@@ -1,13 +1,13 @@
 """The storage side of a data-subject request (issue 6): what each request type does to
-ClickHouse, as data and SQL. Pure: parses a command's headers, builds statements and
-receipts, runs nothing (sink/dsr_commands.py runs them inside the sink).
+ClickHouse, as data and SQL. Pure: builds statements and rows, runs nothing
+(sink/dsr_commands.py runs them inside the sink).
 
-The contract with the streams stage (pipeline/topics.py, H_DSR_*): a message on
+The contract with the streams stage (pipeline/dsr_contract.py): a message on
 cs.dsr.commands.v1 is a request the streams stage verified. Its value is the ORIGINAL
-DataSubjectRequest (single-object Avro, still signed); its headers carry what only the
-holder of the pepper can compute, the subject keys, plus the Kafka-side counts. Rows are
-found by subject key only (`hasAny(subject_keys, [...])`, bloom-filter indexed), never
-by searching plaintext.
+DataSubjectRequest (single-object Avro, still signed); its envelope, signed with the
+stage's command key, carries what only the holder of the pepper can compute, the subject
+keys, plus the verification time and the Kafka-side counts. Rows are found by subject key
+only (`hasAny(subject_keys, [...])`, bloom-filter indexed), never by searching plaintext.
 
 What each request does to the tables that carry `subject_keys` (records.*):
 - ERASURE: the subject's rows are deleted by a real mutation (`ALTER TABLE ... DELETE`,
@@ -18,20 +18,19 @@ What each request does to the tables that carry `subject_keys` (records.*):
   the rows expire with the policy's erasure.ledger_retention_days), which the insert path
   reads so that replayed rows of the subject never come back (sink/erasure_guard.py);
   the subject's rows of records.subject_restrictions go too. The erasure time is the
-  command's `dsr.verified_at`, when the streams stage executed its part and from which
+  envelope's `verified_at`, when the streams stage executed its part and from which
   its own erasure ledger (streams/erasure_ledger.py) lets the subject's events through
   again. Rows are selected by when they were ingested (`ingested_at`, stamped by the
   streams stage), never by their event time: every row of the subject ingested up to the
   erasure goes, however far in the future its event time lies; a row ingested after it
-  is new contact, kept in both stores, whenever the sink gets to the command (execution
-  time when the header is missing);
+  is new contact, kept in both stores, whenever the sink gets to the command;
 - ACCESS: every row of the subject, every table (sink/dsr_export.py);
 - RECTIFICATION: on every table having that column, the corrected version of each of the
   subject's rows is inserted (the value a query parameter, never mutation text: the
   engine keeps mutation commands in system.mutations and mutation_N.txt), then the
   partitions holding them are merged (OPTIMIZE ... FINAL) so the uncorrected versions are
   gone; the corrected email or phone is normalised like the identifiers the streams
-  stage keys (pipeline.subject_keys.normalise), and its key (header dsr.new_subject_key)
+  stage keys (pipeline.subject_keys.normalise), and its key (the envelope's new_subject_key)
   joins `subject_keys`, so a later request by the corrected identifier finds the rows;
 - RESTRICTION / OBJECTION: an active records.subject_restrictions row per key and kind
   (the analyst views and row policies hide the subject); RESTRICTION_LIFTED: inactive
@@ -44,27 +43,32 @@ What each request does to the tables that carry `subject_keys` (records.*):
 
 from __future__ import annotations
 
-import json
-import re
 from collections.abc import Collection, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from pipeline.clickhouse_ddl import ERASURE_LEDGER_TABLE, RECORDS_DB, RESTRICTIONS_TABLE, TableModel
+from pipeline.clickhouse_ddl import (
+    DSR_EXECUTED_TABLE,
+    ERASURE_LEDGER_TABLE,
+    RECORDS_DB,
+    RESTRICTIONS_TABLE,
+    TableModel,
+)
 from pipeline.dsr import RECTIFIABLE_FIELDS, RequestType
+from pipeline.dsr_contract import CommandEnvelope, Receipt
 from pipeline.subject_keys import normalise
-from pipeline.topics import H_DSR_KAFKA_COUNTS, H_DSR_NEW_SUBJECT_KEY, H_DSR_SUBJECT_KEYS, H_DSR_VERIFIED_AT
 from sink.consent_withdrawal import CONSENT_WITHDRAWN, sql_string, sql_strings
 from sink.exceptions import SinkError
 
 LEDGER = f"{RECORDS_DB}.{ERASURE_LEDGER_TABLE}"
 RESTRICTIONS = f"{RECORDS_DB}.{RESTRICTIONS_TABLE}"
+EXECUTED = f"{RECORDS_DB}.{DSR_EXECUTED_TABLE}"
 LEDGER_COLUMNS = ("subject_key", "erased_at")
 RESTRICTION_COLUMNS = ("subject_key", "kind", "active", "request_id", "updated_at")
 RESTRICTION_KINDS = ("RESTRICTION", "OBJECTION")
-# HMAC-SHA256 hex digests (pipeline/subject_keys.py); anything else in a header is refused.
-_SUBJECT_KEY = re.compile(r"[0-9a-f]{64}")
+_RECEIPT_COLUMNS = ("request_id", "request_type", "status", "requested_at", "completed_at", "store_counts", "detail")
+EXECUTED_COLUMNS = (*_RECEIPT_COLUMNS, "request_sha256", "verified_at")
 
 
 class DsrCommandError(SinkError):
@@ -72,57 +76,12 @@ class DsrCommandError(SinkError):
 
 
 @dataclass(frozen=True)
-class CommandHeaders:
-    """The streams stage's headers of one command (see pipeline/topics.py)."""
-
-    subject_keys: tuple[str, ...]
-    new_subject_key: str | None = None
-    kafka_counts: Mapping[str, int] = field(default_factory=dict)
-    verified_at: datetime | None = None
-
-
-def parse_headers(headers: Iterable[tuple[str, bytes | str | None]] | None) -> CommandHeaders:
-    """The DSR headers of a command message; DsrCommandError names the header at fault."""
-    values: dict[str, str] = {}
-    for name, raw in headers or ():
-        if name.startswith("dsr.") and raw is not None:
-            values[name] = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw
-    keys = tuple(dict.fromkeys(k.strip() for k in values.get(H_DSR_SUBJECT_KEYS, "").split(",") if k.strip()))
-    if not keys:
-        raise DsrCommandError(f"the command has no {H_DSR_SUBJECT_KEYS} header")
-    if not all(_SUBJECT_KEY.fullmatch(k) for k in keys):
-        raise DsrCommandError(f"{H_DSR_SUBJECT_KEYS} holds something that is not a subject key")
-    new_key = values.get(H_DSR_NEW_SUBJECT_KEY, "").strip() or None
-    if new_key is not None and not _SUBJECT_KEY.fullmatch(new_key):
-        raise DsrCommandError(f"{H_DSR_NEW_SUBJECT_KEY} is not a subject key")
-    counts: dict[str, int] = {}
-    if values.get(H_DSR_KAFKA_COUNTS):
-        try:
-            parsed = json.loads(values[H_DSR_KAFKA_COUNTS])
-        except ValueError:
-            raise DsrCommandError(f"{H_DSR_KAFKA_COUNTS} is not JSON") from None
-        if not isinstance(parsed, dict) or not all(
-            isinstance(v, int) and not isinstance(v, bool) for v in parsed.values()
-        ):
-            raise DsrCommandError(f"{H_DSR_KAFKA_COUNTS} must be a JSON object of integers")
-        counts = {str(k): int(v) for k, v in parsed.items()}
-    verified_at = None
-    if values.get(H_DSR_VERIFIED_AT):
-        try:
-            verified_at = datetime.fromisoformat(values[H_DSR_VERIFIED_AT].replace("Z", "+00:00"))
-        except ValueError:
-            raise DsrCommandError(f"{H_DSR_VERIFIED_AT} is not an ISO-8601 time") from None
-        if verified_at.tzinfo is None:
-            verified_at = verified_at.replace(tzinfo=UTC)
-    return CommandHeaders(keys, new_key, counts, verified_at)
-
-
-@dataclass(frozen=True)
 class DsrCommand:
-    """One verified request as the sink executes it."""
+    """One verified request as the sink executes it: the DPO's request and the streams
+    stage's verified envelope (the only source of subject keys and verification time)."""
 
     request: Mapping[str, Any]  # the decoded DataSubjectRequest (identifiers included: never log it)
-    headers: CommandHeaders
+    envelope: CommandEnvelope
 
     @property
     def request_id(self) -> str:
@@ -142,7 +101,7 @@ class DsrCommand:
 
     @property
     def keys(self) -> tuple[str, ...]:
-        return self.headers.subject_keys
+        return self.envelope.subject_keys
 
 
 def subject_tables(models: Iterable[TableModel]) -> list[TableModel]:
@@ -206,10 +165,10 @@ def restrictions_erase(keys: Collection[str]) -> str:
     return f"ALTER TABLE {RESTRICTIONS} DELETE WHERE subject_key IN {_in(keys)}"
 
 
-def erasure_time(command: DsrCommand, executed_at: datetime) -> datetime:
-    """When the subject counts as erased: the streams stage's verification time, else now;
+def erasure_time(command: DsrCommand) -> datetime:
+    """When the subject counts as erased: the streams stage's verification time (signed),
     in milliseconds, as the ledger stores it."""
-    moment = command.headers.verified_at or executed_at
+    moment = command.envelope.verified_at
     return moment.replace(microsecond=moment.microsecond // 1000 * 1000)
 
 
@@ -345,40 +304,18 @@ def export_query(model: TableModel, keys: Collection[str]) -> str:
     )
 
 
-# ---- receipts -------------------------------------------------------------------------
+# ---- what the sink executed -----------------------------------------------------------
 
 
-def receipt(
-    request_id: str,
-    request_type: RequestType | str | None,
-    status: str,
-    *,
-    requested_at: datetime,
-    completed_at: datetime,
-    store_counts: Mapping[str, int] | None = None,
-    detail: str | None = None,
-) -> dict[str, Any]:
-    """A DsrReceipt value: counts and times only, never personal data."""
-    kind = str(request_type) if request_type is not None else "UNKNOWN"
-    if kind not in RequestType.__members__:
-        kind = "UNKNOWN"
-    return {
-        "request_id": request_id,
-        "request_type": kind,
-        "status": status,
-        "requested_at": requested_at,
-        "completed_at": completed_at.replace(microsecond=completed_at.microsecond // 1000 * 1000),
-        "store_counts": {k: int(v) for k, v in (store_counts or {}).items()},
-        "detail": detail,
-        "schema_version": 1,
-    }
+def executed_row(receipt: Receipt, envelope: CommandEnvelope) -> tuple[Any, ...]:
+    """The records.dsr_executed row of an executed command (EXECUTED_COLUMNS)."""
+    value = receipt.to_value()
+    return (*(value[c] for c in _RECEIPT_COLUMNS), envelope.request_sha256, envelope.verified_at)
 
 
-def completed_receipts_query(receipts: TableModel, request_ids: Collection[str]) -> str:
-    """The receipts already stored as COMPLETED for these requests (a redelivered command
-    is not executed again; its stored receipt is produced again instead)."""
-    columns = ", ".join(f"`{c.name}`" for c in receipts.columns)
-    return (
-        f"SELECT {columns} FROM {receipts.qualified} FINAL "
-        f"WHERE request_id IN {_in(request_ids)} AND status = 'COMPLETED'"
-    )
+def executed_query(request_ids: Collection[str]) -> str:
+    """What the sink itself recorded as COMPLETED for these requests (a redelivered command
+    is not executed again; its stored receipt is produced again instead). Never the
+    receipts table: that one is fed from a topic anyone may write to."""
+    columns = ", ".join(f"`{c}`" for c in EXECUTED_COLUMNS)
+    return f"SELECT {columns} FROM {EXECUTED} FINAL WHERE request_id IN {_in(request_ids)} AND status = 'COMPLETED'"

@@ -20,6 +20,7 @@ and error class names: never personal data.
 | records_sink_maintenance_runs_total | job, outcome | periodic jobs run between batches (ok / error) |
 | records_sink_dsr_requests_total | kind, status | data-subject requests executed by a command handler (issue 6) |
 | records_sink_dsr_seconds | kind | from a request's issue to its receipt |
+| records_sink_dsr_commands_refused_total | reason | DSR commands dead-lettered unexecuted (UNSIGNED, STALE, ...) |
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ class SinkMetrics:
     maintenance_runs: Counter
     dsr_requests: Counter
     dsr_latency: Histogram
+    dsr_commands_refused: Counter
 
     @classmethod
     def create(cls, registry: CollectorRegistry) -> SinkMetrics:
@@ -102,6 +104,12 @@ class SinkMetrics:
                 ["kind"],
                 registry=registry,
                 buckets=(1.0, 5.0, 15.0, 60.0, 300.0, 900.0, 3600.0, 86_400.0),
+            ),
+            dsr_commands_refused=Counter(
+                f"{_PREFIX}_dsr_commands_refused",
+                "DSR commands dead-lettered unexecuted (unsigned, tampered, stale, replayed), by reason",
+                ["reason"],
+                registry=registry,
             ),
         )
 

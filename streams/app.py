@@ -23,7 +23,8 @@ the source partition) places each key in the changelog `cs-streams-consent-chang
 from inside a batch. `recovery_buffer_size=1` applies other workers' writes at once.
 The store is `memory://`: on start the worker replays the changelog, which is the state.
 The erasure ledger (`erasures`, subject key -> erased_at) and the seen-requests table
-(`dsr-seen`, request id -> first message) are global tables built the same way.
+(`dsr-seen`, request id -> first message) are global tables built the same way; a timer
+(`seen_sweep_every`) drops the seen ids past the request max age (`streams.dsr_stage`).
 
 Bad input never stops the worker: an undecodable message, a schema that does not belong
 to its topic, or an invalid event goes to cs.dlq.v1 with its original key, bytes and
@@ -51,6 +52,7 @@ from pipeline import topics
 from pipeline.config import KafkaConnection, Settings
 from pipeline.dead_letter import DeadLetter
 from pipeline.dsr import TrustedKeys
+from pipeline.dsr_contract import CommandSigner
 from pipeline.exceptions import ConfigError
 from pipeline.kafka.admin import KafkaAdmin
 from pipeline.policy import Policy, default_policy
@@ -85,6 +87,7 @@ class WorkerOptions:
     batch_size: int = 1000
     batch_within: float = 0.25  # seconds
     ledger_expiry_every_s: float = 3600.0  # how often expired erasure-ledger entries are deleted
+    seen_sweep_every: float = 600.0  # seconds between sweeps of the seen-requests table
 
 
 def _broker_urls(bootstrap: str) -> list[str]:
@@ -129,11 +132,13 @@ class StreamsWorker:
         policy: Policy | None = None,
         cities: enrich.CityProvider | None = None,
         trusted: TrustedKeys | None = None,
+        command_signer: CommandSigner,
         directory: SubjectDirectory | None = None,
     ) -> None:
         """`trusted`: the DPO public keys data-subject requests must be signed with (none:
-        every request is rejected). `directory`: where SubjectRecords are looked up
-        (default: cs.subjects.v1 on the settings' cluster)."""
+        every request is rejected). `command_signer`: the stage's key signing the commands
+        it forwards to the sink. `directory`: where SubjectRecords are looked up (default:
+        cs.subjects.v1 on the settings' cluster)."""
         self.settings = settings
         self.options = options = options or WorkerOptions()
         self.metrics = metrics.StreamsMetrics.create(registry)
@@ -182,6 +187,7 @@ class StreamsWorker:
             trusted=trusted or TrustedKeys({}),
             directory=directory or SubjectDirectory(settings.kafka, decode=serde.decode),
             serde=serde,
+            command_signer=command_signer,
             max_age=policy.request_max_age,
             encode=self._encode,
             clock=_now,
@@ -190,6 +196,7 @@ class StreamsWorker:
         self.app.agent(requests, name="dsr")(self.dsr.run)
         self._ledger_retention_ms = int(topics.erasure_ledger_retention(policy).total_seconds() * 1000)
         self.app.timer(interval=options.ledger_expiry_every_s, name="erasure-ledger-expiry")(self.expire_erasures)
+        self.app.timer(options.seen_sweep_every, name="dsr-seen-sweep")(self.dsr.sweep_seen)
 
     async def expire_erasures(self) -> int:
         """Delete the erasure-ledger entries past the policy's retention (streams.erasure_ledger);
@@ -386,10 +393,12 @@ def run_worker(
     *,
     serde: Serde,
     trusted: TrustedKeys,
+    command_signer: CommandSigner,
     options: WorkerOptions | None = None,
     loglevel: str = "info",
 ) -> None:
-    """Run the streams worker until SIGINT/SIGTERM. Blocks. `trusted`: the DPO public keys."""
+    """Run the streams worker until SIGINT/SIGTERM. Blocks. `trusted`: the DPO public keys;
+    `command_signer`: the key signing the commands to the sink."""
     options = options or WorkerOptions()
     missing = missing_topics(settings.kafka)
     if missing:
@@ -397,15 +406,23 @@ def run_worker(
     registry = CollectorRegistry()
     cities = enrich.city_provider(settings.geoip_city_db)
     worker = StreamsWorker(
-        settings, keyer, serde=serde, registry=registry, options=options, cities=cities, trusted=trusted
+        settings,
+        keyer,
+        serde=serde,
+        registry=registry,
+        options=options,
+        cities=cities,
+        trusted=trusted,
+        command_signer=command_signer,
     )
     metrics.serve(registry, settings.streams_metrics_port)
     log.info(
-        "streams worker %s: metrics on port %s, city provider %s, %d trusted DPO key(s)",
+        "streams worker %s: metrics on port %s, city provider %s, %d trusted DPO key(s), command key %s",
         options.app_id,
         settings.streams_metrics_port or "off",
         type(cities).__name__,
         len(trusted.keys),
+        command_signer.key_id,
     )
     try:
         faust.Worker(worker.app, loglevel=loglevel, quiet=True).execute_from_commandline()

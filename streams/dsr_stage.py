@@ -13,9 +13,13 @@ ahead of Kafka:
 5. read the current SubjectRecords holding the request's keys (erasure, rectification);
 6. consent-table changes, then the rows (tombstones, corrected SubjectRecords, consent
    ledger rows), and wait until Kafka has all of it, table changelogs included;
-7. only then the command on cs.dsr.commands.v1 (key request id, the original bytes, the
-   contract headers with the per-store counts), and wait for it. faust acknowledges the
-   offset after that.
+7. only then the command on cs.dsr.commands.v1 (key request id, the original bytes, and
+   the envelope with the subject keys, the verification time and the per-store counts,
+   signed with the stage's command key: pipeline/dsr_contract.py), and wait for it.
+   faust acknowledges the offset after that.
+Every `sweep_every` seconds (`sweep_seen`) the seen-requests table forgets the ids whose
+first verification is past the policy's request_max_age and a margin (tombstones on its
+changelog), so it stays bounded: a message carrying such an id is rejected by age.
 A failure to write to Kafka or to read cs.subjects.v1 ends the process (as a failed batch
 does in `streams.app`): after the restart the message is read again, recognised as the
 same message rather than a replay, and executed again with its first verification time;
@@ -35,10 +39,12 @@ from datetime import datetime, timedelta
 from typing import Any, NoReturn, cast
 
 import faust
+from faust.tables.manager import TableManager
 
 from pipeline import topics
 from pipeline.dead_letter import DeadLetter
-from pipeline.dsr import TrustedKeys
+from pipeline.dsr import REQUEST_SCHEMA, TrustedKeys
+from pipeline.dsr_contract import CommandSigner, Receipt, ReceiptStatus
 from pipeline.serde import Serde, SerdeError
 from streams import erasure_ledger
 from streams.consent_state import SubjectConsent, apply, merge, to_millis
@@ -49,10 +55,10 @@ from streams.subject_requests import (
     KafkaWork,
     Seen,
     Verdict,
-    command_headers,
+    command_envelope,
+    expired_requests,
     judge,
     plan,
-    receipt,
     request_id_of,
     with_subjects,
 )
@@ -60,7 +66,6 @@ from streams.subject_requests import (
 log = logging.getLogger(__name__)
 
 STAGE = "streams"
-REQUEST_SCHEMA = "cs.records.DataSubjectRequest"
 EXIT_DELIVERY_FAILED = 70
 
 Send = tuple[str, bytes | None, bytes | None, list[tuple[str, bytes]]]
@@ -84,6 +89,7 @@ class DsrStage:
         metrics: StreamsMetrics,
         *,
         trusted: TrustedKeys,
+        command_signer: CommandSigner,
         directory: SubjectDirectory,
         max_age: timedelta,
         encode: Callable[[Row], bytes | None],
@@ -95,6 +101,7 @@ class DsrStage:
         self.tables = tables
         self.metrics = metrics
         self.trusted = trusted
+        self.command_signer = command_signer
         self.directory = directory
         self.max_age = max_age
         self.encode = encode
@@ -107,6 +114,20 @@ class DsrStage:
     async def run(self, stream: faust.StreamT) -> None:
         async for event in cast(faust.Stream, stream).events():
             await self.handle(event)
+
+    async def sweep_seen(self) -> None:
+        """Forget the request ids the seen-requests table no longer needs (see the module
+        docstring); skipped while the table is still being recovered."""
+        if self.app.in_recovery or not cast(TableManager, self.app.tables).recovery.completed.is_set():
+            return
+        table = self.tables.seen
+        expired = expired_requests(list(table.items()), now=self.clock(), max_age=self.max_age)
+        for key in expired:
+            del table[key]
+        if expired:
+            await self._deliver([])
+            self.metrics.dsr_seen_expired.inc(len(expired))
+            log.info("seen-requests table: %d expired request id(s) forgotten", len(expired))
 
     async def handle(self, event: faust.EventT) -> None:
         message = event.message
@@ -154,13 +175,13 @@ class DsrStage:
         rejection = verdict.rejection
         assert rejection is not None
         log.warning("data-subject request %s rejected: %s", verdict.request_id or "-", rejection.reason.name)
-        await self._dead_letter(event, request, verdict, "DsrRejected", str(rejection), "REJECTED", now)
+        await self._dead_letter(event, request, verdict, "DsrRejected", str(rejection), ReceiptStatus.REJECTED, now)
         self.metrics.dsr_rejected.labels(rejection.reason.name).inc()
 
     async def _fail(
         self, event: faust.EventT, request: Mapping[str, Any], verdict: Verdict, error: str, now: datetime
     ) -> None:
-        await self._dead_letter(event, request, verdict, "DsrFailed", error, "FAILED", now)
+        await self._dead_letter(event, request, verdict, "DsrFailed", error, ReceiptStatus.FAILED, now)
         self.metrics.dsr_failed.labels(str(request["request_type"])).inc()
 
     async def _dead_letter(
@@ -170,7 +191,7 @@ class DsrStage:
         verdict: Verdict,
         error_class: str,
         error: str,
-        status: str,
+        status: ReceiptStatus,
         now: datetime,
     ) -> None:
         """The original message to the DLQ; a receipt if this message owns its id's receipt."""
@@ -180,8 +201,8 @@ class DsrStage:
         original = list(headers.items() if isinstance(headers, Mapping) else headers)
         sends: list[Send] = [(topics.DLQ.name, message.key, message.value, letter.headers(original))]
         if verdict.first and verdict.request_id is not None:
-            value = receipt(request, verdict.request_id, status=status, detail=error, now=now)
-            sends.append((topics.DSR_RECEIPTS.name, verdict.request_id.encode(), self._receipt(value), []))
+            receipt = Receipt.for_request(request, verdict.request_id, status, detail=error, now=now)
+            sends.append((topics.DSR_RECEIPTS.name, verdict.request_id.encode(), self._receipt(receipt.to_value()), []))
         await self._deliver(sends)
         self.metrics.dead_lettered.labels(message.topic, error_class).inc()
 
@@ -230,10 +251,11 @@ class DsrStage:
             count(row.topic)
             self.metrics.events_out.labels(row.topic, row.schema or "tombstone").inc()
         await self._deliver(sends)
-        # 7. The storage side's command, only now.
-        headers = command_headers(work, counts, verdict.at)
+        # 7. The storage side's command, only now, in an envelope signed with the command key.
         message = event.message
-        assert verdict.request_id is not None
+        assert verdict.request_id is not None and message.value is not None
+        envelope = command_envelope(request, message.value, work, counts, verdict.at)
+        headers = self.command_signer.headers(envelope)
         await self._deliver([(topics.DSR_COMMANDS.name, verdict.request_id.encode(), message.value, headers)])
         self.metrics.events_out.labels(topics.DSR_COMMANDS.name, REQUEST_SCHEMA).inc()
         log.info(

@@ -17,7 +17,7 @@ record type in `pipeline/policy.toml`:
 An event dated after the erasure is new contact and is processed normally (the subject
 starts afresh), unless Kafka took the raw message in before the erasure (`taken_in`: a
 future-dated event re-read by a replay is not new contact). `erased_at` is the time the
-streams stage executed the request (the command's `dsr.verified_at`), not the time the
+streams stage executed the request (the command envelope's `verified_at`), not the time the
 DPO issued it: events in between were still stored before the erasure ran and are erased
 with the rest.
 

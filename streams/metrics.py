@@ -18,6 +18,7 @@ and error class names: never personal data.
 | records_streams_dsr_executed_total | request_type | data-subject requests verified and executed (command sent) |
 | records_streams_dsr_rejected_total | reason | requests refused (RejectReason name: BAD_SIGNATURE, REPLAYED, ...) |
 | records_streams_dsr_failed_total | request_type | verified requests that hit an internal error (FAILED receipt) |
+| records_streams_dsr_seen_expired_total | | request ids the seen-requests table forgot (past the max age) |
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ class StreamsMetrics:
     dsr_executed: Counter
     dsr_rejected: Counter
     dsr_failed: Counter
+    dsr_seen_expired: Counter
 
     @classmethod
     def create(cls, registry: CollectorRegistry) -> StreamsMetrics:
@@ -85,6 +87,11 @@ class StreamsMetrics:
                 f"{_PREFIX}_dsr_failed",
                 "Verified data-subject requests that failed on an internal error",
                 ["request_type"],
+                registry=registry,
+            ),
+            dsr_seen_expired=Counter(
+                f"{_PREFIX}_dsr_seen_expired",
+                "Request ids the seen-requests table forgot (first verified past the max age)",
                 registry=registry,
             ),
         )

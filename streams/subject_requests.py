@@ -16,7 +16,7 @@ ever read, accepted or not, with the position of the message that carried it fir
   receipts topic (a REJECTED receipt would hide a COMPLETED erasure).
 
 Acting (`plan` + the `*_rows` helpers), all at `at`, the first verification time (also
-the command's `dsr.verified_at`):
+the command envelope's `verified_at`):
 - ERASURE: every subject key enters the erasure ledger; the keys leave the consent table;
   cs.subjects.v1 gets a tombstone for every key of the request and for every current
   SubjectRecord holding one of them as a linked key (a myStaff record under the personnel
@@ -35,33 +35,41 @@ the command's `dsr.verified_at`):
   does (ledger row on cs.consent.enriched.v1, consent table, a CONTACT_DETAILS withdrawal
   tombstones the email and phone subjects);
 - ACCESS: nothing on the Kafka side (the sink exports).
-Every verified request is then forwarded to the sink (`command_headers`).
+Every verified request is then forwarded to the sink with an envelope the stage signs
+(`command_envelope`; the contract is pipeline/dsr_contract.py).
+
+Forgetting (`expired_requests`): the seen-requests table drops an id once its first
+verification is older than the policy's request_max_age plus the clock skew and a margin
+(`SEEN_MARGIN`); a message carrying it later is rejected by age (TOO_OLD) anyway, so
+the table stays bounded without opening a replay window.
 """
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from pipeline import topics
 from pipeline.dsr import (
+    CLOCK_SKEW,
     RECTIFIABLE_FIELDS,
     DsrRejected,
     RejectReason,
     RequestType,
     TrustedKeys,
+    from_millis,
     identifiers_of,
     verify_request,
 )
+from pipeline.dsr_contract import CommandEnvelope, request_digest
 from pipeline.subject_keys import normalise
 from streams.consent_state import EMPTY, OBJECTED, PURPOSE_CONSENT, RESTRICTED, ConsentChange, to_millis
 from streams.rows import SUBJECT_RECORD, Outcome, Row, RowBuilder
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+SEEN_MARGIN = timedelta(hours=1)
 _REQUEST_TYPES = frozenset(RequestType)
 _FLAGS: Mapping[str, Mapping[str, bool]] = {
     RequestType.RESTRICTION: {RESTRICTED: True},
@@ -150,7 +158,7 @@ def judge(
 
     `request` is None when the message could not be decoded as a DataSubjectRequest."""
     redelivered = seen is not None and (seen.partition, seen.offset) == position
-    at = _EPOCH + timedelta(milliseconds=seen.verified_at) if seen is not None and redelivered else now
+    at = from_millis(seen.verified_at) if seen is not None and redelivered else now
     first = seen is None or redelivered
     if request is None:
         return Verdict(request_id, at, DsrRejected(RejectReason.INVALID, "not a readable DataSubjectRequest"), first)
@@ -162,24 +170,18 @@ def judge(
     return Verdict(request_id, at)
 
 
-def receipt(
-    request: Mapping[str, Any] | None, request_id: str, *, status: str, detail: str, now: datetime
-) -> dict[str, Any]:
-    """The DsrReceipt of a request this stage refused (REJECTED) or could not execute
-    (FAILED). No personal data: `detail` names a check or an error class, never a value."""
-    request = request or {}
-    request_type = request.get("request_type")
-    issued_at = request.get("issued_at")
-    return {
-        "request_id": request_id,
-        "request_type": request_type if request_type in _REQUEST_TYPES else "UNKNOWN",
-        "status": status,
-        "requested_at": issued_at if isinstance(issued_at, datetime) else now,
-        "completed_at": now,
-        "store_counts": {},
-        "detail": detail,
-        "schema_version": 1,
-    }
+def expired_requests(
+    entries: Iterable[tuple[bytes, Mapping[str, Any] | None]], *, now: datetime, max_age: timedelta
+) -> list[bytes]:
+    """Ids of the seen-requests table (with their values) that may be forgotten: first
+    verified longer ago than `max_age` + CLOCK_SKEW + SEEN_MARGIN (see the module docstring)."""
+    horizon = now - max_age - CLOCK_SKEW - SEEN_MARGIN
+    expired: list[bytes] = []
+    for key, raw in entries:
+        seen = Seen.from_json(raw)
+        if seen is None or from_millis(seen.verified_at) < horizon:
+            expired.append(key)
+    return expired
 
 
 # ---- acting ---------------------------------------------------------------------------
@@ -332,14 +334,20 @@ def inherited_consent(
     return {new_key: old_keys} if new_key is not None and old_keys else {}
 
 
-def command_headers(work: KafkaWork, counts: Mapping[str, int], verified_at: datetime) -> list[tuple[str, bytes]]:
-    """Headers of the command on cs.dsr.commands.v1 (contract in pipeline/topics.py)."""
-    headers = [(topics.H_DSR_SUBJECT_KEYS, ",".join(work.subject_keys).encode())]
-    if work.new_subject_key is not None:
-        headers.append((topics.H_DSR_NEW_SUBJECT_KEY, work.new_subject_key.encode()))
-    headers.append((topics.H_DSR_KAFKA_COUNTS, json.dumps(dict(counts), sort_keys=True).encode()))
-    headers.append((topics.H_DSR_VERIFIED_AT, verified_at.isoformat().encode()))
-    return headers
+def command_envelope(
+    request: Mapping[str, Any], value: bytes, work: KafkaWork, counts: Mapping[str, int], verified_at: datetime
+) -> CommandEnvelope:
+    """What the sink is to execute for a verified request whose message value is `value`
+    (signed by the stage's command key: pipeline/dsr_contract.py)."""
+    return CommandEnvelope(
+        request_id=str(request["request_id"]),
+        request_type=str(request["request_type"]),
+        request_sha256=request_digest(value),
+        subject_keys=tuple(work.subject_keys),
+        verified_at=verified_at,
+        kafka_counts=dict(counts),
+        new_subject_key=work.new_subject_key,
+    )
 
 
 def _unique(keys: Iterable[str]) -> list[str]:

@@ -103,8 +103,9 @@ def _rows(settings: Settings) -> dict[str, int]:
 
 def _stripped(settings: Settings) -> list[tuple[Any, ...]]:
     with connect(settings) as client:
-        return [tuple(row) for row in
-            client.query(
+        return [
+            tuple(row)
+            for row in client.query(
                 f"SELECT splitByChar(':', s)[2] AS reason, count() FROM {RECORDS_DB}.chat_conversations FINAL "
                 "ARRAY JOIN stripped AS s GROUP BY reason ORDER BY count() DESC"
             ).result_rows
@@ -203,7 +204,11 @@ def demo(
         if settings.dpo_private_key is not None and not settings.dpo_private_key.exists():
             key_id = generate_keypair(settings.dpo_private_key, settings.dpo_public_keys[0])
             typer.echo(f"DPO signing key created (key id {key_id})")
-        typer.echo("subject-key pepper and DPO key pair ready")
+        command_key = settings.command_private_key
+        if command_key is not None and settings.command_public_keys and not command_key.exists():
+            # the streams worker signs its commands to the sink with it; the sink trusts its public half
+            generate_keypair(command_key, settings.command_public_keys[0])
+        typer.echo("subject-key pepper, DPO key pair and command key pair ready")
 
         before = {t: _topic_total(admin, t) for t in (DLQ.name, QUARANTINE.name)}
         _step("4. Workers: streams (faust) and the ClickHouse sink (owns the embedded store)")

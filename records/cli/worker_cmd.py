@@ -22,7 +22,8 @@ def streams(
         bool,
         typer.Option(
             "--demo",
-            help="Local demo only: generate a pepper and a DPO key pair under the data dir if none is set.",
+            help="Local demo only: generate a pepper, a DPO key pair and a command key pair under the data "
+            "dir if none is set.",
         ),
     ] = False,
     app_id: Annotated[
@@ -33,25 +34,35 @@ def streams(
             hidden=True,
         ),
     ] = topics.STREAMS_APP_ID,
+    seen_sweep_every: Annotated[
+        float,
+        typer.Option(
+            "--seen-sweep-every", min=0.1, help="Seconds between sweeps of the seen-requests table.", hidden=True
+        ),
+    ] = 600.0,
 ) -> None:
     """Consume cs.chat.v1, cs.call.v1 and cs.consent.v1; emit the enriched, enforced rows.
     Verify and execute the data-subject requests of cs.dsr.v1.
 
     Needs the subject-key pepper (RECORDS_PEPPER_FILE or RECORDS_PEPPER), the DPO's public
-    key(s) (RECORDS_DPO_PUBLIC_KEYS) and the topics (`records topics ensure`). Prometheus
-    metrics on RECORDS_STREAMS_METRICS_PORT (9464).
+    key(s) (RECORDS_DPO_PUBLIC_KEYS), the key signing the commands it forwards to the sink
+    (RECORDS_COMMAND_KEY; the sink trusts its public half, RECORDS_COMMAND_PUBLIC_KEYS) and
+    the topics (`records topics ensure`). Prometheus metrics on
+    RECORDS_STREAMS_METRICS_PORT (9464).
     """
     from streams.app import WorkerOptions, run_worker
 
     wiring = Wiring()
     keyer = wiring.keyer(allow_demo=demo)
     trusted = wiring.trusted_dpo_keys(demo=demo)  # none configured or readable: one-line error, exit 1
+    signer = wiring.command_signer(demo=demo)
     run_worker(
         wiring.settings,
         keyer,
         serde=wiring.serde,
         trusted=trusted,
-        options=WorkerOptions(app_id=app_id),
+        command_signer=signer,
+        options=WorkerOptions(app_id=app_id, seen_sweep_every=seen_sweep_every),
         loglevel=loglevel,
     )
 
@@ -82,8 +93,9 @@ def sink(
     Embedded mode: this process owns the chDB directory, applies the DDL, enforces
     retention periodically and serves read-only queries on 127.0.0.1 (`records sql`
     goes there while the sink runs). Executes the data-subject requests the streams stage
-    forwards on cs.dsr.commands.v1, after checking their signature again with the DPO's
-    public key(s) (RECORDS_DPO_PUBLIC_KEYS); exports go to <RECORDS_DATA_DIR>/exports.
+    forwards on cs.dsr.commands.v1, after checking the stage's command signature
+    (RECORDS_COMMAND_PUBLIC_KEYS, age up to RECORDS_COMMAND_MAX_AGE_HOURS) and the DPO's
+    again (RECORDS_DPO_PUBLIC_KEYS); exports go to <RECORDS_DATA_DIR>/exports.
     Prometheus metrics on RECORDS_SINK_METRICS_PORT (9465).
     """
     import logging

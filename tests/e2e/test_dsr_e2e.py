@@ -94,6 +94,7 @@ def test_records_dsr_erase_reaches_every_store_and_status_shows_the_receipt(
     dpo = _dpo_env(kafka_bootstrap, private_key, public_key)
     group = _sink_group_at_end(kafka_bootstrap)
     monkeypatch.setenv("RECORDS_DPO_PUBLIC_KEYS", str(public_key))  # the sink checks signatures too
+    monkeypatch.setenv("RECORDS_COMMAND_PUBLIC_KEYS", str(streams.command_public_key))  # and the stage's
     sink = SinkProcess(chdb_path, kafka_bootstrap, group, "", tmp_path / "sink.log")
     owner = sink.owner()
     try:
@@ -161,6 +162,7 @@ def test_every_other_request_type_through_the_whole_pipeline(
     dpo = _dpo_env(kafka_bootstrap, private_key, public_key)
     group = _sink_group_at_end(kafka_bootstrap)
     monkeypatch.setenv("RECORDS_DPO_PUBLIC_KEYS", str(public_key))
+    monkeypatch.setenv("RECORDS_COMMAND_PUBLIC_KEYS", str(streams.command_public_key))
     sink = SinkProcess(chdb_path, kafka_bootstrap, group, "", tmp_path / "sink.log")
     owner = sink.owner()
     try:

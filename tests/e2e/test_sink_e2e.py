@@ -80,13 +80,19 @@ def _read_from(bootstrap: str, starts: list[TopicPartition], seconds: float) -> 
 def streams_worker(kafka_bootstrap: str, kafka_admin: KafkaAdmin, tmp_path: Path) -> Iterator[subprocess.Popen[bytes]]:
     kafka_admin.create_topics(list(topics.ALL_TOPICS))
     app_id = f"e2e-{uuid.uuid4().hex[:10]}"
-    start_group_at_end(kafka_bootstrap, app_id, RAW)
+    start_group_at_end(kafka_bootstrap, app_id, (*RAW, topics.DSR))  # not other tests' requests either
     log = tmp_path / "streams.log"
     data_dir = tmp_path / "streams"
     data_dir.mkdir()
-    # The worker only starts with a DPO public key to trust (for signed requests).
+    # The worker only starts with a DPO public key to trust (for signed requests) and a key
+    # to sign its commands to the sink with.
     generate_keypair(data_dir / "dpo.pem", data_dir / "dpo.pub.pem")
-    env = {**_env(kafka_bootstrap, data_dir), "RECORDS_DPO_PUBLIC_KEYS": str(data_dir / "dpo.pub.pem")}
+    generate_keypair(data_dir / "command.pem", data_dir / "command.pub.pem")
+    env = {
+        **_env(kafka_bootstrap, data_dir),
+        "RECORDS_DPO_PUBLIC_KEYS": str(data_dir / "dpo.pub.pem"),
+        "RECORDS_COMMAND_KEY": str(data_dir / "command.pem"),
+    }
     with log.open("wb") as out:
         process = subprocess.Popen(
             [*RECORDS, "worker", "streams", "--app-id", app_id],
@@ -126,7 +132,7 @@ def test_simulated_traffic_lands_in_every_table_and_each_missing_row_is_explaine
     kafka_bootstrap: str, streams_worker: subprocess.Popen[bytes], chdb_path: Path, tmp_path: Path
 ) -> None:
     group = f"e2e-sink-{uuid.uuid4().hex[:10]}"
-    start_group_at_end(kafka_bootstrap, group, ENRICHED)
+    start_group_at_end(kafka_bootstrap, group, (*ENRICHED, topics.DSR_COMMANDS))  # nor their commands
     sink = SinkProcess(chdb_path, kafka_bootstrap, group, "", tmp_path / "sink.log")
     owner = sink.owner()
     letters_from = end_positions(kafka_bootstrap, (topics.DLQ, topics.QUARANTINE))

@@ -211,6 +211,21 @@ ALTER TABLE records.erasure_ledger ON CLUSTER records_cluster DROP COLUMN IF EXI
 
 ALTER TABLE records.erasure_ledger ON CLUSTER records_cluster MODIFY TTL erased_at + INTERVAL 30 DAY DELETE;
 
+CREATE TABLE IF NOT EXISTS records.dsr_executed ON CLUSTER records_cluster
+(
+    `request_id` String,
+    `request_type` String,
+    `status` String,
+    `requested_at` DateTime64(3, 'UTC'),
+    `completed_at` DateTime64(3, 'UTC'),
+    `store_counts` Map(String, Int64),
+    `detail` Nullable(String),
+    `request_sha256` String,
+    `verified_at` DateTime64(3, 'UTC')
+)
+ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/all/records/dsr_executed', '{replica}', completed_at)
+ORDER BY request_id;
+
 CREATE OR REPLACE VIEW analyst.chat_conversations ON CLUSTER records_cluster AS
 SELECT
     `event_id`,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from pipeline.clickhouse import connect
-from pipeline.clickhouse_ddl import ROLES, table_models
+from pipeline.clickhouse_ddl import ROLES, support_tables, table_models
 from pipeline.config import Settings
 from tests.support.cli import chdb_env, run_records
 
@@ -28,7 +28,7 @@ def test_init_creates_the_model_then_finds_it_and_checks_the_access_sql(
     assert "access control:" in first.stdout and "parse; not applied" in first.stdout
     with connect(chdb_settings) as client:
         tables = client.command("SELECT count() FROM system.tables WHERE database IN ('records', 'analyst')")
-    assert tables == 2 * len(table_models()) + 2
+    assert tables == 2 * len(table_models()) + len(support_tables())
 
 
 def test_ddl_and_roles_sql_print_statements(chdb_path: Path) -> None:

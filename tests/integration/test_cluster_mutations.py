@@ -18,8 +18,9 @@ from clickhouse_connect.driver.exceptions import ClickHouseError as DriverError
 from pipeline.config import Settings
 from pipeline.serde import Serde
 from sink.dsr_commands import DsrExecutor
-from sink.dsr_storage import CommandHeaders, DsrCommand
+from sink.dsr_storage import DsrCommand
 from sink.sink_process import apply_schema
+from tests.support.sink_store import verified_command
 
 KEY = "d" * 64
 NOW = datetime(2026, 11, 30, 6, 0, tzinfo=UTC)
@@ -27,7 +28,7 @@ NOW = datetime(2026, 11, 30, 6, 0, tzinfo=UTC)
 
 def _erasure() -> DsrCommand:
     request = {"request_id": "req-cluster-1", "request_type": "ERASURE", "issued_at": NOW}
-    return DsrCommand(request, CommandHeaders((KEY,), verified_at=NOW))
+    return verified_command(request, (KEY,), NOW)
 
 
 def _rows(client: Client) -> int:

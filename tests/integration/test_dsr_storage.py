@@ -4,8 +4,9 @@ and the real engine (chDB).
 The streams stage's half may not exist yet, so each test plays its part: it signs a
 request with a test DPO key (the sink trusts its public key through
 `Settings.dpo_public_keys`, as RECORDS_DPO_PUBLIC_KEYS would), computes the subject keys
-with a test pepper and produces the command to its own copy of cs.dsr.commands.v1 with
-the H_DSR_* headers. Rows are produced to the enriched topics as the streams stage would
+with a test pepper and produces the command to its own copy of cs.dsr.commands.v1 in an
+envelope signed with a test command key (trusted through `Settings.command_public_keys`).
+Rows are produced to the enriched topics as the streams stage would
 (the *Record schemas). One sink runs per test in a thread, with the DSR handler and the
 erasure guard wired in as `records worker sink` wires them; the assertions are on what
 ClickHouse holds afterwards (physical rows, not only FINAL or the views), the receipts
@@ -33,11 +34,11 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from prometheus_client import CollectorRegistry
 
-from pipeline import topics
 from pipeline.avro_json import to_jsonable
 from pipeline.config import Settings
 from pipeline.dead_letter import parse_headers
-from pipeline.dsr import DpoSigner, RequestType, build_request, identifiers_of, utcnow
+from pipeline.dsr import DpoSigner, RequestType, TrustedKeys, build_request, identifiers_of, utcnow
+from pipeline.dsr_contract import CommandEnvelope, CommandSigner, open_command, request_digest
 from pipeline.kafka.admin import KafkaAdmin
 from pipeline.schemas import default_catalog
 from pipeline.serde import AvroDeserializer, AvroSerializer, Serde
@@ -75,6 +76,7 @@ class Dsr:
     dsr_topics: DsrTopics
     client: Client
     signer: DpoSigner
+    command_signer: CommandSigner
     keyer: SubjectKeyer = field(default_factory=lambda: SubjectKeyer(PEPPER))
     metrics: SinkMetrics = field(default_factory=lambda: SinkMetrics.create(CollectorRegistry()))
     producer: Producer | None = None
@@ -121,23 +123,32 @@ class Dsr:
         kafka_counts: Mapping[str, int] | None = None,
         signer: DpoSigner | None = None,
         send: bool = True,
+        issued_at: datetime | None = None,
+        verified_at: datetime | None = None,
         **extra: Any,
     ) -> tuple[str, bytes, list[tuple[str, bytes]]]:
         """Sign a request as the DPO and forward it as the streams stage would (unless not
         `send`); returns (request id, value, headers) so a test can deliver it again."""
         request = build_request(
-            request_type, dict(identifiers), requested_by="dpo.test", reason="TICKET-6", now=utcnow(), **extra
+            request_type,
+            dict(identifiers),
+            requested_by="dpo.test",
+            reason="TICKET-6",
+            now=issued_at or utcnow(),
+            **extra,
         )
         signed = (signer or self.signer).sign(request)
         value = AvroSerializer(default_catalog().get("DataSubjectRequest"))(signed)
-        keys = self.keyer.keys(identifiers_of(signed))
-        headers = [
-            (topics.H_DSR_SUBJECT_KEYS, ",".join(keys).encode()),
-            (topics.H_DSR_KAFKA_COUNTS, json.dumps(kafka_counts or {"cs.subjects.v1": 1}).encode()),
-            (topics.H_DSR_VERIFIED_AT, utcnow().isoformat().encode()),
-        ]
-        if new_key is not None:
-            headers.append((topics.H_DSR_NEW_SUBJECT_KEY, new_key.encode()))
+        envelope = CommandEnvelope(
+            request_id=signed["request_id"],
+            request_type=signed["request_type"],
+            request_sha256=request_digest(value),
+            subject_keys=tuple(self.keyer.keys(identifiers_of(signed))),
+            verified_at=verified_at or utcnow(),
+            kafka_counts=dict(kafka_counts or {"cs.subjects.v1": 1}),
+            new_subject_key=new_key,
+        )
+        headers = self.command_signer.headers(envelope)
         if send:
             self.deliver(signed["request_id"], value, headers)
         return signed["request_id"], value, headers
@@ -258,14 +269,17 @@ def dsr(
     specs = [*options.record_topics, TopicSpec(options.dlq_topic, "k", "dlq", 1)]
     specs.append(TopicSpec(dsr_topics.commands, "request id", "commands", 1))
     kafka_admin.create_topics([TopicSpec(s.name, s.key, s.description, s.partitions) for s in specs])
-    private = Ed25519PrivateKey.generate()
-    public_pem = tmp_path / "dpo.pub.pem"
-    public_pem.write_bytes(
-        private.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    private, command_private = Ed25519PrivateKey.generate(), Ed25519PrivateKey.generate()
+    public_pem, command_pem = tmp_path / "dpo.pub.pem", tmp_path / "command.pub.pem"
+    for key, path in ((private, public_pem), (command_private, command_pem)):
+        path.write_bytes(
+            key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        )
+    settings = dataclasses.replace(
+        kafka_settings, data_dir=tmp_path / "data", dpo_public_keys=(public_pem,), command_public_keys=(command_pem,)
     )
-    settings = dataclasses.replace(kafka_settings, data_dir=tmp_path / "data", dpo_public_keys=(public_pem,))
     apply_schema(ch_client)
-    run = Dsr(settings, options, dsr_topics, ch_client, DpoSigner(private))
+    run = Dsr(settings, options, dsr_topics, ch_client, DpoSigner(private), CommandSigner(command_private))
     try:
         yield run
     finally:
@@ -537,7 +551,7 @@ def test_withdrawal_rejection_and_malformed_commands(dsr: Dsr) -> None:
     forged, _, _ = dsr.command(RequestType.ERASURE, ANNA, signer=DpoSigner(Ed25519PrivateKey.generate()))
     dsr.deliver(str(uuid.uuid4()), b"not a request", [])
     headless, value, _ = dsr.command(RequestType.ACCESS, ANNA, send=False)
-    dsr.deliver(headless, value, [])  # no subject keys: cannot be executed
+    dsr.deliver(headless, value, [])  # no signed envelope: never executed, no receipt
     dsr.settle()
 
     stored = dsr.receipt(withdrawn)
@@ -545,8 +559,8 @@ def test_withdrawal_rejection_and_malformed_commands(dsr: Dsr) -> None:
     rejected = dsr.receipt(forged)
     assert (rejected["status"], rejected["detail"]) == ("REJECTED", "rejected by the sink: unknown signing key")
     assert dsr.counts(anna)["chat_conversations"] == 1  # nothing erased
-    failed = dsr.receipt(headless)
-    assert (failed["status"], failed["detail"]) == ("FAILED", "the command has no dsr.subject_keys header")
+    assert dsr.client.command(f"SELECT count() FROM records.dsr_receipts WHERE request_id = '{headless}'") == 0
+    assert counter(dsr.metrics.dsr_commands_refused, reason="UNSIGNED") == 1
     letters = read_topic(dsr.settings.kafka.bootstrap, dsr.options.dlq_topic, 2)
     assert [m.value() for m in letters] == [b"not a request", value]
     assert {parse_headers(m.headers())["dlq.stage"] for m in letters} == {"sink.dsr"}
@@ -559,3 +573,158 @@ def _histogram_count(metrics: SinkMetrics, kind: str) -> float:
             if sample.name.endswith("_count") and sample.labels.get("kind") == kind:
                 return sample.value
     return 0.0
+
+
+# ---- the signed command envelope (issue 11, finding 2) -------------------------------------
+
+
+def _old_style_headers(keys: list[str], verified_at: str) -> list[tuple[str, bytes]]:
+    """The unsigned headers the sink used to take subject keys and verification time from."""
+    return [("dsr.subject_keys", ",".join(keys).encode()), ("dsr.verified_at", verified_at.encode())]
+
+
+def _refusals(dsr: Dsr, expected: int) -> list[str]:
+    """The dlq.error of the sink's dead letters (they must hold no identifier or key)."""
+    letters = read_topic(dsr.settings.kafka.bootstrap, dsr.options.dlq_topic, expected)
+    errors = [parse_headers(m.headers())["dlq.error"] for m in letters]
+    for error in errors:
+        assert "@" not in error and not any(key in error for key in (*dsr.keys(ANNA), *dsr.keys(BERT)))
+    return errors
+
+
+def _executed(dsr: Dsr, request_id: str) -> int:
+    """Rows the sink recorded for the request in records.dsr_executed plus records.dsr_receipts."""
+    where = f"WHERE request_id = '{request_id}'"
+    executed = dsr.client.command(f"SELECT count() FROM records.dsr_executed {where}")
+    return int(executed) + int(dsr.client.command(f"SELECT count() FROM records.dsr_receipts {where}"))
+
+
+def test_an_old_erasure_for_anna_resent_with_bert_s_key_erases_no_one(dsr: Dsr) -> None:
+    anna, bert = dsr.keys(ANNA), dsr.keys(BERT)
+    dsr.rows(anna, first=1)
+    dsr.rows(bert, first=2)
+    dsr.settle()
+    # A genuine erasure of Anna, DPO-signed and forwarded 400 days ago, captured off the topic.
+    old = utcnow() - timedelta(days=400)
+    request_id, value, captured = dsr.command(RequestType.ERASURE, ANNA, issued_at=old, verified_at=old, send=False)
+
+    dsr.deliver(request_id, value, _old_style_headers(bert, utcnow().isoformat()))  # Bert's key in a header
+    dsr.deliver(request_id, value, [*_old_style_headers(bert, utcnow().isoformat()), *captured])
+    dsr.deliver(request_id, value, captured)  # the captured command as it was
+    dsr.settle()
+
+    assert dsr.counts(bert) == dict.fromkeys(SUBJECT_TABLES, 1)
+    assert dsr.counts(anna) == dict.fromkeys(SUBJECT_TABLES, 1)
+    assert dsr.client.command("SELECT count() FROM records.erasure_ledger") == 0
+    assert _executed(dsr, request_id) == 0
+    errors = _refusals(dsr, 3)
+    assert errors == [
+        "the command carries no signed envelope",
+        "the command is older than the sink accepts",
+        "the command is older than the sink accepts",
+    ]
+    assert counter(dsr.metrics.dsr_commands_refused, reason="UNSIGNED") == 1
+    assert counter(dsr.metrics.dsr_commands_refused, reason="STALE") == 2
+
+
+def test_a_verified_at_of_1970_cannot_turn_an_erasure_into_a_no_op(dsr: Dsr) -> None:
+    anna, bert = dsr.keys(ANNA), dsr.keys(BERT)
+    dsr.rows(anna, first=1)
+    dsr.rows(bert, first=2)
+    dsr.settle()
+    request_id, value, headers = dsr.command(RequestType.ERASURE, ANNA, send=False)
+    # An unsigned 1970 beside the envelope is not read; one written into the envelope breaks its signature.
+    dsr.deliver(request_id, value, [*_old_style_headers(anna, "1970-01-01T00:00:00+00:00"), *headers])
+    bert_id, bert_value, bert_headers = dsr.command(RequestType.ERASURE, BERT, send=False)
+    body = json.loads(dict(bert_headers)["dsr.command"])
+    forged = json.dumps({**body, "verified_at": 0}, sort_keys=True, separators=(",", ":")).encode()
+    dsr.deliver(bert_id, bert_value, [("dsr.command", forged), bert_headers[1]])
+    dsr.settle()
+
+    assert dsr.counts(anna) == dict.fromkeys(SUBJECT_TABLES, 0)
+    erased_at = dsr.client.command(
+        f"SELECT toUnixTimestamp(min(erased_at)) FROM records.erasure_ledger WHERE request_id = '{request_id}'"
+    )
+    assert int(erased_at) > time.time() - 3600  # the signed verification time, not 1970
+    stored = dsr.receipt(request_id)
+    assert stored["status"] == "COMPLETED" and stored["store_counts"]["records.calls"] == 1
+    # Stored once (from the receipts topic), not also directly by the sink.
+    versions = f"SELECT count() FROM records.dsr_receipts WHERE request_id = '{request_id}'"
+    assert dsr.client.command(versions) == 1
+    assert dsr.counts(bert) == dict.fromkeys(SUBJECT_TABLES, 1)  # the tampered command did not run
+    assert _refusals(dsr, 1) == ["the command's signature does not verify"]
+    assert counter(dsr.metrics.dsr_commands_refused, reason="BAD_SIGNATURE") == 1
+
+
+def test_a_forged_completed_receipt_on_the_receipts_topic_does_not_stop_a_real_erasure(dsr: Dsr) -> None:
+    anna = dsr.keys(ANNA)
+    dsr.rows(anna, first=1)
+    request_id, value, headers = dsr.command(RequestType.ERASURE, ANNA, send=False)
+    forged = {
+        "request_id": request_id,
+        "request_type": "ERASURE",
+        "status": "COMPLETED",
+        "requested_at": utcnow(),
+        "completed_at": utcnow(),
+        "store_counts": {},
+        "detail": "forged",
+        "schema_version": 1,
+    }
+    dsr._produce(dsr.dsr_topics.receipts, request_id.encode(), AvroSerializer("DsrReceipt")(forged))
+    dsr.settle()
+    assert dsr.receipt(request_id)["detail"] == "forged"  # the sink stored what the topic said
+
+    dsr.deliver(request_id, value, headers)
+    dsr.settle()
+
+    assert dsr.counts(anna) == dict.fromkeys(SUBJECT_TABLES, 0)
+    stored = dsr.receipt(request_id)
+    assert (stored["status"], stored["store_counts"]["records.chat_messages"]) == ("COMPLETED", 1)
+    assert stored["detail"] != "forged"
+    assert counter(dsr.metrics.dsr_requests, kind="ERASURE", status="COMPLETED") == 1
+    assert counter(dsr.metrics.dsr_requests, kind="ERASURE", status="REDELIVERED") == 0
+
+
+def test_a_command_without_a_valid_envelope_signature_is_dead_lettered_and_never_runs(dsr: Dsr) -> None:
+    anna = dsr.keys(ANNA)
+    dsr.rows(anna, first=1)
+    dsr.settle()
+    request_id, value, headers = dsr.command(RequestType.ERASURE, ANNA, send=False)
+    trusted = TrustedKeys.of(dsr.command_signer.private_key.public_key())
+    envelope = open_command(headers, value, trusted, now=utcnow(), max_age=timedelta(hours=1))
+    body, signature = (v for _, v in headers)
+    flipped = bytearray(bytes.fromhex(signature.decode()))
+    flipped[0] ^= 1
+    bad = {
+        "UNSIGNED": _old_style_headers(anna, utcnow().isoformat()),  # what the streams stage used to send
+        "MISSING_SIGNATURE": [("dsr.command", body)],
+        "BAD_SIGNATURE": [("dsr.command", body), ("dsr.command.signature", bytes(flipped).hex().encode())],
+        "UNKNOWN_KEY": CommandSigner(Ed25519PrivateKey.generate()).headers(envelope),
+    }
+    for forged in bad.values():
+        dsr.deliver(request_id, value, forged)
+    dsr.settle()
+
+    assert dsr.counts(anna) == dict.fromkeys(SUBJECT_TABLES, 1)
+    assert _executed(dsr, request_id) == 0
+    assert _refusals(dsr, 4) == [
+        "the command carries no signed envelope",
+        "the command carries no signed envelope",
+        "the command's signature does not verify",
+        "the command is signed with a key the sink does not trust",
+    ]
+    assert counter(dsr.metrics.dsr_commands_refused, reason="UNSIGNED") == 2
+    assert counter(dsr.metrics.dsr_commands_refused, reason="BAD_SIGNATURE") == 1
+    assert counter(dsr.metrics.dsr_commands_refused, reason="UNKNOWN_KEY") == 1
+
+    # The genuine command still runs; a different signed command for the same request does not.
+    dsr.deliver(request_id, value, headers)
+    dsr.settle()
+    assert dsr.counts(anna) == dict.fromkeys(SUBJECT_TABLES, 0)
+    first = dsr.receipt(request_id)
+    later = dataclasses.replace(envelope, verified_at=envelope.verified_at + timedelta(seconds=1))
+    dsr.deliver(request_id, value, dsr.command_signer.headers(later))
+    dsr.settle()
+    assert _refusals(dsr, 5)[-1] == "a different command for this request was executed already"
+    assert counter(dsr.metrics.dsr_commands_refused, reason="REPLAYED") == 1
+    assert dsr.receipt(request_id) == first

@@ -26,7 +26,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from pipeline import topics
 from pipeline.dead_letter import parse_headers
-from pipeline.dsr import DpoSigner, RequestType, build_request, canonical_bytes
+from pipeline.dsr import DpoSigner, RequestType, TrustedKeys, build_request, canonical_bytes
+from pipeline.dsr_contract import CommandEnvelope, open_command
 from pipeline.kafka.admin import KafkaAdmin
 from pipeline.serde import SINGLE_OBJECT_MAGIC, AvroDeserializer, AvroSerializer
 from pipeline.subject_keys import IdentifierKind
@@ -34,7 +35,7 @@ from tests.support.kafka_offsets import end_positions, start_group_at_end
 from tests.support.kafka_reads import consume_until
 from tests.support.processes import CHANGELOGS, STREAMS_INPUTS, WorkerProcess
 from tests.support.streams_traffic import T0, Traffic, call_detail, consent_changed, mystaff_chat, web_chat
-from tests.support.worker_secrets import DPO_SIGNER, KEYER
+from tests.support.worker_secrets import COMMAND_KEY, DPO_SIGNER, KEYER
 
 pytestmark = pytest.mark.kafka
 
@@ -109,6 +110,19 @@ def _read(
     return consume_until(bootstrap, start, done, message, timeout=timeout)
 
 
+def _envelope(command: Message) -> CommandEnvelope:
+    """The command's envelope, verified as the sink verifies it (the worker's command key)."""
+    assert command.value is not None
+    trusted = TrustedKeys.of(COMMAND_KEY.public_key())
+    return open_command(
+        list(command.headers.items()), command.value, trusted, now=datetime.now(UTC), max_age=timedelta(hours=72)
+    )
+
+
+def _dead_letter_of(request_id: str) -> Callable[[Message], bool]:
+    return lambda m: m.topic == topics.DLQ.name and m.text_key == request_id
+
+
 def _command(request_id: str) -> Callable[[list[Message]], bool]:
     return lambda got: any(m.topic == topics.DSR_COMMANDS.name and m.text_key == request_id for m in got)
 
@@ -172,14 +186,15 @@ def test_an_erasure_tombstones_the_subject_and_a_replay_brings_nothing_back(
     assert {m.text_key for m in got if m.topic == ERASURE_LOG.name} >= {email_key, phone_key}
     (command,) = [m for m in got if m.topic == topics.DSR_COMMANDS.name and m.text_key == request_id]
     assert command.value == payload  # the original bytes
-    assert command.headers[topics.H_DSR_SUBJECT_KEYS].decode() == f"{email_key},{phone_key}"
-    assert json.loads(command.headers[topics.H_DSR_KAFKA_COUNTS]) == {
+    envelope = _envelope(command)
+    assert envelope.subject_keys == (email_key, phone_key)
+    assert envelope.kafka_counts == {
         topics.SUBJECTS.name: 3,
         CONSENT_LOG.name: 1,
         ERASURE_LOG.name: 2,
     }
-    erased_at = datetime.fromisoformat(command.headers[topics.H_DSR_VERIFIED_AT].decode())
-    assert topics.H_DSR_NEW_SUBJECT_KEY not in command.headers
+    erased_at = envelope.verified_at
+    assert envelope.new_subject_key is None
     # the command was produced only after the Kafka work was delivered
     work = [m for m in got if m.topic in (topics.SUBJECTS.name, CONSENT_LOG.name, ERASURE_LOG.name)]
     assert max(m.timestamp for m in work if m.text_key in (email_key, phone_key)) <= command.timestamp
@@ -311,9 +326,9 @@ def test_a_rectified_email_moves_the_subject_record_to_its_new_key(kafka_bootstr
     assert (record["email"], record["name"], record["subject_key"]) == (corrected.lower(), chat["name"], new_key)
     assert _key(IdentifierKind.VISITOR_ID, f"v-{tag}") in record["linked_keys"] and old_key not in record["linked_keys"]
     command = next(m for m in got if m.topic == topics.DSR_COMMANDS.name and m.text_key == request_id)
-    assert command.headers[topics.H_DSR_NEW_SUBJECT_KEY].decode() == new_key
-    assert command.headers[topics.H_DSR_SUBJECT_KEYS].decode() == old_key
-    assert json.loads(command.headers[topics.H_DSR_KAFKA_COUNTS])[topics.SUBJECTS.name] == 2
+    envelope = _envelope(command)
+    assert (envelope.new_subject_key, envelope.subject_keys) == (new_key, (old_key,))
+    assert envelope.kafka_counts[topics.SUBJECTS.name] == 2
 
 
 def test_a_consent_withdrawal_writes_withdrawn_ledger_rows_and_strips_what_came_before(
@@ -338,7 +353,7 @@ def test_a_consent_withdrawal_writes_withdrawn_ledger_rows_and_strips_what_came_
     ]
     assert all(row["subject_keys"] == keys and row["channel"] == "DPO" for row in ledger)
     command = next(m for m in got if m.topic == topics.DSR_COMMANDS.name and m.text_key == request_id)
-    assert json.loads(command.headers[topics.H_DSR_KAFKA_COUNTS])[topics.CONSENT_LEDGER.name] == 4
+    assert _envelope(command).kafka_counts[topics.CONSENT_LEDGER.name] == 4
 
     # A chat collected before the withdrawal, processed after it: its consent-based data is gone.
     cid = f"chat-{tag}-1"
@@ -349,3 +364,48 @@ def test_a_consent_withdrawal_writes_withdrawn_ledger_rows_and_strips_what_came_
     row = next(m.decoded for m in got if m.text_key == cid and m.decoded and m.decoded["event_id"] == cid)
     assert row is not None and row["email"] is None and row["browser"] is None
     assert {"email:consent_withdrawn", "browser:consent_withdrawn"} <= set(row["stripped"])
+
+
+def test_the_seen_requests_table_forgets_ids_past_the_max_age_and_an_old_replay_is_still_refused(
+    kafka_bootstrap: str, kafka_admin: KafkaAdmin, tmp_path: Path
+) -> None:
+    app_id = f"cs-streams-seen-test-{uuid.uuid4().hex[:8]}"
+    seen_log = dataclasses.replace(topics.DSR_SEEN_CHANGELOG, name=f"{app_id}-{topics.DSR_SEEN_TABLE}-changelog")
+    kafka_admin.create_topics([*topics.ALL_TOPICS, seen_log])
+    old = _ms(datetime.now(UTC) - timedelta(days=400))
+    old_request = DPO_SIGNER.sign(
+        build_request(RequestType.ERASURE, {"email": f"old-{app_id}@example.fi"}, requested_by="d", reason="t", now=old)
+    )
+    old_id, fresh_id = str(old_request["request_id"]), str(uuid.uuid4())
+    fresh_ms = int(datetime.now(UTC).timestamp() * 1000)
+    old_ms = int(old.timestamp() * 1000)
+    # What the table held from earlier runs: one id first seen 400 days ago, one just now.
+    traffic = Traffic(kafka_bootstrap, app_id)
+    for request_id, at in ((old_id, old_ms), (fresh_id, fresh_ms)):
+        value = json.dumps({"partition": 0, "offset": 1, "at": at, "ok": True}).encode()
+        traffic.send(request_id, seen_log.name, request_id, value)
+    traffic.flush()
+    start_group_at_end(kafka_bootstrap, app_id, STREAMS_INPUTS)
+    process = WorkerProcess(app_id, kafka_bootstrap, tmp_path / app_id, args=("--seen-sweep-every", "1"))
+    process.start()
+    try:
+        got = _read(
+            kafka_bootstrap,
+            [TopicPartition(seen_log.name, 0, 0)],
+            lambda got: any(m.text_key == old_id and m.value is None for m in got),
+        )
+        assert not any(m.text_key == fresh_id and m.value is None for m in got)  # still within the max age
+        assert _metric(process, "records_streams_dsr_seen_expired_total") >= 1
+
+        # The forgotten id comes back (a replay of the 400-day-old request): refused by its age.
+        start = end_positions(kafka_bootstrap, (topics.DLQ, topics.DSR_COMMANDS))
+        traffic.send("replay", topics.DSR.name, old_id, WIRE(old_request))
+        traffic.flush()
+        got = _read(kafka_bootstrap, start, lambda got: any(_dead_letter_of(old_id)(m) for m in got))
+        # (the module's worker, when it runs, reads cs.dsr.v1 too and refuses it the same way)
+        errors = {parse_headers(m.headers)["dlq.error"] for m in got if _dead_letter_of(old_id)(m)}
+        assert errors == {"request is older than the policy allows"}
+        assert not any(m.topic == topics.DSR_COMMANDS.name for m in got)
+    finally:
+        process.stop()
+        kafka_admin.delete_topics([f"{app_id}-{suffix}" for suffix in CHANGELOGS])

@@ -17,9 +17,8 @@ from clickhouse_connect.driver.client import Client
 from pipeline.config import Settings
 from pipeline.serde import Serde
 from sink.dsr_commands import COMPLETED, DsrExecutor
-from sink.dsr_storage import CommandHeaders, DsrCommand
 from sink.sink_process import apply_schema
-from tests.support.sink_store import model, store
+from tests.support.sink_store import model, store, verified_command
 from tests.support.stored_records import record
 
 ANNA = ["a" * 64, "b" * 64]
@@ -57,7 +56,7 @@ def test_a_rectified_email_is_stored_but_not_in_any_mutation(
         "rectify_field": "email",
         "rectify_value": CORRECTED,
     }
-    command = DsrCommand(request, CommandHeaders(tuple(ANNA), new_subject_key=NEW_KEY))
+    command = verified_command(request, ANNA, ingested, new_subject_key=NEW_KEY)
 
     outcome = DsrExecutor(chdb_settings, serde=Serde())._execute(ch_client, command)
 

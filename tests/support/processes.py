@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from clickhouse_connect.driver.client import Client
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat, PublicFormat
 from prometheus_client.parser import text_string_to_metric_families
 
 from pipeline import topics
@@ -20,7 +20,7 @@ from pipeline.clickhouse_http import Owner, read_owner
 from records.local_kafka import free_port
 from tests.support.cli import RECORDS, chdb_env, cli_env
 from tests.support.endpoint import owner_client
-from tests.support.worker_secrets import DPO_SIGNER, PEPPER_HEX
+from tests.support.worker_secrets import COMMAND_KEY, DPO_SIGNER, PEPPER_HEX
 
 # What the streams worker reads, and the topics faust creates for an app id (`{app_id}-{name}`).
 STREAMS_INPUTS = (topics.CHAT, topics.CALL, topics.CONSENT, topics.DSR)
@@ -98,6 +98,7 @@ class WorkerProcess:
     process: subprocess.Popen[bytes] | None = None
     log_path: Path | None = None
     extra_env: dict[str, str] = field(default_factory=dict)
+    args: tuple[str, ...] = ()  # more options of `records worker streams`
 
     def start(self, timeout: float = 90.0) -> None:
         """Start the worker and wait until it says it is ready; fails with its log otherwise."""
@@ -114,10 +115,17 @@ class WorkerProcess:
         dpo_key = DPO_SIGNER.private_key.public_key()
         public_key.write_bytes(dpo_key.public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo))
         env["RECORDS_DPO_PUBLIC_KEYS"] = str(public_key)
+        command_key = self.data_dir / "command.pem"
+        command_key.write_bytes(COMMAND_KEY.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption()))
+        self.command_public_key.write_bytes(
+            COMMAND_KEY.public_key().public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo)
+        )
+        env["RECORDS_COMMAND_KEY"] = str(command_key)
         self.log_path = self.data_dir / f"worker-{time.monotonic_ns()}.log"
+        command = [str(Path(sys.executable).with_name("records")), "worker", "streams", "--app-id", self.app_id]
         with self.log_path.open("wb") as log:
             self.process = subprocess.Popen(
-                [str(Path(sys.executable).with_name("records")), "worker", "streams", "--app-id", self.app_id],
+                [*command, *self.args],
                 env=env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -130,6 +138,11 @@ class WorkerProcess:
                 return
             time.sleep(0.2)
         raise AssertionError(f"worker not ready in {timeout} s:\n{self.log()[-3000:]}")
+
+    @property
+    def command_public_key(self) -> Path:
+        """The public half of the key the worker signs its commands with (for a sink to trust)."""
+        return self.data_dir / "command.pub.pem"
 
     def stop(self) -> None:
         """SIGTERM, then SIGKILL if it has not exited within 30 s."""

@@ -12,10 +12,11 @@ from typing import Any
 from clickhouse_connect.driver.client import Client
 
 from pipeline.clickhouse_ddl import TableModel, table_models
+from pipeline.dsr_contract import CommandEnvelope
 from pipeline.serde import AvroSerializer
 from sink.avro_container import SINGLE_OBJECT_PREFIX, container
 from sink.clickhouse_sink import ClickHouseSink
-from sink.dsr_storage import CommandHeaders, DsrCommand
+from sink.dsr_storage import DsrCommand
 from sink.erasure_guard import ErasureGuard
 from tests.support.kafka_offsets import end_offsets, lagging_partitions
 
@@ -58,10 +59,24 @@ def store(client: Client, model: TableModel, values: list[dict[str, Any]]) -> No
         client.raw_insert(model.qualified, insert_block=block, fmt="Avro")
 
 
+def verified_command(
+    request: dict[str, Any],
+    keys: list[str] | tuple[str, ...],
+    verified_at: datetime,
+    new_subject_key: str | None = None,
+) -> DsrCommand:
+    """A request as the sink executes it after the streams stage verified it; the envelope's
+    signature is checked before this point and is not what these tests are about."""
+    envelope = CommandEnvelope(
+        request["request_id"], request["request_type"], "0" * 64, tuple(keys), verified_at, {}, new_subject_key
+    )
+    return DsrCommand(request, envelope)
+
+
 def erasure_command(keys: list[str], verified_at: datetime) -> DsrCommand:
-    """An erasure as the sink executes it (its signature is not what these tests are about)."""
+    """An erasure of `keys` as the sink executes it."""
     request = {"request_id": f"erase-{uuid.uuid4().hex[:8]}", "request_type": "ERASURE", "issued_at": verified_at}
-    return DsrCommand(request, CommandHeaders(tuple(keys), verified_at=verified_at))
+    return verified_command(request, keys, verified_at)
 
 
 def model(table: str) -> TableModel:

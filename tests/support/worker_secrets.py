@@ -1,6 +1,7 @@
 """The secrets the test workers run with, so a test can compute what they compute: the
-pepper behind every subject key, and the DPO key whose signatures they trust (without one
-the streams worker refuses to start). Fresh for every test session."""
+pepper behind every subject key, the DPO key whose signatures they trust and the key the
+streams worker signs its commands to the sink with (without either the streams worker
+refuses to start). Fresh for every test session."""
 
 from __future__ import annotations
 
@@ -14,3 +15,4 @@ from pipeline.subject_keys import SubjectKeyer
 PEPPER_HEX = secrets.token_hex(32)
 KEYER = SubjectKeyer(bytes.fromhex(PEPPER_HEX))
 DPO_SIGNER = DpoSigner(Ed25519PrivateKey.generate())
+COMMAND_KEY = Ed25519PrivateKey.generate()

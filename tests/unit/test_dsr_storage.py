@@ -17,21 +17,18 @@ from hypothesis import strategies as st
 
 from pipeline.clickhouse_ddl import table_models
 from pipeline.dsr import RequestType
+from pipeline.dsr_contract import CommandEnvelope, Receipt, ReceiptStatus
 from pipeline.policy import default_policy
 from pipeline.schemas import default_catalog
 from pipeline.serde import AvroDeserializer, AvroSerializer
-from pipeline.topics import H_DSR_KAFKA_COUNTS, H_DSR_NEW_SUBJECT_KEY, H_DSR_SUBJECT_KEYS, H_DSR_VERIFIED_AT
 from sink.dsr_commands import _runs
 from sink.dsr_export import document, export_path, write_export
 from sink.dsr_storage import (
-    CommandHeaders,
     DsrCommand,
     DsrCommandError,
     count_query,
     erase_mutation,
     erasure_time,
-    parse_headers,
-    receipt,
     rectification_tables,
     rectified_value,
     rectified_versions,
@@ -49,45 +46,11 @@ ISSUED = datetime(2026, 11, 28, 12, 0, 0, 123000, tzinfo=UTC)
 
 def _command(kind: RequestType, keys: tuple[str, ...] = (K1,), **request: Any) -> DsrCommand:
     value = {"request_id": str(uuid.uuid4()), "request_type": kind.value, "issued_at": ISSUED, **request}
-    return DsrCommand(value, CommandHeaders(keys))
+    return DsrCommand(value, _envelope(value, keys))
 
 
-# ---- headers ------------------------------------------------------------------------------
-
-
-def test_headers_of_a_command_are_parsed() -> None:
-    headers = parse_headers(
-        [
-            (H_DSR_SUBJECT_KEYS, f"{K1}, {K2},{K1}".encode()),
-            (H_DSR_NEW_SUBJECT_KEY, K3.encode()),
-            (H_DSR_KAFKA_COUNTS, b'{"cs.subjects.v1": 3, "cs-streams-consent-changelog": 1}'),
-            (H_DSR_VERIFIED_AT, b"2026-11-28T12:00:01.500000Z"),
-            ("unrelated", None),
-        ]
-    )
-    assert headers == CommandHeaders(
-        (K1, K2),
-        K3,
-        {"cs.subjects.v1": 3, "cs-streams-consent-changelog": 1},
-        datetime(2026, 11, 28, 12, 0, 1, 500000, tzinfo=UTC),
-    )
-
-
-@pytest.mark.parametrize(
-    ("headers", "error"),
-    [
-        ([], "no dsr.subject_keys header"),
-        ([(H_DSR_SUBJECT_KEYS, b"anna@example.fi")], "not a subject key"),
-        ([(H_DSR_SUBJECT_KEYS, K1.encode()), (H_DSR_NEW_SUBJECT_KEY, b"x")], "dsr.new_subject_key"),
-        ([(H_DSR_SUBJECT_KEYS, K1.encode()), (H_DSR_KAFKA_COUNTS, b"{")], "not JSON"),
-        ([(H_DSR_SUBJECT_KEYS, K1.encode()), (H_DSR_KAFKA_COUNTS, b'{"t": "3"}')], "object of integers"),
-        ([(H_DSR_SUBJECT_KEYS, K1.encode()), (H_DSR_VERIFIED_AT, b"yesterday")], "ISO-8601"),
-    ],
-)
-def test_unusable_headers_are_refused_without_quoting_them(headers: list[tuple[str, bytes]], error: str) -> None:
-    with pytest.raises(DsrCommandError, match=error) as caught:
-        parse_headers(headers)
-    assert "anna" not in str(caught.value)
+def _envelope(request: dict[str, Any], keys: tuple[str, ...], verified_at: datetime = ISSUED) -> CommandEnvelope:
+    return CommandEnvelope(request["request_id"], request["request_type"], "0" * 64, keys, verified_at)
 
 
 # ---- statements ---------------------------------------------------------------------------
@@ -117,11 +80,9 @@ def test_erasure_statements_are_one_real_mutation_for_every_subject() -> None:
 
 def test_the_erasure_time_is_the_streams_stage_s_verification() -> None:
     command = _command(RequestType.ERASURE)
-    now = ISSUED + timedelta(minutes=5, microseconds=1500)
-    assert erasure_time(command, now) == ISSUED + timedelta(minutes=5, microseconds=1000)
     verified = datetime(2026, 11, 28, 12, 0, 2, 345678, tzinfo=UTC)
-    command = DsrCommand(command.request, CommandHeaders((K1,), verified_at=verified))
-    assert erasure_time(command, now) == verified.replace(microsecond=345000)
+    command = DsrCommand(command.request, _envelope(dict(command.request), (K1,), verified))
+    assert erasure_time(command) == verified.replace(microsecond=345000)
 
 
 def test_rectification_normalises_identifiers_and_escapes_values() -> None:
@@ -185,15 +146,15 @@ def test_the_guard_filters_tables_with_subject_keys_within_the_longest_retention
 )
 def test_receipts_are_valid_dsr_receipts(counts: dict[str, int], detail: str | None, kind: Any) -> None:
     schema = default_catalog().get("DsrReceipt")
-    value = receipt(
+    value = Receipt.of(
         str(uuid.uuid4()),
         kind,
-        "COMPLETED",
+        ReceiptStatus.COMPLETED,
         requested_at=ISSUED,
         completed_at=ISSUED + timedelta(microseconds=1_234_567),
         store_counts=counts,
         detail=detail,
-    )
+    ).to_value()
     decoded = AvroDeserializer()(AvroSerializer(schema)(value)).value
     assert decoded["store_counts"] == counts
     assert decoded["completed_at"] == ISSUED + timedelta(seconds=1, microseconds=234_000)

@@ -23,6 +23,7 @@ import streams.app
 from pipeline import topics
 from pipeline.config import load_settings
 from pipeline.dsr import DpoSigner, RejectReason, RequestType, TrustedKeys, build_request, load_signer
+from pipeline.dsr_contract import CommandSigner, Receipt, ReceiptStatus, request_digest
 from pipeline.policy import default_policy
 from pipeline.serde import AvroDeserializer, AvroSerializer, Serde
 from pipeline.subject_keys import IdentifierKind, SubjectKeyer
@@ -33,10 +34,9 @@ from streams.erasure_ledger import is_erased, merge
 from streams.rows import CALL_DETAIL_RECORD, CHAT_CONVERSATION, CONSENT_CHANGED, RowBuilder
 from streams.subject_requests import (
     Seen,
-    command_headers,
+    command_envelope,
     judge,
     plan,
-    receipt,
     request_id_of,
     with_subjects,
 )
@@ -157,13 +157,15 @@ def test_a_rejection_receipt_holds_no_personal_data_and_encodes() -> None:
     request = _request(RequestType.ERASURE)
     verdict = _judge({**request, "reason": "changed"})
     assert verdict.rejection is not None
-    value = receipt(request, str(request["request_id"]), status="REJECTED", detail=str(verdict.rejection), now=NOW)
+    rejected = ReceiptStatus.REJECTED
+    value = Receipt.for_request(request, str(request["request_id"]), rejected, detail=str(verdict.rejection), now=NOW)
+    value = value.to_value()
     assert value["requested_at"] == request["issued_at"] and value["completed_at"] == NOW
     assert value["store_counts"] == {} and value["detail"] == "signature does not verify"
     decoded = AvroDeserializer()(AvroSerializer("DsrReceipt")(value)).value
     assert decoded["status"] == "REJECTED" and decoded["request_type"] == "ERASURE"
-    unreadable = receipt(None, str(uuid.uuid4()), status="REJECTED", detail="x", now=NOW)
-    assert unreadable["request_type"] == "UNKNOWN" and unreadable["requested_at"] == NOW
+    unreadable = Receipt.for_request(None, str(uuid.uuid4()), rejected, detail="x", now=NOW)
+    assert unreadable.request_type == "UNKNOWN" and unreadable.requested_at == NOW
 
 
 # ---- acting -----------------------------------------------------------------------------
@@ -298,14 +300,14 @@ def test_withdrawing_one_purpose_touches_only_that_purpose() -> None:
     assert not [row for row in work.rows if row.topic == topics.SUBJECTS.name]
 
 
-def test_access_has_no_kafka_side_work_and_every_command_carries_the_contract_headers() -> None:
-    work = plan(_request(RequestType.ACCESS), BUILDER, at=NOW, now=NOW)
+def test_access_has_no_kafka_side_work_and_every_command_carries_the_contract_envelope() -> None:
+    request = _request(RequestType.ACCESS)
+    work = plan(request, BUILDER, at=NOW, now=NOW)
     assert not (work.rows or work.consent_changes or work.erasures or work.lookup_subjects)
-    headers = dict(command_headers(work, {}, NOW))
-    assert headers[topics.H_DSR_SUBJECT_KEYS].decode().split(",") == work.subject_keys
-    assert json.loads(headers[topics.H_DSR_KAFKA_COUNTS]) == {}
-    assert datetime.fromisoformat(headers[topics.H_DSR_VERIFIED_AT].decode()) == NOW
-    assert topics.H_DSR_NEW_SUBJECT_KEY not in headers
+    envelope = command_envelope(request, b"request bytes", work, {}, NOW)
+    assert list(envelope.subject_keys) == work.subject_keys
+    assert envelope.request_sha256 == request_digest(b"request bytes")
+    assert (envelope.kafka_counts, envelope.verified_at, envelope.new_subject_key) == ({}, NOW, None)
 
 
 # ---- the erasure ledger -----------------------------------------------------------------
@@ -344,7 +346,8 @@ def test_the_erasure_scope_of_raw_events_is_every_identifier_they_name_and_their
 def worker(tmp_path: Path) -> tuple[StreamsWorker, CollectorRegistry]:
     registry = CollectorRegistry()
     settings = load_settings(env={"RECORDS_DATA_DIR": str(tmp_path)})
-    return StreamsWorker(settings, KEYER, serde=Serde(), registry=registry), registry
+    signer = CommandSigner(Ed25519PrivateKey.generate())
+    return StreamsWorker(settings, KEYER, serde=Serde(), registry=registry, command_signer=signer), registry
 
 
 def test_the_worker_drops_a_replayed_chat_of_an_erased_subject_and_keeps_new_contact(

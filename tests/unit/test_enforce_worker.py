@@ -8,11 +8,13 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from prometheus_client import CollectorRegistry
 
 from pipeline import topics
 from pipeline.config import load_settings
 from pipeline.dead_letter import parse_headers
+from pipeline.dsr_contract import CommandSigner
 from pipeline.serde import AvroDeserializer, AvroSerializer, Serde
 from pipeline.subject_keys import IdentifierKind, SubjectKeyer
 from streams.app import StreamsWorker, _Batch, _now
@@ -26,7 +28,8 @@ KEYER = SubjectKeyer(bytes(range(32)))
 def worker(tmp_path: Path) -> tuple[StreamsWorker, CollectorRegistry]:
     registry = CollectorRegistry()
     settings = load_settings(env={"RECORDS_DATA_DIR": str(tmp_path)})
-    return StreamsWorker(settings, KEYER, serde=Serde(), registry=registry), registry
+    signer = CommandSigner(Ed25519PrivateKey.generate())
+    return StreamsWorker(settings, KEYER, serde=Serde(), registry=registry, command_signer=signer), registry
 
 
 def _message(topic: str, value: bytes, offset: int = 7) -> Any:
