@@ -8,32 +8,23 @@ this test produces; the outputs are read from their end offsets taken before pro
 
 from __future__ import annotations
 
-import os
-import secrets
-import signal
-import subprocess
-import sys
 import time
-import urllib.request
 import uuid
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-from confluent_kafka import Consumer, ConsumerGroupState, KafkaException, Producer, TopicPartition
+from confluent_kafka import Consumer, ConsumerGroupState, Producer
 from confluent_kafka.admin import AdminClient
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
-from prometheus_client.parser import text_string_to_metric_families
 
 from pipeline import topics
 from pipeline.kafka.admin import KafkaAdmin
 from pipeline.serde import AvroDeserializer, AvroSerializer
-from records.local_kafka import free_port
+from tests.support.kafka_offsets import end_positions, start_group_at_end
+from tests.support.processes import CHANGELOGS, STREAMS_INPUTS, WorkerProcess
 
 pytestmark = pytest.mark.kafka
 
@@ -44,100 +35,17 @@ ROW_OF = {
     topics.CALL.name: (topics.CALL_ENRICHED.name, "cs.records.CallRecord"),
     topics.CONSENT.name: (topics.CONSENT_LEDGER.name, "cs.records.ConsentLedgerRecord"),
 }
-CHANGELOG_SUFFIXES = ("consent-changelog", "erasures-changelog", "dsr-seen-changelog", "__assignor-__leader")
 T0 = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
 EVENTS_PER_TOPIC = 30
 
 
-@dataclass
-class StreamsWorker:
-    """One `records worker streams` subprocess with its own state directory and metrics port."""
-
-    app_id: str
-    bootstrap: str
-    data_dir: Path
-    pepper_hex: str
-    metrics_port: int = field(default_factory=free_port)
-    process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def log_path(self) -> Path:
-        return self.data_dir / "worker.log"
-
-    def start(self) -> None:
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        public_key = self.data_dir / "dpo.pub.pem"
-        dpo_key = Ed25519PrivateKey.generate().public_key()
-        public_key.write_bytes(dpo_key.public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo))
-        env = {
-            **os.environ,
-            "KAFKA_BOOTSTRAP": self.bootstrap,
-            "RECORDS_DATA_DIR": str(self.data_dir),
-            "RECORDS_PEPPER": self.pepper_hex,
-            "RECORDS_STREAMS_METRICS_PORT": str(self.metrics_port),
-            "RECORDS_DPO_PUBLIC_KEYS": str(public_key),
-        }
-        env.pop("RECORDS_PEPPER_FILE", None)
-        env.pop("RECORDS_GEOIP_CITY_DB", None)
-        with self.log_path.open("wb") as log:
-            self.process = subprocess.Popen(
-                [str(Path(sys.executable).with_name("records")), "worker", "streams", "--app-id", self.app_id],
-                env=env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-
-    def wait_ready(self, timeout: float = 90.0) -> None:
-        deadline = time.monotonic() + timeout
-        while "Worker ready" not in self.log():
-            assert self.process is not None and self.process.poll() is None, self.log()[-3000:]
-            assert time.monotonic() < deadline, f"worker not ready in {timeout} s:\n{self.log()[-3000:]}"
-            time.sleep(0.2)
-
-    def stop(self) -> None:
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-
-    def events_in(self) -> dict[str, float]:
-        """records_streams_events_in_total per raw topic, from the worker's /metrics."""
-        url = f"http://127.0.0.1:{self.metrics_port}/metrics"
-        with urllib.request.urlopen(url, timeout=5) as response:
-            text = response.read().decode()
-        out: Counter[str] = Counter()
-        for family in text_string_to_metric_families(text):
-            for sample in family.samples:
-                if sample.name == "records_streams_events_in_total":
-                    out[sample.labels["topic"]] += sample.value
-        return dict(out)
-
-
-def _end_offsets(consumer: Consumer, specs: tuple[topics.TopicSpec, ...]) -> list[TopicPartition]:
-    ends = []
-    for spec in specs:
-        for partition in range(spec.partitions):
-            deadline = time.monotonic() + 30
-            while True:
-                try:
-                    high = consumer.get_watermark_offsets(TopicPartition(spec.name, partition), timeout=10)[1]
-                    break
-                except KafkaException:  # a just-created topic without a leader yet
-                    assert time.monotonic() < deadline
-                    time.sleep(0.5)
-            ends.append(TopicPartition(spec.name, partition, int(high)))
-    return ends
-
-
-def _probe(bootstrap: str, group: str) -> Consumer:
-    return Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False})
+def _events_in(worker: WorkerProcess) -> dict[str, float]:
+    """records_streams_events_in_total per raw topic, from the worker's /metrics."""
+    out: Counter[str] = Counter()
+    for (name, labels), value in worker.metrics().items():
+        if name == "records_streams_events_in_total":
+            out[dict(labels)["topic"]] += value
+    return dict(out)
 
 
 def _raw_assignment(admin: AdminClient, group: str) -> list[set[tuple[str, int]]] | None:
@@ -207,26 +115,19 @@ def scale_group(kafka_bootstrap: str, kafka_admin: KafkaAdmin) -> Iterator[str]:
     topics are deleted afterwards."""
     kafka_admin.create_topics(list(topics.ALL_TOPICS))  # what `records topics ensure` creates
     app_id = f"cs-streams-scale-{uuid.uuid4().hex[:10]}"
-    consumer = _probe(kafka_bootstrap, app_id)
-    try:
-        consumer.commit(offsets=_end_offsets(consumer, RAW), asynchronous=False)
-    finally:
-        consumer.close()
+    start_group_at_end(kafka_bootstrap, app_id, STREAMS_INPUTS)
     yield app_id
-    kafka_admin.delete_topics([f"{app_id}-{suffix}" for suffix in CHANGELOG_SUFFIXES])
+    kafka_admin.delete_topics([f"{app_id}-{suffix}" for suffix in CHANGELOGS])
 
 
 def test_two_streams_workers_share_the_raw_partitions_and_process_each_event_once(
     kafka_bootstrap: str, scale_group: str, tmp_path: Path
 ) -> None:
-    pepper = secrets.token_hex(32)
-    workers = [StreamsWorker(scale_group, kafka_bootstrap, tmp_path / f"w{n}", pepper) for n in (1, 2)]
+    workers = [WorkerProcess(scale_group, kafka_bootstrap, tmp_path / f"w{n}") for n in (1, 2)]
     admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
     try:
         for worker in workers:
-            worker.start()
-        for worker in workers:
-            worker.wait_ready()
+            worker.start()  # the second joins the group of the first: a rebalance shares the partitions
 
         # 1. The group is stable with two members that split every raw partition between them.
         every = {(spec.name, p) for spec in RAW for p in range(spec.partitions)}
@@ -240,8 +141,8 @@ def test_two_streams_workers_share_the_raw_partitions_and_process_each_event_onc
         assert not shares[0] & shares[1], shares  # no partition is held twice
 
         # 2. Events on every partition of every raw topic.
-        reader = _probe(kafka_bootstrap, f"reader-{uuid.uuid4().hex}")
-        out_start = _end_offsets(reader, (topics.CHAT_ENRICHED, topics.CALL_ENRICHED, topics.CONSENT_LEDGER))
+        out_start = end_positions(kafka_bootstrap, (topics.CHAT_ENRICHED, topics.CALL_ENRICHED, topics.CONSENT_LEDGER))
+        reader = Consumer({"bootstrap.servers": kafka_bootstrap, "group.id": f"reader-{uuid.uuid4().hex}"})
         producer = Producer({"bootstrap.servers": kafka_bootstrap, "linger.ms": 5})
         sent: dict[str, str] = {}  # raw event id -> raw topic
         landed: set[tuple[str, int]] = set()
@@ -288,7 +189,7 @@ def test_two_streams_workers_share_the_raw_partitions_and_process_each_event_onc
         assert [event for event, count in seen.items() if count != 1] == []
 
         # 4. Both workers did part of the work, and together exactly all of it.
-        per_worker = [worker.events_in() for worker in workers]
+        per_worker = [_events_in(worker) for worker in workers]
         for spec in RAW:
             counts = [counts.get(spec.name, 0.0) for counts in per_worker]
             assert sum(counts) == EVENTS_PER_TOPIC, (spec.name, counts)
