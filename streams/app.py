@@ -83,6 +83,10 @@ class WorkerOptions:
     app_id: str = topics.STREAMS_APP_ID
     batch_size: int = 1000
     batch_within: float = 0.25  # seconds
+    # How long the group waits for a member that stopped heartbeating (kill -9, a lost
+    # host) before its partitions move: the bound on a restarted worker's pause. faust's
+    # default is 60 s; 10 s as for the sink (sink/clickhouse_sink.py).
+    session_timeout_s: float = 10.0
 
 
 def _broker_urls(bootstrap: str) -> list[str]:
@@ -148,6 +152,7 @@ class StreamsWorker:
             web_enabled=False,
             topic_partitions=topics.CHAT.partitions,
             consumer_auto_offset_reset="earliest",
+            broker_session_timeout=options.session_timeout_s,
             producer_linger_ms=5,
             producer_max_batch_size=256 * 1024,
             stream_buffer_maxsize=4 * options.batch_size,

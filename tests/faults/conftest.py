@@ -1,0 +1,65 @@
+"""Fixtures of the fault tests: one isolated pipeline (streams app id, sink group, chDB
+directory, secrets) per test, its processes stopped and its changelogs deleted after."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from pipeline import topics
+from pipeline.kafka.admin import KafkaAdmin
+from tests.faults.harness import (
+    CHANGELOG_SUFFIXES,
+    SINK_INPUTS,
+    STREAMS_INPUTS,
+    Process,
+    Secrets,
+    sink_process,
+    start_group_at_end,
+    streams_process,
+)
+
+
+@dataclass
+class Pipeline:
+    bootstrap: str
+    work: Path
+    app_id: str
+    sink_group: str
+    keys: Secrets = field(default_factory=Secrets)
+    started: list[Process] = field(default_factory=list)
+
+    @property
+    def chdb_path(self) -> Path:
+        return self.work / "chdb"
+
+    def streams(self) -> Process:
+        process = streams_process(self.bootstrap, self.app_id, self.work, self.keys)
+        self.started.append(process)
+        return process.start()
+
+    def sink(self, *extra: str, batch_size: int = 2000) -> Process:
+        process = sink_process(
+            self.bootstrap, self.sink_group, self.chdb_path, self.work, self.keys, *extra, batch_size=batch_size
+        )
+        self.started.append(process)
+        return process.start()
+
+
+@pytest.fixture
+def pipeline(kafka_bootstrap: str, kafka_admin: KafkaAdmin, tmp_path: Path) -> Iterator[Pipeline]:
+    kafka_admin.create_topics(list(topics.ALL_TOPICS))  # what `records topics ensure` creates
+    tag = uuid.uuid4().hex[:10]
+    line = Pipeline(kafka_bootstrap, tmp_path, f"faults-{tag}", f"faults-sink-{tag}")
+    start_group_at_end(kafka_bootstrap, line.app_id, STREAMS_INPUTS)
+    start_group_at_end(kafka_bootstrap, line.sink_group, SINK_INPUTS)
+    try:
+        yield line
+    finally:
+        for process in line.started:
+            process.stop()
+        kafka_admin.delete_topics([f"{line.app_id}-{suffix}" for suffix in CHANGELOG_SUFFIXES])
