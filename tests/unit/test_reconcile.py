@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 
+from pipeline.policy import default_policy
 from records.cli.reconcile_cmd import parse_since
 from retention_jobs.reconcile import (
     DAY_MS,
@@ -18,6 +19,7 @@ from retention_jobs.reconcile import (
     StoredRow,
     reconcile,
 )
+from retention_jobs.report import Evidence, KafkaEvidence, evaluate
 
 NOW = 1_800_000_000_000
 T = NOW - 1000 * DAY_MS
@@ -144,3 +146,35 @@ def test_since_accepts_iso_times_and_durations() -> None:
     assert parse_since("2026-11-30T06:00:00", now) == datetime(2026, 11, 30, 6, 0, tzinfo=UTC)
     with pytest.raises(Exception, match="expected an ISO 8601 time"):
         parse_since("yesterday", now)
+
+
+def _evidence(reconciliation: object) -> Evidence:
+    return Evidence(
+        collected_at=datetime(2026, 11, 30, tzinfo=UTC),
+        storage="test",
+        ages={},
+        record_columns={},
+        analyst_columns={},
+        analyst_restriction_filter={},
+        stripped={},
+        consent_breaches=(),
+        recordings_without_prior_notice=0,
+        dsr=(),
+        erasure_latency_edges_s=(60,),
+        erasure_latency_histogram=(0, 0),
+        erased_subjects=0,
+        rows_surviving_erasure={},
+        active_restrictions=0,
+        kafka=KafkaEvidence(),
+        reconciliation=reconciliation,  # type: ignore[arg-type]
+    )
+
+
+def test_the_report_gains_a_reconciliation_line_that_fails_on_a_missing_event() -> None:
+    policy = default_policy()
+    assert "reconciliation" not in {line.id for line in evaluate(policy, _evidence(None)).lines}
+    balanced = run([event(0, "e-1")], rows=[StoredRow("calls", "e-1", "e-1")])
+    line = evaluate(policy, _evidence(balanced)).line("reconciliation")
+    assert line.passed and line.evidence == "1 raw events: 1 stored; 0 missing, 0 duplicates"
+    line = evaluate(policy, _evidence(run([event(0, "e-1")]))).line("reconciliation")
+    assert not line.passed and line.details == ("missing: e-1 (cs.call.v1[0]@0)",)
