@@ -3,6 +3,7 @@ directory, secrets) per test, its processes stopped and its changelogs deleted a
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -50,16 +51,24 @@ class Pipeline:
         return process.start()
 
 
-@pytest.fixture
-def pipeline(kafka_bootstrap: str, kafka_admin: KafkaAdmin, tmp_path: Path) -> Iterator[Pipeline]:
-    kafka_admin.create_topics(list(topics.ALL_TOPICS))  # what `records topics ensure` creates
+@contextlib.contextmanager
+def isolated_pipeline(bootstrap: str, admin: KafkaAdmin, work: Path) -> Iterator[Pipeline]:
+    """A pipeline of its own on `bootstrap`; its processes stopped and changelogs deleted after."""
+    admin.create_topics(list(topics.ALL_TOPICS))  # what `records topics ensure` creates
     tag = uuid.uuid4().hex[:10]
-    line = Pipeline(kafka_bootstrap, tmp_path, f"faults-{tag}", f"faults-sink-{tag}")
-    start_group_at_end(kafka_bootstrap, line.app_id, STREAMS_INPUTS)
-    start_group_at_end(kafka_bootstrap, line.sink_group, SINK_INPUTS)
+    line = Pipeline(bootstrap, work, f"faults-{tag}", f"faults-sink-{tag}")
+    start_group_at_end(bootstrap, line.app_id, STREAMS_INPUTS)
+    start_group_at_end(bootstrap, line.sink_group, SINK_INPUTS)
     try:
         yield line
     finally:
         for process in line.started:
             process.stop()
-        kafka_admin.delete_topics([f"{line.app_id}-{suffix}" for suffix in CHANGELOG_SUFFIXES])
+        admin.delete_topics([f"{line.app_id}-{suffix}" for suffix in CHANGELOG_SUFFIXES])
+
+
+@pytest.fixture
+def pipeline(kafka_bootstrap: str, kafka_admin: KafkaAdmin, tmp_path: Path) -> Iterator[Pipeline]:
+    """An isolated pipeline on the session's broker."""
+    with isolated_pipeline(kafka_bootstrap, kafka_admin, tmp_path) as line:
+        yield line
