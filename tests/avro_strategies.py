@@ -9,9 +9,9 @@ from hypothesis import strategies as st
 
 from pipeline.schemas import AvroSchema
 
-_TIMESTAMPS = st.datetimes(min_value=datetime(2000, 1, 1), max_value=datetime(2100, 1, 1), timezones=st.just(UTC)).map(
-    lambda d: d.replace(microsecond=(d.microsecond // 1000) * 1000)
-)
+_TIMESTAMPS = st.datetimes(
+    min_value=datetime(2000, 1, 1), max_value=datetime(2100, 1, 1), timezones=st.just(UTC)
+).map(lambda d: d.replace(microsecond=(d.microsecond // 1000) * 1000))
 _TEXT = st.text(max_size=20)
 
 

@@ -103,13 +103,8 @@ def test_requests_need_an_identifier_and_rectification_a_known_field() -> None:
         build_request(RequestType.ERASURE, {"email": ""}, requested_by="dpo", reason="r", now=NOW)
     with pytest.raises(DsrRejected):
         build_request(
-            RequestType.RECTIFICATION,
-            {"email": "a@b.fi"},
-            requested_by="dpo",
-            reason="r",
-            now=NOW,
-            rectify_field="subject_keys",
-            rectify_value="x",
+            RequestType.RECTIFICATION, {"email": "a@b.fi"}, requested_by="dpo", reason="r", now=NOW,
+            rectify_field="subject_keys", rectify_value="x",
         )
 
 

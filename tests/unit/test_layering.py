@@ -42,7 +42,9 @@ def _modules(package: str) -> list[Path]:
 def test_package_imports_only_what_its_layer_may(package: str) -> None:
     modules = _modules(package)
     assert modules, f"no modules found under {package}/"
-    violations = {str(path.relative_to(ROOT)): sorted(_imported_packages(path) - ALLOWED[package]) for path in modules}
+    violations = {
+        str(path.relative_to(ROOT)): sorted(_imported_packages(path) - ALLOWED[package]) for path in modules
+    }
     assert {path: bad for path, bad in violations.items() if bad} == {}
 
 

@@ -121,7 +121,7 @@ def test_encode_error_names_the_field_and_hides_the_value() -> None:
     ("payload", "reason"),
     [
         (b"", "empty"),
-        (b'{"json": true}', "unknown framing"),
+        (b"{\"json\": true}", "unknown framing"),
         (b"\xc3\x01" + b"\x00" * 8 + b"\x02", "unknown writer schema fingerprint"),
         (b"\x00\x00\x00\x00\x07\x02", "no schema registry"),
     ],
