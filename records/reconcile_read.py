@@ -124,6 +124,8 @@ def raw_event(message: Message, serde: Serde, builder: RowBuilder, policy: Polic
     try:
         decoded = serde.decode(message.value())
         schema = decoded.schema_name
+        if schema not in topics.by_name(topic).value_schemas:
+            return RawEvent(topic, partition, offset, event_id=str(decoded.value.get("event_id")), schema=schema)
         record = policy.record(RAW_RECORD_TYPES[schema])
         value = decoded.value
         keys, moment = builder.erasure_scope(schema, value)

@@ -4,6 +4,7 @@ directory, secrets) per test, its processes stopped and its changelogs deleted a
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -57,6 +58,15 @@ def isolated_pipeline(bootstrap: str, admin: KafkaAdmin, work: Path) -> Iterator
     admin.create_topics(list(topics.ALL_TOPICS))  # what `records topics ensure` creates
     tag = uuid.uuid4().hex[:10]
     line = Pipeline(bootstrap, work, f"faults-{tag}", f"faults-sink-{tag}")
+    # The app's changelogs exist before it starts, as `records topics ensure` makes them for
+    # the real app id (a changelog the worker creates itself is unknown to its metadata for
+    # a few seconds: a data-subject request read then crashes the DSR agent and is lost).
+    admin.create_topics(
+        [
+            dataclasses.replace(spec, name=spec.name.replace(topics.STREAMS_APP_ID, line.app_id, 1))
+            for spec in (topics.CONSENT_CHANGELOG, topics.ERASURES_CHANGELOG, topics.DSR_SEEN_CHANGELOG)
+        ]
+    )
     start_group_at_end(bootstrap, line.app_id, STREAMS_INPUTS)
     start_group_at_end(bootstrap, line.sink_group, SINK_INPUTS)
     try:
