@@ -5,12 +5,14 @@ nothing. The reconciliation finds every raw event in exactly one place."""
 from __future__ import annotations
 
 import signal
+import subprocess
 import threading
 import time
 from datetime import UTC, datetime, timedelta
 
 from tests.faults.conftest import Pipeline
 from tests.faults.harness import (
+    RECORDS,
     SINK_INPUTS,
     STREAMS_INPUTS,
     caught_up,
@@ -61,3 +63,15 @@ def test_kill_9_of_the_sink_mid_batch_then_restart_and_a_second_sink_refused(pip
     assert len(result.events) == EVENTS
     assert result.missing == () and result.duplicates == (), result.to_dict()
     assert restarted.metric("records_sink_rows_inserted_total") > 0
+
+    # The same verdict from the command line, as the DPO runs it (through the running sink).
+    cli = subprocess.run(
+        [RECORDS, "reconcile", "--since", since.isoformat()],
+        env=restarted.env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert cli.returncode == 0, cli.stderr
+    assert cli.stdout.startswith(f"since {since.isoformat()}: {EVENTS} raw events: "), cli.stdout
+    assert "; 0 missing, 0 duplicates" in cli.stdout
