@@ -19,11 +19,12 @@ import pytest
 from pipeline.config import load_settings
 from pipeline.kafka.admin import KafkaAdmin
 from records.local_kafka import LocalBroker, free_port
-from tests.faults.conftest import Pipeline, isolated_pipeline
 from tests.faults.harness import (
     SINK_INPUTS,
     STREAMS_INPUTS,
+    Pipeline,
     caught_up,
+    isolated_pipeline,
     produce,
     reconcile_since,
     simulated,

@@ -9,10 +9,10 @@ import threading
 import time
 from datetime import UTC, datetime, timedelta
 
-from tests.faults.conftest import Pipeline
 from tests.faults.harness import (
     SINK_INPUTS,
     STREAMS_INPUTS,
+    Pipeline,
     caught_up,
     produce,
     reconcile_since,

@@ -13,10 +13,10 @@ from confluent_kafka import Consumer
 
 from pipeline.config import load_settings
 from sink.sink_process import embedded_instance_id
-from tests.faults.conftest import Pipeline
 from tests.faults.harness import (
     SINK_INPUTS,
     STREAMS_INPUTS,
+    Pipeline,
     caught_up,
     produce,
     reconcile_since,

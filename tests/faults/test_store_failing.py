@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.faults.conftest import Pipeline
 from tests.faults.harness import (
     SINK_INPUTS,
     STREAMS_INPUTS,
+    Pipeline,
     caught_up,
     committed,
     end_offsets,

@@ -28,11 +28,12 @@ from pipeline.dsr import RequestType, build_request
 from pipeline.kafka.admin import KafkaAdmin
 from pipeline.serde import AvroSerializer
 from records.reconcile_read import Sources
-from tests.faults.conftest import Pipeline, isolated_pipeline
 from tests.faults.harness import (
     SINK_INPUTS,
     STREAMS_INPUTS,
+    Pipeline,
     caught_up,
+    isolated_pipeline,
     reconcile_since,
     simulated,
     wait_sink_owner,
