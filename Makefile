@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup demo test lint up down clean
+.PHONY: setup demo test lint fuzz up down clean
 
 setup: $(STAMP) kafka-libs
 
@@ -32,6 +32,11 @@ lint: $(STAMP)
 
 test: setup lint
 	$(BIN)/pytest -q
+
+# Longer fuzzing of the decoders and the enforcement (tests/unit/test_fuzz.py): 5,000
+# examples per property instead of the ~200 `make test` runs.
+fuzz: setup
+	FUZZ_PROFILE=long $(BIN)/pytest -q -p no:cacheprovider tests/unit/test_fuzz.py
 
 demo: setup
 	$(BIN)/records demo --reset

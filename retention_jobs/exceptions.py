@@ -19,3 +19,7 @@ class TopicsOutOfPolicy(RetentionError):
 
 class CommitmentsFailed(RetentionError):
     """The compliance report found at least one commitment without passing evidence."""
+
+
+class ReconciliationFailed(RetentionError):
+    """A raw event of the window is in no outcome, or in two where one is expected."""

@@ -22,6 +22,7 @@ from typing import Any
 from pipeline.clickhouse_ddl import ANALYST_DB, ANALYST_ROLE, access_statements
 from pipeline.policy import Policy, RecordPolicy
 from retention_jobs.linger import Linger, format_ms
+from retention_jobs.reconcile import Reconciliation, first
 
 # Columns that link a person across records: never in an analyst view (besides the policy's
 # direct identifiers).
@@ -146,6 +147,8 @@ class Evidence:
     kafka: KafkaEvidence
     other_tables: tuple[str, ...] = ()  # every other table/view name of both databases
     access: AccessEvidence | None = None  # embedded mode; a server keeps its own users and grants
+    # `records report --since T`: where every raw event of the window went (reconcile.py)
+    reconciliation: Reconciliation | None = None
 
 
 # ---- the report ------------------------------------------------------------------------
@@ -268,10 +271,28 @@ def evaluate(policy: Policy, evidence: Evidence) -> Report:
         lines.extend(_personal_access(evidence.access))
     lines.append(_kafka_config(evidence))
     lines.append(_kafka_linger(policy, evidence))
+    if evidence.reconciliation is not None:
+        lines.append(_reconciliation(evidence.reconciliation))
     return Report(evidence.collected_at, evidence.storage, tuple(lines), evidence, policy)
 
 
 # ---- one function per commitment -----------------------------------------------------
+
+
+def _reconciliation(result: Reconciliation) -> ReportLine:
+    """Nothing lost, nothing twice: every raw event of the window in exactly one place."""
+    details = tuple(
+        [f"missing: {label}" for label in first(result.missing)]
+        + [f"in two places: {label}" for label in first(result.duplicates)]
+    )
+    return ReportLine(
+        "reconciliation",
+        "§8",
+        "every raw event is accounted for: stored, stripped, quarantined, dead-lettered, erased or expired",
+        result.summary(),
+        result.balanced,
+        details,
+    )
 
 
 def _categories(policy: Policy, ev: Evidence) -> ReportLine:

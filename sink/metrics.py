@@ -13,6 +13,7 @@ and error class names: never personal data.
 | records_sink_dead_lettered_total | source_topic, error_class | messages sent to the dead-letter topic |
 | records_sink_insert_retries_total | | batch writes that failed and were retried (offsets not committed) |
 | records_sink_commit_failures_total | | offset commits that failed (the batch is replayed, idempotently) |
+| records_sink_consumer_restarts_total | | consumers replaced after a fatal error (e.g. fenced after a broker restart) |
 | records_sink_consent_cleared_total | table, need | rows whose consent-bound fields a withdrawal cleared |
 | records_sink_batch_seconds | | time to write one batch (DLQ, inserts, withdrawals, commands, commit) |
 | records_sink_batch_rows | | rows per batch |
@@ -40,6 +41,7 @@ class SinkMetrics:
     dead_lettered: Counter
     insert_retries: Counter
     commit_failures: Counter
+    consumer_restarts: Counter
     consent_cleared: Counter
     batch_seconds: Histogram
     batch_rows: Histogram
@@ -65,6 +67,9 @@ class SinkMetrics:
                 f"{_PREFIX}_insert_retries", "Batch writes retried after a failure", registry=registry
             ),
             commit_failures=Counter(f"{_PREFIX}_commit_failures", "Offset commits that failed", registry=registry),
+            consumer_restarts=Counter(
+                f"{_PREFIX}_consumer_restarts", "Consumers replaced after a fatal error", registry=registry
+            ),
             consent_cleared=Counter(
                 f"{_PREFIX}_consent_cleared",
                 "Rows whose consent-bound fields a withdrawal cleared",

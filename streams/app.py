@@ -88,6 +88,10 @@ class WorkerOptions:
     batch_within: float = 0.25  # seconds
     ledger_expiry_every_s: float = 3600.0  # how often expired erasure-ledger entries are deleted
     seen_sweep_every: float = 600.0  # seconds between sweeps of the seen-requests table
+    # How long the group waits for a member that stopped heartbeating (kill -9, a lost
+    # host) before its partitions move: the bound on a restarted worker's pause. faust's
+    # default is 60 s; 10 s as for the sink (sink/clickhouse_sink.py).
+    session_timeout_s: float = 10.0
 
 
 def _broker_urls(bootstrap: str) -> list[str]:
@@ -155,6 +159,7 @@ class StreamsWorker:
             web_enabled=False,
             topic_partitions=topics.CHAT.partitions,
             consumer_auto_offset_reset="earliest",
+            broker_session_timeout=options.session_timeout_s,
             producer_linger_ms=5,
             producer_max_batch_size=256 * 1024,
             stream_buffer_maxsize=4 * options.batch_size,

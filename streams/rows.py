@@ -72,6 +72,17 @@ RAW_RECORD_TYPES: Mapping[str, str] = MappingProxyType(
         COOKIE_CONSENT_CHANGED: "consent_ledger",
     }
 )
+# Raw schema -> the raw field whose value is the id of the event's main row (its
+# `event_id` column; the builders below use the same fields).
+RAW_ROW_ID_FIELDS: Mapping[str, str] = MappingProxyType(
+    {
+        CHAT_CONVERSATION: "conversation_id",
+        CALL_DETAIL_RECORD: "call_id",
+        CALL_RECORDING: "recording_id",
+        CONSENT_CHANGED: "event_id",
+        COOKIE_CONSENT_CHANGED: "event_id",
+    }
+)
 # The identifiers of a person (SubjectIdentifiers, and the chat's own fields).
 _PERSON_IDENTIFIERS = ("person_number", "app_username", "email", "phone", "visitor_id")
 # Raw fields holding an identifier, per raw schema ("subject." : inside the subject record).

@@ -35,7 +35,7 @@ class KafkaConsumer:
         group_id: str,
         *,
         auto_offset_reset: str = "earliest",
-        extra: dict[str, str] | None = None,
+        extra: dict[str, Any] | None = None,
     ) -> None:
         self._config: dict[str, Any] = {
             **connection.as_librdkafka_dict(),

@@ -34,6 +34,9 @@ from pipeline.config import Settings, load_settings
 from pipeline.exports import expire_exports, exports_dir
 from pipeline.policy import default_policy
 from pipeline.private_files import private_file
+from records.cli.reconcile_cmd import parse_since
+from records.reconcile_read import reconcile_window
+from records.wiring import Wiring
 from retention_jobs.access_audit import access_evidence
 from retention_jobs.enforce import RetentionResult, enforce_retention
 from retention_jobs.exceptions import CommitmentsFailed, RetentionViolation, TopicsOutOfPolicy
@@ -128,17 +131,31 @@ def report(
     html: Annotated[
         Path | None, typer.Option("--html", help="Also write a self-contained HTML page with charts to FILE.")
     ] = None,
+    since: Annotated[
+        str | None,
+        typer.Option(
+            "--since",
+            help="Add the reconciliation of the raw events since T (ISO time or 15m, 2h, 7d; needs the pepper).",
+        ),
+    ] = None,
 ) -> None:
     """The compliance report: each commitment of the privacy notice with its live evidence."""
     settings = load_settings()
     policy = default_policy()
     now = datetime.now(UTC)
+    start = parse_since(since, now) if since is not None else None
     kafka = kafka_evidence(settings.kafka, policy)
     with connect(settings, readonly=True) as client:
         storage = describe_target(settings)
         if _via_running_sink(settings, client):
             storage += " (through the running sink's read-only endpoint)"
         evidence = collect_evidence(client, policy, now, storage=storage, kafka=kafka)
+        if start is not None:
+            wiring = Wiring(settings)
+            reconciliation = reconcile_window(
+                settings.kafka, client, serde=wiring.serde, keyer=wiring.keyer(), since=start, now=now, policy=policy
+            )
+            evidence = replace(evidence, reconciliation=reconciliation)
     result = evaluate(policy, replace(evidence, access=access_evidence(settings)))
     if html is not None:
         private_file(html, render_html(result))

@@ -1,0 +1,104 @@
+"""The store failing for a while: the chDB table directories are made immutable
+(`chattr +i`; the tests run as root, for whom a read-only mode is no obstacle), so every
+INSERT fails as on a read-only or full disk. The sink backs off with its partitions
+paused, counts the retries in `records_sink_insert_retries_total` (the alert), commits
+no offset, and catches up when the store returns; the reconciliation is exact."""
+
+from __future__ import annotations
+
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from tests.faults.harness import (
+    SINK_INPUTS,
+    STREAMS_INPUTS,
+    Pipeline,
+    caught_up,
+    committed,
+    end_offsets,
+    produce,
+    reconcile_since,
+    simulated,
+    wait_sink_owner,
+    wait_until,
+)
+
+EVENTS = 2000
+OUTAGE_S = 8.0
+
+
+def _chattr(flag: str, directories: list[Path]) -> None:
+    for directory in directories:
+        subprocess.run(["chattr", flag, str(directory)], check=True, capture_output=True)
+
+
+@pytest.fixture
+def freezable(tmp_path: Path) -> Iterator[list[Path]]:
+    """The directories frozen by the test; always thawed again (or the test is skipped
+    where the file system or the user cannot freeze one)."""
+    probe = tmp_path / "probe"
+    probe.mkdir()
+    try:
+        _chattr("+i", [probe])
+        _chattr("-i", [probe])
+    except (OSError, subprocess.CalledProcessError):
+        pytest.skip("chattr +i is not available here (needs root and a file system that supports it)")
+    frozen: list[Path] = []
+    yield frozen
+    _chattr("-i", frozen)
+
+
+def test_the_sink_backs_off_while_the_store_fails_and_catches_up_after(
+    pipeline: Pipeline, freezable: list[Path]
+) -> None:
+    sink = pipeline.sink(batch_size=500)
+    wait_sink_owner(sink, pipeline.chdb_path)
+    streams = pipeline.streams()
+    streams.wait_log("Worker ready", 120)
+    since = datetime.now(UTC) - timedelta(seconds=1)
+    events = simulated(EVENTS, seed=33)
+    produce(pipeline.bootstrap, pipeline.keys, events[:500])
+    wait_until(lambda: sink.metric("records_sink_rows_inserted_total") > 0, 120, "the sink inserted nothing")
+
+    tables = [p for p in (pipeline.chdb_path / "store").glob("*/*") if p.is_dir()]
+    assert tables
+    freezable.extend(tables)
+    _chattr("+i", tables)
+    failing_since = time.monotonic()
+    sent = threading.Event()
+    producer = threading.Thread(
+        target=lambda: (produce(pipeline.bootstrap, pipeline.keys, events[500:], chunk=100, pause_s=0.05), sent.set()),
+        daemon=True,
+    )
+    producer.start()
+    wait_until(lambda: sink.metric("records_sink_insert_retries_total") > 0, 60, "no retry counted")
+    ends = end_offsets(pipeline.bootstrap, SINK_INPUTS)
+    at_first_retry = committed(pipeline.bootstrap, pipeline.sink_group, ends)
+    time.sleep(max(0.0, OUTAGE_S - (time.monotonic() - failing_since)))
+    producer.join(60)
+    assert sent.is_set()
+    wait_until(lambda: caught_up(pipeline.bootstrap, pipeline.app_id, STREAMS_INPUTS), 120, "streams caught up")
+    # Nothing committed while the store fails, though there is plenty to read.
+    assert committed(pipeline.bootstrap, pipeline.sink_group, ends) == at_first_retry
+    assert not caught_up(pipeline.bootstrap, pipeline.sink_group, SINK_INPUTS)
+    retries = sink.metric("records_sink_insert_retries_total")
+    assert sink.alive()
+
+    _chattr("-i", tables)
+    freezable.clear()
+    recovered_s = wait_until(
+        lambda: caught_up(pipeline.bootstrap, pipeline.sink_group, SINK_INPUTS), 90, "sink caught up after the outage"
+    )
+    result = reconcile_since(pipeline.bootstrap, pipeline.chdb_path, pipeline.keys, since)
+    print(
+        f"FAULT store failing {time.monotonic() - failing_since - recovered_s:.1f} s: {retries:.0f} retries, "
+        f"caught up {recovered_s:.1f} s after the store returned; {result.summary()}"
+    )
+    assert len(result.events) == EVENTS
+    assert result.missing == () and result.duplicates == (), result.to_dict()
