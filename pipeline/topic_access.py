@@ -28,11 +28,7 @@ STREAMS_SUBJECT_LOOKUP_GROUP = "cs-streams-subject-lookup"
 DPO_RECEIPTS_GROUP = "records-dsr-status"
 
 RAW_TOPICS: tuple[TopicSpec, ...] = (topics.CHAT, topics.CALL, topics.CONSENT)
-STREAMS_CHANGELOGS: tuple[TopicSpec, ...] = (
-    topics.CONSENT_CHANGELOG,
-    topics.ERASURES_CHANGELOG,
-    topics.DSR_SEEN_CHANGELOG,
-)
+STREAMS_CHANGELOGS = topics.STREAMS_CHANGELOGS
 
 
 @dataclass(frozen=True)

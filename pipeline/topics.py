@@ -7,7 +7,7 @@ processors, the sink, `records topics ensure` and `records topics audit` all rea
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from types import MappingProxyType
 
@@ -176,6 +176,16 @@ DSR_SEEN_CHANGELOG = TopicSpec(
     _compact(),
     personal_data=False,
 )
+# The streams app's faust changelogs. Their names follow the app id (`{app_id}-{table}-changelog`).
+STREAMS_CHANGELOGS = (CONSENT_CHANGELOG, ERASURES_CHANGELOG, DSR_SEEN_CHANGELOG)
+
+
+def changelogs_for(app_id: str) -> tuple[TopicSpec, ...]:
+    """The changelog topics of a streams app id (the specs above for the default one)."""
+    prefix = STREAMS_APP_ID + "-"
+    return tuple(replace(spec, name=f"{app_id}-{spec.name[len(prefix):]}") for spec in STREAMS_CHANGELOGS)
+
+
 DSR_RECEIPTS = TopicSpec(
     "cs.dsr.receipts.v1",
     "request id",

@@ -392,6 +392,19 @@ def missing_topics(kafka: KafkaConnection) -> list[str]:
     return [spec.name for spec in (*INPUT_TOPICS, *OUTPUT_TOPICS, *DSR_TOPICS) if spec.name not in existing]
 
 
+def _ensure_changelogs(kafka: KafkaConnection, app_id: str) -> None:
+    """Create this app id's changelog topics if they are missing, before faust starts: a
+    changelog faust creates itself can stay unknown to its metadata for a while, and a
+    table write then fails inside the agent (a request acked but never executed). For the
+    default app id `records topics ensure` has created them already."""
+    admin = KafkaAdmin(kafka, timeout=10)
+    existing = admin.list_topics()
+    missing = [spec for spec in topics.changelogs_for(app_id) if spec.name not in existing]
+    if missing:
+        admin.create_topics(missing)
+        log.info("created changelog topic(s) %s", ", ".join(spec.name for spec in missing))
+
+
 def run_worker(
     settings: Settings,
     keyer: SubjectKeyer,
@@ -408,6 +421,7 @@ def run_worker(
     missing = missing_topics(settings.kafka)
     if missing:
         raise ConfigError(f"topics missing: {', '.join(missing)}; run `records topics ensure` first")
+    _ensure_changelogs(settings.kafka, options.app_id)
     registry = CollectorRegistry()
     cities = enrich.city_provider(settings.geoip_city_db)
     worker = StreamsWorker(

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from pipeline import topics
 from pipeline.kafka.admin import TopicState, plan_topic_changes
 from pipeline.topics import ALL_TOPICS, DLQ, SUBJECTS, TopicSpec
 
@@ -46,3 +47,16 @@ def test_a_key_missing_on_the_cluster_is_set() -> None:
     [change] = plan_topic_changes([SUBJECTS], {SUBJECTS.name: TopicState(SUBJECTS.name, SUBJECTS.partitions, config)})
     bound = SUBJECTS.config["max.compaction.lag.ms"]
     assert change.describe() == f"{SUBJECTS.name}: max.compaction.lag.ms unset -> {bound}"
+
+
+def test_the_changelogs_of_another_app_id_keep_the_specs_of_the_default_ones() -> None:
+    # The streams worker creates these before faust starts (an isolated app id has none yet).
+    renamed = topics.changelogs_for("cs-streams-copy")
+    assert [spec.name for spec in renamed] == [
+        "cs-streams-copy-consent-changelog",
+        "cs-streams-copy-erasures-changelog",
+        "cs-streams-copy-dsr-seen-changelog",
+    ]
+    for spec, default in zip(renamed, topics.STREAMS_CHANGELOGS, strict=True):
+        assert (spec.partitions, dict(spec.config)) == (default.partitions, dict(default.config))
+    assert topics.changelogs_for(topics.STREAMS_APP_ID) == topics.STREAMS_CHANGELOGS
