@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.kafka.admin import KafkaAdmin
-from tests.faults.harness import Pipeline, isolated_pipeline
+from tests.support.pipeline_harness import Pipeline, isolated_pipeline
 
 
 @pytest.fixture

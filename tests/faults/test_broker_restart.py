@@ -19,7 +19,7 @@ import pytest
 from pipeline.config import load_settings
 from pipeline.kafka.admin import KafkaAdmin
 from records.local_kafka import LocalBroker, free_port
-from tests.faults.harness import (
+from tests.support.pipeline_harness import (
     SINK_INPUTS,
     STREAMS_INPUTS,
     Pipeline,

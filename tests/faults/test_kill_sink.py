@@ -10,7 +10,7 @@ import threading
 import time
 from datetime import UTC, datetime, timedelta
 
-from tests.faults.harness import (
+from tests.support.pipeline_harness import (
     RECORDS,
     SINK_INPUTS,
     STREAMS_INPUTS,

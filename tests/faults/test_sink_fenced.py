@@ -13,7 +13,7 @@ from confluent_kafka import Consumer
 
 from pipeline.config import load_settings
 from sink.sink_process import embedded_instance_id
-from tests.faults.harness import (
+from tests.support.pipeline_harness import (
     SINK_INPUTS,
     STREAMS_INPUTS,
     Pipeline,

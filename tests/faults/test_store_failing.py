@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.faults.harness import (
+from tests.support.pipeline_harness import (
     SINK_INPUTS,
     STREAMS_INPUTS,
     Pipeline,

@@ -28,7 +28,7 @@ from pipeline.dsr import RequestType, build_request
 from pipeline.kafka.admin import KafkaAdmin
 from pipeline.serde import AvroSerializer
 from records.reconcile_read import Sources
-from tests.faults.harness import (
+from tests.support.pipeline_harness import (
     SINK_INPUTS,
     STREAMS_INPUTS,
     Pipeline,

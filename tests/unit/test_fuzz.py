@@ -30,7 +30,7 @@ from pipeline.subject_keys import SubjectKeyer
 from streams.consent_state import SubjectConsent
 from streams.exceptions import InvalidEvent
 from streams.rows import RAW_RECORD_TYPES, RowBuilder
-from tests.avro_strategies import records
+from tests.support.avro_strategies import records
 
 settings.register_profile(
     "fuzz-ci", max_examples=200, deadline=timedelta(milliseconds=500), suppress_health_check=[HealthCheck.too_slow]
