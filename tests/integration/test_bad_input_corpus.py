@@ -18,7 +18,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import clickhouse_connect
 import pytest
 from confluent_kafka import KafkaError, KafkaException, Producer
 
@@ -28,6 +27,7 @@ from pipeline.dsr import RequestType, build_request
 from pipeline.kafka.admin import KafkaAdmin
 from pipeline.serde import AvroSerializer
 from records.reconcile_read import Sources
+from tests.support.endpoint import owner_client
 from tests.support.pipeline_harness import (
     SINK_INPUTS,
     STREAMS_INPUTS,
@@ -146,7 +146,7 @@ def test_every_bad_input_has_its_documented_outcome_and_no_worker_exits(pipeline
     ) -> list[tuple[Any, ...]]:
         owner = read_owner(pipeline.chdb_path)
         assert owner is not None
-        client = clickhouse_connect.get_client(host=owner.host, port=owner.port)
+        client = owner_client(owner, pipeline.chdb_path)
         return list(
             client.query(
                 f"SELECT {columns} FROM records.{table} FINAL WHERE event_id = %(id)s",
@@ -181,7 +181,7 @@ def test_every_bad_input_has_its_documented_outcome_and_no_worker_exits(pipeline
     def receipts() -> dict[str, tuple[Any, ...]]:
         owner = read_owner(pipeline.chdb_path)
         assert owner is not None
-        client = clickhouse_connect.get_client(host=owner.host, port=owner.port)
+        client = owner_client(owner, pipeline.chdb_path)
         rows = client.query(
             "SELECT request_id, status, store_counts FROM records.dsr_receipts FINAL WHERE has(%(ids)s, request_id)",
             parameters={"ids": requests},
