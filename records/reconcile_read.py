@@ -192,10 +192,9 @@ def stored_rows(client: Client, events: Sequence[RawEvent]) -> list[StoredRow]:
 
 def erasures(client: Client) -> list[Erasure]:
     result = client.query(
-        f"SELECT subject_key, toUnixTimestamp64Milli(erased_at), request_id "
-        f"FROM {RECORDS_DB}.{ERASURE_LEDGER_TABLE} FINAL"
+        f"SELECT subject_key, toUnixTimestamp64Milli(erased_at) FROM {RECORDS_DB}.{ERASURE_LEDGER_TABLE} FINAL"
     )
-    return [Erasure(r[0], int(r[1]), r[2]) for r in result.result_rows]
+    return [Erasure(r[0], int(r[1])) for r in result.result_rows]
 
 
 @dataclass(frozen=True)

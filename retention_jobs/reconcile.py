@@ -27,6 +27,7 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 QUARANTINED = "quarantined"
@@ -90,15 +91,16 @@ class Letter:
 
 @dataclass(frozen=True)
 class Erasure:
+    """One erased subject key (the ledger holds no request id: nothing links a person's keys)."""
+
     subject_key: str
     erased_at_ms: int
-    request_id: str
 
 
 @dataclass(frozen=True)
 class Place:
     outcome: str
-    detail: str  # table/row id, the reason, or the request id
+    detail: str  # table/row id, the reason, or when the subject was erased
 
 
 @dataclass(frozen=True)
@@ -232,7 +234,8 @@ def reconcile(
         covering = _erasure_of(event, erased_at)
         if covering is not None and (row is None or row.source_event_id == event.event_id):
             # stored although erased is an erasure that did not hold: in two places
-            places.append(Place(ERASED, covering.request_id))
+            erased = datetime.fromtimestamp(covering.erased_at_ms / 1000, UTC).isoformat(timespec="seconds")
+            places.append(Place(ERASED, f"erased at {erased}"))
         if not places and _expired(event, now_ms):
             places.append(Place(EXPIRED, f"older than {event.retention_days} d"))
         accounted.append(Accounted(event, tuple(places), strips))

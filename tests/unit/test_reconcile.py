@@ -66,7 +66,7 @@ def test_each_event_has_its_one_outcome() -> None:
         Letter(DEAD_LETTERED, "cs.call.v1", 0, 2, "not Avro: unknown framing (first byte 0x00)", "streams"),
         Letter(QUARANTINED, "cs.call.v1", 0, 3, "notice_before_start", "streams"),
     ]
-    erasures = [Erasure("k1", NOW, "req-1")]
+    erasures = [Erasure("k1", NOW)]
     result = run(events, rows, letters, erasures)
     outcomes = {a.event.offset: a.outcome for a in result.events}
     assert outcomes == {
@@ -80,7 +80,7 @@ def test_each_event_has_its_one_outcome() -> None:
         7: "stored",
     }
     assert result.events[1].stripped == ("answered_by_user:not_needed",)
-    assert result.events[4].places[0].detail == "req-1"
+    assert result.events[4].places[0].detail == "erased at 2027-01-15T08:00:00+00:00"
     assert result.balanced
     assert result.stripped == 1
     assert result.summary() == (
@@ -107,14 +107,14 @@ def test_an_event_stored_although_erased_is_a_duplicate() -> None:
     result = run(
         [event(0, "e-1", subject_keys=("k1",))],
         rows=[StoredRow("calls", "e-1", "e-1")],
-        erasures=[Erasure("k1", NOW, "req-1")],
+        erasures=[Erasure("k1", NOW)],
     )
     assert len(result.duplicates) == 1
 
 
 def test_an_event_after_its_subjects_erasure_is_new_data() -> None:
     after = event(0, "e-1", subject_keys=("k1",), policy_time_ms=NOW)
-    result = run([after], erasures=[Erasure("k1", NOW - 1, "req-1")])
+    result = run([after], erasures=[Erasure("k1", NOW - 1)])
     assert [a.outcome for a in result.events] == ["missing"]
 
 
