@@ -26,6 +26,7 @@ def _root() -> None:
 
 def _register() -> None:
     from pipeline.cli import (
+        bench_cmd,
         broker_cmd,
         clickhouse_cmd,
         demo_cmd,
@@ -47,6 +48,7 @@ def _register() -> None:
         clickhouse_cmd,
         dsr_cmd,
         demo_cmd,
+        bench_cmd,
     )
     for module in modules:
         module.register(app)
