@@ -21,7 +21,8 @@ def _positive(value: object) -> bool:
 
 
 def test_a_tiny_bench_run_writes_every_figure(tmp_path: Path) -> None:
-    result = run_bench(BenchOptions(events=2000, erasures=1, command="records bench --events 2000"))
+    options = BenchOptions(events=2000, erasures=1, solo_max_s=10, command="records bench --events 2000")
+    result = run_bench(options, progress=print)  # the phases show with -s
     path = write_results(result, tmp_path)
 
     written = json.loads(path.read_text())
