@@ -18,9 +18,9 @@ Protocols, in this order (each figure is events/s unless its name says otherwise
 6. plain loops (bench/plain_loop.py) on the first N raw messages, bare and with the
    project's enrichment, right after 5 so the machine is in the same state: the
    yardstick for the streams stage (`streams_vs_plain_loop`).
-7. sink alone: a second sink (own group, own chDB directory) drains the enriched topics
-   (the output of both streams runs), or stops `solo_max_s` after its first insert;
-   rows inserted per second between its first insert and the end.
+7. sink alone: a second sink (own group, own chDB directory, no retention run) drains the
+   enriched topics (the output of both streams runs), or stops `solo_max_s` after its
+   first insert; rows inserted per second between its first insert and the end.
 Peak RSS is VmHWM of each worker process (read just before it is stopped), the JVM
 broker's, and the benchmark process's own (which runs the producer and plain loops).
 """
@@ -35,7 +35,7 @@ import subprocess
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
@@ -47,14 +47,16 @@ from consumers.clickhouse_sink import RECORD_TOPICS
 from pipeline import topics
 from pipeline.event_producer import EventEncoder, EventProducer
 from pipeline.exceptions import RecordsError
-from pipeline.kafka.admin import group_lag, watermarks
+from pipeline.kafka.admin import ensure_topics, group_lag, watermarks
 from pipeline.simulate import SimulatedEvent, SimulationConfig, TrafficMix, generate
 from pipeline.subject_keys import SubjectKeyer, load_pepper
-from pipeline.topics import DSR
+from pipeline.topics import CONSENT_CHANGELOG, DSR, DSR_SEEN_CHANGELOG, ERASURES_CHANGELOG
 
 SINK_GROUP = "cs-clickhouse-sink"
 SOLO_APP_ID = "cs-streams-bench-solo"
 SOLO_SINK_GROUP = "cs-clickhouse-sink-bench-solo"
+CHANGELOGS = (CONSENT_CHANGELOG, ERASURES_CHANGELOG, DSR_SEEN_CHANGELOG)
+FIRST_BATCH_TIMEOUT_S = 180.0  # a worker that has counted nothing by then is stuck
 SEED = 7
 ENRICHED = [spec.name for spec in RECORD_TOPICS]
 STREAMS_IN = "records_streams_events_in"
@@ -146,7 +148,12 @@ def _drained(stack: Stack, streams: WorkerProcess, raw_total: int, sink_group: s
 
 def _first_count(worker: WorkerProcess, family: str, workers: list[WorkerProcess], timeout: float) -> float:
     return wait_for(f"{worker.name} to count its first batch", lambda: worker.metric(family) > 0, workers,
-                    timeout=timeout, every=0.1)
+                    timeout=min(timeout, FIRST_BATCH_TIMEOUT_S), every=0.1)
+
+
+def _renamed(spec: topics.TopicSpec, app_id: str) -> topics.TopicSpec:
+    """A changelog spec of the default streams app id for another app id."""
+    return replace(spec, name=app_id + spec.name.removeprefix(topics.STREAMS_APP_ID))
 
 
 def _commit_at_end(stack: Stack, group: str, topic_names: list[str]) -> None:
@@ -283,6 +290,9 @@ def run_bench(options: BenchOptions, progress: Callable[[str], None] | None = No
         # 6. streams alone, on every raw message (or for solo_max_s after its first batch)
         phase("streams alone")
         _commit_at_end(stack, SOLO_APP_ID, [DSR.name])
+        # Its changelogs exist before it starts, as `records topics ensure` makes the real
+        # ones: faust creating them itself sometimes races its own metadata and stalls.
+        ensure_topics(stack.admin, [_renamed(spec, SOLO_APP_ID) for spec in CHANGELOGS])
         solo = stack.spawn("streams-solo", ["worker", "streams", "--loglevel", "warning", "--app-id", SOLO_APP_ID])
         try:
             first = _first_count(solo, STREAMS_IN, [solo], timeout)
@@ -315,7 +325,10 @@ def run_bench(options: BenchOptions, progress: Callable[[str], None] | None = No
         enriched_total = stack.topic_total(ENRICHED)
         solo_sink = stack.spawn(
             "sink-solo",
-            ["worker", "sink", "--loglevel", "warning", "--no-http", "--group-id", SOLO_SINK_GROUP],
+            # no retention run: it would fall inside the measured window (the sink runs it
+            # after its first batch), and this figure is the drain alone
+            ["worker", "sink", "--loglevel", "warning", "--no-http", "--retention-every", "0", "--group-id",
+             SOLO_SINK_GROUP],
             env={"RECORDS_CHDB_PATH": str(stack.root / "chdb-solo")},
         )
         try:
