@@ -43,38 +43,6 @@ def read_string(body: bytes | memoryview, pos: int = 0) -> tuple[str, int]:
     return bytes(body[pos:end]).decode("utf-8"), end
 
 
-# The first fields of every enriched record schema: what `read_keys` can read.
-KEYED_PREFIX: tuple[tuple[str, object], ...] = (
-    ("event_id", "string"),
-    ("source_event_id", "string"),
-    ("subject_keys", {"type": "array", "items": "string"}),
-)
-
-
-def has_keyed_prefix(schema: AvroSchema) -> bool:
-    """True when the schema starts with event_id, source_event_id and subject_keys."""
-    fields = schema.definition.get("fields", [])[: len(KEYED_PREFIX)]
-    return tuple((f["name"], f["type"]) for f in fields) == KEYED_PREFIX
-
-
-def read_keys(body: bytes | memoryview) -> tuple[str, list[str]]:
-    """(event_id, subject_keys) of a body whose schema `has_keyed_prefix`, without
-    decoding the rest of the record."""
-    event_id, pos = read_string(body)
-    _, pos = read_string(body, pos)  # source_event_id
-    keys: list[str] = []
-    while True:
-        count, pos = _read_long(body, pos)
-        if count == 0:
-            return event_id, keys
-        if count < 0:  # a block with its byte size
-            count = -count
-            _, pos = _read_long(body, pos)
-        for _ in range(count):
-            key, pos = read_string(body, pos)
-            keys.append(key)
-
-
 def _read_long(body: bytes | memoryview, pos: int) -> tuple[int, int]:
     shift = 0
     value = 0

@@ -24,7 +24,7 @@ from typing import Any, Protocol
 
 import fastavro
 
-from consumers.avro_container import SINGLE_OBJECT_PREFIX, has_keyed_prefix, read_keys, read_string
+from consumers.avro_container import SINGLE_OBJECT_PREFIX, read_string
 from pipeline.clickhouse_ddl import TableModel
 from pipeline.dead_letter import DeadLetter
 from pipeline.schemas import AvroSchema
@@ -60,20 +60,9 @@ class Group:
     bodies: list[bytes] = field(default_factory=list)
     messages: list[KafkaMessage] = field(default_factory=list)  # parallel to bodies, for dead letters
     ids: list[str] = field(default_factory=list)  # event ids, when collect_ids
-    # subject keys, parallel to ids, when collect_ids and the writer has the keyed prefix
-    # (consumers/avro_container.read_keys); None: not readable without decoding
-    keys: list[list[str]] | None = None
-
-    def __post_init__(self) -> None:
-        if self.collect_ids and has_keyed_prefix(self.writer):
-            self.keys = []
 
     def add(self, body: bytes, message: KafkaMessage) -> None:
-        if self.keys is not None:
-            event_id, keys = read_keys(body)
-            self.ids.append(event_id)
-            self.keys.append(keys)
-        elif self.collect_ids:
+        if self.collect_ids:
             self.ids.append(read_string(body)[0])
         self.bodies.append(body)
         self.messages.append(message)
@@ -231,19 +220,6 @@ class Batch:
     def ids_of(self, table: str) -> list[str]:
         return [i for (name, _), g in self.groups.items() if name == table for i in g.ids]
 
-    def ids_with_keys_of(self, table: str) -> list[tuple[str, list[str] | None]]:
-        """(event id, subject keys) of the table's rows; keys None where the writer schema
-        does not allow reading them without decoding."""
-        out: list[tuple[str, list[str] | None]] = []
-        for (name, _), group in self.groups.items():
-            if name != table:
-                continue
-            if group.keys is None:
-                out += [(i, None) for i in group.ids]
-            else:
-                out += list(zip(group.ids, group.keys, strict=True))
-        return out
-
     def rows_by_table(self) -> dict[str, int]:
         out: dict[str, int] = {}
         for (name, _), group in self.groups.items():
@@ -274,8 +250,6 @@ def split_group(group: Group, bad: Sequence[int]) -> list[int]:
     group.messages = [m for i, m in enumerate(group.messages) if i not in drop]
     if group.collect_ids:
         group.ids = [x for i, x in enumerate(group.ids) if i not in drop]
-    if group.keys is not None:
-        group.keys = [x for i, x in enumerate(group.keys) if i not in drop]
     return list(bad)
 
 

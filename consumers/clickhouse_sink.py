@@ -8,7 +8,7 @@ single-object messages becomes an Avro object container by cutting each message'
 decodes it itself, in C++, column by column (`INSERT ... FORMAT Avro`). The insert is
 as columnar as an Arrow insert, but no record is ever decoded in Python: ~110-150k
 rows/s against ~33k/s for decoding alone with fastavro (../shared/docs/performance-
-notes.md; `records bench` measures the sink worker: sink_rows_per_s). Each (table, writer schema)
+notes.md; bench/bench_sink.py measures the whole path). Each (table, writer schema)
 pair is one container, so messages written with an older released schema version are
 inserted with that writer schema (ClickHouse resolves fields by name and fills columns
 the writer lacks with defaults, `input_format_avro_allow_missing_fields`).
@@ -49,8 +49,7 @@ versioned by `ingested_at`, and analysts read views with FINAL. A crash between 
 and 6 replays the batch: its rows are inserted again with the same id and version and
 collapse into one; step 3 finds nothing left to clear for rows it already cleared, and
 clears replayed rows again. Between batches, on the sink's thread, periodic jobs run
-(retention enforcement, issue 7), also under the engine lock; the first run waits for the
-first batch (or an idle poll), so a retention run does not delay the start.
+(retention enforcement, issue 7), also under the engine lock.
 
 Shutdown (SIGTERM/SIGINT): the loop stops polling, writes and commits the batch in hand
 (one attempt), leaves the group and closes.
@@ -79,8 +78,6 @@ from consumers.consent_withdrawal import (
     affected_query,
     clearing_mutation,
     consent_bound,
-    denied_keys_query,
-    denying_rows_query,
     ledger_model,
 )
 from consumers.exceptions import KafkaSinkError, WriteFailed
@@ -108,7 +105,6 @@ RECORD_TOPICS: tuple[TopicSpec, ...] = (
 # Long IN lists of a batch's row ids exceed ClickHouse's default 256 KiB query size.
 _BIG_QUERY = {"max_query_size": str(256 * 1024 * 1024)}
 _INSERT_SETTINGS = {"input_format_avro_allow_missing_fields": "1"}
-_IDLE_START_S = 1.0  # nothing to read this long after the assignment: periodic jobs may start
 # A write step failing with one of these is retried; anything else is a bug and stops the
 # sink (its batch is replayed after the restart).
 _RETRYABLE = (RecordsError, DriverError, KafkaException)
@@ -121,7 +117,7 @@ class SinkOptions:
     batch_size: messages per batch. 50,000 by default: ClickHouse inserts get cheaper
     per row up to ~100k rows per insert (fewer, larger parts and merges), while a batch
     must stay small enough to replay quickly after a crash and to keep memory bounded
-    (~20 MB of chat records); ../shared/docs/performance-notes.md has the curve.
+    (~20 MB of chat records); bench/bench_sink.py measures the curve.
     batch_max_s: the longest a message waits before it is written (freshness for analysts).
     """
 
@@ -139,10 +135,6 @@ class SinkOptions:
     retry_max_s: float = 30.0
     lag_every_s: float = 1.0
     record_topics: tuple[TopicSpec, ...] = RECORD_TOPICS
-    # The only sink writing to its store (always so in embedded mode): consent withdrawals
-    # are then checked against an in-memory set of denied subject keys instead of a query
-    # per batch (consumers/consent_withdrawal.py, step 0). False: several sinks share it.
-    sole_writer: bool = True
     dlq_topic: str = topics.DLQ.name
 
     def with_topic_suffix(self, suffix: str) -> SinkOptions:
@@ -159,9 +151,7 @@ class SinkOptions:
 @dataclass(frozen=True)
 class PeriodicJob:
     """Work that needs the store's owner, run between batches on the sink's thread under
-    the engine lock, first at start (if `run_at_start`: once the first batch is written,
-    or polls after the partitions were assigned found nothing for a second, so that
-    consuming starts at once) and then every `every_s` seconds.
+    the engine lock, first at start (if `run_at_start`) and then every `every_s` seconds.
     A failing job is logged and counted; it never stops the sink. Keep it shorter than
     max.poll.interval.ms (10 min)."""
 
@@ -236,8 +226,6 @@ class ClickHouseSink:
         self._consent_tables: tuple[ConsentBoundTable, ...] = tuple(
             t for t in (consent_bound(m) for m in models) if t is not None
         )
-        self._needs = sorted({need for t in self._consent_tables for need in t.fields})
-        self._denied: set[str] | None = None  # see _denied_keys
         id_tables = frozenset({t.model.name for t in self._consent_tables} | {self._ledger.name})
         self.routes = Routes(
             tables={m.schema.full_name: m for m in models},
@@ -260,11 +248,6 @@ class ClickHouseSink:
             job.name: (0.0 if job.run_at_start else time.monotonic() + job.every_s) for job in self.maintenance
         }
         self._next_lag = 0.0
-        # Periodic jobs wait until the first batch is written or the first poll after the
-        # assignment finds nothing: a retention run must not delay the start of consuming.
-        self._assigned = False
-        self._consuming = False
-        self._idle_since: float | None = None
 
     # ---- lifecycle ------------------------------------------------------------------
 
@@ -301,14 +284,10 @@ class ClickHouseSink:
             )
             log.info("sink consuming %s as group %s", ", ".join(self.topic_names), self.options.group_id)
             while not self._stop.is_set():
-                if self._consuming:
-                    self._run_due_jobs()
+                self._run_due_jobs()
                 self._fill()
                 if self._due():
                     self._flush(retry=True)
-                    self._consuming = True
-                elif not self._consuming:
-                    self._consuming = self._idle_after_assignment()
                 self._observe_lag()
             if not self._batch.empty:
                 self._flush(retry=False)
@@ -321,16 +300,6 @@ class ClickHouseSink:
                     with contextlib.suppress(RecordsError):
                         self._producer.flush(10)
                     self._producer = None
-
-    def _idle_after_assignment(self) -> bool:
-        """True once the partitions are assigned and polls have found nothing for a second."""
-        if not self._assigned or not self._batch.empty:
-            self._idle_since = None
-            return False
-        now = time.monotonic()
-        if self._idle_since is None:
-            self._idle_since = now
-        return now - self._idle_since >= _IDLE_START_S
 
     def _new_batch(self) -> Batch:
         return Batch(self.routes, self.deserializer)
@@ -451,24 +420,11 @@ class ClickHouseSink:
         self.client.raw_insert(group.table.qualified, insert_block=block, fmt="Avro", settings=_INSERT_SETTINGS)
 
     def _clear_withdrawn(self, batch: Batch) -> None:
-        if not self._consent_tables:
-            return
-        if not self.options.sole_writer:
-            ledger_ids = batch.ids_of(self._ledger.name)
-            rows = {t.model.name: batch.ids_of(t.model.name) for t in self._consent_tables}
-        else:
-            ledger_ids = self._denying_ledger_rows(batch)
-            denied = self._denied_keys()
-            rows = {
-                t.model.name: [
-                    event_id
-                    for event_id, keys in batch.ids_with_keys_of(t.model.name)
-                    if keys is None or not denied.isdisjoint(keys)
-                ]
-                for t in self._consent_tables
-            }
+        ledger_ids = batch.ids_of(self._ledger.name)
         for table in self._consent_tables:
-            found = affected_query(table, self._ledger, new_row_ids=rows[table.model.name], new_ledger_ids=ledger_ids)
+            found = affected_query(
+                table, self._ledger, new_row_ids=batch.ids_of(table.model.name), new_ledger_ids=ledger_ids
+            )
             if found is None:
                 continue
             query, parameters = found
@@ -486,28 +442,6 @@ class ClickHouseSink:
                 ", ".join(f"{len(ids)} row(s) for {need}" for need, ids in sorted(affected.items())),
                 table.model.qualified,
             )
-
-    def _denied_keys(self) -> set[str]:
-        """Subject keys any stored ledger row denies a consent-bound need for (step 0 of
-        consumers/consent_withdrawal.py); one query the first time."""
-        if self._denied is None:
-            query = denied_keys_query(self._ledger, self._needs)
-            self._denied = {str(row[0]) for row in self.client.query(query).result_rows}
-            log.info("consent withdrawals: %d subject key(s) with a stored denial", len(self._denied))
-        return self._denied
-
-    def _denying_ledger_rows(self, batch: Batch) -> list[str]:
-        """Ids of the batch's ledger rows that deny something; their keys join the denied set."""
-        ledger_ids = batch.ids_of(self._ledger.name)
-        if not ledger_ids:
-            return []
-        denied = self._denied_keys()
-        result = self.client.query(denying_rows_query(self._ledger, self._needs), parameters={"ids": ledger_ids})
-        denying = []
-        for event_id, keys in result.result_rows:
-            denying.append(str(event_id))
-            denied.update(keys)
-        return denying
 
     def _dead_letter(self, batch: Batch) -> None:
         pending = batch.rejected[self._progress.dead_lettered :]
@@ -584,7 +518,6 @@ class ClickHouseSink:
     # ---- rebalance callbacks ------------------------------------------------------------
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        self._assigned = True
         log.info("assigned %s", _partitions(partitions))
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:

@@ -13,14 +13,6 @@ denies, every policy field whose `needs` is that consent (and, if the rule names
 
 Both arrival orders end the same, so the sink runs this after every batch that inserted
 ledger rows or rows of a table with consent-bound fields:
-0. which rows to look at. A sink that is the store's only writer (embedded mode) keeps
-   the set of subject keys that any stored ledger row denies something for (loaded with
-   one query at its first batch, then extended by each batch's denying ledger rows), and
-   reads each new row's subject keys from its Avro prefix without decoding it: only new
-   rows carrying a denied key, and only the batch's denying ledger rows, go into step 1;
-   a batch with neither runs no query at all. The set holds pseudonymous keys only
-   (~100 bytes each: 1M denied keys ~ 100 MB). Several sinks on one server cannot know
-   each other's new denials in time, so there every batch's rows and ledger ids go in;
 1. `affected_query` finds the (event_id, need) pairs to clear: rows of the table that
    carry a key of a ledger row of this batch (the withdrawal came now), or that were
    inserted by this batch (the row came after its withdrawal was stored, or was replayed
@@ -149,25 +141,6 @@ def affected_query(
         f"WHERE r.row_time <= d.until AND ({holds})"
     )
     return sql, parameters
-
-
-def denies_any(needs: Collection[str]) -> str:
-    """SQL over a consent_ledger row: it denies at least one of `needs`."""
-    return "(" + " OR ".join(f"({LEDGER_DENIES[need]})" for need in sorted(needs)) + ")"
-
-
-def denied_keys_query(ledger: TableModel, needs: Collection[str]) -> str:
-    """SELECT key: every subject key some stored ledger row denies one of `needs` for."""
-    return f"SELECT DISTINCT arrayJoin(subject_keys) FROM {ledger.qualified} WHERE {denies_any(needs)}"
-
-
-def denying_rows_query(ledger: TableModel, needs: Collection[str]) -> str:
-    """SELECT event_id, subject_keys of the ledger rows with ids {ids:Array(String)} that
-    deny one of `needs`."""
-    return (
-        f"SELECT event_id, subject_keys FROM {ledger.qualified} "
-        f"WHERE event_id IN {{ids:Array(String)}} AND {denies_any(needs)}"
-    )
 
 
 def _row_columns(table: ConsentBoundTable) -> list[str]:

@@ -145,8 +145,6 @@ def run_sink(
         options = options or SinkOptions()
         if settings.embedded_clickhouse and options.instance_id is None:
             options = replace(options, instance_id=embedded_instance_id(settings))
-        if not settings.embedded_clickhouse:
-            options = replace(options, sole_writer=False)  # other sinks may write to the server
         sink = ClickHouseSink(
             settings,
             client,
