@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup demo test lint fuzz up down clean
+.PHONY: setup demo test lint fuzz up down clean bench
 
 setup: $(STAMP) kafka-libs
 
@@ -40,6 +40,15 @@ fuzz: setup
 
 demo: setup
 	$(BIN)/records demo --reset
+
+# The throughput benchmark on a fresh stack of its own; `make bench BENCH_ARGS=--quick` for ~50k events.
+BENCH_STAMP := $(VENV)/.bench-installed
+$(BENCH_STAMP): $(STAMP)
+	$(BIN)/pip install --quiet -e '.[dev,bench]'
+	touch $(BENCH_STAMP)
+
+bench: setup $(BENCH_STAMP)
+	$(BIN)/records bench $(BENCH_ARGS)
 
 clean: down
 	rm -rf .data reports

@@ -76,12 +76,20 @@ class SubjectKeyer:
         return "SubjectKeyer(pepper=***)"
 
     def key(self, kind: IdentifierKind, value: str | None) -> str | None:
+        if value is None:
+            return None
+        return self._key(kind, value)
+
+    # Identifiers repeat (recurring people, and the streams stage keys a raw event twice:
+    # for the erasure check, then for its rows): the raw value -> key result is cached,
+    # so normalising (phone parsing) and the HMAC run once per distinct value.
+    @lru_cache(maxsize=131072)  # noqa: B019 - one keyer per process; identifiers repeat
+    def _key(self, kind: IdentifierKind, value: str) -> str | None:
         canonical = normalise(kind, value)
         if canonical is None:
             return None
         return self._mac(kind, canonical)
 
-    @lru_cache(maxsize=131072)  # noqa: B019 - one keyer per process; identifiers repeat
     def _mac(self, kind: IdentifierKind, canonical: str) -> str:
         message = f"{kind.value}\x1f{canonical}".encode()
         return hmac.new(self._pepper, message, hashlib.sha256).hexdigest()

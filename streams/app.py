@@ -11,9 +11,10 @@ Before building anything, the three record agents drop an event that predates an
 erasure of one of its subjects (`streams.erasure_ledger`): counted, not dead-lettered.
 The three record agents take batches (`stream.take_events`, up to `batch_size` events or
 `batch_within` seconds), decode and encode with parsed schemas, build with
-`streams.rows`, hand every output message of the batch to the producer and then wait
-once until Kafka has them all; only then does faust ack the batch's offsets
-(at-least-once; row ids make a replay idempotent downstream).
+`streams.rows`, queue every output message of the batch on a confluent-kafka (librdkafka)
+producer and then wait once, in a thread, until every delivery report is in; only then
+does faust ack the batch's offsets (at-least-once; row ids make a replay idempotent
+downstream). faust's own producer writes the tables' changelogs and the DSR stage's output.
 
 The consent table is a faust GlobalTable with `use_partitioner=True`: chats and calls are
 keyed by conversation/call id, not by subject, so the subject keys a record needs live
@@ -53,8 +54,9 @@ from pipeline.config import KafkaConnection, Settings
 from pipeline.dead_letter import DeadLetter
 from pipeline.dsr import TrustedKeys
 from pipeline.dsr_contract import CommandSigner
-from pipeline.exceptions import ConfigError
+from pipeline.exceptions import ConfigError, KafkaClientError
 from pipeline.kafka.admin import KafkaAdmin
+from pipeline.kafka.producer import KafkaProducer
 from pipeline.policy import Policy, default_policy
 from pipeline.schemas import SchemaError
 from pipeline.serde import Decoded, Serde, SerdeError
@@ -92,6 +94,7 @@ class WorkerOptions:
     # host) before its partitions move: the bound on a restarted worker's pause. faust's
     # default is 60 s; 10 s as for the sink (sink/clickhouse_sink.py).
     session_timeout_s: float = 10.0
+    delivery_timeout_s: float = 120.0  # a batch's output not delivered by then: exit, the batch is replayed
 
 
 def _broker_urls(bootstrap: str) -> list[str]:
@@ -150,6 +153,12 @@ class StreamsWorker:
         self.builder = RowBuilder(keyer, policy, cities)
         self.serde = serde
         self.deserialize = serde.decode
+        # The record agents' output goes through librdkafka, not faust's aiokafka producer:
+        # produce() only queues (no future and no task per message) and one flush per batch
+        # waits for the delivery reports. murmur2_random is the Java client's (and
+        # aiokafka's) partitioner, so a key lands on the partition it always did; that
+        # matters for the compacted topics (cs.subjects.v1).
+        self.output = KafkaProducer(settings.kafka, extra={"partitioner": "murmur2_random"})
         self.app = faust.App(
             options.app_id,
             broker=_broker_urls(settings.kafka.bootstrap),
@@ -270,14 +279,17 @@ class StreamsWorker:
         batch = _Batch(_now())
         for event in events:
             self._process(event, batch)
-        producer = self.app.producer
+        output = self.output
+        failed_before = output.stats.failed
         try:
-            pending = [
-                await producer.send(topic, key, value, partition=None, timestamp=None, headers=headers)
-                for topic, key, value, headers in batch.sends
-            ]
-            if pending:
-                await asyncio.gather(*pending)
+            for topic, key, value, headers in batch.sends:
+                output.produce(topic, value, key, headers or None)
+            if batch.sends:
+                # flush sends at once (it overrides linger.ms) and returns when every
+                # delivery report is in; in a thread, so the other agents keep running
+                await asyncio.get_running_loop().run_in_executor(None, output.flush, self.options.delivery_timeout_s)
+            if output.stats.failed > failed_before:
+                raise KafkaClientError("delivery failed: " + ", ".join(sorted(output.stats.errors)), "_DELIVERY")
         except Exception as exc:
             # faust acks a batch's events even when the agent body fails, and would commit
             # them on the way down: only an immediate exit keeps the batch for a replay.
@@ -386,6 +398,19 @@ def _now() -> datetime:
     return now.replace(microsecond=now.microsecond // 1000 * 1000)
 
 
+class FaustWorker(faust.Worker):
+    """faust's worker with the root logger at the level asked for.
+
+    mode's logging setup (faust-streaming 0.15, mode-streaming 0.4) leaves the root
+    logger at DEBUG whatever `loglevel` says, so every library's `log.debug` builds a
+    LogRecord: aiokafka logs one per message sent (~2-3% of the stage's CPU, measured
+    with py-spy). Only the level changes; handlers and formats stay faust's."""
+
+    def on_setup_root_logger(self, logger: logging.Logger, level: int) -> None:
+        super().on_setup_root_logger(logger, level)
+        logger.setLevel(level or logging.WARNING)
+
+
 def missing_topics(kafka: KafkaConnection) -> list[str]:
     """Topics the worker reads or writes that the cluster does not have."""
     existing = KafkaAdmin(kafka, timeout=10).list_topics()
@@ -444,6 +469,6 @@ def run_worker(
         command_signer.key_id,
     )
     try:
-        faust.Worker(worker.app, loglevel=loglevel, quiet=True).execute_from_commandline()
+        FaustWorker(worker.app, loglevel=loglevel, quiet=True).execute_from_commandline()
     finally:
         cities.close()

@@ -27,6 +27,7 @@ def _root() -> None:
 
 def _register() -> None:
     from records.cli import (
+        bench_cmd,
         broker_cmd,
         clickhouse_cmd,
         demo_cmd,
@@ -54,6 +55,7 @@ def _register() -> None:
         users_cmd,
         demo_cmd,
         deploy_cmd,
+        bench_cmd,
     )
     for module in modules:
         module.register(app)

@@ -1,0 +1,1 @@
+"""The throughput benchmark behind `records bench` (bench/pipeline_bench.py)."""

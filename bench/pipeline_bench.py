@@ -1,0 +1,378 @@
+"""`records bench`: the pipeline measured as a user runs it, on a fresh stack, in one run.
+
+Protocols, in this order (each figure is events/s unless its name says otherwise):
+1. producer: `EventProducer` sends the N pre-built simulated events (encoded before the
+   clock starts) until every delivery report is in; this is also the backlog.
+2. backlog (e2e): `records worker streams` and `records worker sink` start together on
+   the backlog; timed from their start (start-up included) until the streams worker
+   has counted every raw message and the sink's group has committed every enriched
+   message (it commits only after the insert). Start-up per worker: spawn -> first batch
+   counted (streams: records_streams_events_in; sink: records_sink_rows_inserted).
+3. live: with both workers running, `records simulate --events N/4`; timed from the
+   start of simulate until the same two conditions hold again.
+4. erasure: `records dsr erase --phone ...` -> a COMPLETED receipt on cs.dsr.receipts.v1,
+   a few requests one after another; p50 / p95 of the full path.
+5. streams alone: a second streams worker (own app id) drains every raw message, or
+   stops `solo_max_s` after its first counted batch; the rate is between its first and
+   last counted batch (start-up excluded; also given with start-up).
+6. plain loops (bench/plain_loop.py) on the first N raw messages, bare and with the
+   project's enrichment, right after 5 so the machine is in the same state: the
+   yardstick for the streams stage (`streams_vs_plain_loop`).
+7. sink alone: a second sink (own group, own chDB directory, no retention run) drains the
+   enriched topics (the output of both streams runs), or stops `solo_max_s` after its
+   first insert; rows inserted per second between its first insert and the end.
+Peak RSS is VmHWM of each worker process (read just before it is stopped), the JVM
+broker's, and the benchmark process's own (which runs the producer and plain loops).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import subprocess
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from bench.plain_loop import RAW, run_plain_loop
+from bench.stack import Stack, WorkerProcess, fresh_stack, peak_rss_mb, records_command, self_peak_rss_mb, wait_for
+from pipeline import topics
+from pipeline.event_producer import EventEncoder
+from pipeline.exceptions import RecordsError
+from pipeline.kafka.admin import ensure_topics, group_lag, watermarks
+from pipeline.subject_keys import SubjectKeyer, load_pepper
+from pipeline.topics import CONSENT_CHANGELOG, DSR, DSR_SEEN_CHANGELOG, ERASURES_CHANGELOG
+from records.simulate import SimulatedEvent, SimulationConfig, TrafficMix, generate
+from records.wiring import Wiring
+from sink.clickhouse_sink import RECORD_TOPICS
+
+SINK_GROUP = "cs-clickhouse-sink"
+SOLO_APP_ID = "cs-streams-bench-solo"
+SOLO_SINK_GROUP = "cs-clickhouse-sink-bench-solo"
+CHANGELOGS = (CONSENT_CHANGELOG, ERASURES_CHANGELOG, DSR_SEEN_CHANGELOG)
+FIRST_BATCH_TIMEOUT_S = 180.0  # a worker that has counted nothing by then is stuck
+SEED = 7
+ENRICHED = [spec.name for spec in RECORD_TOPICS]
+STREAMS_IN = "records_streams_events_in"
+SINK_ROWS = "records_sink_rows_inserted"
+# How often the workers' metrics and the groups' lag are read while they drain: each
+# scrape costs the worker a little CPU (its Prometheus endpoint shares the GIL).
+POLL_S = 0.5
+REQUIRED_KEYS = (
+    "e2e_events_per_s",
+    "live_events_per_s",
+    "producer_events_per_s",
+    "streams_events_per_s",
+    "plain_loop_events_per_s",
+    "bare_loop_events_per_s",
+    "streams_vs_plain_loop",
+    "sink_rows_per_s",
+    "erasure_full_path_p95_s",
+    "startup_s",
+    "peak_rss_mb",
+    "versions",
+    "cores",
+    "command",
+)
+
+
+@dataclass(frozen=True)
+class BenchOptions:
+    events: int = 100_000
+    erasures: int = 5
+    timeout_s: float = 1800.0
+    command: str = "records bench"
+    keep: bool = False  # keep the stack's directory (worker logs) for a look afterwards
+
+    solo_max_s: float = 120.0  # each stage alone drains at most this long after its first batch
+
+    @property
+    def live_events(self) -> int:
+        return max(100, self.events // 4)
+
+
+Message = tuple[str, str | bytes | None, bytes, list[tuple[str, bytes]] | None]
+
+
+def _prebuilt(events: list[SimulatedEvent], keyer: SubjectKeyer) -> list[Message]:
+    encoder = EventEncoder(keyer=keyer)
+    out: list[Message] = []
+    for event in events:
+        if event.record is not None:
+            assert event.schema_name is not None
+            encoded = encoder.encode(event.schema_name, event.record)
+            out.append((encoded.topic, encoded.key, encoded.value, None))
+        else:
+            assert event.raw is not None
+            out.append((event.topic, event.key, event.raw, list(event.headers)))
+    return out
+
+
+def _phones(events: list[SimulatedEvent], count: int) -> list[str]:
+    """The most frequent callers of the simulated calls (the subjects to erase)."""
+    callers = Counter(
+        str(e.record["caller_number"])
+        for e in events
+        if e.record is not None and e.schema_name and e.schema_name.endswith("CallDetailRecord")
+        and str(e.record.get("caller_number") or "").startswith("+")
+    )
+    return [phone for phone, _ in callers.most_common(count)]
+
+
+def _measure_producer(stack: Stack, messages: list[Message]) -> float:
+    with Wiring(stack.settings).event_producer() as producer:
+        started = time.perf_counter()
+        for i, (topic, key, value, headers) in enumerate(messages, 1):
+            producer.send_raw(topic, value, key=key, headers=headers)
+            if i % 1000 == 0:
+                producer.poll()
+        stats = producer.flush()
+        elapsed = time.perf_counter() - started
+    if not stats.ok or stats.delivered != len(messages):
+        raise RecordsError(f"benchmark: producer delivered {stats.delivered} of {len(messages)}")
+    return len(messages) / elapsed
+
+
+def _drained(stack: Stack, streams: WorkerProcess, raw_total: int, sink_group: str) -> bool:
+    """Every raw message counted by streams and every enriched message committed by the sink."""
+    if streams.metric(STREAMS_IN) < raw_total:
+        return False
+    return group_lag(stack.admin, sink_group, ENRICHED) == 0
+
+
+def _first_count(worker: WorkerProcess, family: str, workers: list[WorkerProcess], timeout: float) -> float:
+    return wait_for(f"{worker.name} to count its first batch", lambda: worker.metric(family) > 0, workers,
+                    timeout=min(timeout, FIRST_BATCH_TIMEOUT_S), every=0.1)
+
+
+def _renamed(spec: topics.TopicSpec, app_id: str) -> topics.TopicSpec:
+    """A changelog spec of the default streams app id for another app id."""
+    return replace(spec, name=app_id + spec.name.removeprefix(topics.STREAMS_APP_ID))
+
+
+def _commit_at_end(stack: Stack, group: str, topic_names: list[str]) -> None:
+    """Start `group` at the end of `topic_names` (the solo streams worker must not re-run
+    the erasures of cs.dsr.v1)."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    consumer = Consumer({**stack.settings.kafka.as_librdkafka_dict(), "group.id": group, "enable.auto.commit": False})
+    try:
+        ends = [TopicPartition(t, p, high) for (t, p), (_, high) in watermarks(stack.admin, topic_names).items()]
+        consumer.commit(offsets=ends, asynchronous=False)
+    finally:
+        consumer.close()
+
+
+def _erase(stack: Stack, phone: str, timeout: float) -> float:
+    """`records dsr erase` for one phone number until its COMPLETED receipt; seconds."""
+    from records.cli.dsr_cmd import find_receipt
+
+    started = time.perf_counter()
+    result = subprocess.run(
+        [*records_command(), "dsr", "erase", "--phone", phone, "--reason", "benchmark", "--by", "bench"],
+        env=stack.env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if result.returncode != 0:
+        raise RecordsError(f"benchmark: `records dsr erase` failed: {result.stderr.strip()[-200:]}")
+    request_id = result.stdout.strip().splitlines()[-1]
+    receipt = find_receipt(stack.settings, request_id, wait_s=timeout)
+    elapsed = time.perf_counter() - started
+    if receipt is None or receipt.get("status") != "COMPLETED":
+        status = "none" if receipt is None else receipt.get("status")
+        raise RecordsError(f"benchmark: erasure {request_id} ended with receipt {status}")
+    return elapsed
+
+
+def _percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))
+    return ordered[index]
+
+
+def versions() -> dict[str, str]:
+    names = ("faust-streaming", "aiokafka", "confluent-kafka", "fastavro", "chdb", "clickhouse-connect", "quixstreams")
+    out = {"python": platform.python_version()}
+    for name in names:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    import confluent_kafka
+
+    out["librdkafka"] = confluent_kafka.libversion()[0]
+    return out
+
+
+def _kafka_version(stack: Stack) -> str:
+    jars = sorted(stack.broker.libs_dir.glob("kafka_2.13-*.jar"))
+    return jars[0].stem.split("-", 1)[1] if jars else "?"
+
+
+def run_bench(options: BenchOptions, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Run every protocol on a fresh stack; returns the results (see REQUIRED_KEYS).
+    `progress` is told the name of each phase as it starts."""
+    timeout = options.timeout_s
+    clock = time.perf_counter()
+
+    def phase(name: str) -> None:
+        if progress is not None:
+            progress(f"[{time.perf_counter() - clock:6.1f} s] {name}")
+
+    now = datetime.now(UTC).replace(microsecond=0)
+    config = SimulationConfig(events=options.events, seed=SEED, now=now, mix=TrafficMix())
+    events = list(generate(config))
+    with fresh_stack(keep=options.keep) as stack:
+        keyer = SubjectKeyer(load_pepper(stack.settings))
+        messages = _prebuilt(events, keyer)
+        result: dict[str, Any] = {"events": len(messages)}
+        if options.keep:
+            result["stack_dir"] = str(stack.root)
+
+        # 1. producer (and the backlog)
+        phase("producer")
+        result["producer_events_per_s"] = _measure_producer(stack, messages)
+        raw_total = stack.topic_total(RAW)
+
+        backlog_total = raw_total
+
+        # 3. backlog protocol: both workers start on the backlog
+        phase("backlog: both workers")
+        streams = stack.spawn("streams", ["worker", "streams", "--loglevel", "warning"])
+        sink = stack.spawn("sink", ["worker", "sink", "--loglevel", "warning", "--http-port", "0"])
+        workers = [streams, sink]
+        rss: dict[str, float] = {}
+        startup: dict[str, float] = {}
+        try:
+            startup["streams"] = _first_count(streams, STREAMS_IN, workers, timeout) - streams.started
+            startup["sink"] = _first_count(sink, SINK_ROWS, workers, timeout) - sink.started
+            done = wait_for("the backlog to be stored", lambda: _drained(stack, streams, raw_total, SINK_GROUP),
+                            workers, timeout=timeout, every=POLL_S)
+            result["e2e_events_per_s"] = raw_total / (done - streams.started)
+            result["e2e_seconds"] = done - streams.started
+
+            # 4. live protocol
+            phase("live: records simulate")
+            started = time.perf_counter()
+            simulate = subprocess.run(
+                [*records_command(), "simulate", "--events", str(options.live_events), "--seed", str(SEED + 1)],
+                env=stack.env, capture_output=True, text=True, check=False,
+            )
+            if simulate.returncode != 0:
+                raise RecordsError(f"benchmark: `records simulate` failed: {simulate.stderr.strip()[-200:]}")
+            live_total = stack.topic_total(RAW)
+            done = wait_for("the live traffic to be stored", lambda: _drained(stack, streams, live_total, SINK_GROUP),
+                            workers, timeout=timeout, every=POLL_S)
+            result["live_events_per_s"] = (live_total - raw_total) / (done - started)
+            raw_total = live_total
+
+            # 5. erasure, full path
+            phase("erasure: records dsr erase")
+            latencies = [_erase(stack, phone, timeout=120) for phone in _phones(events, options.erasures)]
+            if not latencies:
+                raise RecordsError("benchmark: the simulation made no calls to erase")
+            result["erasure_full_path_p50_s"] = statistics.median(latencies)
+            result["erasure_full_path_p95_s"] = _percentile(latencies, 0.95)
+            result["erasure_requests"] = len(latencies)
+        finally:
+            for worker in workers:
+                worker.stop()
+                rss[worker.name] = worker.peak_rss
+
+        # 6. streams alone, on every raw message (or for solo_max_s after its first batch)
+        phase("streams alone")
+        _commit_at_end(stack, SOLO_APP_ID, [DSR.name])
+        # Its changelogs exist before it starts, as `records topics ensure` makes the real
+        # ones: faust creating them itself sometimes races its own metadata and stalls.
+        ensure_topics(stack.admin, [_renamed(spec, SOLO_APP_ID) for spec in CHANGELOGS])
+        solo = stack.spawn("streams-solo", ["worker", "streams", "--loglevel", "warning", "--app-id", SOLO_APP_ID])
+        try:
+            first = _first_count(solo, STREAMS_IN, [solo], timeout)
+            at_first = solo.metric(STREAMS_IN)
+            done = wait_for(
+                "the solo streams worker",
+                lambda: solo.metric(STREAMS_IN) >= raw_total or time.perf_counter() - first > options.solo_max_s,
+                [solo], timeout=timeout, every=POLL_S,
+            )
+            counted = solo.metric(STREAMS_IN)
+            result["streams_events_per_s"] = (counted - at_first) / max(done - first, 1e-3)
+            result["streams_with_startup_events_per_s"] = counted / (done - solo.started)
+        finally:
+            solo.stop()
+            rss["streams_solo"] = solo.peak_rss
+
+        # 7. the plain loops, right after the streams stage on the same backlog (the machine
+        # in the same state: the ratio is what counts)
+        phase("plain loops")
+        stack.admin.create_topics([topics.TopicSpec("bench.plain.v1", "any", "plain-loop output", 3, {})])
+        result["bare_loop_events_per_s"] = run_plain_loop(
+            stack.settings, keyer, "bench.plain.v1", backlog_total, enrich=False
+        )
+        result["plain_loop_events_per_s"] = run_plain_loop(
+            stack.settings, keyer, "bench.plain.v1", backlog_total, enrich=True
+        )
+
+        # 8. sink alone, on every enriched message (or for solo_max_s after its first insert)
+        phase("sink alone")
+        enriched_total = stack.topic_total(ENRICHED)
+        solo_sink = stack.spawn(
+            "sink-solo",
+            # no retention run: it would fall inside the measured window (the sink runs it
+            # after its first batch), and this figure is the drain alone
+            ["worker", "sink", "--loglevel", "warning", "--no-http", "--retention-every", "0", "--group-id",
+             SOLO_SINK_GROUP],
+            env={"RECORDS_CHDB_PATH": str(stack.root / "chdb-solo")},
+        )
+        try:
+            first = _first_count(solo_sink, SINK_ROWS, [solo_sink], timeout)
+            at_first = solo_sink.metric(SINK_ROWS)
+            done = wait_for(
+                "the solo sink",
+                lambda: time.perf_counter() - first > options.solo_max_s
+                or group_lag(stack.admin, SOLO_SINK_GROUP, ENRICHED) == 0,
+                [solo_sink], timeout=timeout, every=POLL_S,
+            )
+            rows = solo_sink.metric(SINK_ROWS)
+            result["sink_rows_per_s"] = (rows - at_first) / max(done - first, 1e-3)
+            result["sink_rows"] = rows
+            result["sink_backlog_messages"] = enriched_total
+        finally:
+            solo_sink.stop()
+            rss["sink_solo"] = solo_sink.peak_rss
+
+        pid = stack.broker.status().pid
+        rss["kafka_broker"] = peak_rss_mb(pid) if pid else 0.0
+        rss["bench"] = self_peak_rss_mb()
+        result["startup_s"] = startup
+        result["peak_rss_mb"] = rss
+        result["streams_vs_plain_loop"] = result["streams_events_per_s"] / result["plain_loop_events_per_s"]
+        result["streams_vs_bare_loop"] = result["streams_events_per_s"] / result["bare_loop_events_per_s"]
+        result["versions"] = {**versions(), "kafka": _kafka_version(stack)}
+    result["peer"] = {
+        "quixstreams": "not run: quixstreams 3.28 pins confluent-kafka<2.13, which would downgrade the client the "
+        "pipeline runs on (2.16); a peer needs a venv of its own"
+    }
+    result["cores"] = os.cpu_count() or 0
+    result["command"] = options.command
+    result["date"] = now.isoformat()
+    return result
+
+
+def write_results(result: dict[str, Any], out_dir: Path) -> Path:
+    """bench/results/<date>.json (a second run the same day gets a time suffix)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    day = datetime.now(UTC).strftime("%Y-%m-%d")
+    path = out_dir / f"{day}.json"
+    if path.exists():
+        path = out_dir / f"{day}T{datetime.now(UTC).strftime('%H%M%S')}.json"
+    path.write_text(json.dumps(result, indent=2, sort_keys=True) + "\n")
+    return path

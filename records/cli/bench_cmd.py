@@ -1,0 +1,90 @@
+"""`records bench`: the throughput benchmark (bench/pipeline_bench.py) on a fresh stack of
+its own; prints a short table and writes the JSON to bench/results/<date>.json."""
+
+from __future__ import annotations
+
+import json
+import shlex
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from pipeline.exceptions import ConfigError
+
+QUICK_EVENTS = 50_000
+FULL_EVENTS = 100_000
+DEFAULT_OUT = Path("bench/results")
+
+
+def _table(result: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"records bench: {result['events']:,} events, {result['cores']} cores")
+    table.add_column("figure")
+    table.add_column("value", justify="right")
+    rows = [
+        ("end to end, backlog (start-up included)", f"{result['e2e_events_per_s']:,.0f} events/s"),
+        ("end to end, live (`records simulate`)", f"{result['live_events_per_s']:,.0f} events/s"),
+        ("producer (EventProducer, pre-built)", f"{result['producer_events_per_s']:,.0f} events/s"),
+        ("streams stage alone", f"{result['streams_events_per_s']:,.0f} events/s"),
+        ("plain loop, same enrichment", f"{result['plain_loop_events_per_s']:,.0f} events/s"),
+        ("plain loop, bare", f"{result['bare_loop_events_per_s']:,.0f} events/s"),
+        ("streams / plain loop", f"{result['streams_vs_plain_loop']:.2f}"),
+        ("streams / bare loop", f"{result['streams_vs_bare_loop']:.2f}"),
+        ("sink alone", f"{result['sink_rows_per_s']:,.0f} rows/s"),
+        (
+            f"erasure full path p50 / p95 ({result['erasure_requests']} requests)",
+            f"{result['erasure_full_path_p50_s']:.1f} / {result['erasure_full_path_p95_s']:.1f} s",
+        ),
+        *((f"start-up, {name}", f"{seconds:.1f} s") for name, seconds in result["startup_s"].items()),
+        *((f"peak RSS, {name}", f"{mb:,.0f} MB") for name, mb in result["peak_rss_mb"].items()),
+    ]
+    for name, value in rows:
+        table.add_row(name, value)
+    Console().print(table)
+
+
+def bench(
+    quick: Annotated[
+        bool, typer.Option("--quick", help=f"{QUICK_EVENTS:,} events, 2 erasures, 30 s per stage alone (< 4 min).")
+    ] = False,
+    events: Annotated[
+        int | None, typer.Option("--events", min=200, help=f"Simulated events (default {FULL_EVENTS:,}).")
+    ] = None,
+    out: Annotated[Path, typer.Option("--out", file_okay=False, help="Directory of the JSON results.")] = DEFAULT_OUT,
+    erasures: Annotated[int | None, typer.Option("--erasures", min=1, help="Erasure requests timed.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Also print the JSON.")] = False,
+    keep: Annotated[
+        bool, typer.Option("--keep", help="Keep the stack's directory (worker logs).", hidden=True)
+    ] = False,
+) -> None:
+    """Measure the pipeline end to end on a fresh local stack (own broker on free ports,
+    data in a temporary directory): the real workers on a backlog and live, the producer,
+    each stage alone, plain loops for comparison, the erasure full path, start-up and
+    peak memory. Run it on an otherwise idle machine; compare ratios within one run."""
+    from bench.pipeline_bench import BenchOptions, run_bench, write_results
+
+    count = events if events is not None else (QUICK_EVENTS if quick else FULL_EVENTS)
+    if count < 200:
+        raise ConfigError("--events must be at least 200")
+    options = BenchOptions(
+        events=count,
+        erasures=erasures if erasures is not None else (2 if quick else 5),
+        solo_max_s=30.0 if quick else 120.0,
+        keep=keep,
+        command=shlex.join(["records", *sys.argv[1:]]) if sys.argv[1:2] == ["bench"] else "records bench",
+    )
+    typer.echo(f"records bench: {count:,} events on a fresh stack ...")
+    result = run_bench(options, progress=typer.echo)
+    path = write_results(result, out)
+    _table(result)
+    if as_json:
+        typer.echo(json.dumps(result, indent=2, sort_keys=True))
+    typer.echo(f"results: {path}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("bench")(bench)

@@ -1,0 +1,35 @@
+"""`records bench` end to end on a tiny event count: its own broker and workers start,
+every protocol runs and the JSON carries every required key with positive numbers.
+No timing is asserted: the benchmark, not a test, carries the speed targets."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from bench.pipeline_bench import REQUIRED_KEYS, BenchOptions, run_bench, write_results
+
+pytestmark = pytest.mark.timeout(240)
+
+
+def _positive(value: object) -> bool:
+    if isinstance(value, dict):
+        return bool(value) and all(_positive(v) for v in value.values())
+    return isinstance(value, int | float) and value > 0
+
+
+def test_a_tiny_bench_run_writes_every_figure(tmp_path: Path) -> None:
+    options = BenchOptions(events=2000, erasures=1, solo_max_s=10, command="records bench --events 2000")
+    result = run_bench(options, progress=print)  # the phases show with -s
+    path = write_results(result, tmp_path)
+
+    written = json.loads(path.read_text())
+    assert set(REQUIRED_KEYS) <= set(written)
+    numbers = {k: v for k, v in written.items() if k not in ("versions", "command", "cores")}
+    assert [k for k in REQUIRED_KEYS if k in numbers and not _positive(numbers[k])] == []
+    assert written["cores"] >= 1
+    assert {"streams", "sink"} <= set(written["startup_s"])
+    assert {"streams", "sink", "streams_solo", "sink_solo", "kafka_broker"} <= set(written["peak_rss_mb"])
+    assert written["versions"]["faust-streaming"] and written["command"].startswith("records bench")
