@@ -65,6 +65,7 @@ from streams import enrich, erasure_ledger, metrics
 from streams.consent_state import SubjectConsent, apply, merge, to_millis
 from streams.dsr_stage import DsrStage, DsrTables
 from streams.exceptions import InvalidEvent
+from streams.outgoing import Outgoing
 from streams.rows import Outcome, Row, RowBuilder
 from streams.subject_directory import SubjectDirectory
 
@@ -282,8 +283,8 @@ class StreamsWorker:
         output = self.output
         failed_before = output.stats.failed
         try:
-            for topic, key, value, headers in batch.sends:
-                output.produce(topic, value, key, headers or None)
+            for out in batch.sends:
+                output.produce(out.topic, out.value, out.key, list(out.headers) or None)
             if batch.sends:
                 # flush sends at once (it overrides linger.ms) and returns when every
                 # delivery report is in; in a thread, so the other agents keep running
@@ -339,7 +340,7 @@ class StreamsWorker:
             return
         self._update_consent(outcome)
         for row, value in encoded:
-            batch.sends.append((row.topic, row.key.encode(), value, list(row.headers)))
+            batch.sends.append(Outgoing(row.topic, row.key.encode(), value, tuple(row.headers)))
             batch.tally[("out", row.topic, row.schema or "tombstone")] += 1
         for strip in outcome.stripped:
             batch.tally[("stripped", strip.record_type, strip.field, strip.reason)] += 1
@@ -380,7 +381,7 @@ class StreamsWorker:
         letter = DeadLetter(message.topic, message.partition, message.offset, error_class, error, STAGE)
         headers = message.headers or ()
         original = list(headers.items() if isinstance(headers, Mapping) else headers)
-        batch.sends.append((topic, message.key, message.value, letter.headers(original)))
+        batch.sends.append(Outgoing(topic, message.key, message.value, tuple(letter.headers(original))))
 
 
 @dataclass
@@ -388,7 +389,7 @@ class _Batch:
     """What one batch produces: messages to send and metric increments."""
 
     now: datetime
-    sends: list[tuple[str, bytes | None, bytes | None, list[tuple[str, bytes]]]] = field(default_factory=list)
+    sends: list[Outgoing] = field(default_factory=list)
     tally: Counter[tuple[str, ...]] = field(default_factory=Counter)
 
 

@@ -49,6 +49,7 @@ from pipeline.serde import Serde, SerdeError
 from streams import erasure_ledger
 from streams.consent_state import SubjectConsent, apply, merge, to_millis
 from streams.metrics import StreamsMetrics
+from streams.outgoing import Outgoing
 from streams.rows import Row, RowBuilder
 from streams.subject_directory import SubjectDirectory
 from streams.subject_requests import (
@@ -68,7 +69,6 @@ log = logging.getLogger(__name__)
 STAGE = "streams"
 EXIT_DELIVERY_FAILED = 70
 
-Send = tuple[str, bytes | None, bytes | None, list[tuple[str, bytes]]]
 
 
 @dataclass(frozen=True)
@@ -199,10 +199,11 @@ class DsrStage:
         letter = DeadLetter(message.topic, message.partition, message.offset, error_class, error, STAGE)
         headers = message.headers or ()
         original = list(headers.items() if isinstance(headers, Mapping) else headers)
-        sends: list[Send] = [(topics.DLQ.name, message.key, message.value, letter.headers(original))]
+        sends: list[Outgoing] = [Outgoing(topics.DLQ.name, message.key, message.value, tuple(letter.headers(original)))]
         if verdict.first and verdict.request_id is not None:
             receipt = Receipt.for_request(request, verdict.request_id, status, detail=error, now=now)
-            sends.append((topics.DSR_RECEIPTS.name, verdict.request_id.encode(), self._receipt(receipt.to_value()), []))
+            value = self._receipt(receipt.to_value())
+            sends.append(Outgoing(topics.DSR_RECEIPTS.name, verdict.request_id.encode(), value))
         await self._deliver(sends)
         self.metrics.dead_lettered.labels(message.topic, error_class).inc()
 
@@ -245,9 +246,9 @@ class DsrStage:
             state = self._consent(new_key)
             inherited = merge([state, *(self._consent(k) for k in old_keys)])
             count(self._consent_log, self._write_consent(new_key, state, inherited))
-        sends: list[Send] = []
+        sends: list[Outgoing] = []
         for row in work.rows:
-            sends.append((row.topic, row.key.encode(), self.encode(row), list(row.headers)))
+            sends.append(Outgoing(row.topic, row.key.encode(), self.encode(row), tuple(row.headers)))
             count(row.topic)
             self.metrics.events_out.labels(row.topic, row.schema or "tombstone").inc()
         await self._deliver(sends)
@@ -255,8 +256,9 @@ class DsrStage:
         message = event.message
         assert verdict.request_id is not None and message.value is not None
         envelope = command_envelope(request, message.value, work, counts, verdict.at)
-        headers = self.command_signer.headers(envelope)
-        await self._deliver([(topics.DSR_COMMANDS.name, verdict.request_id.encode(), message.value, headers)])
+        headers = tuple(self.command_signer.headers(envelope))
+        command = Outgoing(topics.DSR_COMMANDS.name, verdict.request_id.encode(), message.value, headers)
+        await self._deliver([command])
         self.metrics.events_out.labels(topics.DSR_COMMANDS.name, REQUEST_SCHEMA).inc()
         log.info(
             "data-subject request %s (%s) executed: %s", verdict.request_id, request["request_type"], counts or "{}"
@@ -288,13 +290,15 @@ class DsrStage:
         except Exception as exc:
             _exit(f"cannot read {self.directory.topic}", exc)
 
-    async def _deliver(self, sends: Sequence[Send]) -> None:
+    async def _deliver(self, sends: Sequence[Outgoing]) -> None:
         """Hand `sends` to the producer, then wait until Kafka has them and every table write."""
         producer = self.app.producer
         try:
             pending = [
-                await producer.send(topic, key, value, partition=None, timestamp=None, headers=headers)
-                for topic, key, value, headers in sends
+                await producer.send(
+                    out.topic, out.key, out.value, partition=None, timestamp=None, headers=list(out.headers)
+                )
+                for out in sends
             ]
             if pending:
                 await asyncio.gather(*pending)

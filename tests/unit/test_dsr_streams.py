@@ -371,7 +371,7 @@ def test_the_worker_drops_a_replayed_chat_of_an_erased_subject_and_keeps_new_con
         )
         app._process(SimpleNamespace(message=message), batch)  # type: ignore[arg-type]
     app._count(batch)
-    assert {key for topic, key, *_ in batch.sends if topic == topics.CHAT_ENRICHED.name} == {b"conv-2"}
+    assert {out.key for out in batch.sends if out.topic == topics.CHAT_ENRICHED.name} == {b"conv-2"}
     labels = {"topic": topics.CHAT.name, "schema": "cs.records.ChatConversation"}
     assert registry.get_sample_value("records_streams_erased_dropped_total", labels) == 1
     assert registry.get_sample_value("records_streams_events_in_total", labels) == 2

@@ -62,8 +62,9 @@ def test_bad_input_goes_to_the_dlq_untouched_with_its_reason(worker: tuple[Strea
         AvroSerializer("ChatConversation")(chat_event(channel="UNKNOWN")): "InvalidEvent",
     }
     batch = _run(app, *(_message(topics.CHAT.name, value, offset=i) for i, value in enumerate(cases)))
-    assert [topic for topic, *_ in batch.sends] == [topics.DLQ.name] * 3
-    for (_, key, value, headers), (original, error_class) in zip(batch.sends, cases.items(), strict=True):
+    assert [out.topic for out in batch.sends] == [topics.DLQ.name] * 3
+    for out, (original, error_class) in zip(batch.sends, cases.items(), strict=True):
+        key, value, headers = out.key, out.value, out.headers
         assert (key, value) == (b"the-key", original)
         assert headers[0] == ("trace", b"t1")
         dlq = parse_headers(headers)
@@ -84,7 +85,8 @@ def test_an_unnoticed_recording_is_quarantined_and_counted(worker: tuple[Streams
     app, registry = worker
     value = AvroSerializer("CallRecording")(recording_event(notice_played_at=None))
     batch = _run(app, _message(topics.CALL.name, value))
-    ((topic, key, sent, headers),) = batch.sends
+    (out,) = batch.sends
+    topic, key, sent, headers = out.topic, out.key, out.value, out.headers
     assert (topic, key, sent) == (topics.QUARANTINE.name, b"the-key", value)
     assert parse_headers(headers)["dlq.error"].startswith("recording without prior notice")
     assert (
@@ -103,11 +105,11 @@ def test_a_chat_is_enforced_against_the_consent_table(worker: tuple[StreamsWorke
     assert visitor_key is not None
     app.consent_table.data[visitor_key.encode()] = withdrawn.to_json()  # as if restored from the changelog
     batch = _run(app, _message(topics.CHAT.name, AvroSerializer("ChatConversation")(chat)))
-    assert [(topic, key) for topic, key, *_ in batch.sends] == [
+    assert [(out.topic, out.key) for out in batch.sends] == [
         (topics.CHAT_ENRICHED.name, b"conv-1"),
         (topics.CHAT_ENRICHED.name, b"conv-1"),
     ]
-    row = AvroDeserializer()(batch.sends[0][2]).value
+    row = AvroDeserializer()(batch.sends[0].value).value
     assert row["email"] is None and "email:consent_withdrawn" in row["stripped"]
     assert (
         registry.get_sample_value(
