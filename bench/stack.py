@@ -37,6 +37,8 @@ _OWN_ENV = (
     "RECORDS_PEPPER_FILE",
     "RECORDS_GEOIP_CITY_DB",
     "RECORDS_DPO_KEY_PASSPHRASE",
+    "RECORDS_COMMAND_KEY",
+    "RECORDS_COMMAND_PUBLIC_KEYS",
     "SCHEMA_REGISTRY_URL",
 )
 
@@ -129,6 +131,8 @@ def fresh_stack(base: Settings | None = None, *, keep: bool = False) -> Iterator
         assert settings.dpo_private_key is not None
         secrets_dir.mkdir(parents=True)
         generate_keypair(settings.dpo_private_key, settings.dpo_public_keys[0])
+        assert settings.command_private_key is not None  # the streams stage signs the sink's commands
+        generate_keypair(settings.command_private_key, settings.command_public_keys[0])
         admin = KafkaAdmin(settings.kafka)
         ensure_topics(admin, ALL_TOPICS)
         yield Stack(root, broker, settings, env, admin)

@@ -9,9 +9,12 @@ from collections.abc import Callable
 
 from aiokafka.partitioner import DefaultPartitioner
 from confluent_kafka import Consumer, TopicPartition
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from prometheus_client import CollectorRegistry
 
 from pipeline.config import Settings
+from pipeline.dsr_contract import CommandSigner
+from pipeline.serde import Serde
 from pipeline.subject_keys import SubjectKeyer
 from pipeline.topics import TopicSpec
 from streams.app import StreamsWorker
@@ -21,7 +24,13 @@ def test_keys_land_on_the_partitions_aiokafka_chose(
     kafka_settings: Settings, topic_factory: Callable[..., TopicSpec]
 ) -> None:
     topic = topic_factory(partitions=3)
-    worker = StreamsWorker(kafka_settings, SubjectKeyer(b"p" * 32), registry=CollectorRegistry())
+    worker = StreamsWorker(
+        kafka_settings,
+        SubjectKeyer(b"p" * 32),
+        serde=Serde(),
+        registry=CollectorRegistry(),
+        command_signer=CommandSigner(Ed25519PrivateKey.generate()),
+    )
     keys = [f"subject-{uuid.uuid4().hex}".encode() for _ in range(30)]
     for key in keys:
         worker.output.produce(topic.name, b"v", key)
