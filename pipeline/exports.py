@@ -64,6 +64,28 @@ def expire_exports(directory: Path, retention: timedelta, now: datetime, *, dele
     return ExportSweep(removed, kept)
 
 
+@dataclass(frozen=True)
+class ExportsState:
+    """The export files on disk now, for the compliance report (counts only)."""
+
+    held: int  # exports and temporary files present
+    past_expiry: int  # of those, older than the retention: a breach unless removed
+    not_private: int  # files readable or writable by others than the owner
+    directory_private: bool  # the directory is 0700 (or absent)
+
+
+def exports_state(directory: Path, retention: timedelta, now: datetime) -> ExportsState:
+    """Count the exports under `directory`: how many, how many past `retention`, how many
+    not private (what `records report` judges the expiry commitment by)."""
+    due = expire_exports(directory, retention, now, delete=False)
+    not_private = 0
+    for path in _files(directory):
+        with contextlib.suppress(FileNotFoundError):
+            not_private += 1 if path.stat().st_mode & 0o077 else 0
+    private_dir = not directory.exists() or directory.stat().st_mode & 0o077 == 0
+    return ExportsState(due.removed + due.kept, due.removed, not_private, private_dir)
+
+
 def subject_keys_of(document: Any) -> set[str]:
     """Every subject key in the rows of an export document."""
     found: set[str] = set()

@@ -114,6 +114,17 @@ class KafkaEvidence:
 
 
 @dataclass(frozen=True)
+class ExportsEvidence:
+    """Access-request exports on the data directory (pipeline/exports.py), counts only."""
+
+    retention_days: int
+    held: int
+    past_expiry: int
+    not_private: int
+    directory_private: bool
+
+
+@dataclass(frozen=True)
 class AccessEvidence:
     """How the embedded query endpoint is guarded (notice §13); see access_audit.py."""
 
@@ -147,6 +158,7 @@ class Evidence:
     kafka: KafkaEvidence
     other_tables: tuple[str, ...] = ()  # every other table/view name of both databases
     access: AccessEvidence | None = None  # embedded mode; a server keeps its own users and grants
+    exports: ExportsEvidence | None = None  # embedded mode: the sink writes exports to its data directory
     # `records report --since T`: where every raw event of the window went (reconcile.py)
     reconciliation: Reconciliation | None = None
 
@@ -269,6 +281,8 @@ def evaluate(policy: Policy, evidence: Evidence) -> Report:
     lines.append(_processing_location(policy))
     if evidence.access is not None:
         lines.extend(_personal_access(evidence.access))
+    if evidence.exports is not None:
+        lines.append(_exports_expire(evidence.exports))
     lines.append(_kafka_config(evidence))
     lines.append(_kafka_linger(policy, evidence))
     if evidence.reconciliation is not None:
@@ -536,6 +550,22 @@ def _processing_location(policy: Policy) -> ReportLine:
         evidence,
         not bad and not missing_roles,
         details,
+    )
+
+
+def _exports_expire(ex: ExportsEvidence) -> ReportLine:
+    """Access exports hold everything about a person: they expire, and only their owner reads them."""
+    private = ex.not_private == 0 and ex.directory_private
+    if private:
+        access = "readable by their owner only"
+    else:
+        access = f"{ex.not_private} file(s) readable by others" + ("" if ex.directory_private else ", directory open")
+    return ReportLine(
+        "exports_expire",
+        "§9, §8",
+        f"access exports expire after {ex.retention_days} d and are private to their owner",
+        f"{ex.held} export file(s) held, {ex.past_expiry} older than {ex.retention_days} d; {access}",
+        ex.past_expiry == 0 and private,
     )
 
 

@@ -23,13 +23,16 @@ from pipeline.clickhouse_ddl import (
     TableModel,
     table_models,
 )
+from pipeline.config import Settings
 from pipeline.dsr import RECEIPT_SCHEMA
+from pipeline.exports import exports_dir, exports_state
 from pipeline.policy import FieldRule, Policy, RecordPolicy
 from retention_jobs.enforce import table_age
 from retention_jobs.report import (
     ConsentBreach,
     DsrStats,
     Evidence,
+    ExportsEvidence,
     KafkaEvidence,
     RecordAges,
     age_bin_days,
@@ -253,4 +256,15 @@ def _surviving_erasure(client: Client, model: TableModel) -> int:
         f"arrayJoin(subject_keys) AS k FROM {model.qualified}) AS r INNER JOIN (SELECT subject_key, "
         f"max(erased_at) AS e FROM {RECORDS_DB}.{ERASURE_LEDGER_TABLE} GROUP BY subject_key) AS l "
         "ON r.k = l.subject_key WHERE r.t <= l.e",
+    )
+
+
+def exports_evidence(settings: Settings, policy: Policy, now: datetime) -> ExportsEvidence | None:
+    """The access exports in this machine's data directory, where the embedded sink writes
+    them; None with CLICKHOUSE_URL (the sinks' own hosts hold them, checked there)."""
+    if not settings.embedded_clickhouse:
+        return None
+    state = exports_state(exports_dir(settings.data_dir), policy.export_retention, now)
+    return ExportsEvidence(
+        policy.export_retention.days, state.held, state.past_expiry, state.not_private, state.directory_private
     )

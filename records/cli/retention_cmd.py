@@ -43,7 +43,7 @@ from retention_jobs.exceptions import CommitmentsFailed, RetentionViolation, Top
 from retention_jobs.linger import format_ms
 from retention_jobs.metrics import RetentionMetrics
 from retention_jobs.report import Report, evaluate
-from retention_jobs.report_collect import collect_evidence
+from retention_jobs.report_collect import collect_evidence, exports_evidence
 from retention_jobs.report_html import render_html
 from retention_jobs.topics_audit import TopicAudit, audit_topics, describe_drift, fix_topics, kafka_evidence
 
@@ -156,7 +156,8 @@ def report(
                 settings.kafka, client, serde=wiring.serde, keyer=wiring.keyer(), since=start, now=now, policy=policy
             )
             evidence = replace(evidence, reconciliation=reconciliation)
-    result = evaluate(policy, replace(evidence, access=access_evidence(settings)))
+    evidence = replace(evidence, access=access_evidence(settings), exports=exports_evidence(settings, policy, now))
+    result = evaluate(policy, evidence)
     if html is not None:
         private_file(html, render_html(result))
     if as_json:

@@ -4,6 +4,7 @@ removes exports older than the policy's `exports.retention_days`."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -23,6 +24,7 @@ from sink.dsr_commands import DsrExecutor
 from sink.dsr_export import collect, document, export_path, write_export
 from sink.dsr_storage import subject_tables
 from sink.sink_process import apply_schema
+from tests.support.cli import chdb_env, run_records
 from tests.support.sink_store import erasure_command, model, store
 from tests.support.stored_records import record
 
@@ -94,3 +96,26 @@ def test_retention_run_removes_exports_older_than_the_policy_allows(chdb_setting
     assert done.returncode == 0, done.stdout + done.stderr
     assert f"exports older than {limit.days} d: 1 removed, 1 kept" in done.stdout
     assert not old.exists() and fresh.exists()
+
+
+def test_the_report_fails_the_exports_line_until_an_expired_export_is_removed(chdb_settings: Settings) -> None:
+    with connect(chdb_settings) as client:
+        apply_schema(client)
+    exports = chdb_settings.data_dir / "exports"
+    exports.mkdir(parents=True, mode=0o700)
+    old = exports / f"{uuid.uuid4()}.json"
+    old.write_text('{"records": {}}', encoding="utf-8")
+    old.chmod(0o600)
+    stale = time.time() - default_policy().export_retention.total_seconds() - 3600
+    os.utime(old, (stale, stale))
+    env = chdb_env(chdb_settings.chdb_path, KAFKA_BOOTSTRAP="127.0.0.1:1")  # Kafka lines fail; not these
+
+    def exports_line() -> dict[str, object]:
+        report = json.loads(run_records("report", "--json", env=env).stdout)
+        return next(line for line in report["lines"] if line["id"] == "exports_expire")
+
+    before = exports_line()
+    assert not before["passed"] and "1 export file(s) held, 1 older than 30 d" in str(before["evidence"])
+    assert run_records("retention", "run", env=env).returncode == 0
+    after = exports_line()
+    assert after["passed"] and str(after["evidence"]).startswith("0 export file(s) held")

@@ -21,6 +21,7 @@ from retention_jobs.report import (
     ConsentBreach,
     DsrStats,
     Evidence,
+    ExportsEvidence,
     KafkaEvidence,
     RecordAges,
     TopicEvidence,
@@ -317,3 +318,22 @@ def test_recipients_line_fails_when_an_analyst_view_carries_an_identifier() -> N
     line = evaluate(POLICY, leaked).line("recipients")
     assert not line.passed
     assert f"exposed: analyst.{view}.subject_keys" in line.details
+
+
+# ---- access exports expire (issue 11) ----------------------------------------------------
+
+
+def test_exports_past_their_expiry_or_readable_by_others_fail_their_line() -> None:
+    ok = ExportsEvidence(30, held=2, past_expiry=0, not_private=0, directory_private=True)
+    line = evaluate(POLICY, replace(clean_evidence(), exports=ok)).line("exports_expire")
+    assert line.passed
+    assert line.evidence == "2 export file(s) held, 0 older than 30 d; readable by their owner only"
+
+    stale = evaluate(POLICY, replace(clean_evidence(), exports=replace(ok, past_expiry=1))).line("exports_expire")
+    assert not stale.passed and "1 older than 30 d" in stale.evidence
+    open_file = evaluate(POLICY, replace(clean_evidence(), exports=replace(ok, not_private=1))).line("exports_expire")
+    assert not open_file.passed and "1 file(s) readable by others" in open_file.evidence
+
+
+def test_the_exports_line_is_left_out_without_exports_evidence() -> None:
+    assert "exports_expire" not in {line.id for line in evaluate(POLICY, clean_evidence()).lines}
