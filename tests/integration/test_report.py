@@ -60,6 +60,7 @@ CLICKHOUSE_LINES = {
     "no_anonymous_access",
     "personal_users",
     "access_log",
+    "exports_expire",
     "access_control",
     "recipients",
     "processing_location",
