@@ -216,9 +216,14 @@ def support_tables(policy: Policy | None = None) -> list[str]:
     The erasure ledger holds one row per erased subject key (the latest erasure wins) and
     nothing that links one person's keys (no request id); it expires after
     `erasure_ledger_days`. The two ALTERs bring a ledger created by an older version to
-    that shape; on a current table they are no-ops (no mutation)."""
+    that shape; on a current table they are no-ops (no mutation). What the sink executed
+    (`dsr_executed`) expires with the receipts (the policy's `dsr_receipt` retention): a
+    command older than that is refused by age before the table is asked."""
     ledger = f"{RECORDS_DB}.{ERASURE_LEDGER_TABLE}"
     ttl = f"erased_at + INTERVAL {erasure_ledger_days(policy)} DAY"
+    # what the sink executed is kept as long as the receipts it proves (accountability)
+    receipts = (policy or default_policy()).records["dsr_receipt"]
+    executed_ttl = f"completed_at + INTERVAL {receipts.retention_days} DAY"
     return [
         f"CREATE TABLE IF NOT EXISTS {RECORDS_DB}.{RESTRICTIONS_TABLE}\n(\n"
         "    `subject_key` String,\n"
@@ -243,7 +248,8 @@ def support_tables(policy: Policy | None = None) -> list[str]:
         "    `detail` Nullable(String),\n"
         "    `request_sha256` String,\n"
         "    `verified_at` DateTime64(3, 'UTC')\n"
-        ")\nENGINE = ReplacingMergeTree(completed_at)\nORDER BY request_id",
+        f")\nENGINE = ReplacingMergeTree(completed_at)\nORDER BY request_id\nTTL {executed_ttl} DELETE",
+        f"ALTER TABLE {RECORDS_DB}.{DSR_EXECUTED_TABLE} MODIFY TTL {executed_ttl} DELETE",
     ]
 
 

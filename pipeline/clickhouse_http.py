@@ -47,6 +47,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import math
 import os
 import re
 import threading
@@ -70,6 +71,7 @@ from pipeline.access_roles import GRANTS, Role
 from pipeline.access_users import Authenticator, UserStore, create_owner_credential, remove_owner_credential
 from pipeline.config import Settings
 from pipeline.exceptions import AccessError, ClickHouseError
+from pipeline.login_throttle import LoginThrottle
 from pipeline.query_check import (
     Refused,
     check_ast,
@@ -273,6 +275,19 @@ class _Ran:
     format: str | None = None
 
 
+class LoginLocked(Refused):
+    """A login under a name locked after repeated failures (pipeline/login_throttle.py);
+    the password was not checked."""
+
+    def __init__(self, retry_after: float) -> None:
+        super().__init__(
+            516,
+            "AUTHENTICATION_LOCKED",
+            f"too many failed logins under this user name: try again in {math.ceil(retry_after)} s",
+        )
+        self.retry_after = retry_after
+
+
 class QueryEndpoint:
     """Authenticates, checks and runs one HTTP query on the read-only engine handle, and
     logs it; no HTTP parsing here."""
@@ -285,10 +300,12 @@ class QueryEndpoint:
         authenticator: Authenticator,
         access_log: AccessLog | None,
         limits: EndpointLimits | None = None,
+        throttle: LoginThrottle | None = None,
     ) -> None:
         self.reader = reader
         self.lock = lock
         self.authenticator = authenticator
+        self.throttle = throttle or LoginThrottle()
         self.access_log = access_log
         self.limits = limits or EndpointLimits()
         with lock:
@@ -303,17 +320,25 @@ class QueryEndpoint:
             raise Refused(
                 516, "AUTHENTICATION_FAILED", "authentication required: the embedded endpoint has no anonymous access"
             )
+        owner = self.authenticator.owner
+        throttled = owner is None or user != owner.user  # see pipeline/login_throttle.py
+        if throttled and (wait := self.throttle.locked_for(user)) > 0:
+            raise LoginLocked(wait)
         try:
             role = self.authenticator.authenticate(user, password or "")
         except AccessError as exc:
             log.error("%s", exc)
             raise Refused(516, "AUTHENTICATION_FAILED", "the users file cannot be read: ask the operator") from exc
         if role is None:
+            if throttled and (lockout := self.throttle.failed(user)) > 0:
+                log.warning("a user name is locked for %d s after repeated failed logins", math.ceil(lockout))
             raise Refused(
                 516,
                 "AUTHENTICATION_FAILED",
                 f"{user[:64]}: Authentication failed: password is incorrect, or there is no user with such name",
             )
+        if throttled:
+            self.throttle.succeeded(user)
         return Caller(user, role)
 
     def refuse_unauthenticated(self, user: str | None, exc: Refused) -> Answer:
@@ -324,7 +349,8 @@ class QueryEndpoint:
         except AccessError:
             known = False
         self._log((user or "")[:64] if known else UNKNOWN_USER, "", "", "refused", exc.name, _Ran(), 0)
-        return self._error(exc.code, str(exc), {})
+        headers = {"Retry-After": str(math.ceil(exc.retry_after))} if isinstance(exc, LoginLocked) else {}
+        return self._error(exc.code, str(exc), headers)
 
     def run(self, sql: str, params: Mapping[str, str], caller: Caller) -> Answer:
         query_id = params.get("query_id") or str(uuid.uuid4())

@@ -224,7 +224,10 @@ CREATE TABLE IF NOT EXISTS records.dsr_executed ON CLUSTER records_cluster
     `verified_at` DateTime64(3, 'UTC')
 )
 ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/all/records/dsr_executed', '{replica}', completed_at)
-ORDER BY request_id;
+ORDER BY request_id
+TTL completed_at + INTERVAL 1825 DAY DELETE;
+
+ALTER TABLE records.dsr_executed ON CLUSTER records_cluster MODIFY TTL completed_at + INTERVAL 1825 DAY DELETE;
 
 CREATE OR REPLACE VIEW analyst.chat_conversations ON CLUSTER records_cluster AS
 SELECT

@@ -344,6 +344,26 @@ def test_a_failed_login_under_an_unknown_name_does_not_log_the_name(served: Serv
     assert known["user"] == "ana" and known["reason"] == "AUTHENTICATION_FAILED"
 
 
+def test_password_guessing_locks_the_name_not_the_other_users(served: Served) -> None:
+    for _ in range(5):  # the default LoginThrottle: locked after 5 failures in a row
+        assert ask(served, "SELECT 1", user="ana", password="guess").status == 401
+
+    # locked: even the right password is refused, without telling that it was right
+    locked = ask(served, "SELECT 7", headers=basic("ana"))
+    assert locked.status == 401 and b"7" not in locked.body
+    assert b"too many failed logins" in locked.body
+    assert 0 < int(locked.headers["Retry-After"]) <= 30
+    assert json.loads(served.log_file.read_text().splitlines()[-1])["reason"] == "AUTHENTICATION_LOCKED"
+    # other users, and the owner credential (random, nothing to guess), are not affected
+    assert ask(served, "SELECT 7", headers=basic("dora")).body == b"7\n"
+    credential = read_owner_credential(served.chdb_path)
+    assert credential is not None
+    for _ in range(6):
+        ask(served, "SELECT 1", headers={"X-ClickHouse-User": credential.user, "X-ClickHouse-Key": "guess"})
+    owner = {"X-ClickHouse-User": credential.user, "X-ClickHouse-Key": credential.password.get()}
+    assert ask(served, "SELECT 7", headers=owner).body == b"7\n"
+
+
 def test_the_owner_credential_is_private_and_works(served: Served) -> None:
     credential = read_owner_credential(served.chdb_path)
     assert credential is not None

@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 
 from clickhouse_connect.driver.client import Client
 
+from pipeline.policy import default_policy
 from pipeline.serde import AvroSerializer
 from sink.avro_container import SINGLE_OBJECT_PREFIX, container
 from sink.sink_process import apply_schema
@@ -48,3 +49,17 @@ def test_far_future_rows_are_kept_and_expired_rows_dropped(ch_client: Client) ->
         ch_client.command("SELECT engine_full FROM system.tables WHERE name = 'calls' AND database = 'records'")
     )
     assert "toDateTime(" not in engine and "toIntervalDay(730)" in engine
+
+
+def test_what_the_sink_executed_expires_with_the_receipts(ch_client: Client) -> None:
+    apply_schema(ch_client)
+    days = default_policy().records["dsr_receipt"].retention_days
+    ch_client.command(
+        "INSERT INTO records.dsr_executed (request_id, request_type, status, requested_at, completed_at, "
+        "store_counts, detail, request_sha256, verified_at) "
+        f"SELECT 'r' || toString(number), 'ERASURE', 'COMPLETED', t, t, map(), NULL, '', t "
+        f"FROM (SELECT number, now64(3) - toIntervalDay(if(number = 0, {days} + 1, 1)) AS t FROM numbers(2))"
+    )
+    ch_client.command("OPTIMIZE TABLE records.dsr_executed FINAL")
+    kept = [r[0] for r in ch_client.query("SELECT request_id FROM records.dsr_executed").result_rows]
+    assert kept == ["r1"]
