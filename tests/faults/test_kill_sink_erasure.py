@@ -1,0 +1,115 @@
+"""`kill -9` of the sink during an erasure's mutations, then a restart: the erasure
+completes exactly once, its receipt reports the rows the subject had in every table
+(also in the tables whose mutation ran before the kill), nothing of the subject is left,
+and the reconciliation is exact.
+
+Deterministic: the first sink runs with RECORDS_FAULT_ERASURE_PAUSE_S (a fault-test hook,
+off in production: sink/erasure_progress.py), so it stops after the first table's
+mutation and says so in its log; the test kills it there."""
+
+from __future__ import annotations
+
+import re
+import secrets
+import time
+from datetime import UTC, datetime, timedelta
+
+from pipeline import topics
+from pipeline.dsr import RequestType
+from pipeline.subject_keys import IdentifierKind
+from tests.support.dsr_requests import executed, receipts, send_request, store_client, subject_rows
+from tests.support.pipeline_harness import (
+    SINK_INPUTS,
+    STREAMS_INPUTS,
+    Pipeline,
+    Process,
+    caught_up,
+    produce,
+    reconcile_since,
+    simulated,
+    sink_process,
+    wait_sink_owner,
+    wait_until,
+)
+from tests.support.streams_traffic import Traffic, call_detail, consent_changed, web_chat
+
+BACKGROUND = 300
+PAUSE_S = 600  # far longer than the test waits: the kill always comes first
+
+
+def _paused_sink(line: Pipeline) -> Process:
+    """A sink of `line` that pauses after each table of an erasure."""
+    process = sink_process(line.bootstrap, line.sink_group, line.chdb_path, line.work, line.keys)
+    process.env["RECORDS_FAULT_ERASURE_PAUSE_S"] = str(PAUSE_S)
+    line.started.append(process)
+    return process.start()
+
+
+def test_kill_9_of_the_sink_between_two_tables_of_an_erasure(pipeline: Pipeline) -> None:
+    sink = _paused_sink(pipeline)
+    wait_sink_owner(sink, pipeline.chdb_path)
+    streams = pipeline.streams()
+    streams.wait_log("Worker ready", 120)
+    since = datetime.now(UTC) - timedelta(seconds=1)
+
+    n = secrets.randbelow(9_000_000) + 1_000_000
+    email, visitor = f"erase.kill.{n}@example.fi", f"visitor-{n}"
+    chat = web_chat(f"erase-kill-{n}", visitor=visitor, email=email)
+    phone = chat["phone"]
+    traffic = Traffic(pipeline.bootstrap, f"erase-kill-{n}")
+    traffic.avro("chat", topics.CHAT.name, chat["conversation_id"], "ChatConversation", chat)
+    traffic.avro("call", topics.CALL.name, f"call-{n}", "CallDetailRecord", call_detail(f"call-{n}", phone))
+    consent = consent_changed(chat["started_at"], "GIVEN", "contact-v3", email=email, visitor_id=visitor)
+    traffic.avro("consent", topics.CONSENT.name, email, "ConsentChanged", consent)
+    traffic.flush()
+    produce(pipeline.bootstrap, pipeline.keys, simulated(BACKGROUND, seed=61))
+    keyer = pipeline.keys.keyer
+    keys = [
+        keyer.key(IdentifierKind.EMAIL, email),
+        keyer.key(IdentifierKind.PHONE, phone),
+        keyer.key(IdentifierKind.VISITOR_ID, visitor),
+    ]
+    wait_until(lambda: caught_up(pipeline.bootstrap, pipeline.app_id, STREAMS_INPUTS), 120, "streams caught up")
+    wait_until(lambda: caught_up(pipeline.bootstrap, pipeline.sink_group, SINK_INPUTS), 120, "sink caught up")
+    with store_client(pipeline.chdb_path) as client:
+        before = subject_rows(client, keys)
+    held = [table for table, rows in before.items() if rows]
+    assert len(held) >= 3, f"the subject should have rows in several tables: {before}"
+
+    request_id = send_request(
+        pipeline.bootstrap, pipeline.keys, RequestType.ERASURE, email=email, phone=phone, visitor_id=visitor
+    )
+    sink.wait_log("erasure paused", 120)
+    paused = re.search(r"after mutation 1 of (\d+)", sink.log()[sink.log_start :])
+    assert paused is not None and int(paused.group(1)) >= 2, "the pause should come between two tables"
+    sink.kill()
+    killed_at = time.monotonic()
+
+    restarted = pipeline.sink()
+    wait_sink_owner(restarted, pipeline.chdb_path)
+    with store_client(pipeline.chdb_path) as client:
+        receipt_s = wait_until(lambda: bool(executed(client, request_id)), 120, "the erasure's receipt")
+        wait_until(lambda: bool(receipts(client, request_id)), 120, "the receipt stored from its topic")
+        wait_until(lambda: caught_up(pipeline.bootstrap, pipeline.sink_group, SINK_INPUTS), 120, "sink caught up")
+        recovered_s = time.monotonic() - killed_at
+        once = executed(client, request_id)
+        stored = receipts(client, request_id)
+        after = subject_rows(client, keys, final="")
+
+    assert [row["status"] for row in once] == ["COMPLETED"], once
+    assert [row["status"] for row in stored] == ["COMPLETED"], stored
+    for table, rows in before.items():
+        assert once[0]["store_counts"][f"records.{table}"] == rows, (table, once[0]["store_counts"])
+        assert stored[0]["store_counts"][f"records.{table}"] == rows, (table, stored[0]["store_counts"])
+    assert after == dict.fromkeys(after, 0), after
+    assert restarted.log()[restarted.log_start :].count("erasure resumed") == 1
+
+    result = reconcile_since(pipeline.bootstrap, pipeline.chdb_path, pipeline.keys, since)
+    print(
+        f"FAULT sink kill -9 during an erasure ({paused.group(1)} tables, killed after 1): receipt "
+        f"{receipt_s:.1f} s after the restart, caught up {recovered_s:.1f} s after the kill; "
+        f"{sum(before.values())} rows of the subject reported and erased; {result.summary()}"
+    )
+    assert len(result.events) == BACKGROUND + 3
+    assert result.missing == () and result.duplicates == (), result.to_dict()
+    assert result.counts["erased"] >= 3, result.counts
