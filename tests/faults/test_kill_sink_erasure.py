@@ -14,16 +14,20 @@ import secrets
 import time
 from datetime import UTC, datetime, timedelta
 
+from confluent_kafka import Message
+
 from pipeline import topics
 from pipeline.dsr import RequestType
 from pipeline.subject_keys import IdentifierKind
 from tests.support.dsr_requests import executed, receipts, send_request, store_client, subject_rows
+from tests.support.kafka_reads import consume_until
 from tests.support.pipeline_harness import (
     SINK_INPUTS,
     STREAMS_INPUTS,
     Pipeline,
     Process,
     caught_up,
+    end_offsets,
     produce,
     reconcile_since,
     simulated,
@@ -43,6 +47,10 @@ def _paused_sink(line: Pipeline) -> Process:
     process.env["RECORDS_FAULT_ERASURE_PAUSE_S"] = str(PAUSE_S)
     line.started.append(process)
     return process.start()
+
+
+def _key(message: Message) -> bytes | None:
+    return message.key()
 
 
 def test_kill_9_of_the_sink_between_two_tables_of_an_erasure(pipeline: Pipeline) -> None:
@@ -76,6 +84,7 @@ def test_kill_9_of_the_sink_between_two_tables_of_an_erasure(pipeline: Pipeline)
     held = [table for table, rows in before.items() if rows]
     assert len(held) >= 3, f"the subject should have rows in several tables: {before}"
 
+    receipts_from = end_offsets(pipeline.bootstrap, (topics.DSR_RECEIPTS,))
     request_id = send_request(
         pipeline.bootstrap, pipeline.keys, RequestType.ERASURE, email=email, phone=phone, visitor_id=visitor
     )
@@ -95,9 +104,13 @@ def test_kill_9_of_the_sink_between_two_tables_of_an_erasure(pipeline: Pipeline)
         once = executed(client, request_id)
         stored = receipts(client, request_id)
         after = subject_rows(client, keys, final="")
+    receipts_to = end_offsets(pipeline.bootstrap, (topics.DSR_RECEIPTS,))
+    produced = sum(end.offset - begin.offset for begin, end in zip(receipts_from, receipts_to, strict=True))
+    on_topic = consume_until(pipeline.bootstrap, receipts_from, lambda got: len(got) >= produced, _key)
 
     assert [row["status"] for row in once] == ["COMPLETED"], once
     assert [row["status"] for row in stored] == ["COMPLETED"], stored
+    assert on_topic.count(request_id.encode()) == 1, "one receipt produced, once"
     for table, rows in before.items():
         assert once[0]["store_counts"][f"records.{table}"] == rows, (table, once[0]["store_counts"])
         assert stored[0]["store_counts"][f"records.{table}"] == rows, (table, stored[0]["store_counts"])
