@@ -26,7 +26,7 @@
 | RECORDS_COMMAND_PUBLIC_KEYS | $RECORDS_DATA_DIR/secrets/command_ed25519.pub.pem | command keys the sink trusts (PEM) |
 | RECORDS_COMMAND_MAX_AGE_HOURS | 72 | the sink refuses a command verified longer ago than this |
 | SCHEMA_REGISTRY_URL | (unset) | write the Confluent wire format with this registry instead of single-object encoding |
-| RECORDS_FAULT_ERASURE_PAUSE_S | 0 (off) | fault tests only: the sink sleeps this long after each table of an erasure |
+| RECORDS_FAULT_ERASURE_PAUSE_S | (unset: off) | fault tests only: the sink pauses in an erasure (erasure_progress.py) |
 """
 
 from __future__ import annotations

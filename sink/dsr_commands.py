@@ -113,7 +113,7 @@ from sink.dsr_storage import (
     withdrawn_count,
 )
 from sink.erasure_guard import ErasureGuard
-from sink.erasure_progress import pause_after_mutation, resume
+from sink.erasure_progress import pause_after_mutation, pause_before_receipts, resume
 from sink.exceptions import KafkaSinkError
 from sink.metrics import SinkMetrics
 
@@ -252,6 +252,8 @@ class DsrExecutor:
                 }
             for command in run:
                 receipts.append(self._finish(client, command, results[command.request_id]))
+        if any(r.request_type == RequestType.ERASURE for r in receipts):
+            pause_before_receipts(self.settings.fault_erasure_pause_s, len(receipts))
         for receipt in receipts:
             producer.produce(
                 self.topics.receipts, self._encode_receipt(receipt.to_value()), key=receipt.request_id.encode()

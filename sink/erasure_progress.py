@@ -15,9 +15,11 @@ The table holds request ids, table names and counts: no subject key, no identifi
 rows expire after ERASURE_PROGRESS_DAYS (pipeline/clickhouse_ddl.py), long after any
 command may still be redelivered (RECORDS_COMMAND_MAX_AGE_HOURS).
 
-`pause_after_mutation` is the fault tests' hook (RECORDS_FAULT_ERASURE_PAUSE_S): it lets
-tests/faults/test_kill_sink_erasure.py kill the sink between two tables' mutations
-deterministically. Unset (production) it does nothing.
+`pause_after_mutation` and `pause_before_receipts` are the fault tests' hooks
+(RECORDS_FAULT_ERASURE_PAUSE_S): they let tests/faults/test_kill_sink_erasure.py kill the
+sink deterministically between two tables' mutations, or after an erasure's receipt is
+recorded in records.dsr_executed and before it is produced. Unset (production) they do
+nothing.
 """
 
 from __future__ import annotations
@@ -79,4 +81,13 @@ def pause_after_mutation(seconds: int, done: int, total: int) -> None:
     if seconds <= 0:
         return
     log.warning("erasure paused %d s after mutation %d of %d (RECORDS_FAULT_ERASURE_PAUSE_S)", seconds, done, total)
+    time.sleep(seconds)
+
+
+def pause_before_receipts(seconds: int, receipts: int) -> None:
+    """Fault tests only: sleep `seconds` once a batch's receipts (an erasure's among them)
+    are recorded and before they are produced (0: return)."""
+    if seconds <= 0:
+        return
+    log.warning("erasure paused %d s before producing %d receipt(s) (RECORDS_FAULT_ERASURE_PAUSE_S)", seconds, receipts)
     time.sleep(seconds)

@@ -41,6 +41,7 @@ from tests.support.streams_traffic import Traffic, call_detail, consent_changed,
 
 BACKGROUND = 300
 PAUSE_S = 600  # far longer than the test waits: the kill always comes first
+BETWEEN_TABLES, AFTER_LAST_TABLE, RECEIPT_RECORDED = "between-two-tables", "after-the-last-table", "receipt-recorded"
 
 
 def _paused_sink(line: Pipeline) -> Process:
@@ -55,12 +56,13 @@ def _key(message: Message) -> bytes | None:
     return message.key()
 
 
-@pytest.mark.parametrize("where", ["between-two-tables", "after-the-last-table"])
+@pytest.mark.parametrize("where", [BETWEEN_TABLES, AFTER_LAST_TABLE, RECEIPT_RECORDED])
 def test_kill_9_of_the_sink_during_an_erasure(pipeline: Pipeline, where: str) -> None:
-    """between-two-tables: the subject has rows in four tables, the kill comes after the
-    first mutation; after-the-last-table: rows in one table only, the kill comes after its
-    mutation, before the receipt (on restart no table holds a row of the subject)."""
-    many = where == "between-two-tables"
+    """BETWEEN_TABLES: the subject has rows in four tables, the kill comes after the first
+    mutation; AFTER_LAST_TABLE: rows in one table only, the kill comes after its mutation,
+    before the receipt (on restart no table holds a row of the subject); RECEIPT_RECORDED:
+    no rows (no mutation), the kill comes after the receipt was recorded in
+    records.dsr_executed and before it was produced (on restart it is produced again)."""
     sink = _paused_sink(pipeline)
     wait_sink_owner(sink, pipeline.chdb_path)
     streams = pipeline.streams()
@@ -72,8 +74,9 @@ def test_kill_9_of_the_sink_during_an_erasure(pipeline: Pipeline, where: str) ->
     chat = web_chat(f"erase-kill-{n}", visitor=visitor, email=email)
     phone = chat["phone"]
     traffic = Traffic(pipeline.bootstrap, f"erase-kill-{n}")
-    traffic.avro("call", topics.CALL.name, f"call-{n}", "CallDetailRecord", call_detail(f"call-{n}", phone))
-    if many:
+    if where != RECEIPT_RECORDED:
+        traffic.avro("call", topics.CALL.name, f"call-{n}", "CallDetailRecord", call_detail(f"call-{n}", phone))
+    if where == BETWEEN_TABLES:
         traffic.avro("chat", topics.CHAT.name, chat["conversation_id"], "ChatConversation", chat)
         consent = consent_changed(chat["started_at"], "GIVEN", "contact-v3", email=email, visitor_id=visitor)
         traffic.avro("consent", topics.CONSENT.name, email, "ConsentChanged", consent)
@@ -91,23 +94,27 @@ def test_kill_9_of_the_sink_during_an_erasure(pipeline: Pipeline, where: str) ->
     with store_client(pipeline.chdb_path) as client:
         before = subject_rows(client, keys)
     held = [table for table, rows in before.items() if rows]
-    assert len(held) >= 3 if many else held == ["calls"], before
+    assert {BETWEEN_TABLES: len(held) >= 3, AFTER_LAST_TABLE: held == ["calls"]}.get(where, not held), before
 
     receipts_from = end_offsets(pipeline.bootstrap, (topics.DSR_RECEIPTS,))
     request_id = send_request(
         pipeline.bootstrap, pipeline.keys, RequestType.ERASURE, email=email, phone=phone, visitor_id=visitor
     )
     sink.wait_log("erasure paused", 120)
-    paused = re.search(r"after mutation 1 of (\d+)", sink.log()[sink.log_start :])
-    assert paused is not None and int(paused.group(1)) == len(held), "the pause should come after the first table"
+    paused = re.search(r"erasure paused \d+ s (after mutation 1 of \d+|before producing)", sink.log()[sink.log_start :])
+    assert paused is not None, "no pause"
+    expected = f"after mutation 1 of {len(held)}" if held else "before producing"
+    assert paused.group(1) == expected, paused.group(0)
     sink.kill()
     killed_at = time.monotonic()
 
     restarted = pipeline.sink()
+    restarted_at = time.monotonic()
     wait_sink_owner(restarted, pipeline.chdb_path)
     with store_client(pipeline.chdb_path) as client:
-        receipt_s = wait_until(lambda: bool(executed(client, request_id)), 120, "the erasure's receipt")
+        wait_until(lambda: bool(executed(client, request_id)), 120, "the erasure's receipt")
         wait_until(lambda: bool(receipts(client, request_id)), 120, "the receipt stored from its topic")
+        receipt_s = time.monotonic() - restarted_at
         wait_until(lambda: caught_up(pipeline.bootstrap, pipeline.sink_group, SINK_INPUTS), 120, "sink caught up")
         recovered_s = time.monotonic() - killed_at
         once = executed(client, request_id)
@@ -124,12 +131,15 @@ def test_kill_9_of_the_sink_during_an_erasure(pipeline: Pipeline, where: str) ->
         assert once[0]["store_counts"][f"records.{table}"] == rows, (table, once[0]["store_counts"])
         assert stored[0]["store_counts"][f"records.{table}"] == rows, (table, stored[0]["store_counts"])
     assert after == dict.fromkeys(after, 0), after
-    assert restarted.log()[restarted.log_start :].count("erasure resumed") == 1
-    assert sum(before.values()) > 0
+    again = restarted.log()[restarted.log_start :]
+    if held:
+        assert again.count("erasure resumed") == 1
+    else:  # executed once, before the kill; its stored receipt produced now
+        assert "erasure resumed" not in again and "its receipt is produced again" in again
 
     result = reconcile_since(pipeline.bootstrap, pipeline.chdb_path, pipeline.keys, since)
     print(
-        f"FAULT sink kill -9 during an erasure ({where}: {paused.group(1)} table(s), killed after 1): receipt "
+        f"FAULT sink kill -9 during an erasure ({where}: killed {paused.group(1)}): receipt on its topic "
         f"{receipt_s:.1f} s after the restart, caught up {recovered_s:.1f} s after the kill; "
         f"{sum(before.values())} rows of the subject reported and erased; {result.summary()}"
     )
