@@ -14,12 +14,14 @@ from confluent_kafka import Producer
 
 from pipeline import topics
 from pipeline.clickhouse import connect
+from pipeline.clickhouse_ddl import table_models
 from pipeline.config import load_settings
 from pipeline.dsr import RequestType, build_request, utcnow
 from pipeline.serde import Serde
 from tests.support.pipeline_harness import Secrets
 
-SUBJECT_TABLES = ("chat_conversations", "chat_messages", "calls", "call_recordings", "consent_ledger")
+# Every record table that holds subject keys (what an erasure must empty of the subject).
+SUBJECT_TABLES = tuple(model.name for model in table_models() if model.has_subject_keys)
 
 
 def send_request(bootstrap: str, keys: Secrets, request_type: RequestType, **identifiers: str) -> str:
