@@ -37,6 +37,11 @@ INGESTED_AT = "ingested_at"
 # executed): what a redelivered command is checked against. Written only by the sink,
 # never from a topic, so a receipt forged on cs.dsr.receipts.v1 cannot stop an execution.
 DSR_EXECUTED_TABLE = "dsr_executed"
+# An erasure's rows per table counted before its mutations (sink/erasure_progress.py), so a
+# sink killed between two tables' mutations resumes with the original counts in its receipt.
+# Request ids, table names and counts only; kept ERASURE_PROGRESS_DAYS.
+ERASURE_PROGRESS_TABLE = "dsr_erasure_progress"
+ERASURE_PROGRESS_DAYS = 30
 
 # Columns that are not direct identifiers but still must not reach analysts: the
 # pseudonymous keys link a person across records.
@@ -250,6 +255,13 @@ def support_tables(policy: Policy | None = None) -> list[str]:
         "    `verified_at` DateTime64(3, 'UTC')\n"
         f")\nENGINE = ReplacingMergeTree(completed_at)\nORDER BY request_id\nTTL {executed_ttl} DELETE",
         f"ALTER TABLE {RECORDS_DB}.{DSR_EXECUTED_TABLE} MODIFY TTL {executed_ttl} DELETE",
+        f"CREATE TABLE IF NOT EXISTS {RECORDS_DB}.{ERASURE_PROGRESS_TABLE}\n(\n"
+        "    `request_id` String,\n"
+        "    `store` String,\n"
+        "    `rows` Int64,\n"
+        "    `counted_at` DateTime64(3, 'UTC')\n"
+        ")\nENGINE = ReplacingMergeTree(counted_at)\nORDER BY (request_id, store)\n"
+        f"TTL counted_at + INTERVAL {ERASURE_PROGRESS_DAYS} DAY DELETE",
     ]
 
 

@@ -26,6 +26,7 @@
 | RECORDS_COMMAND_PUBLIC_KEYS | $RECORDS_DATA_DIR/secrets/command_ed25519.pub.pem | command keys the sink trusts (PEM) |
 | RECORDS_COMMAND_MAX_AGE_HOURS | 72 | the sink refuses a command verified longer ago than this |
 | SCHEMA_REGISTRY_URL | (unset) | write the Confluent wire format with this registry instead of single-object encoding |
+| RECORDS_FAULT_ERASURE_PAUSE_S | (unset: off) | fault tests only: the sink pauses in an erasure (erasure_progress.py) |
 """
 
 from __future__ import annotations
@@ -137,6 +138,9 @@ class Settings:
     command_private_key: Path | None = None
     command_public_keys: tuple[Path, ...] = ()
     command_max_age: timedelta = timedelta(hours=72)
+    # Fault tests only (tests/faults/test_kill_sink_erasure.py): a pause after each table's
+    # erasure mutation, so a test can kill the sink between two tables. 0 in production.
+    fault_erasure_pause_s: int = 0
 
     @property
     def demo_pepper_file(self) -> Path:
@@ -222,6 +226,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
             if p.strip()
         ),
         command_max_age=timedelta(hours=_positive(env, "RECORDS_COMMAND_MAX_AGE_HOURS", 72)),
+        fault_erasure_pause_s=_positive(env, "RECORDS_FAULT_ERASURE_PAUSE_S", 0),
     )
 
 

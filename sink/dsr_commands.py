@@ -32,7 +32,8 @@ engine lock, after the batch's rows are stored and before its offsets are commit
    receipt, like the streams stage's receipts.
 
 Failures of ClickHouse or Kafka raise, so the sink retries the batch from this step
-(every step is idempotent; row counts taken before a deletion are kept for the retry).
+(every step is idempotent; row counts taken before a deletion are kept for the retry, and
+in the store, so a restart after a kill reports them too: sink/erasure_progress.py).
 A request that cannot be executed as it is gets a FAILED receipt and never blocks the
 sink. Log lines name request ids, types and counts, never an identifier or a key.
 """
@@ -112,6 +113,7 @@ from sink.dsr_storage import (
     withdrawn_count,
 )
 from sink.erasure_guard import ErasureGuard
+from sink.erasure_progress import pause_after_mutation, pause_before_receipts, resume
 from sink.exceptions import KafkaSinkError
 from sink.metrics import SinkMetrics
 
@@ -250,6 +252,8 @@ class DsrExecutor:
                 }
             for command in run:
                 receipts.append(self._finish(client, command, results[command.request_id]))
+        if any(r.request_type == RequestType.ERASURE for r in receipts):
+            pause_before_receipts(self.settings.fault_erasure_pause_s, len(receipts))
         for receipt in receipts:
             producer.produce(
                 self.topics.receipts, self._encode_receipt(receipt.to_value()), key=receipt.request_id.encode()
@@ -381,10 +385,13 @@ class DsrExecutor:
         }
         for command in run:
             self._counted[command.request_id].setdefault(RESTRICTIONS, sum(restricted.get(k, 0) for k in command.keys))
+        # Recorded before the first mutation; counts recorded by an earlier, killed run win.
+        self._counted.update(resume(client, {c.request_id: self._counted[c.request_id] for c in run}))
         rows = [row for command, (_, at) in zip(run, erasures, strict=True) for row in ledger_rows(command, at)]
         client.insert(LEDGER, rows, column_names=list(LEDGER_COLUMNS))
-        for model in to_delete:
+        for done, model in enumerate(to_delete, 1):
             client.command(self._mutation(erase_mutation(model, erasures)), settings=_MUTATION)
+            pause_after_mutation(self.settings.fault_erasure_pause_s, done, len(to_delete))
         if restricted:
             client.command(self._mutation(restrictions_erase(every)), settings=_MUTATION)
         log.info(

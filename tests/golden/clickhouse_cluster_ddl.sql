@@ -229,6 +229,17 @@ TTL completed_at + INTERVAL 1825 DAY DELETE;
 
 ALTER TABLE records.dsr_executed ON CLUSTER records_cluster MODIFY TTL completed_at + INTERVAL 1825 DAY DELETE;
 
+CREATE TABLE IF NOT EXISTS records.dsr_erasure_progress ON CLUSTER records_cluster
+(
+    `request_id` String,
+    `store` String,
+    `rows` Int64,
+    `counted_at` DateTime64(3, 'UTC')
+)
+ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/all/records/dsr_erasure_progress', '{replica}', counted_at)
+ORDER BY (request_id, store)
+TTL counted_at + INTERVAL 30 DAY DELETE;
+
 CREATE OR REPLACE VIEW analyst.chat_conversations ON CLUSTER records_cluster AS
 SELECT
     `event_id`,

@@ -244,4 +244,12 @@ def test_every_bad_input_has_its_documented_outcome_and_no_worker_exits(pipeline
     assert stored("calls", f"{tag}-call", "source_event_id")[0][0] == str(kept["event_id"])
     statuses = {request_id: row[1] for request_id, row in receipts().items()}
     assert sorted(statuses.values()) == ["COMPLETED"] * 3, statuses
+    # an erasure for a subject with no rows: every store counts 0; two erasures of one
+    # subject at once: its chat counted by one of them at least (both, when run together), never more
+    by_request = receipts()
+    counts = {label: dict(by_request[rid][2]) for label, rid in zip(("none", "1", "2"), requests, strict=True)}
+    nobody = {store: rows for store, rows in counts["none"].items() if store.startswith("records.")}
+    assert "records.chat_conversations" in nobody and set(nobody.values()) == {0}, nobody
+    twice = [counts[label]["records.chat_conversations"] for label in ("1", "2")]
+    assert max(twice) == 1 and min(twice) in (0, 1), twice
     assert not stored("chat_conversations", f"{tag}-erased")

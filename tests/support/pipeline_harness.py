@@ -239,8 +239,17 @@ def end_offsets(bootstrap: str, specs: Iterable[topics.TopicSpec]) -> list[Topic
 def start_group_at_end(bootstrap: str, group: str, specs: Iterable[topics.TopicSpec]) -> None:
     """Commit the end offsets of `specs` for `group`: it reads only what comes next."""
     consumer = _probe(bootstrap, group)
+    offsets = end_offsets(bootstrap, specs)
+    deadline = time.monotonic() + 60
     try:
-        consumer.commit(offsets=end_offsets(bootstrap, specs), asynchronous=False)
+        while True:
+            try:
+                consumer.commit(offsets=offsets, asynchronous=False)
+                return
+            except KafkaException:  # a fresh broker: the group's coordinator is not loaded yet
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
     finally:
         consumer.close()
 
