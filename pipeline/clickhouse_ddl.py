@@ -216,7 +216,8 @@ def support_tables(policy: Policy | None = None) -> list[str]:
     The erasure ledger holds one row per erased subject key (the latest erasure wins) and
     nothing that links one person's keys (no request id); it expires after
     `erasure_ledger_days`. The two ALTERs bring a ledger created by an older version to
-    that shape; on a current table they are no-ops (no mutation)."""
+    that shape; on a current table they are no-ops (no mutation). The last ALTER gives an
+    older records.dsr_executed the receipt's per-shard counts."""
     ledger = f"{RECORDS_DB}.{ERASURE_LEDGER_TABLE}"
     ttl = f"erased_at + INTERVAL {erasure_ledger_days(policy)} DAY"
     return [
@@ -244,6 +245,9 @@ def support_tables(policy: Policy | None = None) -> list[str]:
         "    `request_sha256` String,\n"
         "    `verified_at` DateTime64(3, 'UTC')\n"
         ")\nENGINE = ReplacingMergeTree(completed_at)\nORDER BY request_id",
+        # The receipt's per-shard counts (cluster mode), on a table created before them too.
+        f"ALTER TABLE {RECORDS_DB}.{DSR_EXECUTED_TABLE} ADD COLUMN IF NOT EXISTS "
+        "`shard_counts` Map(String, Map(String, Int64))",
     ]
 
 

@@ -176,7 +176,8 @@ CREATE TABLE IF NOT EXISTS records.dsr_receipts_local ON CLUSTER records_cluster
     `completed_at` DateTime64(3, 'UTC'),
     `store_counts` Map(String, Int64),
     `detail` Nullable(String),
-    `schema_version` Int32
+    `schema_version` Int32,
+    `shard_counts` Map(String, Map(String, Int64))
 )
 ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/records/dsr_receipts_local', '{replica}', completed_at)
 PARTITION BY toYYYYMM(completed_at)
@@ -225,6 +226,8 @@ CREATE TABLE IF NOT EXISTS records.dsr_executed ON CLUSTER records_cluster
 )
 ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/all/records/dsr_executed', '{replica}', completed_at)
 ORDER BY request_id;
+
+ALTER TABLE records.dsr_executed ON CLUSTER records_cluster ADD COLUMN IF NOT EXISTS `shard_counts` Map(String, Map(String, Int64));
 
 CREATE OR REPLACE VIEW analyst.chat_conversations ON CLUSTER records_cluster AS
 SELECT
@@ -336,7 +339,8 @@ SELECT
     `completed_at`,
     `store_counts`,
     `detail`,
-    `schema_version`
+    `schema_version`,
+    `shard_counts`
 FROM records.dsr_receipts FINAL;
 
 CREATE ROLE IF NOT EXISTS analyst ON CLUSTER records_cluster;
