@@ -240,7 +240,7 @@ class Receipt:
     completed_at: datetime
     store_counts: Mapping[str, int] = field(default_factory=dict)
     detail: str | None = None
-    # On a ClickHouse cluster: store -> shard number -> rows (an erasure's); else empty.
+    # On a ClickHouse cluster: store -> shard number -> rows (sink/dsr_shards.py); else empty.
     shard_counts: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
 
     @classmethod

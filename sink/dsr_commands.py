@@ -41,7 +41,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from clickhouse_connect.driver.client import Client
@@ -82,7 +82,7 @@ from pipeline.serde import Serde, SerdeError
 from sink.batch import KafkaMessage
 from sink.batch_writer import CommandHandler
 from sink.dsr_export import collect, document, export_path, write_export
-from sink.dsr_shards import ShardCounts, check_nothing_left, counts_per_shard
+from sink.dsr_shards import ShardCounts, check_nothing_left, counts_per_shard, subject_rows_per_shard
 from sink.dsr_storage import (
     EXECUTED,
     EXECUTED_COLUMNS,
@@ -243,7 +243,7 @@ class DsrExecutor:
                 if run[0].request_type is RequestType.ERASURE:
                     results = self.erase(client, run)
                 else:
-                    results = {run[0].request_id: self._execute(client, run[0])}
+                    results = {run[0].request_id: self.execute(client, run[0])}
             except _RETRIED:
                 raise  # the store or Kafka failed: the sink retries the batch
             except Exception as exc:  # a bug: a FAILED receipt rather than a sink crash-looping on it
@@ -345,6 +345,16 @@ class DsrExecutor:
         return self._command_keys
 
     # ---- execution ----------------------------------------------------------------------
+
+    def execute(self, client: Client, command: DsrCommand) -> ExecutionResult:
+        """Execute one request other than an erasure; on a cluster a completed one's result
+        also says where the subject's rows are, per shard (sink/dsr_shards.py)."""
+        result = self._execute(client, command)
+        cluster = self.settings.clickhouse_cluster
+        if cluster and result.status == COMPLETED:
+            shards = subject_rows_per_shard(client, self.tables, command.keys, cluster)
+            result = replace(result, shard_counts=shards)
+        return result
 
     def _execute(self, client: Client, command: DsrCommand) -> ExecutionResult:
         kind = command.request_type

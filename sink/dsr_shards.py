@@ -1,5 +1,6 @@
-"""An erasure's rows per shard, on a ClickHouse cluster (CLICKHOUSE_CLUSTER): what the
-receipt's `shard_counts` says, and the check that no replica still holds a row.
+"""A request's rows per shard, on a ClickHouse cluster (CLICKHOUSE_CLUSTER): what the
+receipt's `shard_counts` says (an erasure: the rows it deleted; any other request: the
+subject's rows when it completed), and the check that no replica still holds an erased row.
 
 Every version of a row lands on the shard of `cityHash64(<row id>)` (the Distributed
 tables of pipeline/clickhouse_cluster.py), so counting distinct row ids per shard and
@@ -20,7 +21,7 @@ from clickhouse_connect.driver.client import Client
 
 from pipeline.clickhouse_cluster import per_shard
 from pipeline.clickhouse_ddl import TableModel
-from sink.dsr_storage import Erasure, count_query, store_name
+from sink.dsr_storage import Erasure, count_query, store_name, subject_rows_count
 from sink.exceptions import SinkError
 
 ShardCounts = dict[str, dict[str, int]]  # store -> shard number (text, as Avro map keys are) -> rows
@@ -53,6 +54,20 @@ def counts_per_shard(
             for request_id, rows in zip(request_ids, per_erasure, strict=True):
                 if rows:
                     out[request_id].setdefault(store_name(model), {})[str(shard)] = int(rows)
+    return out
+
+
+def subject_rows_per_shard(
+    client: Client, models: Sequence[TableModel], keys: Sequence[str], cluster: str | None
+) -> ShardCounts:
+    """store -> shard -> the subject's rows (deduplicated: FINAL, which is correct shard by
+    shard) where it has any: the receipt of a request other than an erasure."""
+    out: ShardCounts = {}
+    for model in models:
+        query = per_shard(subject_rows_count(model, keys), cluster)
+        for shard, rows in client.query(query, settings=_QUERY).result_rows:
+            if rows:
+                out.setdefault(store_name(model), {})[str(shard)] = int(rows)
     return out
 
 

@@ -35,13 +35,21 @@ from pipeline.policy import default_policy
 from pipeline.serde import Serde
 from retention_jobs.enforce import enforce_retention
 from sink.dsr_commands import COMPLETED, DsrExecutor, ExecutionResult
-from sink.dsr_shards import ErasureIncomplete, check_nothing_left, counts_per_shard, left_per_shard, shard_count_query
+from sink.dsr_shards import (
+    ErasureIncomplete,
+    check_nothing_left,
+    counts_per_shard,
+    left_per_shard,
+    shard_count_query,
+    subject_rows_per_shard,
+)
 from sink.dsr_storage import (
     count_query,
     optimize_partition,
     rectification_tables,
     rectified_partitions,
     rectified_versions,
+    subject_rows_count,
     subject_tables,
 )
 from sink.sink_process import apply_schema
@@ -90,6 +98,7 @@ def _cluster_sql() -> list[str]:
     for table in subject_tables(models):
         for after in (False, True):
             out.append(shard_count_query(table, [(set(ANNA), AT), (set(BERT), AT)], CLUSTER.name, after=after))
+        out.append(per_shard(subject_rows_count(table, ANNA), CLUSTER.name))
     return out
 
 
@@ -126,6 +135,7 @@ def test_the_single_node_counts_are_one_shard(ch_client: Client) -> None:
     }
     assert ch_client.query(count_query(calls, erasures)).result_rows == [(3, 2, 1)]
     assert ch_client.query(per_shard(count_query(calls, erasures), None)).result_rows == [(0, 3, 2, 1)]
+    assert subject_rows_per_shard(ch_client, [calls], ANNA, None) == {"records.calls": {"0": 2}}
 
 
 def test_on_a_cluster_the_counts_are_per_shard_and_every_replica_is_checked(cluster_client: Client) -> None:
@@ -163,6 +173,21 @@ def test_on_a_cluster_the_erasure_counts_per_shard_then_mutates_on_cluster(
     # Counted per shard before the mutation, kept for the retried batch's receipt.
     assert executor._shard_counted[command.request_id] == {"records.calls": {"1": 1}}
     assert cluster_client.command("SELECT count() FROM records.calls_local") == 1
+
+
+def test_on_a_cluster_other_requests_say_where_the_subjects_rows_are(
+    cluster_client: Client, clustered: Settings
+) -> None:
+    calls, chats = model("calls"), model("chat_conversations")
+    store(cluster_client, calls, [record(calls.schema, n, subject_keys=ANNA, ingested_at=AT) for n in (1, 2)])
+    store(cluster_client, chats, [record(chats.schema, 1, subject_keys=BERT, ingested_at=AT)])
+    request = {"request_id": str(uuid.uuid4()), "request_type": "RESTRICTION", "issued_at": AT}
+
+    result = DsrExecutor(clustered, serde=Serde()).execute(cluster_client, verified_command(request, ANNA, AT))
+
+    assert result.status == COMPLETED
+    assert result.shard_counts == {"records.calls": {"1": 2}}
+    assert result.store_counts["records.calls"] == 2
 
 
 def test_on_a_cluster_rectified_versions_reach_the_shard_of_their_row_and_merge_on_cluster(
