@@ -208,3 +208,80 @@ def mutation_for(statement: str, cluster: str | None) -> str:
     """A single-node mutation as the configured target runs it: unchanged on one server or
     the embedded engine, `cluster_mutation` on a cluster (CLICKHOUSE_CLUSTER)."""
     return cluster_mutation(statement, Cluster(cluster)) if cluster else statement
+
+
+# ---- the other statements a DSR or the retention job sends --------------------------------
+
+_OPTIMIZE = re.compile(r"^OPTIMIZE TABLE (?P<db>\w+)\.(?P<table>\w+)(?P<rest>\s.*)$", re.DOTALL)
+_INSERT_SELECT = re.compile(
+    r"^INSERT INTO (?P<target>\w+\.\w+) (?P<columns>\([^)]*\)) (?P<select>SELECT\s.*)$", re.DOTALL
+)
+_AGGREGATE = re.compile(
+    r"^SELECT (?P<what>.+?) FROM (?P<db>\w+)\.(?P<table>\w+)(?P<final> FINAL)?(?P<rest>(?: WHERE .*)?)$", re.DOTALL
+)
+
+
+def cluster_optimize(statement: str, cluster: Cluster) -> str:
+    """A single-node `OPTIMIZE TABLE records.<table> ...` on the cluster: the Distributed
+    table cannot be optimized, so the local tables ON CLUSTER. For a replicated table the
+    DDL worker runs it on one replica per shard (the merge is replicated to the others) and
+    `alter_sync = 2` returns when every replica has merged. A shard without the partition
+    has nothing to merge (no error)."""
+    match = _OPTIMIZE.match(statement)
+    if match is None or match.group("db") != RECORDS_DB:
+        raise ValueError(f"not an OPTIMIZE of a {RECORDS_DB} table: {statement[:60]!r}")
+    table = match.group("table")
+    target = table if table in REPLICATED_EVERYWHERE else f"{local_table(table)} {cluster.on}"
+    return f"OPTIMIZE TABLE {RECORDS_DB}.{target}{match.group('rest')} SETTINGS alter_sync = 2"
+
+
+def cluster_insert_select(statement: str) -> str:
+    """A single-node `INSERT INTO records.<table> (...) SELECT ...` (new row versions: a
+    rectification) on the cluster. It still goes to the Distributed table, which sends each
+    row to the shard of `cityHash64(<row id>)`: a new version has its row's id, so it lands
+    on the shard holding the row's older versions, and FINAL and the merge see them together
+    (as long as the cluster's shards and weights are those the rows were written with).
+    `distributed_foreground_insert = 1`: the rows are on their shards when the statement
+    returns, not queued on this node, so a merge that follows finds them."""
+    match = _INSERT_SELECT.match(statement)
+    if match is None or not match.group("target").startswith(f"{RECORDS_DB}."):
+        raise ValueError(f"not an INSERT ... SELECT into a {RECORDS_DB} table: {statement[:60]!r}")
+    target, columns, select = match.group("target", "columns", "select")
+    return f"INSERT INTO {target} {columns} SETTINGS distributed_foreground_insert = 1 {select}"
+
+
+def statement_for(statement: str, cluster: str | None) -> str:
+    """Any statement a DSR or the retention job sends, as the configured target runs it:
+    unchanged without a cluster; on a cluster mutations and OPTIMIZE go to the local tables
+    ON CLUSTER and inserts of new versions wait for their shards. Reads need no change."""
+    if not cluster:
+        return statement
+    if statement.startswith("ALTER TABLE "):
+        return cluster_mutation(statement, Cluster(cluster))
+    if statement.startswith("OPTIMIZE TABLE "):
+        return cluster_optimize(statement, Cluster(cluster))
+    if statement.startswith("INSERT INTO "):
+        return cluster_insert_select(statement)
+    return statement
+
+
+def per_shard(select: str, cluster: str | None, *, every_replica: bool = False) -> str:
+    """A single-node aggregate `SELECT <aggregates> FROM records.<table> [FINAL] [WHERE ...]`
+    per shard: `shardNum()` first, one row per shard, in shard order. On a cluster it reads
+    the local tables through `cluster()` (one replica per shard) or, with `every_replica`,
+    `clusterAllReplicas()` (every replica: what is left anywhere); `shardNum()` is the
+    shard's number in the cluster (1, 2, ...). Without a cluster it reads the table itself
+    and the one node is shard 0. Nothing personal is added: the caller's aggregates only."""
+    match = _AGGREGATE.match(select)
+    if match is None or match.group("db") != RECORDS_DB:
+        raise ValueError(f"not an aggregate over a {RECORDS_DB} table: {select[:60]!r}")
+    table = match.group("table")
+    source = f"{RECORDS_DB}.{table}"
+    if cluster:
+        function = "clusterAllReplicas" if every_replica else "cluster"
+        source = f"{function}('{Cluster(cluster).name}', {RECORDS_DB}, {local_table(table)})"
+    final = match.group("final") or ""
+    return (
+        f"SELECT shardNum() AS shard, {match.group('what')} FROM {source}{final}{match.group('rest')} "
+        "GROUP BY shard ORDER BY shard"
+    )

@@ -223,7 +223,8 @@ def support_tables(policy: Policy | None = None) -> list[str]:
     `erasure_ledger_days`. The two ALTERs bring a ledger created by an older version to
     that shape; on a current table they are no-ops (no mutation). What the sink executed
     (`dsr_executed`) expires with the receipts (the policy's `dsr_receipt` retention): a
-    command older than that is refused by age before the table is asked."""
+    command older than that is refused by age before the table is asked. The
+    last ALTER gives an older records.dsr_executed the receipt's per-shard counts."""
     ledger = f"{RECORDS_DB}.{ERASURE_LEDGER_TABLE}"
     ttl = f"erased_at + INTERVAL {erasure_ledger_days(policy)} DAY"
     # what the sink executed is kept as long as the receipts it proves (accountability)
@@ -255,6 +256,9 @@ def support_tables(policy: Policy | None = None) -> list[str]:
         "    `verified_at` DateTime64(3, 'UTC')\n"
         f")\nENGINE = ReplacingMergeTree(completed_at)\nORDER BY request_id\nTTL {executed_ttl} DELETE",
         f"ALTER TABLE {RECORDS_DB}.{DSR_EXECUTED_TABLE} MODIFY TTL {executed_ttl} DELETE",
+        # The receipt's per-shard counts (cluster mode), on a table created before them too.
+        f"ALTER TABLE {RECORDS_DB}.{DSR_EXECUTED_TABLE} ADD COLUMN IF NOT EXISTS "
+        "`shard_counts` Map(String, Map(String, Int64))",
         f"CREATE TABLE IF NOT EXISTS {RECORDS_DB}.{ERASURE_PROGRESS_TABLE}\n(\n"
         "    `request_id` String,\n"
         "    `store` String,\n"

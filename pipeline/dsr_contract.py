@@ -240,6 +240,8 @@ class Receipt:
     completed_at: datetime
     store_counts: Mapping[str, int] = field(default_factory=dict)
     detail: str | None = None
+    # On a ClickHouse cluster: store -> shard number -> rows (sink/dsr_shards.py); else empty.
+    shard_counts: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
 
     @classmethod
     def of(
@@ -252,6 +254,7 @@ class Receipt:
         completed_at: datetime,
         store_counts: Mapping[str, int] | None = None,
         detail: str | None = None,
+        shard_counts: Mapping[str, Mapping[str, int]] | None = None,
     ) -> Receipt:
         """A receipt with an unknown request type as UNKNOWN and times in milliseconds."""
         kind = str(request_type) if isinstance(request_type, str) and request_type in _REQUEST_TYPES else "UNKNOWN"
@@ -263,6 +266,7 @@ class Receipt:
             from_millis(to_millis(completed_at)),
             {str(k): int(v) for k, v in (store_counts or {}).items()},
             detail,
+            {str(k): {str(s): int(n) for s, n in v.items()} for k, v in (shard_counts or {}).items()},
         )
 
     @classmethod
@@ -293,6 +297,7 @@ class Receipt:
             completed_at=value["completed_at"],
             store_counts=dict(value.get("store_counts") or {}),
             detail=value.get("detail"),
+            shard_counts=dict(value.get("shard_counts") or {}),  # absent before the field existed
         )
 
     def to_value(self) -> dict[str, Any]:
@@ -306,4 +311,5 @@ class Receipt:
             "store_counts": dict(self.store_counts),
             "detail": self.detail,
             "schema_version": 1,
+            "shard_counts": {k: dict(v) for k, v in self.shard_counts.items()},
         }

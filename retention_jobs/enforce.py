@@ -21,6 +21,12 @@ the sink inserts: a mutation applies to the parts present when it starts, and Cl
 merges and inserts keep running meanwhile. Limits come from the policy only; the table's
 TTL is read back and a mismatch is reported, because a TTL left from an older policy
 would let merges delete rows the policy still keeps (or keep them longer).
+
+On a ClickHouse cluster (`cluster`, CLICKHOUSE_CLUSTER; pipeline/clickhouse_cluster.py)
+the counts and the expired months are read through the Distributed tables (every shard),
+the TTL and partition key from the local tables `<table>_local`, and steps 2 and 3 go to
+the local tables ON CLUSTER (`alter_sync = 2` for the drop, `mutations_sync = 2` for the
+delete: the call returns when every replica of every shard has applied them).
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ from datetime import UTC, datetime
 from clickhouse_connect.driver.client import Client
 
 from pipeline.clickhouse import run_statement
+from pipeline.clickhouse_cluster import local_table, statement_for
 from pipeline.clickhouse_ddl import RECORDS_DB, TableModel, table_models
 from pipeline.exceptions import ClickHouseError
 from pipeline.policy import Policy, default_policy
@@ -102,16 +109,18 @@ def enforce_retention(
     now: datetime | None = None,
     *,
     delete: bool = True,
+    cluster: str | None = None,
 ) -> RetentionResult:
     """Delete every row past its policy limit (unless `delete` is False) and verify.
 
-    `now` defaults to the current time; it must be timezone-aware.
+    `now` defaults to the current time; it must be timezone-aware. `cluster`: the
+    ClickHouse cluster the tables are sharded over (None: one server or the embedded engine).
     """
     policy = policy or default_policy()
     now = now or datetime.now(UTC)
     if now.tzinfo is None:
         raise ValueError("now must be timezone-aware")
-    tables = _table_info(client)
+    tables = _table_info(client, cluster)
     models = table_models(policy)
     missing = [m.qualified for m in models if m.name not in tables]
     if missing:
@@ -120,7 +129,7 @@ def enforce_retention(
         )
     results = []
     for model in models:
-        results.append(_enforce_table(client, model, now, delete, tables[model.name]))
+        results.append(_enforce_table(client, model, now, delete, tables[model.name], cluster))
     result = RetentionResult(now=now, tables=tuple(results), deleted_by_run=delete)
     for table in result.tables:
         if not table.ttl_matches_policy:
@@ -158,16 +167,18 @@ def retention_job(
     return run
 
 
-def _enforce_table(client: Client, model: TableModel, now: datetime, delete: bool, info: _TableInfo) -> TableRetention:
+def _enforce_table(
+    client: Client, model: TableModel, now: datetime, delete: bool, info: _TableInfo, cluster: str | None
+) -> TableRetention:
     before, _, _ = table_age(client, model, now)
     dropped = 0
     if before and delete:
         whole_months, partial = _expired_partitions(client, model, now, info)
         if whole_months:
-            run_statement(client, drop_months_statement(model, whole_months))
+            run_statement(client, statement_for(drop_months_statement(model, whole_months), cluster))
             dropped = len(whole_months)
         if partial:
-            run_statement(client, delete_expired_statement(model, now))
+            run_statement(client, statement_for(delete_expired_statement(model, now), cluster))
     remaining, rows, oldest_ms = table_age(client, model, now)
     now_ms = int(now.timestamp() * 1000)
     return TableRetention(
@@ -243,7 +254,9 @@ class _TableInfo:
     partition_key: str
 
 
-def _table_info(client: Client) -> dict[str, _TableInfo]:
+def _table_info(client: Client, cluster: str | None) -> dict[str, _TableInfo]:
+    """TTL and partition key by record table name; on a cluster, those of its local table
+    (the Distributed table has neither; ON CLUSTER created the local tables on every node)."""
     rows = run_statement(
         client, f"SELECT name, engine_full, partition_key FROM system.tables WHERE database = '{RECORDS_DB}'"
     )
@@ -251,4 +264,6 @@ def _table_info(client: Client) -> dict[str, _TableInfo]:
     for name, engine, partition_key in rows.rows if rows else []:
         found = _TTL_DAYS.search(str(engine))
         out[str(name)] = _TableInfo(int(found.group(1)) if found else None, str(partition_key))
+    if cluster:
+        return {name: out[local_table(name)] for name in out if local_table(name) in out}
     return out

@@ -42,7 +42,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from clickhouse_connect.driver.client import Client
@@ -50,7 +50,7 @@ from clickhouse_connect.driver.exceptions import ClickHouseError as DriverError
 from confluent_kafka import KafkaException
 
 from pipeline import topics
-from pipeline.clickhouse_cluster import mutation_for
+from pipeline.clickhouse_cluster import statement_for
 from pipeline.clickhouse_ddl import TableModel, table_models
 from pipeline.config import Settings
 from pipeline.dead_letter import DeadLetter
@@ -83,6 +83,7 @@ from pipeline.serde import Serde, SerdeError
 from sink.batch import KafkaMessage
 from sink.batch_writer import CommandHandler
 from sink.dsr_export import collect, document, export_path, write_export
+from sink.dsr_shards import ShardCounts, check_nothing_left, counts_per_shard, subject_rows_per_shard
 from sink.dsr_storage import (
     EXECUTED,
     EXECUTED_COLUMNS,
@@ -152,6 +153,7 @@ class ExecutionResult:
     status: ReceiptStatus
     store_counts: dict[str, int]
     detail: str | None = None
+    shard_counts: ShardCounts = field(default_factory=dict)  # cluster mode: store -> shard -> rows
 
 
 class DsrExecutor:
@@ -186,6 +188,7 @@ class DsrExecutor:
         # request id -> store -> rows counted before its deletion; kept until the receipt
         # is stored, so a retried batch does not report 0 for tables already erased.
         self._counted: dict[str, dict[str, int]] = {}
+        self._shard_counted: dict[str, ShardCounts] = {}  # the same per shard, on a cluster
 
     def handler(self) -> CommandHandler:
         """The sink's handler of the commands topic."""
@@ -242,7 +245,7 @@ class DsrExecutor:
                 if run[0].request_type is RequestType.ERASURE:
                     results = self.erase(client, run)
                 else:
-                    results = {run[0].request_id: self._execute(client, run[0])}
+                    results = {run[0].request_id: self.execute(client, run[0])}
             except _RETRIED:
                 raise  # the store or Kafka failed: the sink retries the batch
             except Exception as exc:  # a bug: a FAILED receipt rather than a sink crash-looping on it
@@ -347,6 +350,16 @@ class DsrExecutor:
 
     # ---- execution ----------------------------------------------------------------------
 
+    def execute(self, client: Client, command: DsrCommand) -> ExecutionResult:
+        """Execute one request other than an erasure; on a cluster a completed one's result
+        also says where the subject's rows are, per shard (sink/dsr_shards.py)."""
+        result = self._execute(client, command)
+        cluster = self.settings.clickhouse_cluster
+        if cluster and result.status == COMPLETED:
+            shards = subject_rows_per_shard(client, self.tables, command.keys, cluster)
+            result = replace(result, shard_counts=shards)
+        return result
+
     def _execute(self, client: Client, command: DsrCommand) -> ExecutionResult:
         kind = command.request_type
         try:
@@ -363,8 +376,9 @@ class DsrExecutor:
         return ExecutionResult(FAILED, {}, "unsupported request type")
 
     def _mutation(self, statement: str) -> str:
-        """On a cluster (CLICKHOUSE_CLUSTER), the local tables ON CLUSTER (pipeline/clickhouse_cluster.py)."""
-        return mutation_for(statement, self.settings.clickhouse_cluster)
+        """On a cluster (CLICKHOUSE_CLUSTER): mutations and merges on the local tables ON
+        CLUSTER, new row versions inserted in the foreground (pipeline/clickhouse_cluster.py)."""
+        return statement_for(statement, self.settings.clickhouse_cluster)
 
     def erase(self, client: Client, run: Sequence[DsrCommand]) -> dict[str, ExecutionResult]:
         """Erase every subject of `run` together: per table one count query and, when the
@@ -387,6 +401,11 @@ class DsrExecutor:
             self._counted[command.request_id].setdefault(RESTRICTIONS, sum(restricted.get(k, 0) for k in command.keys))
         # Recorded before the first mutation; counts recorded by an earlier, killed run win.
         self._counted.update(resume(client, {c.request_id: self._counted[c.request_id] for c in run}))
+        cluster = self.settings.clickhouse_cluster
+        if cluster:  # the receipts' rows per shard (sink/dsr_shards.py)
+            ids = [c.request_id for c in run]
+            for request_id, stores in counts_per_shard(client, to_delete, ids, erasures, cluster).items():
+                self._shard_counted.setdefault(request_id, stores)
         rows = [row for command, (_, at) in zip(run, erasures, strict=True) for row in ledger_rows(command, at)]
         client.insert(LEDGER, rows, column_names=list(LEDGER_COLUMNS))
         for done, model in enumerate(to_delete, 1):
@@ -394,6 +413,8 @@ class DsrExecutor:
             pause_after_mutation(self.settings.fault_erasure_pause_s, done, len(to_delete))
         if restricted:
             client.command(self._mutation(restrictions_erase(every)), settings=_MUTATION)
+        if cluster:
+            check_nothing_left(client, to_delete, erasures, cluster)
         log.info(
             "erased %d subject(s) of %d request(s): %d mutation(s) on %s",
             len(erasures),
@@ -412,6 +433,7 @@ class DsrExecutor:
                 {**counts, **command.envelope.kafka_counts},
                 f"rows deleted from {tables_hit} of {len(self.tables)} tables (mutations, parts rewritten); "
                 f"{counts[EXPORTS_STORE]} earlier export(s) removed; {len(command.keys)} subject key(s) in {LEDGER}",
+                self._shard_counted.get(command.request_id, {}),
             )
         return outcomes
 
@@ -442,9 +464,9 @@ class DsrExecutor:
             if rows:
                 partitions = client.query(rectified_partitions(model, field_name, command.keys), settings=_QUERY)
                 sql, parameters = rectified_versions(model, field_name, value, command.keys, new_key)
-                client.command(sql, parameters=parameters, settings=_QUERY)
+                client.command(self._mutation(sql), parameters=parameters, settings=_QUERY)
                 for (partition,) in partitions.result_rows:
-                    client.command(optimize_partition(model, str(partition)), settings=_QUERY)
+                    client.command(self._mutation(optimize_partition(model, str(partition))), settings=_QUERY)
         detail = f"{field_name} corrected in {sum(counts.values())} row(s)"
         if is_identifier:
             detail += (
@@ -494,9 +516,11 @@ class DsrExecutor:
             completed_at=completed_at,
             store_counts=result.store_counts,
             detail=result.detail,
+            shard_counts=result.shard_counts,
         )
         client.insert(EXECUTED, [executed_row(receipt, command.envelope)], column_names=list(EXECUTED_COLUMNS))
         self._counted.pop(command.request_id, None)
+        self._shard_counted.pop(command.request_id, None)
         kind = _type(command)
         self._count(kind, result.status)
         if self.metrics is not None and result.status == COMPLETED:

@@ -67,7 +67,16 @@ EXECUTED = f"{RECORDS_DB}.{DSR_EXECUTED_TABLE}"
 LEDGER_COLUMNS = ("subject_key", "erased_at")
 RESTRICTION_COLUMNS = ("subject_key", "kind", "active", "request_id", "updated_at")
 RESTRICTION_KINDS = ("RESTRICTION", "OBJECTION")
-_RECEIPT_COLUMNS = ("request_id", "request_type", "status", "requested_at", "completed_at", "store_counts", "detail")
+_RECEIPT_COLUMNS = (
+    "request_id",
+    "request_type",
+    "status",
+    "requested_at",
+    "completed_at",
+    "store_counts",
+    "detail",
+    "shard_counts",
+)
 EXECUTED_COLUMNS = (*_RECEIPT_COLUMNS, "request_sha256", "verified_at")
 
 

@@ -80,7 +80,7 @@ def retention_run(
             typer.echo("the running sink owns the embedded store and enforces retention itself: verifying only")
             check_only = True
             hint = "the sink deletes them on its next retention run; see its log"
-        result = enforce_retention(client, policy, delete=not check_only)
+        result = enforce_retention(client, policy, delete=not check_only, cluster=settings.clickhouse_cluster)
     registry = CollectorRegistry()
     RetentionMetrics.create(registry).observe(result)
     if metrics_file is not None:

@@ -176,7 +176,8 @@ CREATE TABLE IF NOT EXISTS records.dsr_receipts_local ON CLUSTER records_cluster
     `completed_at` DateTime64(3, 'UTC'),
     `store_counts` Map(String, Int64),
     `detail` Nullable(String),
-    `schema_version` Int32
+    `schema_version` Int32,
+    `shard_counts` Map(String, Map(String, Int64))
 )
 ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/records/dsr_receipts_local', '{replica}', completed_at)
 PARTITION BY toYYYYMM(completed_at)
@@ -228,6 +229,8 @@ ORDER BY request_id
 TTL completed_at + INTERVAL 1825 DAY DELETE;
 
 ALTER TABLE records.dsr_executed ON CLUSTER records_cluster MODIFY TTL completed_at + INTERVAL 1825 DAY DELETE;
+
+ALTER TABLE records.dsr_executed ON CLUSTER records_cluster ADD COLUMN IF NOT EXISTS `shard_counts` Map(String, Map(String, Int64));
 
 CREATE TABLE IF NOT EXISTS records.dsr_erasure_progress ON CLUSTER records_cluster
 (
@@ -350,7 +353,8 @@ SELECT
     `completed_at`,
     `store_counts`,
     `detail`,
-    `schema_version`
+    `schema_version`,
+    `shard_counts`
 FROM records.dsr_receipts FINAL;
 
 CREATE ROLE IF NOT EXISTS analyst ON CLUSTER records_cluster;

@@ -1,9 +1,11 @@
 """With CLICKHOUSE_CLUSTER set, the sink's data-subject mutations go to the local tables
 ON CLUSTER (pipeline/clickhouse_cluster.py), on the real engine (chDB).
 
-chDB has no cluster: it refuses replicated DDL with its own error (code 392), which is
-how this test sees that the cluster form was sent. The same erasure without a cluster
-deletes the row, so the two cases differ only in the setting.
+chDB has no cluster configured here: the erasure's first cluster statement, its count per
+shard through `cluster()` (sink/dsr_shards.py), is refused (code 701), which is how this
+test sees that the cluster form was sent. The same erasure without a cluster deletes the
+row, so the two cases differ only in the setting. On a configured one-shard cluster the
+mutation ON CLUSTER itself is refused (no Keeper): tests/integration/test_cluster_operations.py.
 """
 
 from __future__ import annotations
@@ -50,7 +52,7 @@ def test_on_a_cluster_the_erasure_is_sent_on_cluster_to_the_local_tables(
     stored: Client, chdb_settings: Settings
 ) -> None:
     clustered = dataclasses.replace(chdb_settings, clickhouse_cluster="records_cluster")
-    with pytest.raises(DriverError, match="Replicated DDL queries are disabled"):
+    with pytest.raises(DriverError, match="Requested cluster 'records_cluster' not found"):
         DsrExecutor(clustered, serde=Serde(), clock=lambda: NOW).erase(stored, [_erasure()])
     assert _rows(stored) == 1  # nothing ran as a single-node mutation
 

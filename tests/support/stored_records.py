@@ -44,7 +44,7 @@ def record(schema: AvroSchema, n: int, **overrides: Any) -> dict[str, Any]:
         if kind == "array":
             return [f"{name}-{n}"] if name == "subject_keys" else []
         if kind == "map":
-            return {"calls": n}
+            return {"calls": value(name, node["values"])}
         return value(name, kind)
 
     out = {f["name"]: value(f["name"], f["type"]) for f in schema.definition["fields"]}
