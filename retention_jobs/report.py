@@ -221,6 +221,7 @@ class Report:
             "record_ages": {
                 record_type: {
                     "limit_days": self.policy.record(record_type).retention_days,
+                    "limit_set_by": self.policy.record(record_type).retention_set_by,
                     "rows": ages.rows,
                     "expired_rows": ages.expired_rows,
                     "oldest_age_days": ages.oldest_age_days,
@@ -406,18 +407,25 @@ def _recording_notice(ev: Evidence) -> ReportLine:
 
 
 def _retention(record: RecordPolicy, ev: Evidence) -> ReportLine:
+    """Notice §8, or the controller's own limit where the notice states none (the line
+    says which: `retention_set_by` in the policy)."""
     ages = ev.ages.get(record.record_type)
     commitment = record.description
+    by_controller = record.retention_set_by == "controller"
+    source = "controller" if by_controller else "§8"
+    limit = f"limit {record.retention_days} d"
+    if by_controller:
+        limit += " (set by the controller; the notice states none)"
     if ages is None:
-        return ReportLine(f"retention.{record.record_type}", "§8", commitment, "unknown: table not read", False)
+        return ReportLine(f"retention.{record.record_type}", source, commitment, "unknown: table not read", False)
     if ages.rows == 0:
-        evidence = f"no rows stored (limit {record.retention_days} d)"
+        evidence = f"no rows stored ({limit})"
     else:
         oldest = ages.oldest_age_days or 0.0
-        evidence = f"oldest of {ages.rows} rows is {oldest:.1f} d old, limit {record.retention_days} d"
+        evidence = f"oldest of {ages.rows} rows is {oldest:.1f} d old, {limit}"
         if ages.expired_rows:
             evidence += f"; {ages.expired_rows} rows past the limit"
-    return ReportLine(f"retention.{record.record_type}", "§8", commitment, evidence, ages.expired_rows == 0)
+    return ReportLine(f"retention.{record.record_type}", source, commitment, evidence, ages.expired_rows == 0)
 
 
 def _right(right_id: str, text: str, types: Sequence[str], policy: Policy, ev: Evidence) -> ReportLine:
