@@ -24,7 +24,7 @@ from pipeline.event_producer import event_key
 from pipeline.policy import default_policy
 from pipeline.serde import AvroDeserializer, AvroSerializer, Serde
 from pipeline.subject_keys import IdentifierKind, SubjectKeyer
-from retention_jobs.report import Evidence, KafkaEvidence, RecordAges, evaluate
+from retention_jobs.report import Evidence, KafkaEvidence, RecordAges, TopicEvidence, evaluate
 from streams.app import StreamsWorker, _Batch, _now
 from streams.consent_state import EMPTY, RESTRICTED, ConsentChange, Statement, SubjectConsent, apply, to_millis
 from streams.exceptions import InvalidEvent
@@ -158,32 +158,53 @@ def test_the_table_expires_rows_after_the_policy_and_the_analyst_view_holds_no_i
     assert "subject_restrictions" in view
 
 
+def _evidence(**overrides: Any) -> Evidence:
+    """Evidence of a deployment with every table and topic, 3 rows of each record type."""
+    models = table_models(POLICY)
+    values: dict[str, Any] = {
+        "collected_at": T0,
+        "storage": "test",
+        "ages": {
+            m.record.record_type: RecordAges(m.record.record_type, 3, 0, 20.0, 15, (3,) + (0,) * 11) for m in models
+        },
+        "record_columns": {m.name: tuple(c.name for c in m.columns) for m in models},
+        "analyst_columns": {},
+        "analyst_restriction_filter": {},
+        "stripped": {},
+        "consent_breaches": (),
+        "recordings_without_prior_notice": 0,
+        "dsr": (),
+        "erasure_latency_edges_s": (1,),
+        "erasure_latency_histogram": (0, 0),
+        "erased_subjects": 0,
+        "rows_surviving_erasure": {},
+        "active_restrictions": 0,
+        "kafka": KafkaEvidence(topics=tuple(TopicEvidence(t.name, t.personal_data, True) for t in topics.ALL_TOPICS)),
+    }
+    values.update(overrides)
+    return Evidence(**values)
+
+
 def test_the_report_shows_the_form_retention_as_set_by_the_controller() -> None:
     record = POLICY.record("contact_form")
     assert (record.retention_days, record.retention_set_by) == (180, "controller")
     assert POLICY.record("chat_conversation").retention_set_by == "notice"
-    ages = {"contact_form": RecordAges("contact_form", 3, 0, 20.0, 15, (3,) + (0,) * 11)}
-    evidence = Evidence(
-        collected_at=T0,
-        storage="test",
-        ages=ages,
-        record_columns={},
-        analyst_columns={},
-        analyst_restriction_filter={},
-        stripped={},
-        consent_breaches=(),
-        recordings_without_prior_notice=0,
-        dsr=(),
-        erasure_latency_edges_s=(1,),
-        erasure_latency_histogram=(0, 0),
-        erased_subjects=0,
-        rows_surviving_erasure={},
-        active_restrictions=0,
-        kafka=KafkaEvidence(topics=()),
-    )
-    report = evaluate(POLICY, evidence)
+    report = evaluate(POLICY, _evidence())
     line = report.line("retention.contact_form")
     assert line.passed and line.notice == "controller"
     assert "limit 180 d (set by the controller; the notice states none)" in line.evidence
     assert report.line("retention.chat_conversation").notice == "§8"
+    assert "controller" not in report.line("retention.chat_conversation").evidence
     assert report.to_dict()["record_ages"]["contact_form"]["limit_set_by"] == "controller"
+
+
+def test_the_sources_line_of_section_4_needs_the_form_topic_and_table() -> None:
+    line = evaluate(POLICY, _evidence()).line("sources")
+    assert line.passed and line.notice == "§4"
+    assert "contact form: cs.contact-form.v1 -> contact_forms 3 rows" in line.details
+    columns = {name: cols for name, cols in _evidence().record_columns.items() if name != "contact_forms"}
+    no_table = evaluate(POLICY, _evidence(record_columns=columns)).line("sources")
+    assert not no_table.passed and no_table.evidence == "contact form: table contact_forms missing"
+    live = tuple(TopicEvidence(t.name, t.personal_data, t is not topics.CONTACT_FORM) for t in topics.ALL_TOPICS)
+    no_topic = evaluate(POLICY, _evidence(kafka=KafkaEvidence(topics=live))).line("sources")
+    assert not no_topic.passed and "topic cs.contact-form.v1 missing" in no_topic.evidence
