@@ -23,6 +23,7 @@ from pipeline.clickhouse_ddl import ANALYST_DB, ANALYST_ROLE, access_statements
 from pipeline.policy import Policy, RecordPolicy
 from retention_jobs.linger import Linger, format_ms
 from retention_jobs.reconcile import Reconciliation, first
+from retention_jobs.report_sources import sources_evidence
 
 # Columns that link a person across records: never in an analyst view (besides the policy's
 # direct identifiers).
@@ -266,6 +267,7 @@ class Report:
 def evaluate(policy: Policy, evidence: Evidence) -> Report:
     """Judge every commitment from the evidence."""
     lines: list[ReportLine] = [
+        _sources(policy, evidence),
         _categories(policy, evidence),
         _legal_bases(policy),
         _consent(evidence),
@@ -308,6 +310,15 @@ def _reconciliation(result: Reconciliation) -> ReportLine:
         result.balanced,
         details,
     )
+
+
+def _sources(policy: Policy, ev: Evidence) -> ReportLine:
+    """Notice §4: every source it names is taken in and stored (retention_jobs/report_sources.py)."""
+    live = None if ev.kafka.error else {t.name for t in ev.kafka.topics if t.exists}
+    rows = {record_type: ages.rows for record_type, ages in ev.ages.items()}
+    evidence, passed, details = sources_evidence(policy, ev.record_columns, rows, live)
+    commitment = "every source the notice names (phone, web chat, myStaff app, contact form) is taken in and stored"
+    return ReportLine("sources", "§4", commitment, evidence, passed, details)
 
 
 def _categories(policy: Policy, ev: Evidence) -> ReportLine:
