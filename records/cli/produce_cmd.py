@@ -144,6 +144,7 @@ _KIND_LABELS = {
     "consent": "consent change",
     "cookie_consent": "cookie consent change",
     "malformed": "malformed (for the DLQ)",
+    "contact_form": "contact form",
 }
 
 
