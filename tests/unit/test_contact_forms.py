@@ -208,3 +208,26 @@ def test_the_sources_line_of_section_4_needs_the_form_topic_and_table() -> None:
     live = tuple(TopicEvidence(t.name, t.personal_data, t is not topics.CONTACT_FORM) for t in topics.ALL_TOPICS)
     no_topic = evaluate(POLICY, _evidence(kafka=KafkaEvidence(topics=live))).line("sources")
     assert not no_topic.passed and "topic cs.contact-form.v1 missing" in no_topic.evidence
+
+
+def test_a_form_older_than_an_erasure_of_its_sender_is_dropped_and_a_newer_one_kept(
+    worker: tuple[StreamsWorker, CollectorRegistry],
+) -> None:
+    app, registry = worker
+    batch = _Batch(_now())
+    erased_at = batch.now - timedelta(days=1)
+    assert EMAIL_KEY is not None
+    app.erasures.data[EMAIL_KEY.encode()] = to_millis(erased_at)  # as if restored from the changelog
+    encode = AvroSerializer("ContactFormSubmitted")
+    # stripped or not, the email says whose form it is
+    before = form_event("sub-old", at=erased_at - timedelta(hours=1), contact_consent=False, phone=None)
+    after = form_event("sub-new", at=erased_at + timedelta(hours=1), phone=None)
+    for offset, form in enumerate((before, after)):
+        app._process(_message(topics.CONTACT_FORM.name, encode(form), offset), batch)
+    app._count(batch)
+    assert [(out.topic, out.key) for out in batch.sends] == [
+        (topics.CONTACT_FORM_ENRICHED.name, b"sub-new"),
+        (topics.SUBJECTS.name, EMAIL_KEY.encode()),
+    ]
+    labels = {"topic": topics.CONTACT_FORM.name, "schema": FORM}
+    assert registry.get_sample_value("records_streams_erased_dropped_total", labels) == 1
