@@ -1,8 +1,9 @@
 """Contact forms end to end (issue 13): a ContactFormSubmitted on cs.contact-form.v1 ->
 `records worker streams` (enforcement, subject keys) -> `records worker sink` ->
 records.contact_forms and analyst.contact_forms; then every data-subject request the DPO
-issues with `records dsr ...` reaches the form (restriction, export, rectification,
-erasure), and `records reconcile`'s reader accounts for every form event.
+issues with `records dsr ...` reaches the form (restriction, objection, export,
+rectification, consent withdrawal, erasure), and `records reconcile`'s reader accounts
+for every form event.
 
 On the real topics of the shared broker: both workers run under consumer groups of their
 own, committed at the end of their inputs first; the person's identifiers are unique to
@@ -157,6 +158,10 @@ def test_a_form_is_stored_enforced_and_every_request_reaches_it(
         assert visible(f"{tag}-a") == 0, "a restricted subject's forms are hidden from analysts"
         run("unrestrict", "--email", email)
         assert visible(f"{tag}-a") == 1
+        run("object", "--phone", phone)
+        assert visible(f"{tag}-a") == 0, "an objecting subject's forms are hidden from analysts"
+        run("unrestrict", "--phone", phone)
+        assert visible(f"{tag}-a") == 1
 
         export = run("export", "--phone", phone)
         assert export["store_counts"]["records.contact_forms"] == 1
@@ -170,6 +175,13 @@ def test_a_form_is_stored_enforced_and_every_request_reaches_it(
         assert stored(f"{tag}-a")["phone"] == f"+35850{n}"  # type: ignore[index]
         found = run("export", "--phone", corrected_phone)
         assert found["store_counts"]["records.contact_forms"] == 1, "the corrected phone finds the form"
+
+        run("withdraw-consent", "--email", email, "--purpose", "CONTACT_DETAILS")
+        deadline = time.monotonic() + 60
+        while stored(f"{tag}-a")["company_name"] is not None:  # type: ignore[index]
+            assert time.monotonic() < deadline, "the form's contact details were not cleared after the withdrawal"
+            time.sleep(0.5)
+        assert "company_name:consent_withdrawn" in stored(f"{tag}-a")["stripped"]  # type: ignore[index]
 
         erased = run("erase", "--email", email)
         assert erased["store_counts"]["records.contact_forms"] == 1
