@@ -24,7 +24,7 @@ from pipeline.subject_keys import SubjectKeyer
 from streams.consent_state import EMPTY, SubjectConsent, apply, merge
 from streams.rows import RowBuilder
 
-RAW = [topics.CHAT.name, topics.CALL.name, topics.CONSENT.name]
+RAW = [topics.CHAT.name, topics.CALL.name, topics.CONSENT.name, topics.CONTACT_FORM.name]
 
 
 def run_plain_loop(settings: Settings, keyer: SubjectKeyer, out_topic: str, total: int, *, enrich: bool) -> float:

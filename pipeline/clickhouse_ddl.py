@@ -48,7 +48,7 @@ ERASURE_PROGRESS_DAYS = 30
 _HIDDEN_FROM_ANALYSTS = frozenset({"subject_keys", "source_event_id"})
 # Free text may contain anything a person typed, identifiers included: analysts get its
 # length, not its content.
-_FREE_TEXT = frozenset({"text"})
+_FREE_TEXT = frozenset({"text", "message"})  # chat messages, contact forms
 
 
 # The consent contract in storage terms (streams/enforce_consent.py states it for rows):

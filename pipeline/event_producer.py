@@ -3,6 +3,7 @@ produce` / `records simulate`) write with.
 
 - `event_key` is the Kafka key rule of the architecture, as a pure function:
   ChatConversation -> conversation_id; CallDetailRecord and CallRecording -> call_id;
+  ContactFormSubmitted -> submission_id;
   ConsentChanged -> the subject key of its first usable identifier (email, phone,
   person_number, app_username, visitor_id, in that order); CookieConsentChanged -> the
   subject key of visitor_id; DataSubjectRequest and DsrReceipt -> request_id.
@@ -53,6 +54,7 @@ _ID_KEYS: Mapping[str, str] = {
     "CallRecording": "call_id",
     "DataSubjectRequest": "request_id",
     "DsrReceipt": "request_id",
+    "ContactFormSubmitted": "submission_id",
 }
 # ConsentChanged: the first usable identifier of its subject, in this order.
 CONSENT_KEY_ORDER: tuple[IdentifierKind, ...] = (

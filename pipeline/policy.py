@@ -22,6 +22,9 @@ POLICY_FILE = Path(__file__).with_name("policy.toml")
 LEGAL_BASES = frozenset({"customer_relationship", "legitimate_interest", "consent", "legal_obligation"})
 NEEDS = frozenset({"contact_consent", "cookie.functional", "cookie.analytics", "geolocation"})
 RECORD_REQUIREMENTS = frozenset({"recording_notice_before_start"})
+# Who set a record type's retention: the notice (§8), or the controller where the notice
+# states no limit (contact forms).
+RETENTION_SETTERS = frozenset({"notice", "controller"})
 
 
 @dataclass(frozen=True)
@@ -48,6 +51,7 @@ class RecordPolicy:
     description: str
     fields: Mapping[str, FieldRule] = field(default_factory=dict)
     requires: tuple[str, ...] = ()
+    retention_set_by: str = "notice"  # notice | controller (RETENTION_SETTERS)
 
     @property
     def retention(self) -> timedelta:
@@ -188,6 +192,10 @@ def parse_policy(raw: Mapping[str, Any]) -> Policy:
             requires = tuple(spec.get("requires", ()))
             if set(requires) - RECORD_REQUIREMENTS:
                 raise ConfigError(f"policy records.{record_type}.requires: unknown requirement")
+            set_by = spec.get("retention_set_by", "notice")
+            if set_by not in RETENTION_SETTERS:
+                setters = ", ".join(sorted(RETENTION_SETTERS))
+                raise ConfigError(f"policy records.{record_type}.retention_set_by must be one of {setters}")
             days = int(spec["retention_days"])
             if days <= 0:
                 raise ConfigError(f"policy records.{record_type}.retention_days must be positive")
@@ -200,6 +208,7 @@ def parse_policy(raw: Mapping[str, Any]) -> Policy:
                 description=spec["description"],
                 fields=rules,
                 requires=requires,
+                retention_set_by=set_by,
             )
         unknown_field_groups = set(raw.get("fields", {})) - set(records)
         if unknown_field_groups:

@@ -27,7 +27,7 @@ SINK_GROUP = "cs-clickhouse-sink"
 STREAMS_SUBJECT_LOOKUP_GROUP = "cs-streams-subject-lookup"
 DPO_RECEIPTS_GROUP = "records-dsr-status"
 
-RAW_TOPICS: tuple[TopicSpec, ...] = (topics.CHAT, topics.CALL, topics.CONSENT)
+RAW_TOPICS: tuple[TopicSpec, ...] = (topics.CHAT, topics.CALL, topics.CONSENT, topics.CONTACT_FORM)
 STREAMS_CHANGELOGS = topics.STREAMS_CHANGELOGS
 
 
@@ -63,6 +63,7 @@ STREAMS = Principal(
         topics.DSR_COMMANDS,
         topics.DSR_RECEIPTS,
         *STREAMS_CHANGELOGS,
+        topics.CONTACT_FORM_ENRICHED,
     ),
     groups=(STREAMS_APP_ID, STREAMS_SUBJECT_LOOKUP_GROUP),
     internal_prefix=f"{STREAMS_APP_ID}-",
@@ -76,6 +77,7 @@ SINK = Principal(
         topics.CONSENT_LEDGER,
         topics.DSR_COMMANDS,
         topics.DSR_RECEIPTS,
+        topics.CONTACT_FORM_ENRICHED,
     ),
     writes=(topics.DSR_RECEIPTS, topics.DLQ),
     groups=(SINK_GROUP,),
@@ -94,7 +96,7 @@ DPO = Principal(
 )
 UPSTREAM = Principal(
     "cs-records-upstream",
-    "upstream producers (web widget, myStaff app, PBX, consent banner)",
+    "upstream producers (web widget, myStaff app, PBX, consent banner, web contact forms)",
     writes=RAW_TOPICS,
 )
 

@@ -196,6 +196,23 @@ DSR_RECEIPTS = TopicSpec(
     value_schemas=(_NS + "DsrReceipt",),
 )
 DLQ = TopicSpec("cs.dlq.v1", "original key", "undecodable or invalid input with error headers", 1, _delete(7 * DAY_MS))
+# Contact forms of the web site (notice: "lomakeyhteydenotto"), added after chats and calls.
+CONTACT_FORM = TopicSpec(
+    "cs.contact-form.v1",
+    "submission id",
+    "raw contact-form submissions (web site)",
+    3,
+    _delete(7 * DAY_MS),
+    value_schemas=(_NS + "ContactFormSubmitted",),
+)
+CONTACT_FORM_ENRICHED = TopicSpec(
+    "cs.contact-form.enriched.v1",
+    "submission id",
+    "enforced, enriched contact-form records",
+    3,
+    _delete(7 * DAY_MS),
+    value_schemas=(_NS + "ContactFormRecord",),
+)
 
 ALL_TOPICS: tuple[TopicSpec, ...] = (
     CHAT,
@@ -213,6 +230,8 @@ ALL_TOPICS: tuple[TopicSpec, ...] = (
     DSR_SEEN_CHANGELOG,
     DSR_RECEIPTS,
     DLQ,
+    CONTACT_FORM,
+    CONTACT_FORM_ENRICHED,
 )
 
 

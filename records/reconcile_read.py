@@ -1,8 +1,9 @@
 """The reads behind `records reconcile`: Kafka and ClickHouse in, the plain data of
 retention_jobs/reconcile.py out. Nothing here decides an outcome.
 
-1. raw events: every message of cs.chat.v1, cs.call.v1 and cs.consent.v1 from the first
-   offset at or after T (`offsets_for_times`) to the end offset seen when the read starts;
+1. raw events: every message of cs.chat.v1, cs.call.v1, cs.consent.v1 and
+   cs.contact-form.v1 from the first offset at or after T (`offsets_for_times`) to the
+   end offset seen when the read starts;
    each is decoded with the project's serde; its row id, table, subject keys and policy
    time come from the stage's own definitions (streams/rows.py, the policy);
 2. letters: every message of cs.quarantine.v1 and cs.dlq.v1 from T on, by its
@@ -43,7 +44,7 @@ from retention_jobs.reconcile import (
 from streams.rows import RAW_RECORD_TYPES, RAW_ROW_ID_FIELDS, RowBuilder
 from streams.rows import to_millis as _to_millis
 
-RAW_TOPICS: tuple[str, ...] = (topics.CHAT.name, topics.CALL.name, topics.CONSENT.name)
+RAW_TOPICS: tuple[str, ...] = (topics.CHAT.name, topics.CALL.name, topics.CONSENT.name, topics.CONTACT_FORM.name)
 # Row ids (36-character UUIDs and the like) per query: a chunk stays under ClickHouse's default
 # 256 KiB query size, which the embedded endpoint does not let a client raise.
 _IDS_PER_QUERY = 4000

@@ -1,8 +1,8 @@
 """Pure: where every raw event of a window ended up, by id (`records reconcile --since T`).
 
 Input is plain data the adapter (records/reconcile_read.py) collects: the raw messages of
-cs.chat.v1, cs.call.v1 and cs.consent.v1 produced since T, decoded; the stored rows with
-those row ids (read FINAL); the quarantine and dead-letter messages; the erasure ledger.
+cs.chat.v1, cs.call.v1, cs.consent.v1 and cs.contact-form.v1 produced since T, decoded;
+the stored rows with those row ids (read FINAL); the quarantine and dead-letter messages; the erasure ledger.
 Each raw message (topic, partition, offset) gets exactly one of these outcomes:
 
 - `stored`: its row is in its table under its row id and came from this event

@@ -23,6 +23,7 @@ from pipeline.clickhouse_ddl import ANALYST_DB, ANALYST_ROLE, access_statements
 from pipeline.policy import Policy, RecordPolicy
 from retention_jobs.linger import Linger, format_ms
 from retention_jobs.reconcile import Reconciliation, first
+from retention_jobs.report_sources import sources_evidence
 
 # Columns that link a person across records: never in an analyst view (besides the policy's
 # direct identifiers).
@@ -221,6 +222,7 @@ class Report:
             "record_ages": {
                 record_type: {
                     "limit_days": self.policy.record(record_type).retention_days,
+                    "limit_set_by": self.policy.record(record_type).retention_set_by,
                     "rows": ages.rows,
                     "expired_rows": ages.expired_rows,
                     "oldest_age_days": ages.oldest_age_days,
@@ -265,6 +267,7 @@ class Report:
 def evaluate(policy: Policy, evidence: Evidence) -> Report:
     """Judge every commitment from the evidence."""
     lines: list[ReportLine] = [
+        _sources(policy, evidence),
         _categories(policy, evidence),
         _legal_bases(policy),
         _consent(evidence),
@@ -307,6 +310,15 @@ def _reconciliation(result: Reconciliation) -> ReportLine:
         result.balanced,
         details,
     )
+
+
+def _sources(policy: Policy, ev: Evidence) -> ReportLine:
+    """Notice §4: every source it names is taken in and stored (retention_jobs/report_sources.py)."""
+    live = None if ev.kafka.error else {t.name for t in ev.kafka.topics if t.exists}
+    rows = {record_type: ages.rows for record_type, ages in ev.ages.items()}
+    evidence, passed, details = sources_evidence(policy, ev.record_columns, rows, live)
+    commitment = "every source the notice names (phone, web chat, myStaff app, contact form) is taken in and stored"
+    return ReportLine("sources", "§4", commitment, evidence, passed, details)
 
 
 def _categories(policy: Policy, ev: Evidence) -> ReportLine:
@@ -406,18 +418,25 @@ def _recording_notice(ev: Evidence) -> ReportLine:
 
 
 def _retention(record: RecordPolicy, ev: Evidence) -> ReportLine:
+    """Notice §8, or the controller's own limit where the notice states none (the line
+    says which: `retention_set_by` in the policy)."""
     ages = ev.ages.get(record.record_type)
     commitment = record.description
+    by_controller = record.retention_set_by == "controller"
+    source = "controller" if by_controller else "§8"
+    limit = f"limit {record.retention_days} d"
+    if by_controller:
+        limit += " (set by the controller; the notice states none)"
     if ages is None:
-        return ReportLine(f"retention.{record.record_type}", "§8", commitment, "unknown: table not read", False)
+        return ReportLine(f"retention.{record.record_type}", source, commitment, "unknown: table not read", False)
     if ages.rows == 0:
-        evidence = f"no rows stored (limit {record.retention_days} d)"
+        evidence = f"no rows stored ({limit})"
     else:
         oldest = ages.oldest_age_days or 0.0
-        evidence = f"oldest of {ages.rows} rows is {oldest:.1f} d old, limit {record.retention_days} d"
+        evidence = f"oldest of {ages.rows} rows is {oldest:.1f} d old, {limit}"
         if ages.expired_rows:
             evidence += f"; {ages.expired_rows} rows past the limit"
-    return ReportLine(f"retention.{record.record_type}", "§8", commitment, evidence, ages.expired_rows == 0)
+    return ReportLine(f"retention.{record.record_type}", source, commitment, evidence, ages.expired_rows == 0)
 
 
 def _right(right_id: str, text: str, types: Sequence[str], policy: Policy, ev: Evidence) -> ReportLine:

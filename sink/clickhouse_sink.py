@@ -83,6 +83,7 @@ RECORD_TOPICS: tuple[TopicSpec, ...] = (
     topics.CALL_ENRICHED,
     topics.CONSENT_LEDGER,
     topics.DSR_RECEIPTS,
+    topics.CONTACT_FORM_ENRICHED,
 )
 # A write step failing with one of these is retried; anything else is a bug and stops the
 # sink (its batch is replayed after the restart).

@@ -3,13 +3,13 @@
 
 Agents (one consumer group, id `STREAMS_APP_ID`):
 - `consent` reads cs.consent.v1: writes the consent table and emits the ledger rows;
-- `chats` reads cs.chat.v1, `calls` reads cs.call.v1: look the subject keys up in the
-  consent table, build the rows;
+- `chats` reads cs.chat.v1, `calls` reads cs.call.v1, `forms` reads cs.contact-form.v1:
+  look the subject keys up in the consent table, build the rows;
 - `dsr` reads cs.dsr.v1: verifies data-subject requests and executes their Kafka side
   (`streams.dsr_stage`), then forwards them to the sink on cs.dsr.commands.v1.
-Before building anything, the three record agents drop an event that predates an
+Before building anything, the four record agents drop an event that predates an
 erasure of one of its subjects (`streams.erasure_ledger`): counted, not dead-lettered.
-The three record agents take batches (`stream.take_events`, up to `batch_size` events or
+The four record agents take batches (`stream.take_events`, up to `batch_size` events or
 `batch_within` seconds), decode and encode with parsed schemas, build with
 `streams.rows`, queue every output message of the batch on a confluent-kafka (librdkafka)
 producer and then wait once, in a thread, until every delivery report is in; only then
@@ -72,7 +72,7 @@ from streams.subject_directory import SubjectDirectory
 log = logging.getLogger(__name__)
 
 STAGE = "streams"
-INPUT_TOPICS = (topics.CHAT, topics.CALL, topics.CONSENT)
+INPUT_TOPICS = (topics.CHAT, topics.CALL, topics.CONSENT, topics.CONTACT_FORM)
 OUTPUT_TOPICS = (
     topics.CHAT_ENRICHED,
     topics.CALL_ENRICHED,
@@ -80,6 +80,7 @@ OUTPUT_TOPICS = (
     topics.SUBJECTS,
     topics.QUARANTINE,
     topics.DLQ,
+    topics.CONTACT_FORM_ENRICHED,
 )
 DSR_TOPICS = (topics.DSR, topics.DSR_COMMANDS, topics.DSR_RECEIPTS)
 
@@ -191,7 +192,13 @@ class StreamsWorker:
             "Data-subject request ids read, with the message that carried each first.",
         )
         self._expected_schemas = {spec.name: set(spec.value_schemas) for spec in INPUT_TOPICS}
-        for spec, name in ((topics.CHAT, "chats"), (topics.CALL, "calls"), (topics.CONSENT, "consent")):
+        agents = (
+            (topics.CHAT, "chats"),
+            (topics.CALL, "calls"),
+            (topics.CONSENT, "consent"),
+            (topics.CONTACT_FORM, "forms"),
+        )
+        for spec, name in agents:
             source = self.app.topic(spec.name, key_serializer="raw", value_serializer="raw")
             self.app.agent(source, name=name)(self._agent(name))
         self.dsr = DsrStage(

@@ -11,7 +11,9 @@ the clock, and does all I/O.
 - ConsentChanged -> ConsentLedgerRecord on cs.consent.enriched.v1 (key: first subject
   key) and a tracker update per subject key; a CONTACT_DETAILS withdrawal also
   tombstones the cs.subjects.v1 entries keyed by its email and phone;
-- CookieConsentChanged -> ConsentLedgerRecord (kind COOKIE), tracker update of the visitor key.
+- CookieConsentChanged -> ConsentLedgerRecord (kind COOKIE), tracker update of the visitor key;
+- ContactFormSubmitted -> ContactFormRecord on cs.contact-form.enriched.v1 (key
+  submission_id) and a SubjectRecord, enforced like a web chat (streams/contact_forms.py).
 
 Row ids (`event_id`) are the business ids, so a reprocessed or re-sent event replaces
 its row: conversation_id, f"{conversation_id}:{message_id}", call_id, recording_id; a
@@ -36,7 +38,7 @@ from typing import Any
 from pipeline import topics
 from pipeline.policy import Policy
 from pipeline.subject_keys import IdentifierKind, SubjectKeyer
-from streams import enrich
+from streams import contact_forms, enrich
 from streams.consent_state import (
     COOKIE_CATEGORIES,
     GEOLOCATION,
@@ -70,6 +72,7 @@ RAW_RECORD_TYPES: Mapping[str, str] = MappingProxyType(
         CALL_RECORDING: "call_recording",
         CONSENT_CHANGED: "consent_ledger",
         COOKIE_CONSENT_CHANGED: "consent_ledger",
+        contact_forms.CONTACT_FORM_SUBMITTED: contact_forms.RECORD_TYPE,
     }
 )
 # Raw schema -> the raw field whose value is the id of the event's main row (its
@@ -81,6 +84,7 @@ RAW_ROW_ID_FIELDS: Mapping[str, str] = MappingProxyType(
         CALL_RECORDING: "recording_id",
         CONSENT_CHANGED: "event_id",
         COOKIE_CONSENT_CHANGED: "event_id",
+        contact_forms.CONTACT_FORM_SUBMITTED: contact_forms.ROW_ID_FIELD,
     }
 )
 # The identifiers of a person (SubjectIdentifiers, and the chat's own fields).
@@ -93,6 +97,7 @@ _RAW_IDENTIFIERS: Mapping[str, tuple[str, ...]] = MappingProxyType(
         CALL_RECORDING: ("caller_number",),
         CONSENT_CHANGED: tuple(f"subject.{name}" for name in _PERSON_IDENTIFIERS),
         COOKIE_CONSENT_CHANGED: ("visitor_id",),
+        contact_forms.CONTACT_FORM_SUBMITTED: contact_forms.RAW_IDENTIFIERS,
     }
 )
 
@@ -187,6 +192,7 @@ class RowBuilder:
         self.call_policy = policy.record("call")
         self.recording_policy = policy.record("call_recording")
         self.ledger_policy = policy.record("consent_ledger")
+        self.forms = contact_forms.ContactFormRows(policy.record(contact_forms.RECORD_TYPE), self._row_keys)
         for record in (self.chat_policy, self.message_policy, self.call_policy, self.recording_policy):
             unknown = set(record.requires) - set(REQUIREMENTS)
             if unknown:
@@ -206,6 +212,7 @@ class RowBuilder:
             CALL_RECORDING: self.recording,
             CONSENT_CHANGED: self.consent,
             COOKIE_CONSENT_CHANGED: self.cookie_consent,
+            contact_forms.CONTACT_FORM_SUBMITTED: self.contact_form,
         }
 
     @property
@@ -462,6 +469,28 @@ class RowBuilder:
             rows=[Row(topics.CALL_ENRICHED.name, event["call_id"], CALL_RECORDING_RECORD, row, self._headers(tracked))],
             stripped=[StrippedField("call_recording", s.field, s.reason) for s in strips],
         )
+
+    # ---- contact forms --------------------------------------------------------------
+
+    def contact_form(self, event: dict[str, Any], lookup: ConsentLookup, now: datetime) -> Outcome:
+        form = self.forms.build(event, lookup, now)
+        row = form.value
+        out = Outcome(
+            rows=[
+                Row(
+                    topics.CONTACT_FORM_ENRICHED.name,
+                    row["submission_id"],
+                    contact_forms.CONTACT_FORM_RECORD,
+                    row,
+                    self._headers(form.tracked),
+                )
+            ],
+            stripped=[StrippedField(contact_forms.RECORD_TYPE, s.field, s.reason) for s in form.strips],
+        )
+        subject = self._subject(row, event["event_time"])
+        if subject is not None:
+            out.rows.append(subject)
+        return out
 
     # ---- consent --------------------------------------------------------------------
 

@@ -42,6 +42,8 @@ from pipeline.topics import (
     CHAT_ENRICHED,
     CONSENT,
     CONSENT_LEDGER,
+    CONTACT_FORM,
+    CONTACT_FORM_ENRICHED,
     DLQ,
     DSR_RECEIPTS,
     QUARANTINE,
@@ -101,26 +103,34 @@ def _rows(settings: Settings) -> dict[str, int]:
         }
 
 
-def _stripped(settings: Settings) -> list[tuple[Any, ...]]:
+def _stripped(settings: Settings, table: str = "chat_conversations") -> list[tuple[Any, ...]]:
     with connect(settings) as client:
         return [
             tuple(row)
             for row in client.query(
-                f"SELECT splitByChar(':', s)[2] AS reason, count() FROM {RECORDS_DB}.chat_conversations FINAL "
+                f"SELECT splitByChar(':', s)[2] AS reason, count() FROM {RECORDS_DB}.{table} FINAL "
                 "ARRAY JOIN stripped AS s GROUP BY reason ORDER BY count() DESC"
             ).result_rows
         ]
 
 
-def _frequent_caller(settings: Settings) -> tuple[str, int]:
+def _frequent_caller(settings: Settings) -> tuple[str, int, int]:
+    """The phone number with the most calls among those that also sent a contact form
+    (else the most frequent caller overall), its calls and its forms."""
+    calls = f"{RECORDS_DB}.calls"
+    forms = f"{RECORDS_DB}.contact_forms"
     with connect(settings) as client:
         rows = client.query(
-            f"SELECT caller_number, count() AS n FROM {RECORDS_DB}.calls FINAL WHERE startsWith(caller_number, '+') "
-            "GROUP BY caller_number ORDER BY n DESC LIMIT 1"
+            "SELECT c.caller_number, c.n, f.n FROM "
+            f"(SELECT caller_number, count() AS n FROM {calls} FINAL WHERE startsWith(caller_number, '+') "
+            "GROUP BY caller_number) AS c LEFT JOIN "
+            f"(SELECT assumeNotNull(phone) AS form_phone, count() AS n FROM {forms} FINAL WHERE phone IS NOT NULL "
+            "GROUP BY form_phone) AS f ON c.caller_number = f.form_phone "
+            "ORDER BY f.n > 0 DESC, c.n DESC LIMIT 1"
         ).result_rows
     if not rows:
         raise RecordsError("no call was stored: nothing to erase")
-    return str(rows[0][0]), int(rows[0][1])
+    return str(rows[0][0]), int(rows[0][1]), int(rows[0][2])
 
 
 def _rows_of_phone(settings: Settings, phone: str) -> int:
@@ -132,7 +142,10 @@ def _rows_of_phone(settings: Settings, phone: str) -> int:
             f"SELECT count() FROM {RECORDS_DB}.call_recordings FINAL WHERE caller_number = {{p:String}}",
             parameters={"p": phone},
         ).result_rows[0][0]
-    return int(calls) + int(recordings)
+        forms = client.query(
+            f"SELECT count() FROM {RECORDS_DB}.contact_forms FINAL WHERE phone = {{p:String}}", parameters={"p": phone}
+        ).result_rows[0][0]
+    return int(calls) + int(recordings) + int(forms)
 
 
 def _analyst_queries(settings: Settings) -> None:
@@ -235,8 +248,14 @@ def demo(
 
             _step("6. Waiting for the pipeline to catch up")
             t0 = time.monotonic()
-            raw = [CHAT.name, CALL.name, CONSENT.name]
-            enriched = [CHAT_ENRICHED.name, CALL_ENRICHED.name, CONSENT_LEDGER.name, DSR_RECEIPTS.name]
+            raw = [CHAT.name, CALL.name, CONSENT.name, CONTACT_FORM.name]
+            enriched = [
+                CHAT_ENRICHED.name,
+                CALL_ENRICHED.name,
+                CONSENT_LEDGER.name,
+                DSR_RECEIPTS.name,
+                CONTACT_FORM_ENRICHED.name,
+            ]
             _wait(
                 "streams and sink to drain their topics",
                 lambda: group_lag(admin, STREAMS_APP_ID, raw) == 0 and group_lag(admin, SINK_GROUP, enriched) == 0,
@@ -256,10 +275,13 @@ def demo(
             typer.echo("  chat fields removed by policy, by reason:")
             for reason, count in _stripped(settings):
                 typer.echo(f"    {reason:<28} {count:>8}")
+            typer.echo("  contact-form fields removed by policy, by reason:")
+            for reason, count in _stripped(settings, "contact_forms"):
+                typer.echo(f"    {reason:<28} {count:>8}")
 
-            _step("8. Data-subject request: erase the most frequent caller")
-            phone, calls = _frequent_caller(settings)
-            typer.echo(f"subject found in {calls} call records (identifier not shown)")
+            _step("8. Data-subject request: erase the most frequent caller who also sent a contact form")
+            phone, calls, forms = _frequent_caller(settings)
+            typer.echo(f"subject found in {calls} call records and {forms} contact forms (identifier not shown)")
             from pipeline.dsr import RequestType
             from records.cli.dsr_cmd import find_receipt, issue
 
@@ -276,7 +298,8 @@ def demo(
             typer.echo(f"receipt after {time.monotonic() - t0:.1f} s: {receipt['status']}")
             for store, count in sorted(receipt["store_counts"].items()):
                 typer.echo(f"    {store:<36} {count:>6}")
-            typer.echo(f"rows of that subject left in calls and recordings: {_rows_of_phone(settings, phone)}")
+            left = _rows_of_phone(settings, phone)
+            typer.echo(f"rows of that subject left in calls, recordings and contact forms: {left}")
 
             _step("9. Access (notice §13): the DPO adds an analyst, who queries with her own user")
             _analyst_queries(settings)

@@ -144,6 +144,7 @@ _KIND_LABELS = {
     "consent": "consent change",
     "cookie_consent": "cookie consent change",
     "malformed": "malformed (for the DLQ)",
+    "contact_form": "contact form",
 }
 
 
@@ -215,13 +216,13 @@ def _parse_now(value: str | None) -> datetime:
 
 
 def _summary(stats: SimulationStats, total: int) -> list[str]:
-    lines = [f"{'kind':<24} {'record type':<22} {'topic':<14} {'events':>8} {'share':>6}"]
+    lines = [f"{'kind':<24} {'record type':<22} {'topic':<18} {'events':>8} {'share':>6}"]
     for kind, (schema, topic) in KINDS.items():
         count = stats.by_kind.get(kind, 0)
         share = 100.0 * count / total if total else 0.0
         schema_label = schema.rsplit(".", 1)[-1] if schema else "raw bytes"
         topic_label = topic or "raw topics"
-        lines.append(f"{_KIND_LABELS[kind]:<24} {schema_label:<22} {topic_label:<14} {count:>8} {share:>5.1f}%")
+        lines.append(f"{_KIND_LABELS[kind]:<24} {schema_label:<22} {topic_label:<18} {count:>8} {share:>5.1f}%")
     if stats.malformed:
         lines.append("malformed by kind: " + ", ".join(f"{k} {v}" for k, v in sorted(stats.malformed.items())))
     if stats.tags:

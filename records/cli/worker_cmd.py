@@ -41,7 +41,7 @@ def streams(
         ),
     ] = 600.0,
 ) -> None:
-    """Consume cs.chat.v1, cs.call.v1 and cs.consent.v1; emit the enriched, enforced rows.
+    """Consume cs.chat.v1, cs.call.v1, cs.consent.v1 and cs.contact-form.v1; emit the enriched, enforced rows.
     Verify and execute the data-subject requests of cs.dsr.v1.
 
     Needs the subject-key pepper (RECORDS_PEPPER_FILE or RECORDS_PEPPER), the DPO's public

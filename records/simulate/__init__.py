@@ -6,7 +6,8 @@ and without the separate contact-details consent, every cookie-banner combinatio
 precise locations with and without the geolocation permission, myStaff app chats with
 personnel numbers and postal addresses, calls answered or not, recordings (a few without
 a notice or with the notice after recording started), consent and cookie-consent
-changes, and a few deliberately malformed messages (raw bytes) for the dead-letter path.
+changes, contact-form submissions (a few with details but without the form's consent),
+and a few deliberately malformed messages (raw bytes) for the dead-letter path.
 
 People recur: a pool of Finnish and foreign persons (faker, fi_FI and a few other
 locales) and anonymous web visitors is built once per run, so one subject appears in
@@ -26,6 +27,7 @@ Kafka producer and the dry run; the CLI (`records simulate`) composes them.
 | `population` | the persons and visitors of one run |
 | `events` | the generator (`generate`, `event_line`) |
 | `malformed` | broken messages for the dead-letter path |
+| `contact_forms` | contact-form submissions of the web site |
 | `send` | the send loop (`run`, `SimulationStats`, `EncodeOnly`) |
 """
 

@@ -1,5 +1,6 @@
 """The generator: one deterministic stream of `SimulatedEvent`s per configuration (web and app
-chats, calls with recordings, consent and cookie-consent changes, malformed messages).
+chats, calls with recordings, consent and cookie-consent changes, contact forms
+(`contact_forms`), malformed messages).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from pipeline.avro_json import to_jsonable
 from pipeline.schemas import default_catalog
 from pipeline.serde import AvroDeserializer, AvroSerializer, SerdeError
 from pipeline.topics import CALL, CHAT, CONSENT
+from records.simulate.contact_forms import contact_form
 from records.simulate.corpus import (
     APP_AGENTS,
     APP_VERSIONS,
@@ -47,6 +49,7 @@ from records.simulate.model import (
     COOKIE_DATA_WITHOUT_CONSENT,
     DAY,
     DETAILS_WITHOUT_CONSENT,
+    FORM,
     HOUR,
     LOCATION_WITHOUT_PERMISSION,
     MALFORMED,
@@ -119,6 +122,7 @@ class _Simulation:
             CONSENT_KIND: lambda at: [self.consent(at)],
             COOKIE_CONSENT: lambda at: [self.cookie_consent(at)],
             MALFORMED: lambda at: [self.malformed(at)],
+            FORM: lambda at: [contact_form(self, at)],
         }
         emitted, wanted = 0, self.config.events
         while emitted < wanted:

@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pipeline.exceptions import ConfigError
-from pipeline.topics import CALL, CHAT, CONSENT
+from pipeline.topics import CALL, CHAT, CONSENT, CONTACT_FORM
 
 _NS = "cs.records."
 CHAT_CONVERSATION = _NS + "ChatConversation"
@@ -18,6 +18,7 @@ CALL_DETAIL_RECORD = _NS + "CallDetailRecord"
 CALL_RECORDING = _NS + "CallRecording"
 CONSENT_CHANGED = _NS + "ConsentChanged"
 COOKIE_CONSENT_CHANGED = _NS + "CookieConsentChanged"
+CONTACT_FORM_SUBMITTED = _NS + "ContactFormSubmitted"
 
 # Event kinds, their record type (None: raw bytes) and topic.
 WEB_CHAT, APP_CHAT, CALL_KIND, RECORDING, CONSENT_KIND, COOKIE_CONSENT, MALFORMED = (
@@ -29,6 +30,7 @@ WEB_CHAT, APP_CHAT, CALL_KIND, RECORDING, CONSENT_KIND, COOKIE_CONSENT, MALFORME
     "cookie_consent",
     "malformed",
 )
+FORM = "contact_form"
 KINDS: Mapping[str, tuple[str | None, str | None]] = {
     WEB_CHAT: (CHAT_CONVERSATION, CHAT.name),
     APP_CHAT: (CHAT_CONVERSATION, CHAT.name),
@@ -36,9 +38,10 @@ KINDS: Mapping[str, tuple[str | None, str | None]] = {
     RECORDING: (CALL_RECORDING, CALL.name),
     CONSENT_KIND: (CONSENT_CHANGED, CONSENT.name),
     COOKIE_CONSENT: (COOKIE_CONSENT_CHANGED, CONSENT.name),
-    MALFORMED: (None, None),  # any of the three raw topics
+    MALFORMED: (None, None),  # any of the chat, call and consent topics
+    FORM: (CONTACT_FORM_SUBMITTED, CONTACT_FORM.name),
 }
-RAW_TOPICS = (CHAT.name, CALL.name, CONSENT.name)
+RAW_TOPICS = (CHAT.name, CALL.name, CONSENT.name, CONTACT_FORM.name)
 
 # Malformed messages, each a different failure of the consumer's decoder.
 NOT_AVRO = "not_avro"  # JSON or text where Avro was expected
@@ -74,13 +77,14 @@ class TrafficMix:
     pipeline must strip or quarantine.
     """
 
-    web_chat: float = 0.32
+    web_chat: float = 0.29
     app_chat: float = 0.14
     call: float = 0.28
     recording: float = 0.08  # each follows an answered inbound call
     consent: float = 0.07
     cookie_consent: float = 0.10
     malformed: float = 0.01
+    contact_form: float = 0.03  # web-site contact forms: a few % of the traffic
     # web chats
     known_web_visitor: float = 0.6  # a recurring person (else an anonymous visitor)
     contact_consent: float = 0.45  # the separate consent was given in the chat
@@ -99,6 +103,10 @@ class TrafficMix:
     recording_notice_late: float = 0.02  # of recordings: notice after recording started
     # consent changes
     consent_withdrawn: float = 0.3
+    # contact forms
+    form_contact_consent: float = 0.85  # the form's contact-details box ticked
+    form_details_without_consent: float = 0.6  # details sent although the box was not ticked: to be stripped
+    form_marketing_consent: float = 0.25
 
     def __post_init__(self) -> None:
         for name, value in self.__dict__.items():
@@ -122,6 +130,7 @@ class TrafficMix:
             CONSENT_KIND: self.consent,
             COOKIE_CONSENT: self.cookie_consent,
             MALFORMED: self.malformed,
+            FORM: self.contact_form,
         }
 
     def recording_probability(self) -> float:

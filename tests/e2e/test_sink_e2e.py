@@ -41,8 +41,14 @@ EVENTS = 1500
 NS = "cs.records."
 SPAN_DAYS = 60  # inside every retention limit: nothing expires on the way
 PEPPER_HEX = secrets.token_hex(32)
-RAW = (topics.CHAT, topics.CALL, topics.CONSENT)
-ENRICHED = (topics.CHAT_ENRICHED, topics.CALL_ENRICHED, topics.CONSENT_LEDGER, topics.DSR_RECEIPTS)
+RAW = (topics.CHAT, topics.CALL, topics.CONSENT, topics.CONTACT_FORM)
+ENRICHED = (
+    topics.CHAT_ENRICHED,
+    topics.CALL_ENRICHED,
+    topics.CONSENT_LEDGER,
+    topics.DSR_RECEIPTS,
+    topics.CONTACT_FORM_ENRICHED,
+)
 
 
 def _env(bootstrap: str, data_dir: Path) -> dict[str, str]:
@@ -125,6 +131,8 @@ def _row_ids(schema: str, record: dict[str, Any]) -> dict[str, set[str]]:
         return {"calls": {record["call_id"]}}
     if schema == NS + "CallRecording":
         return {"call_recordings": {record["recording_id"]}}
+    if schema == NS + "ContactFormSubmitted":
+        return {"contact_forms": {record["submission_id"]}}
     return {"consent_ledger": {str(record["event_id"])}}
 
 
@@ -161,7 +169,14 @@ def test_simulated_traffic_lands_in_every_table_and_each_missing_row_is_explaine
         and e.record is not None
         and (e.record["notice_played_at"] is None or e.record["notice_played_at"] > e.record["recording_started_at"])
     }
-    assert set(produced) == {"chat_conversations", "chat_messages", "calls", "call_recordings", "consent_ledger"}
+    assert set(produced) == {
+        "chat_conversations",
+        "chat_messages",
+        "calls",
+        "call_recordings",
+        "consent_ledger",
+        "contact_forms",
+    }
     assert malformed and without_notice, "pick a larger EVENTS: the run must exercise both"
 
     client = sink.client(owner)

@@ -188,6 +188,37 @@ SETTINGS ttl_only_drop_parts = 0, merge_with_ttl_timeout = 3600;
 CREATE TABLE IF NOT EXISTS records.dsr_receipts ON CLUSTER records_cluster AS records.dsr_receipts_local
 ENGINE = Distributed(records_cluster, records, dsr_receipts_local, cityHash64(request_id));
 
+CREATE TABLE IF NOT EXISTS records.contact_forms_local ON CLUSTER records_cluster
+(
+    `event_id` String,
+    `source_event_id` String,
+    `subject_keys` Array(String),
+    `submission_id` String,
+    `form_name` Nullable(String),
+    `submitted_at` DateTime64(3, 'UTC'),
+    `name` Nullable(String),
+    `email` Nullable(String),
+    `phone` Nullable(String),
+    `company_name` Nullable(String),
+    `message` String,
+    `page_url` Nullable(String),
+    `user_agent` Nullable(String),
+    `contact_consent` Bool,
+    `marketing_consent` Bool,
+    `stripped` Array(String),
+    `ingested_at` DateTime64(3, 'UTC'),
+    `expires_at` DateTime64(3, 'UTC'),
+    INDEX subject_keys_idx subject_keys TYPE bloom_filter(0.001) GRANULARITY 1
+)
+ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/records/contact_forms_local', '{replica}', ingested_at)
+PARTITION BY toYYYYMM(submitted_at)
+ORDER BY (event_id)
+TTL `submitted_at` + INTERVAL 180 DAY DELETE
+SETTINGS ttl_only_drop_parts = 0, merge_with_ttl_timeout = 3600;
+
+CREATE TABLE IF NOT EXISTS records.contact_forms ON CLUSTER records_cluster AS records.contact_forms_local
+ENGINE = Distributed(records_cluster, records, contact_forms_local, cityHash64(event_id));
+
 CREATE TABLE IF NOT EXISTS records.subject_restrictions ON CLUSTER records_cluster
 (
     `subject_key` String,
@@ -357,6 +388,24 @@ SELECT
     `shard_counts`
 FROM records.dsr_receipts FINAL;
 
+CREATE OR REPLACE VIEW analyst.contact_forms ON CLUSTER records_cluster AS
+SELECT
+    `event_id`,
+    `submission_id`,
+    `form_name`,
+    `submitted_at`,
+    `company_name`,
+    length(`message`) AS `message_length`,
+    `page_url`,
+    `user_agent`,
+    `contact_consent`,
+    `marketing_consent`,
+    `stripped`,
+    `ingested_at`,
+    `expires_at`
+FROM records.contact_forms FINAL
+WHERE NOT hasAny(subject_keys, (SELECT groupArray(subject_key) FROM records.subject_restrictions FINAL WHERE active));
+
 CREATE ROLE IF NOT EXISTS analyst ON CLUSTER records_cluster;
 CREATE ROLE IF NOT EXISTS dpo ON CLUSTER records_cluster;
 CREATE ROLE IF NOT EXISTS pipeline ON CLUSTER records_cluster;
@@ -370,6 +419,7 @@ ALTER TABLE analyst.calls ON CLUSTER records_cluster MODIFY SQL SECURITY DEFINER
 ALTER TABLE analyst.call_recordings ON CLUSTER records_cluster MODIFY SQL SECURITY DEFINER DEFINER = CURRENT_USER;
 ALTER TABLE analyst.consent_ledger ON CLUSTER records_cluster MODIFY SQL SECURITY DEFINER DEFINER = CURRENT_USER;
 ALTER TABLE analyst.dsr_receipts ON CLUSTER records_cluster MODIFY SQL SECURITY DEFINER DEFINER = CURRENT_USER;
+ALTER TABLE analyst.contact_forms ON CLUSTER records_cluster MODIFY SQL SECURITY DEFINER DEFINER = CURRENT_USER;
 CREATE ROW POLICY OR REPLACE all_rows ON CLUSTER records_cluster ON records.chat_conversations, records.chat_conversations_local AS PERMISSIVE FOR SELECT USING 1 TO dpo, pipeline;
 CREATE ROW POLICY OR REPLACE unrestricted_only ON CLUSTER records_cluster ON records.chat_conversations, records.chat_conversations_local AS PERMISSIVE FOR SELECT USING NOT hasAny(subject_keys, (SELECT groupArray(subject_key) FROM records.subject_restrictions FINAL WHERE active)) TO analyst;
 CREATE ROW POLICY OR REPLACE all_rows ON CLUSTER records_cluster ON records.chat_messages, records.chat_messages_local AS PERMISSIVE FOR SELECT USING 1 TO dpo, pipeline;
@@ -380,3 +430,5 @@ CREATE ROW POLICY OR REPLACE all_rows ON CLUSTER records_cluster ON records.call
 CREATE ROW POLICY OR REPLACE unrestricted_only ON CLUSTER records_cluster ON records.call_recordings, records.call_recordings_local AS PERMISSIVE FOR SELECT USING NOT hasAny(subject_keys, (SELECT groupArray(subject_key) FROM records.subject_restrictions FINAL WHERE active)) TO analyst;
 CREATE ROW POLICY OR REPLACE all_rows ON CLUSTER records_cluster ON records.consent_ledger, records.consent_ledger_local AS PERMISSIVE FOR SELECT USING 1 TO dpo, pipeline;
 CREATE ROW POLICY OR REPLACE unrestricted_only ON CLUSTER records_cluster ON records.consent_ledger, records.consent_ledger_local AS PERMISSIVE FOR SELECT USING NOT hasAny(subject_keys, (SELECT groupArray(subject_key) FROM records.subject_restrictions FINAL WHERE active)) TO analyst;
+CREATE ROW POLICY OR REPLACE all_rows ON CLUSTER records_cluster ON records.contact_forms, records.contact_forms_local AS PERMISSIVE FOR SELECT USING 1 TO dpo, pipeline;
+CREATE ROW POLICY OR REPLACE unrestricted_only ON CLUSTER records_cluster ON records.contact_forms, records.contact_forms_local AS PERMISSIVE FOR SELECT USING NOT hasAny(subject_keys, (SELECT groupArray(subject_key) FROM records.subject_restrictions FINAL WHERE active)) TO analyst;

@@ -324,6 +324,7 @@ def test_erasure_deletes_the_subject_from_every_table_with_a_receipt(dsr: Dsr) -
         "records.calls": 2,
         "records.call_recordings": 2,
         "records.consent_ledger": 1,
+        "records.contact_forms": 0,
         "records.subject_restrictions": 1,
         "exports": 0,
         "cs.subjects.v1": 2,
@@ -431,7 +432,14 @@ def test_access_exports_every_row_of_the_subject_with_the_notice(dsr: Dsr) -> No
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
     export = json.loads(path.read_text())
-    expected = {"chat_conversation": 2, "chat_message": 2, "call": 1, "call_recording": 1, "consent_ledger": 1}
+    expected = {
+        "chat_conversation": 2,
+        "chat_message": 2,
+        "call": 1,
+        "call_recording": 1,
+        "consent_ledger": 1,
+        "contact_form": 0,
+    }
     assert {name: part["row_count"] for name, part in export["records"].items()} == expected
     assert {k: v for k, v in stored["store_counts"].items() if k.startswith("records.")} == {
         "records.chat_conversations": 2,
@@ -439,6 +447,7 @@ def test_access_exports_every_row_of_the_subject_with_the_notice(dsr: Dsr) -> No
         "records.calls": 1,
         "records.call_recordings": 1,
         "records.consent_ledger": 1,
+        "records.contact_forms": 0,
     }
     assert export["purposes"] and export["legal_bases"] and export["recipients"] and export["transfers"]
     chats = export["records"]["chat_conversation"]

@@ -64,6 +64,8 @@ CLICKHOUSE_LINES = {
     "access_control",
     "recipients",
     "processing_location",
+    "retention.contact_form",
+    "sources",
 }
 
 

@@ -15,7 +15,7 @@ from pipeline.config import Settings, load_settings
 from pipeline.event_producer import event_key
 from pipeline.serde import AvroDeserializer, SerdeError
 from pipeline.subject_keys import SubjectKeyer, load_pepper
-from pipeline.topics import CALL, CHAT, CONSENT
+from pipeline.topics import CALL, CHAT, CONSENT, CONTACT_FORM
 from records.simulate import MALFORMED, MALFORMED_HEADER, RAW_TOPICS, SimulationConfig, event_line, generate
 from tests.support.cli import cli_env, producer_env, run_records
 from tests.support.kafka_offsets import ensure_input_topics, topic_end_offsets
@@ -29,7 +29,7 @@ def _expected(events: int, seed: int) -> SimulationConfig:
 
 
 def test_a_simulation_arrives_complete_keyed_and_as_generated(kafka_settings: Settings, tmp_path: Path) -> None:
-    ensure_input_topics(kafka_settings, [CHAT, CALL, CONSENT])
+    ensure_input_topics(kafka_settings, [CHAT, CALL, CONSENT, CONTACT_FORM])
     seed = random.randrange(2**31)  # fresh ids, so runs on a shared broker never mix
     expected = list(generate(_expected(400, seed)))
     before = {topic: topic_end_offsets(kafka_settings, topic) for topic in RAW_TOPICS}
@@ -84,7 +84,7 @@ def test_a_simulation_arrives_complete_keyed_and_as_generated(kafka_settings: Se
     assert want == {} and want_raw == {}, "every generated event arrived once"
     generated = Counter(e.schema_name or MALFORMED for e in expected)
     assert arrived == generated
-    assert generated[MALFORMED] > 0 and len(generated) == 6
+    assert generated[MALFORMED] > 0 and len(generated) == 7  # six record types and the malformed bytes
     per_topic = Counter(e.topic for e in expected)
     assert f"per topic: {', '.join(f'{t} {per_topic[t]}' for t in RAW_TOPICS)}" in result.stdout
 

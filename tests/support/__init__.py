@@ -8,7 +8,8 @@
 - `kafka_offsets`, `kafka_reads`: end offsets, consumer-group lag, positioning a group at
   the end of its inputs; reading topics back.
 - `stored_records`: values of the stored *Record schemas (what the sink writes).
-- `raw_events`: one subject's raw events, for the pure streams tests.
+- `raw_events`: one subject's raw events, for the pure streams tests; `contact_forms`:
+  one person's contact-form submission.
 - `streams_traffic`, `worker_secrets`, `processes`: the traffic, pepper and DPO key of the
   worker tests, and `records worker sink` / `records worker streams` as subprocesses.
 - `avro_strategies`, `metrics`: hypothesis strategies for any Avro schema; metric sums.

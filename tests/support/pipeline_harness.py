@@ -45,13 +45,14 @@ from records.simulate.model import SimulatedEvent, SimulationConfig
 from retention_jobs.reconcile import Reconciliation
 
 RECORDS = str(Path(sys.executable).with_name("records"))
-STREAMS_INPUTS = (topics.CHAT, topics.CALL, topics.CONSENT, topics.DSR)
+STREAMS_INPUTS = (topics.CHAT, topics.CALL, topics.CONSENT, topics.DSR, topics.CONTACT_FORM)
 SINK_INPUTS = (
     topics.CHAT_ENRICHED,
     topics.CALL_ENRICHED,
     topics.CONSENT_LEDGER,
     topics.DSR_RECEIPTS,
     topics.DSR_COMMANDS,
+    topics.CONTACT_FORM_ENRICHED,
 )
 CHANGELOG_SUFFIXES = ("consent-changelog", "erasures-changelog", "dsr-seen-changelog", "__assignor-__leader")
 

@@ -23,7 +23,7 @@ from tests.support.endpoint import owner_client
 from tests.support.worker_secrets import COMMAND_KEY, DPO_SIGNER, PEPPER_HEX
 
 # What the streams worker reads, and the topics faust creates for an app id (`{app_id}-{name}`).
-STREAMS_INPUTS = (topics.CHAT, topics.CALL, topics.CONSENT, topics.DSR)
+STREAMS_INPUTS = (topics.CHAT, topics.CALL, topics.CONSENT, topics.DSR, topics.CONTACT_FORM)
 CHANGELOGS = ("consent-changelog", "erasures-changelog", "dsr-seen-changelog", "__assignor-__leader")
 
 

@@ -58,7 +58,14 @@ def _envelope(request: dict[str, Any], keys: tuple[str, ...], verified_at: datet
 
 def test_every_table_with_subject_keys_is_touched_and_only_those() -> None:
     names = [m.name for m in subject_tables(MODELS)]
-    assert names == ["chat_conversations", "chat_messages", "calls", "call_recordings", "consent_ledger"]
+    assert names == [
+        "chat_conversations",
+        "chat_messages",
+        "calls",
+        "call_recordings",
+        "consent_ledger",
+        "contact_forms",
+    ]
 
 
 def test_erasure_statements_are_one_real_mutation_for_every_subject() -> None:
@@ -93,7 +100,7 @@ def test_rectification_normalises_identifiers_and_escapes_values() -> None:
         rectified_value("phone", "call me")
     with pytest.raises(DsrCommandError, match="known field"):
         rectified_value("caller_number", "+358401234567")
-    assert [m.name for m in rectification_tables(MODELS, "email")] == ["chat_conversations"]
+    assert [m.name for m in rectification_tables(MODELS, "email")] == ["chat_conversations", "contact_forms"]
     sql, parameters = rectified_versions(BY_NAME["chat_conversations"], "name", "O'Brien \\ Jr", [K1], K3)
     # The value and the new key are parameters: no statement text holds them.
     assert parameters == {"rectified_value": "O'Brien \\ Jr", "rectified_key": K3}
@@ -121,7 +128,7 @@ def test_restriction_rows_per_key_and_kind_versioned_by_the_request() -> None:
 
 def test_withdrawal_counts_only_tables_with_consent_bound_fields() -> None:
     counted = {m.name for m in MODELS if m.has_subject_keys and withdrawn_count(m, [K1]) is not None}
-    assert counted == {"chat_conversations"}
+    assert counted == {"chat_conversations", "contact_forms"}
 
 
 def test_the_guard_filters_tables_with_subject_keys_within_the_longest_retention() -> None:

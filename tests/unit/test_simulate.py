@@ -127,7 +127,14 @@ def test_the_mix_is_as_configured() -> None:
 
 def test_a_custom_mix_is_followed() -> None:
     mix = TrafficMix(
-        web_chat=0.0, app_chat=0.5, call=0.2, recording=0.0, consent=0.2, cookie_consent=0.0, malformed=0.1
+        web_chat=0.0,
+        app_chat=0.5,
+        call=0.2,
+        recording=0.0,
+        consent=0.2,
+        cookie_consent=0.0,
+        malformed=0.1,
+        contact_form=0.0,
     )
     counts = Counter(e.kind for e in generate(SimulationConfig(events=3000, seed=1, now=NOW, mix=mix)))
     assert set(counts) == {APP_CHAT, "call", "consent", MALFORMED}
@@ -148,7 +155,7 @@ def test_an_impossible_mix_is_refused(changes: dict[str, float]) -> None:
 
 
 def test_malformed_messages_of_every_kind_fail_to_decode() -> None:
-    mix = TrafficMix(web_chat=0.27, malformed=0.06)
+    mix = TrafficMix(web_chat=0.24, malformed=0.06)
     malformed = [e for e in generate(SimulationConfig(events=3000, seed=2, now=NOW, mix=mix)) if e.malformed]
     kinds = Counter(dict(e.headers)[MALFORMED_HEADER].decode() for e in malformed)
     assert set(kinds) == set(MALFORMED_KINDS)
@@ -327,3 +334,25 @@ def test_a_dry_run_encodes_like_the_producer() -> None:
 
 def test_no_events_is_a_valid_run() -> None:
     assert list(generate(SimulationConfig(events=0, now=NOW))) == []
+
+
+def test_contact_forms_are_a_few_percent_of_people_who_also_call_and_some_lack_the_forms_consent() -> None:
+    forms = [e for e in _events() if e.kind == "contact_form"]
+    assert 0.015 < len(forms) / len(_events()) < 0.05
+    for event in forms:
+        record = event.record
+        assert record is not None and event.topic == "cs.contact-form.v1"
+        assert (DETAILS_WITHOUT_CONSENT in event.tags) == (
+            record["email"] is not None and not record["contact_consent"]
+        )
+        assert record["submitted_at"] <= record["event_time"] <= record["produced_at"]
+        assert record["message"] and record["page_url"].startswith("https://")
+    assert any(DETAILS_WITHOUT_CONSENT in e.tags for e in forms)
+    assert sum(1 for e in forms if e.record and e.record["contact_consent"]) > len(forms) / 2
+    callers = {c["caller_number"] for c in _records(CALL_DETAIL_RECORD)}
+    form_phones = {
+        phonenumbers.format_number(phonenumbers.parse(e.record["phone"], "FI"), 0)
+        for e in forms
+        if e.record and e.record["phone"]
+    }
+    assert form_phones & callers, "an erasure by phone reaches a caller's forms"
