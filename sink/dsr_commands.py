@@ -60,8 +60,6 @@ from pipeline.dsr import (
     DsrRejected,
     RequestType,
     TrustedKeys,
-    load_public_keys,
-    load_trusted_keys,
     to_millis,
     utcnow,
     verify_request,
@@ -74,7 +72,7 @@ from pipeline.dsr_contract import (
     check_request_matches,
     open_command,
 )
-from pipeline.exceptions import ConfigError, RecordsError
+from pipeline.exceptions import RecordsError
 from pipeline.exports import exports_dir, remove_subject_exports
 from pipeline.kafka.producer import KafkaProducer
 from pipeline.policy import Policy, default_policy
@@ -176,8 +174,10 @@ class DsrExecutor:
         self.guard = ErasureGuard(self.models)
         self.metrics = metrics
         self._clock = clock
-        self._trusted = trusted
-        self._command_keys = command_keys
+        # Read at start-up by records/wiring.py (never from settings here); none given: the
+        # executor trusts no key, so it refuses every command and rejects every request.
+        self.trusted = trusted if trusted is not None else TrustedKeys({})
+        self.command_keys = command_keys if command_keys is not None else TrustedKeys({})
         self._decode_value = serde.decode
         self._encode_receipt = serde.encoder(RECEIPT_SCHEMA)
         self._producer: KafkaProducer | None = None
@@ -275,7 +275,7 @@ class DsrExecutor:
             envelope = open_command(
                 _header_pairs(message),
                 value,
-                self._trusted_command_keys(),
+                self.command_keys,
                 now=self._clock(),
                 max_age=self.settings.command_max_age,
             )
@@ -305,15 +305,11 @@ class DsrExecutor:
         if command.request_type is None:
             return ExecutionResult(FAILED, {}, "unsupported request type")
         try:
-            trusted = self._trusted_keys()
-        except ConfigError as exc:
-            return ExecutionResult(FAILED, {}, f"the sink cannot verify requests: {exc}")
-        try:
             # The DPO's signature, and the request's age when the streams stage verified it
             # (signed in the envelope, whose own age step 1 bounded).
             verify_request(
                 command.request,
-                trusted,
+                self.trusted,
                 now=command.envelope.verified_at,
                 max_age=self.policy.request_max_age,
                 seen=False,
@@ -322,24 +318,6 @@ class DsrExecutor:
             log.warning("DSR %s rejected by the sink: %s", command.request_id, exc.reason.value)
             return ExecutionResult(REJECTED, {}, f"rejected by the sink: {exc}")
         return None
-
-    def _trusted_keys(self) -> TrustedKeys:
-        if self._trusted is None:
-            self._trusted = load_trusted_keys(self.settings.dpo_public_keys)
-        return self._trusted
-
-    def _trusted_command_keys(self) -> TrustedKeys:
-        """The streams stage's command keys, read when the first command arrives (in the
-        demo the streams worker creates its key); none readable: every command is refused."""
-        if self._command_keys is None:
-            try:
-                self._command_keys = load_public_keys(
-                    self.settings.command_public_keys, holder="command", setting="RECORDS_COMMAND_PUBLIC_KEYS"
-                )
-            except ConfigError as exc:
-                log.error("DSR commands cannot be verified: %s", exc)
-                return TrustedKeys({})
-        return self._command_keys
 
     # ---- execution ----------------------------------------------------------------------
 
