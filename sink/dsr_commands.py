@@ -77,7 +77,7 @@ from pipeline.exports import exports_dir, remove_subject_exports
 from pipeline.kafka.producer import KafkaProducer
 from pipeline.policy import Policy, default_policy
 from pipeline.serde import Serde, SerdeError
-from sink.batch import KafkaMessage
+from sink.batch import KafkaMessage, header_pairs
 from sink.batch_writer import CommandHandler
 from sink.dsr_export import collect, document, export_path, write_export
 from sink.dsr_storage import (
@@ -273,7 +273,7 @@ class DsrExecutor:
             return None
         try:
             envelope = open_command(
-                _header_pairs(message),
+                header_pairs(message),
                 value,
                 self.command_keys,
                 now=self._clock(),
@@ -485,7 +485,7 @@ class DsrExecutor:
     def _dead_letter(self, message: KafkaMessage, error: Exception) -> None:
         letter = DeadLetter.of(message, error, STAGE)
         self._require_producer().produce(
-            self.topics.dlq, message.value(), key=message.key(), headers=letter.headers(_header_pairs(message))
+            self.topics.dlq, message.value(), key=message.key(), headers=letter.headers(header_pairs(message))
         )
         if self.metrics is not None:
             self.metrics.dead_lettered.labels(letter.source_topic, letter.error_class).inc()
@@ -530,9 +530,3 @@ def _identity(command: DsrCommand) -> tuple[str, int]:
 def _type(command: DsrCommand) -> str:
     kind = command.request_type
     return kind.value if kind is not None else "UNKNOWN"
-
-
-def _header_pairs(message: KafkaMessage) -> list[tuple[str, bytes | None]]:
-    raw = message.headers() or ()
-    items = raw.items() if isinstance(raw, dict) else raw
-    return [(k, v.encode() if isinstance(v, str) else v) for k, v in items]
