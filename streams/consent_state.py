@@ -23,9 +23,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
 from types import MappingProxyType
 from typing import Any
+
+from pipeline.epoch_millis import from_millis as from_millis  # re-exported for the streams modules
+from pipeline.epoch_millis import to_millis
 
 CONTACT = "contact_consent"
 COOKIE_FUNCTIONAL = "cookie.functional"
@@ -46,18 +48,6 @@ PURPOSE_CONSENT = MappingProxyType(
 COOKIE_CATEGORIES = MappingProxyType(
     {"functional": COOKIE_FUNCTIONAL, "analytics": COOKIE_ANALYTICS, "marketing": COOKIE_MARKETING}
 )
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_MS = timedelta(milliseconds=1)
-
-
-def to_millis(moment: datetime) -> int:
-    """Exact epoch milliseconds of an aware datetime (no float rounding)."""
-    return (moment - _EPOCH) // _MS
-
-
-def from_millis(millis: int) -> datetime:
-    return _EPOCH + millis * _MS
 
 
 @dataclass(frozen=True)
