@@ -14,10 +14,12 @@ from records.wiring import Wiring
 
 worker_app = typer.Typer(help="Run a pipeline worker (blocks until Ctrl-C / SIGTERM).", no_args_is_help=True)
 
+LogLevel = Annotated[str, typer.Option("--loglevel", "-l", help="debug, info, warning or error.")]
+
 
 @worker_app.command("streams")
 def streams(
-    loglevel: Annotated[str, typer.Option("--loglevel", "-l", help="debug, info, warning or error.")] = "info",
+    loglevel: LogLevel = "info",
     demo: Annotated[
         bool,
         typer.Option(
@@ -69,7 +71,7 @@ def streams(
 
 @worker_app.command("sink")
 def sink(
-    loglevel: Annotated[str, typer.Option("--loglevel", "-l", help="debug, info, warning or error.")] = "info",
+    loglevel: LogLevel = "info",
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Messages per insert batch.")] = 50_000,
     batch_max_s: Annotated[
         float, typer.Option("--batch-max-s", min=0.01, help="Longest wait before a batch is written (seconds).")
