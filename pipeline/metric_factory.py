@@ -3,6 +3,7 @@ names every metric `<prefix>_<name>` and registers it on the registry the bundle
 built from (tests pass a fresh CollectorRegistry), so a bundle's `create` reads as a
 list of names, help texts and labels (sink/metrics.py, streams/metrics.py,
 retention_jobs/metrics.py). Counters get prometheus_client's `_total` suffix on export.
+`serve` exposes a worker's registry.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
 
 @dataclass(frozen=True)
@@ -33,3 +34,9 @@ class MetricFactory:
 
     def histogram(self, name: str, documentation: str, *labels: str, buckets: Sequence[float]) -> Histogram:
         return Histogram(self._name(name), documentation, labels, registry=self.registry, buckets=buckets)
+
+
+def serve(registry: CollectorRegistry, port: int, addr: str = "0.0.0.0") -> None:
+    """Expose `registry` on `addr`:`port`/metrics (nothing when port is 0)."""
+    if port:
+        start_http_server(port, addr=addr, registry=registry)

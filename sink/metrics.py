@@ -28,9 +28,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from pipeline.metric_factory import MetricFactory
+from pipeline.metric_factory import serve as serve  # re-exported: `records worker sink` serves through it
 
 _PREFIX = "records_sink"
 
@@ -96,9 +97,3 @@ class SinkMetrics:
                 "reason",
             ),
         )
-
-
-def serve(registry: CollectorRegistry, port: int, addr: str = "0.0.0.0") -> None:
-    """Expose the registry on `addr`:`port`/metrics (nothing when port is 0)."""
-    if port:
-        start_http_server(port, addr=addr, registry=registry)

@@ -25,9 +25,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from pipeline.metric_factory import MetricFactory
+from pipeline.metric_factory import serve as serve  # re-exported: the streams worker serves through it
 
 _PREFIX = "records_streams"
 
@@ -83,9 +84,3 @@ class StreamsMetrics:
                 "dsr_seen_expired", "Request ids the seen-requests table forgot (first verified past the max age)"
             ),
         )
-
-
-def serve(registry: CollectorRegistry, port: int) -> None:
-    """Expose the registry on 0.0.0.0:`port`/metrics (nothing when port is 0)."""
-    if port:
-        start_http_server(port, registry=registry)

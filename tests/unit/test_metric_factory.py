@@ -3,10 +3,13 @@ bundles build with it (the bundles' documented names: tests/unit/test_observabil
 
 from __future__ import annotations
 
+import urllib.request
+
 import pytest
 from prometheus_client import CollectorRegistry
 
-from pipeline.metric_factory import MetricFactory
+from pipeline.metric_factory import MetricFactory, serve
+from records.local_kafka import free_port
 
 
 def _samples(registry: CollectorRegistry) -> dict[str, tuple[dict[str, str], float]]:
@@ -35,3 +38,13 @@ def test_no_prefix_keeps_the_name_and_each_registry_is_its_own() -> None:
     assert "retention_violations" not in _samples(second)  # labelled, never set there
     with pytest.raises(ValueError, match="Duplicated timeseries"):
         MetricFactory(first).counter("retention_violations", "again")
+
+
+def test_serve_exposes_the_registry_and_port_0_serves_nothing() -> None:
+    registry = CollectorRegistry()
+    MetricFactory(registry, "records_x").counter("served", "Served").inc()
+    serve(registry, 0)  # off: nothing to reach, nothing raised
+    port = free_port()
+    serve(registry, port, addr="127.0.0.1")
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+        assert "records_x_served_total 1.0" in response.read().decode()
