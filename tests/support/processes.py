@@ -17,6 +17,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from pipeline import topics
 from pipeline.clickhouse_http import Owner, read_owner
+from records.child_process import terminate
 from records.local_kafka import free_port
 from tests.support.cli import RECORDS, chdb_env, cli_env
 from tests.support.endpoint import owner_client
@@ -142,14 +143,8 @@ class WorkerProcess:
 
     def stop(self) -> None:
         """SIGTERM, then SIGKILL if it has not exited within 30 s."""
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        if self.process is not None:
+            terminate(self.process, 30)
 
     def log(self) -> str:
         """Everything the worker wrote so far."""
