@@ -13,7 +13,6 @@ import contextlib
 import os
 import secrets
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -28,6 +27,7 @@ from pipeline.dsr import generate_keypair
 from pipeline.exceptions import RecordsError
 from pipeline.kafka.admin import KafkaAdmin, ensure_topics, watermarks
 from pipeline.topics import ALL_TOPICS
+from records.child_process import terminate
 from records.local_kafka import LocalBroker, free_port
 
 # Settings of the user's environment that must not leak into the benchmark's stack.
@@ -178,12 +178,7 @@ class WorkerProcess:
         """Remember the peak RSS, then SIGTERM (SIGKILL after 60 s)."""
         if self.process.poll() is None:
             self.peak_rss = peak_rss_mb(self.process.pid)
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        terminate(self.process, 60)
 
 
 def wait_for(

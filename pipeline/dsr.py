@@ -31,6 +31,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from pipeline.epoch_millis import from_millis as from_millis  # re-exported: the DSR modules import it from here
+from pipeline.epoch_millis import to_millis
 from pipeline.exceptions import ConfigError, RecordsError
 from pipeline.private_files import private_dir
 from pipeline.schemas import AvroSchema, default_catalog
@@ -40,7 +42,6 @@ from pipeline.subject_keys import IdentifierKind
 # command and receipt types built on them).
 REQUEST_SCHEMA = "cs.records.DataSubjectRequest"
 RECEIPT_SCHEMA = "cs.records.DsrReceipt"
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 CLOCK_SKEW = timedelta(minutes=5)
 # The fields of a DataSubjectRequest the signature does not cover: the signature itself.
 UNSIGNED_FIELDS = frozenset({"signature"})
@@ -106,16 +107,6 @@ def signed_fields(schema: AvroSchema) -> tuple[str, ...]:
 def default_signed_fields() -> tuple[str, ...]:
     """`signed_fields` of the DataSubjectRequest schema in the catalog."""
     return signed_fields(default_catalog().get(REQUEST_SCHEMA))
-
-
-def to_millis(moment: datetime) -> int:
-    """Epoch milliseconds of a time (naive times are UTC)."""
-    moment = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-    return (moment - EPOCH) // timedelta(milliseconds=1)
-
-
-def from_millis(millis: int) -> datetime:
-    return EPOCH + timedelta(milliseconds=millis)
 
 
 def _canonical_value(value: Any) -> Any:

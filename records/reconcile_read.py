@@ -206,7 +206,7 @@ class Collected:
     erasures: list[Erasure]
 
 
-def collect(
+def collect_window(
     connection: KafkaConnection,
     client: Client,
     *,
@@ -257,7 +257,7 @@ def reconcile_window(
 ) -> Reconciliation:
     """Read the window since `since` and account for every raw event in it."""
     policy = policy or default_policy()
-    data = collect(
+    data = collect_window(
         connection, client, serde=serde, builder=RowBuilder(keyer, policy), policy=policy, since=since, sources=sources
     )
     return reconcile(

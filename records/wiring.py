@@ -1,13 +1,16 @@
 """The composition root: the one place that turns `Settings` into objects and hands them
 to the stages. Stages and the core never read settings to build a collaborator of their
 own, so a setting (a schema registry, a pepper, a key) reaches every stage or none.
+Keys are read when a worker starts, never when the first message needs one: a key that is
+missing or unreadable stops the worker at once with a one-line ConfigError.
 
 | object | built here by | handed to |
 | --- | --- | --- |
 | wire format (`Serde`, registry or not) | `Wiring.serde` | streams, sink, DSR executor, producers, `records dsr` |
 | subject keyer (the pepper) | `Wiring.keyer()` | streams worker, producers |
-| trusted DPO public keys | `Wiring.trusted_dpo_keys()` | streams worker |
+| trusted DPO public keys | `Wiring.trusted_dpo_keys()` | streams worker, sink (DSR executor) |
 | the streams stage's command signing key | `Wiring.command_signer()` | streams worker |
+| trusted command public keys | `Wiring.trusted_command_keys()` | sink (DSR executor) |
 | ClickHouse client (embedded chDB or a server) | `Wiring.clickhouse()` | CLI commands, demo |
 | event producer | `Wiring.event_producer()` | `records produce`, `records simulate` |
 """
@@ -20,7 +23,7 @@ from clickhouse_connect.driver.client import Client
 
 from pipeline.clickhouse import connect
 from pipeline.config import Settings, load_settings
-from pipeline.dsr import TrustedKeys, generate_keypair, load_private_key, load_trusted_keys
+from pipeline.dsr import TrustedKeys, generate_keypair, load_private_key, load_public_keys, load_trusted_keys
 from pipeline.dsr_contract import CommandSigner
 from pipeline.event_producer import EventProducer
 from pipeline.exceptions import ConfigError
@@ -73,6 +76,13 @@ class Wiring:
             generate_keypair(command_key, settings.command_public_keys[0])
         hint = "set RECORDS_COMMAND_KEY (or run with --demo to generate one locally)"
         return CommandSigner(load_private_key(command_key, holder="command", hint=hint))
+
+    def trusted_command_keys(self) -> TrustedKeys:
+        """The streams stage's command public keys the sink trusts (RECORDS_COMMAND_PUBLIC_KEYS);
+        ConfigError when none is configured or one is missing or not an Ed25519 PEM key."""
+        return load_public_keys(
+            self.settings.command_public_keys, holder="command", setting="RECORDS_COMMAND_PUBLIC_KEYS"
+        )
 
     def clickhouse(self, *, readonly: bool = False) -> Client:
         return connect(self.settings, readonly=readonly)

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Gauge
 
+from pipeline.metric_factory import MetricFactory
 from retention_jobs.enforce import RetentionResult
 
 
@@ -19,29 +20,23 @@ class RetentionMetrics:
 
     @classmethod
     def create(cls, registry: CollectorRegistry) -> RetentionMetrics:
+        m = MetricFactory(registry)
         return cls(
-            violations=Gauge(
+            violations=m.gauge(
                 "retention_violations",
                 "Rows older than their policy limit still stored after the last retention run",
-                ["record_type"],
-                registry=registry,
+                "record_type",
             ),
-            oldest_age_days=Gauge(
+            oldest_age_days=m.gauge(
                 "oldest_record_age_days",
                 "Age in days of the oldest stored row per record type (0 when the table is empty)",
-                ["record_type"],
-                registry=registry,
+                "record_type",
             ),
-            deleted_rows=Gauge(
-                "retention_deleted_rows",
-                "Rows past their limit deleted by the last retention run",
-                ["record_type"],
-                registry=registry,
+            deleted_rows=m.gauge(
+                "retention_deleted_rows", "Rows past their limit deleted by the last retention run", "record_type"
             ),
-            last_run=Gauge(
-                "retention_last_run_timestamp_seconds",
-                "When the last retention run finished (Unix time)",
-                registry=registry,
+            last_run=m.gauge(
+                "retention_last_run_timestamp_seconds", "When the last retention run finished (Unix time)"
             ),
         )
 

@@ -52,6 +52,13 @@ class KafkaMessage(Protocol):
     def headers(self) -> Any: ...  # list of (name, value) pairs or None
 
 
+def header_pairs(message: KafkaMessage) -> list[tuple[str, bytes | None]]:
+    """A message's headers as (name, bytes) pairs, whatever form the client gave them in."""
+    raw = message.headers() or ()
+    items = raw.items() if isinstance(raw, dict) else raw
+    return [(k, v.encode() if isinstance(v, str) else v) for k, v in items]
+
+
 @dataclass
 class Group:
     """Bodies of one table written with one writer schema: one container, one INSERT."""

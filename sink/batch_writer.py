@@ -40,7 +40,7 @@ from pipeline.config import KafkaConnection
 from pipeline.exceptions import RecordsError
 from pipeline.kafka.producer import KafkaProducer
 from sink.avro_container import container
-from sink.batch import Batch, Group, KafkaMessage, invalid_bodies, split_group
+from sink.batch import Batch, Group, KafkaMessage, header_pairs, invalid_bodies, split_group
 from sink.consent_withdrawal import ConsentBoundTable, affected_query, clearing_mutation
 from sink.exceptions import KafkaSinkError, WriteFailed
 from sink.metrics import SinkMetrics
@@ -214,7 +214,7 @@ class BatchWriter:
                 self.dlq_topic,
                 value=message.value(),
                 key=message.key(),
-                headers=rejected.letter.headers(_header_pairs(message)),
+                headers=rejected.letter.headers(header_pairs(message)),
             )
         producer.flush(30)
         if producer.stats.failed > failed_before:
@@ -230,12 +230,6 @@ class BatchWriter:
         if self._producer is None:
             self._producer = KafkaProducer(self.kafka, extra={"client.id": "cs-clickhouse-sink-dlq"})
         return self._producer
-
-
-def _header_pairs(message: KafkaMessage) -> list[tuple[str, bytes | None]]:
-    raw = message.headers() or ()
-    items = raw.items() if isinstance(raw, dict) else raw
-    return [(k, v.encode() if isinstance(v, str) else v) for k, v in items]
 
 
 def _one_line(exc: BaseException) -> str:

@@ -61,8 +61,6 @@ from pipeline.dsr import (
     DsrRejected,
     RequestType,
     TrustedKeys,
-    load_public_keys,
-    load_trusted_keys,
     to_millis,
     utcnow,
     verify_request,
@@ -75,12 +73,12 @@ from pipeline.dsr_contract import (
     check_request_matches,
     open_command,
 )
-from pipeline.exceptions import ConfigError, RecordsError
+from pipeline.exceptions import RecordsError
 from pipeline.exports import exports_dir, remove_subject_exports
 from pipeline.kafka.producer import KafkaProducer
 from pipeline.policy import Policy, default_policy
 from pipeline.serde import Serde, SerdeError
-from sink.batch import KafkaMessage
+from sink.batch import KafkaMessage, header_pairs
 from sink.batch_writer import CommandHandler
 from sink.dsr_export import collect, document, export_path, write_export
 from sink.dsr_shards import ShardCounts, check_nothing_left, counts_per_shard, subject_rows_per_shard
@@ -180,8 +178,10 @@ class DsrExecutor:
         self.guard = ErasureGuard(self.models)
         self.metrics = metrics
         self._clock = clock
-        self._trusted = trusted
-        self._command_keys = command_keys
+        # Read at start-up by records/wiring.py (never from settings here); none given: the
+        # executor trusts no key, so it refuses every command and rejects every request.
+        self.trusted = trusted if trusted is not None else TrustedKeys({})
+        self.command_keys = command_keys if command_keys is not None else TrustedKeys({})
         self._decode_value = serde.decode
         self._encode_receipt = serde.encoder(RECEIPT_SCHEMA)
         self._producer: KafkaProducer | None = None
@@ -280,9 +280,9 @@ class DsrExecutor:
             return None
         try:
             envelope = open_command(
-                _header_pairs(message),
+                header_pairs(message),
                 value,
-                self._trusted_command_keys(),
+                self.command_keys,
                 now=self._clock(),
                 max_age=self.settings.command_max_age,
             )
@@ -312,15 +312,11 @@ class DsrExecutor:
         if command.request_type is None:
             return ExecutionResult(FAILED, {}, "unsupported request type")
         try:
-            trusted = self._trusted_keys()
-        except ConfigError as exc:
-            return ExecutionResult(FAILED, {}, f"the sink cannot verify requests: {exc}")
-        try:
             # The DPO's signature, and the request's age when the streams stage verified it
             # (signed in the envelope, whose own age step 1 bounded).
             verify_request(
                 command.request,
-                trusted,
+                self.trusted,
                 now=command.envelope.verified_at,
                 max_age=self.policy.request_max_age,
                 seen=False,
@@ -329,24 +325,6 @@ class DsrExecutor:
             log.warning("DSR %s rejected by the sink: %s", command.request_id, exc.reason.value)
             return ExecutionResult(REJECTED, {}, f"rejected by the sink: {exc}")
         return None
-
-    def _trusted_keys(self) -> TrustedKeys:
-        if self._trusted is None:
-            self._trusted = load_trusted_keys(self.settings.dpo_public_keys)
-        return self._trusted
-
-    def _trusted_command_keys(self) -> TrustedKeys:
-        """The streams stage's command keys, read when the first command arrives (in the
-        demo the streams worker creates its key); none readable: every command is refused."""
-        if self._command_keys is None:
-            try:
-                self._command_keys = load_public_keys(
-                    self.settings.command_public_keys, holder="command", setting="RECORDS_COMMAND_PUBLIC_KEYS"
-                )
-            except ConfigError as exc:
-                log.error("DSR commands cannot be verified: %s", exc)
-                return TrustedKeys({})
-        return self._command_keys
 
     # ---- execution ----------------------------------------------------------------------
 
@@ -538,7 +516,7 @@ class DsrExecutor:
     def _dead_letter(self, message: KafkaMessage, error: Exception) -> None:
         letter = DeadLetter.of(message, error, STAGE)
         self._require_producer().produce(
-            self.topics.dlq, message.value(), key=message.key(), headers=letter.headers(_header_pairs(message))
+            self.topics.dlq, message.value(), key=message.key(), headers=letter.headers(header_pairs(message))
         )
         if self.metrics is not None:
             self.metrics.dead_lettered.labels(letter.source_topic, letter.error_class).inc()
@@ -583,9 +561,3 @@ def _identity(command: DsrCommand) -> tuple[str, int]:
 def _type(command: DsrCommand) -> str:
     kind = command.request_type
     return kind.value if kind is not None else "UNKNOWN"
-
-
-def _header_pairs(message: KafkaMessage) -> list[tuple[str, bytes | None]]:
-    raw = message.headers() or ()
-    items = raw.items() if isinstance(raw, dict) else raw
-    return [(k, v.encode() if isinstance(v, str) else v) for k, v in items]

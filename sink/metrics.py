@@ -28,7 +28,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from pipeline.metric_factory import MetricFactory
+from pipeline.metric_factory import serve as serve  # re-exported: `records worker sink` serves through it
 
 _PREFIX = "records_sink"
 
@@ -53,73 +56,44 @@ class SinkMetrics:
 
     @classmethod
     def create(cls, registry: CollectorRegistry) -> SinkMetrics:
+        m = MetricFactory(registry, _PREFIX)
         return cls(
-            rows_inserted=Counter(f"{_PREFIX}_rows_inserted", "Rows inserted", ["table"], registry=registry),
-            messages=Counter(f"{_PREFIX}_messages", "Messages consumed", ["topic"], registry=registry),
-            skipped=Counter(f"{_PREFIX}_skipped", "Tombstones skipped", ["topic"], registry=registry),
-            dead_lettered=Counter(
-                f"{_PREFIX}_dead_lettered",
-                "Messages sent to the dead-letter topic",
-                ["source_topic", "error_class"],
-                registry=registry,
+            rows_inserted=m.counter("rows_inserted", "Rows inserted", "table"),
+            messages=m.counter("messages", "Messages consumed", "topic"),
+            skipped=m.counter("skipped", "Tombstones skipped", "topic"),
+            dead_lettered=m.counter(
+                "dead_lettered", "Messages sent to the dead-letter topic", "source_topic", "error_class"
             ),
-            insert_retries=Counter(
-                f"{_PREFIX}_insert_retries", "Batch writes retried after a failure", registry=registry
+            insert_retries=m.counter("insert_retries", "Batch writes retried after a failure"),
+            commit_failures=m.counter("commit_failures", "Offset commits that failed"),
+            consumer_restarts=m.counter("consumer_restarts", "Consumers replaced after a fatal error"),
+            consent_cleared=m.counter(
+                "consent_cleared", "Rows whose consent-bound fields a withdrawal cleared", "table", "need"
             ),
-            commit_failures=Counter(f"{_PREFIX}_commit_failures", "Offset commits that failed", registry=registry),
-            consumer_restarts=Counter(
-                f"{_PREFIX}_consumer_restarts", "Consumers replaced after a fatal error", registry=registry
-            ),
-            consent_cleared=Counter(
-                f"{_PREFIX}_consent_cleared",
-                "Rows whose consent-bound fields a withdrawal cleared",
-                ["table", "need"],
-                registry=registry,
-            ),
-            batch_seconds=Histogram(
-                f"{_PREFIX}_batch_seconds",
+            batch_seconds=m.histogram(
+                "batch_seconds",
                 "Time to write one batch, commit included",
-                registry=registry,
                 buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
             ),
-            batch_rows=Histogram(
-                f"{_PREFIX}_batch_rows",
+            batch_rows=m.histogram(
+                "batch_rows",
                 "Rows per batch",
-                registry=registry,
                 buckets=(10, 100, 1000, 5000, 10_000, 25_000, 50_000, 100_000, 250_000),
             ),
-            consumer_lag=Gauge(
-                f"{_PREFIX}_consumer_lag",
-                "High watermark minus the consumer position",
-                ["topic", "partition"],
-                registry=registry,
+            consumer_lag=m.gauge("consumer_lag", "High watermark minus the consumer position", "topic", "partition"),
+            maintenance_runs=m.counter("maintenance_runs", "Periodic jobs run", "job", "outcome"),
+            dsr_requests=m.counter(
+                "dsr_requests", "Data-subject requests executed, by request type and receipt status", "kind", "status"
             ),
-            maintenance_runs=Counter(
-                f"{_PREFIX}_maintenance_runs", "Periodic jobs run", ["job", "outcome"], registry=registry
-            ),
-            dsr_requests=Counter(
-                f"{_PREFIX}_dsr_requests",
-                "Data-subject requests executed, by request type and receipt status",
-                ["kind", "status"],
-                registry=registry,
-            ),
-            dsr_latency=Histogram(
-                f"{_PREFIX}_dsr_seconds",
+            dsr_latency=m.histogram(
+                "dsr_seconds",
                 "From a data-subject request's issue to its receipt",
-                ["kind"],
-                registry=registry,
+                "kind",
                 buckets=(1.0, 5.0, 15.0, 60.0, 300.0, 900.0, 3600.0, 86_400.0),
             ),
-            dsr_commands_refused=Counter(
-                f"{_PREFIX}_dsr_commands_refused",
+            dsr_commands_refused=m.counter(
+                "dsr_commands_refused",
                 "DSR commands dead-lettered unexecuted (unsigned, tampered, stale, replayed), by reason",
-                ["reason"],
-                registry=registry,
+                "reason",
             ),
         )
-
-
-def serve(registry: CollectorRegistry, port: int, addr: str = "0.0.0.0") -> None:
-    """Expose the registry on `addr`:`port`/metrics (nothing when port is 0)."""
-    if port:
-        start_http_server(port, addr=addr, registry=registry)

@@ -23,9 +23,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
 from types import MappingProxyType
 from typing import Any
+
+from pipeline.epoch_millis import from_millis as from_millis  # re-exported for the streams modules
+from pipeline.epoch_millis import to_millis
 
 CONTACT = "contact_consent"
 COOKIE_FUNCTIONAL = "cookie.functional"
@@ -47,27 +49,15 @@ COOKIE_CATEGORIES = MappingProxyType(
     {"functional": COOKIE_FUNCTIONAL, "analytics": COOKIE_ANALYTICS, "marketing": COOKIE_MARKETING}
 )
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_MS = timedelta(milliseconds=1)
-
-
-def to_millis(moment: datetime) -> int:
-    """Exact epoch milliseconds of an aware datetime (no float rounding)."""
-    return (moment - _EPOCH) // _MS
-
-
-def from_millis(millis: int) -> datetime:
-    return _EPOCH + millis * _MS
-
 
 @dataclass(frozen=True)
-class Statement:
+class ConsentStatement:
     """The latest thing said about one consent or flag, and when (epoch ms)."""
 
     value: bool
     at: int
 
-    def supersedes(self, other: Statement | None, *, strict: bool) -> bool:
+    def supersedes(self, other: ConsentStatement | None, *, strict: bool) -> bool:
         """Newer than `other`; at the same moment the `strict` value wins."""
         if other is None or self.at > other.at:
             return True
@@ -102,9 +92,9 @@ class ConsentChange:
 
 @dataclass(frozen=True)
 class SubjectConsent:
-    current: Mapping[str, Statement] = field(default_factory=dict)
+    current: Mapping[str, ConsentStatement] = field(default_factory=dict)
     withdrawn_at: Mapping[str, int] = field(default_factory=dict)
-    flags: Mapping[str, Statement] = field(default_factory=dict)
+    flags: Mapping[str, ConsentStatement] = field(default_factory=dict)
 
     @property
     def restricted(self) -> bool:
@@ -133,9 +123,9 @@ class SubjectConsent:
         if not raw:
             return EMPTY
         return cls(
-            current={name: Statement(bool(v), int(at)) for name, (v, at) in raw.get("current", {}).items()},
+            current={name: ConsentStatement(bool(v), int(at)) for name, (v, at) in raw.get("current", {}).items()},
             withdrawn_at={name: int(at) for name, at in raw.get("withdrawn_at", {}).items()},
-            flags={name: Statement(bool(v), int(at)) for name, (v, at) in raw.get("flags", {}).items()},
+            flags={name: ConsentStatement(bool(v), int(at)) for name, (v, at) in raw.get("flags", {}).items()},
         )
 
 
@@ -145,13 +135,15 @@ EMPTY = SubjectConsent()
 def of_change(change: ConsentChange) -> SubjectConsent:
     """The state that holds nothing but what `change` says."""
     return SubjectConsent(
-        current={name: Statement(given, change.at) for name, given in change.statements.items()},
+        current={name: ConsentStatement(given, change.at) for name, given in change.statements.items()},
         withdrawn_at={name: change.at for name, given in change.statements.items() if not given},
-        flags={name: Statement(value, change.at) for name, value in change.flags.items()},
+        flags={name: ConsentStatement(value, change.at) for name, value in change.flags.items()},
     )
 
 
-def _latest(a: Mapping[str, Statement], b: Mapping[str, Statement], *, strict: bool) -> Mapping[str, Statement]:
+def _latest(
+    a: Mapping[str, ConsentStatement], b: Mapping[str, ConsentStatement], *, strict: bool
+) -> Mapping[str, ConsentStatement]:
     out = dict(a)
     for name, statement in b.items():
         if statement.supersedes(out.get(name), strict=strict):

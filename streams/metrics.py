@@ -25,7 +25,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Histogram
+
+from pipeline.metric_factory import MetricFactory
+from pipeline.metric_factory import serve as serve  # re-exported: the streams worker serves through it
 
 _PREFIX = "records_streams"
 
@@ -47,57 +50,37 @@ class StreamsMetrics:
 
     @classmethod
     def create(cls, registry: CollectorRegistry) -> StreamsMetrics:
+        m = MetricFactory(registry, _PREFIX)
         return cls(
-            events_in=Counter(f"{_PREFIX}_events_in", "Raw messages consumed", ["topic", "schema"], registry=registry),
-            events_out=Counter(f"{_PREFIX}_events_out", "Rows emitted", ["topic", "schema"], registry=registry),
-            stripped=Counter(
-                f"{_PREFIX}_stripped",
+            events_in=m.counter("events_in", "Raw messages consumed", "topic", "schema"),
+            events_out=m.counter("events_out", "Rows emitted", "topic", "schema"),
+            stripped=m.counter(
+                "stripped",
                 "Fields removed by policy, by record type, field and reason",
-                ["record_type", "field", "reason"],
-                registry=registry,
+                "record_type",
+                "field",
+                "reason",
             ),
-            quarantined=Counter(f"{_PREFIX}_quarantined", "Events held back by policy", ["reason"], registry=registry),
-            dead_lettered=Counter(
-                f"{_PREFIX}_dead_lettered",
-                "Messages sent to the dead-letter topic",
-                ["source_topic", "error_class"],
-                registry=registry,
+            quarantined=m.counter("quarantined", "Events held back by policy", "reason"),
+            dead_lettered=m.counter(
+                "dead_lettered", "Messages sent to the dead-letter topic", "source_topic", "error_class"
             ),
-            consent_updates=Counter(f"{_PREFIX}_consent_updates", "Consent table writes", registry=registry),
-            batch_seconds=Histogram(
-                f"{_PREFIX}_batch_seconds",
+            consent_updates=m.counter("consent_updates", "Consent table writes"),
+            batch_seconds=m.histogram(
+                "batch_seconds",
                 "Time to process one batch",
-                ["agent"],
-                registry=registry,
+                "agent",
                 buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0),
             ),
-            erased_dropped=Counter(
-                f"{_PREFIX}_erased_dropped",
-                "Raw events dropped as older than an erasure of their subject",
-                ["topic", "schema"],
-                registry=registry,
+            erased_dropped=m.counter(
+                "erased_dropped", "Raw events dropped as older than an erasure of their subject", "topic", "schema"
             ),
-            dsr_executed=Counter(
-                f"{_PREFIX}_dsr_executed", "Data-subject requests executed", ["request_type"], registry=registry
+            dsr_executed=m.counter("dsr_executed", "Data-subject requests executed", "request_type"),
+            dsr_rejected=m.counter("dsr_rejected", "Data-subject requests refused, by reason", "reason"),
+            dsr_failed=m.counter(
+                "dsr_failed", "Verified data-subject requests that failed on an internal error", "request_type"
             ),
-            dsr_rejected=Counter(
-                f"{_PREFIX}_dsr_rejected", "Data-subject requests refused, by reason", ["reason"], registry=registry
-            ),
-            dsr_failed=Counter(
-                f"{_PREFIX}_dsr_failed",
-                "Verified data-subject requests that failed on an internal error",
-                ["request_type"],
-                registry=registry,
-            ),
-            dsr_seen_expired=Counter(
-                f"{_PREFIX}_dsr_seen_expired",
-                "Request ids the seen-requests table forgot (first verified past the max age)",
-                registry=registry,
+            dsr_seen_expired=m.counter(
+                "dsr_seen_expired", "Request ids the seen-requests table forgot (first verified past the max age)"
             ),
         )
-
-
-def serve(registry: CollectorRegistry, port: int) -> None:
-    """Expose the registry on 0.0.0.0:`port`/metrics (nothing when port is 0)."""
-    if port:
-        start_http_server(port, registry=registry)

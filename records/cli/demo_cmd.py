@@ -10,7 +10,6 @@ import gc
 import os
 import secrets
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -49,6 +48,7 @@ from pipeline.topics import (
     QUARANTINE,
     STREAMS_APP_ID,
 )
+from records.child_process import terminate
 from records.local_kafka import LocalBroker
 
 SINK_GROUP = "cs-clickhouse-sink"
@@ -70,13 +70,7 @@ def _worker(name: str, args: list[str], env: dict[str, str], log_dir: Path) -> I
     try:
         yield process
     finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        terminate(process, 60)
         typer.echo(f"stopped {name} worker (exit {process.returncode})")
 
 

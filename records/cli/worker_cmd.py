@@ -14,10 +14,12 @@ from records.wiring import Wiring
 
 worker_app = typer.Typer(help="Run a pipeline worker (blocks until Ctrl-C / SIGTERM).", no_args_is_help=True)
 
+LogLevel = Annotated[str, typer.Option("--loglevel", "-l", help="debug, info, warning or error.")]
+
 
 @worker_app.command("streams")
 def streams(
-    loglevel: Annotated[str, typer.Option("--loglevel", "-l", help="debug, info, warning or error.")] = "info",
+    loglevel: LogLevel = "info",
     demo: Annotated[
         bool,
         typer.Option(
@@ -69,7 +71,7 @@ def streams(
 
 @worker_app.command("sink")
 def sink(
-    loglevel: Annotated[str, typer.Option("--loglevel", "-l", help="debug, info, warning or error.")] = "info",
+    loglevel: LogLevel = "info",
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Messages per insert batch.")] = 50_000,
     batch_max_s: Annotated[
         float, typer.Option("--batch-max-s", min=0.01, help="Longest wait before a batch is written (seconds).")
@@ -95,7 +97,8 @@ def sink(
     goes there while the sink runs). Executes the data-subject requests the streams stage
     forwards on cs.dsr.commands.v1, after checking the stage's command signature
     (RECORDS_COMMAND_PUBLIC_KEYS, age up to RECORDS_COMMAND_MAX_AGE_HOURS) and the DPO's
-    again (RECORDS_DPO_PUBLIC_KEYS); exports go to <RECORDS_DATA_DIR>/exports.
+    again (RECORDS_DPO_PUBLIC_KEYS); both are read at start-up, and a missing one stops
+    the sink with a one-line error. Exports go to <RECORDS_DATA_DIR>/exports.
     Prometheus metrics on RECORDS_SINK_METRICS_PORT (9465).
     """
     import logging
@@ -110,6 +113,10 @@ def sink(
     logging.basicConfig(level=loglevel.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     wiring = Wiring()
     settings = wiring.settings
+    # The keys the DSR executor verifies with, read before anything starts: none configured
+    # or readable is a one-line error and exit 1, as for the streams worker.
+    trusted = wiring.trusted_dpo_keys()
+    command_keys = wiring.trusted_command_keys()
     options = SinkOptions(group_id=group_id, batch_size=batch_size, batch_max_s=batch_max_s)
     jobs = []
     if settings.embedded_clickhouse and retention_every_s > 0:
@@ -127,8 +134,14 @@ def sink(
             )
         )
     # Data-subject requests (issue 6): the commands handler and the insert guard that keeps
-    # erased subjects out; the DPO keys are read when the first command arrives.
-    dsr = DsrExecutor(settings, serde=wiring.serde, dsr_topics=DsrTopics().with_suffix(topic_suffix))
+    # erased subjects out.
+    dsr = DsrExecutor(
+        settings,
+        serde=wiring.serde,
+        dsr_topics=DsrTopics().with_suffix(topic_suffix),
+        trusted=trusted,
+        command_keys=command_keys,
+    )
     try:
         run_sink(
             settings,

@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from pipeline.epoch_millis import from_millis as from_millis  # re-exported for the simulator modules
+from pipeline.epoch_millis import to_millis as to_millis
 from pipeline.exceptions import ConfigError
 from pipeline.topics import CALL, CHAT, CONSENT, CONTACT_FORM
 
@@ -59,7 +61,6 @@ RECORDING_WITHOUT_NOTICE = "recording_without_notice"
 NOTICE_AFTER_START = "recording_notice_after_start"
 WITHHELD_CALLER = "withheld_caller_number"
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 UUID_CLEAR = ~((0xF000 << 64) | (0xC000 << 48))  # version and variant bits of a UUID
 UUID_SET = (0x4000 << 64) | (0x8000 << 48)  # version 4, RFC 4122 variant
 _SECOND = 1000
@@ -197,11 +198,3 @@ class SimulatedEvent:
     @property
     def malformed(self) -> bool:
         return self.schema_name is None
-
-
-def to_millis(moment: datetime) -> int:
-    return (moment - _EPOCH) // timedelta(milliseconds=1)
-
-
-def from_millis(millis: int) -> datetime:
-    return _EPOCH + timedelta(milliseconds=millis)

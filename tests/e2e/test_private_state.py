@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import stat
 import subprocess
 import sys
@@ -15,24 +14,12 @@ import time
 from pathlib import Path
 
 from pipeline.clickhouse_http import read_owner
+from records.local_kafka import free_port
+from tests.support.ports import free_port_pair
+from tests.support.worker_secrets import trusted_keys_env
 
 REPO = Path(__file__).resolve().parents[2]
 RECORDS = [sys.executable, "-c", "from records.cli import main; main()"]
-
-
-def _free_pair() -> int:
-    """A port P with P + 1 free too (`records up` puts the controller there)."""
-    for _ in range(50):
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            port = int(sock.getsockname()[1])
-        with socket.socket() as probe:
-            try:
-                probe.bind(("127.0.0.1", port + 1))
-            except OSError:
-                continue
-        return port
-    raise AssertionError("no two adjacent free ports")
 
 
 def _not_private(root: Path) -> list[str]:
@@ -47,16 +34,15 @@ def _not_private(root: Path) -> list[str]:
 
 def test_broker_and_sink_state_is_private(tmp_path: Path) -> None:
     data = tmp_path / ".data"
-    port = _free_pair()
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        metrics_port = int(sock.getsockname()[1])
+    port = free_port_pair()
+    metrics_port = free_port()
     env = {k: v for k, v in os.environ.items() if k not in ("CLICKHOUSE_URL", "RECORDS_CHDB_PATH")}
     env.update(
         RECORDS_DATA_DIR=str(data),
         RECORDS_CACHE_DIR=str(REPO / ".cache"),
         KAFKA_BOOTSTRAP=f"127.0.0.1:{port}",
         RECORDS_SINK_METRICS_PORT=str(metrics_port),
+        **trusted_keys_env(tmp_path / "keys"),  # the sink starts only with the keys it verifies DSRs with
     )
     old_umask = os.umask(0o022)  # what a login shell usually has
     try:

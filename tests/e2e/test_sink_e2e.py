@@ -32,6 +32,7 @@ from pipeline.dsr import generate_keypair
 from pipeline.kafka.admin import KafkaAdmin
 from pipeline.policy import default_policy
 from pipeline.serde import AvroDeserializer, SerdeError
+from records.child_process import terminate
 from records.simulate import SimulationConfig, generate
 from tests.support.cli import RECORDS, cli_env, run_records
 from tests.support.kafka_offsets import end_positions, start_group_at_end
@@ -112,12 +113,7 @@ def streams_worker(kafka_bootstrap: str, kafka_admin: KafkaAdmin, tmp_path: Path
         assert time.monotonic() < deadline, "streams worker not ready"
         time.sleep(0.2)
     yield process
-    process.send_signal(signal.SIGTERM)
-    try:
-        process.wait(30)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
+    terminate(process, 30)
     kafka_admin.delete_topics([f"{app_id}-{s}" for s in ("consent-changelog", "__assignor-__leader")])
 
 

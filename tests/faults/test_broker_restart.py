@@ -8,10 +8,8 @@ again (clients reconnect with backoff up to 1-10 s; faust rejoins its group)."""
 from __future__ import annotations
 
 import dataclasses
-import threading
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -19,18 +17,8 @@ import pytest
 from pipeline.config import load_settings
 from pipeline.kafka.admin import KafkaAdmin
 from records.local_kafka import LocalBroker, free_port
-from tests.support.pipeline_harness import (
-    SINK_INPUTS,
-    STREAMS_INPUTS,
-    Pipeline,
-    caught_up,
-    isolated_pipeline,
-    produce,
-    reconcile_since,
-    simulated,
-    wait_sink_owner,
-    wait_until,
-)
+from tests.support.fault_steps import BackgroundTraffic, assert_reconciled, start_workers, wait_caught_up
+from tests.support.pipeline_harness import Pipeline, isolated_pipeline, produce, simulated, wait_until
 
 EVENTS = 2000
 OUTAGE_S = 5.0
@@ -74,36 +62,22 @@ def _restart(broker: LocalBroker, timeout: float = 60.0) -> None:
 
 
 def test_workers_recover_from_a_broker_restart_without_restarting(own_broker: LocalBroker, line: Pipeline) -> None:
-    sink = line.sink(batch_size=500)
-    wait_sink_owner(sink, line.chdb_path)
-    streams = line.streams()
-    streams.wait_log("Worker ready", 120)
-    since = datetime.now(UTC) - timedelta(seconds=1)
+    workers = start_workers(line, sink_batch_size=500)
+    sink, streams = workers.sink, workers.streams
     events = simulated(EVENTS, seed=44)
     produce(line.bootstrap, line.keys, events[:500])
     wait_until(lambda: sink.metric("records_sink_rows_inserted_total") > 0, 120, "the sink inserted nothing")
 
     own_broker.stop()
-    sent = threading.Event()
-    producer = threading.Thread(
-        target=lambda: (produce(line.bootstrap, line.keys, events[500:], chunk=100, pause_s=0.05), sent.set()),
-        daemon=True,
-    )
-    producer.start()  # queued by the client while the broker is away
+    traffic = BackgroundTraffic(line, events[500:], chunk=100, pause_s=0.05)  # queued while the broker is away
     time.sleep(OUTAGE_S)
     assert streams.alive() and sink.alive()
     _restart(own_broker)
     back = time.monotonic()
-    producer.join(120)
-    assert sent.is_set()
-    wait_until(lambda: caught_up(line.bootstrap, line.app_id, STREAMS_INPUTS), 120, "streams caught up")
-    streams_s = time.monotonic() - back
-    wait_until(lambda: caught_up(line.bootstrap, line.sink_group, SINK_INPUTS), 120, "sink caught up")
-    both_s = time.monotonic() - back
+    traffic.join(120)
+    streams_s, both_s = wait_caught_up(line, back)
     assert streams.alive() and sink.alive(), "a worker exited instead of recovering"
     assert streams.log().count("Worker ready") == 1
-    result = reconcile_since(line.bootstrap, line.chdb_path, line.keys, since)
-    print(f"FAULT broker restart: streams caught up {streams_s:.1f} s, sink {both_s:.1f} s after; {result.summary()}")
+    fault = f"broker restart, streams caught up {streams_s:.1f} s, sink {both_s:.1f} s after"
+    assert_reconciled(line, workers.since, EVENTS, fault)
     assert both_s < RECOVERY_BOUND_S
-    assert len(result.events) == EVENTS
-    assert result.missing == () and result.duplicates == (), result.to_dict()

@@ -6,42 +6,21 @@ from __future__ import annotations
 
 import signal
 import subprocess
-import threading
 import time
-from datetime import UTC, datetime, timedelta
 
-from tests.support.pipeline_harness import (
-    RECORDS,
-    SINK_INPUTS,
-    STREAMS_INPUTS,
-    Pipeline,
-    caught_up,
-    produce,
-    reconcile_since,
-    simulated,
-    wait_sink_owner,
-    wait_until,
-)
+from tests.support.fault_steps import BackgroundTraffic, assert_reconciled, start_workers, wait_caught_up
+from tests.support.pipeline_harness import RECORDS, Pipeline, simulated, wait_sink_owner, wait_until
 
 EVENTS = 3000
 
 
 def test_kill_9_of_the_sink_mid_batch_then_restart_and_a_second_sink_refused(pipeline: Pipeline) -> None:
-    sink = pipeline.sink(batch_size=500)
-    wait_sink_owner(sink, pipeline.chdb_path)
-    streams = pipeline.streams()
-    streams.wait_log("Worker ready", 120)
-    since = datetime.now(UTC) - timedelta(seconds=1)
-    events = simulated(EVENTS, seed=21)
-    sent = threading.Event()
-    producer = threading.Thread(
-        target=lambda: (produce(pipeline.bootstrap, pipeline.keys, events, chunk=50, pause_s=0.1), sent.set()),
-        daemon=True,
-    )
-    producer.start()
+    workers = start_workers(pipeline, sink_batch_size=500)
+    sink, since = workers.sink, workers.since
+    traffic = BackgroundTraffic(pipeline, simulated(EVENTS, seed=21), chunk=50, pause_s=0.1)
     wait_until(lambda: sink.metric("records_sink_rows_inserted_total") >= 500, 120, "the sink inserted nothing")
     assert sink.kill(signal.SIGKILL) == -signal.SIGKILL
-    assert not sent.is_set(), "the kill was not mid-stream"
+    assert not traffic.sent.is_set(), "the kill was not mid-stream"
     killed_at = time.monotonic()
 
     restarted = pipeline.sink(batch_size=500)
@@ -53,15 +32,10 @@ def test_kill_9_of_the_sink_mid_batch_then_restart_and_a_second_sink_refused(pip
     assert error.startswith("error: embedded chDB at ") and "already owned by pid" in error, error
     assert restarted.alive()
 
-    producer.join(120)
-    assert sent.is_set()
-    wait_until(lambda: caught_up(pipeline.bootstrap, pipeline.app_id, STREAMS_INPUTS), 120, "streams caught up")
-    wait_until(lambda: caught_up(pipeline.bootstrap, pipeline.sink_group, SINK_INPUTS), 120, "sink caught up")
+    traffic.join(120)
+    wait_caught_up(pipeline)
     recovered_s = time.monotonic() - killed_at
-    result = reconcile_since(pipeline.bootstrap, pipeline.chdb_path, pipeline.keys, since)
-    print(f"FAULT sink kill -9: caught up {recovered_s:.1f} s after the kill; {result.summary()}")
-    assert len(result.events) == EVENTS
-    assert result.missing == () and result.duplicates == (), result.to_dict()
+    assert_reconciled(pipeline, since, EVENTS, f"sink kill -9, caught up {recovered_s:.1f} s after the kill")
     assert restarted.metric("records_sink_rows_inserted_total") > 0
 
     # The same verdict from the command line, as the DPO runs it (through the running sink).

@@ -7,33 +7,20 @@ reconciliation is exact. Before, the sink stayed up with a dead consumer and rea
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime, timedelta
 
 from confluent_kafka import Consumer
 
 from pipeline.config import load_settings
 from sink.sink_process import embedded_instance_id
-from tests.support.pipeline_harness import (
-    SINK_INPUTS,
-    STREAMS_INPUTS,
-    Pipeline,
-    caught_up,
-    produce,
-    reconcile_since,
-    simulated,
-    wait_sink_owner,
-    wait_until,
-)
+from tests.support.fault_steps import assert_reconciled, start_workers, wait_caught_up
+from tests.support.pipeline_harness import SINK_INPUTS, Pipeline, produce, simulated, wait_until
 
 EVENTS = 1000
 
 
 def test_a_fenced_sink_consumer_is_replaced_without_a_restart(pipeline: Pipeline) -> None:
-    sink = pipeline.sink(batch_size=500)
-    wait_sink_owner(sink, pipeline.chdb_path)
-    streams = pipeline.streams()
-    streams.wait_log("Worker ready", 120)
-    since = datetime.now(UTC) - timedelta(seconds=1)
+    workers = start_workers(pipeline, sink_batch_size=500)
+    sink = workers.sink
     events = simulated(EVENTS, seed=55)
     produce(pipeline.bootstrap, pipeline.keys, events[:500])
     wait_until(lambda: sink.metric("records_sink_rows_inserted_total") > 0, 120, "the sink inserted nothing")
@@ -58,10 +45,6 @@ def test_a_fenced_sink_consumer_is_replaced_without_a_restart(pipeline: Pipeline
     wait_until(lambda: sink.metric("records_sink_consumer_restarts_total") >= 1, 60, "the fenced consumer replaced")
 
     produce(pipeline.bootstrap, pipeline.keys, events[500:])
-    wait_until(lambda: caught_up(pipeline.bootstrap, pipeline.app_id, STREAMS_INPUTS), 120, "streams caught up")
-    wait_until(lambda: caught_up(pipeline.bootstrap, pipeline.sink_group, SINK_INPUTS), 120, "sink caught up")
+    wait_caught_up(pipeline)
     assert sink.alive()
-    result = reconcile_since(pipeline.bootstrap, pipeline.chdb_path, pipeline.keys, since)
-    print(f"FAULT sink fenced: {result.summary()}")
-    assert len(result.events) == EVENTS
-    assert result.missing == () and result.duplicates == (), result.to_dict()
+    assert_reconciled(pipeline, workers.since, EVENTS, "sink fenced")

@@ -7,14 +7,13 @@ no offset, and catches up when the store returns; the reconciliation is exact.""
 from __future__ import annotations
 
 import subprocess
-import threading
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
+from tests.support.fault_steps import BackgroundTraffic, assert_reconciled, start_workers
 from tests.support.pipeline_harness import (
     SINK_INPUTS,
     STREAMS_INPUTS,
@@ -23,9 +22,7 @@ from tests.support.pipeline_harness import (
     committed,
     end_offsets,
     produce,
-    reconcile_since,
     simulated,
-    wait_sink_owner,
     wait_until,
 )
 
@@ -57,11 +54,8 @@ def freezable(tmp_path: Path) -> Iterator[list[Path]]:
 def test_the_sink_backs_off_while_the_store_fails_and_catches_up_after(
     pipeline: Pipeline, freezable: list[Path]
 ) -> None:
-    sink = pipeline.sink(batch_size=500)
-    wait_sink_owner(sink, pipeline.chdb_path)
-    streams = pipeline.streams()
-    streams.wait_log("Worker ready", 120)
-    since = datetime.now(UTC) - timedelta(seconds=1)
+    workers = start_workers(pipeline, sink_batch_size=500)
+    sink = workers.sink
     events = simulated(EVENTS, seed=33)
     produce(pipeline.bootstrap, pipeline.keys, events[:500])
     wait_until(lambda: sink.metric("records_sink_rows_inserted_total") > 0, 120, "the sink inserted nothing")
@@ -71,18 +65,12 @@ def test_the_sink_backs_off_while_the_store_fails_and_catches_up_after(
     freezable.extend(tables)
     _chattr("+i", tables)
     failing_since = time.monotonic()
-    sent = threading.Event()
-    producer = threading.Thread(
-        target=lambda: (produce(pipeline.bootstrap, pipeline.keys, events[500:], chunk=100, pause_s=0.05), sent.set()),
-        daemon=True,
-    )
-    producer.start()
+    traffic = BackgroundTraffic(pipeline, events[500:], chunk=100, pause_s=0.05)
     wait_until(lambda: sink.metric("records_sink_insert_retries_total") > 0, 60, "no retry counted")
     ends = end_offsets(pipeline.bootstrap, SINK_INPUTS)
     at_first_retry = committed(pipeline.bootstrap, pipeline.sink_group, ends)
     time.sleep(max(0.0, OUTAGE_S - (time.monotonic() - failing_since)))
-    producer.join(60)
-    assert sent.is_set()
+    traffic.join(60)
     wait_until(lambda: caught_up(pipeline.bootstrap, pipeline.app_id, STREAMS_INPUTS), 120, "streams caught up")
     # Nothing committed while the store fails, though there is plenty to read.
     assert committed(pipeline.bootstrap, pipeline.sink_group, ends) == at_first_retry
@@ -95,10 +83,6 @@ def test_the_sink_backs_off_while_the_store_fails_and_catches_up_after(
     recovered_s = wait_until(
         lambda: caught_up(pipeline.bootstrap, pipeline.sink_group, SINK_INPUTS), 90, "sink caught up after the outage"
     )
-    result = reconcile_since(pipeline.bootstrap, pipeline.chdb_path, pipeline.keys, since)
-    print(
-        f"FAULT store failing {time.monotonic() - failing_since - recovered_s:.1f} s: {retries:.0f} retries, "
-        f"caught up {recovered_s:.1f} s after the store returned; {result.summary()}"
-    )
-    assert len(result.events) == EVENTS
-    assert result.missing == () and result.duplicates == (), result.to_dict()
+    outage_s = time.monotonic() - failing_since - recovered_s
+    fault = f"store failing {outage_s:.1f} s, {retries:.0f} retries, caught up {recovered_s:.1f} s after it returned"
+    assert_reconciled(pipeline, workers.since, EVENTS, fault)

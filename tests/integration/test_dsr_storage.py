@@ -44,6 +44,7 @@ from pipeline.schemas import default_catalog
 from pipeline.serde import AvroDeserializer, AvroSerializer, Serde
 from pipeline.subject_keys import IdentifierKind, SubjectKeyer
 from pipeline.topics import TopicSpec
+from records.wiring import Wiring
 from sink.clickhouse_sink import ClickHouseSink, SinkOptions
 from sink.dsr_commands import DsrExecutor, DsrTopics
 from sink.metrics import SinkMetrics
@@ -167,7 +168,14 @@ class Dsr:
     # ---- the sink --------------------------------------------------------------------------
 
     def start(self) -> None:
-        self.executor = DsrExecutor(self.settings, serde=Serde(), dsr_topics=self.dsr_topics)
+        wiring = Wiring(self.settings)  # the keys the settings name, read as `records worker sink` does
+        self.executor = DsrExecutor(
+            self.settings,
+            serde=Serde(),
+            dsr_topics=self.dsr_topics,
+            trusted=wiring.trusted_dpo_keys(),
+            command_keys=wiring.trusted_command_keys(),
+        )
         self.sink = ClickHouseSink(
             self.settings,
             self.client,

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import base64
 import json
-import threading
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -24,10 +23,10 @@ from clickhouse_connect.driver.exceptions import DatabaseError
 
 from pipeline.access_roles import Role
 from pipeline.access_users import UserStore, read_owner_credential
-from pipeline.clickhouse import connect
-from pipeline.clickhouse_http import EmbeddedHttpServer, EndpointLimits, endpoint_for, remove_owner, write_owner
+from pipeline.clickhouse_http import EndpointLimits
 from pipeline.config import Settings
 from sink.sink_process import apply_schema
+from tests.support.endpoint import insert_calls, served_store
 
 ROWS = 12
 SECRET = "PEPPER-0123456789abcdef-not-for-analysts"
@@ -44,12 +43,7 @@ class Served:
 
 def _serve(ch_client: Client, settings: Settings, chdb_path: Path, limits: EndpointLimits) -> Iterator[Served]:
     apply_schema(ch_client)
-    ch_client.command(
-        "INSERT INTO records.calls (event_id, source_event_id, subject_keys, call_id, direction, caller_number, "
-        "service_number, started_at, ended_at, ingested_at, expires_at) "
-        f"SELECT 'c' || toString(number), 's', ['k' || toString(number)], 'c' || toString(number), 'INBOUND', "
-        f"'+358401234567', '+35810100', now64(3), now64(3), now64(3), now64(3) + INTERVAL 730 DAY FROM numbers({ROWS})"
-    )
+    insert_calls(ch_client, ROWS)
     store = UserStore(settings.users_file)
     now = datetime.now(UTC).isoformat()
     store.add("ana", Role.analyst, PASSWORDS["ana"], now)
@@ -58,16 +52,8 @@ def _serve(ch_client: Client, settings: Settings, chdb_path: Path, limits: Endpo
     secret_file = settings.data_dir / "secrets" / "pepper"
     secret_file.parent.mkdir(parents=True, exist_ok=True)
     secret_file.write_text(SECRET + "\n")
-    reader = connect(settings, readonly=True)
-    server = EmbeddedHttpServer(endpoint_for(settings, reader, threading.RLock(), limits), port=0)
-    server.start()
-    write_owner(chdb_path, "127.0.0.1", server.port)
-    try:
-        yield Served(f"http://127.0.0.1:{server.port}", chdb_path, secret_file, settings.access_log_file)
-    finally:
-        remove_owner(chdb_path)
-        server.close()
-        reader.close()
+    with served_store(settings, limits=limits) as owner:
+        yield Served(f"http://127.0.0.1:{owner.port}", chdb_path, secret_file, settings.access_log_file)
 
 
 @pytest.fixture
@@ -195,40 +181,36 @@ def test_into_outfile_is_refused_for_every_statement(served: Served, tmp_path: P
     assert not target.exists()
 
 
-@pytest.mark.parametrize(
-    "sql",
-    [
-        "SELECT * FROM numbers(3)",
-        "SELECT * FROM s3('http://127.0.0.1:1/x.csv')",
-        "SELECT * FROM remote('127.0.0.1:1', system.one)",
-        "SELECT * FROM merge('records', '.*')",
-        "SELECT * FROM (SELECT * FROM file('/etc/hostname', 'LineAsString'))",
-        "SELECT 1 WHERE 1 IN (SELECT 1 FROM url('http://127.0.0.1:1/', 'LineAsString'))",
-    ],
-)
-def test_table_functions_are_refused(served: Served, sql: str) -> None:
-    reply = ask(served, sql, headers=basic("pipe"))
-    assert reply.status == 403
-    assert reply.headers["X-ClickHouse-Exception-Code"] == "497"
+# The endpoint's refusals before the engine sees a statement: 497 for a table function,
+# 164 (readonly) for writes, SYSTEM, KILL, SET and per-query settings.
+TABLE_FUNCTIONS = [
+    "SELECT * FROM numbers(3)",
+    "SELECT * FROM s3('http://127.0.0.1:1/x.csv')",
+    "SELECT * FROM remote('127.0.0.1:1', system.one)",
+    "SELECT * FROM merge('records', '.*')",
+    "SELECT * FROM (SELECT * FROM file('/etc/hostname', 'LineAsString'))",
+    "SELECT 1 WHERE 1 IN (SELECT 1 FROM url('http://127.0.0.1:1/', 'LineAsString'))",
+]
+WRITES_SYSTEM_AND_SETTINGS = [
+    "SYSTEM STOP MERGES",
+    "KILL MUTATION WHERE 1",
+    "SET max_execution_time = 0",
+    "ALTER TABLE records.calls DELETE WHERE 1",
+    "INSERT INTO records.calls (event_id) VALUES ('x')",
+    "DROP TABLE records.calls",
+    "EXPLAIN SELECT * FROM file('/etc/hostname')",
+    "SELECT 1 SETTINGS max_execution_time = 0",
+]
 
 
 @pytest.mark.parametrize(
-    "sql",
-    [
-        "SYSTEM STOP MERGES",
-        "KILL MUTATION WHERE 1",
-        "SET max_execution_time = 0",
-        "ALTER TABLE records.calls DELETE WHERE 1",
-        "INSERT INTO records.calls (event_id) VALUES ('x')",
-        "DROP TABLE records.calls",
-        "EXPLAIN SELECT * FROM file('/etc/hostname')",
-        "SELECT 1 SETTINGS max_execution_time = 0",
-    ],
+    ("sql", "code"),
+    [(sql, "497") for sql in TABLE_FUNCTIONS] + [(sql, "164") for sql in WRITES_SYSTEM_AND_SETTINGS],
 )
-def test_writes_system_and_settings_statements_are_refused(served: Served, sql: str) -> None:
+def test_table_functions_writes_system_and_settings_statements_are_refused(served: Served, sql: str, code: str) -> None:
     reply = ask(served, sql, headers=basic("pipe"))
     assert reply.status == 403
-    assert reply.headers["X-ClickHouse-Exception-Code"] == "164"
+    assert reply.headers["X-ClickHouse-Exception-Code"] == code
 
 
 def test_formats_and_settings_are_allow_listed(served: Served) -> None:

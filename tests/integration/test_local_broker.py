@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from records.local_kafka import free_port
 from tests.support.cli import run_records
+from tests.support.ports import free_port_pair
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -20,19 +20,6 @@ pytestmark = pytest.mark.kafka
 @pytest.fixture
 def env(tmp_path: Path) -> dict[str, str]:
     return {**os.environ, "RECORDS_DATA_DIR": str(tmp_path), "RECORDS_CACHE_DIR": str(REPO / ".cache")}
-
-
-def _port_pair() -> int:
-    """A free port whose successor (the controller's) is free too."""
-    for _ in range(50):
-        port = free_port()
-        with socket.socket() as probe:
-            try:
-                probe.bind(("127.0.0.1", port + 1))
-            except OSError:
-                continue
-        return port
-    raise AssertionError("no two consecutive free ports")
 
 
 def _brokers_in(state_dir: Path) -> list[int]:
@@ -59,7 +46,7 @@ def _running(pid: int) -> bool:
 
 
 def test_up_twice_is_harmless_and_down_leaves_no_broker(env: dict[str, str], tmp_path: Path) -> None:
-    port = _port_pair()
+    port = free_port_pair()
     try:
         first = run_records("up", "--port", str(port), env=env, cwd=REPO)
         assert first.returncode == 0, first.stderr
@@ -94,6 +81,6 @@ def test_a_port_in_use_is_one_clear_line(env: dict[str, str]) -> None:
 
 
 def test_missing_java_is_one_clear_line(env: dict[str, str]) -> None:
-    result = run_records("up", "--port", str(_port_pair()), env={**env, "PATH": "/nonexistent"}, cwd=REPO)
+    result = run_records("up", "--port", str(free_port_pair()), env={**env, "PATH": "/nonexistent"}, cwd=REPO)
     assert result.returncode == 1
     assert result.stderr.strip().startswith("error: `java` is not installed or not on PATH")

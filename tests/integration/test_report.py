@@ -10,7 +10,6 @@ import random
 import shutil
 import struct
 import subprocess
-import threading
 import zlib
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -25,7 +24,6 @@ from pipeline.access_roles import Role
 from pipeline.access_users import UserStore
 from pipeline.clickhouse import connect
 from pipeline.clickhouse_ddl import ERASURE_LEDGER_TABLE, RECORDS_DB, TableModel, statements, table_models
-from pipeline.clickhouse_http import EmbeddedHttpServer, endpoint_for
 from pipeline.config import Settings, load_settings
 from pipeline.kafka.admin import KafkaAdmin, ensure_topics
 from pipeline.policy import default_policy
@@ -35,6 +33,7 @@ from retention_jobs.report import KafkaEvidence, evaluate
 from retention_jobs.report_collect import collect_evidence
 from retention_jobs.svg_charts import BAD_COLOUR, LIMIT_COLOUR, OK_COLOUR
 from tests.support.cli import chdb_env, run_records
+from tests.support.endpoint import served_store
 
 CLICKHOUSE_LINES = {
     "categories",
@@ -215,16 +214,9 @@ def analyst_queries_once(settings: Settings, client: Client) -> None:
     """What `make demo` does for notice §13: a DPO adds an analyst, who runs one query
     through the endpoint the sink serves (so the access log has evidence)."""
     UserStore(settings.users_file).add("alice", Role.analyst, "alice-pass-1", datetime.now(UTC).isoformat())
-    reader = connect(settings, readonly=True)
-    server = EmbeddedHttpServer(endpoint_for(settings, reader, threading.RLock()), port=0)
-    server.start()
-    try:
-        port = server.port
-        client_of_alice = clickhouse_connect.get_client(port=port, username="alice", password="alice-pass-1")
+    with served_store(settings, as_owner=False) as served:
+        client_of_alice = clickhouse_connect.get_client(port=served.port, username="alice", password="alice-pass-1")
         assert client_of_alice.query("SELECT count() FROM analyst.calls").result_rows == [(200,)]
-    finally:
-        server.close()
-        reader.close()
 
 
 @pytest.fixture(scope="module")

@@ -4,44 +4,33 @@ log) from the live endpoint the sink serves, on the real engine."""
 from __future__ import annotations
 
 import base64
-import threading
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
 from clickhouse_connect.driver.client import Client
 
 from pipeline.access_roles import Role
 from pipeline.access_users import UserStore
-from pipeline.clickhouse import connect
-from pipeline.clickhouse_http import EmbeddedHttpServer, endpoint_for, remove_owner, write_owner
 from pipeline.config import Secret, Settings
 from pipeline.policy import default_policy
 from retention_jobs.access_audit import access_evidence
 from retention_jobs.report import KafkaEvidence, Report, evaluate
 from retention_jobs.report_collect import collect_evidence
 from sink.sink_process import apply_schema
+from tests.support.endpoint import served_store
 
 ACCESS_LINES = ("no_anonymous_access", "personal_users", "access_log")
 
 
 @pytest.fixture
-def serving(ch_client: Client, chdb_settings: Settings, chdb_path: Path) -> Iterator[str]:
+def serving(ch_client: Client, chdb_settings: Settings) -> Iterator[str]:
     """The store served like the sink serves it; yields the endpoint's URL."""
     apply_schema(ch_client)
-    reader = connect(chdb_settings, readonly=True)
-    server = EmbeddedHttpServer(endpoint_for(chdb_settings, reader, threading.RLock()), port=0)
-    server.start()
-    write_owner(chdb_path, "127.0.0.1", server.port)
-    try:
-        yield f"http://127.0.0.1:{server.port}"
-    finally:
-        remove_owner(chdb_path)
-        server.close()
-        reader.close()
+    with served_store(chdb_settings) as owner:
+        yield f"http://127.0.0.1:{owner.port}"
 
 
 def report(ch_client: Client, settings: Settings) -> Report:

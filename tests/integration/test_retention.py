@@ -3,7 +3,6 @@ enforcement run, and exactly the rows younger than their limit are left in every
 
 from __future__ import annotations
 
-import threading
 import tomllib
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -12,14 +11,13 @@ from typing import Any
 from clickhouse_connect.driver.client import Client
 from prometheus_client import CollectorRegistry
 
-from pipeline.clickhouse import connect
 from pipeline.clickhouse_ddl import TableModel, statements, table_models
-from pipeline.clickhouse_http import EmbeddedHttpServer, endpoint_for, remove_owner, write_owner
 from pipeline.config import Settings
 from pipeline.policy import POLICY_FILE, Policy, default_policy, parse_policy
 from retention_jobs.enforce import enforce_retention
 from retention_jobs.metrics import RetentionMetrics
 from tests.support.cli import chdb_env, run_records
+from tests.support.endpoint import served_store
 
 # Ages in days over three years, each half a day away from every limit of the policy
 # (90, 180, 730, 1825 d) so that the clock moving during the test changes nothing.
@@ -165,16 +163,8 @@ def test_while_the_sink_owns_the_store_the_cli_verifies_only(
     recordings = next(m for m in table_models() if m.record.record_type == "call_recording")
     insert_rows(ch_client, recordings, [now - timedelta(days=d) for d in (1, 100)])
     # What the sink does in embedded mode: serve the store read-only and name itself owner.
-    reader = connect(chdb_settings, readonly=True)
-    server = EmbeddedHttpServer(endpoint_for(chdb_settings, reader, threading.RLock()), port=0)
-    server.start()
-    write_owner(chdb_path, "127.0.0.1", server.port)
-    try:
+    with served_store(chdb_settings):
         through_sink = run_records("retention", "run", env=chdb_env(chdb_path), cwd=chdb_path.parent)
-    finally:
-        remove_owner(chdb_path)
-        server.close()
-        reader.close()
 
     assert "enforces retention itself: verifying only" in through_sink.stdout
     assert through_sink.returncode == 1

@@ -16,7 +16,8 @@ from pipeline.event_producer import event_key
 from pipeline.serde import AvroDeserializer, SerdeError
 from pipeline.subject_keys import SubjectKeyer, load_pepper
 from pipeline.topics import CALL, CHAT, CONSENT, CONTACT_FORM
-from records.simulate import MALFORMED, MALFORMED_HEADER, RAW_TOPICS, SimulationConfig, event_line, generate
+from records.simulate import RAW_TOPICS, SimulationConfig, event_line, generate
+from records.simulate.model import MALFORMED, MALFORMED_HEADER
 from tests.support.cli import cli_env, producer_env, run_records
 from tests.support.kafka_offsets import ensure_input_topics, topic_end_offsets
 from tests.support.kafka_reads import read_since

@@ -27,13 +27,13 @@ from pipeline.dead_letter import parse_headers
 from pipeline.kafka.admin import KafkaAdmin
 from pipeline.schemas import AvroSchema, SchemaCatalog, default_catalog
 from pipeline.serde import AvroSerializer, Serde
-from pipeline.topics import TopicSpec
 from sink.clickhouse_sink import ClickHouseSink, SinkOptions
 from sink.metrics import SinkMetrics
 from sink.sink_process import apply_schema
 from tests.support.kafka_offsets import end_offsets, lagging_partitions
 from tests.support.kafka_reads import read_topic
 from tests.support.metrics import counter
+from tests.support.sink_store import sink_topic_copies
 from tests.support.stored_records import NOW, record
 
 MODELS = {m.name: m for m in table_models()}
@@ -80,10 +80,8 @@ class SinkRun:
 def sink_topics(kafka_admin: KafkaAdmin, group_id: str) -> Iterator[SinkOptions]:
     suffix = f".test-{uuid.uuid4().hex[:10]}"
     options = SinkOptions(group_id=group_id, batch_size=500, batch_max_s=0.3).with_topic_suffix(suffix)
-    specs = [*options.record_topics, TopicSpec(options.dlq_topic, "k", "dlq", 1)]
-    kafka_admin.create_topics([TopicSpec(s.name, s.key, s.description, s.partitions) for s in specs])
-    yield options
-    kafka_admin.delete_topics([s.name for s in specs])
+    with sink_topic_copies(kafka_admin, options):
+        yield options
 
 
 @pytest.fixture

@@ -21,11 +21,11 @@ from pipeline.clickhouse_http import owner_file
 from pipeline.kafka.admin import KafkaAdmin
 from pipeline.schemas import default_catalog
 from pipeline.serde import AvroSerializer
-from pipeline.topics import TopicSpec
 from sink.clickhouse_sink import SinkOptions
 from tests.support.cli import chdb_env, run_records
 from tests.support.kafka_offsets import end_offsets, lagging_partitions
 from tests.support.processes import SinkProcess
+from tests.support.sink_store import sink_topic_copies
 from tests.support.stored_records import record
 
 TOTAL = 24_000
@@ -36,11 +36,8 @@ CHUNK = 1_000
 def isolated(kafka_admin: KafkaAdmin, group_id: str) -> Iterator[tuple[SinkOptions, str]]:
     suffix = f".crash-{uuid.uuid4().hex[:10]}"
     options = SinkOptions(group_id=group_id).with_topic_suffix(suffix)
-    specs = [TopicSpec(s.name, s.key, s.description, s.partitions) for s in options.record_topics]
-    specs.append(TopicSpec(options.dlq_topic, "k", "dlq", 1))
-    kafka_admin.create_topics(specs)
-    yield options, suffix
-    kafka_admin.delete_topics([s.name for s in specs])
+    with sink_topic_copies(kafka_admin, options):
+        yield options, suffix
 
 
 def _produce_steadily(bootstrap: str, topic: str, done: threading.Event) -> None:

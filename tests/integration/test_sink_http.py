@@ -7,7 +7,6 @@ runs in another process and must find the endpoint through the owner file."""
 from __future__ import annotations
 
 import json
-import threading
 import urllib.request
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -17,35 +16,21 @@ import pytest
 from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import DatabaseError
 
-from pipeline.clickhouse import connect
-from pipeline.clickhouse_http import EmbeddedHttpServer, Owner, endpoint_for, read_owner, remove_owner, write_owner
+from pipeline.clickhouse_http import Owner, read_owner
 from pipeline.config import Settings
 from sink.sink_process import apply_schema
 from tests.support.cli import chdb_env, run_records
-from tests.support.endpoint import owner_client, owner_headers
+from tests.support.endpoint import insert_calls, owner_client, owner_headers, served_store
 
 ROWS = 12
 
 
 @pytest.fixture
-def served(ch_client: Client, chdb_settings: Settings, chdb_path: Path) -> Iterator[Owner]:
+def served(ch_client: Client, chdb_settings: Settings) -> Iterator[Owner]:
     apply_schema(ch_client)
-    ch_client.command(
-        "INSERT INTO records.calls (event_id, source_event_id, subject_keys, call_id, direction, caller_number, "
-        "service_number, started_at, ended_at, ingested_at, expires_at) "
-        f"SELECT 'c' || toString(number), 's', ['k' || toString(number)], 'c' || toString(number), 'INBOUND', "
-        f"'+358401234567', '+35810100', now64(3), now64(3), now64(3), now64(3) + INTERVAL 730 DAY FROM numbers({ROWS})"
-    )
-    reader = connect(chdb_settings, readonly=True)
-    server = EmbeddedHttpServer(endpoint_for(chdb_settings, reader, threading.RLock()), port=0)
-    server.start()
-    owner = write_owner(chdb_path, "127.0.0.1", server.port)
-    try:
+    insert_calls(ch_client, ROWS)
+    with served_store(chdb_settings) as owner:
         yield owner
-    finally:
-        remove_owner(chdb_path)
-        server.close()
-        reader.close()
 
 
 def test_clickhouse_connect_reads_through_the_endpoint(served: Owner, chdb_path: Path) -> None:

@@ -23,13 +23,12 @@ from pipeline.dead_letter import parse_headers
 from pipeline.kafka.admin import KafkaAdmin
 from pipeline.schemas import default_catalog
 from pipeline.serde import AvroSerializer, WireFormat
-from pipeline.topics import TopicSpec
 from records.wiring import Wiring
 from sink.clickhouse_sink import ClickHouseSink, SinkOptions
 from sink.metrics import SinkMetrics
 from sink.sink_process import apply_schema
 from tests.support.kafka_reads import read_topic
-from tests.support.sink_store import run_until_caught_up
+from tests.support.sink_store import run_until_caught_up, sink_topic_copies
 from tests.support.stored_records import record
 
 UNKNOWN_RECORD = {
@@ -44,10 +43,8 @@ UNKNOWN_RECORD = {
 def sink_options(kafka_admin: KafkaAdmin, group_id: str) -> Iterator[SinkOptions]:
     suffix = f".poison-{uuid.uuid4().hex[:10]}"
     options = SinkOptions(group_id=group_id, batch_size=50, batch_max_s=0.3).with_topic_suffix(suffix)
-    specs = [*options.record_topics, TopicSpec(options.dlq_topic, "k", "dlq", 1)]
-    kafka_admin.create_topics([TopicSpec(s.name, s.key, s.description, s.partitions) for s in specs])
-    yield options
-    kafka_admin.delete_topics([s.name for s in specs])
+    with sink_topic_copies(kafka_admin, options):
+        yield options
 
 
 def test_confluent_messages_with_unknown_schemas_are_dead_lettered_and_the_sink_goes_on(

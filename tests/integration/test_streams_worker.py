@@ -29,6 +29,7 @@ from pipeline.kafka.admin import KafkaAdmin
 from pipeline.policy import default_policy
 from pipeline.serde import AvroDeserializer, AvroSerializer
 from pipeline.subject_keys import IdentifierKind
+from streams.app import OUTPUT_TOPICS
 from tests.support.kafka_offsets import end_positions, start_group_at_end
 from tests.support.kafka_reads import consume_until
 from tests.support.processes import CHANGELOGS, STREAMS_INPUTS, WorkerProcess
@@ -49,14 +50,7 @@ from tests.support.worker_secrets import KEYER
 pytestmark = pytest.mark.kafka
 
 POLICY = default_policy()
-OUTPUTS = (
-    topics.CHAT_ENRICHED,
-    topics.CALL_ENRICHED,
-    topics.CONSENT_LEDGER,
-    topics.SUBJECTS,
-    topics.QUARANTINE,
-    topics.DLQ,
-)
+OUTPUTS = OUTPUT_TOPICS  # every topic the worker writes rows, subjects and letters to
 # Why a field is stripped when its need was not given with the record (the policy's vocabulary).
 NOT_GIVEN = {
     "contact_consent": "no_contact_consent",

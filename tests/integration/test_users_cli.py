@@ -7,17 +7,15 @@ import json
 import os
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from clickhouse_connect.driver.client import Client
 
-from pipeline.clickhouse import connect
-from pipeline.clickhouse_http import EmbeddedHttpServer, endpoint_for, remove_owner, write_owner
 from pipeline.config import Settings
 from sink.sink_process import apply_schema
+from tests.support.endpoint import served_store
 
 PASSWORD = "correct horse battery"
 
@@ -71,18 +69,10 @@ def test_a_dpo_adds_lists_changes_and_removes_a_user(chdb_path: Path, chdb_setti
 
 
 @pytest.fixture
-def sink_endpoint(ch_client: Client, chdb_settings: Settings, chdb_path: Path) -> Iterator[None]:
+def sink_endpoint(ch_client: Client, chdb_settings: Settings) -> Iterator[None]:
     apply_schema(ch_client)
-    reader = connect(chdb_settings, readonly=True)
-    server = EmbeddedHttpServer(endpoint_for(chdb_settings, reader, threading.RLock()), port=0)
-    server.start()
-    write_owner(chdb_path, "127.0.0.1", server.port)
-    try:
+    with served_store(chdb_settings):
         yield
-    finally:
-        remove_owner(chdb_path)
-        server.close()
-        reader.close()
 
 
 def test_an_analyst_queries_with_her_own_user_and_the_dpo_sees_it(chdb_path: Path, sink_endpoint: None) -> None:

@@ -12,15 +12,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from clickhouse_connect.driver.client import Client
-from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat, PublicFormat
+from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
 from prometheus_client.parser import text_string_to_metric_families
 
 from pipeline import topics
 from pipeline.clickhouse_http import Owner, read_owner
+from records.child_process import terminate
 from records.local_kafka import free_port
 from tests.support.cli import RECORDS, chdb_env, cli_env
 from tests.support.endpoint import owner_client
-from tests.support.worker_secrets import COMMAND_KEY, DPO_SIGNER, PEPPER_HEX
+from tests.support.worker_secrets import COMMAND_KEY, PEPPER_HEX, trusted_keys_env
 
 # What the streams worker reads, and the topics faust creates for an app id (`{app_id}-{name}`).
 STREAMS_INPUTS = (topics.CHAT, topics.CALL, topics.CONSENT, topics.DSR, topics.CONTACT_FORM)
@@ -43,7 +44,10 @@ class SinkProcess:
     ) -> None:
         self.chdb_path = chdb_path
         self.metrics_port = free_port()
-        env = chdb_env(
+        # It trusts the test DPO and streams workers' keys unless the caller's environment or
+        # `extra_env` names others.
+        trusted = trusted_keys_env(log.parent / f"{log.stem}-keys")
+        env = trusted | chdb_env(
             chdb_path, KAFKA_BOOTSTRAP=bootstrap, RECORDS_SINK_METRICS_PORT=str(self.metrics_port), **(extra_env or {})
         )
         command = [*RECORDS, "worker", "sink"]
@@ -110,16 +114,9 @@ class WorkerProcess:
             RECORDS_STREAMS_METRICS_PORT=str(self.metrics_port),
             **self.extra_env,
         )
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        public_key = self.data_dir / "dpo.pub.pem"
-        dpo_key = DPO_SIGNER.private_key.public_key()
-        public_key.write_bytes(dpo_key.public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo))
-        env["RECORDS_DPO_PUBLIC_KEYS"] = str(public_key)
+        env.update(trusted_keys_env(self.data_dir))  # writes command.pub.pem, for a sink to trust
         command_key = self.data_dir / "command.pem"
         command_key.write_bytes(COMMAND_KEY.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption()))
-        self.command_public_key.write_bytes(
-            COMMAND_KEY.public_key().public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo)
-        )
         env["RECORDS_COMMAND_KEY"] = str(command_key)
         self.log_path = self.data_dir / f"worker-{time.monotonic_ns()}.log"
         command = [str(Path(sys.executable).with_name("records")), "worker", "streams", "--app-id", self.app_id]
@@ -146,14 +143,8 @@ class WorkerProcess:
 
     def stop(self) -> None:
         """SIGTERM, then SIGKILL if it has not exited within 30 s."""
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        if self.process is not None:
+            terminate(self.process, 30)
 
     def log(self) -> str:
         """Everything the worker wrote so far."""

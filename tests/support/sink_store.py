@@ -1,11 +1,14 @@
 """The sink's store in tests: rows inserted as the sink inserts them, an erasure command
-as the sink executes it, and a sink run in a thread until its group has caught up."""
+as the sink executes it, a test's own copies of the sink's topics, and a sink run in a
+thread until its group has caught up."""
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 import uuid
+from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
@@ -13,12 +16,27 @@ from clickhouse_connect.driver.client import Client
 
 from pipeline.clickhouse_ddl import TableModel, table_models
 from pipeline.dsr_contract import CommandEnvelope
+from pipeline.kafka.admin import KafkaAdmin
 from pipeline.serde import AvroSerializer
+from pipeline.topics import TopicSpec
 from sink.avro_container import SINGLE_OBJECT_PREFIX, container
-from sink.clickhouse_sink import ClickHouseSink
+from sink.clickhouse_sink import ClickHouseSink, SinkOptions
 from sink.dsr_storage import DsrCommand
 from sink.erasure_guard import ErasureGuard
 from tests.support.kafka_offsets import end_offsets, lagging_partitions
+
+
+@contextlib.contextmanager
+def sink_topic_copies(admin: KafkaAdmin, options: SinkOptions) -> Iterator[list[TopicSpec]]:
+    """The record topics `options` reads and its dead-letter topic (one partition), created
+    with their partition counts and without their configs, and deleted after."""
+    specs = [TopicSpec(s.name, s.key, s.description, s.partitions) for s in options.record_topics]
+    specs.append(TopicSpec(options.dlq_topic, "k", "dlq", 1))
+    admin.create_topics(specs)
+    try:
+        yield specs
+    finally:
+        admin.delete_topics([s.name for s in specs])
 
 
 def run_until_caught_up(sink: ClickHouseSink, topics: list[str], timeout: float = 60.0) -> None:

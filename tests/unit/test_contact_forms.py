@@ -26,7 +26,7 @@ from pipeline.serde import AvroDeserializer, AvroSerializer, Serde
 from pipeline.subject_keys import IdentifierKind, SubjectKeyer
 from retention_jobs.report import Evidence, KafkaEvidence, RecordAges, TopicEvidence, evaluate
 from streams.app import StreamsWorker, _Batch, _now
-from streams.consent_state import EMPTY, RESTRICTED, ConsentChange, Statement, SubjectConsent, apply, to_millis
+from streams.consent_state import EMPTY, RESTRICTED, ConsentChange, ConsentStatement, SubjectConsent, apply, to_millis
 from streams.exceptions import InvalidEvent
 from streams.rows import H_RESTRICTED, RowBuilder
 from tests.support.contact_forms import T0, form_event
@@ -87,7 +87,7 @@ def test_contact_details_without_the_forms_consent_are_stripped_and_the_message_
 def test_a_withdrawal_after_the_form_strips_it_and_a_restriction_travels_as_a_header() -> None:
     later = to_millis(T0 + timedelta(hours=1))
     tracked = apply(EMPTY, ConsentChange(later, {"contact_consent": False}))
-    tracked = replace(tracked, flags={RESTRICTED: Statement(True, later)})
+    tracked = replace(tracked, flags={RESTRICTED: ConsentStatement(True, later)})
     (form,) = _build(form_event("sub-3"), tracked).rows
     assert form.value["email"] is None and "email:consent_withdrawn" in form.value["stripped"]
     assert (H_RESTRICTED, b"1") in form.headers

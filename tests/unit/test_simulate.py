@@ -22,7 +22,8 @@ from pipeline.exceptions import ConfigError
 from pipeline.serde import AvroDeserializer, AvroSerializer, SerdeError
 from pipeline.subject_keys import SubjectKeyer
 from pipeline.topics import by_name
-from records.simulate import (
+from records.simulate import EncodeOnly, SimulatedEvent, SimulationConfig, TrafficMix, event_line, generate, run
+from records.simulate.model import (
     APP_CHAT,
     CALL_DETAIL_RECORD,
     CALL_RECORDING,
@@ -40,13 +41,6 @@ from records.simulate import (
     RECORDING_WITHOUT_NOTICE,
     WEB_CHAT,
     WITHHELD_CALLER,
-    EncodeOnly,
-    SimulatedEvent,
-    SimulationConfig,
-    TrafficMix,
-    event_line,
-    generate,
-    run,
 )
 
 NOW = datetime(2026, 11, 28, 12, 0, 0, tzinfo=UTC)

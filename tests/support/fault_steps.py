@@ -1,0 +1,88 @@
+"""The steps every fault test takes on its isolated pipeline (tests/support/pipeline_harness.py):
+start the sink and the streams worker and wait until both are ready, send traffic in the
+background while the fault happens, wait until both groups have caught up, and take the
+reconciliation as the verdict: every raw event in exactly one place."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from records.simulate.model import SimulatedEvent
+from retention_jobs.reconcile import Reconciliation
+from tests.support.pipeline_harness import (
+    SINK_INPUTS,
+    STREAMS_INPUTS,
+    Pipeline,
+    Process,
+    caught_up,
+    produce,
+    reconcile_since,
+    wait_sink_owner,
+    wait_until,
+)
+
+
+@dataclass(frozen=True)
+class Workers:
+    """Both workers of a pipeline, ready; `since` opens the reconciliation window (a second
+    before they were ready, so nothing the test sends falls outside it)."""
+
+    sink: Process
+    streams: Process
+    since: datetime
+
+
+def start_workers(pipeline: Pipeline, *, sink_batch_size: int = 2000) -> Workers:
+    """The sink (once it owns its store), then the streams worker (once it says it is ready)."""
+    sink = pipeline.sink(batch_size=sink_batch_size)
+    wait_sink_owner(sink, pipeline.chdb_path)
+    streams = pipeline.streams()
+    streams.wait_log("Worker ready", 120)
+    return Workers(sink, streams, datetime.now(UTC) - timedelta(seconds=1))
+
+
+class BackgroundTraffic:
+    """`events` produced in a daemon thread, `chunk` at a time with `pause_s` between (a
+    steady stream while the fault happens); `sent` is set once Kafka confirmed them all."""
+
+    def __init__(
+        self, pipeline: Pipeline, events: Sequence[SimulatedEvent], *, chunk: int = 50, pause_s: float = 0.1
+    ) -> None:
+        self.sent = threading.Event()
+        self._thread = threading.Thread(
+            target=self._send, args=(pipeline, events, chunk, pause_s), name="traffic", daemon=True
+        )
+        self._thread.start()
+
+    def _send(self, pipeline: Pipeline, events: Sequence[SimulatedEvent], chunk: int, pause_s: float) -> None:
+        produce(pipeline.bootstrap, pipeline.keys, events, chunk=chunk, pause_s=pause_s)
+        self.sent.set()
+
+    def join(self, timeout: float = 120) -> None:
+        """Wait for the rest of the traffic; fails when not all of it was confirmed in time."""
+        self._thread.join(timeout)
+        assert self.sent.is_set(), f"the traffic was not all sent within {timeout} s"
+
+
+def wait_caught_up(pipeline: Pipeline, t0: float | None = None, timeout: float = 120) -> tuple[float, float]:
+    """Until the streams worker and then the sink have committed the end of their inputs;
+    the seconds from `t0` (a `time.monotonic()`, default now) until each had."""
+    t0 = time.monotonic() if t0 is None else t0
+    wait_until(lambda: caught_up(pipeline.bootstrap, pipeline.app_id, STREAMS_INPUTS), timeout, "streams caught up")
+    streams_s = time.monotonic() - t0
+    wait_until(lambda: caught_up(pipeline.bootstrap, pipeline.sink_group, SINK_INPUTS), timeout, "sink caught up")
+    return streams_s, time.monotonic() - t0
+
+
+def assert_reconciled(pipeline: Pipeline, since: datetime, events: int, fault: str) -> Reconciliation:
+    """The reconciliation since `since` finds `events` raw events, none missing and none
+    twice. Prints `FAULT <fault>: <summary>` first (the figures of the run, -s shows them)."""
+    result = reconcile_since(pipeline.bootstrap, pipeline.chdb_path, pipeline.keys, since)
+    print(f"FAULT {fault}: {result.summary()}")
+    assert len(result.events) == events
+    assert result.missing == () and result.duplicates == (), result.to_dict()
+    return result
