@@ -149,6 +149,11 @@ def cluster_statements(
             model = models[first.split()[-1]]
             yield local_create_table(model, cluster)
             yield distributed_create_table(model, cluster)
+        elif first.startswith("ALTER TABLE ") and " MODIFY TTL " in first and first.split()[2] in models:
+            # the TTL lives on the local tables; the Distributed table has none
+            model = models[first.split()[2]]
+            local = f"{RECORDS_DB}.{local_table(model.name)}"
+            yield _on_cluster_prefix(statement.replace(model.qualified, local, 1), f"ALTER TABLE {local}", cluster)
         elif first.startswith(f"CREATE OR REPLACE VIEW {ANALYST_DB}."):
             view = first.split()[4]
             yield _on_cluster_prefix(statement, f"CREATE OR REPLACE VIEW {view}", cluster)

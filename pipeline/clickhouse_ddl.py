@@ -165,9 +165,19 @@ class TableModel:
             f"ENGINE = ReplacingMergeTree{version}\n"
             f"PARTITION BY toYYYYMM({time})\n"
             f"ORDER BY ({self.id_column})\n"
-            f"TTL `{time}` + INTERVAL {self.record.retention_days} DAY DELETE\n"
+            f"{self.ttl_clause()}\n"
             "SETTINGS ttl_only_drop_parts = 0, merge_with_ttl_timeout = 3600"
         )
+
+    def ttl_clause(self) -> str:
+        """`TTL <time field> + INTERVAL <policy period> DELETE`: the calendar interval of
+        the policy (pipeline/retention_period.py), not an approximation in days."""
+        return f"TTL `{self.record.time_field}` + {self.record.period.sql} DELETE"
+
+    def modify_ttl(self) -> str:
+        """Bring a table created under an older policy to the policy's TTL. ClickHouse
+        materializes a changed TTL once (one mutation); an unchanged one is a no-op."""
+        return f"ALTER TABLE {self.qualified} MODIFY {self.ttl_clause()}"
 
     def analyst_columns(self) -> list[str]:
         identifiers = set(self.record.identifier_fields)
@@ -254,6 +264,8 @@ def statements(policy: Policy | None = None, catalog: SchemaCatalog | None = Non
     yield f"CREATE DATABASE IF NOT EXISTS {ANALYST_DB}"
     for model in models:
         yield model.create_table()
+    for model in models:
+        yield model.modify_ttl()
     yield from support_tables(policy)
     for model in models:
         yield model.create_analyst_view()

@@ -220,6 +220,7 @@ class Report:
             ],
             "record_ages": {
                 record_type: {
+                    "limit": self.policy.record(record_type).period.label,
                     "limit_days": self.policy.record(record_type).retention_days,
                     "rows": ages.rows,
                     "expired_rows": ages.expired_rows,
@@ -411,10 +412,10 @@ def _retention(record: RecordPolicy, ev: Evidence) -> ReportLine:
     if ages is None:
         return ReportLine(f"retention.{record.record_type}", "§8", commitment, "unknown: table not read", False)
     if ages.rows == 0:
-        evidence = f"no rows stored (limit {record.retention_days} d)"
+        evidence = f"no rows stored (limit {record.period.label})"
     else:
         oldest = ages.oldest_age_days or 0.0
-        evidence = f"oldest of {ages.rows} rows is {oldest:.1f} d old, limit {record.retention_days} d"
+        evidence = f"oldest of {ages.rows} rows is {oldest:.1f} d old, limit {record.period.label}"
         if ages.expired_rows:
             evidence += f"; {ages.expired_rows} rows past the limit"
     return ReportLine(f"retention.{record.record_type}", "§8", commitment, evidence, ages.expired_rows == 0)

@@ -105,7 +105,7 @@ CREATE TABLE IF NOT EXISTS records.calls_local ON CLUSTER records_cluster
 ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/records/calls_local', '{replica}', ingested_at)
 PARTITION BY toYYYYMM(started_at)
 ORDER BY (event_id)
-TTL `started_at` + INTERVAL 730 DAY DELETE
+TTL `started_at` + INTERVAL 2 YEAR DELETE
 SETTINGS ttl_only_drop_parts = 0, merge_with_ttl_timeout = 3600;
 
 CREATE TABLE IF NOT EXISTS records.calls ON CLUSTER records_cluster AS records.calls_local
@@ -132,7 +132,7 @@ CREATE TABLE IF NOT EXISTS records.call_recordings_local ON CLUSTER records_clus
 ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/records/call_recordings_local', '{replica}', ingested_at)
 PARTITION BY toYYYYMM(recording_started_at)
 ORDER BY (event_id)
-TTL `recording_started_at` + INTERVAL 90 DAY DELETE
+TTL `recording_started_at` + INTERVAL 3 MONTH DELETE
 SETTINGS ttl_only_drop_parts = 0, merge_with_ttl_timeout = 3600;
 
 CREATE TABLE IF NOT EXISTS records.call_recordings ON CLUSTER records_cluster AS records.call_recordings_local
@@ -161,7 +161,7 @@ CREATE TABLE IF NOT EXISTS records.consent_ledger_local ON CLUSTER records_clust
 ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/records/consent_ledger_local', '{replica}', ingested_at)
 PARTITION BY toYYYYMM(event_time)
 ORDER BY (event_id)
-TTL `event_time` + INTERVAL 730 DAY DELETE
+TTL `event_time` + INTERVAL 2 YEAR DELETE
 SETTINGS ttl_only_drop_parts = 0, merge_with_ttl_timeout = 3600;
 
 CREATE TABLE IF NOT EXISTS records.consent_ledger ON CLUSTER records_cluster AS records.consent_ledger_local
@@ -181,11 +181,23 @@ CREATE TABLE IF NOT EXISTS records.dsr_receipts_local ON CLUSTER records_cluster
 ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/records/dsr_receipts_local', '{replica}', completed_at)
 PARTITION BY toYYYYMM(completed_at)
 ORDER BY (request_id)
-TTL `completed_at` + INTERVAL 1825 DAY DELETE
+TTL `completed_at` + INTERVAL 5 YEAR DELETE
 SETTINGS ttl_only_drop_parts = 0, merge_with_ttl_timeout = 3600;
 
 CREATE TABLE IF NOT EXISTS records.dsr_receipts ON CLUSTER records_cluster AS records.dsr_receipts_local
 ENGINE = Distributed(records_cluster, records, dsr_receipts_local, cityHash64(request_id));
+
+ALTER TABLE records.chat_conversations_local ON CLUSTER records_cluster MODIFY TTL `started_at` + INTERVAL 180 DAY DELETE;
+
+ALTER TABLE records.chat_messages_local ON CLUSTER records_cluster MODIFY TTL `sent_at` + INTERVAL 180 DAY DELETE;
+
+ALTER TABLE records.calls_local ON CLUSTER records_cluster MODIFY TTL `started_at` + INTERVAL 2 YEAR DELETE;
+
+ALTER TABLE records.call_recordings_local ON CLUSTER records_cluster MODIFY TTL `recording_started_at` + INTERVAL 3 MONTH DELETE;
+
+ALTER TABLE records.consent_ledger_local ON CLUSTER records_cluster MODIFY TTL `event_time` + INTERVAL 2 YEAR DELETE;
+
+ALTER TABLE records.dsr_receipts_local ON CLUSTER records_cluster MODIFY TTL `completed_at` + INTERVAL 5 YEAR DELETE;
 
 CREATE TABLE IF NOT EXISTS records.subject_restrictions ON CLUSTER records_cluster
 (

@@ -140,7 +140,7 @@ def test_rows_past_their_limit_fail_that_retention_line_only() -> None:
     report = evaluate(POLICY, replace(ev, ages=ages))
     assert [line.id for line in report.lines if not line.passed] == ["retention.call_recording"]
     assert (
-        "oldest of 30 rows is 120.0 d old, limit 90 d; 2 rows past the limit"
+        "oldest of 30 rows is 120.0 d old, limit 3 months; 2 rows past the limit"
         in report.line("retention.call_recording").evidence
     )
 
