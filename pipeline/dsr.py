@@ -61,6 +61,15 @@ RECTIFIABLE_FIELDS: Mapping[str, IdentifierKind | None] = {
     "job_title": None,
     "company_name": None,
 }
+# The stored columns holding each rectifiable field, where they differ from its name: a
+# phone number is the chat's `phone` and the call's and recording's `caller_number`
+# (notice §5: the caller's number), so correcting it reaches calls and recordings too.
+RECTIFIED_COLUMNS: Mapping[str, tuple[str, ...]] = {"phone": ("phone", "caller_number")}
+
+
+def rectified_columns(field_name: str) -> tuple[str, ...]:
+    """Every stored column a rectification of `field_name` rewrites."""
+    return RECTIFIED_COLUMNS.get(field_name, (field_name,))
 
 
 class RequestType(enum.StrEnum):

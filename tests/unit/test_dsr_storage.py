@@ -29,7 +29,7 @@ from sink.dsr_storage import (
     count_query,
     erase_mutation,
     erasure_time,
-    rectification_tables,
+    rectification_targets,
     rectified_value,
     rectified_versions,
     restriction_rows,
@@ -93,7 +93,12 @@ def test_rectification_normalises_identifiers_and_escapes_values() -> None:
         rectified_value("phone", "call me")
     with pytest.raises(DsrCommandError, match="known field"):
         rectified_value("caller_number", "+358401234567")
-    assert [m.name for m in rectification_tables(MODELS, "email")] == ["chat_conversations"]
+    assert [(m.name, c) for m, c in rectification_targets(MODELS, "email")] == [("chat_conversations", "email")]
+    assert [(m.name, c) for m, c in rectification_targets(MODELS, "phone")] == [
+        ("chat_conversations", "phone"),
+        ("calls", "caller_number"),
+        ("call_recordings", "caller_number"),
+    ]
     sql, parameters = rectified_versions(BY_NAME["chat_conversations"], "name", "O'Brien \\ Jr", [K1], K3)
     # The value and the new key are parameters: no statement text holds them.
     assert parameters == {"rectified_value": "O'Brien \\ Jr", "rectified_key": K3}
