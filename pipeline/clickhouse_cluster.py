@@ -154,6 +154,12 @@ def cluster_statements(
             model = models[first.split()[2]]
             local = f"{RECORDS_DB}.{local_table(model.name)}"
             yield _on_cluster_prefix(statement.replace(model.qualified, local, 1), f"ALTER TABLE {local}", cluster)
+        elif first.startswith("ALTER TABLE ") and " ADD COLUMN " in first and first.split()[2] in models:
+            # a column the schema gained: on the local tables and the Distributed one over them
+            model = models[first.split()[2]]
+            local = f"{RECORDS_DB}.{local_table(model.name)}"
+            yield _on_cluster_prefix(statement.replace(model.qualified, local, 1), f"ALTER TABLE {local}", cluster)
+            yield _on_cluster_prefix(statement, f"ALTER TABLE {model.qualified}", cluster)
         elif first.startswith(f"CREATE OR REPLACE VIEW {ANALYST_DB}."):
             view = first.split()[4]
             yield _on_cluster_prefix(statement, f"CREATE OR REPLACE VIEW {view}", cluster)

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pipeline.policy import Policy, RecordPolicy, default_policy
-from pipeline.schemas import AvroSchema, SchemaCatalog, default_catalog
+from pipeline.schemas import AvroSchema, SchemaCatalog, default_catalog, released_versions
 from pipeline.topics import erasure_ledger_retention
 
 RECORDS_DB = "records"
@@ -179,6 +179,20 @@ class TableModel:
         materializes a changed TTL once (one mutation); an unchanged one is a no-op."""
         return f"ALTER TABLE {self.qualified} MODIFY {self.ttl_clause()}"
 
+    def add_columns(self) -> list[str]:
+        """ADD COLUMN IF NOT EXISTS for each column its schema gained after its first
+        released version (a field added with a default): a table created before lacks it,
+        and the sink's inserts name every column. No-ops on a current table."""
+        first = min(released_versions().get(self.schema.name, []), key=lambda v: v[0], default=None)
+        if first is None:
+            return []
+        known = set(first[1].field_names)
+        return [
+            f"ALTER TABLE {self.qualified} ADD COLUMN IF NOT EXISTS `{c.name}` {c.type}"
+            for c in self.columns
+            if c.name not in known
+        ]
+
     def analyst_columns(self) -> list[str]:
         identifiers = set(self.record.identifier_fields)
         out: list[str] = []
@@ -252,8 +266,11 @@ def support_tables(policy: Policy | None = None) -> list[str]:
         "    `store_counts` Map(String, Int64),\n"
         "    `detail` Nullable(String),\n"
         "    `request_sha256` String,\n"
-        "    `verified_at` DateTime64(3, 'UTC')\n"
+        "    `verified_at` DateTime64(3, 'UTC'),\n"
+        "    `identity_verified_by` Nullable(String)\n"
         ")\nENGINE = ReplacingMergeTree(completed_at)\nORDER BY request_id",
+        f"ALTER TABLE {RECORDS_DB}.{DSR_EXECUTED_TABLE} "
+        "ADD COLUMN IF NOT EXISTS `identity_verified_by` Nullable(String)",
     ]
 
 
@@ -266,6 +283,8 @@ def statements(policy: Policy | None = None, catalog: SchemaCatalog | None = Non
         yield model.create_table()
     for model in models:
         yield model.modify_ttl()
+    for model in models:
+        yield from model.add_columns()
     yield from support_tables(policy)
     for model in models:
         yield model.create_analyst_view()

@@ -39,6 +39,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from pipeline.dsr import (
     CLOCK_SKEW,
+    IdentityVerification,
     RequestType,
     TrustedKeys,
     canonical_json,
@@ -54,6 +55,7 @@ ENVELOPE_VERSION = 1
 # HMAC-SHA256 hex digests (pipeline/subject_keys.py); anything else in an envelope is refused.
 _SUBJECT_KEY = re.compile(r"[0-9a-f]{64}")
 _REQUEST_TYPES = frozenset(RequestType)
+_VERIFICATIONS = frozenset(IdentityVerification)
 
 
 class ReceiptStatus(enum.StrEnum):
@@ -240,6 +242,9 @@ class Receipt:
     completed_at: datetime
     store_counts: Mapping[str, int] = field(default_factory=dict)
     detail: str | None = None
+    # How the requester's identity was verified (an IdentityVerification symbol, notice
+    # §9a); None when the request recorded none or could not be read.
+    identity_verified_by: str | None = None
 
     @classmethod
     def of(
@@ -252,9 +257,12 @@ class Receipt:
         completed_at: datetime,
         store_counts: Mapping[str, int] | None = None,
         detail: str | None = None,
+        identity_verified_by: object = None,
     ) -> Receipt:
-        """A receipt with an unknown request type as UNKNOWN and times in milliseconds."""
+        """A receipt with an unknown request type as UNKNOWN, times in milliseconds, and an
+        identity verification that is not one of IdentityVerification's as None."""
         kind = str(request_type) if isinstance(request_type, str) and request_type in _REQUEST_TYPES else "UNKNOWN"
+        verified = str(identity_verified_by) if identity_verified_by in _VERIFICATIONS else None
         return cls(
             request_id,
             kind,
@@ -263,6 +271,7 @@ class Receipt:
             from_millis(to_millis(completed_at)),
             {str(k): int(v) for k, v in (store_counts or {}).items()},
             detail,
+            verified,
         )
 
     @classmethod
@@ -280,6 +289,7 @@ class Receipt:
             requested_at=issued_at if isinstance(issued_at, datetime) else now,
             completed_at=now,
             detail=detail,
+            identity_verified_by=request.get("identity_verified_by"),
         )
 
     @classmethod
@@ -293,6 +303,7 @@ class Receipt:
             completed_at=value["completed_at"],
             store_counts=dict(value.get("store_counts") or {}),
             detail=value.get("detail"),
+            identity_verified_by=value.get("identity_verified_by"),
         )
 
     def to_value(self) -> dict[str, Any]:
@@ -306,4 +317,5 @@ class Receipt:
             "store_counts": dict(self.store_counts),
             "detail": self.detail,
             "schema_version": 1,
+            "identity_verified_by": self.identity_verified_by,
         }

@@ -161,6 +161,8 @@ class Evidence:
     exports: ExportsEvidence | None = None  # embedded mode: the sink writes exports to its data directory
     # `records report --since T`: where every raw event of the window went (reconcile.py)
     reconciliation: Reconciliation | None = None
+    # executed requests by how the requester's identity was verified ("": none recorded)
+    identity_verification: Mapping[str, int] = field(default_factory=dict)
 
 
 # ---- the report ------------------------------------------------------------------------
@@ -276,6 +278,7 @@ def evaluate(policy: Policy, evidence: Evidence) -> Report:
     lines.extend(_retention(record, evidence) for record in policy.records.values())
     lines.extend(_right(right_id, text, types, policy, evidence) for right_id, text, types in RIGHTS)
     lines.append(_erasure_proof(evidence))
+    lines.append(_identity_verified(evidence))
     lines.append(_no_profiling(policy, evidence))
     lines.append(_access_control(policy, evidence))
     lines.append(_recipients(policy, evidence))
@@ -441,6 +444,27 @@ def _right(right_id: str, text: str, types: Sequence[str], policy: Policy, ev: E
     if total == 0:
         parts.append("no request received yet: path not exercised in this deployment")
     return ReportLine(f"rights.{right_id}", "§9", text, "; ".join(parts), passed)
+
+
+def _identity_verified(ev: Evidence) -> ReportLine:
+    """Notice §9a: the requester proves their identity (in person or strong electronic
+    identification) before a request is executed; each executed request records how."""
+    counts = dict(ev.identity_verification)
+    lacking = counts.pop("", 0)
+    total = lacking + sum(counts.values())
+    methods = ", ".join(f"{method.lower()} {n}" for method, n in sorted(counts.items()))
+    evidence = (
+        f"{total} executed request(s): {methods or 'none with a method'}; {lacking} without one (must be 0)"
+        if total
+        else "no request executed yet: path not exercised in this deployment"
+    )
+    return ReportLine(
+        "rights.identity_verified",
+        "§9a",
+        "each data-subject request records how the requester's identity was verified",
+        evidence,
+        lacking == 0,
+    )
 
 
 def _erasure_proof(ev: Evidence) -> ReportLine:

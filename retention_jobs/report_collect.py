@@ -16,6 +16,7 @@ from pipeline.clickhouse import Rows, run_statement
 from pipeline.clickhouse_ddl import (
     ANALYST_DB,
     CONSENT_FLAG_COLUMN,
+    DSR_EXECUTED_TABLE,
     ERASURE_LEDGER_TABLE,
     LEDGER_DENIES,
     RECORDS_DB,
@@ -74,7 +75,19 @@ def collect_evidence(client: Client, policy: Policy, now: datetime, *, storage: 
         ),
         kafka=kafka,
         other_tables=tuple(sorted(t for t in record_columns if t not in model_tables)),
+        identity_verification=_identity_verification(client),
     )
+
+
+def _identity_verification(client: Client) -> dict[str, int]:
+    """Requests the sink executed (its own records.dsr_executed, never the receipts topic's
+    copy), by how the requester's identity was verified; "" for none recorded."""
+    rows = _query(
+        client,
+        f"SELECT ifNull(identity_verified_by, ''), count() FROM {RECORDS_DB}.{DSR_EXECUTED_TABLE} FINAL "
+        "WHERE status = 'COMPLETED' GROUP BY 1",
+    ).rows
+    return {str(method): int(n) for method, n in rows}
 
 
 def _query(client: Client, sql: str) -> Rows:

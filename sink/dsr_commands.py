@@ -487,6 +487,7 @@ class DsrExecutor:
             completed_at=completed_at,
             store_counts=result.store_counts,
             detail=result.detail,
+            identity_verified_by=command.request.get("identity_verified_by"),
         )
         client.insert(EXECUTED, [executed_row(receipt, command.envelope)], column_names=list(EXECUTED_COLUMNS))
         self._counted.pop(command.request_id, None)

@@ -70,7 +70,7 @@ LEDGER_COLUMNS = ("subject_key", "erased_at")
 RESTRICTION_COLUMNS = ("subject_key", "kind", "active", "request_id", "updated_at")
 RESTRICTION_KINDS = ("RESTRICTION", "OBJECTION")
 _RECEIPT_COLUMNS = ("request_id", "request_type", "status", "requested_at", "completed_at", "store_counts", "detail")
-EXECUTED_COLUMNS = (*_RECEIPT_COLUMNS, "request_sha256", "verified_at")
+EXECUTED_COLUMNS = (*_RECEIPT_COLUMNS, "request_sha256", "verified_at", "identity_verified_by")
 
 
 class DsrCommandError(SinkError):
@@ -320,7 +320,12 @@ def export_query(model: TableModel, keys: Collection[str]) -> str:
 def executed_row(receipt: Receipt, envelope: CommandEnvelope) -> tuple[Any, ...]:
     """The records.dsr_executed row of an executed command (EXECUTED_COLUMNS)."""
     value = receipt.to_value()
-    return (*(value[c] for c in _RECEIPT_COLUMNS), envelope.request_sha256, envelope.verified_at)
+    return (
+        *(value[c] for c in _RECEIPT_COLUMNS),
+        envelope.request_sha256,
+        envelope.verified_at,
+        value["identity_verified_by"],
+    )
 
 
 def executed_query(request_ids: Collection[str]) -> str:

@@ -260,12 +260,17 @@ def demo(
             _step("8. Data-subject request: erase the most frequent caller")
             phone, calls = _frequent_caller(settings)
             typer.echo(f"subject found in {calls} call records (identifier not shown)")
-            from pipeline.dsr import RequestType
+            from pipeline.dsr import IdentityVerification, RequestType
             from records.cli.dsr_cmd import find_receipt, issue
 
             t0 = time.monotonic()
             request_id = issue(
-                RequestType.ERASURE, {"phone": phone}, reason="demo ticket DPO-1", by="demo-dpo", settings=settings
+                RequestType.ERASURE,
+                {"phone": phone},
+                reason="demo ticket DPO-1",
+                by="demo-dpo",
+                identity_verified_by=IdentityVerification.STRONG_ELECTRONIC_ID,
+                settings=settings,
             )
             typer.echo(f"erasure request {request_id} signed and sent")
             receipt = find_receipt(settings, request_id, wait_s=180)

@@ -129,7 +129,10 @@ def test_records_dsr_erase_reaches_every_store_and_status_shows_the_receipt(
         before = held("FINAL")
 
         erase = run_records(
-            *("dsr", "erase", "--email", email, "--phone", phone, "--reason", "TICKET-E2E"), env=dpo, timeout=180
+            *("dsr", "erase", "--email", email, "--phone", phone, "--reason", "TICKET-E2E"),
+            *("--identity-verified-by", "in_person"),
+            env=dpo,
+            timeout=180,
         )
         assert erase.returncode == 0, erase.stderr
         request_id = erase.stdout.strip().splitlines()[-1]
@@ -140,6 +143,7 @@ def test_records_dsr_erase_reaches_every_store_and_status_shows_the_receipt(
         receipt = json.loads(status.stdout)
 
         assert (receipt["request_type"], receipt["status"]) == ("ERASURE", "COMPLETED")
+        assert receipt["identity_verified_by"] == "IN_PERSON"  # signed into the request, carried by the receipt
         for table, rows in before.items():
             assert receipt["store_counts"][f"records.{table}"] == rows, table
         assert any(not store.startswith("records.") for store in receipt["store_counts"])  # the Kafka side's
@@ -188,7 +192,16 @@ def test_every_other_request_type_through_the_whole_pipeline(
             time.sleep(0.5)
 
         def run(*args: str) -> dict[str, Any]:
-            issued = run_records("dsr", *args, "--reason", "TICKET-TYPES", env=dpo, timeout=180)
+            issued = run_records(
+                "dsr",
+                *args,
+                "--reason",
+                "TICKET-TYPES",
+                "--identity-verified-by",
+                "strong_electronic_id",
+                env=dpo,
+                timeout=180,
+            )
             assert issued.returncode == 0, issued.stderr
             request_id = issued.stdout.strip().splitlines()[-1]
             status = run_records("dsr", "status", request_id, "--wait", "120", env=dpo, timeout=180)
@@ -292,7 +305,7 @@ def test_a_rectified_phone_number_reaches_the_calls_and_recordings(
         assert corrected != phone
         issued = run_records(
             *("dsr", "rectify", "--phone", phone, "--field", "phone", "--value", corrected),
-            *("--reason", "TICKET-RECTIFY-PHONE"),
+            *("--reason", "TICKET-RECTIFY-PHONE", "--identity-verified-by", "other"),
             env=dpo,
             timeout=180,
         )
@@ -314,7 +327,10 @@ def test_a_rectified_phone_number_reaches_the_calls_and_recordings(
         ).result_rows[0][0]
         assert versions == 0, "the uncorrected version of the call is merged away"
         found = run_records(
-            "dsr", "export", "--phone", corrected, "--reason", "TICKET-RECTIFY-PHONE", env=dpo, timeout=180
+            *("dsr", "export", "--phone", corrected, "--reason", "TICKET-RECTIFY-PHONE"),
+            *("--identity-verified-by", "in_person"),
+            env=dpo,
+            timeout=180,
         )
         assert found.returncode == 0, found.stderr
         export_id = found.stdout.strip().splitlines()[-1]

@@ -176,7 +176,8 @@ CREATE TABLE IF NOT EXISTS records.dsr_receipts_local ON CLUSTER records_cluster
     `completed_at` DateTime64(3, 'UTC'),
     `store_counts` Map(String, Int64),
     `detail` Nullable(String),
-    `schema_version` Int32
+    `schema_version` Int32,
+    `identity_verified_by` Nullable(String)
 )
 ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/records/dsr_receipts_local', '{replica}', completed_at)
 PARTITION BY toYYYYMM(completed_at)
@@ -198,6 +199,10 @@ ALTER TABLE records.call_recordings_local ON CLUSTER records_cluster MODIFY TTL 
 ALTER TABLE records.consent_ledger_local ON CLUSTER records_cluster MODIFY TTL `event_time` + INTERVAL 2 YEAR DELETE;
 
 ALTER TABLE records.dsr_receipts_local ON CLUSTER records_cluster MODIFY TTL `completed_at` + INTERVAL 5 YEAR DELETE;
+
+ALTER TABLE records.dsr_receipts_local ON CLUSTER records_cluster ADD COLUMN IF NOT EXISTS `identity_verified_by` Nullable(String);
+
+ALTER TABLE records.dsr_receipts ON CLUSTER records_cluster ADD COLUMN IF NOT EXISTS `identity_verified_by` Nullable(String);
 
 CREATE TABLE IF NOT EXISTS records.subject_restrictions ON CLUSTER records_cluster
 (
@@ -233,10 +238,13 @@ CREATE TABLE IF NOT EXISTS records.dsr_executed ON CLUSTER records_cluster
     `store_counts` Map(String, Int64),
     `detail` Nullable(String),
     `request_sha256` String,
-    `verified_at` DateTime64(3, 'UTC')
+    `verified_at` DateTime64(3, 'UTC'),
+    `identity_verified_by` Nullable(String)
 )
 ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/all/records/dsr_executed', '{replica}', completed_at)
 ORDER BY request_id;
+
+ALTER TABLE records.dsr_executed ON CLUSTER records_cluster ADD COLUMN IF NOT EXISTS `identity_verified_by` Nullable(String);
 
 CREATE OR REPLACE VIEW analyst.chat_conversations ON CLUSTER records_cluster AS
 SELECT
@@ -348,7 +356,8 @@ SELECT
     `completed_at`,
     `store_counts`,
     `detail`,
-    `schema_version`
+    `schema_version`,
+    `identity_verified_by`
 FROM records.dsr_receipts FINAL;
 
 CREATE ROLE IF NOT EXISTS analyst ON CLUSTER records_cluster;

@@ -64,6 +64,7 @@ CLICKHOUSE_LINES = {
     "access_control",
     "recipients",
     "processing_location",
+    "rights.identity_verified",
 }
 
 

@@ -337,3 +337,17 @@ def test_exports_past_their_expiry_or_readable_by_others_fail_their_line() -> No
 
 def test_the_exports_line_is_left_out_without_exports_evidence() -> None:
     assert "exports_expire" not in {line.id for line in evaluate(POLICY, clean_evidence()).lines}
+
+
+def test_the_identity_verification_line_counts_methods_and_fails_without_one() -> None:
+    """Notice §9a: each executed request records how the requester's identity was verified."""
+    none_yet = evaluate(POLICY, clean_evidence()).line("rights.identity_verified")
+    assert none_yet.passed and "no request executed yet" in none_yet.evidence
+    counted = replace(clean_evidence(), identity_verification={"IN_PERSON": 2, "STRONG_ELECTRONIC_ID": 3})
+    line = evaluate(POLICY, counted).line("rights.identity_verified")
+    assert (line.notice, line.passed) == ("§9a", True)
+    assert line.evidence == "5 executed request(s): in_person 2, strong_electronic_id 3; 0 without one (must be 0)"
+    lacking = replace(clean_evidence(), identity_verification={"IN_PERSON": 2, "": 1})
+    report = evaluate(POLICY, lacking)
+    assert [line.id for line in report.lines if not line.passed] == ["rights.identity_verified"]
+    assert "1 without one" in report.line("rights.identity_verified").evidence
