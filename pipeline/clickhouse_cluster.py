@@ -35,6 +35,7 @@ from pipeline.clickhouse_ddl import (
     ANALYST_DB,
     DSR_EXECUTED_TABLE,
     ERASURE_LEDGER_TABLE,
+    RECORDING_CHECKS_TABLE,
     RECORDS_DB,
     RESTRICTIONS_TABLE,
     TableModel,
@@ -52,7 +53,7 @@ LOCAL_SUFFIX = "_local"
 # over the whole cluster. `{shard}` and `{replica}` are the nodes' macros.
 SHARDED_PATH = "/clickhouse/tables/{{shard}}/{database}/{table}"
 EVERYWHERE_PATH = "/clickhouse/tables/all/{database}/{table}"
-REPLICATED_EVERYWHERE = (RESTRICTIONS_TABLE, ERASURE_LEDGER_TABLE, DSR_EXECUTED_TABLE)
+REPLICATED_EVERYWHERE = (RESTRICTIONS_TABLE, ERASURE_LEDGER_TABLE, DSR_EXECUTED_TABLE, RECORDING_CHECKS_TABLE)
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_\-]*")
 _ENGINE = re.compile(r"^ENGINE = ReplacingMergeTree\((?P<version>[^)]*)\)$", re.MULTILINE)

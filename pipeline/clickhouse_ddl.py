@@ -37,6 +37,10 @@ INGESTED_AT = "ingested_at"
 # executed): what a redelivered command is checked against. Written only by the sink,
 # never from a topic, so a receipt forged on cs.dsr.receipts.v1 cannot stop an execution.
 DSR_EXECUTED_TABLE = "dsr_executed"
+# The sink's verdict on each stored call recording against its call (notice §5; see
+# pipeline/recording_bounds.py): no personal data, a recording id and why.
+RECORDING_CHECKS_TABLE = "recording_checks"
+RECORDINGS_TABLE = "call_recordings"
 
 # Columns that are not direct identifiers but still must not reach analysts: the
 # pseudonymous keys link a person across records.
@@ -213,6 +217,12 @@ class TableModel:
             if self.has_subject_keys
             else ""
         )
+        if self.name == RECORDINGS_TABLE:  # only recordings checked to lie within their call
+            checked = (
+                f"recording_id IN (SELECT recording_id FROM {RECORDS_DB}.{RECORDING_CHECKS_TABLE} FINAL "
+                "WHERE verdict = 'within')"
+            )
+            where = f"{where}\n  AND {checked}" if where else f"\nWHERE {checked}"
         return (
             f"CREATE OR REPLACE VIEW {ANALYST_DB}.{self.name} AS\nSELECT\n    {select}\n"
             f"FROM {self.qualified} FINAL{where}"
@@ -232,6 +242,12 @@ def table_models(policy: Policy | None = None, catalog: SchemaCatalog | None = N
 def erasure_ledger_days(policy: Policy | None = None) -> int:
     """The erasure ledger's TTL in days (pipeline/topics.py: erasure_ledger_retention)."""
     return erasure_ledger_retention(policy or default_policy()).days
+
+
+def _checks_ttl(policy: Policy | None) -> str:
+    """Recording verdicts live as long as the recordings they judge."""
+    record = (policy or default_policy()).records.get("call_recording")
+    return record.period.sql if record else "INTERVAL 3 MONTH"
 
 
 def support_tables(policy: Policy | None = None) -> list[str]:
@@ -269,6 +285,12 @@ def support_tables(policy: Policy | None = None) -> list[str]:
         "    `verified_at` DateTime64(3, 'UTC'),\n"
         "    `identity_verified_by` Nullable(String)\n"
         ")\nENGINE = ReplacingMergeTree(completed_at)\nORDER BY request_id",
+        f"CREATE TABLE IF NOT EXISTS {RECORDS_DB}.{RECORDING_CHECKS_TABLE}\n(\n"
+        "    `recording_id` String,\n"
+        "    `verdict` String,\n"
+        "    `checked_at` DateTime64(3, 'UTC')\n"
+        ")\nENGINE = ReplacingMergeTree(checked_at)\nORDER BY recording_id\n"
+        f"TTL checked_at + {_checks_ttl(policy)} DELETE",
         f"ALTER TABLE {RECORDS_DB}.{DSR_EXECUTED_TABLE} "
         "ADD COLUMN IF NOT EXISTS `identity_verified_by` Nullable(String)",
     ]

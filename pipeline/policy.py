@@ -110,6 +110,8 @@ class Policy:
     max_future_skew: timedelta = timedelta(hours=24)
     erasure_ledger_retention: timedelta = timedelta(days=30)
     export_retention: timedelta = timedelta(days=30)
+    # how long a recording waits for its call before it is held as `call_unknown`
+    recording_call_grace: timedelta = timedelta(hours=1)
 
     def record(self, record_type: str) -> RecordPolicy:
         try:
@@ -236,6 +238,9 @@ def parse_policy(raw: Mapping[str, Any]) -> Policy:
                 days=_positive(raw["erasure"], "ledger_retention_days", 30, "erasure")
             ),
             export_retention=timedelta(days=_positive(raw.get("exports", {}), "retention_days", 30, "exports")),
+            recording_call_grace=timedelta(
+                minutes=_positive(raw.get("recordings", {}), "call_grace_minutes", 60, "recordings")
+            ),
         )
     except KeyError as exc:
         raise ConfigError(f"policy is missing {exc.args[0]!r}") from None

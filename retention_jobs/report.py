@@ -139,6 +139,15 @@ class AccessEvidence:
 
 
 @dataclass(frozen=True)
+class RecordingBoundsEvidence:
+    """Stored call recordings against their calls (notice §5, pipeline/recording_bounds.py)."""
+
+    verdicts: Mapping[str, int]  # verdict -> recordings (within, or the reason held)
+    overdue: int  # recordings still unchecked past the grace period plus an hour
+    misjudged: int  # recordings shown as within although outside their stored call
+
+
+@dataclass(frozen=True)
 class Evidence:
     collected_at: datetime
     storage: str  # where the ClickHouse evidence came from (no credentials)
@@ -163,6 +172,7 @@ class Evidence:
     reconciliation: Reconciliation | None = None
     # executed requests by how the requester's identity was verified ("": none recorded)
     identity_verification: Mapping[str, int] = field(default_factory=dict)
+    recording_bounds: RecordingBoundsEvidence | None = None  # None: no recordings table
 
 
 # ---- the report ------------------------------------------------------------------------
@@ -275,6 +285,8 @@ def evaluate(policy: Policy, evidence: Evidence) -> Report:
     ]
     if any("recording_notice_before_start" in r.requires for r in policy.records.values()):
         lines.append(_recording_notice(evidence))
+    if evidence.recording_bounds is not None:
+        lines.append(_recording_bounds(evidence.recording_bounds))
     lines.extend(_retention(record, evidence) for record in policy.records.values())
     lines.extend(_right(right_id, text, types, policy, evidence) for right_id, text, types in RIGHTS)
     lines.append(_erasure_proof(evidence))
@@ -406,6 +418,23 @@ def _recording_notice(ev: Evidence) -> ReportLine:
         "a call recording is announced before it starts",
         f"{n} stored recordings started before their notice was played (must be 0)",
         n == 0,
+    )
+
+
+def _recording_bounds(ev: RecordingBoundsEvidence) -> ReportLine:
+    within = ev.verdicts.get("within", 0)
+    held = {reason: n for reason, n in sorted(ev.verdicts.items()) if reason != "within" and n}
+    shown = ", ".join(f"{reason} {n}" for reason, n in held.items()) or "none"
+    evidence = (
+        f"{within + sum(held.values())} recordings checked against their calls: {within} within; held: {shown}; "
+        f"{ev.overdue} unchecked past the grace period, {ev.misjudged} shown outside their call (both must be 0)"
+    )
+    return ReportLine(
+        "recording_bounds",
+        "§5",
+        "a call recording starts when the call is answered and ends at hang-up; others are held with the reason",
+        evidence,
+        ev.overdue == 0 and ev.misjudged == 0,
     )
 
 

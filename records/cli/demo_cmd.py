@@ -112,6 +112,21 @@ def _stripped(settings: Settings) -> list[tuple[Any, ...]]:
         ]
 
 
+def _recording_checks(settings: Settings) -> tuple[int, list[tuple[Any, ...]]]:
+    """(recordings of a stored call the sink has not checked yet, held recordings by reason)."""
+    with connect(settings) as client:
+        unchecked = client.query(
+            f"SELECT count() FROM {RECORDS_DB}.call_recordings FINAL WHERE recording_id NOT IN "
+            f"(SELECT recording_id FROM {RECORDS_DB}.recording_checks) "
+            f"AND call_id IN (SELECT call_id FROM {RECORDS_DB}.calls)"
+        ).result_rows[0][0]
+        held = client.query(
+            f"SELECT verdict, count() FROM {RECORDS_DB}.recording_checks FINAL WHERE verdict != 'within' "
+            "GROUP BY verdict ORDER BY verdict"
+        ).result_rows
+    return int(unchecked), [tuple(row) for row in held]
+
+
 def _frequent_caller(settings: Settings) -> tuple[str, int]:
     with connect(settings) as client:
         rows = client.query(
@@ -253,6 +268,16 @@ def demo(
             typer.echo(f"  dead-lettered (malformed input, kept in {DLQ.name}): {dead}")
             quarantined = _topic_total(admin, QUARANTINE.name) - before[QUARANTINE.name]
             typer.echo(f"  recordings without a prior notice (held in {QUARANTINE.name}): {quarantined}")
+            _wait(
+                "the sink to check every recording against its call",
+                lambda: _recording_checks(settings)[0] == 0,
+                120,
+                workers,
+            )
+            held = _recording_checks(settings)[1]
+            typer.echo(f"  recordings outside their call (kept, shown to no analyst): {sum(n for _, n in held)}")
+            for reason, count in held:
+                typer.echo(f"    {reason:<28} {count:>8}")
             typer.echo("  chat fields removed by policy, by reason:")
             for reason, count in _stripped(settings):
                 typer.echo(f"    {reason:<28} {count:>8}")

@@ -55,6 +55,7 @@ LOCATION_WITHOUT_PERMISSION = "location_without_geolocation_permission"
 RECORDING_WITHOUT_NOTICE = "recording_without_notice"
 NOTICE_AFTER_START = "recording_notice_after_start"
 WITHHELD_CALLER = "withheld_caller_number"
+RECORDING_OUTSIDE_CALL = "recording_outside_call"  # starts before the answer or ends after hang-up
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 UUID_CLEAR = ~((0xF000 << 64) | (0xC000 << 48))  # version and variant bits of a UUID
@@ -97,6 +98,7 @@ class TrafficMix:
     withheld_caller: float = 0.01
     recording_notice_missing: float = 0.02  # of recordings: to be quarantined
     recording_notice_late: float = 0.02  # of recordings: notice after recording started
+    recording_outside_call: float = 0.01  # of recordings: before the answer or past hang-up (held)
     # consent changes
     consent_withdrawn: float = 0.3
 
@@ -109,7 +111,7 @@ class TrafficMix:
             raise ConfigError(f"the event shares of TrafficMix must sum to 1 (they sum to {total:.4f})")
         if self.recording > 0 and self.recording_probability() > 1.0:
             raise ConfigError("TrafficMix.recording is larger than the answered inbound calls allow")
-        if self.recording_notice_missing + self.recording_notice_late > 1.0:
+        if self.recording_notice_missing + self.recording_notice_late + self.recording_outside_call > 1.0:
             raise ConfigError("TrafficMix: recording notice violations exceed all recordings")
 
     def shares(self) -> dict[str, float]:

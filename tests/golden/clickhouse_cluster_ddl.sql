@@ -244,6 +244,16 @@ CREATE TABLE IF NOT EXISTS records.dsr_executed ON CLUSTER records_cluster
 ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/all/records/dsr_executed', '{replica}', completed_at)
 ORDER BY request_id;
 
+CREATE TABLE IF NOT EXISTS records.recording_checks ON CLUSTER records_cluster
+(
+    `recording_id` String,
+    `verdict` String,
+    `checked_at` DateTime64(3, 'UTC')
+)
+ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/all/records/recording_checks', '{replica}', checked_at)
+ORDER BY recording_id
+TTL checked_at + INTERVAL 3 MONTH DELETE;
+
 ALTER TABLE records.dsr_executed ON CLUSTER records_cluster ADD COLUMN IF NOT EXISTS `identity_verified_by` Nullable(String);
 
 CREATE OR REPLACE VIEW analyst.chat_conversations ON CLUSTER records_cluster AS
@@ -326,7 +336,8 @@ SELECT
     `ingested_at`,
     `expires_at`
 FROM records.call_recordings FINAL
-WHERE NOT hasAny(subject_keys, (SELECT groupArray(subject_key) FROM records.subject_restrictions FINAL WHERE active));
+WHERE NOT hasAny(subject_keys, (SELECT groupArray(subject_key) FROM records.subject_restrictions FINAL WHERE active))
+  AND recording_id IN (SELECT recording_id FROM records.recording_checks FINAL WHERE verdict = 'within');
 
 CREATE OR REPLACE VIEW analyst.consent_ledger ON CLUSTER records_cluster AS
 SELECT

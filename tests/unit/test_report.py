@@ -24,6 +24,7 @@ from retention_jobs.report import (
     ExportsEvidence,
     KafkaEvidence,
     RecordAges,
+    RecordingBoundsEvidence,
     TopicEvidence,
     age_bin_days,
     evaluate,
@@ -351,3 +352,16 @@ def test_the_identity_verification_line_counts_methods_and_fails_without_one() -
     report = evaluate(POLICY, lacking)
     assert [line.id for line in report.lines if not line.passed] == ["rights.identity_verified"]
     assert "1 without one" in report.line("rights.identity_verified").evidence
+
+
+def test_the_recording_bounds_line_counts_held_recordings_by_reason() -> None:
+    """Notice §5: recordings outside their call are held; the sink checks every one in time."""
+    assert "recording_bounds" not in {line.id for line in evaluate(POLICY, clean_evidence()).lines}
+    checked = RecordingBoundsEvidence({"within": 40, "started_before_answer": 2, "call_unknown": 1}, 0, 0)
+    line = evaluate(POLICY, replace(clean_evidence(), recording_bounds=checked)).line("recording_bounds")
+    assert (line.notice, line.passed) == ("§5", True)
+    assert "43 recordings checked against their calls: 40 within; held: call_unknown 1, started_before_answer 2" in (
+        line.evidence
+    )
+    for late in (RecordingBoundsEvidence({"within": 1}, 3, 0), RecordingBoundsEvidence({"within": 1}, 0, 1)):
+        assert not evaluate(POLICY, replace(clean_evidence(), recording_bounds=late)).line("recording_bounds").passed
