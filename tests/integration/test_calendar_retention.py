@@ -73,7 +73,10 @@ def test_init_moves_a_table_created_with_a_ttl_in_days_to_the_policy_interval(
         assert "toIntervalDay(90)" in _ttl(client, _model("call_recording"))
         stale = enforce_retention(client, default_policy(), NOW, delete=False)
         assert {t.record_type for t in stale.tables if not t.ttl_matches_policy} == {
-            "call", "call_recording", "consent_ledger", "dsr_receipt"
+            "call",
+            "call_recording",
+            "consent_ledger",
+            "dsr_receipt",
         }
 
     done = run_records("clickhouse", "init", env=chdb_env(chdb_path))

@@ -29,8 +29,11 @@ def test_the_policy_states_the_notice_limits_as_calendar_intervals() -> None:
 
 @pytest.mark.parametrize(
     ("text", "period"),
-    [("180 days", RetentionPeriod(180, "DAY")), ("2 years", RetentionPeriod(2, "YEAR")),
-     ("1 Month", RetentionPeriod(1, "MONTH"))],
+    [
+        ("180 days", RetentionPeriod(180, "DAY")),
+        ("2 years", RetentionPeriod(2, "YEAR")),
+        ("1 Month", RetentionPeriod(1, "MONTH")),
+    ],
 )
 def test_parse(text: str, period: RetentionPeriod) -> None:
     assert RetentionPeriod.parse(text) == period
