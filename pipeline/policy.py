@@ -165,6 +165,8 @@ def _processing(raw: Mapping[str, Any]) -> Processing:
         kubernetes_regions=tuple(raw["kubernetes_regions"]),
         locations=tuple(locations),
     )
+
+
 def _period(record_type: str, spec: Mapping[str, Any]) -> RetentionPeriod:
     """`retention = "2 years"` (calendar interval) or the older `retention_days = N`."""
     where = f"policy records.{record_type}"
