@@ -34,7 +34,7 @@ def _insert(client: Client, model: TableModel, ages_days: dict[str, float]) -> N
 
 
 def _ids(client: Client, model: TableModel) -> set[str]:
-    return set(client.query(f"SELECT {model.id_column} FROM {model.qualified}").result_columns[0])
+    return {str(row[0]) for row in client.query(f"SELECT {model.id_column} FROM {model.qualified}").result_rows}
 
 
 def _ttl(client: Client, model: TableModel) -> str:
