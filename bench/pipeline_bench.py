@@ -176,7 +176,8 @@ def _erase(stack: Stack, phone: str, timeout: float) -> float:
 
     started = time.perf_counter()
     result = subprocess.run(
-        [*records_command(), "dsr", "erase", "--phone", phone, "--reason", "benchmark", "--by", "bench"],
+        [*records_command(), "dsr", "erase", "--phone", phone, "--reason", "benchmark", "--by", "bench",
+         "--identity-verified-by", "other"],
         env=stack.env,
         capture_output=True,
         text=True,

@@ -36,6 +36,7 @@ from pipeline.clickhouse_ddl import (
     DSR_EXECUTED_TABLE,
     ERASURE_LEDGER_TABLE,
     ERASURE_PROGRESS_TABLE,
+    RECORDING_CHECKS_TABLE,
     RECORDS_DB,
     RESTRICTIONS_TABLE,
     TableModel,
@@ -53,7 +54,13 @@ LOCAL_SUFFIX = "_local"
 # over the whole cluster. `{shard}` and `{replica}` are the nodes' macros.
 SHARDED_PATH = "/clickhouse/tables/{{shard}}/{database}/{table}"
 EVERYWHERE_PATH = "/clickhouse/tables/all/{database}/{table}"
-REPLICATED_EVERYWHERE = (RESTRICTIONS_TABLE, ERASURE_LEDGER_TABLE, DSR_EXECUTED_TABLE, ERASURE_PROGRESS_TABLE)
+REPLICATED_EVERYWHERE = (
+    RESTRICTIONS_TABLE,
+    ERASURE_LEDGER_TABLE,
+    DSR_EXECUTED_TABLE,
+    ERASURE_PROGRESS_TABLE,
+    RECORDING_CHECKS_TABLE,
+)
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_\-]*")
 _ENGINE = re.compile(r"^ENGINE = ReplacingMergeTree\((?P<version>[^)]*)\)$", re.MULTILINE)
@@ -150,6 +157,17 @@ def cluster_statements(
             model = models[first.split()[-1]]
             yield local_create_table(model, cluster)
             yield distributed_create_table(model, cluster)
+        elif first.startswith("ALTER TABLE ") and " MODIFY TTL " in first and first.split()[2] in models:
+            # the TTL lives on the local tables; the Distributed table has none
+            model = models[first.split()[2]]
+            local = f"{RECORDS_DB}.{local_table(model.name)}"
+            yield _on_cluster_prefix(statement.replace(model.qualified, local, 1), f"ALTER TABLE {local}", cluster)
+        elif first.startswith("ALTER TABLE ") and " ADD COLUMN " in first and first.split()[2] in models:
+            # a column the schema gained: on the local tables and the Distributed one over them
+            model = models[first.split()[2]]
+            local = f"{RECORDS_DB}.{local_table(model.name)}"
+            yield _on_cluster_prefix(statement.replace(model.qualified, local, 1), f"ALTER TABLE {local}", cluster)
+            yield _on_cluster_prefix(statement, f"ALTER TABLE {model.qualified}", cluster)
         elif first.startswith(f"CREATE OR REPLACE VIEW {ANALYST_DB}."):
             view = first.split()[4]
             yield _on_cluster_prefix(statement, f"CREATE OR REPLACE VIEW {view}", cluster)

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pipeline.policy import Policy, RecordPolicy, default_policy
-from pipeline.schemas import AvroSchema, SchemaCatalog, default_catalog
+from pipeline.schemas import AvroSchema, SchemaCatalog, default_catalog, released_versions
 from pipeline.topics import erasure_ledger_retention
 
 RECORDS_DB = "records"
@@ -42,6 +42,10 @@ DSR_EXECUTED_TABLE = "dsr_executed"
 # Request ids, table names and counts only; kept ERASURE_PROGRESS_DAYS.
 ERASURE_PROGRESS_TABLE = "dsr_erasure_progress"
 ERASURE_PROGRESS_DAYS = 30
+# The sink's verdict on each stored call recording against its call (notice §5; see
+# pipeline/recording_bounds.py): no personal data, a recording id and why.
+RECORDING_CHECKS_TABLE = "recording_checks"
+RECORDINGS_TABLE = "call_recordings"
 
 # Columns that are not direct identifiers but still must not reach analysts: the
 # pseudonymous keys link a person across records.
@@ -170,9 +174,33 @@ class TableModel:
             f"ENGINE = ReplacingMergeTree{version}\n"
             f"PARTITION BY toYYYYMM({time})\n"
             f"ORDER BY ({self.id_column})\n"
-            f"TTL `{time}` + INTERVAL {self.record.retention_days} DAY DELETE\n"
+            f"{self.ttl_clause()}\n"
             "SETTINGS ttl_only_drop_parts = 0, merge_with_ttl_timeout = 3600"
         )
+
+    def ttl_clause(self) -> str:
+        """`TTL <time field> + INTERVAL <policy period> DELETE`: the calendar interval of
+        the policy (pipeline/retention_period.py), not an approximation in days."""
+        return f"TTL `{self.record.time_field}` + {self.record.period.sql} DELETE"
+
+    def modify_ttl(self) -> str:
+        """Bring a table created under an older policy to the policy's TTL. ClickHouse
+        materializes a changed TTL once (one mutation); an unchanged one is a no-op."""
+        return f"ALTER TABLE {self.qualified} MODIFY {self.ttl_clause()}"
+
+    def add_columns(self) -> list[str]:
+        """ADD COLUMN IF NOT EXISTS for each column its schema gained after its first
+        released version (a field added with a default): a table created before lacks it,
+        and the sink's inserts name every column. No-ops on a current table."""
+        first = min(released_versions().get(self.schema.name, []), key=lambda v: v[0], default=None)
+        if first is None:
+            return []
+        known = set(first[1].field_names)
+        return [
+            f"ALTER TABLE {self.qualified} ADD COLUMN IF NOT EXISTS `{c.name}` {c.type}"
+            for c in self.columns
+            if c.name not in known
+        ]
 
     def analyst_columns(self) -> list[str]:
         identifiers = set(self.record.identifier_fields)
@@ -194,6 +222,12 @@ class TableModel:
             if self.has_subject_keys
             else ""
         )
+        if self.name == RECORDINGS_TABLE:  # only recordings checked to lie within their call
+            checked = (
+                f"recording_id IN (SELECT recording_id FROM {RECORDS_DB}.{RECORDING_CHECKS_TABLE} FINAL "
+                "WHERE verdict = 'within')"
+            )
+            where = f"{where}\n  AND {checked}" if where else f"\nWHERE {checked}"
         return (
             f"CREATE OR REPLACE VIEW {ANALYST_DB}.{self.name} AS\nSELECT\n    {select}\n"
             f"FROM {self.qualified} FINAL{where}"
@@ -215,6 +249,12 @@ def erasure_ledger_days(policy: Policy | None = None) -> int:
     return erasure_ledger_retention(policy or default_policy()).days
 
 
+def _checks_ttl(policy: Policy | None) -> str:
+    """Recording verdicts live as long as the recordings they judge."""
+    record = (policy or default_policy()).records.get("call_recording")
+    return record.period.sql if record else "INTERVAL 3 MONTH"
+
+
 def support_tables(policy: Policy | None = None) -> list[str]:
     """Tables that hold DSR state rather than records; no personal data beyond subject keys.
 
@@ -229,7 +269,7 @@ def support_tables(policy: Policy | None = None) -> list[str]:
     ttl = f"erased_at + INTERVAL {erasure_ledger_days(policy)} DAY"
     # what the sink executed is kept as long as the receipts it proves (accountability)
     receipts = (policy or default_policy()).records["dsr_receipt"]
-    executed_ttl = f"completed_at + INTERVAL {receipts.retention_days} DAY"
+    executed_ttl = f"completed_at + {receipts.period.sql}"
     return [
         f"CREATE TABLE IF NOT EXISTS {RECORDS_DB}.{RESTRICTIONS_TABLE}\n(\n"
         "    `subject_key` String,\n"
@@ -253,7 +293,8 @@ def support_tables(policy: Policy | None = None) -> list[str]:
         "    `store_counts` Map(String, Int64),\n"
         "    `detail` Nullable(String),\n"
         "    `request_sha256` String,\n"
-        "    `verified_at` DateTime64(3, 'UTC')\n"
+        "    `verified_at` DateTime64(3, 'UTC'),\n"
+        "    `identity_verified_by` Nullable(String)\n"
         f")\nENGINE = ReplacingMergeTree(completed_at)\nORDER BY request_id\nTTL {executed_ttl} DELETE",
         f"ALTER TABLE {RECORDS_DB}.{DSR_EXECUTED_TABLE} MODIFY TTL {executed_ttl} DELETE",
         # The receipt's per-shard counts (cluster mode), on a table created before them too.
@@ -266,6 +307,14 @@ def support_tables(policy: Policy | None = None) -> list[str]:
         "    `counted_at` DateTime64(3, 'UTC')\n"
         ")\nENGINE = ReplacingMergeTree(counted_at)\nORDER BY (request_id, store)\n"
         f"TTL counted_at + INTERVAL {ERASURE_PROGRESS_DAYS} DAY DELETE",
+        f"CREATE TABLE IF NOT EXISTS {RECORDS_DB}.{RECORDING_CHECKS_TABLE}\n(\n"
+        "    `recording_id` String,\n"
+        "    `verdict` String,\n"
+        "    `checked_at` DateTime64(3, 'UTC')\n"
+        ")\nENGINE = ReplacingMergeTree(checked_at)\nORDER BY recording_id\n"
+        f"TTL checked_at + {_checks_ttl(policy)} DELETE",
+        f"ALTER TABLE {RECORDS_DB}.{DSR_EXECUTED_TABLE} "
+        "ADD COLUMN IF NOT EXISTS `identity_verified_by` Nullable(String)",
     ]
 
 
@@ -276,6 +325,10 @@ def statements(policy: Policy | None = None, catalog: SchemaCatalog | None = Non
     yield f"CREATE DATABASE IF NOT EXISTS {ANALYST_DB}"
     for model in models:
         yield model.create_table()
+    for model in models:
+        yield model.modify_ttl()
+    for model in models:
+        yield from model.add_columns()
     yield from support_tables(policy)
     for model in models:
         yield model.create_analyst_view()

@@ -45,6 +45,9 @@ RECEIPT_SCHEMA = "cs.records.DsrReceipt"
 CLOCK_SKEW = timedelta(minutes=5)
 # The fields of a DataSubjectRequest the signature does not cover: the signature itself.
 UNSIGNED_FIELDS = frozenset({"signature"})
+# Signed fields added after requests were first signed: left out of the signed bytes while
+# null, so a request signed before the field existed (decoded with its default) verifies.
+LATER_OPTIONAL_FIELDS = frozenset({"identity_verified_by"})
 # Which identifier kind each SubjectIdentifiers field is.
 IDENTIFIER_FIELDS: Mapping[str, IdentifierKind] = {
     "email": IdentifierKind.EMAIL,
@@ -62,6 +65,15 @@ RECTIFIABLE_FIELDS: Mapping[str, IdentifierKind | None] = {
     "job_title": None,
     "company_name": None,
 }
+# The stored columns holding each rectifiable field, where they differ from its name: a
+# phone number is the chat's `phone` and the call's and recording's `caller_number`
+# (notice §5: the caller's number), so correcting it reaches calls and recordings too.
+RECTIFIED_COLUMNS: Mapping[str, tuple[str, ...]] = {"phone": ("phone", "caller_number")}
+
+
+def rectified_columns(field_name: str) -> tuple[str, ...]:
+    """Every stored column a rectification of `field_name` rewrites."""
+    return RECTIFIED_COLUMNS.get(field_name, (field_name,))
 
 
 class RequestType(enum.StrEnum):
@@ -72,6 +84,16 @@ class RequestType(enum.StrEnum):
     RESTRICTION_LIFTED = "RESTRICTION_LIFTED"
     OBJECTION = "OBJECTION"
     CONSENT_WITHDRAWAL = "CONSENT_WITHDRAWAL"
+
+
+class IdentityVerification(enum.StrEnum):
+    """How the requester proved their identity before the DPO issued the request (notice
+    §9a: an official identity document shown in person, or strong electronic
+    identification); OTHER records any other way, without free text."""
+
+    IN_PERSON = "IN_PERSON"
+    STRONG_ELECTRONIC_ID = "STRONG_ELECTRONIC_ID"
+    OTHER = "OTHER"
 
 
 class RejectReason(enum.StrEnum):
@@ -129,7 +151,13 @@ def canonical_json(value: Mapping[str, Any]) -> bytes:
 def canonical_bytes(request: Mapping[str, Any], fields: Sequence[str] | None = None) -> bytes:
     """The signed bytes: the signed fields (default: those of the catalog's schema)."""
     names = default_signed_fields() if fields is None else fields
-    return canonical_json({name: _canonical_value(request.get(name)) for name in names})
+    return canonical_json(
+        {
+            name: _canonical_value(request.get(name))
+            for name in names
+            if not (name in LATER_OPTIONAL_FIELDS and request.get(name) is None)
+        }
+    )
 
 
 @dataclass(frozen=True)
@@ -212,8 +240,11 @@ def build_request(
     rectify_field: str | None = None,
     rectify_value: str | None = None,
     consent_purpose: str | None = None,
+    identity_verified_by: IdentityVerification | None = None,
 ) -> dict[str, Any]:
-    """An unsigned request record (DataSubjectRequest fields, signature still empty)."""
+    """An unsigned request record (DataSubjectRequest fields, signature still empty).
+    `identity_verified_by`: how the requester proved their identity (the CLI requires it;
+    None only for callers that issue requests without a requester, such as tests)."""
     subject = {name: (identifiers.get(name) or None) for name in IDENTIFIER_FIELDS}
     if not any(subject.values()):
         raise DsrRejected(RejectReason.NO_IDENTIFIER)
@@ -230,6 +261,7 @@ def build_request(
         "rectify_field": rectify_field,
         "rectify_value": rectify_value,
         "consent_purpose": consent_purpose,
+        "identity_verified_by": identity_verified_by.value if identity_verified_by else None,
         "key_id": "",
         "signature": b"",
         "schema_version": 1,

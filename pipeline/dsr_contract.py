@@ -39,6 +39,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from pipeline.dsr import (
     CLOCK_SKEW,
+    IdentityVerification,
     RequestType,
     TrustedKeys,
     canonical_json,
@@ -54,6 +55,7 @@ ENVELOPE_VERSION = 1
 # HMAC-SHA256 hex digests (pipeline/subject_keys.py); anything else in an envelope is refused.
 _SUBJECT_KEY = re.compile(r"[0-9a-f]{64}")
 _REQUEST_TYPES = frozenset(RequestType)
+_VERIFICATIONS = frozenset(IdentityVerification)
 
 
 class ReceiptStatus(enum.StrEnum):
@@ -242,6 +244,9 @@ class Receipt:
     detail: str | None = None
     # On a ClickHouse cluster: store -> shard number -> rows (sink/dsr_shards.py); else empty.
     shard_counts: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
+    # How the requester's identity was verified (an IdentityVerification symbol, notice
+    # §9a); None when the request recorded none or could not be read.
+    identity_verified_by: str | None = None
 
     @classmethod
     def of(
@@ -255,9 +260,12 @@ class Receipt:
         store_counts: Mapping[str, int] | None = None,
         detail: str | None = None,
         shard_counts: Mapping[str, Mapping[str, int]] | None = None,
+        identity_verified_by: object = None,
     ) -> Receipt:
-        """A receipt with an unknown request type as UNKNOWN and times in milliseconds."""
+        """A receipt with an unknown request type as UNKNOWN, times in milliseconds, and an
+        identity verification that is not one of IdentityVerification's as None."""
         kind = str(request_type) if isinstance(request_type, str) and request_type in _REQUEST_TYPES else "UNKNOWN"
+        verified = str(identity_verified_by) if identity_verified_by in _VERIFICATIONS else None
         return cls(
             request_id,
             kind,
@@ -267,6 +275,7 @@ class Receipt:
             {str(k): int(v) for k, v in (store_counts or {}).items()},
             detail,
             {str(k): {str(s): int(n) for s, n in v.items()} for k, v in (shard_counts or {}).items()},
+            verified,
         )
 
     @classmethod
@@ -284,6 +293,7 @@ class Receipt:
             requested_at=issued_at if isinstance(issued_at, datetime) else now,
             completed_at=now,
             detail=detail,
+            identity_verified_by=request.get("identity_verified_by"),
         )
 
     @classmethod
@@ -298,6 +308,7 @@ class Receipt:
             store_counts=dict(value.get("store_counts") or {}),
             detail=value.get("detail"),
             shard_counts=dict(value.get("shard_counts") or {}),  # absent before the field existed
+            identity_verified_by=value.get("identity_verified_by"),
         )
 
     def to_value(self) -> dict[str, Any]:
@@ -312,4 +323,5 @@ class Receipt:
             "detail": self.detail,
             "schema_version": 1,
             "shard_counts": {k: dict(v) for k, v in self.shard_counts.items()},
+            "identity_verified_by": self.identity_verified_by,
         }

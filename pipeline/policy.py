@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.exceptions import ConfigError
+from pipeline.retention_period import RetentionPeriod
 
 POLICY_FILE = Path(__file__).with_name("policy.toml")
 
@@ -46,7 +47,7 @@ class RecordPolicy:
     record_type: str
     table: str
     schema: str
-    retention_days: int
+    period: RetentionPeriod  # the notice's limit as a calendar interval
     time_field: str
     description: str
     fields: Mapping[str, FieldRule] = field(default_factory=dict)
@@ -54,8 +55,10 @@ class RecordPolicy:
     retention_set_by: str = "notice"  # notice | controller (RETENTION_SETTERS)
 
     @property
-    def retention(self) -> timedelta:
-        return timedelta(days=self.retention_days)
+    def retention_days(self) -> int:
+        """The period in nominal days (365 a year, 30 a month), for display and charts
+        only: expiry is decided by `period` (calendar arithmetic), never by this."""
+        return self.period.nominal_days
 
     @property
     def identifier_fields(self) -> tuple[str, ...]:
@@ -111,6 +114,8 @@ class Policy:
     max_future_skew: timedelta = timedelta(hours=24)
     erasure_ledger_retention: timedelta = timedelta(days=30)
     export_retention: timedelta = timedelta(days=30)
+    # how long a recording waits for its call before it is held as `call_unknown`
+    recording_call_grace: timedelta = timedelta(hours=1)
 
     def record(self, record_type: str) -> RecordPolicy:
         try:
@@ -164,6 +169,23 @@ def _processing(raw: Mapping[str, Any]) -> Processing:
         kubernetes_regions=tuple(raw["kubernetes_regions"]),
         locations=tuple(locations),
     )
+
+
+def _period(record_type: str, spec: Mapping[str, Any]) -> RetentionPeriod:
+    """`retention = "2 years"` (calendar interval) or the older `retention_days = N`."""
+    where = f"policy records.{record_type}"
+    if "retention" in spec and "retention_days" in spec:
+        raise ConfigError(f"{where}: give retention or retention_days, not both")
+    try:
+        if "retention" in spec:
+            return RetentionPeriod.parse(spec["retention"])
+        return RetentionPeriod(spec["retention_days"], "DAY")
+    except KeyError:
+        raise ConfigError(f"{where}: retention is missing") from None
+    except ConfigError as exc:
+        raise ConfigError(f"{where}.retention: {exc}") from None
+
+
 def _positive(section: Mapping[str, Any], key: str, default: int, where: str) -> int:
     value = section.get(key, default)
     if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
@@ -196,14 +218,12 @@ def parse_policy(raw: Mapping[str, Any]) -> Policy:
             if set_by not in RETENTION_SETTERS:
                 setters = ", ".join(sorted(RETENTION_SETTERS))
                 raise ConfigError(f"policy records.{record_type}.retention_set_by must be one of {setters}")
-            days = int(spec["retention_days"])
-            if days <= 0:
-                raise ConfigError(f"policy records.{record_type}.retention_days must be positive")
+            period = _period(record_type, spec)
             records[record_type] = RecordPolicy(
                 record_type=record_type,
                 table=spec["table"],
                 schema=spec["schema"],
-                retention_days=days,
+                period=period,
                 time_field=spec["time_field"],
                 description=spec["description"],
                 fields=rules,
@@ -229,6 +249,9 @@ def parse_policy(raw: Mapping[str, Any]) -> Policy:
                 days=_positive(raw["erasure"], "ledger_retention_days", 30, "erasure")
             ),
             export_retention=timedelta(days=_positive(raw.get("exports", {}), "retention_days", 30, "exports")),
+            recording_call_grace=timedelta(
+                minutes=_positive(raw.get("recordings", {}), "call_grace_minutes", 60, "recordings")
+            ),
         )
     except KeyError as exc:
         raise ConfigError(f"policy is missing {exc.args[0]!r}") from None

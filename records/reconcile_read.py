@@ -141,7 +141,7 @@ def raw_event(message: Message, serde: Serde, builder: RowBuilder, policy: Polic
             row_id=str(value[RAW_ROW_ID_FIELDS[schema]]),
             subject_keys=tuple(keys),
             policy_time_ms=moment,
-            retention_days=record.retention_days,
+            retention=record.period,
         )
     except (SerdeError, KeyError, TypeError, ValueError, AttributeError):
         return RawEvent(topic, partition, offset)

@@ -44,12 +44,13 @@ from pipeline.clickhouse_cluster import local_table, statement_for
 from pipeline.clickhouse_ddl import RECORDS_DB, TableModel, table_models
 from pipeline.exceptions import ClickHouseError
 from pipeline.policy import Policy, default_policy
+from pipeline.retention_period import RetentionPeriod
 from retention_jobs.exceptions import RetentionError
 
 log = logging.getLogger(__name__)
 
 _DAY_MS = 86_400_000
-_TTL_DAYS = re.compile(r"\bTTL\b.*?toIntervalDay\((\d+)\)")
+_TTL = re.compile(r"\bTTL\b(?P<clause>.*)")
 _MONTH = re.compile(r"\d{4}(0[1-9]|1[0-2])")
 
 
@@ -59,12 +60,12 @@ class TableRetention:
 
     record_type: str
     table: str
-    limit_days: int
+    limit: RetentionPeriod
     deleted: int  # rows past the limit before the run (deleted by it, unless check-only)
     remaining_expired: int  # rows past the limit after the run: must be 0
     rows: int  # rows stored after the run
     oldest_age_days: float | None  # age of the oldest row after the run; None: empty table
-    table_ttl_days: int | None  # the TTL the table was created with, None when it has none
+    table_ttl: RetentionPeriod | None  # the TTL the table was created with, None when it has none
     dropped_partitions: int = 0  # whole months dropped by the run
 
     @property
@@ -73,13 +74,18 @@ class TableRetention:
 
     @property
     def ttl_matches_policy(self) -> bool:
-        return self.table_ttl_days == self.limit_days
+        return self.table_ttl == self.limit
+
+    @property
+    def limit_days(self) -> int:
+        """The limit in nominal days, for display next to ages in days."""
+        return self.limit.nominal_days
 
     def describe_violation(self) -> str:
         age = f"{self.oldest_age_days:.1f}" if self.oldest_age_days is not None else "?"
         return (
             f"retention violated for {self.record_type} ({RECORDS_DB}.{self.table}): "
-            f"{self.remaining_expired} row(s) older than {self.limit_days} d remain, oldest {age} d"
+            f"{self.remaining_expired} row(s) older than {self.limit.label} remain, oldest {age} d"
         )
 
 
@@ -96,11 +102,6 @@ class RetentionResult:
     @property
     def ok(self) -> bool:
         return not self.violations
-
-
-def cutoff_ms(now: datetime, limit_days: int) -> int:
-    """Unix milliseconds before which a row of a record type with this limit is expired."""
-    return int(now.timestamp() * 1000) - limit_days * _DAY_MS
 
 
 def enforce_retention(
@@ -134,11 +135,11 @@ def enforce_retention(
     for table in result.tables:
         if not table.ttl_matches_policy:
             log.warning(
-                "table %s.%s has TTL %s d but the policy says %d d: recreate or ALTER its TTL",
+                "table %s.%s has TTL %s but the policy says %s: run `records clickhouse init`",
                 RECORDS_DB,
                 table.table,
-                table.table_ttl_days,
-                table.limit_days,
+                table.table_ttl.label if table.table_ttl else "none",
+                table.limit.label,
             )
         if table.violated:
             log.error("%s", table.describe_violation())
@@ -184,12 +185,12 @@ def _enforce_table(
     return TableRetention(
         record_type=model.record.record_type,
         table=model.name,
-        limit_days=model.record.retention_days,
+        limit=model.record.period,
         deleted=before,
         remaining_expired=remaining,
         rows=rows,
         oldest_age_days=(now_ms - oldest_ms) / _DAY_MS if rows else None,
-        table_ttl_days=info.ttl_days,
+        table_ttl=info.ttl,
         dropped_partitions=dropped,
     )
 
@@ -216,8 +217,8 @@ def _expired_partitions(client: Client, model: TableModel, now: datetime, info: 
     ids = [str(r[0]) for r in rows.rows] if rows else []
     if info.partition_key != f"toYYYYMM({model.record.time_field})":
         return [], bool(ids)
-    cutoff = datetime.fromtimestamp(cutoff_ms(now, model.record.retention_days) / 1000, UTC)
-    whole = [pid for pid in ids if _MONTH.fullmatch(pid) and _month_end(pid) <= cutoff]
+    period = model.record.period
+    whole = [pid for pid in ids if _MONTH.fullmatch(pid) and period.add_to(_month_end(pid)) <= now]
     return whole, len(whole) < len(ids)
 
 
@@ -228,8 +229,10 @@ def _month_end(partition_id: str) -> datetime:
 
 
 def _expired_predicate(model: TableModel, now: datetime) -> str:
-    cutoff = cutoff_ms(now, model.record.retention_days)
-    return f"`{model.record.time_field}` < fromUnixTimestamp64Milli(toInt64({cutoff}), 'UTC')"
+    """`time + INTERVAL <policy period> < now`: the TTL's own calendar arithmetic."""
+    now_ms = int(now.timestamp() * 1000)
+    now_sql = f"fromUnixTimestamp64Milli(toInt64({now_ms}), 'UTC')"
+    return model.record.period.sql_expired(f"`{model.record.time_field}`", now_sql)
 
 
 def table_age(client: Client, model: TableModel, now: datetime) -> tuple[int, int, int]:
@@ -250,7 +253,7 @@ def table_age(client: Client, model: TableModel, now: datetime) -> tuple[int, in
 
 @dataclass(frozen=True)
 class _TableInfo:
-    ttl_days: int | None
+    ttl: RetentionPeriod | None
     partition_key: str
 
 
@@ -262,8 +265,9 @@ def _table_info(client: Client, cluster: str | None) -> dict[str, _TableInfo]:
     )
     out: dict[str, _TableInfo] = {}
     for name, engine, partition_key in rows.rows if rows else []:
-        found = _TTL_DAYS.search(str(engine))
-        out[str(name)] = _TableInfo(int(found.group(1)) if found else None, str(partition_key))
+        found = _TTL.search(str(engine))
+        ttl = RetentionPeriod.from_clickhouse(found["clause"]) if found else None
+        out[str(name)] = _TableInfo(ttl, str(partition_key))
     if cluster:
         return {name: out[local_table(name)] for name in out if local_table(name) in out}
     return out

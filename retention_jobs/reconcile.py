@@ -30,6 +30,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from pipeline.retention_period import RetentionPeriod
+
 QUARANTINED = "quarantined"
 DEAD_LETTERED = "dead_lettered"
 STORED = "stored"
@@ -54,7 +56,7 @@ class RawEvent:
     row_id: str | None = None
     subject_keys: tuple[str, ...] = ()
     policy_time_ms: int = 0
-    retention_days: int | None = None
+    retention: RetentionPeriod | None = None  # the policy's limit for its record type
 
     @property
     def position(self) -> tuple[str, int, int]:
@@ -237,7 +239,7 @@ def reconcile(
             erased = datetime.fromtimestamp(covering.erased_at_ms / 1000, UTC).isoformat(timespec="seconds")
             places.append(Place(ERASED, f"erased at {erased}"))
         if not places and _expired(event, now_ms):
-            places.append(Place(EXPIRED, f"older than {event.retention_days} d"))
+            places.append(Place(EXPIRED, f"older than {event.retention.label if event.retention else '?'}"))
         accounted.append(Accounted(event, tuple(places), strips))
     ids = Counter(e.event_id for e in events if e.event_id is not None)
     return Reconciliation(
@@ -255,9 +257,11 @@ def _erasure_of(event: RawEvent, erased_at: Mapping[str, Erasure]) -> Erasure | 
 
 
 def _expired(event: RawEvent, now_ms: int) -> bool:
-    if event.retention_days is None or not event.policy_time_ms:
+    """Past its period at `now_ms`, by the TTL's calendar arithmetic."""
+    if event.retention is None or not event.policy_time_ms:
         return False
-    return event.policy_time_ms + event.retention_days * DAY_MS < now_ms
+    moment = datetime.fromtimestamp(event.policy_time_ms / 1000, UTC)
+    return event.retention.expired(moment, datetime.fromtimestamp(now_ms / 1000, UTC))
 
 
 def first(items: Sequence[Accounted], limit: int = 10) -> list[str]:

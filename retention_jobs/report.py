@@ -140,6 +140,15 @@ class AccessEvidence:
 
 
 @dataclass(frozen=True)
+class RecordingBoundsEvidence:
+    """Stored call recordings against their calls (notice §5, pipeline/recording_bounds.py)."""
+
+    verdicts: Mapping[str, int]  # verdict -> recordings (within, or the reason held)
+    overdue: int  # recordings still unchecked past the grace period plus an hour
+    misjudged: int  # recordings shown as within although outside their stored call
+
+
+@dataclass(frozen=True)
 class Evidence:
     collected_at: datetime
     storage: str  # where the ClickHouse evidence came from (no credentials)
@@ -162,6 +171,9 @@ class Evidence:
     exports: ExportsEvidence | None = None  # embedded mode: the sink writes exports to its data directory
     # `records report --since T`: where every raw event of the window went (reconcile.py)
     reconciliation: Reconciliation | None = None
+    # executed requests by how the requester's identity was verified ("": none recorded)
+    identity_verification: Mapping[str, int] = field(default_factory=dict)
+    recording_bounds: RecordingBoundsEvidence | None = None  # None: no recordings table
 
 
 # ---- the report ------------------------------------------------------------------------
@@ -221,6 +233,7 @@ class Report:
             ],
             "record_ages": {
                 record_type: {
+                    "limit": self.policy.record(record_type).period.label,
                     "limit_days": self.policy.record(record_type).retention_days,
                     "limit_set_by": self.policy.record(record_type).retention_set_by,
                     "rows": ages.rows,
@@ -275,9 +288,12 @@ def evaluate(policy: Policy, evidence: Evidence) -> Report:
     ]
     if any("recording_notice_before_start" in r.requires for r in policy.records.values()):
         lines.append(_recording_notice(evidence))
+    if evidence.recording_bounds is not None:
+        lines.append(_recording_bounds(evidence.recording_bounds))
     lines.extend(_retention(record, evidence) for record in policy.records.values())
     lines.extend(_right(right_id, text, types, policy, evidence) for right_id, text, types in RIGHTS)
     lines.append(_erasure_proof(evidence))
+    lines.append(_identity_verified(evidence))
     lines.append(_no_profiling(policy, evidence))
     lines.append(_access_control(policy, evidence))
     lines.append(_recipients(policy, evidence))
@@ -417,6 +433,23 @@ def _recording_notice(ev: Evidence) -> ReportLine:
     )
 
 
+def _recording_bounds(ev: RecordingBoundsEvidence) -> ReportLine:
+    within = ev.verdicts.get("within", 0)
+    held = {reason: n for reason, n in sorted(ev.verdicts.items()) if reason != "within" and n}
+    shown = ", ".join(f"{reason} {n}" for reason, n in held.items()) or "none"
+    evidence = (
+        f"{within + sum(held.values())} recordings checked against their calls: {within} within; held: {shown}; "
+        f"{ev.overdue} unchecked past the grace period, {ev.misjudged} shown outside their call (both must be 0)"
+    )
+    return ReportLine(
+        "recording_bounds",
+        "§5",
+        "a call recording starts when the call is answered and ends at hang-up; others are held with the reason",
+        evidence,
+        ev.overdue == 0 and ev.misjudged == 0,
+    )
+
+
 def _retention(record: RecordPolicy, ev: Evidence) -> ReportLine:
     """Notice §8, or the controller's own limit where the notice states none (the line
     says which: `retention_set_by` in the policy)."""
@@ -424,7 +457,7 @@ def _retention(record: RecordPolicy, ev: Evidence) -> ReportLine:
     commitment = record.description
     by_controller = record.retention_set_by == "controller"
     source = "controller" if by_controller else "§8"
-    limit = f"limit {record.retention_days} d"
+    limit = f"limit {record.period.label}"
     if by_controller:
         limit += " (set by the controller; the notice states none)"
     if ages is None:
@@ -459,6 +492,27 @@ def _right(right_id: str, text: str, types: Sequence[str], policy: Policy, ev: E
     if total == 0:
         parts.append("no request received yet: path not exercised in this deployment")
     return ReportLine(f"rights.{right_id}", "§9", text, "; ".join(parts), passed)
+
+
+def _identity_verified(ev: Evidence) -> ReportLine:
+    """Notice §9a: the requester proves their identity (in person or strong electronic
+    identification) before a request is executed; each executed request records how."""
+    counts = dict(ev.identity_verification)
+    lacking = counts.pop("", 0)
+    total = lacking + sum(counts.values())
+    methods = ", ".join(f"{method.lower()} {n}" for method, n in sorted(counts.items()))
+    evidence = (
+        f"{total} executed request(s): {methods or 'none with a method'}; {lacking} without one (must be 0)"
+        if total
+        else "no request executed yet: path not exercised in this deployment"
+    )
+    return ReportLine(
+        "rights.identity_verified",
+        "§9a",
+        "each data-subject request records how the requester's identity was verified",
+        evidence,
+        lacking == 0,
+    )
 
 
 def _erasure_proof(ev: Evidence) -> ReportLine:

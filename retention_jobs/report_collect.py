@@ -16,8 +16,11 @@ from pipeline.clickhouse import Rows, run_statement
 from pipeline.clickhouse_ddl import (
     ANALYST_DB,
     CONSENT_FLAG_COLUMN,
+    DSR_EXECUTED_TABLE,
     ERASURE_LEDGER_TABLE,
     LEDGER_DENIES,
+    RECORDING_CHECKS_TABLE,
+    RECORDINGS_TABLE,
     RECORDS_DB,
     RESTRICTIONS_TABLE,
     TableModel,
@@ -35,6 +38,7 @@ from retention_jobs.report import (
     ExportsEvidence,
     KafkaEvidence,
     RecordAges,
+    RecordingBoundsEvidence,
     age_bin_days,
     latency_edges,
 )
@@ -74,7 +78,48 @@ def collect_evidence(client: Client, policy: Policy, now: datetime, *, storage: 
         ),
         kafka=kafka,
         other_tables=tuple(sorted(t for t in record_columns if t not in model_tables)),
+        identity_verification=_identity_verification(client),
+        recording_bounds=_recording_bounds(client, policy, now, model_tables),
     )
+
+
+def _recording_bounds(
+    client: Client, policy: Policy, now: datetime, tables: set[str]
+) -> RecordingBoundsEvidence | None:
+    """Verdicts by reason, recordings the sink has not checked in time, and recordings
+    shown to analysts as within although outside their stored call (re-checked here)."""
+    if RECORDINGS_TABLE not in tables:
+        return None
+    checks = f"{RECORDS_DB}.{RECORDING_CHECKS_TABLE}"
+    recordings = f"{RECORDS_DB}.{RECORDINGS_TABLE}"
+    verdicts = {
+        str(v): int(n) for v, n in _query(client, f"SELECT verdict, count() FROM {checks} FINAL GROUP BY 1").rows
+    }
+    due_ms = int((now - policy.recording_call_grace).timestamp() * 1000) - 3_600_000
+    overdue = _scalar(
+        client,
+        f"SELECT count() FROM {recordings} FINAL WHERE recording_id NOT IN (SELECT recording_id FROM {checks}) "
+        f"AND toUnixTimestamp64Milli(ingested_at) < {due_ms}",
+    )
+    misjudged = _scalar(
+        client,
+        f"SELECT count() FROM {recordings} AS r FINAL INNER JOIN (SELECT call_id, answered_at, ended_at FROM "
+        f"{RECORDS_DB}.calls FINAL) AS c ON r.call_id = c.call_id WHERE r.recording_id IN (SELECT recording_id "
+        f"FROM {checks} FINAL WHERE verdict = 'within') AND (c.answered_at IS NULL OR "
+        "r.recording_started_at < c.answered_at OR r.recording_ended_at > c.ended_at)",
+    )
+    return RecordingBoundsEvidence(verdicts, overdue, misjudged)
+
+
+def _identity_verification(client: Client) -> dict[str, int]:
+    """Requests the sink executed (its own records.dsr_executed, never the receipts topic's
+    copy), by how the requester's identity was verified; "" for none recorded."""
+    rows = _query(
+        client,
+        f"SELECT ifNull(identity_verified_by, ''), count() FROM {RECORDS_DB}.{DSR_EXECUTED_TABLE} FINAL "
+        "WHERE status = 'COMPLETED' GROUP BY 1",
+    ).rows
+    return {str(method): int(n) for method, n in rows}
 
 
 def _query(client: Client, sql: str) -> Rows:

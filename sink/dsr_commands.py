@@ -98,7 +98,7 @@ from sink.dsr_storage import (
     executed_row,
     ledger_rows,
     optimize_partition,
-    rectification_tables,
+    rectification_targets,
     rectified_count,
     rectified_partitions,
     rectified_value,
@@ -436,12 +436,12 @@ class DsrExecutor:
         is_identifier = RECTIFIABLE_FIELDS[field_name] is not None
         new_key = command.envelope.new_subject_key if is_identifier else None
         counts: dict[str, int] = {}
-        for model in rectification_tables(self.tables, field_name):
-            rows = _scalar(client, rectified_count(model, field_name, command.keys))
+        for model, column in rectification_targets(self.tables, field_name):
+            rows = _scalar(client, rectified_count(model, column, command.keys))
             counts[store_name(model)] = rows
             if rows:
-                partitions = client.query(rectified_partitions(model, field_name, command.keys), settings=_QUERY)
-                sql, parameters = rectified_versions(model, field_name, value, command.keys, new_key)
+                partitions = client.query(rectified_partitions(model, column, command.keys), settings=_QUERY)
+                sql, parameters = rectified_versions(model, column, value, command.keys, new_key)
                 client.command(self._mutation(sql), parameters=parameters, settings=_QUERY)
                 for (partition,) in partitions.result_rows:
                     client.command(self._mutation(optimize_partition(model, str(partition))), settings=_QUERY)
@@ -495,6 +495,7 @@ class DsrExecutor:
             store_counts=result.store_counts,
             detail=result.detail,
             shard_counts=result.shard_counts,
+            identity_verified_by=command.request.get("identity_verified_by"),
         )
         client.insert(EXECUTED, [executed_row(receipt, command.envelope)], column_names=list(EXECUTED_COLUMNS))
         self._counted.pop(command.request_id, None)

@@ -77,6 +77,7 @@ def document(
         records[record.record_type] = {
             "store": store_name(model),
             "description": record.description,
+            "retention": record.period.label,
             "retention_days": record.retention_days,
             "time_field": record.time_field,
             "fields": {

@@ -25,8 +25,10 @@ What each request does to the tables that carry `subject_keys` (records.*):
   erasure goes, however far in the future its event time lies; a row ingested after it
   is new contact, kept in both stores, whenever the sink gets to the command;
 - ACCESS: every row of the subject, every table (sink/dsr_export.py);
-- RECTIFICATION: on every table having that column, the corrected version of each of the
-  subject's rows is inserted (the value a query parameter, never mutation text: the
+- RECTIFICATION: on every table having a column that holds the field (a phone number is
+  `phone` in chats and `caller_number` in calls and recordings: pipeline.dsr
+  RECTIFIED_COLUMNS), the corrected version of each of the subject's rows is inserted
+  (the value a query parameter, never mutation text: the
   engine keeps mutation commands in system.mutations and mutation_N.txt), then the
   partitions holding them are merged (OPTIMIZE ... FINAL) so the uncorrected versions are
   gone; the corrected email or phone is normalised like the identifiers the streams
@@ -55,7 +57,7 @@ from pipeline.clickhouse_ddl import (
     RESTRICTIONS_TABLE,
     TableModel,
 )
-from pipeline.dsr import RECTIFIABLE_FIELDS, RequestType
+from pipeline.dsr import RECTIFIABLE_FIELDS, RequestType, rectified_columns
 from pipeline.dsr_contract import CommandEnvelope, Receipt
 from pipeline.subject_keys import normalise
 from sink.consent_withdrawal import CONSENT_WITHDRAWN, sql_string, sql_strings
@@ -77,7 +79,7 @@ _RECEIPT_COLUMNS = (
     "detail",
     "shard_counts",
 )
-EXECUTED_COLUMNS = (*_RECEIPT_COLUMNS, "request_sha256", "verified_at")
+EXECUTED_COLUMNS = (*_RECEIPT_COLUMNS, "request_sha256", "verified_at", "identity_verified_by")
 
 
 class DsrCommandError(SinkError):
@@ -206,8 +208,16 @@ def rectified_value(field_name: str | None, value: str | None) -> tuple[str, str
     return field_name, canonical
 
 
-def rectification_tables(models: Iterable[TableModel], field_name: str) -> list[TableModel]:
-    return [m for m in subject_tables(models) if any(c.name == field_name for c in m.columns)]
+def rectification_targets(models: Iterable[TableModel], field_name: str) -> list[tuple[TableModel, str]]:
+    """(table, column) pairs a rectification of `field_name` rewrites: every table with
+    subject keys holding one of its columns (a phone: `phone` and `caller_number`)."""
+    targets = []
+    for model in subject_tables(models):
+        names = {c.name for c in model.columns}
+        column = next((c for c in rectified_columns(field_name) if c in names), None)
+        if column is not None:
+            targets.append((model, column))
+    return targets
 
 
 def _rectifiable(field_name: str, keys: Collection[str]) -> str:
@@ -319,7 +329,12 @@ def export_query(model: TableModel, keys: Collection[str]) -> str:
 def executed_row(receipt: Receipt, envelope: CommandEnvelope) -> tuple[Any, ...]:
     """The records.dsr_executed row of an executed command (EXECUTED_COLUMNS)."""
     value = receipt.to_value()
-    return (*(value[c] for c in _RECEIPT_COLUMNS), envelope.request_sha256, envelope.verified_at)
+    return (
+        *(value[c] for c in _RECEIPT_COLUMNS),
+        envelope.request_sha256,
+        envelope.verified_at,
+        value["identity_verified_by"],
+    )
 
 
 def executed_query(request_ids: Collection[str]) -> str:

@@ -50,7 +50,7 @@ from sink.dsr_storage import LEDGER, subject_tables
 
 def window_days(models: Iterable[TableModel]) -> int:
     """How far back erasures matter: the longest retention of a table with subject keys."""
-    return max((m.record.retention_days for m in subject_tables(models)), default=0)
+    return max((m.record.period.max_days for m in subject_tables(models)), default=0)
 
 
 def structure(model: TableModel) -> str:

@@ -11,7 +11,7 @@ per-value caches (user agents, network names and phone numbers repeat).
   stays null. With it set, `MaxMindCityProvider` looks the address up offline in that
   MaxMind-format (.mmdb) city database; nothing leaves the machine;
 - E.164 phone numbers (`pipeline.subject_keys.normalise_phone`) and lower-cased emails;
-- the retention deadline of a row: its policy `time_field` + `retention_days`.
+- the retention deadline of a row: its policy `time_field` + `retention` (calendar).
 
 Whether a derived value may be stored is not decided here: `enforce_consent` strips
 what the policy does not allow, derived fields included.
@@ -124,7 +124,7 @@ def expires_at(policy: RecordPolicy, row: Mapping[str, Any]) -> datetime:
     moment = row[policy.time_field]
     if not isinstance(moment, datetime):
         raise TypeError(f"{policy.record_type}.{policy.time_field} must be a timestamp")
-    return moment + policy.retention
+    return policy.period.add_to(moment)
 
 
 class CityProvider(Protocol):

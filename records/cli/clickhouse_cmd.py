@@ -131,7 +131,7 @@ def _report_model(client: Client, before: set[str]) -> None:
         name = f"{RECORDS_DB}.{record.table}"
         state = "exists" if name in before else "created"
         typer.echo(
-            f"table {name}: {state}; row TTL {record.retention_days} days on {record.time_field}, "
+            f"table {name}: {state}; row TTL {record.period.label} on {record.time_field}, "
             f"monthly partitions, ReplacingMergeTree by row id"
         )
     for name in sorted(_existing(client) - {f"{RECORDS_DB}.{r.table}" for r in policy.records.values()}):

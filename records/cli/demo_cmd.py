@@ -108,6 +108,21 @@ def _stripped(settings: Settings, table: str = "chat_conversations") -> list[tup
         ]
 
 
+def _recording_checks(settings: Settings) -> tuple[int, list[tuple[Any, ...]]]:
+    """(recordings of a stored call the sink has not checked yet, held recordings by reason)."""
+    with connect(settings) as client:
+        unchecked = client.query(
+            f"SELECT count() FROM {RECORDS_DB}.call_recordings FINAL WHERE recording_id NOT IN "
+            f"(SELECT recording_id FROM {RECORDS_DB}.recording_checks) "
+            f"AND call_id IN (SELECT call_id FROM {RECORDS_DB}.calls)"
+        ).result_rows[0][0]
+        held = client.query(
+            f"SELECT verdict, count() FROM {RECORDS_DB}.recording_checks FINAL WHERE verdict != 'within' "
+            "GROUP BY verdict ORDER BY verdict"
+        ).result_rows
+    return int(unchecked), [tuple(row) for row in held]
+
+
 def _frequent_caller(settings: Settings) -> tuple[str, int, int]:
     """The phone number with the most calls among those that also sent a contact form
     (else the most frequent caller overall), its calls and its forms."""
@@ -266,6 +281,16 @@ def demo(
             typer.echo(f"  dead-lettered (malformed input, kept in {DLQ.name}): {dead}")
             quarantined = _topic_total(admin, QUARANTINE.name) - before[QUARANTINE.name]
             typer.echo(f"  recordings without a prior notice (held in {QUARANTINE.name}): {quarantined}")
+            _wait(
+                "the sink to check every recording against its call",
+                lambda: _recording_checks(settings)[0] == 0,
+                120,
+                workers,
+            )
+            held = _recording_checks(settings)[1]
+            typer.echo(f"  recordings outside their call (kept, shown to no analyst): {sum(n for _, n in held)}")
+            for reason, count in held:
+                typer.echo(f"    {reason:<28} {count:>8}")
             typer.echo("  chat fields removed by policy, by reason:")
             for reason, count in _stripped(settings):
                 typer.echo(f"    {reason:<28} {count:>8}")
@@ -276,12 +301,17 @@ def demo(
             _step("8. Data-subject request: erase the most frequent caller who also sent a contact form")
             phone, calls, forms = _frequent_caller(settings)
             typer.echo(f"subject found in {calls} call records and {forms} contact forms (identifier not shown)")
-            from pipeline.dsr import RequestType
+            from pipeline.dsr import IdentityVerification, RequestType
             from records.cli.dsr_cmd import find_receipt, issue
 
             t0 = time.monotonic()
             request_id = issue(
-                RequestType.ERASURE, {"phone": phone}, reason="demo ticket DPO-1", by="demo-dpo", settings=settings
+                RequestType.ERASURE,
+                {"phone": phone},
+                reason="demo ticket DPO-1",
+                by="demo-dpo",
+                identity_verified_by=IdentityVerification.STRONG_ELECTRONIC_ID,
+                settings=settings,
             )
             typer.echo(f"erasure request {request_id} signed and sent")
             receipt = find_receipt(settings, request_id, wait_s=180)

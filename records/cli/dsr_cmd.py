@@ -17,6 +17,7 @@ from pipeline.avro_json import to_jsonable
 from pipeline.config import Settings, load_settings
 from pipeline.dsr import (
     RECTIFIABLE_FIELDS,
+    IdentityVerification,
     RequestType,
     build_request,
     generate_keypair,
@@ -46,6 +47,29 @@ Reason = Annotated[str, typer.Option("--reason", help="Reference of the verified
 By = Annotated[str | None, typer.Option("--by", help="DPO username for the audit trail (default: login name).")]
 
 
+class VerifiedBy(enum.StrEnum):
+    """How the requester proved their identity (notice §9a), as the DPO types it."""
+
+    in_person = "in_person"
+    strong_electronic_id = "strong_electronic_id"
+    other = "other"
+
+    @property
+    def verification(self) -> IdentityVerification:
+        return IdentityVerification(self.value.upper())
+
+
+Verified = Annotated[
+    VerifiedBy,
+    typer.Option(
+        "--identity-verified-by",
+        help="How the requester proved their identity (notice §9a): in_person (official ID shown at an office), "
+        "strong_electronic_id, or other. Required; signed into the request and counted by the report.",
+        case_sensitive=False,
+    ),
+]
+
+
 def _passphrase(settings: Settings) -> bytes | None:
     return settings.dpo_key_passphrase.get().encode() if settings.dpo_key_passphrase else None
 
@@ -68,16 +92,24 @@ def issue(
     *,
     reason: str,
     by: str | None,
+    identity_verified_by: IdentityVerification,
     settings: Settings | None = None,
     **extra: Any,
 ) -> str:
-    """Build, sign and produce one request; returns its id."""
+    """Build, sign and produce one request; returns its id. `identity_verified_by`: how
+    the requester proved their identity (notice §9a), signed into the request."""
     settings = settings or load_settings()
     if settings.dpo_private_key is None:
         raise RecordsError("set RECORDS_DPO_PRIVATE_KEY")
     signer = load_signer(settings.dpo_private_key, _passphrase(settings))
     request = build_request(
-        request_type, identifiers, requested_by=by or getpass.getuser(), reason=reason, now=utcnow(), **extra
+        request_type,
+        identifiers,
+        requested_by=by or getpass.getuser(),
+        reason=reason,
+        now=utcnow(),
+        identity_verified_by=identity_verified_by,
+        **extra,
     )
     signed = signer.sign(request)
     payload = Wiring(settings).serde.encoder("DataSubjectRequest")(signed)
@@ -97,6 +129,7 @@ def _ids(email: str | None, phone: str | None, person: str | None, user: str | N
 def _simple(name: str, request_type: RequestType, doc: str) -> None:
     def command(
         reason: Reason,
+        verified: Verified,
         email: Email = None,
         phone: Phone = None,
         person_number: PersonNumber = None,
@@ -105,7 +138,11 @@ def _simple(name: str, request_type: RequestType, doc: str) -> None:
         by: By = None,
     ) -> None:
         request_id = issue(
-            request_type, _ids(email, phone, person_number, username, visitor_id), reason=reason, by=by
+            request_type,
+            _ids(email, phone, person_number, username, visitor_id),
+            reason=reason,
+            by=by,
+            identity_verified_by=verified.verification,
         )
         typer.echo(request_id)
 
@@ -125,6 +162,7 @@ def rectify(
     field: Annotated[str, typer.Option("--field", help=f"Field to correct: {', '.join(RECTIFIABLE_FIELDS)}.")],
     value: Annotated[str, typer.Option("--value", help="The corrected value.")],
     reason: Reason,
+    verified: Verified,
     email: Email = None,
     phone: Phone = None,
     person_number: PersonNumber = None,
@@ -139,6 +177,7 @@ def rectify(
             _ids(email, phone, person_number, username, visitor_id),
             reason=reason,
             by=by,
+            identity_verified_by=verified.verification,
             rectify_field=field,
             rectify_value=value,
         )
@@ -148,6 +187,7 @@ def rectify(
 @dsr_app.command("withdraw-consent")
 def withdraw_consent(
     reason: Reason,
+    verified: Verified,
     purpose: Annotated[
         ConsentPurpose | None, typer.Option("--purpose", help="Which consent (default: all).")
     ] = None,
@@ -165,6 +205,7 @@ def withdraw_consent(
             _ids(email, phone, person_number, username, visitor_id),
             reason=reason,
             by=by,
+            identity_verified_by=verified.verification,
             consent_purpose=purpose.value if purpose else None,
         )
     )

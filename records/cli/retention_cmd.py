@@ -192,7 +192,7 @@ def _print_retention(result: RetentionResult) -> None:
     for t in result.tables:
         oldest = "-" if t.oldest_age_days is None else f"{t.oldest_age_days:.1f} d"
         status = "[red]VIOLATION[/red]" if t.violated else "ok"
-        table.add_row(t.record_type, f"{t.limit_days} d", str(t.deleted), str(t.rows), oldest, status)
+        table.add_row(t.record_type, t.limit.label, str(t.deleted), str(t.rows), oldest, status)
     Console().print(table)
 
 

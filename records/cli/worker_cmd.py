@@ -84,6 +84,12 @@ def sink(
     retention_every_s: Annotated[
         float, typer.Option("--retention-every", min=0, help="Embedded mode: enforce retention every N s (0: off).")
     ] = 3600.0,
+    recording_check_every_s: Annotated[
+        float,
+        typer.Option(
+            "--recording-check-every", min=0, help="Check new call recordings against their calls every N s (0: off)."
+        ),
+    ] = 10.0,
     group_id: Annotated[str, typer.Option("--group-id", help="Consumer group.", hidden=True)] = "cs-clickhouse-sink",
     topic_suffix: Annotated[
         str, typer.Option("--topic-suffix", help="Read <topic><suffix> (isolated runs).", hidden=True)
@@ -108,6 +114,7 @@ def sink(
     from retention_jobs.enforce import enforce_retention
     from sink.clickhouse_sink import PeriodicJob, SinkOptions
     from sink.dsr_commands import DsrExecutor, DsrTopics
+    from sink.recording_bounds import recording_bounds_job
     from sink.sink_process import EndpointOptions, run_sink
 
     logging.basicConfig(level=loglevel.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -133,6 +140,9 @@ def sink(
                 lambda _client: expire_exports(exports, policy.export_retention, datetime.now(UTC)),
             )
         )
+    if recording_check_every_s > 0:
+        # Notice §5: a recording outside its call is held, shown to no analyst.
+        jobs.append(PeriodicJob("recording_bounds", recording_check_every_s, recording_bounds_job()))
     # Data-subject requests (issue 6): the commands handler and the insert guard that keeps
     # erased subjects out.
     dsr = DsrExecutor(

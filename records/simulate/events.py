@@ -58,6 +58,7 @@ from records.simulate.model import (
     MINUTE,
     NOTICE_AFTER_START,
     RECORDING,
+    RECORDING_OUTSIDE_CALL,
     RECORDING_WITHOUT_NOTICE,
     UUID_CLEAR,
     UUID_SET,
@@ -364,6 +365,14 @@ class _Simulation:
             notice, tags = None, (RECORDING_WITHOUT_NOTICE,)
         elif roll < mix.recording_notice_missing + mix.recording_notice_late:
             notice, tags = answered_at + self.between(1_000, min(15_000, ended - answered_at)), (NOTICE_AFTER_START,)
+        elif roll < mix.recording_notice_missing + mix.recording_notice_late + mix.recording_outside_call:
+            # announced, but recorded outside the call: from before the answer or past the hang-up
+            shift, tags = self.between(1_000, 8_000), (RECORDING_OUTSIDE_CALL,)
+            if roll < mix.recording_notice_missing + mix.recording_notice_late + mix.recording_outside_call / 2:
+                answered_at -= shift  # the recording starts `shift` ms before the answer
+            else:
+                ended += shift  # and ends `shift` ms after the hang-up
+            notice = answered_at - 500
         else:  # the announcement plays in the queue, before the call is answered
             notice = started + self.between(500, max(600, min(8_000, answered_at - started - 500)))
         recording_id = self.uuid()

@@ -60,6 +60,7 @@ LOCATION_WITHOUT_PERMISSION = "location_without_geolocation_permission"
 RECORDING_WITHOUT_NOTICE = "recording_without_notice"
 NOTICE_AFTER_START = "recording_notice_after_start"
 WITHHELD_CALLER = "withheld_caller_number"
+RECORDING_OUTSIDE_CALL = "recording_outside_call"  # starts before the answer or ends after hang-up
 
 UUID_CLEAR = ~((0xF000 << 64) | (0xC000 << 48))  # version and variant bits of a UUID
 UUID_SET = (0x4000 << 64) | (0x8000 << 48)  # version 4, RFC 4122 variant
@@ -102,6 +103,7 @@ class TrafficMix:
     withheld_caller: float = 0.01
     recording_notice_missing: float = 0.02  # of recordings: to be quarantined
     recording_notice_late: float = 0.02  # of recordings: notice after recording started
+    recording_outside_call: float = 0.01  # of recordings: before the answer or past hang-up (held)
     # consent changes
     consent_withdrawn: float = 0.3
     # contact forms
@@ -118,7 +120,7 @@ class TrafficMix:
             raise ConfigError(f"the event shares of TrafficMix must sum to 1 (they sum to {total:.4f})")
         if self.recording > 0 and self.recording_probability() > 1.0:
             raise ConfigError("TrafficMix.recording is larger than the answered inbound calls allow")
-        if self.recording_notice_missing + self.recording_notice_late > 1.0:
+        if self.recording_notice_missing + self.recording_notice_late + self.recording_outside_call > 1.0:
             raise ConfigError("TrafficMix: recording notice violations exceed all recordings")
 
     def shares(self) -> dict[str, float]:

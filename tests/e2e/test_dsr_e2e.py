@@ -16,6 +16,7 @@ import signal
 import time
 import uuid
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +29,7 @@ from pipeline.subject_keys import IdentifierKind
 from tests.support.cli import cli_env, run_records
 from tests.support.kafka_offsets import start_group_at_end
 from tests.support.processes import CHANGELOGS, STREAMS_INPUTS, SinkProcess, WorkerProcess
-from tests.support.streams_traffic import Traffic, call_detail, web_chat
+from tests.support.streams_traffic import RECORDING_START, Traffic, call_detail, call_recording, web_chat
 from tests.support.worker_secrets import DPO_SIGNER, KEYER
 
 pytestmark = pytest.mark.kafka
@@ -128,7 +129,10 @@ def test_records_dsr_erase_reaches_every_store_and_status_shows_the_receipt(
         before = held("FINAL")
 
         erase = run_records(
-            *("dsr", "erase", "--email", email, "--phone", phone, "--reason", "TICKET-E2E"), env=dpo, timeout=180
+            *("dsr", "erase", "--email", email, "--phone", phone, "--reason", "TICKET-E2E"),
+            *("--identity-verified-by", "in_person"),
+            env=dpo,
+            timeout=180,
         )
         assert erase.returncode == 0, erase.stderr
         request_id = erase.stdout.strip().splitlines()[-1]
@@ -139,6 +143,7 @@ def test_records_dsr_erase_reaches_every_store_and_status_shows_the_receipt(
         receipt = json.loads(status.stdout)
 
         assert (receipt["request_type"], receipt["status"]) == ("ERASURE", "COMPLETED")
+        assert receipt["identity_verified_by"] == "IN_PERSON"  # signed into the request, carried by the receipt
         for table, rows in before.items():
             assert receipt["store_counts"][f"records.{table}"] == rows, table
         assert any(not store.startswith("records.") for store in receipt["store_counts"])  # the Kafka side's
@@ -187,7 +192,16 @@ def test_every_other_request_type_through_the_whole_pipeline(
             time.sleep(0.5)
 
         def run(*args: str) -> dict[str, Any]:
-            issued = run_records("dsr", *args, "--reason", "TICKET-TYPES", env=dpo, timeout=180)
+            issued = run_records(
+                "dsr",
+                *args,
+                "--reason",
+                "TICKET-TYPES",
+                "--identity-verified-by",
+                "strong_electronic_id",
+                env=dpo,
+                timeout=180,
+            )
             assert issued.returncode == 0, issued.stderr
             request_id = issued.stdout.strip().splitlines()[-1]
             status = run_records("dsr", "status", request_id, "--wait", "120", env=dpo, timeout=180)
@@ -229,5 +243,100 @@ def test_every_other_request_type_through_the_whole_pipeline(
             time.sleep(0.5)
         stripped = one("SELECT stripped FROM records.chat_conversations FINAL WHERE conversation_id = {cid:String}")
         assert "name:consent_withdrawn" in stripped
+    finally:
+        sink.kill(signal.SIGTERM)
+
+
+def test_a_rectified_phone_number_reaches_the_calls_and_recordings(
+    kafka_bootstrap: str,
+    streams: WorkerProcess,
+    dpo_keys: tuple[Path, Path],
+    chdb_path: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`records dsr rectify --field phone` rewrites the chat's phone and the caller_number of
+    the person's calls and recordings (notice §5 lists the caller's number), and the
+    corrected number finds them all afterwards."""
+    private_key, public_key = dpo_keys
+    dpo = _dpo_env(kafka_bootstrap, private_key, public_key)
+    group = _sink_group_at_end(kafka_bootstrap)
+    monkeypatch.setenv("RECORDS_DPO_PUBLIC_KEYS", str(public_key))
+    monkeypatch.setenv("RECORDS_COMMAND_PUBLIC_KEYS", str(streams.command_public_key))
+    sink = SinkProcess(chdb_path, kafka_bootstrap, group, "", tmp_path / "sink.log")
+    owner = sink.owner()
+    try:
+        n = secrets.randbelow(9_000_000) + 1_000_000
+        cid, call_id, recording_id = f"rectify-phone-{n}", f"rectify-call-{n}", f"rectify-rec-{n}"
+        chat = web_chat(cid, visitor=f"visitor-{n}", email=f"rectify.phone.{n}@example.fi")
+        phone = chat["phone"]
+        recording = call_recording(recording_id, call_id, RECORDING_START - timedelta(seconds=5))
+        recording["caller_number"] = phone
+        traffic = Traffic(kafka_bootstrap, cid)
+        traffic.avro("chat", topics.CHAT.name, cid, "ChatConversation", chat)
+        traffic.avro("call", topics.CALL.name, call_id, "CallDetailRecord", call_detail(call_id, phone))
+        traffic.avro("recording", topics.CALL.name, call_id, "CallRecording", recording)
+        traffic.flush()
+        client = sink.client(owner)
+        where = {
+            "chat_conversations": ("phone", f"conversation_id = '{cid}'"),
+            "calls": ("caller_number", f"call_id = '{call_id}'"),
+            "call_recordings": ("caller_number", f"recording_id = '{recording_id}'"),
+        }
+
+        def numbers() -> dict[str, list[str]]:
+            return {
+                table: [
+                    row[0]
+                    for row in client.query(f"SELECT {column} FROM records.{table} FINAL WHERE {cond}").result_rows
+                ]
+                for table, (column, cond) in where.items()
+            }
+
+        deadline = time.monotonic() + 90
+        while not all(numbers().values()):
+            assert time.monotonic() < deadline, (
+                f"the subject's rows never arrived: {numbers()}\n{streams.log()[-2000:]}"
+            )
+            time.sleep(0.5)
+        assert numbers() == {table: [phone] for table in where}
+
+        corrected = f"+35850{n}"
+        assert corrected != phone
+        issued = run_records(
+            *("dsr", "rectify", "--phone", phone, "--field", "phone", "--value", corrected),
+            *("--reason", "TICKET-RECTIFY-PHONE", "--identity-verified-by", "other"),
+            env=dpo,
+            timeout=180,
+        )
+        assert issued.returncode == 0, issued.stderr
+        request_id = issued.stdout.strip().splitlines()[-1]
+        status = run_records("dsr", "status", request_id, "--wait", "120", env=dpo, timeout=180)
+        assert status.returncode == 0, (
+            f"{status.stdout}\n{status.stderr}\n{(tmp_path / 'sink.log').read_text()[-3000:]}"
+        )
+        receipt = json.loads(status.stdout)
+        assert receipt["status"] == "COMPLETED", receipt
+        for table in where:
+            assert receipt["store_counts"][f"records.{table}"] == 1, table
+
+        assert numbers() == {table: [corrected] for table in where}
+        versions = client.query(
+            "SELECT count() FROM records.calls WHERE call_id = {c:String} AND caller_number = {p:String}",
+            parameters={"c": call_id, "p": phone},
+        ).result_rows[0][0]
+        assert versions == 0, "the uncorrected version of the call is merged away"
+        found = run_records(
+            *("dsr", "export", "--phone", corrected, "--reason", "TICKET-RECTIFY-PHONE"),
+            *("--identity-verified-by", "in_person"),
+            env=dpo,
+            timeout=180,
+        )
+        assert found.returncode == 0, found.stderr
+        export_id = found.stdout.strip().splitlines()[-1]
+        export = run_records("dsr", "status", export_id, "--wait", "120", env=dpo, timeout=180)
+        counts = json.loads(export.stdout)["store_counts"]
+        assert (counts["records.calls"], counts["records.call_recordings"]) == (1, 1), "the corrected number finds them"
+        assert phone not in status.stdout and corrected not in status.stdout
     finally:
         sink.kill(signal.SIGTERM)

@@ -105,7 +105,7 @@ CREATE TABLE IF NOT EXISTS records.calls_local ON CLUSTER records_cluster
 ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/records/calls_local', '{replica}', ingested_at)
 PARTITION BY toYYYYMM(started_at)
 ORDER BY (event_id)
-TTL `started_at` + INTERVAL 730 DAY DELETE
+TTL `started_at` + INTERVAL 2 YEAR DELETE
 SETTINGS ttl_only_drop_parts = 0, merge_with_ttl_timeout = 3600;
 
 CREATE TABLE IF NOT EXISTS records.calls ON CLUSTER records_cluster AS records.calls_local
@@ -132,7 +132,7 @@ CREATE TABLE IF NOT EXISTS records.call_recordings_local ON CLUSTER records_clus
 ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/records/call_recordings_local', '{replica}', ingested_at)
 PARTITION BY toYYYYMM(recording_started_at)
 ORDER BY (event_id)
-TTL `recording_started_at` + INTERVAL 90 DAY DELETE
+TTL `recording_started_at` + INTERVAL 3 MONTH DELETE
 SETTINGS ttl_only_drop_parts = 0, merge_with_ttl_timeout = 3600;
 
 CREATE TABLE IF NOT EXISTS records.call_recordings ON CLUSTER records_cluster AS records.call_recordings_local
@@ -161,7 +161,7 @@ CREATE TABLE IF NOT EXISTS records.consent_ledger_local ON CLUSTER records_clust
 ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/records/consent_ledger_local', '{replica}', ingested_at)
 PARTITION BY toYYYYMM(event_time)
 ORDER BY (event_id)
-TTL `event_time` + INTERVAL 730 DAY DELETE
+TTL `event_time` + INTERVAL 2 YEAR DELETE
 SETTINGS ttl_only_drop_parts = 0, merge_with_ttl_timeout = 3600;
 
 CREATE TABLE IF NOT EXISTS records.consent_ledger ON CLUSTER records_cluster AS records.consent_ledger_local
@@ -177,12 +177,13 @@ CREATE TABLE IF NOT EXISTS records.dsr_receipts_local ON CLUSTER records_cluster
     `store_counts` Map(String, Int64),
     `detail` Nullable(String),
     `schema_version` Int32,
-    `shard_counts` Map(String, Map(String, Int64))
+    `shard_counts` Map(String, Map(String, Int64)),
+    `identity_verified_by` Nullable(String)
 )
 ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/{shard}/records/dsr_receipts_local', '{replica}', completed_at)
 PARTITION BY toYYYYMM(completed_at)
 ORDER BY (request_id)
-TTL `completed_at` + INTERVAL 1825 DAY DELETE
+TTL `completed_at` + INTERVAL 5 YEAR DELETE
 SETTINGS ttl_only_drop_parts = 0, merge_with_ttl_timeout = 3600;
 
 CREATE TABLE IF NOT EXISTS records.dsr_receipts ON CLUSTER records_cluster AS records.dsr_receipts_local
@@ -219,6 +220,28 @@ SETTINGS ttl_only_drop_parts = 0, merge_with_ttl_timeout = 3600;
 CREATE TABLE IF NOT EXISTS records.contact_forms ON CLUSTER records_cluster AS records.contact_forms_local
 ENGINE = Distributed(records_cluster, records, contact_forms_local, cityHash64(event_id));
 
+ALTER TABLE records.chat_conversations_local ON CLUSTER records_cluster MODIFY TTL `started_at` + INTERVAL 180 DAY DELETE;
+
+ALTER TABLE records.chat_messages_local ON CLUSTER records_cluster MODIFY TTL `sent_at` + INTERVAL 180 DAY DELETE;
+
+ALTER TABLE records.calls_local ON CLUSTER records_cluster MODIFY TTL `started_at` + INTERVAL 2 YEAR DELETE;
+
+ALTER TABLE records.call_recordings_local ON CLUSTER records_cluster MODIFY TTL `recording_started_at` + INTERVAL 3 MONTH DELETE;
+
+ALTER TABLE records.consent_ledger_local ON CLUSTER records_cluster MODIFY TTL `event_time` + INTERVAL 2 YEAR DELETE;
+
+ALTER TABLE records.dsr_receipts_local ON CLUSTER records_cluster MODIFY TTL `completed_at` + INTERVAL 5 YEAR DELETE;
+
+ALTER TABLE records.contact_forms_local ON CLUSTER records_cluster MODIFY TTL `submitted_at` + INTERVAL 180 DAY DELETE;
+
+ALTER TABLE records.dsr_receipts_local ON CLUSTER records_cluster ADD COLUMN IF NOT EXISTS `shard_counts` Map(String, Map(String, Int64));
+
+ALTER TABLE records.dsr_receipts ON CLUSTER records_cluster ADD COLUMN IF NOT EXISTS `shard_counts` Map(String, Map(String, Int64));
+
+ALTER TABLE records.dsr_receipts_local ON CLUSTER records_cluster ADD COLUMN IF NOT EXISTS `identity_verified_by` Nullable(String);
+
+ALTER TABLE records.dsr_receipts ON CLUSTER records_cluster ADD COLUMN IF NOT EXISTS `identity_verified_by` Nullable(String);
+
 CREATE TABLE IF NOT EXISTS records.subject_restrictions ON CLUSTER records_cluster
 (
     `subject_key` String,
@@ -253,13 +276,14 @@ CREATE TABLE IF NOT EXISTS records.dsr_executed ON CLUSTER records_cluster
     `store_counts` Map(String, Int64),
     `detail` Nullable(String),
     `request_sha256` String,
-    `verified_at` DateTime64(3, 'UTC')
+    `verified_at` DateTime64(3, 'UTC'),
+    `identity_verified_by` Nullable(String)
 )
 ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/all/records/dsr_executed', '{replica}', completed_at)
 ORDER BY request_id
-TTL completed_at + INTERVAL 1825 DAY DELETE;
+TTL completed_at + INTERVAL 5 YEAR DELETE;
 
-ALTER TABLE records.dsr_executed ON CLUSTER records_cluster MODIFY TTL completed_at + INTERVAL 1825 DAY DELETE;
+ALTER TABLE records.dsr_executed ON CLUSTER records_cluster MODIFY TTL completed_at + INTERVAL 5 YEAR DELETE;
 
 ALTER TABLE records.dsr_executed ON CLUSTER records_cluster ADD COLUMN IF NOT EXISTS `shard_counts` Map(String, Map(String, Int64));
 
@@ -273,6 +297,18 @@ CREATE TABLE IF NOT EXISTS records.dsr_erasure_progress ON CLUSTER records_clust
 ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/all/records/dsr_erasure_progress', '{replica}', counted_at)
 ORDER BY (request_id, store)
 TTL counted_at + INTERVAL 30 DAY DELETE;
+
+CREATE TABLE IF NOT EXISTS records.recording_checks ON CLUSTER records_cluster
+(
+    `recording_id` String,
+    `verdict` String,
+    `checked_at` DateTime64(3, 'UTC')
+)
+ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/all/records/recording_checks', '{replica}', checked_at)
+ORDER BY recording_id
+TTL checked_at + INTERVAL 3 MONTH DELETE;
+
+ALTER TABLE records.dsr_executed ON CLUSTER records_cluster ADD COLUMN IF NOT EXISTS `identity_verified_by` Nullable(String);
 
 CREATE OR REPLACE VIEW analyst.chat_conversations ON CLUSTER records_cluster AS
 SELECT
@@ -354,7 +390,8 @@ SELECT
     `ingested_at`,
     `expires_at`
 FROM records.call_recordings FINAL
-WHERE NOT hasAny(subject_keys, (SELECT groupArray(subject_key) FROM records.subject_restrictions FINAL WHERE active));
+WHERE NOT hasAny(subject_keys, (SELECT groupArray(subject_key) FROM records.subject_restrictions FINAL WHERE active))
+  AND recording_id IN (SELECT recording_id FROM records.recording_checks FINAL WHERE verdict = 'within');
 
 CREATE OR REPLACE VIEW analyst.consent_ledger ON CLUSTER records_cluster AS
 SELECT
@@ -385,7 +422,8 @@ SELECT
     `store_counts`,
     `detail`,
     `schema_version`,
-    `shard_counts`
+    `shard_counts`,
+    `identity_verified_by`
 FROM records.dsr_receipts FINAL;
 
 CREATE OR REPLACE VIEW analyst.contact_forms ON CLUSTER records_cluster AS

@@ -16,6 +16,18 @@ INSERT INTO records.chat_conversations (`event_id`, `source_event_id`, `subject_
 
 OPTIMIZE TABLE records.chat_conversations_local ON CLUSTER records_cluster PARTITION ID '202611' FINAL SETTINGS alter_sync = 2;
 
+SELECT DISTINCT _partition_id FROM records.calls WHERE hasAny(subject_keys, ['aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa']) AND `caller_number` IS NOT NULL;
+
+INSERT INTO records.calls (`event_id`, `source_event_id`, `subject_keys`, `call_id`, `direction`, `caller_number`, `service_number`, `started_at`, `answered_at`, `ended_at`, `duration_s`, `answered_by_number`, `answered_by_user`, `stripped`, `ingested_at`, `expires_at`) SETTINGS distributed_foreground_insert = 1 SELECT `event_id`, `source_event_id`, arrayDistinct(arrayConcat(subject_keys, [{rectified_key:String}])), `call_id`, `direction`, {rectified_value:String}, `service_number`, `started_at`, `answered_at`, `ended_at`, `duration_s`, `answered_by_number`, `answered_by_user`, `stripped`, `ingested_at` + toIntervalMillisecond(1), `expires_at` FROM records.calls FINAL WHERE hasAny(subject_keys, ['aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa']) AND `caller_number` IS NOT NULL;
+
+OPTIMIZE TABLE records.calls_local ON CLUSTER records_cluster PARTITION ID '202611' FINAL SETTINGS alter_sync = 2;
+
+SELECT DISTINCT _partition_id FROM records.call_recordings WHERE hasAny(subject_keys, ['aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa']) AND `caller_number` IS NOT NULL;
+
+INSERT INTO records.call_recordings (`event_id`, `source_event_id`, `subject_keys`, `recording_id`, `call_id`, `caller_number`, `recording_uri`, `notice_played_at`, `recording_started_at`, `recording_ended_at`, `duration_s`, `stripped`, `ingested_at`, `expires_at`) SETTINGS distributed_foreground_insert = 1 SELECT `event_id`, `source_event_id`, arrayDistinct(arrayConcat(subject_keys, [{rectified_key:String}])), `recording_id`, `call_id`, {rectified_value:String}, `recording_uri`, `notice_played_at`, `recording_started_at`, `recording_ended_at`, `duration_s`, `stripped`, `ingested_at` + toIntervalMillisecond(1), `expires_at` FROM records.call_recordings FINAL WHERE hasAny(subject_keys, ['aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa']) AND `caller_number` IS NOT NULL;
+
+OPTIMIZE TABLE records.call_recordings_local ON CLUSTER records_cluster PARTITION ID '202611' FINAL SETTINGS alter_sync = 2;
+
 SELECT DISTINCT _partition_id FROM records.contact_forms WHERE hasAny(subject_keys, ['aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa']) AND `phone` IS NOT NULL;
 
 INSERT INTO records.contact_forms (`event_id`, `source_event_id`, `subject_keys`, `submission_id`, `form_name`, `submitted_at`, `name`, `email`, `phone`, `company_name`, `message`, `page_url`, `user_agent`, `contact_consent`, `marketing_consent`, `stripped`, `ingested_at`, `expires_at`) SETTINGS distributed_foreground_insert = 1 SELECT `event_id`, `source_event_id`, arrayDistinct(arrayConcat(subject_keys, [{rectified_key:String}])), `submission_id`, `form_name`, `submitted_at`, `name`, `email`, {rectified_value:String}, `company_name`, `message`, `page_url`, `user_agent`, `contact_consent`, `marketing_consent`, `stripped`, `ingested_at` + toIntervalMillisecond(1), `expires_at` FROM records.contact_forms FINAL WHERE hasAny(subject_keys, ['aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa']) AND `phone` IS NOT NULL;

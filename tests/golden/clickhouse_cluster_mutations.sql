@@ -22,29 +22,29 @@ WHERE event_id IN ['evt-1', 'evt-2'] SETTINGS mutations_sync = 2;
 
 ALTER TABLE records.chat_conversations_local ON CLUSTER records_cluster DROP PARTITION ID '202401', DROP PARTITION ID '202402' SETTINGS alter_sync = 2;
 
-ALTER TABLE records.chat_conversations_local ON CLUSTER records_cluster DELETE WHERE `started_at` < fromUnixTimestamp64Milli(toInt64(1780466400000), 'UTC') SETTINGS mutations_sync = 2;
+ALTER TABLE records.chat_conversations_local ON CLUSTER records_cluster DELETE WHERE (`started_at` + INTERVAL 180 DAY) < fromUnixTimestamp64Milli(toInt64(1796018400000), 'UTC') SETTINGS mutations_sync = 2;
 
 ALTER TABLE records.chat_messages_local ON CLUSTER records_cluster DROP PARTITION ID '202401', DROP PARTITION ID '202402' SETTINGS alter_sync = 2;
 
-ALTER TABLE records.chat_messages_local ON CLUSTER records_cluster DELETE WHERE `sent_at` < fromUnixTimestamp64Milli(toInt64(1780466400000), 'UTC') SETTINGS mutations_sync = 2;
+ALTER TABLE records.chat_messages_local ON CLUSTER records_cluster DELETE WHERE (`sent_at` + INTERVAL 180 DAY) < fromUnixTimestamp64Milli(toInt64(1796018400000), 'UTC') SETTINGS mutations_sync = 2;
 
 ALTER TABLE records.calls_local ON CLUSTER records_cluster DROP PARTITION ID '202401', DROP PARTITION ID '202402' SETTINGS alter_sync = 2;
 
-ALTER TABLE records.calls_local ON CLUSTER records_cluster DELETE WHERE `started_at` < fromUnixTimestamp64Milli(toInt64(1732946400000), 'UTC') SETTINGS mutations_sync = 2;
+ALTER TABLE records.calls_local ON CLUSTER records_cluster DELETE WHERE (`started_at` + INTERVAL 2 YEAR) < fromUnixTimestamp64Milli(toInt64(1796018400000), 'UTC') SETTINGS mutations_sync = 2;
 
 ALTER TABLE records.call_recordings_local ON CLUSTER records_cluster DROP PARTITION ID '202401', DROP PARTITION ID '202402' SETTINGS alter_sync = 2;
 
-ALTER TABLE records.call_recordings_local ON CLUSTER records_cluster DELETE WHERE `recording_started_at` < fromUnixTimestamp64Milli(toInt64(1788242400000), 'UTC') SETTINGS mutations_sync = 2;
+ALTER TABLE records.call_recordings_local ON CLUSTER records_cluster DELETE WHERE (`recording_started_at` + INTERVAL 3 MONTH) < fromUnixTimestamp64Milli(toInt64(1796018400000), 'UTC') SETTINGS mutations_sync = 2;
 
 ALTER TABLE records.consent_ledger_local ON CLUSTER records_cluster DROP PARTITION ID '202401', DROP PARTITION ID '202402' SETTINGS alter_sync = 2;
 
-ALTER TABLE records.consent_ledger_local ON CLUSTER records_cluster DELETE WHERE `event_time` < fromUnixTimestamp64Milli(toInt64(1732946400000), 'UTC') SETTINGS mutations_sync = 2;
+ALTER TABLE records.consent_ledger_local ON CLUSTER records_cluster DELETE WHERE (`event_time` + INTERVAL 2 YEAR) < fromUnixTimestamp64Milli(toInt64(1796018400000), 'UTC') SETTINGS mutations_sync = 2;
 
 ALTER TABLE records.dsr_receipts_local ON CLUSTER records_cluster DROP PARTITION ID '202401', DROP PARTITION ID '202402' SETTINGS alter_sync = 2;
 
-ALTER TABLE records.dsr_receipts_local ON CLUSTER records_cluster DELETE WHERE `completed_at` < fromUnixTimestamp64Milli(toInt64(1638338400000), 'UTC') SETTINGS mutations_sync = 2;
+ALTER TABLE records.dsr_receipts_local ON CLUSTER records_cluster DELETE WHERE (`completed_at` + INTERVAL 5 YEAR) < fromUnixTimestamp64Milli(toInt64(1796018400000), 'UTC') SETTINGS mutations_sync = 2;
 
 ALTER TABLE records.contact_forms_local ON CLUSTER records_cluster DROP PARTITION ID '202401', DROP PARTITION ID '202402' SETTINGS alter_sync = 2;
 
-ALTER TABLE records.contact_forms_local ON CLUSTER records_cluster DELETE WHERE `submitted_at` < fromUnixTimestamp64Milli(toInt64(1780466400000), 'UTC') SETTINGS mutations_sync = 2;
+ALTER TABLE records.contact_forms_local ON CLUSTER records_cluster DELETE WHERE (`submitted_at` + INTERVAL 180 DAY) < fromUnixTimestamp64Milli(toInt64(1796018400000), 'UTC') SETTINGS mutations_sync = 2;
 

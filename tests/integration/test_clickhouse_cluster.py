@@ -108,7 +108,8 @@ def test_cluster_tables_keep_the_single_node_columns_keys_and_ttls(ch_client: Cl
         one = single[model.qualified]
         for keyword, until in (("TTL", "SETTINGS"), ("ORDER BY", "TTL"), ("PARTITION BY", "ORDER BY")):
             assert _clause(local, keyword, until) == _clause(one, keyword, until), (model.name, keyword)
-        assert f"toIntervalDay({model.record.retention_days})" in _clause(local, "TTL", "SETTINGS")
+        period = model.record.period
+        assert f"toInterval{period.unit.title()}({period.amount})" in _clause(local, "TTL", "SETTINGS")
         columns = re.search(r"\((.*)\) ENGINE", one)
         assert columns is not None and f"({columns.group(1)}) ENGINE" in local  # columns and index, as on one node
         version = model.version_column

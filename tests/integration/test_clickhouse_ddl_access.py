@@ -89,7 +89,8 @@ def test_tables_expire_rows_by_the_policy_and_partition_by_month(initialised: Cl
     )
     for record in POLICY.records.values():
         ddl = created[record.table]
-        assert f"TTL {record.time_field} + toIntervalDay({record.retention_days})" in ddl, record.table
+        interval = f"toInterval{record.period.unit.title()}({record.period.amount})"
+        assert f"TTL {record.time_field} + {interval}" in ddl, record.table
         assert f"PARTITION BY toYYYYMM({record.time_field})" in ddl, record.table
         assert "ReplacingMergeTree" in ddl, record.table
 

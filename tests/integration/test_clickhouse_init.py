@@ -20,9 +20,9 @@ def test_init_creates_the_model_then_finds_it_and_checks_the_access_sql(
     assert second.returncode == 0, second.stderr
     assert first.stdout.splitlines()[0] == f"target: embedded chDB at {chdb_path}"
     for model in table_models():
-        days = model.record.retention_days
-        assert f"table records.{model.name}: created; row TTL {days} days" in first.stdout
-        assert f"table records.{model.name}: exists; row TTL {days} days" in second.stdout
+        ttl = model.record.period.label
+        assert f"table records.{model.name}: created; row TTL {ttl} on" in first.stdout
+        assert f"table records.{model.name}: exists; row TTL {ttl} on" in second.stdout
         assert f"view analyst.{model.name}: created;" in first.stdout
         assert f"view analyst.{model.name}: replaced;" in second.stdout
     assert "access control:" in first.stdout and "parse; not applied" in first.stdout

@@ -46,7 +46,7 @@ from sink.dsr_shards import (
 from sink.dsr_storage import (
     count_query,
     optimize_partition,
-    rectification_tables,
+    rectification_targets,
     rectified_partitions,
     rectified_versions,
     subject_rows_count,
@@ -90,9 +90,9 @@ def _cluster_sql() -> list[str]:
     models = table_models()
     out: list[str] = []
     for field_name, value in (("email", "anna@example.fi"), ("phone", "+358401234567")):
-        for table in rectification_tables(models, field_name):
-            out.append(statement_for(rectified_partitions(table, field_name, ANNA), CLUSTER.name))
-            sql, _ = rectified_versions(table, field_name, value, ANNA, NEW_KEY)
+        for table, column in rectification_targets(models, field_name):
+            out.append(statement_for(rectified_partitions(table, column, ANNA), CLUSTER.name))
+            sql, _ = rectified_versions(table, column, value, ANNA, NEW_KEY)
             out.append(statement_for(sql, CLUSTER.name))
             out.append(statement_for(optimize_partition(table, "202611"), CLUSTER.name))
     for table in subject_tables(models):

@@ -32,6 +32,7 @@ from retention_jobs.linger import topic_linger
 from retention_jobs.report import KafkaEvidence, evaluate
 from retention_jobs.report_collect import collect_evidence
 from retention_jobs.svg_charts import BAD_COLOUR, LIMIT_COLOUR, OK_COLOUR
+from sink.recording_bounds import check_recordings
 from tests.support.cli import chdb_env, run_records
 from tests.support.endpoint import served_store
 
@@ -65,6 +66,8 @@ CLICKHOUSE_LINES = {
     "processing_location",
     "retention.contact_form",
     "sources",
+    "rights.identity_verified",
+    "recording_bounds",
 }
 
 
@@ -206,6 +209,7 @@ def data_set(tmp_path_factory: pytest.TempPathFactory) -> Path:
     settings = load_settings(env={"RECORDS_DATA_DIR": str(path.parent / "data"), "RECORDS_CHDB_PATH": str(path)})
     with connect(settings) as client:
         load_data_set(client, datetime.now(UTC))
+        check_recordings(client)  # what the sink's job does (notice §5)
         analyst_queries_once(settings, client)
     return path
 
@@ -378,8 +382,16 @@ def test_collected_evidence_catches_each_kind_of_breach(ch_client: Client) -> No
     assert breaches == {("email", False): 1, ("latitude", False): 1, ("longitude", False): 1, ("name", True): 1}
     assert evidence.recordings_without_prior_notice == 1
     assert evidence.rows_surviving_erasure["chat_conversation"] == 1
+    assert evidence.recording_bounds is not None and evidence.recording_bounds.overdue == 1  # never checked
     failed = sorted(line.id for line in report.lines if not line.passed)
-    assert failed == ["consent", "erasure_proof", "kafka_config", "kafka_linger", "recording_notice"]
+    assert failed == [
+        "consent",
+        "erasure_proof",
+        "kafka_config",
+        "kafka_linger",
+        "recording_bounds",
+        "recording_notice",
+    ]
 
 
 # ---- the page in a real browser ---------------------------------------------------------

@@ -19,9 +19,10 @@ from retention_jobs.metrics import RetentionMetrics
 from tests.support.cli import chdb_env, run_records
 from tests.support.endpoint import served_store
 
-# Ages in days over three years, each half a day away from every limit of the policy
-# (90, 180, 730, 1825 d) so that the clock moving during the test changes nothing.
-AGES_DAYS = (0.0, 0.5, 3, 29, 60, 89.5, 90.5, 120, 179.5, 180.5, 250, 364, 400, 729.5, 730.5, 800, 1000, 1094.5)
+# Ages in days over three years, each at least half a day away from every limit of the
+# policy (180 days; 3 months: 89 to 92 days back; 2 years: 730 or 731; 5 years: 1826 or
+# 1827) whatever today's date, so that the clock moving during the test changes nothing.
+AGES_DAYS = (0.0, 0.5, 3, 29, 60, 88.5, 92.5, 120, 179.5, 180.5, 250, 364, 400, 729.5, 731.5, 800, 1000, 1094.5)
 
 
 def _row(model: TableModel, index: int, at: datetime) -> dict[str, Any]:
@@ -69,17 +70,21 @@ def test_run_keeps_exactly_the_rows_within_their_limit(ch_client: Client) -> Non
 
     assert result.ok, [t.describe_violation() for t in result.violations]
     for model in models:
-        limit = model.record.retention_days
-        kept = {f"{model.name}-{i:03d}" for i, age in enumerate(AGES_DAYS) if age < limit}
+        period = model.record.period  # calendar arithmetic: 3 months back is 89-92 days
+        kept = {
+            f"{model.name}-{i:03d}"
+            for i, age in enumerate(AGES_DAYS)
+            if not period.expired(now - timedelta(days=age), now)
+        }
         assert ids(ch_client, model) == kept, model.name
         table = next(t for t in result.tables if t.record_type == model.record.record_type)
         assert (table.deleted, table.rows, table.remaining_expired) == (len(AGES_DAYS) - len(kept), len(kept), 0)
-        assert table.oldest_age_days is not None and table.oldest_age_days <= limit
+        assert table.oldest_age_days is not None and table.oldest_age_days <= period.max_days
         assert table.ttl_matches_policy
     by_type = {t.record_type: t for t in result.tables}
-    assert by_type["call_recording"].rows == 6  # ages < 90 d
+    assert by_type["call_recording"].rows == 6  # within 3 months
     assert by_type["chat_conversation"].rows == 9  # < 180 d
-    assert by_type["call"].rows == 14  # < 730 d
+    assert by_type["call"].rows == 14  # within 2 years
     assert by_type["dsr_receipt"].rows == len(AGES_DAYS)  # 5 years: all kept
     # The months of the 800, 1000 and 1094.5 days old calls lie wholly before the cutoff:
     # dropped as partitions, not rewritten by the mutation.
@@ -89,7 +94,7 @@ def test_run_keeps_exactly_the_rows_within_their_limit(ch_client: Client) -> Non
     RetentionMetrics.create(registry).observe(result)
     assert registry.get_sample_value("retention_violations", {"record_type": "call_recording"}) == 0
     oldest = registry.get_sample_value("oldest_record_age_days", {"record_type": "call_recording"})
-    assert oldest is not None and 89 < oldest < 90
+    assert oldest is not None and 88 < oldest < 89
     assert registry.get_sample_value("retention_deleted_rows", {"record_type": "call"}) == 4
 
     again = enforce_retention(ch_client, default_policy(), now)  # idempotent: nothing left to delete
@@ -110,7 +115,7 @@ def test_check_only_reports_violations_and_sets_the_gauge(ch_client: Client) -> 
     assert not result.ok
     (violation,) = result.violations
     assert (violation.record_type, violation.remaining_expired, violation.rows) == ("call_recording", 2, 3)
-    assert "2 row(s) older than 90 d remain, oldest 200.0 d" in violation.describe_violation()
+    assert "2 row(s) older than 3 months remain, oldest 200.0 d" in violation.describe_violation()
     registry = CollectorRegistry()
     RetentionMetrics.create(registry).observe(result)
     assert registry.get_sample_value("retention_violations", {"record_type": "call_recording"}) == 2
@@ -121,6 +126,7 @@ def _longer_policy(days: int) -> Policy:
     """The policy as it might have been when the tables were created: every limit `days`."""
     raw = tomllib.loads(POLICY_FILE.read_text(encoding="utf-8"))
     for spec in raw["records"].values():
+        spec.pop("retention", None)
         spec["retention_days"] = days
     return parse_policy(raw)
 
@@ -143,7 +149,7 @@ def test_cli_exits_non_zero_while_a_violation_remains(ch_client: Client, chdb_pa
     assert "error: retention violated for 2 record type(s): call, call_recording" in checked.stderr
     assert 'retention_violations{record_type="call_recording"} 2.0' in metrics.read_text()
     assert "VIOLATION" in checked.stdout
-    assert "records.calls has TTL 3650 d but the policy says 730 d" in checked.stderr  # DDL older than policy
+    assert "records.calls has TTL 3650 days but the policy says 2 years" in checked.stderr  # DDL older than policy
 
     enforced = run_records("retention", "run", "--metrics-file", str(metrics), env=env, cwd=cwd)
 

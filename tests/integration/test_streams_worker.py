@@ -286,7 +286,7 @@ def test_traffic_through_the_worker(kafka_bootstrap: str, start_worker: Callable
             assert row[strip.split(":")[0]] is None
         expected_total += expected
         assert conversations[cid].key == cid.encode()
-        assert row["expires_at"] == chat["started_at"] + POLICY.record("chat_conversation").retention
+        assert row["expires_at"] == POLICY.record("chat_conversation").period.add_to(chat["started_at"])
     assert expected_total["email:no_contact_consent"] == 16  # half of the 32 combinations
     assert expected_total["email:consent_withdrawn"] == 1
     kept = conversations[f"chat-{tag}-102"].decoded  # started after the withdrawal: a fresh consent

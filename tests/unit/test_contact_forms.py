@@ -192,7 +192,7 @@ def test_the_report_shows_the_form_retention_as_set_by_the_controller() -> None:
     report = evaluate(POLICY, _evidence())
     line = report.line("retention.contact_form")
     assert line.passed and line.notice == "controller"
-    assert "limit 180 d (set by the controller; the notice states none)" in line.evidence
+    assert "limit 180 days (set by the controller; the notice states none)" in line.evidence
     assert report.line("retention.chat_conversation").notice == "§8"
     assert "controller" not in report.line("retention.chat_conversation").evidence
     assert report.to_dict()["record_ages"]["contact_form"]["limit_set_by"] == "controller"

@@ -29,7 +29,7 @@ from sink.dsr_storage import (
     count_query,
     erase_mutation,
     erasure_time,
-    rectification_tables,
+    rectification_targets,
     rectified_value,
     rectified_versions,
     restriction_rows,
@@ -100,7 +100,16 @@ def test_rectification_normalises_identifiers_and_escapes_values() -> None:
         rectified_value("phone", "call me")
     with pytest.raises(DsrCommandError, match="known field"):
         rectified_value("caller_number", "+358401234567")
-    assert [m.name for m in rectification_tables(MODELS, "email")] == ["chat_conversations", "contact_forms"]
+    assert [(m.name, c) for m, c in rectification_targets(MODELS, "email")] == [
+        ("chat_conversations", "email"),
+        ("contact_forms", "email"),
+    ]
+    assert [(m.name, c) for m, c in rectification_targets(MODELS, "phone")] == [
+        ("chat_conversations", "phone"),
+        ("calls", "caller_number"),
+        ("call_recordings", "caller_number"),
+        ("contact_forms", "phone"),
+    ]
     sql, parameters = rectified_versions(BY_NAME["chat_conversations"], "name", "O'Brien \\ Jr", [K1], K3)
     # The value and the new key are parameters: no statement text holds them.
     assert parameters == {"rectified_value": "O'Brien \\ Jr", "rectified_key": K3}
@@ -132,7 +141,7 @@ def test_withdrawal_counts_only_tables_with_consent_bound_fields() -> None:
 
 
 def test_the_guard_filters_tables_with_subject_keys_within_the_longest_retention() -> None:
-    assert window_days(MODELS) == 730
+    assert window_days(MODELS) == 732  # 2 years at most: 2 x 366 days
     chats = BY_NAME["chat_conversations"]
     sql = guarded_insert(chats, "input('x String')", 730)
     assert sql.startswith("INSERT INTO records.chat_conversations (`event_id`, ")

@@ -161,8 +161,8 @@ def test_no_chat_field_survives_without_its_basis(chat: dict[str, Any], withdraw
     for message in messages:
         assert message.value is not None
         assert message.value["subject_keys"] == conversation["subject_keys"]
-        assert message.value["expires_at"] == message.value["sent_at"] + POLICY.record("chat_message").retention
-    assert conversation["expires_at"] == chat["started_at"] + CHAT_POLICY.retention
+        assert message.value["expires_at"] == POLICY.record("chat_message").period.add_to(message.value["sent_at"])
+    assert conversation["expires_at"] == CHAT_POLICY.period.add_to(chat["started_at"])
 
 
 @given(st.data())

@@ -55,7 +55,7 @@ def test_a_call_becomes_a_call_row_and_a_subject() -> None:
     assert call.value["caller_number"] == "+358401234567"
     assert call.value["subject_keys"] == [phone_key]
     assert call.value["duration_s"] == 180
-    assert call.value["expires_at"] == T0 + POLICY.record("call").retention
+    assert call.value["expires_at"] == POLICY.record("call").period.add_to(T0)
     assert (subject.topic, subject.key, subject.value["phone"]) == (topics.SUBJECTS.name, phone_key, "+358401234567")
     _encodes(outcome)
 
@@ -91,7 +91,8 @@ def test_a_recording_is_stored_only_if_announced_before_it_started(notice: datet
         assert outcome.quarantine is None
         (row,) = outcome.rows
         assert row.value is not None and row.value["duration_s"] == 160
-        assert row.value["expires_at"] == row.value["recording_started_at"] + POLICY.record("call_recording").retention
+        recording_policy = POLICY.record("call_recording")
+        assert row.value["expires_at"] == recording_policy.period.add_to(row.value["recording_started_at"])
         _encodes(outcome)
 
 
@@ -134,7 +135,7 @@ def test_a_withdrawal_is_a_ledger_row_a_tracker_change_per_key_and_subject_tombs
         "CONTACT_DETAILS",
         "WITHDRAWN",
     )
-    assert ledger.value["expires_at"] == T0 + POLICY.record("consent_ledger").retention
+    assert ledger.value["expires_at"] == POLICY.record("consent_ledger").period.add_to(T0)
     assert [(t.topic, t.key, t.value) for t in tombstones] == [
         (topics.SUBJECTS.name, email_key, None),
         (topics.SUBJECTS.name, phone_key, None),

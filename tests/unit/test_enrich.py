@@ -60,7 +60,7 @@ def test_retention_deadline_is_the_policy_time_field_plus_its_period() -> None:
     policy = default_policy()
     moment = datetime(2026, 1, 31, 8, 0, tzinfo=UTC)
     for record in policy.records.values():
-        assert expires_at(record, {record.time_field: moment}) == moment + record.retention
+        assert expires_at(record, {record.time_field: moment}) == record.period.add_to(moment)
     with pytest.raises(TypeError, match="started_at"):
         expires_at(policy.record("chat_conversation"), {"started_at": None})
 

@@ -7,6 +7,7 @@ import pytest
 
 from pipeline.exceptions import ConfigError
 from pipeline.policy import POLICY_FILE, default_policy, parse_policy
+from pipeline.retention_period import RetentionPeriod
 from pipeline.schemas import default_catalog
 
 
@@ -51,8 +52,8 @@ def test_unknown_needs_and_bases_are_rejected() -> None:
 
 def test_changing_a_retention_period_is_one_line() -> None:
     raw = _raw()
-    raw["records"]["call_recording"]["retention_days"] = 30
-    assert parse_policy(raw).record("call_recording").retention_days == 30
+    raw["records"]["call_recording"]["retention"] = "30 days"
+    assert parse_policy(raw).record("call_recording").period == RetentionPeriod(30, "DAY")
 
 
 def test_direct_identifiers_are_marked() -> None:

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 import pytest
 
 from pipeline.policy import default_policy
+from pipeline.retention_period import RetentionPeriod
 from records.cli.reconcile_cmd import parse_since
 from retention_jobs.reconcile import (
     DAY_MS,
@@ -35,7 +36,7 @@ def event(offset: int, event_id: str | None = None, row_id: str | None = None, *
         table="calls" if event_id else None,
         row_id=row_id or event_id,
         policy_time_ms=NOW - DAY_MS,
-        retention_days=730,
+        retention=RetentionPeriod(2, "YEAR"),
     )
     base.update(kw)
     return RawEvent(**base)  # type: ignore[arg-type]

@@ -24,6 +24,7 @@ from retention_jobs.report import (
     ExportsEvidence,
     KafkaEvidence,
     RecordAges,
+    RecordingBoundsEvidence,
     TopicEvidence,
     age_bin_days,
     evaluate,
@@ -140,7 +141,7 @@ def test_rows_past_their_limit_fail_that_retention_line_only() -> None:
     report = evaluate(POLICY, replace(ev, ages=ages))
     assert [line.id for line in report.lines if not line.passed] == ["retention.call_recording"]
     assert (
-        "oldest of 30 rows is 120.0 d old, limit 90 d; 2 rows past the limit"
+        "oldest of 30 rows is 120.0 d old, limit 3 months; 2 rows past the limit"
         in report.line("retention.call_recording").evidence
     )
 
@@ -337,3 +338,30 @@ def test_exports_past_their_expiry_or_readable_by_others_fail_their_line() -> No
 
 def test_the_exports_line_is_left_out_without_exports_evidence() -> None:
     assert "exports_expire" not in {line.id for line in evaluate(POLICY, clean_evidence()).lines}
+
+
+def test_the_identity_verification_line_counts_methods_and_fails_without_one() -> None:
+    """Notice §9a: each executed request records how the requester's identity was verified."""
+    none_yet = evaluate(POLICY, clean_evidence()).line("rights.identity_verified")
+    assert none_yet.passed and "no request executed yet" in none_yet.evidence
+    counted = replace(clean_evidence(), identity_verification={"IN_PERSON": 2, "STRONG_ELECTRONIC_ID": 3})
+    line = evaluate(POLICY, counted).line("rights.identity_verified")
+    assert (line.notice, line.passed) == ("§9a", True)
+    assert line.evidence == "5 executed request(s): in_person 2, strong_electronic_id 3; 0 without one (must be 0)"
+    lacking = replace(clean_evidence(), identity_verification={"IN_PERSON": 2, "": 1})
+    report = evaluate(POLICY, lacking)
+    assert [line.id for line in report.lines if not line.passed] == ["rights.identity_verified"]
+    assert "1 without one" in report.line("rights.identity_verified").evidence
+
+
+def test_the_recording_bounds_line_counts_held_recordings_by_reason() -> None:
+    """Notice §5: recordings outside their call are held; the sink checks every one in time."""
+    assert "recording_bounds" not in {line.id for line in evaluate(POLICY, clean_evidence()).lines}
+    checked = RecordingBoundsEvidence({"within": 40, "started_before_answer": 2, "call_unknown": 1}, 0, 0)
+    line = evaluate(POLICY, replace(clean_evidence(), recording_bounds=checked)).line("recording_bounds")
+    assert (line.notice, line.passed) == ("§5", True)
+    assert "43 recordings checked against their calls: 40 within; held: call_unknown 1, started_before_answer 2" in (
+        line.evidence
+    )
+    for late in (RecordingBoundsEvidence({"within": 1}, 3, 0), RecordingBoundsEvidence({"within": 1}, 0, 1)):
+        assert not evaluate(POLICY, replace(clean_evidence(), recording_bounds=late)).line("recording_bounds").passed

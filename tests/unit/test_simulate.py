@@ -38,6 +38,7 @@ from records.simulate.model import (
     MALFORMED_KINDS,
     NOTICE_AFTER_START,
     RAW_TOPICS,
+    RECORDING_OUTSIDE_CALL,
     RECORDING_WITHOUT_NOTICE,
     WEB_CHAT,
     WITHHELD_CALLER,
@@ -186,10 +187,16 @@ def test_conversations_and_calls_are_internally_consistent() -> None:
         if call["answered_at"] is not None:
             assert call["started_at"] < call["answered_at"] < call["ended_at"] and call["answered_by_user"]
     calls = {c["call_id"]: c for c in _records(CALL_DETAIL_RECORD)}
-    for recording in _records(CALL_RECORDING):
+    for event in _events():
+        recording = event.record
+        if event.schema_name != CALL_RECORDING or recording is None:
+            continue
         call = calls[recording["call_id"]]  # each recording follows its call
-        assert recording["recording_started_at"] == call["answered_at"]
-        assert recording["recording_ended_at"] == call["ended_at"]
+        within = (recording["recording_started_at"], recording["recording_ended_at"]) == (
+            call["answered_at"],
+            call["ended_at"],
+        )
+        assert within is (RECORDING_OUTSIDE_CALL not in event.tags)  # answer to hang-up, or tagged (notice §5)
         assert recording["caller_number"] == call["caller_number"]
 
 
