@@ -86,6 +86,20 @@ def keygen() -> None:
     typer.echo(f"public key (give to the pipeline, RECORDS_DPO_PUBLIC_KEYS): {settings.dpo_public_keys[0]}")
 
 
+@dsr_app.command("command-keygen")
+def command_keygen() -> None:
+    """Create the pipeline's command key pair: the streams worker signs its commands to the
+    sink with the private half (RECORDS_COMMAND_KEY), the sink trusts the public half
+    (RECORDS_COMMAND_PUBLIC_KEYS). Refuses to overwrite an existing key."""
+    settings = load_settings()
+    if settings.command_private_key is None or not settings.command_public_keys:
+        raise RecordsError("set RECORDS_COMMAND_KEY and RECORDS_COMMAND_PUBLIC_KEYS")
+    kid = generate_keypair(settings.command_private_key, settings.command_public_keys[0])
+    typer.echo(f"key id {kid}")
+    typer.echo(f"private key (streams worker only, RECORDS_COMMAND_KEY): {settings.command_private_key}")
+    typer.echo(f"public key (sink, RECORDS_COMMAND_PUBLIC_KEYS): {settings.command_public_keys[0]}")
+
+
 def issue(
     request_type: RequestType,
     identifiers: dict[str, str | None],

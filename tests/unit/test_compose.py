@@ -117,13 +117,16 @@ def test_workers_point_at_the_compose_services() -> None:
         assert url.path == f"/{clickhouse['CLICKHOUSE_DB']}", name
 
 
+KEY_FILES = ("RECORDS_PEPPER_FILE", "RECORDS_DPO_PUBLIC_KEYS", "RECORDS_COMMAND_KEY", "RECORDS_COMMAND_PUBLIC_KEYS")
+
+
 def test_secrets_and_metrics_ports_line_up() -> None:
     compose = _compose()
     for name, worker in _workers().items():
         env = _env(worker)
         attached = set(worker.get("secrets", []))
         assert attached <= set(compose["secrets"]), name
-        for variable in ("RECORDS_PEPPER_FILE", "RECORDS_DPO_PUBLIC_KEYS"):
+        for variable in KEY_FILES:
             if variable in env and name in ("streams", "sink"):
                 secret = env[variable].removeprefix("/run/secrets/")
                 assert secret in attached, (name, variable)
@@ -133,6 +136,10 @@ def test_secrets_and_metrics_ports_line_up() -> None:
     streams, sink = _env(_workers()["streams"]), _env(_workers()["sink"])
     assert "RECORDS_PEPPER_FILE" in streams and "RECORDS_PEPPER" not in streams  # the pepper as a file
     assert "RECORDS_PEPPER_FILE" not in sink and "pepper" not in _workers()["sink"]["secrets"]  # the sink needs none
+    # the keys both workers load at start-up (records/wiring.py): streams signs commands, the sink checks them
+    assert streams["RECORDS_COMMAND_KEY"].startswith("/run/secrets/") and "RECORDS_COMMAND_KEY" not in sink
+    assert sink["RECORDS_COMMAND_PUBLIC_KEYS"].startswith("/run/secrets/") and "RECORDS_DPO_PUBLIC_KEYS" in sink
+    assert "command_key" not in _workers()["sink"]["secrets"]  # the private half stays with streams
 
 
 def test_worker_commands_exist_in_the_cli() -> None:
