@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from typer.testing import CliRunner
 
 from pipeline.dsr import (
     DpoSigner,
@@ -22,6 +23,7 @@ from pipeline.dsr import (
 from pipeline.exceptions import ConfigError
 from pipeline.schemas import default_catalog
 from pipeline.serde import AvroDeserializer, AvroSerializer
+from records.cli import app
 
 NOW = datetime(2026, 11, 28, 12, 0, 0, 123456, tzinfo=UTC)
 MAX_AGE = timedelta(hours=72)
@@ -126,3 +128,17 @@ def test_keygen_writes_a_private_key_only_its_owner_reads(tmp_path: Path) -> Non
         load_signer(private, b"wrong")
     with pytest.raises(ConfigError, match="refusing to overwrite"):
         generate_keypair(private, public)
+
+
+def test_command_keygen_writes_the_pair_the_workers_load(tmp_path: Path) -> None:
+    private, public = tmp_path / "command.pem", tmp_path / "command.pub.pem"
+    env = {"RECORDS_DATA_DIR": str(tmp_path), "RECORDS_COMMAND_KEY": str(private)}
+    env["RECORDS_COMMAND_PUBLIC_KEYS"] = str(public)
+    first = CliRunner().invoke(app, ["dsr", "command-keygen"], env=env)
+    assert first.exit_code == 0, first.output
+    assert private.stat().st_mode & 0o777 == 0o600
+    signer = load_signer(private, None)
+    assert list(load_trusted_keys((public,)).keys) == [signer.key_id]
+    key = private.read_bytes()
+    again = CliRunner().invoke(app, ["dsr", "command-keygen"], env=env)
+    assert again.exit_code != 0 and private.read_bytes() == key  # never overwritten
