@@ -115,6 +115,11 @@ class SinkOptions:
     lag_every_s: float = 1.0
     record_topics: tuple[TopicSpec, ...] = RECORD_TOPICS
     dlq_topic: str = topics.DLQ.name
+    # No other process writes the store (embedded mode: one sink per chDB directory), so
+    # consent withdrawals are applied from in-memory state, without a query per batch
+    # (sink/clear_before_insert.py). run_sink sets False in server mode, where several
+    # sinks of the group share the store.
+    sole_writer: bool = True
 
     def with_topic_suffix(self, suffix: str) -> SinkOptions:
         """The same sink on renamed topics (isolated runs: tests, benchmarks)."""
@@ -187,6 +192,7 @@ class ClickHouseSink:
             engine_lock=self.lock,
             insert_guard=insert_guard,
             cluster=settings.clickhouse_cluster,
+            sole_writer=options.sole_writer,
         )
         self.committed: dict[tuple[str, int], int] = {}
         self._stop = threading.Event()

@@ -143,6 +143,50 @@ def affected_query(
     return sql, parameters
 
 
+def stored_rows_query(
+    table: ConsentBoundTable, denials: Mapping[str, Mapping[str, int]]
+) -> tuple[str, dict[str, list[str] | list[int]]] | None:
+    """SELECT event_id, need: the stored rows of `table` that new denials cover, with its
+    query parameters. `denials`: need -> subject key -> denial time in ms (the latest known
+    for that key). The same selection as `affected_query`, but the denials travel as
+    parameters, so it can run before the batch's ledger rows are stored; None when no
+    denial concerns this table."""
+    keys: list[str] = []
+    needs: list[str] = []
+    untils: list[int] = []
+    for need in sorted(denials):
+        if need not in table.fields:
+            continue
+        for key, until in sorted(denials[need].items()):
+            keys.append(key)
+            needs.append(need)
+            untils.append(until)
+    if not keys:
+        return None
+    holds = " OR ".join(
+        f"(d.need = {sql_string(need)} AND ({' OR '.join(table.applies(r) for r in table.fields[need])}))"
+        for need in sorted(set(needs))
+    )
+    rows = (
+        f"SELECT event_id, subject_keys, `{table.time_field}` AS row_time, "
+        + ", ".join(f"`{c}`" for c in _row_columns(table))
+        + f" FROM {table.model.qualified} WHERE hasAny(subject_keys, {{keys:Array(String)}})"
+    )
+    sql = (
+        "WITH d AS (\n"
+        "    SELECT tupleElement(t, 1) AS key, tupleElement(t, 2) AS need,\n"
+        "           fromUnixTimestamp64Milli(tupleElement(t, 3)) AS until\n"
+        "    FROM (SELECT arrayJoin(arrayZip(\n"
+        "        {keys:Array(String)}, {needs:Array(String)}, {untils:Array(Int64)})) AS t)\n"
+        ")\n"
+        "SELECT DISTINCT r.event_id, d.need\n"
+        f"FROM ({rows}) AS r ARRAY JOIN r.subject_keys AS key\n"
+        "INNER JOIN d ON key = d.key\n"
+        f"WHERE r.row_time <= d.until AND ({holds})"
+    )
+    return sql, {"keys": keys, "needs": needs, "untils": untils}
+
+
 def _row_columns(table: ConsentBoundTable) -> list[str]:
     names = {rule.name for rules in table.fields.values() for rule in rules}
     if any(rule.channels is not None for rules in table.fields.values() for rule in rules):

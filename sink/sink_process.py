@@ -155,6 +155,8 @@ def run_sink(
         options = options or SinkOptions()
         if settings.embedded_clickhouse and options.instance_id is None:
             options = replace(options, instance_id=embedded_instance_id(settings))
+        if not settings.embedded_clickhouse:
+            options = replace(options, sole_writer=False)  # the group's sinks share the store
         sink = ClickHouseSink(
             settings,
             client,

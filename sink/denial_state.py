@@ -1,0 +1,184 @@
+"""The consent denials in force, in memory: per subject key and need, the latest
+`event_time` of a stored ConsentLedgerRecord that denies that need (sink/consent_withdrawal.py
+states the contract). Only subject keys (keyed hashes) and times: no plaintext.
+
+Fed from the stored ledger when it is (re)loaded and from each batch's ledger rows
+(`note`), so the sink can tell, without a query, whether a row it is about to insert
+carries a denied key (`hits`).
+
+Bound: one entry per subject key with a denial whose `event_time` is within the horizon
+(the longest retention of a consent-bound table; an older denial can only cover rows that
+are already past their retention and dropped). An entry is the key (a ~64-byte string),
+a small dict of at most 4 needs and their times: about 300 bytes, so 100k withdrawn
+subjects cost about 30 MB.
+
+Also here: reading a row's subject keys straight from its Avro body (`prefix_subject_keys`)
+and the Python form of `pipeline.clickhouse_ddl.LEDGER_DENIES` (`ledger_denies`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from clickhouse_connect.driver.client import Client
+
+from pipeline.clickhouse_ddl import LEDGER_DENIES, TableModel
+from pipeline.schemas import AvroSchema
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MS = timedelta(milliseconds=1)
+
+# The same conditions as LEDGER_DENIES (SQL), over a decoded ledger record.
+_DENIES = {
+    "contact_consent": lambda r: r.get("kind") == "CONSENT"
+    and r.get("purpose") == "CONTACT_DETAILS"
+    and r.get("status") == "WITHDRAWN",
+    "cookie.functional": lambda r: r.get("kind") == "COOKIE" and not r.get("cookie_functional"),
+    "cookie.analytics": lambda r: r.get("kind") == "COOKIE" and not r.get("cookie_analytics"),
+    "geolocation": lambda r: r.get("kind") == "COOKIE" and not r.get("geolocation_permission"),
+}
+assert set(_DENIES) == set(LEDGER_DENIES), "sink/denial_state.py must mirror LEDGER_DENIES"
+
+
+def ledger_denies(record: Mapping[str, Any]) -> tuple[str, ...]:
+    """The needs a decoded ConsentLedgerRecord denies, sorted (LEDGER_DENIES in Python)."""
+    return tuple(need for need in sorted(_DENIES) if _DENIES[need](record))
+
+
+def to_ms(value: datetime | int) -> int:
+    """Milliseconds since the epoch of a fastavro timestamp-millis value."""
+    if isinstance(value, int):
+        return value
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return (value - _EPOCH) // _MS
+
+
+def has_key_prefix(writer: AvroSchema) -> bool:
+    """True when the writer's records start event_id, source_event_id (strings),
+    subject_keys (array of strings): `prefix_subject_keys` can read them."""
+    fields = writer.definition.get("fields", [])
+    if len(fields) < 3:
+        return False
+    names = [f["name"] for f in fields[:3]]
+    types = [f["type"] for f in fields[:3]]
+    return (
+        names == ["event_id", "source_event_id", "subject_keys"]
+        and all(_is_string(t) for t in types[:2])
+        and isinstance(types[2], dict)
+        and types[2].get("type") == "array"
+        and _is_string(types[2].get("items"))
+    )
+
+
+def _is_string(avro_type: object) -> bool:
+    return avro_type == "string" or (isinstance(avro_type, dict) and avro_type.get("type") == "string")
+
+
+def prefix_subject_keys(body: bytes) -> list[bytes]:
+    """The subject keys (UTF-8 bytes) of a binary body whose writer `has_key_prefix`.
+    Raises ValueError on a truncated body."""
+    pos = 0
+    for _ in range(2):  # event_id, source_event_id
+        length, pos = _long(body, pos)
+        pos += length
+    keys: list[bytes] = []
+    while True:
+        count, pos = _long(body, pos)
+        if count == 0:
+            break
+        if count < 0:  # a block with its byte size
+            count = -count
+            _, pos = _long(body, pos)
+        for _ in range(count):
+            length, pos = _long(body, pos)
+            end = pos + length
+            if length < 0 or end > len(body):
+                raise ValueError("truncated Avro string")
+            keys.append(body[pos:end])
+            pos = end
+    return keys
+
+
+def _long(body: bytes, pos: int) -> tuple[int, int]:
+    byte = body[pos]  # IndexError -> caller's ValueError below
+    if byte < 0x80:  # the common case: one byte
+        return (byte >> 1) ^ -(byte & 1), pos + 1
+    shift = 0
+    value = 0
+    while True:
+        if pos >= len(body) or shift > 63:
+            raise ValueError("truncated Avro long")
+        byte = body[pos]
+        pos += 1
+        value |= (byte & 0x7F) << shift
+        if not byte & 0x80:
+            break
+        shift += 7
+    return (value >> 1) ^ -(value & 1), pos
+
+
+class DenialState:
+    """Per subject key (UTF-8 bytes): need -> latest denying `event_time` in ms. Times only grow."""
+
+    def __init__(self, horizon: timedelta) -> None:
+        self.horizon = horizon
+        self._until: dict[bytes, dict[str, int]] = {}
+        self.loaded = False
+
+    def __len__(self) -> int:
+        return len(self._until)
+
+    def invalidate(self) -> None:
+        """Forget everything: the next `load` rebuilds from the store."""
+        self._until = {}
+        self.loaded = False
+
+    def load(self, client: Client, ledger: TableModel) -> int:
+        """Rebuild from the stored ledger (one query); the number of keys held."""
+        needs = sorted(LEDGER_DENIES)
+        denied = " OR ".join(f"({LEDGER_DENIES[n]})" for n in needs)
+        need_of = ", ".join(f"if({LEDGER_DENIES[n]}, ['{n}'], [])" for n in needs)
+        since = to_ms(datetime.now(UTC) - self.horizon)
+        rows = client.query(
+            f"SELECT key, need, toUnixTimestamp64Milli(max(event_time)) FROM (\n"
+            f"  SELECT arrayJoin(subject_keys) AS key, event_time, arrayJoin(arrayConcat({need_of})) AS need\n"
+            f"  FROM {ledger.qualified} WHERE ({denied}) AND event_time >= fromUnixTimestamp64Milli({since})\n"
+            ") GROUP BY key, need"
+        ).result_rows
+        self._until = {}
+        for key, need, until in rows:
+            self._until.setdefault(_as_bytes(key), {})[need] = int(until)
+        self.loaded = True
+        return len(self._until)
+
+    def note(self, keys: Iterable[bytes], need: str, until_ms: int) -> bool:
+        """Record a denial; True when it raised the time of any (key, need), i.e. it may
+        cover stored rows that no earlier denial covered."""
+        raised = False
+        for key in keys:
+            needs = self._until.setdefault(key, {})
+            if needs.get(need, -(2**62)) < until_ms:
+                needs[need] = until_ms
+                raised = True
+        return raised
+
+    def hits(self, keys: Sequence[bytes]) -> bool:
+        """Whether any of `keys` has a denial (then the row needs a closer look)."""
+        until = self._until
+        return any(key in until for key in keys)
+
+    def until(self, keys: Iterable[bytes], need: str) -> int | None:
+        """The latest denial of `need` over `keys`, or None."""
+        best: int | None = None
+        for key in keys:
+            value = self._until.get(key, {}).get(need)
+            if value is not None and (best is None or value > best):
+                best = value
+        return best
+
+
+def _as_bytes(value: str | bytes) -> bytes:
+    return value if isinstance(value, bytes) else value.encode("utf-8")
