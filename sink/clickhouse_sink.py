@@ -120,6 +120,9 @@ class SinkOptions:
     # (sink/clear_before_insert.py). run_sink sets False in server mode, where several
     # sinks of the group share the store.
     sole_writer: bool = True
+    # Periodic jobs due at start (retention) wait for the first committed batch, at most
+    # this long: start-up is the time to the first rows stored.
+    jobs_wait_s: float = 10.0
 
     def with_topic_suffix(self, suffix: str) -> SinkOptions:
         """The same sink on renamed topics (isolated runs: tests, benchmarks)."""
@@ -135,7 +138,9 @@ class SinkOptions:
 @dataclass(frozen=True)
 class PeriodicJob:
     """Work that needs the store's owner, run between batches on the sink's thread under
-    the engine lock, first at start (if `run_at_start`) and then every `every_s` seconds.
+    the engine lock, first at start (if `run_at_start`: once the first batch is committed,
+    or `SinkOptions.jobs_wait_s` after the start if none came, so a job never delays the
+    first rows) and then every `every_s` seconds.
     A failing job is logged and counted; it never stops the sink. Keep it shorter than
     max.poll.interval.ms (10 min)."""
 
@@ -211,6 +216,8 @@ class ClickHouseSink:
             job.name: (0.0 if job.run_at_start else time.monotonic() + job.every_s) for job in self.maintenance
         }
         self._next_lag = 0.0
+        self._jobs_open = False  # periodic jobs wait for the first batch (see PeriodicJob)
+        self._jobs_wait_until = time.monotonic() + options.jobs_wait_s
 
     # ---- lifecycle ------------------------------------------------------------------
 
@@ -235,7 +242,7 @@ class ClickHouseSink:
         try:
             while True:
                 self._fatal = None
-                self._consumer = self._open_consumer()
+                self._consumer = self._consumer or self._open_consumer()
                 try:
                     self._consume_until_stopped()
                     if self._stop.is_set():
@@ -251,6 +258,16 @@ class ClickHouseSink:
                 self._held = []
         finally:
             self.writer.close()
+
+    def subscribe(self) -> None:
+        """Join the group now (librdkafka joins in the background), so the partitions are
+        assigned while the process does its other start-up work; `run` then polls at once."""
+        if self._consumer is None:
+            self._consumer = self._open_consumer()
+
+    def close(self) -> None:
+        """Leave the group if `subscribe` joined it and `run` never did (idempotent)."""
+        self._close_consumer()
 
     def _open_consumer(self) -> KafkaConsumer:
         consumer = KafkaConsumer(
@@ -276,14 +293,17 @@ class ClickHouseSink:
     def _consume_until_stopped(self) -> None:
         """The loop; returns when stopped, or when the consumer failed fatally (`_fatal`)."""
         while not self._stop.is_set() and self._fatal is None:
-            self._run_due_jobs()
+            if self._jobs_open:
+                self._run_due_jobs()
             try:
                 self._fill()
             except KafkaClientError as exc:  # consume() raises only when the consumer is done for
                 self._fatal = self._fatal or _one_line(exc)
                 return
-            if self._due():
-                self._flush(retry=True)
+            if not self._jobs_open and time.monotonic() > self._jobs_wait_until:
+                self._jobs_open = True
+            if self._due() and self._flush(retry=True):
+                self._jobs_open = True
             self._observe_lag()
 
     def _close_consumer(self) -> None:
