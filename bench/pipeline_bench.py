@@ -23,6 +23,8 @@ Protocols, in this order (each figure is events/s unless its name says otherwise
    first insert; rows inserted per second between its first insert and the end.
 Peak RSS is VmHWM of each worker process (read just before it is stopped), the JVM
 broker's, and the benchmark process's own (which runs the producer and plain loops).
+With `memory`, every worker's RSS is also sampled every second over the whole run and
+its growth reported (bench/rss_sampler.py): `result["memory"]`.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.plain_loop import RAW, run_plain_loop
+from bench.rss_sampler import RssSampler
 from bench.stack import Stack, WorkerProcess, fresh_stack, peak_rss_mb, records_command, self_peak_rss_mb, wait_for
 from pipeline import topics
 from pipeline.event_producer import EventEncoder
@@ -90,6 +93,7 @@ class BenchOptions:
     timeout_s: float = 1800.0
     command: str = "records bench"
     keep: bool = False  # keep the stack's directory (worker logs) for a look afterwards
+    memory: bool = False  # sample each worker's RSS over the run (bench/rss_sampler.py)
 
     solo_max_s: float = 120.0  # each stage alone drains at most this long after its first batch
 
@@ -231,7 +235,11 @@ def run_bench(options: BenchOptions, progress: Callable[[str], None] | None = No
     now = datetime.now(UTC).replace(microsecond=0)
     config = SimulationConfig(events=options.events, seed=SEED, now=now, mix=TrafficMix())
     events = list(generate(config))
+    sampler = RssSampler() if options.memory else None
     with fresh_stack(keep=options.keep) as stack:
+        if sampler is not None:
+            sampler.start()
+            stack.on_spawn = lambda worker: sampler.watch(worker.name, worker.process.pid)
         keyer = SubjectKeyer(load_pepper(stack.settings))
         messages = _prebuilt(events, keyer)
         result: dict[str, Any] = {"events": len(messages)}
@@ -357,6 +365,9 @@ def run_bench(options: BenchOptions, progress: Callable[[str], None] | None = No
         result["streams_vs_plain_loop"] = result["streams_events_per_s"] / result["plain_loop_events_per_s"]
         result["streams_vs_bare_loop"] = result["streams_events_per_s"] / result["bare_loop_events_per_s"]
         result["versions"] = {**versions(), "kafka": _kafka_version(stack)}
+        if sampler is not None:
+            sampler.stop()
+            result["memory"] = sampler.report()
     result["peer"] = {
         "quixstreams": "not run: quixstreams 3.28 pins confluent-kafka<2.13, which would downgrade the client the "
         "pipeline runs on (2.16); a peer needs a venv of its own"

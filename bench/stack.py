@@ -75,6 +75,7 @@ class Stack:
     settings: Settings
     env: dict[str, str]
     admin: KafkaAdmin
+    on_spawn: Callable[[WorkerProcess], None] | None = None  # told of every worker started
 
     def topic_total(self, names: list[str]) -> int:
         """Messages on `names` (high minus low watermark, all partitions)."""
@@ -96,7 +97,10 @@ class Stack:
             process = subprocess.Popen(
                 [*records_command(), *args], env=process_env, stdout=log, stderr=subprocess.STDOUT
             )
-        return WorkerProcess(name, process, started, metrics_port, log_path)
+        worker = WorkerProcess(name, process, started, metrics_port, log_path)
+        if self.on_spawn is not None:
+            self.on_spawn(worker)
+        return worker
 
 
 @contextlib.contextmanager

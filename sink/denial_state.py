@@ -80,6 +80,13 @@ def _is_string(avro_type: object) -> bool:
 def prefix_subject_keys(body: bytes) -> list[bytes]:
     """The subject keys (UTF-8 bytes) of a binary body whose writer `has_key_prefix`.
     Raises ValueError on a truncated body."""
+    try:
+        return _prefix_subject_keys(body)
+    except IndexError:
+        raise ValueError("truncated Avro body") from None
+
+
+def _prefix_subject_keys(body: bytes) -> list[bytes]:
     pos = 0
     for _ in range(2):  # event_id, source_event_id
         length, pos = _long(body, pos)
@@ -103,7 +110,7 @@ def prefix_subject_keys(body: bytes) -> list[bytes]:
 
 
 def _long(body: bytes, pos: int) -> tuple[int, int]:
-    byte = body[pos]  # IndexError -> caller's ValueError below
+    byte = body[pos]  # IndexError past the end: prefix_subject_keys makes it a ValueError
     if byte < 0x80:  # the common case: one byte
         return (byte >> 1) ^ -(byte & 1), pos + 1
     shift = 0

@@ -1,0 +1,51 @@
+"""sink/denial_state.py: subject keys read straight from Avro bodies, and the denial
+times it keeps (they only grow; a denial that raises nothing is not new)."""
+
+from __future__ import annotations
+
+import io
+
+import fastavro
+import pytest
+
+from pipeline.clickhouse_ddl import table_models
+from pipeline.serde import AvroSerializer
+from sink.avro_container import SINGLE_OBJECT_PREFIX
+from sink.consent_withdrawal import consent_bound
+from sink.denial_state import DenialState, has_key_prefix, prefix_subject_keys
+from tests.support.stored_records import record
+
+BOUND = [m for m in table_models() if consent_bound(m) is not None]
+
+
+@pytest.mark.parametrize("model", BOUND, ids=[m.name for m in BOUND])
+def test_subject_keys_read_from_the_body_equal_the_decoded_ones(model) -> None:  # type: ignore[no-untyped-def]
+    schema = model.schema
+    assert has_key_prefix(schema)
+    for keys in ([], ["k1"], ["ä" * 70, "k2", "k3" * 40]):
+        body = AvroSerializer(schema)(record(schema, 7, subject_keys=keys))[SINGLE_OBJECT_PREFIX:]
+        decoded = fastavro.schemaless_reader(io.BytesIO(body), schema.parsed, None)
+        assert [k.decode() for k in prefix_subject_keys(body)] == decoded["subject_keys"] == keys
+
+
+def test_a_truncated_body_raises_value_error() -> None:
+    schema = BOUND[0].schema
+    body = AvroSerializer(schema)(record(schema, 7, subject_keys=["key-1"]))[SINGLE_OBJECT_PREFIX:]
+    for cut in (5, 15):  # inside event_id, inside source_event_id
+        with pytest.raises(ValueError):
+            prefix_subject_keys(body[:cut])
+
+
+def test_denial_times_only_grow_and_a_covered_denial_is_not_new() -> None:
+    from datetime import timedelta
+
+    state = DenialState(timedelta(days=1))
+    assert state.note([b"a", b"b"], "contact_consent", 1000) is True
+    assert state.note([b"a"], "contact_consent", 900) is False  # covered: nothing new to clear
+    assert state.note([b"a"], "contact_consent", 1000) is False  # a replay
+    assert state.note([b"a"], "geolocation", 500) is True
+    assert state.note([b"b", b"c"], "contact_consent", 1000) is True  # new for c
+    assert state.until([b"a", b"x"], "contact_consent") == 1000
+    assert state.until([b"x"], "contact_consent") is None
+    assert state.hits([b"x", b"c"]) and not state.hits([b"x"])
+    assert len(state) == 3
