@@ -11,8 +11,15 @@ denies, every policy field whose `needs` is that consent (and, if the rule names
 - `cookie.functional` / `cookie.analytics` / `geolocation`: kind COOKIE with
   `cookie_functional` / `cookie_analytics` / `geolocation_permission` false.
 
-Both arrival orders end the same, so the sink runs this after every batch that inserted
-ledger rows or rows of a table with consent-bound fields:
+Both arrival orders end the same, and applying twice (a replay) changes nothing more.
+Two ways keep it (sink/batch_writer.py picks one):
+- the sole writer (embedded mode) keeps the denials in memory
+  (sink/clear_before_insert.py): a row is cleared in Python before its insert, and only a
+  denial that covers more than the known ones (a NEW one) clears stored rows, with
+  `stored_rows_query` + `clearing_mutation`, before its ledger row is stored; a batch
+  without a new denial runs no query and no mutation;
+- otherwise (several sinks share a server) after every batch that inserted ledger rows or
+  rows of a table with consent-bound fields:
 1. `affected_query` finds the (event_id, need) pairs to clear: rows of the table that
    carry a key of a ledger row of this batch (the withdrawal came now), or that were
    inserted by this batch (the row came after its withdrawal was stored, or was replayed
