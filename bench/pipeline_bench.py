@@ -20,7 +20,9 @@ Protocols, in this order (each figure is events/s unless its name says otherwise
    yardstick for the streams stage (`streams_vs_plain_loop`).
 7. sink alone: a second sink (own group, own chDB directory, no retention run) drains the
    enriched topics (the output of both streams runs), or stops `solo_max_s` after its
-   first insert; rows inserted per second between its first insert and the end.
+   first insert; rows inserted per second between its first insert and the end, and per
+   CPU second the sink process used meanwhile (`sink_rows_per_cpu_s`: what the sink costs,
+   whatever else the machine runs).
 Peak RSS is VmHWM of each worker process (read just before it is stopped), the JVM
 broker's, and the benchmark process's own (which runs the producer and plain loops).
 With `memory`, every worker's RSS is also sampled every second over the whole run and
@@ -45,7 +47,16 @@ from typing import Any
 
 from bench.plain_loop import RAW, run_plain_loop
 from bench.rss_sampler import RssSampler
-from bench.stack import Stack, WorkerProcess, fresh_stack, peak_rss_mb, records_command, self_peak_rss_mb, wait_for
+from bench.stack import (
+    Stack,
+    WorkerProcess,
+    cpu_seconds,
+    fresh_stack,
+    peak_rss_mb,
+    records_command,
+    self_peak_rss_mb,
+    wait_for,
+)
 from pipeline import topics
 from pipeline.event_producer import EventEncoder
 from pipeline.exceptions import RecordsError
@@ -343,6 +354,7 @@ def run_bench(options: BenchOptions, progress: Callable[[str], None] | None = No
         try:
             first = _first_count(solo_sink, SINK_ROWS, [solo_sink], timeout)
             at_first = solo_sink.metric(SINK_ROWS)
+            cpu_at_first = cpu_seconds(solo_sink.process.pid)
             done = wait_for(
                 "the solo sink",
                 lambda: time.perf_counter() - first > options.solo_max_s
@@ -350,7 +362,9 @@ def run_bench(options: BenchOptions, progress: Callable[[str], None] | None = No
                 [solo_sink], timeout=timeout, every=POLL_S,
             )
             rows = solo_sink.metric(SINK_ROWS)
+            cpu = cpu_seconds(solo_sink.process.pid) - cpu_at_first
             result["sink_rows_per_s"] = (rows - at_first) / max(done - first, 1e-3)
+            result["sink_rows_per_cpu_s"] = (rows - at_first) / max(cpu, 1e-3)
             result["sink_rows"] = rows
             result["sink_backlog_messages"] = enriched_total
         finally:

@@ -35,6 +35,11 @@ def _table(result: dict[str, Any]) -> None:
         ("streams / plain loop", f"{result['streams_vs_plain_loop']:.2f}"),
         ("streams / bare loop", f"{result['streams_vs_bare_loop']:.2f}"),
         ("sink alone", f"{result['sink_rows_per_s']:,.0f} rows/s"),
+        *(
+            (("sink alone, per CPU second of the sink", f"{result['sink_rows_per_cpu_s']:,.0f} rows"),)
+            if "sink_rows_per_cpu_s" in result
+            else ()
+        ),
         (
             f"erasure full path p50 / p95 ({result['erasure_requests']} requests)",
             f"{result['erasure_full_path_p50_s']:.1f} / {result['erasure_full_path_p95_s']:.1f} s",

@@ -31,3 +31,13 @@ def test_the_sampler_reads_the_rss_of_a_live_process() -> None:
     report = sampler.report()["self"]
     assert report["peak_mb"] >= report["first_mb"] > 1
     assert len(report["samples"]) >= 3
+
+
+def test_cpu_seconds_counts_what_the_process_used() -> None:
+    from bench.stack import cpu_seconds
+
+    before = cpu_seconds(os.getpid())
+    deadline = time.process_time() + 0.3
+    while time.process_time() < deadline:
+        pass
+    assert cpu_seconds(os.getpid()) >= before + 0.2
