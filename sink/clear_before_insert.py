@@ -5,8 +5,8 @@ For a batch, before anything of it is inserted (`prepare`, then `apply`):
 1. the state is (re)loaded from the stored ledger if it is not loaded (start, or after a
    batch was dropped half-way: one query);
 2. the batch's ledger rows (few) are decoded; each denial is noted in the state; a denial
-   that raised the time of any of its (key, need) pairs is NEW: it may cover stored rows
-   that no earlier denial covered;
+   is NEW unless an earlier one strictly covers it (a later time for each of its keys):
+   it may cover stored rows that no applied denial covered;
 3. every row of a consent-bound table whose subject keys (read from the Avro body, no
    decode) hit the state is decoded, the fields its denials cover are set to None and
    listed in `stripped`, and the body is re-encoded: a row that comes after its
@@ -16,10 +16,10 @@ For a batch, before anything of it is inserted (`prepare`, then `apply`):
    (`stored_rows_query`) and at most one `ALTER TABLE ... UPDATE` clearing the stored rows
    they cover. A batch without a new denial runs no query and no mutation.
 Then the writer inserts the rows and the ledger rows. Since the clearing of stored rows
-runs before the ledger rows are stored, a stored denial has always been applied: a
-reload after a crash or a dropped batch may treat it as known (not NEW). A replayed
-denial is not NEW (its time is in the state): its rows were cleared when it was first
-applied, and rows stored since were cleared before their insert. Rows the Python
+runs before the ledger rows are stored, a stored denial has always been applied, and a
+denial it strictly covers needs nothing more. A replayed denial (same time as the one
+held) is NEW again and applied again, which is idempotent: so a crash at any step, even
+one left by a version that stored ledger rows before clearing, ends cleared. Rows the Python
 clearing cannot rewrite (a writer schema without `stripped` or with a non-nullable
 field) are left to `affected_query` after the insert (`leftover`).
 

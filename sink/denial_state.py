@@ -162,15 +162,18 @@ class DenialState:
         return len(self._until)
 
     def note(self, keys: Iterable[bytes], need: str, until_ms: int) -> bool:
-        """Record a denial; True when it raised the time of any (key, need), i.e. it may
-        cover stored rows that no earlier denial covered."""
-        raised = False
+        """Record a denial; True unless an earlier denial strictly covers it for every key
+        (a later time for each (key, need)): True when it raised a time, and also when it
+        equals the time held, as a replay does (the replay of a batch that stopped before
+        its denial was applied must apply it)."""
+        new = False
         for key in keys:
             needs = self._until.setdefault(key, {})
-            if needs.get(need, -(2**62)) < until_ms:
+            held = needs.get(need)
+            if held is None or held <= until_ms:
                 needs[need] = until_ms
-                raised = True
-        return raised
+                new = True
+        return new
 
     def hits(self, keys: Sequence[bytes]) -> bool:
         """Whether any of `keys` has a denial (then the row needs a closer look)."""

@@ -15,7 +15,7 @@ from clickhouse_connect.driver.client import Client
 from confluent_kafka import Producer
 from prometheus_client import CollectorRegistry
 
-from pipeline.clickhouse_ddl import LEDGER_DENIES
+from pipeline.clickhouse_ddl import LEDGER_DENIES, table_models
 from pipeline.config import Settings
 from pipeline.kafka.admin import KafkaAdmin
 from pipeline.schemas import default_catalog
@@ -26,7 +26,7 @@ from sink.denial_state import ledger_denies
 from sink.metrics import SinkMetrics
 from sink.sink_process import apply_schema
 from tests.support.metrics import counter
-from tests.support.sink_store import run_until_caught_up
+from tests.support.sink_store import run_until_caught_up, store
 from tests.support.stored_records import NOW, record
 
 CHAT = default_catalog().get("ChatConversationRecord")
@@ -166,3 +166,23 @@ def test_ledger_denies_says_what_the_sql_of_ledger_denies_says(ch_client: Client
             if ch_client.command(f"SELECT toUInt8({LEDGER_DENIES[need]}) FROM (SELECT {columns})") == 1
         )
         assert ledger_denies(combo) == sql_needs, combo
+
+
+def test_a_replayed_withdrawal_that_was_stored_but_never_applied_is_applied(
+    options: SinkOptions, kafka_settings: Settings, kafka_bootstrap: str, ch_client: Client
+) -> None:
+    """A crash after the ledger row was stored and before its rows were cleared (as a
+    version that cleared after the insert could leave it): the replay clears them."""
+    apply_schema(ch_client)
+    models = {m.name: m for m in table_models()}
+    withdrawal = record(
+        LEDGER, 1, subject_keys=["key-a"], kind="CONSENT", purpose="CONTACT_DETAILS", status="WITHDRAWN",
+        event_time=WITHDRAWN_AT,
+    )
+    store(ch_client, models["chat_conversations"], [record(CHAT, 1, subject_keys=["key-a"], channel="WEB")])
+    store(ch_client, models["consent_ledger"], [withdrawal])
+    feed = Feed(kafka_bootstrap, options)
+    feed.withdrawal(1, "key-a")  # the replay: the same ledger row again
+    feed.flush()
+    drain(kafka_settings, ch_client, options)
+    assert stored(ch_client)["event_id-1"] == (None, None, None, "browser-1", CONTACT)

@@ -36,13 +36,13 @@ def test_a_truncated_body_raises_value_error() -> None:
             prefix_subject_keys(body[:cut])
 
 
-def test_denial_times_only_grow_and_a_covered_denial_is_not_new() -> None:
+def test_denial_times_only_grow_and_only_a_strictly_covered_denial_is_not_new() -> None:
     from datetime import timedelta
 
     state = DenialState(timedelta(days=1))
     assert state.note([b"a", b"b"], "contact_consent", 1000) is True
     assert state.note([b"a"], "contact_consent", 900) is False  # covered: nothing new to clear
-    assert state.note([b"a"], "contact_consent", 1000) is False  # a replay
+    assert state.note([b"a"], "contact_consent", 1000) is True  # a replay: applied again
     assert state.note([b"a"], "geolocation", 500) is True
     assert state.note([b"b", b"c"], "contact_consent", 1000) is True  # new for c
     assert state.until([b"a", b"x"], "contact_consent") == 1000
