@@ -43,7 +43,7 @@ from clickhouse_connect.driver.client import Client
 from pipeline.clickhouse_ddl import TableModel
 from sink.batch import Batch, Group
 from sink.consent_withdrawal import CONSENT_WITHDRAWN, ConsentBoundTable, stored_rows_query
-from sink.denial_state import DenialState, has_key_prefix, ledger_denies, prefix_subject_keys, to_ms
+from sink.denial_state import DenialState, has_key_prefix, ledger_denies, prefix_subject_keys, time_reader, to_ms
 from sink.metrics import SinkMetrics
 
 log = logging.getLogger(__name__)
@@ -138,14 +138,19 @@ class ClearBeforeInsert:
     def _clear_group(self, table: ConsentBoundTable, group: Group, plan: WithdrawalPlan) -> None:
         state = self.state
         fast = has_key_prefix(group.writer)
+        row_time = time_reader(group.writer, table.time_field) if fast else None
         for index, body in enumerate(group.bodies):
             if fast:
                 try:
                     keys = prefix_subject_keys(body)
-                except (ValueError, IndexError):
+                    if not state.hits(keys):
+                        continue
+                    if row_time is not None:  # dated after every denial of its keys: kept
+                        row_ms, latest = row_time(body), state.latest(keys)
+                        if row_ms is not None and latest is not None and row_ms > latest:
+                            continue
+                except ValueError:
                     continue  # invalid: the insert step dead-letters it
-                if not state.hits(keys):
-                    continue
             rewritten = self._clear_row(table, group, body, plan)
             if rewritten is not None:
                 group.bodies[index] = rewritten

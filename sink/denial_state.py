@@ -18,7 +18,7 @@ and the Python form of `pipeline.clickhouse_ddl.LEDGER_DENIES` (`ledger_denies`)
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -109,6 +109,97 @@ def _prefix_subject_keys(body: bytes) -> list[bytes]:
     return keys
 
 
+def time_reader(writer: AvroSchema, name: str) -> Callable[[bytes], int | None] | None:
+    """A reader of the long (timestamp-millis) field `name` straight from a binary body,
+    skipping the fields before it; None when a field before it (or it) has a type this
+    reader does not skip (then decode the record). The reader returns None for a null
+    value and raises ValueError on a truncated body."""
+    steps: list[str] = []
+    for spec in writer.definition.get("fields", []):
+        kind = _simple(spec["type"])
+        if spec["name"] == name:
+            if kind not in ("long", "?long") or not _millis(spec["type"]):
+                return None
+            target = kind
+            break
+        if kind is None:
+            return None
+        steps.append(kind)
+    else:
+        return None
+    plan = tuple(steps)
+
+    def read(body: bytes) -> int | None:
+        try:
+            pos = 0
+            for step in plan:
+                pos = _skip(body, pos, step)
+            if target == "?long":
+                branch, pos = _long(body, pos)
+                if branch == 0:
+                    return None
+            return _long(body, pos)[0]
+        except IndexError:
+            raise ValueError("truncated Avro body") from None
+
+    return read
+
+
+def _millis(avro_type: object) -> bool:
+    """A timestamp-millis long, or one behind a [null, x] union."""
+    if isinstance(avro_type, list):
+        return any(_millis(branch) for branch in avro_type if branch != "null")
+    return isinstance(avro_type, dict) and avro_type.get("logicalType") == "timestamp-millis"
+
+
+def _simple(avro_type: object) -> str | None:
+    """'string' (also bytes), 'long' (also int, enum), 'bool', 'float', 'double',
+    'strings' (array of strings) or the same behind '?' for a [null, x] union; else None."""
+    if isinstance(avro_type, list):
+        if len(avro_type) == 2 and avro_type[0] == "null":
+            inner = _simple(avro_type[1])
+            return None if inner is None or inner.startswith("?") else "?" + inner
+        return None
+    if isinstance(avro_type, dict):
+        kind = avro_type.get("type")
+        if kind == "enum":
+            return "long"
+        if kind == "array":
+            return "strings" if _simple(avro_type.get("items")) == "string" else None
+        return _simple(kind) if isinstance(kind, str) else None
+    return {
+        "string": "string", "bytes": "string", "long": "long", "int": "long",
+        "boolean": "bool", "float": "float", "double": "double",
+    }.get(str(avro_type))
+
+
+def _skip(body: bytes, pos: int, kind: str) -> int:
+    if kind.startswith("?"):
+        branch, pos = _long(body, pos)
+        return pos if branch == 0 else _skip(body, pos, kind[1:])
+    if kind == "string":
+        length, pos = _long(body, pos)
+        return pos + length
+    if kind == "long":
+        return _long(body, pos)[1]
+    if kind == "bool":
+        return pos + 1
+    if kind == "float":
+        return pos + 4
+    if kind == "double":
+        return pos + 8
+    while True:  # strings: blocks of strings until a zero count
+        count, pos = _long(body, pos)
+        if count == 0:
+            return pos
+        if count < 0:
+            count = -count
+            _, pos = _long(body, pos)
+        for _ in range(count):
+            length, pos = _long(body, pos)
+            pos += length
+
+
 def _long(body: bytes, pos: int) -> tuple[int, int]:
     byte = body[pos]  # IndexError past the end: prefix_subject_keys makes it a ValueError
     if byte < 0x80:  # the common case: one byte
@@ -177,8 +268,17 @@ class DenialState:
 
     def hits(self, keys: Sequence[bytes]) -> bool:
         """Whether any of `keys` has a denial (then the row needs a closer look)."""
-        until = self._until
-        return any(key in until for key in keys)
+        return not self._until.keys().isdisjoint(keys)
+
+    def latest(self, keys: Iterable[bytes]) -> int | None:
+        """The latest denial of any need over `keys`, or None: a row dated after it is
+        covered by none."""
+        best: int | None = None
+        for key in keys:
+            for value in self._until.get(key, {}).values():
+                if best is None or value > best:
+                    best = value
+        return best
 
     def until(self, keys: Iterable[bytes], need: str) -> int | None:
         """The latest denial of `need` over `keys`, or None."""
