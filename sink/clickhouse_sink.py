@@ -178,7 +178,10 @@ class ClickHouseSink:
         models = table_models(policy or default_policy(), catalog)
         ledger = ledger_model(models)
         consent_tables = tuple(t for t in (consent_bound(m) for m in models) if t is not None)
-        id_tables = frozenset({t.model.name for t in consent_tables} | {ledger.name})
+        # The per-batch query selects rows by id; the sole writer's in-memory path needs none.
+        id_tables: frozenset[str] = frozenset()
+        if not options.sole_writer:
+            id_tables = frozenset({t.model.name for t in consent_tables} | {ledger.name})
         self.routes = Routes(
             tables={m.schema.full_name: m for m in models},
             topics={spec.name: spec for spec in options.record_topics},
