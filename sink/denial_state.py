@@ -7,10 +7,11 @@ Fed from the stored ledger when it is (re)loaded and from each batch's ledger ro
 carries a denied key (`hits`).
 
 Bound: one entry per subject key with a denial whose `event_time` is within the horizon
-(the longest retention of a consent-bound table; an older denial can only cover rows that
-are already past their retention and dropped). An entry is the key (a ~64-byte string),
-a small dict of at most 4 needs and their times: about 300 bytes, so 100k withdrawn
-subjects cost about 30 MB.
+(the longest retention of a consent-bound table plus a day, 181 days with today's policy;
+an older denial can only cover rows already past their retention, which the TTL drops)
+when loaded, plus the keys denied since. An entry is the key (64 bytes), a dict of at
+most 4 needs and their times: ~370-410 bytes measured (tracemalloc), so 100k denied
+subject keys cost ~40 MB. The horizon is applied when the state is (re)loaded.
 
 Also here: reading a row's subject keys straight from its Avro body (`prefix_subject_keys`)
 and the Python form of `pipeline.clickhouse_ddl.LEDGER_DENIES` (`ledger_denies`).
