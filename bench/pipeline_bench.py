@@ -20,9 +20,13 @@ Protocols, in this order (each figure is events/s unless its name says otherwise
    yardstick for the streams stage (`streams_vs_plain_loop`).
 7. sink alone: a second sink (own group, own chDB directory, no retention run) drains the
    enriched topics (the output of both streams runs), or stops `solo_max_s` after its
-   first insert; rows inserted per second between its first insert and the end.
+   first insert; rows inserted per second between its first insert and the end, and per
+   CPU second the sink process used meanwhile (`sink_rows_per_cpu_s`: what the sink costs,
+   whatever else the machine runs).
 Peak RSS is VmHWM of each worker process (read just before it is stopped), the JVM
 broker's, and the benchmark process's own (which runs the producer and plain loops).
+With `memory`, every worker's RSS is also sampled every second over the whole run and
+its growth reported (bench/rss_sampler.py): `result["memory"]`.
 """
 
 from __future__ import annotations
@@ -42,7 +46,17 @@ from pathlib import Path
 from typing import Any
 
 from bench.plain_loop import RAW, run_plain_loop
-from bench.stack import Stack, WorkerProcess, fresh_stack, peak_rss_mb, records_command, self_peak_rss_mb, wait_for
+from bench.rss_sampler import RssSampler
+from bench.stack import (
+    Stack,
+    WorkerProcess,
+    cpu_seconds,
+    fresh_stack,
+    peak_rss_mb,
+    records_command,
+    self_peak_rss_mb,
+    wait_for,
+)
 from pipeline import topics
 from pipeline.event_producer import EventEncoder
 from pipeline.exceptions import RecordsError
@@ -90,6 +104,7 @@ class BenchOptions:
     timeout_s: float = 1800.0
     command: str = "records bench"
     keep: bool = False  # keep the stack's directory (worker logs) for a look afterwards
+    memory: bool = False  # sample each worker's RSS over the run (bench/rss_sampler.py)
 
     solo_max_s: float = 120.0  # each stage alone drains at most this long after its first batch
 
@@ -232,7 +247,11 @@ def run_bench(options: BenchOptions, progress: Callable[[str], None] | None = No
     now = datetime.now(UTC).replace(microsecond=0)
     config = SimulationConfig(events=options.events, seed=SEED, now=now, mix=TrafficMix())
     events = list(generate(config))
+    sampler = RssSampler() if options.memory else None
     with fresh_stack(keep=options.keep) as stack:
+        if sampler is not None:
+            sampler.start()
+            stack.on_spawn = lambda worker: sampler.watch(worker.name, worker.process.pid)
         keyer = SubjectKeyer(load_pepper(stack.settings))
         messages = _prebuilt(events, keyer)
         result: dict[str, Any] = {"events": len(messages)}
@@ -336,6 +355,7 @@ def run_bench(options: BenchOptions, progress: Callable[[str], None] | None = No
         try:
             first = _first_count(solo_sink, SINK_ROWS, [solo_sink], timeout)
             at_first = solo_sink.metric(SINK_ROWS)
+            cpu_at_first = cpu_seconds(solo_sink.process.pid)
             done = wait_for(
                 "the solo sink",
                 lambda: time.perf_counter() - first > options.solo_max_s
@@ -343,7 +363,9 @@ def run_bench(options: BenchOptions, progress: Callable[[str], None] | None = No
                 [solo_sink], timeout=timeout, every=POLL_S,
             )
             rows = solo_sink.metric(SINK_ROWS)
+            cpu = cpu_seconds(solo_sink.process.pid) - cpu_at_first
             result["sink_rows_per_s"] = (rows - at_first) / max(done - first, 1e-3)
+            result["sink_rows_per_cpu_s"] = (rows - at_first) / max(cpu, 1e-3)
             result["sink_rows"] = rows
             result["sink_backlog_messages"] = enriched_total
         finally:
@@ -358,6 +380,9 @@ def run_bench(options: BenchOptions, progress: Callable[[str], None] | None = No
         result["streams_vs_plain_loop"] = result["streams_events_per_s"] / result["plain_loop_events_per_s"]
         result["streams_vs_bare_loop"] = result["streams_events_per_s"] / result["bare_loop_events_per_s"]
         result["versions"] = {**versions(), "kafka": _kafka_version(stack)}
+        if sampler is not None:
+            sampler.stop()
+            result["memory"] = sampler.report()
     result["peer"] = {
         "quixstreams": "not run: quixstreams 3.28 pins confluent-kafka<2.13, which would downgrade the client the "
         "pipeline runs on (2.16); a peer needs a venv of its own"

@@ -62,6 +62,16 @@ def peak_rss_mb(pid: int) -> float:
     return 0.0
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a live process has used so far, in seconds (all its threads,
+    the embedded engine's included); 0.0 if it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def self_peak_rss_mb() -> float:
     import resource
 
@@ -75,6 +85,7 @@ class Stack:
     settings: Settings
     env: dict[str, str]
     admin: KafkaAdmin
+    on_spawn: Callable[[WorkerProcess], None] | None = None  # told of every worker started
 
     def topic_total(self, names: list[str]) -> int:
         """Messages on `names` (high minus low watermark, all partitions)."""
@@ -96,7 +107,10 @@ class Stack:
             process = subprocess.Popen(
                 [*records_command(), *args], env=process_env, stdout=log, stderr=subprocess.STDOUT
             )
-        return WorkerProcess(name, process, started, metrics_port, log_path)
+        worker = WorkerProcess(name, process, started, metrics_port, log_path)
+        if self.on_spawn is not None:
+            self.on_spawn(worker)
+        return worker
 
 
 @contextlib.contextmanager

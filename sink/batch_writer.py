@@ -5,8 +5,11 @@ stores one batch and owns everything that touches the store or the dead-letter t
    a container, its bodies are checked one by one with fastavro: invalid ones become dead
    letters and the rest is inserted; if all are valid, the failure is ClickHouse's and
    `write` raises (the loop retries);
-3. withdraw: consent withdrawals are applied to the stored rows
-   (sink/consent_withdrawal.py): one read query and at most one
+3. withdraw: consent withdrawals are applied (sink/consent_withdrawal.py). As the store's
+   only writer (`sole_writer`, embedded mode) this runs BEFORE step 2 and costs no query
+   unless the batch brings a new denial (sink/clear_before_insert.py: rows are cleared
+   in Python before their insert, stored rows by one mutation per table for new denials
+   only); otherwise, after step 2, one read query and at most one
    `ALTER TABLE ... UPDATE ... SETTINGS mutations_sync = 2` per table per batch;
 4. commands: messages of command topics (DSR work) go to the handler registered for that
    topic; handlers are idempotent (an `insert_guard`, when given, takes over step 2's
@@ -41,6 +44,7 @@ from pipeline.exceptions import RecordsError
 from pipeline.kafka.producer import KafkaProducer
 from sink.avro_container import container
 from sink.batch import Batch, Group, KafkaMessage, header_pairs, invalid_bodies, split_group
+from sink.clear_before_insert import ClearBeforeInsert, WithdrawalPlan
 from sink.consent_withdrawal import ConsentBoundTable, affected_query, clearing_mutation
 from sink.exceptions import KafkaSinkError, WriteFailed
 from sink.metrics import SinkMetrics
@@ -79,6 +83,8 @@ class _Progress:
     batch: Batch | None = None
     inserted: set[tuple[str, bytes]] = field(default_factory=set)
     withdrawn: bool = False
+    plan: WithdrawalPlan | None = None  # sole-writer path: what prepare found
+    stored: bool = False  # steps 2-4 done
     commands_done: bool = False
     dead_lettered: int = 0
 
@@ -99,8 +105,11 @@ class BatchWriter:
         engine_lock: threading.Lock | threading.RLock,
         insert_guard: InsertGuard | None = None,
         cluster: str | None = None,
+        sole_writer: bool = False,
     ) -> None:
-        """`cluster`: CLICKHOUSE_CLUSTER; mutations then go to the local tables ON CLUSTER."""
+        """`cluster`: CLICKHOUSE_CLUSTER; mutations then go to the local tables ON CLUSTER.
+        `sole_writer`: no other process writes the store (embedded mode), so consent
+        withdrawals are kept in memory (step 3 before step 2, no query per batch)."""
         self.client = client
         self.cluster = cluster
         self.kafka = kafka
@@ -113,6 +122,7 @@ class BatchWriter:
         self._ledger = ledger
         self._progress = _Progress()
         self._producer: KafkaProducer | None = None
+        self._memory = ClearBeforeInsert(consent_tables, ledger, metrics) if sole_writer else None
         for handler in self.commands:
             if handler.bind is not None:
                 handler.bind(metrics)
@@ -124,13 +134,23 @@ class BatchWriter:
             self._progress = _Progress(batch=batch)
         progress = self._progress
         with self.lock:
+            if self._memory is not None and not progress.withdrawn:
+                if progress.plan is None:
+                    progress.plan = self._memory.prepare(self.client, batch)
+                for name, affected in self._memory.apply(self.client, progress.plan).items():
+                    self._run_clearing(next(t for t in self._consent_tables if t.model.name == name), affected)
+                progress.withdrawn = True
             for key, group in list(batch.groups.items()):
                 if key not in progress.inserted:
                     self._insert(batch, group)
                     progress.inserted.add(key)
-            if not progress.withdrawn:
-                self._clear_withdrawn(batch)
+            if self._memory is None and not progress.withdrawn:
+                self._clear_withdrawn(batch, ledger_ids=batch.ids_of(self._ledger.name))
                 progress.withdrawn = True
+            elif progress.plan is not None and progress.plan.leftover:
+                self._clear_withdrawn(batch, ledger_ids=[], row_ids=progress.plan.leftover)
+                progress.plan.leftover = {}
+            progress.stored = True
             if not progress.commands_done:
                 for handler in self.commands:
                     messages = batch.commands.get(handler.topic)
@@ -140,7 +160,12 @@ class BatchWriter:
         self._dead_letter(batch)
 
     def reset(self) -> None:
-        """Forget the progress of the batch in hand (it was committed or dropped)."""
+        """Forget the progress of the batch in hand (it was committed or dropped). A batch
+        dropped after its denials were noted but before its ledger rows were stored leaves
+        the in-memory denials ahead of the store: they are reloaded."""
+        progress = self._progress
+        if self._memory is not None and progress.batch is not None and not progress.stored:
+            self._memory.invalidate()
         self._progress = _Progress()
 
     def close(self) -> None:
@@ -177,21 +202,26 @@ class BatchWriter:
             return
         self.client.raw_insert(group.table.qualified, insert_block=block, fmt="Avro", settings=_INSERT_SETTINGS)
 
-    def _clear_withdrawn(self, batch: Batch) -> None:
-        ledger_ids = batch.ids_of(self._ledger.name)
+    def _clear_withdrawn(
+        self, batch: Batch, *, ledger_ids: Sequence[str], row_ids: Mapping[str, Sequence[str]] | None = None
+    ) -> None:
+        """The per-batch query path: rows of `row_ids` (default: every row of the batch) and
+        rows of the keys of the ledger rows `ledger_ids`, against every stored denial."""
         for table in self._consent_tables:
-            found = affected_query(
-                table, self._ledger, new_row_ids=batch.ids_of(table.model.name), new_ledger_ids=ledger_ids
-            )
+            ids = batch.ids_of(table.model.name) if row_ids is None else row_ids.get(table.model.name, [])
+            found = affected_query(table, self._ledger, new_row_ids=ids, new_ledger_ids=ledger_ids)
             if found is None:
                 continue
             query, parameters = found
             affected: dict[str, set[str]] = {}
             for event_id, need in self.client.query(query, parameters=parameters).result_rows:
                 affected.setdefault(need, set()).add(event_id)
-            mutation = clearing_mutation(table, affected)
-            if mutation is None:
-                continue
+            self._run_clearing(table, affected)
+
+    def _run_clearing(self, table: ConsentBoundTable, affected: Mapping[str, set[str]]) -> None:
+        """One mutation clearing `affected` (need -> row ids) in `table`, counted and logged."""
+        mutation = clearing_mutation(table, affected)
+        if mutation is not None:
             self.client.command(mutation_for(mutation, self.cluster), settings={**_BIG_QUERY, "mutations_sync": "2"})
             for need, ids in affected.items():
                 self.metrics.consent_cleared.labels(table.model.name, need).inc(len(ids))

@@ -116,6 +116,14 @@ class SinkOptions:
     lag_every_s: float = 1.0
     record_topics: tuple[TopicSpec, ...] = RECORD_TOPICS
     dlq_topic: str = topics.DLQ.name
+    # No other process writes the store (embedded mode: one sink per chDB directory), so
+    # consent withdrawals are applied from in-memory state, without a query per batch
+    # (sink/clear_before_insert.py). run_sink sets False in server mode, where several
+    # sinks of the group share the store.
+    sole_writer: bool = True
+    # Periodic jobs due at start (retention) wait for the first committed batch, at most
+    # this long: start-up is the time to the first rows stored.
+    jobs_wait_s: float = 10.0
 
     def with_topic_suffix(self, suffix: str) -> SinkOptions:
         """The same sink on renamed topics (isolated runs: tests, benchmarks)."""
@@ -131,7 +139,9 @@ class SinkOptions:
 @dataclass(frozen=True)
 class PeriodicJob:
     """Work that needs the store's owner, run between batches on the sink's thread under
-    the engine lock, first at start (if `run_at_start`) and then every `every_s` seconds.
+    the engine lock, first at start (if `run_at_start`: once the first batch is committed,
+    or `SinkOptions.jobs_wait_s` after the start if none came, so a job never delays the
+    first rows) and then every `every_s` seconds.
     A failing job is logged and counted; it never stops the sink. Keep it shorter than
     max.poll.interval.ms (10 min)."""
 
@@ -169,7 +179,10 @@ class ClickHouseSink:
         models = table_models(policy or default_policy(), catalog)
         ledger = ledger_model(models)
         consent_tables = tuple(t for t in (consent_bound(m) for m in models) if t is not None)
-        id_tables = frozenset({t.model.name for t in consent_tables} | {ledger.name})
+        # The per-batch query selects rows by id; the sole writer's in-memory path needs none.
+        id_tables: frozenset[str] = frozenset()
+        if not options.sole_writer:
+            id_tables = frozenset({t.model.name for t in consent_tables} | {ledger.name})
         self.routes = Routes(
             tables={m.schema.full_name: m for m in models},
             topics={spec.name: spec for spec in options.record_topics},
@@ -188,6 +201,7 @@ class ClickHouseSink:
             engine_lock=self.lock,
             insert_guard=insert_guard,
             cluster=settings.clickhouse_cluster,
+            sole_writer=options.sole_writer,
         )
         self.committed: dict[tuple[str, int], int] = {}
         self._stop = threading.Event()
@@ -206,6 +220,8 @@ class ClickHouseSink:
             job.name: (0.0 if job.run_at_start else time.monotonic() + job.every_s) for job in self.maintenance
         }
         self._next_lag = 0.0
+        self._jobs_open = False  # periodic jobs wait for the first batch (see PeriodicJob)
+        self._jobs_wait_until = time.monotonic() + options.jobs_wait_s
 
     # ---- lifecycle ------------------------------------------------------------------
 
@@ -230,7 +246,7 @@ class ClickHouseSink:
         try:
             while True:
                 self._fatal = None
-                self._consumer = self._open_consumer()
+                self._consumer = self._consumer or self._open_consumer()
                 try:
                     self._consume_until_stopped()
                     if self._stop.is_set():
@@ -246,6 +262,16 @@ class ClickHouseSink:
                 self._held = []
         finally:
             self.writer.close()
+
+    def subscribe(self) -> None:
+        """Join the group now (librdkafka joins in the background), so the partitions are
+        assigned while the process does its other start-up work; `run` then polls at once."""
+        if self._consumer is None:
+            self._consumer = self._open_consumer()
+
+    def close(self) -> None:
+        """Leave the group if `subscribe` joined it and `run` never did (idempotent)."""
+        self._close_consumer()
 
     def _open_consumer(self) -> KafkaConsumer:
         consumer = KafkaConsumer(
@@ -271,14 +297,17 @@ class ClickHouseSink:
     def _consume_until_stopped(self) -> None:
         """The loop; returns when stopped, or when the consumer failed fatally (`_fatal`)."""
         while not self._stop.is_set() and self._fatal is None:
-            self._run_due_jobs()
+            if self._jobs_open:
+                self._run_due_jobs()
             try:
                 self._fill()
             except KafkaClientError as exc:  # consume() raises only when the consumer is done for
                 self._fatal = self._fatal or _one_line(exc)
                 return
-            if self._due():
-                self._flush(retry=True)
+            if not self._jobs_open and time.monotonic() > self._jobs_wait_until:
+                self._jobs_open = True
+            if self._due() and self._flush(retry=True):
+                self._jobs_open = True
             self._observe_lag()
 
     def _close_consumer(self) -> None:

@@ -11,8 +11,15 @@ denies, every policy field whose `needs` is that consent (and, if the rule names
 - `cookie.functional` / `cookie.analytics` / `geolocation`: kind COOKIE with
   `cookie_functional` / `cookie_analytics` / `geolocation_permission` false.
 
-Both arrival orders end the same, so the sink runs this after every batch that inserted
-ledger rows or rows of a table with consent-bound fields:
+Both arrival orders end the same, and applying twice (a replay) changes nothing more.
+Two ways keep it (sink/batch_writer.py picks one):
+- the sole writer (embedded mode) keeps the denials in memory
+  (sink/clear_before_insert.py): a row is cleared in Python before its insert, and only a
+  denial that covers more than the known ones (a NEW one) clears stored rows, with
+  `stored_rows_query` + `clearing_mutation`, before its ledger row is stored; a batch
+  without a new denial runs no query and no mutation;
+- otherwise (several sinks share a server) after every batch that inserted ledger rows or
+  rows of a table with consent-bound fields:
 1. `affected_query` finds the (event_id, need) pairs to clear: rows of the table that
    carry a key of a ledger row of this batch (the withdrawal came now), or that were
    inserted by this batch (the row came after its withdrawal was stored, or was replayed
@@ -141,6 +148,50 @@ def affected_query(
         f"WHERE r.row_time <= d.until AND ({holds})"
     )
     return sql, parameters
+
+
+def stored_rows_query(
+    table: ConsentBoundTable, denials: Mapping[str, Mapping[str, int]]
+) -> tuple[str, dict[str, list[str] | list[int]]] | None:
+    """SELECT event_id, need: the stored rows of `table` that new denials cover, with its
+    query parameters. `denials`: need -> subject key -> denial time in ms (the latest known
+    for that key). The same selection as `affected_query`, but the denials travel as
+    parameters, so it can run before the batch's ledger rows are stored; None when no
+    denial concerns this table."""
+    keys: list[str] = []
+    needs: list[str] = []
+    untils: list[int] = []
+    for need in sorted(denials):
+        if need not in table.fields:
+            continue
+        for key, until in sorted(denials[need].items()):
+            keys.append(key)
+            needs.append(need)
+            untils.append(until)
+    if not keys:
+        return None
+    holds = " OR ".join(
+        f"(d.need = {sql_string(need)} AND ({' OR '.join(table.applies(r) for r in table.fields[need])}))"
+        for need in sorted(set(needs))
+    )
+    rows = (
+        f"SELECT event_id, subject_keys, `{table.time_field}` AS row_time, "
+        + ", ".join(f"`{c}`" for c in _row_columns(table))
+        + f" FROM {table.model.qualified} WHERE hasAny(subject_keys, {{keys:Array(String)}})"
+    )
+    sql = (
+        "WITH d AS (\n"
+        "    SELECT tupleElement(t, 1) AS key, tupleElement(t, 2) AS need,\n"
+        "           fromUnixTimestamp64Milli(tupleElement(t, 3)) AS until\n"
+        "    FROM (SELECT arrayJoin(arrayZip(\n"
+        "        {keys:Array(String)}, {needs:Array(String)}, {untils:Array(Int64)})) AS t)\n"
+        ")\n"
+        "SELECT DISTINCT r.event_id, d.need\n"
+        f"FROM ({rows}) AS r ARRAY JOIN r.subject_keys AS key\n"
+        "INNER JOIN d ON key = d.key\n"
+        f"WHERE r.row_time <= d.until AND ({holds})"
+    )
+    return sql, {"keys": keys, "needs": needs, "untils": untils}
 
 
 def _row_columns(table: ConsentBoundTable) -> list[str]:

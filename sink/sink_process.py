@@ -5,7 +5,8 @@
    read-only ClickHouse HTTP endpoint on 127.0.0.1 with the owner file next to the
    directory (pipeline/clickhouse_http.py), so `records sql` and ClickHouse tools reach
    the data while the sink holds it. Server mode: check that `records clickhouse init`
-   has created the tables;
+   has created the tables. The consumer subscribes before the DDL, so the group join
+   (librdkafka's background thread) overlaps it;
 2. expose the Prometheus metrics; install SIGTERM/SIGINT handlers;
 3. run the sink (sink/clickhouse_sink.py) with the periodic jobs and command
    handlers the CLI composed (retention, DSR), all sharing one engine lock. Embedded, the
@@ -132,7 +133,29 @@ def run_sink(
     client = open_owned_store(settings)
     reader: Client | None = None
     server: EmbeddedHttpServer | None = None
+    sink: ClickHouseSink | None = None
     try:
+        options = options or SinkOptions()
+        if settings.embedded_clickhouse and options.instance_id is None:
+            options = replace(options, instance_id=embedded_instance_id(settings))
+        if not settings.embedded_clickhouse:
+            options = replace(options, sole_writer=False)  # the group's sinks share the store
+        registry = CollectorRegistry()
+        metrics = SinkMetrics.create(registry)
+        sink = ClickHouseSink(
+            settings,
+            client,
+            serde=serde,
+            metrics=metrics,
+            options=options,
+            maintenance=maintenance,
+            commands=commands,
+            engine_lock=lock,
+            insert_guard=insert_guard,
+        )
+        # Start-up: the group join runs in librdkafka's background while the DDL is applied
+        # and the endpoint starts; nothing is consumed before `run`.
+        sink.subscribe()
         if settings.embedded_clickhouse:
             applied = apply_schema(client)
             log.info("%s: %d DDL statements applied", describe_target(settings), applied)
@@ -149,26 +172,12 @@ def run_sink(
                     f"{describe_target(settings)} lacks {', '.join(missing[:3])}"
                     f"{' ...' if len(missing) > 3 else ''}: run `records clickhouse init` first"
                 )
-        registry = CollectorRegistry()
-        metrics = SinkMetrics.create(registry)
         serve(registry, settings.sink_metrics_port)
-        options = options or SinkOptions()
-        if settings.embedded_clickhouse and options.instance_id is None:
-            options = replace(options, instance_id=embedded_instance_id(settings))
-        sink = ClickHouseSink(
-            settings,
-            client,
-            serde=serde,
-            metrics=metrics,
-            options=options,
-            maintenance=maintenance,
-            commands=commands,
-            engine_lock=lock,
-            insert_guard=insert_guard,
-        )
         install_signal_handlers(sink)
         sink.run()
     finally:
+        if sink is not None:
+            sink.close()
         if settings.embedded_clickhouse:
             remove_owner(settings.chdb_path)
         if server is not None:

@@ -35,12 +35,21 @@ def _table(result: dict[str, Any]) -> None:
         ("streams / plain loop", f"{result['streams_vs_plain_loop']:.2f}"),
         ("streams / bare loop", f"{result['streams_vs_bare_loop']:.2f}"),
         ("sink alone", f"{result['sink_rows_per_s']:,.0f} rows/s"),
+        *(
+            (("sink alone, per CPU second of the sink", f"{result['sink_rows_per_cpu_s']:,.0f} rows"),)
+            if "sink_rows_per_cpu_s" in result
+            else ()
+        ),
         (
             f"erasure full path p50 / p95 ({result['erasure_requests']} requests)",
             f"{result['erasure_full_path_p50_s']:.1f} / {result['erasure_full_path_p95_s']:.1f} s",
         ),
         *((f"start-up, {name}", f"{seconds:.1f} s") for name, seconds in result["startup_s"].items()),
         *((f"peak RSS, {name}", f"{mb:,.0f} MB") for name, mb in result["peak_rss_mb"].items()),
+        *(
+            (f"RSS growth, {name} ({m['seconds']:.0f} s sampled)", f"{m['growth_mb']:+,.0f} MB")
+            for name, m in result.get("memory", {}).items()
+        ),
     ]
     for name, value in rows:
         table.add_row(name, value)
@@ -60,6 +69,9 @@ def bench(
     keep: Annotated[
         bool, typer.Option("--keep", help="Keep the stack's directory (worker logs).", hidden=True)
     ] = False,
+    memory: Annotated[
+        bool, typer.Option("--memory", help="Sample each worker's RSS every second; report its growth.")
+    ] = False,
 ) -> None:
     """Measure the pipeline end to end on a fresh local stack (own broker on free ports,
     data in a temporary directory): the real workers on a backlog and live, the producer,
@@ -75,6 +87,7 @@ def bench(
         erasures=erasures if erasures is not None else (2 if quick else 5),
         solo_max_s=30.0 if quick else 120.0,
         keep=keep,
+        memory=memory,
         command=shlex.join(["records", *sys.argv[1:]]) if sys.argv[1:2] == ["bench"] else "records bench",
     )
     typer.echo(f"records bench: {count:,} events on a fresh stack ...")
