@@ -70,7 +70,9 @@ class ClearBeforeInsert:
         self.tables = {t.model.name: t for t in consent_tables}
         self.ledger = ledger
         self.metrics = metrics
-        horizon = max((t.model.record.retention for t in consent_tables), default=timedelta(days=3650))
+        # the longest consent-bound retention, in calendar days at most (RetentionPeriod.max_days)
+        days = max((t.model.record.period.max_days for t in consent_tables), default=3650)
+        horizon = timedelta(days=days)
         self.state = DenialState(horizon + timedelta(days=1))
 
     def invalidate(self) -> None:
