@@ -23,8 +23,9 @@ engine lock, after the batch's rows are stored and before its offsets are commit
    receipt;
 4. execute, in offset order, with the subject keys, verification time and counts of the
    signed envelope only; consecutive erasures run together: one count query and at most
-   one mutation per table for all of them (`mutations_sync = 2`: the parts are rewritten
-   before the call returns), so concurrent erasures never pile up mutations;
+   one mutation per table for all of them, the tables' mutations issued together and
+   waited for once (sink/mutations_together.py: the parts are rewritten before the call
+   returns, as with `mutations_sync = 2`), so concurrent erasures never pile up mutations;
 5. receipt (counts and times, no personal data): recorded with the executed command in
    records.dsr_executed at once, so a redelivered command finds it, then produced to
    cs.dsr.receipts.v1 (key: request id) and flushed before the batch commits. The
@@ -50,7 +51,7 @@ from confluent_kafka import KafkaException
 
 from pipeline import topics
 from pipeline.clickhouse_cluster import mutation_for
-from pipeline.clickhouse_ddl import TableModel, table_models
+from pipeline.clickhouse_ddl import RECORDS_DB, RESTRICTIONS_TABLE, TableModel, table_models
 from pipeline.config import Settings
 from pipeline.dead_letter import DeadLetter
 from pipeline.dsr import (
@@ -114,6 +115,7 @@ from sink.dsr_storage import (
 from sink.erasure_guard import ErasureGuard
 from sink.exceptions import KafkaSinkError
 from sink.metrics import SinkMetrics
+from sink.mutations_together import run_together
 
 log = logging.getLogger(__name__)
 
@@ -383,10 +385,11 @@ class DsrExecutor:
             self._counted[command.request_id].setdefault(RESTRICTIONS, sum(restricted.get(k, 0) for k in command.keys))
         rows = [row for command, (_, at) in zip(run, erasures, strict=True) for row in ledger_rows(command, at)]
         client.insert(LEDGER, rows, column_names=list(LEDGER_COLUMNS))
-        for model in to_delete:
-            client.command(self._mutation(erase_mutation(model, erasures)), settings=_MUTATION)
+        mutations = {model.name: self._mutation(erase_mutation(model, erasures)) for model in to_delete}
         if restricted:
-            client.command(self._mutation(restrictions_erase(every)), settings=_MUTATION)
+            mutations[RESTRICTIONS_TABLE] = self._mutation(restrictions_erase(every))
+        cluster = self.settings.clickhouse_cluster is not None
+        run_together(client, mutations, _MUTATION, database=RECORDS_DB, synchronous=cluster)
         log.info(
             "erased %d subject(s) of %d request(s): %d mutation(s) on %s",
             len(erasures),
