@@ -10,8 +10,12 @@ Protocols, in this order (each figure is events/s unless its name says otherwise
    counted (streams: records_streams_events_in; sink: records_sink_rows_inserted).
 3. live: with both workers running, `records simulate --events N/4`; timed from the
    start of simulate until the same two conditions hold again.
-4. erasure: `records dsr erase --phone ...` -> a COMPLETED receipt on cs.dsr.receipts.v1,
-   a few requests one after another; p50 / p95 of the full path.
+4. erasure: first, unless `store_rows` is 0, the sink is stopped, the store grown to that
+   many rows with copies of its rows (bench/store_fill.py), the sink started again and one
+   untimed erasure run through it; then
+   `records dsr erase --phone ...` -> a COMPLETED receipt on cs.dsr.receipts.v1,
+   a few requests one after another; p50 / p95 of the full path, and the seconds of each
+   step of each request (bench/erasure_steps.py: CLI, streams, sink, reading the receipt).
 5. streams alone: a second streams worker (own app id) drains every raw message, or
    stops `solo_max_s` after its first counted batch; the rate is between its first and
    last counted batch (start-up excluded; also given with start-up).
@@ -45,6 +49,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from bench.erasure_steps import erasure_steps
 from bench.plain_loop import RAW, run_plain_loop
 from bench.rss_sampler import RssSampler
 from bench.stack import (
@@ -57,6 +62,7 @@ from bench.stack import (
     self_peak_rss_mb,
     wait_for,
 )
+from bench.store_fill import fill_store, stored_rows
 from pipeline import topics
 from pipeline.event_producer import EventEncoder
 from pipeline.exceptions import RecordsError
@@ -70,6 +76,7 @@ from sink.clickhouse_sink import RECORD_TOPICS
 SINK_GROUP = "cs-clickhouse-sink"
 SOLO_APP_ID = "cs-streams-bench-solo"
 SOLO_SINK_GROUP = "cs-clickhouse-sink-bench-solo"
+SINK_ARGS = ["worker", "sink", "--loglevel", "warning", "--http-port", "0"]
 CHANGELOGS = (CONSENT_CHANGELOG, ERASURES_CHANGELOG, DSR_SEEN_CHANGELOG)
 FIRST_BATCH_TIMEOUT_S = 180.0  # a worker that has counted nothing by then is stuck
 SEED = 7
@@ -101,6 +108,7 @@ REQUIRED_KEYS = (
 class BenchOptions:
     events: int = 100_000
     erasures: int = 5
+    store_rows: int = 1_000_000  # erasures are timed with at least this many rows stored (0: as the run left it)
     timeout_s: float = 1800.0
     command: str = "records bench"
     keep: bool = False  # keep the stack's directory (worker logs) for a look afterwards
@@ -185,11 +193,12 @@ def _commit_at_end(stack: Stack, group: str, topic_names: list[str]) -> None:
         consumer.close()
 
 
-def _erase(stack: Stack, phone: str, timeout: float) -> float:
-    """`records dsr erase` for one phone number until its COMPLETED receipt; seconds."""
+def _erase(stack: Stack, phone: str, timeout: float) -> tuple[float, dict[str, float]]:
+    """`records dsr erase` for one phone number until its COMPLETED receipt: seconds, and
+    the seconds of each step (bench/erasure_steps.py)."""
     from records.cli.dsr_cmd import find_receipt
 
-    started = time.perf_counter()
+    started, wall = time.perf_counter(), time.time()
     result = subprocess.run(
         [*records_command(), "dsr", "erase", "--phone", phone, "--reason", "benchmark", "--by", "bench",
          "--identity-verified-by", "other"],
@@ -202,11 +211,11 @@ def _erase(stack: Stack, phone: str, timeout: float) -> float:
         raise RecordsError(f"benchmark: `records dsr erase` failed: {result.stderr.strip()[-200:]}")
     request_id = result.stdout.strip().splitlines()[-1]
     receipt = find_receipt(stack.settings, request_id, wait_s=timeout)
-    elapsed = time.perf_counter() - started
+    elapsed, ended = time.perf_counter() - started, time.time()
     if receipt is None or receipt.get("status") != "COMPLETED":
         status = "none" if receipt is None else receipt.get("status")
         raise RecordsError(f"benchmark: erasure {request_id} ended with receipt {status}")
-    return elapsed
+    return elapsed, erasure_steps(stack.settings, request_id, wall, ended)
 
 
 def _percentile(values: list[float], q: float) -> float:
@@ -268,7 +277,7 @@ def run_bench(options: BenchOptions, progress: Callable[[str], None] | None = No
         # 3. backlog protocol: both workers start on the backlog
         phase("backlog: both workers")
         streams = stack.spawn("streams", ["worker", "streams", "--loglevel", "warning"])
-        sink = stack.spawn("sink", ["worker", "sink", "--loglevel", "warning", "--http-port", "0"])
+        sink = stack.spawn("sink", SINK_ARGS)
         workers = [streams, sink]
         rss: dict[str, float] = {}
         startup: dict[str, float] = {}
@@ -295,9 +304,24 @@ def run_bench(options: BenchOptions, progress: Callable[[str], None] | None = No
             result["live_events_per_s"] = (live_total - raw_total) / (done - started)
             raw_total = live_total
 
-            # 5. erasure, full path
-            phase("erasure: records dsr erase")
-            latencies = [_erase(stack, phone, timeout=120) for phone in _phones(events, options.erasures)]
+            # 5. erasure, full path, with at least `store_rows` rows stored
+            phones = _phones(events, options.erasures + 1)
+            if options.store_rows:
+                phase(f"store: copies of the stored rows up to {options.store_rows:,} (sink stopped)")
+                sink.stop()
+                rss[sink.name] = sink.peak_rss
+                workers.remove(sink)
+                result["erasure_store_rows"] = fill_store(stack, options.store_rows)
+                sink = stack.spawn("sink_after_fill", SINK_ARGS)
+                workers.append(sink)
+                for phone in phones[options.erasures:]:  # warm-up, not timed: the new sink consumes
+                    _erase(stack, phone, timeout=timeout)
+            else:
+                result["erasure_store_rows"] = stored_rows(stack)
+            phase(f"erasure: records dsr erase ({result['erasure_store_rows']:,} rows stored)")
+            timed = [_erase(stack, phone, timeout=120) for phone in phones[: options.erasures]]
+            latencies = [seconds for seconds, _ in timed]
+            result["erasure_steps_s"] = [steps for _, steps in timed]
             if not latencies:
                 raise RecordsError("benchmark: the simulation made no calls to erase")
             result["erasure_full_path_p50_s"] = statistics.median(latencies)

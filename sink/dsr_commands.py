@@ -23,8 +23,9 @@ engine lock, after the batch's rows are stored and before its offsets are commit
    receipt;
 4. execute, in offset order, with the subject keys, verification time and counts of the
    signed envelope only; consecutive erasures run together: one count query and at most
-   one mutation per table for all of them (`mutations_sync = 2`: the parts are rewritten
-   before the call returns), so concurrent erasures never pile up mutations;
+   one mutation per table for all of them, the tables' mutations issued together and
+   waited for once (sink/mutations_together.py: the parts are rewritten before the call
+   returns, as with `mutations_sync = 2`), so concurrent erasures never pile up mutations;
 5. receipt (counts and times, no personal data): recorded with the executed command in
    records.dsr_executed at once, so a redelivered command finds it, then produced to
    cs.dsr.receipts.v1 (key: request id) and flushed before the batch commits. The
@@ -51,7 +52,7 @@ from confluent_kafka import KafkaException
 
 from pipeline import topics
 from pipeline.clickhouse_cluster import statement_for
-from pipeline.clickhouse_ddl import TableModel, table_models
+from pipeline.clickhouse_ddl import RECORDS_DB, RESTRICTIONS_TABLE, TableModel, table_models
 from pipeline.config import Settings
 from pipeline.dead_letter import DeadLetter
 from pipeline.dsr import (
@@ -115,6 +116,7 @@ from sink.erasure_guard import ErasureGuard
 from sink.erasure_progress import pause_after_mutation, pause_before_receipts, resume
 from sink.exceptions import KafkaSinkError
 from sink.metrics import SinkMetrics
+from sink.mutations_together import run_together
 
 log = logging.getLogger(__name__)
 
@@ -386,11 +388,18 @@ class DsrExecutor:
                 self._shard_counted.setdefault(request_id, stores)
         rows = [row for command, (_, at) in zip(run, erasures, strict=True) for row in ledger_rows(command, at)]
         client.insert(LEDGER, rows, column_names=list(LEDGER_COLUMNS))
-        for done, model in enumerate(to_delete, 1):
-            client.command(self._mutation(erase_mutation(model, erasures)), settings=_MUTATION)
-            pause_after_mutation(self.settings.fault_erasure_pause_s, done, len(to_delete))
+        mutations = {model.name: self._mutation(erase_mutation(model, erasures)) for model in to_delete}
         if restricted:
-            client.command(self._mutation(restrictions_erase(every)), settings=_MUTATION)
+            mutations[RESTRICTIONS_TABLE] = self._mutation(restrictions_erase(every))
+        pause_s = self.settings.fault_erasure_pause_s
+        run_together(
+            client,
+            mutations,
+            _MUTATION,
+            database=RECORDS_DB,
+            synchronous=bool(cluster),
+            after_each=lambda done, total: pause_after_mutation(pause_s, done, total),
+        )
         if cluster:
             check_nothing_left(client, to_delete, erasures, cluster)
         log.info(

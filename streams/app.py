@@ -219,6 +219,12 @@ class StreamsWorker:
         self._ledger_retention_ms = int(topics.erasure_ledger_retention(policy).total_seconds() * 1000)
         self.app.timer(interval=options.ledger_expiry_every_s, name="erasure-ledger-expiry")(self.expire_erasures)
         self.app.timer(options.seen_sweep_every, name="dsr-seen-sweep")(self.dsr.sweep_seen)
+        self.app.task(self.start_subject_index)
+
+    async def start_subject_index(self) -> None:
+        """Start building the subject index at start-up, not at the first data-subject
+        request (streams/subject_directory.py)."""
+        self.dsr.directory.start()
 
     async def expire_erasures(self) -> int:
         """Delete the erasure-ledger entries past the policy's retention (streams.erasure_ledger);

@@ -44,6 +44,12 @@ def _table(result: dict[str, Any]) -> None:
             f"erasure full path p50 / p95 ({result['erasure_requests']} requests)",
             f"{result['erasure_full_path_p50_s']:.1f} / {result['erasure_full_path_p95_s']:.1f} s",
         ),
+        ("rows stored while erasures were timed", f"{result.get('erasure_store_rows', 0):,}"),
+        *(
+            (f"erasure {i}: cli / streams / sink / receipt read", " / ".join(f"{steps[k]:.1f}" for k in steps) + " s")
+            for i, steps in enumerate(result.get("erasure_steps_s", []), 1)
+            if steps
+        ),
         *((f"start-up, {name}", f"{seconds:.1f} s") for name, seconds in result["startup_s"].items()),
         *((f"peak RSS, {name}", f"{mb:,.0f} MB") for name, mb in result["peak_rss_mb"].items()),
         *(
@@ -58,7 +64,11 @@ def _table(result: dict[str, Any]) -> None:
 
 def bench(
     quick: Annotated[
-        bool, typer.Option("--quick", help=f"{QUICK_EVENTS:,} events, 2 erasures, 30 s per stage alone (< 4 min).")
+        bool,
+        typer.Option(
+            "--quick",
+            help=f"{QUICK_EVENTS:,} events, 2 erasures on the rows the run stored, 30 s per stage alone (< 4 min).",
+        ),
     ] = False,
     events: Annotated[
         int | None, typer.Option("--events", min=200, help=f"Simulated events (default {FULL_EVENTS:,}).")
@@ -86,6 +96,7 @@ def bench(
         events=count,
         erasures=erasures if erasures is not None else (2 if quick else 5),
         solo_max_s=30.0 if quick else 120.0,
+        store_rows=0 if quick else 1_000_000,
         keep=keep,
         memory=memory,
         command=shlex.join(["records", *sys.argv[1:]]) if sys.argv[1:2] == ["bench"] else "records bench",

@@ -11,7 +11,7 @@ import pytest
 
 from bench.pipeline_bench import REQUIRED_KEYS, BenchOptions, run_bench, write_results
 
-pytestmark = pytest.mark.timeout(240)
+pytestmark = pytest.mark.timeout(480)
 
 
 def _positive(value: object) -> bool:
@@ -21,7 +21,9 @@ def _positive(value: object) -> bool:
 
 
 def test_a_tiny_bench_run_writes_every_figure(tmp_path: Path) -> None:
-    options = BenchOptions(events=2000, erasures=1, solo_max_s=10, command="records bench --events 2000")
+    options = BenchOptions(
+        events=2000, erasures=1, solo_max_s=10, store_rows=20_000, command="records bench --events 2000"
+    )
     result = run_bench(options, progress=print)  # the phases show with -s
     path = write_results(result, tmp_path)
 
@@ -33,3 +35,6 @@ def test_a_tiny_bench_run_writes_every_figure(tmp_path: Path) -> None:
     assert {"streams", "sink"} <= set(written["startup_s"])
     assert {"streams", "sink", "streams_solo", "sink_solo", "kafka_broker"} <= set(written["peak_rss_mb"])
     assert written["versions"]["faust-streaming"] and written["command"].startswith("records bench")
+    # The erasures were timed on a store grown to store_rows, and each is split into its steps.
+    assert written["erasure_store_rows"] >= 20_000
+    assert [set(steps) for steps in written["erasure_steps_s"]] == [{"cli", "streams", "sink", "receipt_read"}]

@@ -1,0 +1,74 @@
+"""Grows the benchmark's store to a target number of rows before erasures are timed, so
+the erasure figure is taken "with N rows stored", not on whatever a short run left.
+
+How: with the sink stopped (embedded chDB: one process owns the directory), each table
+with subject keys gets copies of its own rows, stored by the real sink from the
+simulated traffic: `INSERT INTO t SELECT ... FROM t, numbers(k)`. A copy keeps every
+column (sizes, dates, partitions, the bloom-filter index see realistic values) except
+its id (`<id>-fill<n>`, so the ReplacingMergeTree keeps it as a row of its own) and its
+subject keys (each replaced by a digest of key and copy number: the copies belong to
+other subjects, so an erasure deletes only the real subject's rows). Statements run
+through `records sql`, as an operator would run them.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+
+from bench.stack import Stack, records_command
+from pipeline.clickhouse_ddl import TableModel, table_models
+from pipeline.exceptions import RecordsError
+
+
+def subject_models() -> list[TableModel]:
+    return [m for m in table_models() if m.has_subject_keys]
+
+
+def copy_rows_sql(model: TableModel, copies: int) -> str:
+    """INSERT `copies` copies of every row of `model`, each with a new id and new subject keys."""
+    replaced = {
+        model.id_column: f"concat(`{model.id_column}`, '-fill', toString(number))",
+        "subject_keys": "arrayMap(k -> lower(hex(SHA256(concat(k, toString(number))))), subject_keys)",
+    }
+    names = [c.name for c in model.columns]
+    select = ", ".join(replaced.get(n, f"`{n}`") for n in names)
+    columns = ", ".join(f"`{n}`" for n in names)
+    return (
+        f"INSERT INTO {model.qualified} ({columns}) SELECT {select} "
+        f"FROM {model.qualified} AS source CROSS JOIN numbers({copies}) AS copy WHERE number > 0"
+    )
+
+
+def _sql(stack: Stack, statement: str) -> str:
+    result = subprocess.run(
+        [*records_command(), "sql", "--format", "json", statement],
+        env=stack.env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if result.returncode != 0:
+        raise RecordsError(f"benchmark: `records sql` failed: {result.stderr.strip()[-300:]}")
+    return result.stdout
+
+
+def stored_rows(stack: Stack) -> int:
+    """Rows of the tables with subject keys (every stored version; the sink's endpoint
+    answers while it runs)."""
+    union = " UNION ALL ".join(f"SELECT count() AS n FROM {m.qualified}" for m in subject_models())
+    rows = json.loads(_sql(stack, f"SELECT sum(n) AS total FROM ({union})"))
+    return int(rows[0]["total"])
+
+
+def fill_store(stack: Stack, target: int) -> int:
+    """Copy rows until the tables with subject keys hold at least `target` rows (the sink
+    must be stopped); the rows stored afterwards."""
+    current = stored_rows(stack)
+    if current >= target or current == 0:
+        return current
+    copies = math.ceil(target / current)  # numbers(copies) with number > 0: copies - 1 new rows per row
+    for model in subject_models():
+        _sql(stack, copy_rows_sql(model, copies))
+    return stored_rows(stack)

@@ -1,0 +1,49 @@
+"""Mutations issued together (sink/mutations_together.py) on the real engine: when
+`run_together` returns every table's rows are gone from its parts and no mutation is
+left unfinished, and a mutation that fails raises instead of being waited for forever."""
+
+from __future__ import annotations
+
+import pytest
+from clickhouse_connect.driver.client import Client
+
+from sink.mutations_together import MutationFailed, run_together
+
+DB = "together_test"
+
+
+def _tables(client: Client, names: list[str]) -> None:
+    client.command(f"CREATE DATABASE IF NOT EXISTS {DB}")
+    for name in names:
+        client.command(f"CREATE TABLE {DB}.{name} (id UInt32, subject String) ENGINE = MergeTree ORDER BY id")
+        for part in range(3):  # a few parts each
+            client.command(
+                f"INSERT INTO {DB}.{name} SELECT number + {part * 100}, if(number % 10 = 0, 'gone', 'kept') "
+                "FROM numbers(100)"
+            )
+
+
+def test_every_table_is_rewritten_when_it_returns(ch_client: Client) -> None:
+    names = ["a", "b", "c"]
+    _tables(ch_client, names)
+    statements = {name: f"ALTER TABLE {DB}.{name} DELETE WHERE subject = 'gone'" for name in names}
+
+    run_together(ch_client, statements, {}, database=DB)
+
+    for name in names:
+        assert ch_client.query(f"SELECT countIf(subject = 'gone'), count() FROM {DB}.{name}").result_rows == [(0, 270)]
+    unfinished = ch_client.query(f"SELECT count() FROM system.mutations WHERE database = '{DB}' AND NOT is_done")
+    assert unfinished.result_rows == [(0,)]
+
+
+def test_a_failing_mutation_raises(ch_client: Client) -> None:
+    _tables(ch_client, ["a", "b"])
+    statements = {
+        "a": f"ALTER TABLE {DB}.a DELETE WHERE subject = 'gone'",
+        "b": f"ALTER TABLE {DB}.b DELETE WHERE throwIf(id = 7, 'refused') = 0",  # fails while it runs
+    }
+    try:
+        with pytest.raises(MutationFailed, match="mutation failed on b"):
+            run_together(ch_client, statements, {}, database=DB, timeout_s=600)
+    finally:
+        ch_client.command(f"KILL MUTATION WHERE database = '{DB}' AND table = 'b'")
