@@ -15,6 +15,8 @@ The three record agents take batches (`stream.take_events`, up to `batch_size` e
 producer and then wait once, in a thread, until every delivery report is in; only then
 does faust ack the batch's offsets (at-least-once; row ids make a replay idempotent
 downstream). faust's own producer writes the tables' changelogs and the DSR stage's output.
+The app consumes through `streams.fast_drain` (fetched messages handed to the agents one
+fetch at a time, not one task group per message; `WorkerOptions.fast_drain`).
 
 The consent table is a faust GlobalTable with `use_partitioner=True`: chats and calls are
 keyed by conversation/call id, not by subject, so the subject keys a record needs live
@@ -65,6 +67,7 @@ from streams import enrich, erasure_ledger, metrics
 from streams.consent_state import SubjectConsent, apply, merge, to_millis
 from streams.dsr_stage import DsrStage, DsrTables
 from streams.exceptions import InvalidEvent
+from streams.fast_drain import use_fast_drain
 from streams.outgoing import Outgoing
 from streams.rows import Outcome, Row, RowBuilder
 from streams.subject_directory import SubjectDirectory
@@ -96,6 +99,7 @@ class WorkerOptions:
     # default is 60 s; 10 s as for the sink (sink/clickhouse_sink.py).
     session_timeout_s: float = 10.0
     delivery_timeout_s: float = 120.0  # a batch's output not delivered by then: exit, the batch is replayed
+    fast_drain: bool = True  # deliver fetched messages per fetch, not per message (streams.fast_drain)
 
 
 def _broker_urls(bootstrap: str) -> list[str]:
@@ -175,6 +179,8 @@ class StreamsWorker:
             stream_buffer_maxsize=4 * options.batch_size,
             worker_redirect_stdouts=False,
         )
+        if options.fast_drain:
+            use_fast_drain(self.app)
         self.consent_table = self._global_table(
             topics.CONSENT_TABLE,
             topics.CONSENT_CHANGELOG,
