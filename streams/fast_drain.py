@@ -14,8 +14,9 @@ per message. The contract is faust's:
 - a rebalance that stops the flow cancels the delivery; the rest of the fetch is dropped,
   as faust drops it, and the partitions are sought back to their committed offsets on
   assignment;
+- a fetch that returns while a rebalance is under way is not delivered (`_may_deliver`);
 - read offsets, gaps in compacted partitions (`_add_gap`) and `commit_every` are tracked
-  as faust tracks them (the `commit_every` check runs between fetches, outside the
+  as faust tracks them (the `commit_every` check runs before each fetch, outside the
   cancellable delivery, so a rebalance never cancels a commit);
 - acknowledgement is untouched: an offset is committed only after the agent acked its
   event (the streams worker acks a batch after its delivery reports, streams/app.py).
@@ -52,15 +53,15 @@ class FastDrainConsumer(aiokafka_driver.Consumer):
         fetcher_should_stop = fetcher._stopped.is_set
         try:
             while not (consumer_should_stop() or fetcher_should_stop()):
-                self.diag.set_flag(CONSUMER_FETCHING)
-                batch = [pair async for pair in cast(AsyncIterator[tuple[TP, Message]], self.getmany(timeout=1.0))]
-                # released to the loop even when getmany returned at once (faust does the same)
-                await self.sleep(0)
                 commit_every = self._commit_every
                 if commit_every is not None and self._n_acked >= commit_every:
                     self._n_acked = 0
                     await self.commit()
-                if batch and not self.should_stop and not self.suspend_flow.is_set():
+                self.diag.set_flag(CONSUMER_FETCHING)
+                batch = [pair async for pair in cast(AsyncIterator[tuple[TP, Message]], self.getmany(timeout=1.0))]
+                # released to the loop even when getmany returned at once (faust does the same)
+                await self.sleep(0)
+                if batch and self._may_deliver():
                     await self.wait_first(self._deliver(batch), self.suspend_flow.wait())
                 self.diag.unset_flag(CONSUMER_FETCHING)
         except self.consumer_stopped_errors:
@@ -78,6 +79,12 @@ class FastDrainConsumer(aiokafka_driver.Consumer):
             raise
         finally:
             self.diag.unset_flag(CONSUMER_FETCHING)
+
+    def _may_deliver(self) -> bool:
+        """False while a rebalance is under way (the flow stopped): the fetch is dropped, and
+        the recovery that ends the rebalance seeks the partitions back to their committed
+        offsets, so it is fetched again (as faust's getmany drops a fetch then)."""
+        return not self.should_stop and self.flow_active and not self.suspend_flow.is_set()
 
     async def _deliver(self, batch: Sequence[tuple[TP, Message]]) -> None:
         """Hand each message to the conductor in order, as faust's drain loop does."""
