@@ -71,6 +71,7 @@ from streams.fast_drain import use_fast_drain
 from streams.outgoing import Outgoing
 from streams.rows import Outcome, Row, RowBuilder
 from streams.subject_directory import SubjectDirectory
+from streams.table_reads import lookup
 
 log = logging.getLogger(__name__)
 
@@ -250,17 +251,17 @@ class StreamsWorker:
     def consent_of(self, keys: Sequence[str]) -> SubjectConsent:
         """The merged tracker state of a record's subject keys."""
         table = self.consent_table
-        return merge(SubjectConsent.from_json(table.get(key.encode())) for key in keys)
+        return merge(SubjectConsent.from_json(lookup(table, key.encode())) for key in keys)
 
     def erased_at(self, key: str) -> int | None:
         """The erasure ledger's time for a subject key (epoch ms), if it was erased."""
-        value = self.erasures.get(key.encode())
+        value = lookup(self.erasures, key.encode())
         return None if value is None else int(value)
 
     def _update_consent(self, outcome: Outcome) -> None:
         for key, change in outcome.consent_changes:
             raw_key = key.encode()
-            state = SubjectConsent.from_json(self.consent_table.get(raw_key))
+            state = SubjectConsent.from_json(lookup(self.consent_table, raw_key))
             updated = apply(state, change)
             if updated != state:
                 self.consent_table[raw_key] = updated.to_json()
