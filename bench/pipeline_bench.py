@@ -17,7 +17,8 @@ Protocols, in this order (each figure is events/s unless its name says otherwise
    last counted batch (start-up excluded; also given with start-up).
 6. plain loops (bench/plain_loop.py) on the first N raw messages, bare and with the
    project's enrichment, right after 5 so the machine is in the same state: the
-   yardstick for the streams stage (`streams_vs_plain_loop`).
+   yardstick for the streams stage (`streams_vs_plain_loop`). Then the Quix Streams peer
+   (bench/quix_peer.py, its own virtualenv) doing the same work (`streams_vs_quix`).
 7. sink alone: a second sink (own group, own chDB directory, no retention run) drains the
    enriched topics (the output of both streams runs), or stops `solo_max_s` after its
    first insert; rows inserted per second between its first insert and the end.
@@ -42,6 +43,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.plain_loop import RAW, run_plain_loop
+from bench.quix_peer import QUIXSTREAMS, ensure_quix_venv, run_quix_peer
 from bench.stack import Stack, WorkerProcess, fresh_stack, peak_rss_mb, records_command, self_peak_rss_mb, wait_for
 from pipeline import topics
 from pipeline.event_producer import EventEncoder
@@ -229,6 +231,13 @@ def run_bench(options: BenchOptions, progress: Callable[[str], None] | None = No
             progress(f"[{time.perf_counter() - clock:6.1f} s] {name}")
 
     now = datetime.now(UTC).replace(microsecond=0)
+    peer: dict[str, str] = {}
+    quix_python: Path | None = None
+    phase("the Quix Streams peer's virtualenv")
+    try:
+        quix_python = ensure_quix_venv()
+    except RecordsError as exc:
+        peer["quixstreams"] = f"not run: {exc}"
     config = SimulationConfig(events=options.events, seed=SEED, now=now, mix=TrafficMix())
     events = list(generate(config))
     with fresh_stack(keep=options.keep) as stack:
@@ -320,6 +329,15 @@ def run_bench(options: BenchOptions, progress: Callable[[str], None] | None = No
         result["plain_loop_events_per_s"] = run_plain_loop(
             stack.settings, keyer, "bench.plain.v1", backlog_total, enrich=True
         )
+        if quix_python is not None:
+            phase("the Quix Streams peer")
+            try:
+                result["quix_events_per_s"] = run_quix_peer(
+                    quix_python, stack.env, "bench.plain.v1", backlog_total, stack.root / "quix-state", timeout
+                )
+                peer["quixstreams"] = QUIXSTREAMS.split("==", 1)[1]
+            except RecordsError as exc:
+                peer["quixstreams"] = f"not run: {exc}"
 
         # 8. sink alone, on every enriched message (or for solo_max_s after its first insert)
         phase("sink alone")
@@ -356,11 +374,10 @@ def run_bench(options: BenchOptions, progress: Callable[[str], None] | None = No
         result["peak_rss_mb"] = rss
         result["streams_vs_plain_loop"] = result["streams_events_per_s"] / result["plain_loop_events_per_s"]
         result["streams_vs_bare_loop"] = result["streams_events_per_s"] / result["bare_loop_events_per_s"]
+        if "quix_events_per_s" in result:
+            result["streams_vs_quix"] = result["streams_events_per_s"] / result["quix_events_per_s"]
         result["versions"] = {**versions(), "kafka": _kafka_version(stack)}
-    result["peer"] = {
-        "quixstreams": "not run: quixstreams 3.28 pins confluent-kafka<2.13, which would downgrade the client the "
-        "pipeline runs on (2.16); a peer needs a venv of its own"
-    }
+    result["peer"] = peer
     result["cores"] = os.cpu_count() or 0
     result["command"] = options.command
     result["date"] = now.isoformat()

@@ -34,6 +34,14 @@ def _table(result: dict[str, Any]) -> None:
         ("plain loop, bare", f"{result['bare_loop_events_per_s']:,.0f} events/s"),
         ("streams / plain loop", f"{result['streams_vs_plain_loop']:.2f}"),
         ("streams / bare loop", f"{result['streams_vs_bare_loop']:.2f}"),
+        *(
+            (
+                ("Quix Streams peer, same enrichment", f"{result['quix_events_per_s']:,.0f} events/s"),
+                ("streams / Quix Streams peer", f"{result['streams_vs_quix']:.2f}"),
+            )
+            if "quix_events_per_s" in result
+            else (("Quix Streams peer", str(result.get("peer", {}).get("quixstreams", "not run"))[:60]),)
+        ),
         ("sink alone", f"{result['sink_rows_per_s']:,.0f} rows/s"),
         (
             f"erasure full path p50 / p95 ({result['erasure_requests']} requests)",
