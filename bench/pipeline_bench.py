@@ -3,11 +3,12 @@
 Protocols, in this order (each figure is events/s unless its name says otherwise):
 1. producer: `EventProducer` sends the N pre-built simulated events (encoded before the
    clock starts) until every delivery report is in; this is also the backlog.
-2. backlog (e2e): `records worker streams` and `records worker sink` start together on
-   the backlog; timed from their start (start-up included) until the streams worker
-   has counted every raw message and the sink's group has committed every enriched
-   message (it commits only after the insert). Start-up per worker: spawn -> first batch
-   counted (streams: records_streams_events_in; sink: records_sink_rows_inserted).
+2. backlog (e2e): `records worker streams` (`streams_workers` of them, one group) and
+   `records worker sink` start together on the backlog; timed from their start (start-up
+   included) until the streams workers have counted every raw message and the sink's
+   group has committed every enriched message (it commits only after the insert).
+   Start-up per worker: spawn -> first batch counted (streams: records_streams_events_in;
+   sink: records_sink_rows_inserted).
 3. live: with both workers running, `records simulate --events N/4`; timed from the
    start of simulate until the same two conditions hold again.
 4. erasure: `records dsr erase --phone ...` -> a COMPLETED receipt on cs.dsr.receipts.v1,
@@ -94,6 +95,7 @@ class BenchOptions:
     keep: bool = False  # keep the stack's directory (worker logs) for a look afterwards
 
     solo_max_s: float = 120.0  # each stage alone drains at most this long after its first batch
+    streams_workers: int = 1  # streams worker processes in the backlog and live protocols
 
     @property
     def live_events(self) -> int:
@@ -142,9 +144,10 @@ def _measure_producer(stack: Stack, messages: list[Message]) -> float:
     return len(messages) / elapsed
 
 
-def _drained(stack: Stack, streams: WorkerProcess, raw_total: int, sink_group: str) -> bool:
-    """Every raw message counted by streams and every enriched message committed by the sink."""
-    if streams.metric(STREAMS_IN) < raw_total:
+def _drained(stack: Stack, streams: list[WorkerProcess], raw_total: int, sink_group: str) -> bool:
+    """Every raw message counted by the streams workers and every enriched message
+    committed by the sink."""
+    if sum(worker.metric(STREAMS_IN) for worker in streams) < raw_total:
         return False
     return group_lag(stack.admin, sink_group, ENRICHED) == 0
 
@@ -256,15 +259,23 @@ def run_bench(options: BenchOptions, progress: Callable[[str], None] | None = No
 
         # 3. backlog protocol: both workers start on the backlog
         phase("backlog: both workers")
-        streams = stack.spawn("streams", ["worker", "streams", "--loglevel", "warning"])
+        # `streams_workers` processes in one group share the raw partitions (the first is
+        # "streams", the others "streams-2", ...)
+        streams_group = [
+            stack.spawn("streams" if n == 1 else f"streams-{n}", ["worker", "streams", "--loglevel", "warning"])
+            for n in range(1, options.streams_workers + 1)
+        ]
+        streams = streams_group[0]
         sink = stack.spawn("sink", ["worker", "sink", "--loglevel", "warning", "--http-port", "0"])
-        workers = [streams, sink]
+        workers = [*streams_group, sink]
+        result["streams_workers"] = options.streams_workers
         rss: dict[str, float] = {}
         startup: dict[str, float] = {}
         try:
-            startup["streams"] = _first_count(streams, STREAMS_IN, workers, timeout) - streams.started
+            for worker in streams_group:
+                startup[worker.name] = _first_count(worker, STREAMS_IN, workers, timeout) - worker.started
             startup["sink"] = _first_count(sink, SINK_ROWS, workers, timeout) - sink.started
-            done = wait_for("the backlog to be stored", lambda: _drained(stack, streams, raw_total, SINK_GROUP),
+            done = wait_for("the backlog to be stored", lambda: _drained(stack, streams_group, raw_total, SINK_GROUP),
                             workers, timeout=timeout, every=POLL_S)
             result["e2e_events_per_s"] = raw_total / (done - streams.started)
             result["e2e_seconds"] = done - streams.started
@@ -279,7 +290,8 @@ def run_bench(options: BenchOptions, progress: Callable[[str], None] | None = No
             if simulate.returncode != 0:
                 raise RecordsError(f"benchmark: `records simulate` failed: {simulate.stderr.strip()[-200:]}")
             live_total = stack.topic_total(RAW)
-            done = wait_for("the live traffic to be stored", lambda: _drained(stack, streams, live_total, SINK_GROUP),
+            done = wait_for("the live traffic to be stored",
+                            lambda: _drained(stack, streams_group, live_total, SINK_GROUP),
                             workers, timeout=timeout, every=POLL_S)
             result["live_events_per_s"] = (live_total - raw_total) / (done - started)
             raw_total = live_total

@@ -22,7 +22,9 @@ def _table(result: dict[str, Any]) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"records bench: {result['events']:,} events, {result['cores']} cores")
+    workers = result.get("streams_workers", 1)
+    title = f"records bench: {result['events']:,} events, {result['cores']} cores, {workers} streams worker(s)"
+    table = Table(title=title)
     table.add_column("figure")
     table.add_column("value", justify="right")
     rows = [
@@ -65,6 +67,10 @@ def bench(
     out: Annotated[Path, typer.Option("--out", file_okay=False, help="Directory of the JSON results.")] = DEFAULT_OUT,
     erasures: Annotated[int | None, typer.Option("--erasures", min=1, help="Erasure requests timed.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Also print the JSON.")] = False,
+    streams_workers: Annotated[
+        int,
+        typer.Option("--streams-workers", min=1, max=8, help="Streams worker processes in the backlog and live runs."),
+    ] = 1,
     keep: Annotated[
         bool, typer.Option("--keep", help="Keep the stack's directory (worker logs).", hidden=True)
     ] = False,
@@ -83,6 +89,7 @@ def bench(
         erasures=erasures if erasures is not None else (2 if quick else 5),
         solo_max_s=30.0 if quick else 120.0,
         keep=keep,
+        streams_workers=streams_workers,
         command=shlex.join(["records", *sys.argv[1:]]) if sys.argv[1:2] == ["bench"] else "records bench",
     )
     typer.echo(f"records bench: {count:,} events on a fresh stack ...")
