@@ -96,6 +96,7 @@ class BenchOptions:
 
     solo_max_s: float = 120.0  # each stage alone drains at most this long after its first batch
     streams_workers: int = 1  # streams worker processes in the backlog and live protocols
+    quix_peer: bool = True  # run the Quix Streams peer (bench/quix_peer.py; makes .venv-quix once)
 
     @property
     def live_events(self) -> int:
@@ -236,11 +237,14 @@ def run_bench(options: BenchOptions, progress: Callable[[str], None] | None = No
     now = datetime.now(UTC).replace(microsecond=0)
     peer: dict[str, str] = {}
     quix_python: Path | None = None
-    phase("the Quix Streams peer's virtualenv")
-    try:
-        quix_python = ensure_quix_venv()
-    except RecordsError as exc:
-        peer["quixstreams"] = f"not run: {exc}"
+    if options.quix_peer:
+        phase("the Quix Streams peer's virtualenv")
+        try:
+            quix_python = ensure_quix_venv()
+        except RecordsError as exc:
+            peer["quixstreams"] = f"not run: {exc}"
+    else:
+        peer["quixstreams"] = "not run: --no-peer"
     config = SimulationConfig(events=options.events, seed=SEED, now=now, mix=TrafficMix())
     events = list(generate(config))
     with fresh_stack(keep=options.keep) as stack:

@@ -71,6 +71,9 @@ def bench(
         int,
         typer.Option("--streams-workers", min=1, max=8, help="Streams worker processes in the backlog and live runs."),
     ] = 1,
+    quix_peer: Annotated[
+        bool, typer.Option("--peer/--no-peer", help="Run the Quix Streams peer (its own .venv-quix, made once).")
+    ] = True,
     keep: Annotated[
         bool, typer.Option("--keep", help="Keep the stack's directory (worker logs).", hidden=True)
     ] = False,
@@ -90,6 +93,7 @@ def bench(
         solo_max_s=30.0 if quick else 120.0,
         keep=keep,
         streams_workers=streams_workers,
+        quix_peer=quix_peer,
         command=shlex.join(["records", *sys.argv[1:]]) if sys.argv[1:2] == ["bench"] else "records bench",
     )
     typer.echo(f"records bench: {count:,} events on a fresh stack ...")

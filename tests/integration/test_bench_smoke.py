@@ -21,7 +21,10 @@ def _positive(value: object) -> bool:
 
 
 def test_a_tiny_bench_run_writes_every_figure(tmp_path: Path) -> None:
-    options = BenchOptions(events=2000, erasures=1, solo_max_s=10, command="records bench --events 2000")
+    # the Quix Streams peer has its own test (test_quix_peer.py): its first run installs quixstreams
+    options = BenchOptions(
+        events=2000, erasures=1, solo_max_s=10, command="records bench --events 2000", quix_peer=False
+    )
     result = run_bench(options, progress=print)  # the phases show with -s
     path = write_results(result, tmp_path)
 
