@@ -3,11 +3,12 @@
 Protocols, in this order (each figure is events/s unless its name says otherwise):
 1. producer: `EventProducer` sends the N pre-built simulated events (encoded before the
    clock starts) until every delivery report is in; this is also the backlog.
-2. backlog (e2e): `records worker streams` and `records worker sink` start together on
-   the backlog; timed from their start (start-up included) until the streams worker
-   has counted every raw message and the sink's group has committed every enriched
-   message (it commits only after the insert). Start-up per worker: spawn -> first batch
-   counted (streams: records_streams_events_in; sink: records_sink_rows_inserted).
+2. backlog (e2e): `records worker streams` (`streams_workers` of them, one group) and
+   `records worker sink` start together on the backlog; timed from their start (start-up
+   included) until the streams workers have counted every raw message and the sink's
+   group has committed every enriched message (it commits only after the insert).
+   Start-up per worker: spawn -> first batch counted (streams: records_streams_events_in;
+   sink: records_sink_rows_inserted).
 3. live: with both workers running, `records simulate --events N/4`; timed from the
    start of simulate until the same two conditions hold again.
 4. erasure: first, unless `store_rows` is 0, the sink is stopped, the store grown to that
@@ -21,7 +22,8 @@ Protocols, in this order (each figure is events/s unless its name says otherwise
    last counted batch (start-up excluded; also given with start-up).
 6. plain loops (bench/plain_loop.py) on the first N raw messages, bare and with the
    project's enrichment, right after 5 so the machine is in the same state: the
-   yardstick for the streams stage (`streams_vs_plain_loop`).
+   yardstick for the streams stage (`streams_vs_plain_loop`). Then the Quix Streams peer
+   (bench/quix_peer.py, its own virtualenv) doing the same work (`streams_vs_quix`).
 7. sink alone: a second sink (own group, own chDB directory, no retention run) drains the
    enriched topics (the output of both streams runs), or stops `solo_max_s` after its
    first insert; rows inserted per second between its first insert and the end, and per
@@ -51,6 +53,7 @@ from typing import Any
 
 from bench.erasure_steps import erasure_steps
 from bench.plain_loop import RAW, run_plain_loop
+from bench.quix_peer import QUIXSTREAMS, ensure_quix_venv, run_quix_peer
 from bench.rss_sampler import RssSampler
 from bench.stack import (
     Stack,
@@ -115,6 +118,8 @@ class BenchOptions:
     memory: bool = False  # sample each worker's RSS over the run (bench/rss_sampler.py)
 
     solo_max_s: float = 120.0  # each stage alone drains at most this long after its first batch
+    streams_workers: int = 1  # streams worker processes in the backlog and live protocols
+    quix_peer: bool = True  # run the Quix Streams peer (bench/quix_peer.py; makes .venv-quix once)
 
     @property
     def live_events(self) -> int:
@@ -163,9 +168,10 @@ def _measure_producer(stack: Stack, messages: list[Message]) -> float:
     return len(messages) / elapsed
 
 
-def _drained(stack: Stack, streams: WorkerProcess, raw_total: int, sink_group: str) -> bool:
-    """Every raw message counted by streams and every enriched message committed by the sink."""
-    if streams.metric(STREAMS_IN) < raw_total:
+def _drained(stack: Stack, streams: list[WorkerProcess], raw_total: int, sink_group: str) -> bool:
+    """Every raw message counted by the streams workers and every enriched message
+    committed by the sink."""
+    if sum(worker.metric(STREAMS_IN) for worker in streams) < raw_total:
         return False
     return group_lag(stack.admin, sink_group, ENRICHED) == 0
 
@@ -254,6 +260,16 @@ def run_bench(options: BenchOptions, progress: Callable[[str], None] | None = No
             progress(f"[{time.perf_counter() - clock:6.1f} s] {name}")
 
     now = datetime.now(UTC).replace(microsecond=0)
+    peer: dict[str, str] = {}
+    quix_python: Path | None = None
+    if options.quix_peer:
+        phase("the Quix Streams peer's virtualenv")
+        try:
+            quix_python = ensure_quix_venv()
+        except RecordsError as exc:
+            peer["quixstreams"] = f"not run: {exc}"
+    else:
+        peer["quixstreams"] = "not run: --no-peer"
     config = SimulationConfig(events=options.events, seed=SEED, now=now, mix=TrafficMix())
     events = list(generate(config))
     sampler = RssSampler() if options.memory else None
@@ -276,15 +292,23 @@ def run_bench(options: BenchOptions, progress: Callable[[str], None] | None = No
 
         # 3. backlog protocol: both workers start on the backlog
         phase("backlog: both workers")
-        streams = stack.spawn("streams", ["worker", "streams", "--loglevel", "warning"])
+        # `streams_workers` processes in one group share the raw partitions (the first is
+        # "streams", the others "streams-2", ...)
+        streams_group = [
+            stack.spawn("streams" if n == 1 else f"streams-{n}", ["worker", "streams", "--loglevel", "warning"])
+            for n in range(1, options.streams_workers + 1)
+        ]
+        streams = streams_group[0]
         sink = stack.spawn("sink", SINK_ARGS)
-        workers = [streams, sink]
+        workers = [*streams_group, sink]
+        result["streams_workers"] = options.streams_workers
         rss: dict[str, float] = {}
         startup: dict[str, float] = {}
         try:
-            startup["streams"] = _first_count(streams, STREAMS_IN, workers, timeout) - streams.started
+            for worker in streams_group:
+                startup[worker.name] = _first_count(worker, STREAMS_IN, workers, timeout) - worker.started
             startup["sink"] = _first_count(sink, SINK_ROWS, workers, timeout) - sink.started
-            done = wait_for("the backlog to be stored", lambda: _drained(stack, streams, raw_total, SINK_GROUP),
+            done = wait_for("the backlog to be stored", lambda: _drained(stack, streams_group, raw_total, SINK_GROUP),
                             workers, timeout=timeout, every=POLL_S)
             result["e2e_events_per_s"] = raw_total / (done - streams.started)
             result["e2e_seconds"] = done - streams.started
@@ -299,7 +323,8 @@ def run_bench(options: BenchOptions, progress: Callable[[str], None] | None = No
             if simulate.returncode != 0:
                 raise RecordsError(f"benchmark: `records simulate` failed: {simulate.stderr.strip()[-200:]}")
             live_total = stack.topic_total(RAW)
-            done = wait_for("the live traffic to be stored", lambda: _drained(stack, streams, live_total, SINK_GROUP),
+            done = wait_for("the live traffic to be stored",
+                            lambda: _drained(stack, streams_group, live_total, SINK_GROUP),
                             workers, timeout=timeout, every=POLL_S)
             result["live_events_per_s"] = (live_total - raw_total) / (done - started)
             raw_total = live_total
@@ -364,6 +389,15 @@ def run_bench(options: BenchOptions, progress: Callable[[str], None] | None = No
         result["plain_loop_events_per_s"] = run_plain_loop(
             stack.settings, keyer, "bench.plain.v1", backlog_total, enrich=True
         )
+        if quix_python is not None:
+            phase("the Quix Streams peer")
+            try:
+                result["quix_events_per_s"] = run_quix_peer(
+                    quix_python, stack.env, "bench.plain.v1", backlog_total, stack.root / "quix-state", timeout
+                )
+                peer["quixstreams"] = QUIXSTREAMS.split("==", 1)[1]
+            except RecordsError as exc:
+                peer["quixstreams"] = f"not run: {exc}"
 
         # 8. sink alone, on every enriched message (or for solo_max_s after its first insert)
         phase("sink alone")
@@ -403,14 +437,13 @@ def run_bench(options: BenchOptions, progress: Callable[[str], None] | None = No
         result["peak_rss_mb"] = rss
         result["streams_vs_plain_loop"] = result["streams_events_per_s"] / result["plain_loop_events_per_s"]
         result["streams_vs_bare_loop"] = result["streams_events_per_s"] / result["bare_loop_events_per_s"]
+        if "quix_events_per_s" in result:
+            result["streams_vs_quix"] = result["streams_events_per_s"] / result["quix_events_per_s"]
         result["versions"] = {**versions(), "kafka": _kafka_version(stack)}
         if sampler is not None:
             sampler.stop()
             result["memory"] = sampler.report()
-    result["peer"] = {
-        "quixstreams": "not run: quixstreams 3.28 pins confluent-kafka<2.13, which would downgrade the client the "
-        "pipeline runs on (2.16); a peer needs a venv of its own"
-    }
+    result["peer"] = peer
     result["cores"] = os.cpu_count() or 0
     result["command"] = options.command
     result["date"] = now.isoformat()

@@ -15,6 +15,8 @@ The four record agents take batches (`stream.take_events`, up to `batch_size` ev
 producer and then wait once, in a thread, until every delivery report is in; only then
 does faust ack the batch's offsets (at-least-once; row ids make a replay idempotent
 downstream). faust's own producer writes the tables' changelogs and the DSR stage's output.
+The app consumes through `streams.fast_drain` (fetched messages handed to the agents one
+fetch at a time, not one task group per message; `WorkerOptions.fast_drain`).
 
 The consent table is a faust GlobalTable with `use_partitioner=True`: chats and calls are
 keyed by conversation/call id, not by subject, so the subject keys a record needs live
@@ -65,9 +67,11 @@ from streams import enrich, erasure_ledger, metrics
 from streams.consent_state import SubjectConsent, apply, merge, to_millis
 from streams.dsr_stage import DsrStage, DsrTables
 from streams.exceptions import InvalidEvent
+from streams.fast_drain import use_fast_drain
 from streams.outgoing import Outgoing
 from streams.rows import Outcome, Row, RowBuilder
 from streams.subject_directory import SubjectDirectory
+from streams.table_reads import lookup
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +101,7 @@ class WorkerOptions:
     # default is 60 s; 10 s as for the sink (sink/clickhouse_sink.py).
     session_timeout_s: float = 10.0
     delivery_timeout_s: float = 120.0  # a batch's output not delivered by then: exit, the batch is replayed
+    fast_drain: bool = True  # deliver fetched messages per fetch, not per message (streams.fast_drain)
 
 
 def _broker_urls(bootstrap: str) -> list[str]:
@@ -176,6 +181,8 @@ class StreamsWorker:
             stream_buffer_maxsize=4 * options.batch_size,
             worker_redirect_stdouts=False,
         )
+        if options.fast_drain:
+            use_fast_drain(self.app)
         self.consent_table = self._global_table(
             topics.CONSENT_TABLE,
             topics.CONSENT_CHANGELOG,
@@ -257,17 +264,17 @@ class StreamsWorker:
     def consent_of(self, keys: Sequence[str]) -> SubjectConsent:
         """The merged tracker state of a record's subject keys."""
         table = self.consent_table
-        return merge(SubjectConsent.from_json(table.get(key.encode())) for key in keys)
+        return merge(SubjectConsent.from_json(lookup(table, key.encode())) for key in keys)
 
     def erased_at(self, key: str) -> int | None:
         """The erasure ledger's time for a subject key (epoch ms), if it was erased."""
-        value = self.erasures.get(key.encode())
+        value = lookup(self.erasures, key.encode())
         return None if value is None else int(value)
 
     def _update_consent(self, outcome: Outcome) -> None:
         for key, change in outcome.consent_changes:
             raw_key = key.encode()
-            state = SubjectConsent.from_json(self.consent_table.get(raw_key))
+            state = SubjectConsent.from_json(lookup(self.consent_table, raw_key))
             updated = apply(state, change)
             if updated != state:
                 self.consent_table[raw_key] = updated.to_json()

@@ -22,7 +22,9 @@ def _table(result: dict[str, Any]) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"records bench: {result['events']:,} events, {result['cores']} cores")
+    workers = result.get("streams_workers", 1)
+    title = f"records bench: {result['events']:,} events, {result['cores']} cores, {workers} streams worker(s)"
+    table = Table(title=title)
     table.add_column("figure")
     table.add_column("value", justify="right")
     rows = [
@@ -34,6 +36,14 @@ def _table(result: dict[str, Any]) -> None:
         ("plain loop, bare", f"{result['bare_loop_events_per_s']:,.0f} events/s"),
         ("streams / plain loop", f"{result['streams_vs_plain_loop']:.2f}"),
         ("streams / bare loop", f"{result['streams_vs_bare_loop']:.2f}"),
+        *(
+            (
+                ("Quix Streams peer, same enrichment", f"{result['quix_events_per_s']:,.0f} events/s"),
+                ("streams / Quix Streams peer", f"{result['streams_vs_quix']:.2f}"),
+            )
+            if "quix_events_per_s" in result
+            else (("Quix Streams peer", str(result.get("peer", {}).get("quixstreams", "not run"))[:60]),)
+        ),
         ("sink alone", f"{result['sink_rows_per_s']:,.0f} rows/s"),
         *(
             (("sink alone, per CPU second of the sink", f"{result['sink_rows_per_cpu_s']:,.0f} rows"),)
@@ -76,6 +86,13 @@ def bench(
     out: Annotated[Path, typer.Option("--out", file_okay=False, help="Directory of the JSON results.")] = DEFAULT_OUT,
     erasures: Annotated[int | None, typer.Option("--erasures", min=1, help="Erasure requests timed.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Also print the JSON.")] = False,
+    streams_workers: Annotated[
+        int,
+        typer.Option("--streams-workers", min=1, max=8, help="Streams worker processes in the backlog and live runs."),
+    ] = 1,
+    quix_peer: Annotated[
+        bool, typer.Option("--peer/--no-peer", help="Run the Quix Streams peer (its own .venv-quix, made once).")
+    ] = True,
     keep: Annotated[
         bool, typer.Option("--keep", help="Keep the stack's directory (worker logs).", hidden=True)
     ] = False,
@@ -99,6 +116,8 @@ def bench(
         store_rows=0 if quick else 1_000_000,
         keep=keep,
         memory=memory,
+        streams_workers=streams_workers,
+        quix_peer=quix_peer,
         command=shlex.join(["records", *sys.argv[1:]]) if sys.argv[1:2] == ["bench"] else "records bench",
     )
     typer.echo(f"records bench: {count:,} events on a fresh stack ...")

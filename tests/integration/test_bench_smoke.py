@@ -21,8 +21,11 @@ def _positive(value: object) -> bool:
 
 
 def test_a_tiny_bench_run_writes_every_figure(tmp_path: Path) -> None:
+    # the Quix Streams peer has its own test (test_quix_peer.py): its first run installs quixstreams
     options = BenchOptions(
-        events=2000, erasures=1, solo_max_s=10, store_rows=20_000, command="records bench --events 2000"
+        events=2000, erasures=1, solo_max_s=10, store_rows=20_000,
+        command="records bench --events 2000",
+        quix_peer=False,
     )
     result = run_bench(options, progress=print)  # the phases show with -s
     path = write_results(result, tmp_path)

@@ -46,3 +46,13 @@ def test_a_time_before_2000_or_in_2400_is_implausible() -> None:
     late = _check({"subject": {"updated_at": datetime(2400, 1, 1, tzinfo=UTC)}})
     assert late is not None and late.startswith("ChatConversation.subject.updated_at is more than")
     assert "2400" not in late
+
+
+def test_the_first_implausible_time_in_field_order_is_named_nested_or_not() -> None:
+    before = datetime(1999, 12, 31, tzinfo=UTC)
+    ahead = NOW + POLICY.max_future_skew + timedelta(hours=1)
+    event = {"transcript": None, "messages": [{"text": "x", "sent_at": NOW}, {"sent_at": before}], "ended_at": ahead}
+    assert _check(event) == "ChatConversation.messages.sent_at is before 2000-01-01: not a plausible event time"
+    assert _check({**event, "messages": []}) == (
+        "ChatConversation.ended_at is more than 24 h ahead of the streams stage's clock: not a plausible event time"
+    )

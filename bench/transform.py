@@ -1,0 +1,71 @@
+"""The work one raw message costs in the yardsticks, the same in the plain loop
+(bench/plain_loop.py) and in the Quix Streams peer (bench/quix_peer.py).
+
+Decode (fastavro), then either re-encode the record unchanged (`enrich=False`, the bare
+loop) or run the project's enrichment and enforcement (`streams.rows.RowBuilder`, the
+consent state in a dict, the erasure ledger looked up as the streams stage does) and
+encode every row. A message that cannot be decoded or built is passed on as it came, as
+the streams stage dead-letters it. Imports only what the project's pure core needs
+(fastavro, phonenumbers, ua-parser, publicsuffixlist), so it also runs in the peer's
+own virtualenv.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from pipeline.policy import default_policy
+from pipeline.serde import AvroDeserializer, AvroSerializer, SerdeError
+from pipeline.subject_keys import SubjectKeyer
+from streams.consent_state import EMPTY, SubjectConsent, apply, merge
+from streams.rows import RowBuilder
+
+# One message to produce: key, value (None: a tombstone), headers.
+Output = tuple[bytes | None, bytes | None, list[tuple[str, str | bytes | None]] | None]
+
+
+class RawTransform:
+    """`transform(key, value, now)` -> the messages a raw message becomes."""
+
+    def __init__(self, keyer: SubjectKeyer, *, enrich: bool) -> None:
+        self.enrich = enrich
+        self.decode = AvroDeserializer()
+        self.builder = RowBuilder(keyer, default_policy())
+        self.consent: dict[str, SubjectConsent] = {}
+        self.erased: dict[str, int] = {}  # the erasure ledger (empty here, looked up as streams does)
+        self._serializers: dict[str, AvroSerializer] = {}
+
+    def consent_of(self, keys: Sequence[str]) -> SubjectConsent:
+        return merge(self.consent.get(k, EMPTY) for k in keys)
+
+    def encode(self, schema: str, value: dict[str, object]) -> bytes:
+        serializer = self._serializers.get(schema)
+        if serializer is None:
+            serializer = self._serializers[schema] = AvroSerializer(schema)
+        return serializer(value)
+
+    def __call__(self, key: bytes | None, value: bytes | None, now: datetime) -> list[Output]:
+        try:
+            decoded = self.decode(value)
+        except SerdeError:
+            return [(key, value, None)]
+        if not self.enrich:
+            return [(key, self.encode(decoded.schema_name, decoded.value), None)]
+        try:
+            keys, moment = self.builder.erasure_scope(decoded.schema_name, decoded.value)
+            if any(self.erased.get(k, -1) >= moment for k in keys):
+                return []
+            outcome = self.builder.build(decoded.schema_name, decoded.value, self.consent_of, now)
+        except Exception:
+            return [(key, value, None)]
+        for subject, change in outcome.consent_changes:
+            self.consent[subject] = apply(self.consent.get(subject, EMPTY), change)
+        return [
+            (
+                row.key.encode(),
+                None if row.value is None or row.schema is None else self.encode(row.schema, row.value),
+                [(name, header) for name, header in row.headers],
+            )
+            for row in outcome.rows
+        ]
