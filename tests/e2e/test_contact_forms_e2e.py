@@ -142,7 +142,9 @@ def test_a_form_is_stored_enforced_and_every_request_reaches_it(
         assert visible(f"{tag}-a") == 1
 
         def run(*args: str) -> dict[str, Any]:
-            issued = run_records("dsr", *args, "--reason", "TICKET-FORMS", env=dpo, timeout=180)
+            issued = run_records(
+                "dsr", *args, "--reason", "TICKET-FORMS", "--identity-verified-by", "in_person", env=dpo, timeout=180
+            )
             assert issued.returncode == 0, issued.stderr
             request_id = issued.stdout.strip().splitlines()[-1]
             status = run_records("dsr", "status", request_id, "--wait", "120", env=dpo, timeout=180)

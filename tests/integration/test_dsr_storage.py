@@ -517,12 +517,19 @@ def test_rectification_corrects_every_row_and_the_corrected_email_finds_them(dsr
 
 # ---- restriction and objection ----------------------------------------------------------------
 
+WITHIN_THEIR_CALLS = (
+    "INSERT INTO records.recording_checks (recording_id, verdict, checked_at) "
+    "SELECT recording_id, 'within', now64(3) FROM records.call_recordings"
+)
+
 
 def test_restriction_hides_the_subject_from_analysts_and_lifting_shows_it_again(dsr: Dsr) -> None:
     anna, bert = dsr.keys(ANNA), dsr.keys(BERT)
     dsr.rows(anna, first=1)
     dsr.rows(bert, first=2)
     dsr.settle()
+    # analysts see a recording once the sink judged it within its call (sink/recording_bounds.py)
+    dsr.client.command(WITHIN_THEIR_CALLS)
 
     def visible() -> dict[str, int]:
         return {t: int(dsr.client.command(f"SELECT count() FROM analyst.{t}")) for t in SUBJECT_TABLES}
