@@ -65,7 +65,7 @@ from bench.stack import (
     self_peak_rss_mb,
     wait_for,
 )
-from bench.store_fill import fill_store, stored_rows
+from bench.store_fill import fill_store, stored_row_count
 from pipeline import topics
 from pipeline.event_producer import EventEncoder
 from pipeline.exceptions import RecordsError
@@ -342,7 +342,7 @@ def run_bench(options: BenchOptions, progress: Callable[[str], None] | None = No
                 for phone in phones[options.erasures:]:  # warm-up, not timed: the new sink consumes
                     _erase(stack, phone, timeout=timeout)
             else:
-                result["erasure_store_rows"] = stored_rows(stack)
+                result["erasure_store_rows"] = stored_row_count(stack)
             phase(f"erasure: records dsr erase ({result['erasure_store_rows']:,} rows stored)")
             timed = [_erase(stack, phone, timeout=120) for phone in phones[: options.erasures]]
             latencies = [seconds for seconds, _ in timed]

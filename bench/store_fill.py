@@ -54,7 +54,7 @@ def _sql(stack: Stack, statement: str) -> str:
     return result.stdout
 
 
-def stored_rows(stack: Stack) -> int:
+def stored_row_count(stack: Stack) -> int:
     """Rows of the tables with subject keys (every stored version; the sink's endpoint
     answers while it runs)."""
     union = " UNION ALL ".join(f"SELECT count() AS n FROM {m.qualified}" for m in subject_models())
@@ -65,10 +65,10 @@ def stored_rows(stack: Stack) -> int:
 def fill_store(stack: Stack, target: int) -> int:
     """Copy rows until the tables with subject keys hold at least `target` rows (the sink
     must be stopped); the rows stored afterwards."""
-    current = stored_rows(stack)
+    current = stored_row_count(stack)
     if current >= target or current == 0:
         return current
     copies = math.ceil(target / current)  # numbers(copies) with number > 0: copies - 1 new rows per row
     for model in subject_models():
         _sql(stack, copy_rows_sql(model, copies))
-    return stored_rows(stack)
+    return stored_row_count(stack)

@@ -3,7 +3,7 @@
 
 Decode (fastavro), then either re-encode the record unchanged (`enrich=False`, the bare
 loop) or run the project's enrichment and enforcement (`streams.rows.RowBuilder`, the
-consent state in a dict, the erasure ledger looked up as the streams stage does) and
+consent state in a dict, the erased-keys table looked up as the streams stage does) and
 encode every row. A message that cannot be decoded or built is passed on as it came, as
 the streams stage dead-letters it. Imports only what the project's pure core needs
 (fastavro, phonenumbers, ua-parser, publicsuffixlist), so it also runs in the peer's
@@ -33,7 +33,7 @@ class RawTransform:
         self.decode = AvroDeserializer()
         self.builder = RowBuilder(keyer, default_policy())
         self.consent: dict[str, SubjectConsent] = {}
-        self.erased: dict[str, int] = {}  # the erasure ledger (empty here, looked up as streams does)
+        self.erased: dict[str, int] = {}  # the erased-keys table (empty here, looked up as streams does)
         self._serializers: dict[str, AvroSerializer] = {}
 
     def consent_of(self, keys: Sequence[str]) -> SubjectConsent:

@@ -10,7 +10,7 @@ macros set on every node, e.g. by the Altinity operator):
   versions of one row id land on one shard, so ReplacingMergeTree's dedup and FINAL stay
   correct shard by shard. The sink inserts into and readers query `records.T`, as on
   one node;
-- the DSR state tables (subject restrictions, erasure ledger) are small and read by every
+- the DSR state tables (subject restrictions, erased-keys table) are small and read by every
   shard (analyst views, the insert guard), so they are not sharded: one replica set over
   every node of the cluster, under their usual names;
 - databases and analyst views are created on every node; the views read `records.T`
@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from pipeline.clickhouse_ddl import (
     ANALYST_DB,
     DSR_EXECUTED_TABLE,
-    ERASURE_LEDGER_TABLE,
+    ERASED_KEYS_TABLE,
     ERASURE_PROGRESS_TABLE,
     RECORDING_CHECKS_TABLE,
     RECORDS_DB,
@@ -56,7 +56,7 @@ SHARDED_PATH = "/clickhouse/tables/{{shard}}/{database}/{table}"
 EVERYWHERE_PATH = "/clickhouse/tables/all/{database}/{table}"
 REPLICATED_EVERYWHERE = (
     RESTRICTIONS_TABLE,
-    ERASURE_LEDGER_TABLE,
+    ERASED_KEYS_TABLE,
     DSR_EXECUTED_TABLE,
     ERASURE_PROGRESS_TABLE,
     RECORDING_CHECKS_TABLE,
@@ -124,6 +124,8 @@ def distributed_create_table(model: TableModel, cluster: Cluster) -> str:
 
 
 def _support_table(statement: str, cluster: Cluster) -> str:
+    if statement.startswith("RENAME TABLE IF EXISTS "):  # a table's former name: on every replica
+        return f"{statement} {cluster.on}"
     for table in REPLICATED_EVERYWHERE:
         if statement.startswith(f"CREATE TABLE IF NOT EXISTS {RECORDS_DB}.{table}\n"):
             return _replicated(statement, table, table, EVERYWHERE_PATH, cluster)

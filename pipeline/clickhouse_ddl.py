@@ -26,12 +26,13 @@ from typing import Any
 
 from pipeline.policy import Policy, RecordPolicy, default_policy
 from pipeline.schemas import AvroSchema, SchemaCatalog, default_catalog, released_versions
-from pipeline.topics import erasure_ledger_retention
+from pipeline.topics import erased_keys_retention
 
 RECORDS_DB = "records"
 ANALYST_DB = "analyst"
 RESTRICTIONS_TABLE = "subject_restrictions"
-ERASURE_LEDGER_TABLE = "erasure_ledger"
+ERASED_KEYS_TABLE = "erased_keys"
+FORMER_ERASED_KEYS_TABLE = "erasure_ledger"  # its name before; `support_tables` renames it
 INGESTED_AT = "ingested_at"
 # The sink's own record of each request it executed (its receipt, and which command it
 # executed): what a redelivered command is checked against. Written only by the sink,
@@ -244,9 +245,9 @@ def table_models(policy: Policy | None = None, catalog: SchemaCatalog | None = N
     return models
 
 
-def erasure_ledger_days(policy: Policy | None = None) -> int:
-    """The erasure ledger's TTL in days (pipeline/topics.py: erasure_ledger_retention)."""
-    return erasure_ledger_retention(policy or default_policy()).days
+def erased_keys_days(policy: Policy | None = None) -> int:
+    """The erased-keys table's TTL in days (pipeline/topics.py: erased_keys_retention)."""
+    return erased_keys_retention(policy or default_policy()).days
 
 
 def _checks_ttl(policy: Policy | None) -> str:
@@ -258,15 +259,16 @@ def _checks_ttl(policy: Policy | None) -> str:
 def support_tables(policy: Policy | None = None) -> list[str]:
     """Tables that hold DSR state rather than records; no personal data beyond subject keys.
 
-    The erasure ledger holds one row per erased subject key (the latest erasure wins) and
+    The erased-keys table holds one row per erased subject key (the latest erasure wins) and
     nothing that links one person's keys (no request id); it expires after
-    `erasure_ledger_days`. The two ALTERs bring a ledger created by an older version to
-    that shape; on a current table they are no-ops (no mutation). What the sink executed
+    `erased_keys_days`. The RENAME and the two ALTERs bring the table an older version
+    created (as `erasure_ledger`, with a request id) to this name and shape; on a current
+    table they are no-ops (no mutation). What the sink executed
     (`dsr_executed`) expires with the receipts (the policy's `dsr_receipt` retention): a
     command older than that is refused by age before the table is asked. The
     last ALTER gives an older records.dsr_executed the receipt's per-shard counts."""
-    ledger = f"{RECORDS_DB}.{ERASURE_LEDGER_TABLE}"
-    ttl = f"erased_at + INTERVAL {erasure_ledger_days(policy)} DAY"
+    erased = f"{RECORDS_DB}.{ERASED_KEYS_TABLE}"
+    ttl = f"erased_at + INTERVAL {erased_keys_days(policy)} DAY"
     # what the sink executed is kept as long as the receipts it proves (accountability)
     receipts = (policy or default_policy()).records["dsr_receipt"]
     executed_ttl = f"completed_at + {receipts.period.sql}"
@@ -278,12 +280,13 @@ def support_tables(policy: Policy | None = None) -> list[str]:
         "    `request_id` String,\n"
         "    `updated_at` DateTime64(3, 'UTC')\n"
         ")\nENGINE = ReplacingMergeTree(updated_at)\nORDER BY (subject_key, kind)",
-        f"CREATE TABLE IF NOT EXISTS {ledger}\n(\n"
+        f"RENAME TABLE IF EXISTS {RECORDS_DB}.{FORMER_ERASED_KEYS_TABLE} TO {erased}",
+        f"CREATE TABLE IF NOT EXISTS {erased}\n(\n"
         "    `subject_key` String,\n"
         "    `erased_at` DateTime64(3, 'UTC')\n"
         f")\nENGINE = ReplacingMergeTree(erased_at)\nORDER BY subject_key\nTTL {ttl} DELETE",
-        f"ALTER TABLE {ledger} DROP COLUMN IF EXISTS request_id",
-        f"ALTER TABLE {ledger} MODIFY TTL {ttl} DELETE",
+        f"ALTER TABLE {erased} DROP COLUMN IF EXISTS request_id",
+        f"ALTER TABLE {erased} MODIFY TTL {ttl} DELETE",
         f"CREATE TABLE IF NOT EXISTS {RECORDS_DB}.{DSR_EXECUTED_TABLE}\n(\n"
         "    `request_id` String,\n"
         "    `request_type` String,\n"

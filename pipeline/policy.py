@@ -112,7 +112,7 @@ class Policy:
     processing: Processing
     earliest_event_time: datetime = datetime(2000, 1, 1, tzinfo=UTC)
     max_future_skew: timedelta = timedelta(hours=24)
-    erasure_ledger_retention: timedelta = timedelta(days=30)
+    erased_keys_retention: timedelta = timedelta(days=30)
     export_retention: timedelta = timedelta(days=30)
     # how long a recording waits for its call before it is held as `call_unknown`
     recording_call_grace: timedelta = timedelta(hours=1)
@@ -245,8 +245,8 @@ def parse_policy(raw: Mapping[str, Any]) -> Policy:
             processing=_processing(raw["processing"]),
             earliest_event_time=datetime(earliest.year, earliest.month, earliest.day, tzinfo=UTC),
             max_future_skew=timedelta(hours=_positive(times, "max_future_skew_hours", 24, "event_times")),
-            erasure_ledger_retention=timedelta(
-                days=_positive(raw["erasure"], "ledger_retention_days", 30, "erasure")
+            erased_keys_retention=timedelta(
+                days=_positive(raw["erasure"], "erased_keys_retention_days", 30, "erasure")
             ),
             export_retention=timedelta(days=_positive(raw.get("exports", {}), "retention_days", 30, "exports")),
             recording_call_grace=timedelta(

@@ -159,12 +159,12 @@ CONSENT_CHANGELOG = TopicSpec(
     3,
     _compact(),
 )
-# The erasure ledger: subject key -> erasure time (no plaintext); never tombstoned, it is
+# The erased-keys table: subject key -> erasure time (no plaintext); never tombstoned, it is
 # what keeps a replay of the raw topics from bringing an erased subject back.
 ERASURES_CHANGELOG = TopicSpec(
     f"{STREAMS_APP_ID}-{ERASURES_TABLE}-changelog",
     "subject key",
-    "faust changelog of the erasure ledger (subject key -> erased at)",
+    "faust changelog of the erased-keys table (subject key -> erased at)",
     3,
     _compact(),
 )
@@ -235,9 +235,9 @@ ALL_TOPICS: tuple[TopicSpec, ...] = (
 )
 
 
-# How much longer than any topic can replay a person's events the erasure ledgers keep an
+# How much longer than any topic can replay a person's events the erased-keys tables keep an
 # erased subject key (a restored backup, a consumer that was stopped a while).
-ERASURE_LEDGER_MARGIN = timedelta(days=7)
+ERASED_KEYS_MARGIN = timedelta(days=7)
 
 
 def longest_replay(specs: tuple[TopicSpec, ...] = ALL_TOPICS) -> timedelta:
@@ -252,18 +252,18 @@ def longest_replay(specs: tuple[TopicSpec, ...] = ALL_TOPICS) -> timedelta:
     return timedelta(milliseconds=longest)
 
 
-def erasure_ledger_retention(policy: Policy) -> timedelta:
-    """How long both erasure ledgers keep an erased subject key: the policy's
-    `erasure.ledger_retention_days`, which must cover `longest_replay()` plus
-    ERASURE_LEDGER_MARGIN, or an erased subject could come back from a replay after its
-    key left the ledger (ConfigError, one line)."""
-    needed = longest_replay() + ERASURE_LEDGER_MARGIN
-    if policy.erasure_ledger_retention < needed:
+def erased_keys_retention(policy: Policy) -> timedelta:
+    """How long both erased-keys tables keep an erased subject key: the policy's
+    `erasure.erased_keys_retention_days`, which must cover `longest_replay()` plus
+    ERASED_KEYS_MARGIN, or an erased subject could come back from a replay after its
+    key left the erased-keys table (ConfigError, one line)."""
+    needed = longest_replay() + ERASED_KEYS_MARGIN
+    if policy.erased_keys_retention < needed:
         raise ConfigError(
-            f"policy erasure.ledger_retention_days must be at least {-(-needed // timedelta(days=1))}: "
+            f"policy erasure.erased_keys_retention_days must be at least {-(-needed // timedelta(days=1))}: "
             "topics can replay a person's events that long, plus a margin"
         )
-    return policy.erasure_ledger_retention
+    return policy.erased_keys_retention
 
 
 def by_name(name: str) -> TopicSpec:

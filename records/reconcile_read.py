@@ -10,7 +10,7 @@ retention_jobs/reconcile.py out. Nothing here decides an outcome.
    `pipeline.dead_letter` headers; a sink letter (an enriched row) is decoded for its
    `source_event_id`;
 3. stored rows: the rows with those ids, read FINAL, table by table;
-4. erasures: the erasure ledger (records.erasure_ledger FINAL).
+4. erasures: the erased-keys table (records.erased_keys FINAL).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from clickhouse_connect.driver.client import Client
 from confluent_kafka import Consumer, KafkaException, Message, TopicPartition
 
 from pipeline import topics
-from pipeline.clickhouse_ddl import ERASURE_LEDGER_TABLE, RECORDS_DB
+from pipeline.clickhouse_ddl import ERASED_KEYS_TABLE, RECORDS_DB
 from pipeline.config import KafkaConnection
 from pipeline.dead_letter import H_SOURCE_OFFSET, H_SOURCE_PARTITION, H_SOURCE_TOPIC, parse_headers
 from pipeline.exceptions import KafkaClientError
@@ -193,7 +193,7 @@ def stored_rows(client: Client, events: Sequence[RawEvent]) -> list[StoredRow]:
 
 def erasures(client: Client) -> list[Erasure]:
     result = client.query(
-        f"SELECT subject_key, toUnixTimestamp64Milli(erased_at) FROM {RECORDS_DB}.{ERASURE_LEDGER_TABLE} FINAL"
+        f"SELECT subject_key, toUnixTimestamp64Milli(erased_at) FROM {RECORDS_DB}.{ERASED_KEYS_TABLE} FINAL"
     )
     return [Erasure(r[0], int(r[1])) for r in result.result_rows]
 

@@ -2,7 +2,7 @@
 
 Input is plain data the adapter (records/reconcile_read.py) collects: the raw messages of
 cs.chat.v1, cs.call.v1, cs.consent.v1 and cs.contact-form.v1 produced since T, decoded;
-the stored rows with those row ids (read FINAL); the quarantine and dead-letter messages; the erasure ledger.
+the stored rows with those row ids (read FINAL); the quarantine and dead-letter messages; the erased-keys table.
 Each raw message (topic, partition, offset) gets exactly one of these outcomes:
 
 - `stored`: its row is in its table under its row id and came from this event
@@ -12,7 +12,7 @@ Each raw message (topic, partition, offset) gets exactly one of these outcomes:
 - `quarantined` / `dead_lettered`: a cs.quarantine.v1 / cs.dlq.v1 message points at its
   source offset (streams), or carries its event id (a row the sink refused), with a reason;
 - `erased`: not stored, and one of its subject keys was erased at or after its policy
-  time (the erasure ledger names the request);
+  time (the erased-keys table names the request);
 - `expired`: not stored and past its retention already (the row TTL drops it on insert).
 
 An event with none of these is `missing`. An event in two places where one is expected
@@ -93,7 +93,7 @@ class Letter:
 
 @dataclass(frozen=True)
 class Erasure:
-    """One erased subject key (the ledger holds no request id: nothing links a person's keys)."""
+    """One erased subject key (the erased-keys table holds no request id: nothing links a person's keys)."""
 
     subject_key: str
     erased_at_ms: int

@@ -17,7 +17,7 @@ from pipeline.clickhouse_ddl import (
     ANALYST_DB,
     CONSENT_FLAG_COLUMN,
     DSR_EXECUTED_TABLE,
-    ERASURE_LEDGER_TABLE,
+    ERASED_KEYS_TABLE,
     LEDGER_DENIES,
     RECORDING_CHECKS_TABLE,
     RECORDINGS_TABLE,
@@ -69,7 +69,7 @@ def collect_evidence(client: Client, policy: Policy, now: datetime, *, storage: 
         dsr=dsr[0],
         erasure_latency_edges_s=dsr[1],
         erasure_latency_histogram=dsr[2],
-        erased_subjects=_scalar(client, f"SELECT uniqExact(subject_key) FROM {RECORDS_DB}.{ERASURE_LEDGER_TABLE}"),
+        erased_subjects=_scalar(client, f"SELECT uniqExact(subject_key) FROM {RECORDS_DB}.{ERASED_KEYS_TABLE}"),
         rows_surviving_erasure={
             m.record.record_type: _surviving_erasure(client, m) for m in models if m.has_subject_keys
         },
@@ -299,7 +299,7 @@ def _surviving_erasure(client: Client, model: TableModel) -> int:
         client,
         f"SELECT uniqExact(r.id) FROM (SELECT `{model.id_column}` AS id, `{model.ingest_column}` AS t, "
         f"arrayJoin(subject_keys) AS k FROM {model.qualified}) AS r INNER JOIN (SELECT subject_key, "
-        f"max(erased_at) AS e FROM {RECORDS_DB}.{ERASURE_LEDGER_TABLE} GROUP BY subject_key) AS l "
+        f"max(erased_at) AS e FROM {RECORDS_DB}.{ERASED_KEYS_TABLE} GROUP BY subject_key) AS l "
         "ON r.k = l.subject_key WHERE r.t <= l.e",
     )
 

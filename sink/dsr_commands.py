@@ -84,20 +84,20 @@ from sink.batch_writer import CommandHandler
 from sink.dsr_export import collect, document, export_path, write_export
 from sink.dsr_shards import ShardCounts, check_nothing_left, counts_per_shard, subject_rows_per_shard
 from sink.dsr_storage import (
+    ERASED_KEYS,
+    ERASED_KEYS_COLUMNS,
     EXECUTED,
     EXECUTED_COLUMNS,
-    LEDGER,
-    LEDGER_COLUMNS,
     RESTRICTION_COLUMNS,
     RESTRICTIONS,
     DsrCommand,
     DsrCommandError,
     count_query,
     erase_mutation,
+    erased_key_rows,
     erasure_time,
     executed_query,
     executed_row,
-    ledger_rows,
     optimize_partition,
     rectification_targets,
     rectified_count,
@@ -386,8 +386,8 @@ class DsrExecutor:
             ids = [c.request_id for c in run]
             for request_id, stores in counts_per_shard(client, to_delete, ids, erasures, cluster).items():
                 self._shard_counted.setdefault(request_id, stores)
-        rows = [row for command, (_, at) in zip(run, erasures, strict=True) for row in ledger_rows(command, at)]
-        client.insert(LEDGER, rows, column_names=list(LEDGER_COLUMNS))
+        rows = [row for command, (_, at) in zip(run, erasures, strict=True) for row in erased_key_rows(command, at)]
+        client.insert(ERASED_KEYS, rows, column_names=list(ERASED_KEYS_COLUMNS))
         mutations = {model.name: self._mutation(erase_mutation(model, erasures)) for model in to_delete}
         if restricted:
             mutations[RESTRICTIONS_TABLE] = self._mutation(restrictions_erase(every))
@@ -419,7 +419,8 @@ class DsrExecutor:
                 COMPLETED,
                 {**counts, **command.envelope.kafka_counts},
                 f"rows deleted from {tables_hit} of {len(self.tables)} tables (mutations, parts rewritten); "
-                f"{counts[EXPORTS_STORE]} earlier export(s) removed; {len(command.keys)} subject key(s) in {LEDGER}",
+                f"{counts[EXPORTS_STORE]} earlier export(s) removed; "
+                f"{len(command.keys)} subject key(s) in {ERASED_KEYS}",
                 self._shard_counted.get(command.request_id, {}),
             )
         return outcomes

@@ -14,12 +14,12 @@ What each request does to the tables that carry `subject_keys` (records.*):
   which rewrites the parts: a lightweight DELETE would only mask them), ONE per table for
   all erasures executed together, and only on tables that hold a row of them; rows are
   counted (distinct row ids) first for the receipt. Every key goes to
-  records.erasure_ledger (subject_key, erased_at: no request id links a person's keys;
-  the rows expire with the policy's erasure.ledger_retention_days), which the insert path
+  records.erased_keys (subject_key, erased_at: no request id links a person's keys;
+  the rows expire with the policy's erasure.erased_keys_retention_days), which the insert path
   reads so that replayed rows of the subject never come back (sink/erasure_guard.py);
   the subject's rows of records.subject_restrictions go too. The erasure time is the
   envelope's `verified_at`, when the streams stage executed its part and from which
-  its own erasure ledger (streams/erasure_ledger.py) lets the subject's events through
+  its own erased-keys table (streams/erased_keys.py) lets the subject's events through
   again. Rows are selected by when they were ingested (`ingested_at`, stamped by the
   streams stage), never by their event time: every row of the subject ingested up to the
   erasure goes, however far in the future its event time lies; a row ingested after it
@@ -52,7 +52,7 @@ from typing import Any
 
 from pipeline.clickhouse_ddl import (
     DSR_EXECUTED_TABLE,
-    ERASURE_LEDGER_TABLE,
+    ERASED_KEYS_TABLE,
     RECORDS_DB,
     RESTRICTIONS_TABLE,
     TableModel,
@@ -63,10 +63,10 @@ from pipeline.subject_keys import normalise
 from sink.consent_withdrawal import CONSENT_WITHDRAWN, sql_string, sql_strings
 from sink.exceptions import SinkError
 
-LEDGER = f"{RECORDS_DB}.{ERASURE_LEDGER_TABLE}"
+ERASED_KEYS = f"{RECORDS_DB}.{ERASED_KEYS_TABLE}"
 RESTRICTIONS = f"{RECORDS_DB}.{RESTRICTIONS_TABLE}"
 EXECUTED = f"{RECORDS_DB}.{DSR_EXECUTED_TABLE}"
-LEDGER_COLUMNS = ("subject_key", "erased_at")
+ERASED_KEYS_COLUMNS = ("subject_key", "erased_at")
 RESTRICTION_COLUMNS = ("subject_key", "kind", "active", "request_id", "updated_at")
 RESTRICTION_KINDS = ("RESTRICTION", "OBJECTION")
 _RECEIPT_COLUMNS = (
@@ -178,12 +178,12 @@ def restrictions_erase(keys: Collection[str]) -> str:
 
 def erasure_time(command: DsrCommand) -> datetime:
     """When the subject counts as erased: the streams stage's verification time (signed),
-    in milliseconds, as the ledger stores it."""
+    in milliseconds, as the erased-keys table stores it."""
     moment = command.envelope.verified_at
     return moment.replace(microsecond=moment.microsecond // 1000 * 1000)
 
 
-def ledger_rows(command: DsrCommand, erased_at: datetime) -> list[tuple[str, datetime]]:
+def erased_key_rows(command: DsrCommand, erased_at: datetime) -> list[tuple[str, datetime]]:
     """One ledger row per subject key; no request id, so the rows do not link a person's keys."""
     return [(key, erased_at) for key in command.keys]
 

@@ -2,20 +2,20 @@
 erased subjects that are dated up to their erasure.
 
 An erasure deletes the subject's rows (sink/dsr_commands.py) and writes each of its
-subject keys with the time of the erasure to records.erasure_ledger. Rows of that subject
+subject keys with the time of the erasure to records.erased_keys. Rows of that subject
 may still arrive afterwards: the enriched topics keep messages until their retention, a
 crash or a reset consumer group replays a batch, the streams stage may enrich raw events
 again. A row ingested (`ingested_at`, stamped by the streams stage) at or before the
 erasure time is a copy of erased data and is not stored, whatever its event time says
 (a source may date a row in the future); a row ingested after the erasure is new data
 (the person came back) and is. Raw events enriched again after the erasure get a new
-`ingested_at`; the streams stage's own ledger drops those that predate the erasure.
+`ingested_at`; the streams stage's own erased-keys table drops those that predate the erasure.
 
 How: every insert into a table with subject keys carries the filter, so a refused row
 never reaches a part (no mutation, nothing left on disk):
 
     INSERT INTO t (columns)
-    WITH (<the ledger as a Map: subject key -> erased_at>) AS erased
+    WITH (<the erased-keys table as a Map: subject key -> erased_at>) AS erased
     SELECT columns FROM <the batch's Avro container>
     WHERE NOT arrayExists(k -> mapContains(erased, k) AND ingested_at <= erased[k], subject_keys)
 
@@ -24,9 +24,9 @@ the Avro itself, nothing is decoded in Python. Embedded, the engine reads it fro
 temporary file (`file()`, as clickhouse-connect's own chDB raw insert does with
 `FROM INFILE`); a server reads it from the request body (`input()`). Measured on 50k chat
 rows, the filtered insert takes the time of the plain `INSERT ... FORMAT Avro` (~0.4 s on
-two cores); with an empty ledger the subquery reads nothing. So the filter is always on:
+two cores); with an empty erased-keys table the subquery reads nothing. So the filter is always on:
 it needs no cached idea of whether anything was erased, and with several sinks (server
-mode) each one sees the ledger as soon as it is written.
+mode) each one sees the erased-keys table as soon as it is written.
 
 Only ledger rows younger than the longest retention of a table with subject keys are
 read: an older erasure could only refuse rows past their retention, which ClickHouse's
@@ -45,7 +45,7 @@ from clickhouse_connect.driver.httpclient import HttpClient
 
 from pipeline.clickhouse_ddl import TableModel
 from sink.consent_withdrawal import sql_string
-from sink.dsr_storage import LEDGER, subject_tables
+from sink.dsr_storage import ERASED_KEYS, subject_tables
 
 
 def window_days(models: Iterable[TableModel]) -> int:
@@ -64,7 +64,7 @@ def guarded_insert(model: TableModel, source: str, window: int) -> str:
     columns = ", ".join(f"`{c.name}`" for c in model.columns)
     erased = (
         "SELECT CAST((groupArray(subject_key), groupArray(until)), 'Map(String, DateTime64(3, \\'UTC\\'))') "
-        f"FROM (SELECT subject_key, max(erased_at) AS until FROM {LEDGER} "
+        f"FROM (SELECT subject_key, max(erased_at) AS until FROM {ERASED_KEYS} "
         f"WHERE erased_at >= now64(3) - toIntervalDay({window}) GROUP BY subject_key)"
     )
     ingested = model.ingest_column
@@ -78,7 +78,7 @@ def guarded_insert(model: TableModel, source: str, window: int) -> str:
 
 class ErasureGuard:
     """The sink's insert guard (ClickHouseSink's `insert_guard`): inserts the containers of
-    tables with subject keys through the ledger filter; other tables take the plain path."""
+    tables with subject keys through the erased-keys table filter; other tables take the plain path."""
 
     def __init__(self, models: Iterable[TableModel]) -> None:
         models = list(models)

@@ -8,7 +8,7 @@ Agents (one consumer group, id `STREAMS_APP_ID`):
 - `dsr` reads cs.dsr.v1: verifies data-subject requests and executes their Kafka side
   (`streams.dsr_stage`), then forwards them to the sink on cs.dsr.commands.v1.
 Before building anything, the four record agents drop an event that predates an
-erasure of one of its subjects (`streams.erasure_ledger`): counted, not dead-lettered.
+erasure of one of its subjects (`streams.erased_keys`): counted, not dead-lettered.
 The four record agents take batches (`stream.take_events`, up to `batch_size` events or
 `batch_within` seconds), decode and encode with parsed schemas, build with
 `streams.rows`, queue every output message of the batch on a confluent-kafka (librdkafka)
@@ -25,7 +25,7 @@ the source partition) places each key in the changelog `cs-streams-consent-chang
 (compacted, 3 partitions as in pipeline/topics.py), which is also what allows writes
 from inside a batch. `recovery_buffer_size=1` applies other workers' writes at once.
 The store is `memory://`: on start the worker replays the changelog, which is the state.
-The erasure ledger (`erasures`, subject key -> erased_at) and the seen-requests table
+The erased-keys table (`erasures`, subject key -> erased_at) and the seen-requests table
 (`dsr-seen`, request id -> first message) are global tables built the same way; a timer
 (`seen_sweep_every`) drops the seen ids past the request max age (`streams.dsr_stage`).
 
@@ -63,7 +63,7 @@ from pipeline.policy import Policy, default_policy
 from pipeline.schemas import SchemaError
 from pipeline.serde import Decoded, Serde, SerdeError
 from pipeline.subject_keys import SubjectKeyer
-from streams import enrich, erasure_ledger, metrics
+from streams import enrich, erased_keys, metrics
 from streams.consent_state import SubjectConsent, apply, merge, to_millis
 from streams.dsr_stage import DsrStage, DsrTables
 from streams.exceptions import InvalidEvent
@@ -94,7 +94,7 @@ class WorkerOptions:
     app_id: str = topics.STREAMS_APP_ID
     batch_size: int = 1000
     batch_within: float = 0.25  # seconds
-    ledger_expiry_every_s: float = 3600.0  # how often expired erasure-ledger entries are deleted
+    erased_keys_expiry_every_s: float = 3600.0  # how often expired erased-keys entries are deleted
     seen_sweep_every: float = 600.0  # seconds between sweeps of the seen-requests table
     # How long the group waits for a member that stopped heartbeating (kill -9, a lost
     # host) before its partitions move: the bound on a restarted worker's pause. faust's
@@ -191,7 +191,7 @@ class StreamsWorker:
         self.erasures = self._global_table(
             topics.ERASURES_TABLE,
             topics.ERASURES_CHANGELOG,
-            "Erasure ledger: subject key -> erased_at, epoch ms (streams.erasure_ledger).",
+            "Erased-keys table: subject key -> erased_at, epoch ms (streams.erased_keys).",
         )
         self.dsr_seen = self._global_table(
             topics.DSR_SEEN_TABLE,
@@ -223,8 +223,8 @@ class StreamsWorker:
         )
         requests = self.app.topic(topics.DSR.name, key_serializer="raw", value_serializer="raw")
         self.app.agent(requests, name="dsr")(self.dsr.run)
-        self._ledger_retention_ms = int(topics.erasure_ledger_retention(policy).total_seconds() * 1000)
-        self.app.timer(interval=options.ledger_expiry_every_s, name="erasure-ledger-expiry")(self.expire_erasures)
+        self._erased_keys_retention_ms = int(topics.erased_keys_retention(policy).total_seconds() * 1000)
+        self.app.timer(interval=options.erased_keys_expiry_every_s, name="erased-keys-expiry")(self.expire_erasures)
         self.app.timer(options.seen_sweep_every, name="dsr-seen-sweep")(self.dsr.sweep_seen)
         self.app.task(self.start_subject_index)
 
@@ -234,14 +234,14 @@ class StreamsWorker:
         self.dsr.directory.start()
 
     async def expire_erasures(self) -> int:
-        """Delete the erasure-ledger entries past the policy's retention (streams.erasure_ledger);
+        """Delete the erased-keys entries past the policy's retention (streams.erased_keys);
         the number deleted. Every worker holds the whole global table; a key deleted by two
         workers is only tombstoned twice."""
-        keys = erasure_ledger.expired(list(self.erasures.items()), to_millis(_now()), self._ledger_retention_ms)
+        keys = erased_keys.expired(list(self.erasures.items()), to_millis(_now()), self._erased_keys_retention_ms)
         for key in keys:
             self.erasures.pop(key, None)
         if keys:
-            log.info("erasure ledger: %d entr(ies) past retention deleted", len(keys))
+            log.info("erased-keys table: %d entr(ies) past retention deleted", len(keys))
         return len(keys)
 
     def _global_table(self, name: str, spec: topics.TopicSpec, description: str) -> Any:
@@ -267,7 +267,7 @@ class StreamsWorker:
         return merge(SubjectConsent.from_json(lookup(table, key.encode())) for key in keys)
 
     def erased_at(self, key: str) -> int | None:
-        """The erasure ledger's time for a subject key (epoch ms), if it was erased."""
+        """The erased-keys table's time for a subject key (epoch ms), if it was erased."""
         value = lookup(self.erasures, key.encode())
         return None if value is None else int(value)
 
@@ -328,8 +328,8 @@ class StreamsWorker:
             decoded = self._decode(message.topic, message.value)
             schema = decoded.schema_name
             keys, moment = self.builder.erasure_scope(schema, decoded.value)
-            moment = erasure_ledger.taken_in(moment, message.timestamp)
-            if erasure_ledger.is_erased(self.erased_at, keys, moment):
+            moment = erased_keys.taken_in(moment, message.timestamp)
+            if erased_keys.is_erased(self.erased_at, keys, moment):
                 batch.tally[("in", message.topic, schema)] += 1
                 batch.tally[("erased", message.topic, schema)] += 1
                 return

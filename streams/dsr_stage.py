@@ -8,7 +8,7 @@ ahead of Kafka:
    the DsrRejected message, `dlq.error.class` DsrRejected, stage "streams"), and a
    REJECTED receipt on cs.dsr.receipts.v1 when this message owns its id's receipt;
    counted by reason; nothing else happens;
-4. accepted: erasure-ledger entries and consent-table deletions first (from then on this
+4. accepted: erased-keys entries and consent-table deletions first (from then on this
    worker drops the subject's older events), and wait until Kafka has them;
 5. read the current SubjectRecords holding the request's keys (erasure, rectification);
 6. consent-table changes, then the rows (tombstones, corrected SubjectRecords, consent
@@ -46,7 +46,7 @@ from pipeline.dead_letter import DeadLetter
 from pipeline.dsr import REQUEST_SCHEMA, TrustedKeys
 from pipeline.dsr_contract import CommandSigner, Receipt, ReceiptStatus
 from pipeline.serde import Serde, SerdeError
-from streams import erasure_ledger
+from streams import erased_keys
 from streams.consent_state import SubjectConsent, apply, merge, to_millis
 from streams.metrics import StreamsMetrics
 from streams.outgoing import Outgoing
@@ -217,15 +217,15 @@ class DsrStage:
         def count(store: str, n: int = 1) -> None:
             counts[store] = counts.get(store, 0) + n
 
-        # 4. The ledger first: from here on this worker drops the subject's older events.
+        # 4. The erased-keys table first: from here on this worker drops the subject's older events.
         erased_at = to_millis(verdict.at)
         for key in work.erasures:
             raw = key.encode()
             current = self.tables.erasures.get(raw)
-            updated = erasure_ledger.merge(current, erased_at)
+            updated = erased_keys.merge(current, erased_at)
             if updated != current:
                 self.tables.erasures[raw] = updated
-            count(self._erasure_log)  # the key is in the ledger for this erasure
+            count(self._erasure_log)  # the key is in the erased-keys table for this erasure
         for key in work.consent_deletes:
             count(self._consent_log, 0)
             if key.encode() in self.tables.consent:

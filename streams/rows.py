@@ -22,7 +22,7 @@ keys of their conversation, so an erasure finds them. SubjectRecords are keyed b
 subject key of the primary identifier (personnel number, app username, email, phone, in
 that order; only surviving identifiers count), and the latest record of a key wins.
 
-For the erasure ledger, `erasure_scope` gives the subject keys of every identifier a raw
+For the erased-keys table, `erasure_scope` gives the subject keys of every identifier a raw
 event names (before enforcement: a stripped email still says whose event it is) and
 the event's policy time (the `time_field` of its record type).
 """

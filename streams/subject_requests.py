@@ -17,7 +17,7 @@ ever read, accepted or not, with the position of the message that carried it fir
 
 Acting (`plan` + the `*_rows` helpers), all at `at`, the first verification time (also
 the command envelope's `verified_at`):
-- ERASURE: every subject key enters the erasure ledger; the keys leave the consent table;
+- ERASURE: every subject key enters the erased-keys table; the keys leave the consent table;
   cs.subjects.v1 gets a tombstone for every key of the request and for every current
   SubjectRecord holding one of them as a linked key (a myStaff record under the personnel
   number holds the email too: it is removed whole);

@@ -253,18 +253,20 @@ CREATE TABLE IF NOT EXISTS records.subject_restrictions ON CLUSTER records_clust
 ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/all/records/subject_restrictions', '{replica}', updated_at)
 ORDER BY (subject_key, kind);
 
-CREATE TABLE IF NOT EXISTS records.erasure_ledger ON CLUSTER records_cluster
+RENAME TABLE IF EXISTS records.erasure_ledger TO records.erased_keys ON CLUSTER records_cluster;
+
+CREATE TABLE IF NOT EXISTS records.erased_keys ON CLUSTER records_cluster
 (
     `subject_key` String,
     `erased_at` DateTime64(3, 'UTC')
 )
-ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/all/records/erasure_ledger', '{replica}', erased_at)
+ENGINE = ReplicatedReplacingMergeTree('/clickhouse/tables/all/records/erased_keys', '{replica}', erased_at)
 ORDER BY subject_key
 TTL erased_at + INTERVAL 30 DAY DELETE;
 
-ALTER TABLE records.erasure_ledger ON CLUSTER records_cluster DROP COLUMN IF EXISTS request_id;
+ALTER TABLE records.erased_keys ON CLUSTER records_cluster DROP COLUMN IF EXISTS request_id;
 
-ALTER TABLE records.erasure_ledger ON CLUSTER records_cluster MODIFY TTL erased_at + INTERVAL 30 DAY DELETE;
+ALTER TABLE records.erased_keys ON CLUSTER records_cluster MODIFY TTL erased_at + INTERVAL 30 DAY DELETE;
 
 CREATE TABLE IF NOT EXISTS records.dsr_executed ON CLUSTER records_cluster
 (

@@ -88,7 +88,7 @@ def test_every_cluster_statement_parses_with_the_engine(ch_client: Client) -> No
     for statement in ddl + access + mutations:
         formatted = _format(ch_client, statement)
         assert "ON CLUSTER records_cluster" in formatted or formatted.startswith(
-            ("ALTER TABLE records.subject_restrictions", "ALTER TABLE records.erasure_ledger")
+            ("ALTER TABLE records.subject_restrictions", "ALTER TABLE records.erased_keys")
         ), formatted
 
 
@@ -135,7 +135,7 @@ def test_mutations_address_the_local_tables_on_every_shard_and_wait() -> None:
         mutation = cluster_mutation(single, CLUSTER)
         sync = "alter_sync = 2" if "DROP PARTITION" in single else "mutations_sync = 2"
         assert mutation.count(sync) == 1, mutation
-        if table in ("subject_restrictions", "erasure_ledger"):
+        if table in ("subject_restrictions", "erased_keys"):
             assert mutation.startswith(f"ALTER TABLE records.{table} ") and "ON CLUSTER" not in mutation
         else:
             assert re.match(rf"ALTER TABLE records\.{table}_local ON CLUSTER records_cluster\s", mutation), mutation

@@ -321,7 +321,7 @@ def test_erasure_deletes_the_subject_from_every_table_with_a_receipt(dsr: Dsr) -
     assert dsr.counts(bert) == dict.fromkeys(SUBJECT_TABLES, 1)
     assert dsr.client.command(f"SELECT count() FROM records.subject_restrictions WHERE subject_key = '{bert[0]}'") == 1
     assert dsr.client.command("SELECT countIf(NOT is_done) FROM system.mutations WHERE database = 'records'") == 0
-    ledger = dsr.client.query("SELECT subject_key FROM records.erasure_ledger ORDER BY subject_key")
+    ledger = dsr.client.query("SELECT subject_key FROM records.erased_keys ORDER BY subject_key")
     assert ledger.result_rows == sorted((key,) for key in anna)  # no request id links the keys
 
     stored = dsr.receipt(request_id)
@@ -405,14 +405,14 @@ def test_a_redelivered_command_is_not_executed_twice(dsr: Dsr) -> None:
     request_id, value, headers = dsr.command(RequestType.ERASURE, ANNA)
     dsr.settle()
     first = dsr.receipt(request_id)
-    erased_at = dsr.client.command("SELECT max(erased_at) FROM records.erasure_ledger")
+    erased_at = dsr.client.command("SELECT max(erased_at) FROM records.erased_keys")
     mutations = dsr.mutations()
 
     dsr.deliver(request_id, value, headers)  # e.g. the streams stage forwarded it again
     dsr.settle()
 
     assert dsr.receipt(request_id) == first  # the counts of the real execution, not zeros
-    assert dsr.client.command("SELECT max(erased_at) FROM records.erasure_ledger") == erased_at
+    assert dsr.client.command("SELECT max(erased_at) FROM records.erased_keys") == erased_at
     assert dsr.mutations() == mutations
     on_topic = dsr.receipts_on_topic(request_id)
     assert len(on_topic) == 2 and on_topic[0] == on_topic[1]  # produced again, unchanged
@@ -639,7 +639,7 @@ def test_an_old_erasure_for_anna_resent_with_bert_s_key_erases_no_one(dsr: Dsr) 
 
     assert dsr.counts(bert) == dict.fromkeys(SUBJECT_TABLES, 1)
     assert dsr.counts(anna) == dict.fromkeys(SUBJECT_TABLES, 1)
-    assert dsr.client.command("SELECT count() FROM records.erasure_ledger") == 0
+    assert dsr.client.command("SELECT count() FROM records.erased_keys") == 0
     assert _executed(dsr, request_id) == 0
     errors = _refusals(dsr, 3)
     assert errors == [
@@ -667,7 +667,7 @@ def test_a_verified_at_of_1970_cannot_turn_an_erasure_into_a_no_op(dsr: Dsr) -> 
 
     assert dsr.counts(anna) == dict.fromkeys(SUBJECT_TABLES, 0)
     erased_at = dsr.client.command(
-        "SELECT toUnixTimestamp(min(erased_at)) FROM records.erasure_ledger "
+        "SELECT toUnixTimestamp(min(erased_at)) FROM records.erased_keys "
         "WHERE has({keys:Array(String)}, subject_key)",
         parameters={"keys": list(anna)},
     )

@@ -87,7 +87,7 @@ def test_the_erasure_proof_counts_future_dated_rows_ingested_before_the_erasure(
     erased_at = now - timedelta(minutes=1)
     # The ledger says ANNA was erased, but a future-dated row ingested before that remains.
     ch_client.insert(
-        "records.erasure_ledger",
+        "records.erased_keys",
         [(key, erased_at) for key in ANNA],
         column_names=["subject_key", "erased_at"],
     )

@@ -23,7 +23,7 @@ from clickhouse_connect.driver.client import Client
 from pipeline.access_roles import Role
 from pipeline.access_users import UserStore
 from pipeline.clickhouse import connect
-from pipeline.clickhouse_ddl import ERASURE_LEDGER_TABLE, RECORDS_DB, TableModel, statements, table_models
+from pipeline.clickhouse_ddl import ERASED_KEYS_TABLE, RECORDS_DB, TableModel, statements, table_models
 from pipeline.config import Settings, load_settings
 from pipeline.kafka.admin import KafkaAdmin, ensure_topics
 from pipeline.policy import default_policy
@@ -192,7 +192,7 @@ def load_data_set(client: Client, now: datetime) -> dict[str, int]:
     _insert(client, models["dsr_receipt"], receipts)
     # Subjects erased earlier: none of their rows is left.
     client.insert(
-        f"{RECORDS_DB}.{ERASURE_LEDGER_TABLE}",
+        f"{RECORDS_DB}.{ERASED_KEYS_TABLE}",
         [[f"erased-{i}", now - timedelta(days=i + 1)] for i in range(3)],
         column_names=["subject_key", "erased_at"],
     )
@@ -369,7 +369,7 @@ def test_collected_evidence_catches_each_kind_of_breach(ch_client: Client) -> No
         ],
     )
     ch_client.insert(
-        f"{RECORDS_DB}.{ERASURE_LEDGER_TABLE}",
+        f"{RECORDS_DB}.{ERASED_KEYS_TABLE}",
         [["key-e", now - 2 * day]],
         column_names=["subject_key", "erased_at"],
     )

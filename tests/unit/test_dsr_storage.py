@@ -145,7 +145,7 @@ def test_the_guard_filters_tables_with_subject_keys_within_the_longest_retention
     chats = BY_NAME["chat_conversations"]
     sql = guarded_insert(chats, "input('x String')", 730)
     assert sql.startswith("INSERT INTO records.chat_conversations (`event_id`, ")
-    assert "FROM records.erasure_ledger WHERE erased_at >= now64(3) - toIntervalDay(730)" in sql
+    assert "FROM records.erased_keys WHERE erased_at >= now64(3) - toIntervalDay(730)" in sql
     assert sql.endswith("`ingested_at` <= erased[k], subject_keys)")
     assert structure(chats).startswith("`event_id` String, `source_event_id` String, `subject_keys` Array(String)")
     receipts = BY_NAME["dsr_receipts"]

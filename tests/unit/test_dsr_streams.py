@@ -1,6 +1,6 @@
 """The streams stage's data-subject request core without a broker: the decision to act
 (signature, age, replay, redelivery), what each request type changes on the Kafka side,
-the rectified SubjectRecords, and the erasure ledger's drop decision."""
+the rectified SubjectRecords, and the erased-keys table's drop decision."""
 
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ from pipeline.subject_keys import IdentifierKind, SubjectKeyer
 from records.cli import app as records_cli
 from streams.app import StreamsWorker, _Batch, _now
 from streams.consent_state import EMPTY, apply, to_millis
-from streams.erasure_ledger import is_erased, merge
+from streams.erased_keys import is_erased, merge
 from streams.rows import CALL_DETAIL_RECORD, CHAT_CONVERSATION, CONSENT_CHANGED, RowBuilder
 from streams.subject_requests import (
     Seen,
@@ -178,7 +178,7 @@ def _subject(primary: str, **fields: Any) -> dict[str, Any]:
     return record
 
 
-def test_an_erasure_ledgers_and_deletes_every_key_and_tombstones_linked_subject_records() -> None:
+def test_an_erasure_records_and_deletes_every_key_and_tombstones_linked_subject_records() -> None:
     request = _request(RequestType.ERASURE)
     work = plan(request, BUILDER, at=NOW, now=NOW)
     email_key, phone_key = _key(IdentifierKind.EMAIL, EMAIL), _key(IdentifierKind.PHONE, PHONE)
@@ -310,7 +310,7 @@ def test_access_has_no_kafka_side_work_and_every_command_carries_the_contract_en
     assert (envelope.kafka_counts, envelope.verified_at, envelope.new_subject_key) == ({}, NOW, None)
 
 
-# ---- the erasure ledger -----------------------------------------------------------------
+# ---- the erased-keys table -----------------------------------------------------------------
 
 
 def test_an_event_at_or_before_the_erasure_is_dropped_and_new_contact_is_kept() -> None:

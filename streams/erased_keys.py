@@ -1,4 +1,4 @@
-"""The erasure ledger: which subject keys were erased, and when. Pure decisions; the
+"""The erased-keys table: which subject keys were erased, and when. Pure decisions; the
 ledger itself is the faust GlobalTable `erasures` (subject key -> erased_at, epoch ms),
 whose compacted changelog holds subject keys and times only, never plaintext.
 
@@ -22,13 +22,13 @@ DPO issued it: events in between were still stored before the erasure ran and ar
 with the rest.
 
 Dropped events are valid input, so they are counted (`records_streams_erased_dropped_total`),
-not dead-lettered. A key erased twice keeps the later time (`merge`), so the ledger's
+not dead-lettered. A key erased twice keeps the later time (`merge`), so the erased-keys table's
 state does not depend on the order its changelog is read.
 
-The ledger is kept no longer than it can matter: an entry older than the policy's
-`erasure.ledger_retention_days` (pipeline/topics.py `erasure_ledger_retention`, which
+The erased-keys table is kept no longer than it can matter: an entry older than the policy's
+`erasure.erased_keys_retention_days` (pipeline/topics.py `erased_keys_retention`, which
 covers the longest replay of any topic plus a margin) is `expired`, and the worker
-deletes it (a tombstone in the compacted changelog). The ledger holds one entry per
+deletes it (a tombstone in the compacted changelog). The erased-keys table holds one entry per
 subject key and no request id, so it does not link one person's keys.
 """
 
@@ -41,7 +41,7 @@ ErasureLookup = Callable[[str], int | None]
 
 
 def merge(current: int | None, erased_at: int) -> int:
-    """The ledger value after an erasure at `erased_at` (epoch ms): the later one wins."""
+    """The erased-keys table value after an erasure at `erased_at` (epoch ms): the later one wins."""
     return erased_at if current is None else max(current, erased_at)
 
 
@@ -66,6 +66,6 @@ def is_erased(lookup: ErasureLookup, keys: Iterable[str], moment: int) -> bool:
 
 
 def expired(entries: Iterable[tuple[Any, Any]], now: int, retention_ms: int) -> list[Any]:
-    """The keys of ledger entries (key, erased_at epoch ms) older than the retention at `now`."""
+    """The keys of erased-keys entries (key, erased_at epoch ms) older than the retention at `now`."""
     cutoff = now - retention_ms
     return [key for key, erased_at in entries if erased_at is not None and int(erased_at) < cutoff]

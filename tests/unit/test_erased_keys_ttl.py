@@ -1,4 +1,4 @@
-"""Pure: the erasure ledgers' retention (issue 11, finding 4) covers every replay of a topic
+"""Pure: the erased-keys tables' retention (issue 11, finding 4) covers every replay of a topic
 plus a margin, and expired entries are found."""
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ import pytest
 
 from pipeline.exceptions import ConfigError
 from pipeline.policy import default_policy
-from pipeline.topics import ERASURE_LEDGER_MARGIN, erasure_ledger_retention, longest_replay
-from streams.erasure_ledger import expired, taken_in
+from pipeline.topics import ERASED_KEYS_MARGIN, erased_keys_retention, longest_replay
+from streams.erased_keys import expired, taken_in
 
 DAY_MS = 86_400_000
 
@@ -22,10 +22,10 @@ def test_the_longest_replay_is_a_week_of_retention_plus_a_daily_segment() -> Non
 
 def test_the_policy_ledger_retention_covers_the_longest_replay_plus_a_margin() -> None:
     policy = default_policy()
-    assert erasure_ledger_retention(policy) == timedelta(days=30) >= longest_replay() + ERASURE_LEDGER_MARGIN
-    too_short = dataclasses.replace(policy, erasure_ledger_retention=timedelta(days=9))
-    with pytest.raises(ConfigError, match="ledger_retention_days must be at least 15"):
-        erasure_ledger_retention(too_short)
+    assert erased_keys_retention(policy) == timedelta(days=30) >= longest_replay() + ERASED_KEYS_MARGIN
+    too_short = dataclasses.replace(policy, erased_keys_retention=timedelta(days=9))
+    with pytest.raises(ConfigError, match="erased_keys_retention_days must be at least 15"):
+        erased_keys_retention(too_short)
 
 
 def test_entries_older_than_the_retention_are_expired() -> None:
