@@ -36,14 +36,18 @@ def zigzag_varint(n: int) -> bytes:
 
 def read_string(body: bytes | memoryview, pos: int = 0) -> tuple[str, int]:
     """The Avro string at `pos` of a binary body and the position after it."""
-    length, pos = _read_long(body, pos)
+    length, pos = read_long(body, pos)
     end = pos + length
     if length < 0 or end > len(body):
         raise ValueError("truncated Avro string")
     return bytes(body[pos:end]).decode("utf-8"), end
 
 
-def _read_long(body: bytes | memoryview, pos: int) -> tuple[int, int]:
+def read_long(body: bytes | memoryview, pos: int) -> tuple[int, int]:
+    """The zig-zag varint Avro long at `pos`, and the position after it; ValueError when
+    the body ends before it does."""
+    if pos < len(body) and (first := body[pos]) < 0x80:  # the common case: one byte
+        return (first >> 1) ^ -(first & 1), pos + 1
     shift = 0
     value = 0
     while True:

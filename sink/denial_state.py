@@ -27,6 +27,7 @@ from clickhouse_connect.driver.client import Client
 
 from pipeline.clickhouse_ddl import LEDGER_DENIES, TableModel
 from pipeline.schemas import AvroSchema
+from sink.avro_container import read_long
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MS = timedelta(milliseconds=1)
@@ -90,18 +91,18 @@ def prefix_subject_keys(body: bytes) -> list[bytes]:
 def _prefix_subject_keys(body: bytes) -> list[bytes]:
     pos = 0
     for _ in range(2):  # event_id, source_event_id
-        length, pos = _long(body, pos)
+        length, pos = read_long(body, pos)
         pos += length
     keys: list[bytes] = []
     while True:
-        count, pos = _long(body, pos)
+        count, pos = read_long(body, pos)
         if count == 0:
             break
         if count < 0:  # a block with its byte size
             count = -count
-            _, pos = _long(body, pos)
+            _, pos = read_long(body, pos)
         for _ in range(count):
-            length, pos = _long(body, pos)
+            length, pos = read_long(body, pos)
             end = pos + length
             if length < 0 or end > len(body):
                 raise ValueError("truncated Avro string")
@@ -136,10 +137,10 @@ def time_reader(writer: AvroSchema, name: str) -> Callable[[bytes], int | None] 
             for step in plan:
                 pos = _skip(body, pos, step)
             if target == "?long":
-                branch, pos = _long(body, pos)
+                branch, pos = read_long(body, pos)
                 if branch == 0:
                     return None
-            return _long(body, pos)[0]
+            return read_long(body, pos)[0]
         except IndexError:
             raise ValueError("truncated Avro body") from None
 
@@ -176,13 +177,13 @@ def _simple(avro_type: object) -> str | None:
 
 def _skip(body: bytes, pos: int, kind: str) -> int:
     if kind.startswith("?"):
-        branch, pos = _long(body, pos)
+        branch, pos = read_long(body, pos)
         return pos if branch == 0 else _skip(body, pos, kind[1:])
     if kind == "string":
-        length, pos = _long(body, pos)
+        length, pos = read_long(body, pos)
         return pos + length
     if kind == "long":
-        return _long(body, pos)[1]
+        return read_long(body, pos)[1]
     if kind == "bool":
         return pos + 1
     if kind == "float":
@@ -190,33 +191,15 @@ def _skip(body: bytes, pos: int, kind: str) -> int:
     if kind == "double":
         return pos + 8
     while True:  # strings: blocks of strings until a zero count
-        count, pos = _long(body, pos)
+        count, pos = read_long(body, pos)
         if count == 0:
             return pos
         if count < 0:
             count = -count
-            _, pos = _long(body, pos)
+            _, pos = read_long(body, pos)
         for _ in range(count):
-            length, pos = _long(body, pos)
+            length, pos = read_long(body, pos)
             pos += length
-
-
-def _long(body: bytes, pos: int) -> tuple[int, int]:
-    byte = body[pos]  # IndexError past the end: prefix_subject_keys makes it a ValueError
-    if byte < 0x80:  # the common case: one byte
-        return (byte >> 1) ^ -(byte & 1), pos + 1
-    shift = 0
-    value = 0
-    while True:
-        if pos >= len(body) or shift > 63:
-            raise ValueError("truncated Avro long")
-        byte = body[pos]
-        pos += 1
-        value |= (byte & 0x7F) << shift
-        if not byte & 0x80:
-            break
-        shift += 7
-    return (value >> 1) ^ -(value & 1), pos
 
 
 class DenialState:

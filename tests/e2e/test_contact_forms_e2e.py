@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cryptography.hazmat.primitives import serialization
 
 from pipeline import topics
 from pipeline.config import load_settings
@@ -33,9 +32,9 @@ from records.reconcile_read import Sources, reconcile_window
 from tests.support.cli import cli_env, run_records
 from tests.support.contact_forms import form_event
 from tests.support.kafka_offsets import start_group_at_end
-from tests.support.processes import CHANGELOGS, STREAMS_INPUTS, SinkProcess, WorkerProcess
+from tests.support.processes import SinkProcess, WorkerProcess, running_streams
 from tests.support.streams_traffic import Traffic
-from tests.support.worker_secrets import DPO_SIGNER, KEYER
+from tests.support.worker_secrets import KEYER, write_dpo_keys
 
 pytestmark = pytest.mark.kafka
 
@@ -53,27 +52,13 @@ IDENTIFIERS = ("name", "email", "phone", "subject_keys", "source_event_id")
 @pytest.fixture
 def dpo_keys(tmp_path: Path) -> tuple[Path, Path]:
     """The DPO key pair the workers trust (the test signer), as files."""
-    private, public = tmp_path / "dpo.pem", tmp_path / "dpo.pub.pem"
-    key = DPO_SIGNER.private_key
-    private.write_bytes(
-        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    )
-    public.write_bytes(
-        key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-    )
-    return private, public
+    return write_dpo_keys(tmp_path)
 
 
 @pytest.fixture
 def streams(kafka_bootstrap: str, kafka_admin: KafkaAdmin, tmp_path: Path) -> Iterator[WorkerProcess]:
-    kafka_admin.create_topics(list(topics.ALL_TOPICS))  # what `records topics ensure` creates
-    app_id = f"cs-streams-forms-e2e-{uuid.uuid4().hex[:8]}"
-    start_group_at_end(kafka_bootstrap, app_id, STREAMS_INPUTS)
-    worker = WorkerProcess(app_id, kafka_bootstrap, tmp_path / app_id)
-    worker.start()
-    yield worker
-    worker.stop()
-    kafka_admin.delete_topics([f"{app_id}-{suffix}" for suffix in CHANGELOGS])
+    with running_streams(kafka_bootstrap, kafka_admin, tmp_path, "forms-e2e") as worker:
+        yield worker
 
 
 def test_a_form_is_stored_enforced_and_every_request_reaches_it(

@@ -21,16 +21,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cryptography.hazmat.primitives import serialization
 
 from pipeline import topics
 from pipeline.kafka.admin import KafkaAdmin
 from pipeline.subject_keys import IdentifierKind
 from tests.support.cli import cli_env, run_records
 from tests.support.kafka_offsets import start_group_at_end
-from tests.support.processes import CHANGELOGS, STREAMS_INPUTS, SinkProcess, WorkerProcess
+from tests.support.processes import SinkProcess, WorkerProcess, running_streams
 from tests.support.streams_traffic import RECORDING_START, Traffic, call_detail, call_recording, web_chat
-from tests.support.worker_secrets import DPO_SIGNER, KEYER
+from tests.support.worker_secrets import KEYER, write_dpo_keys
 
 pytestmark = pytest.mark.kafka
 
@@ -41,29 +40,14 @@ TABLES = ("chat_conversations", "chat_messages", "calls", "call_recordings", "co
 
 @pytest.fixture
 def dpo_keys(tmp_path: Path) -> tuple[Path, Path]:
-    """The DPO key pair the workers trust (the streams module's test signer), as files."""
-    private = tmp_path / "dpo.pem"
-    public = tmp_path / "dpo.pub.pem"
-    key = DPO_SIGNER.private_key
-    private.write_bytes(
-        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    )
-    public.write_bytes(
-        key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-    )
-    return private, public
+    """The DPO key pair the workers trust (the test signer), as files."""
+    return write_dpo_keys(tmp_path)
 
 
 @pytest.fixture
 def streams(kafka_bootstrap: str, kafka_admin: KafkaAdmin, tmp_path: Path) -> Iterator[WorkerProcess]:
-    kafka_admin.create_topics(list(topics.ALL_TOPICS))  # what `records topics ensure` creates
-    app_id = f"cs-streams-dsr-e2e-{uuid.uuid4().hex[:8]}"
-    start_group_at_end(kafka_bootstrap, app_id, STREAMS_INPUTS)
-    worker = WorkerProcess(app_id, kafka_bootstrap, tmp_path / app_id)
-    worker.start()
-    yield worker
-    worker.stop()
-    kafka_admin.delete_topics([f"{app_id}-{suffix}" for suffix in CHANGELOGS])
+    with running_streams(kafka_bootstrap, kafka_admin, tmp_path, "dsr-e2e") as worker:
+        yield worker
 
 
 def _sink_group_at_end(bootstrap: str) -> str:

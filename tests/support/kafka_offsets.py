@@ -46,10 +46,21 @@ def end_positions(bootstrap: str, specs: Iterable[TopicSpec]) -> list[TopicParti
 
 
 def start_group_at_end(bootstrap: str, group: str, specs: Iterable[TopicSpec]) -> None:
-    """Commit the end offsets of `specs` for `group`, so a worker in it reads only what comes next."""
+    """Commit the end offsets of `specs` for `group`, so a worker in it reads only what comes
+    next; retried for up to a minute while a fresh broker has not loaded the group's
+    coordinator yet (NOT_COORDINATOR, COORDINATOR_LOAD_IN_PROGRESS)."""
     consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group, "enable.auto.commit": False})
+    offsets = end_positions(bootstrap, specs)
+    deadline = time.monotonic() + 60
     try:
-        consumer.commit(offsets=end_positions(bootstrap, specs), asynchronous=False)
+        while True:
+            try:
+                consumer.commit(offsets=offsets, asynchronous=False)
+                return
+            except KafkaException:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
     finally:
         consumer.close()
 

@@ -43,6 +43,7 @@ from records.reconcile_read import Sources, reconcile_window
 from records.simulate.events import generate
 from records.simulate.model import SimulatedEvent, SimulationConfig
 from retention_jobs.reconcile import Reconciliation
+from tests.support.kafka_offsets import start_group_at_end
 
 RECORDS = str(Path(sys.executable).with_name("records"))
 STREAMS_INPUTS = (topics.CHAT, topics.CALL, topics.CONSENT, topics.DSR, topics.CONTACT_FORM)
@@ -233,24 +234,6 @@ def end_offsets(bootstrap: str, specs: Iterable[topics.TopicSpec]) -> list[Topic
                         time.sleep(0.5)
                 out.append(TopicPartition(spec.name, partition, int(high)))
         return out
-    finally:
-        consumer.close()
-
-
-def start_group_at_end(bootstrap: str, group: str, specs: Iterable[topics.TopicSpec]) -> None:
-    """Commit the end offsets of `specs` for `group`: it reads only what comes next."""
-    consumer = _probe(bootstrap, group)
-    offsets = end_offsets(bootstrap, specs)
-    deadline = time.monotonic() + 60
-    try:
-        while True:
-            try:
-                consumer.commit(offsets=offsets, asynchronous=False)
-                return
-            except KafkaException:  # a fresh broker: the group's coordinator is not loaded yet
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.5)
     finally:
         consumer.close()
 

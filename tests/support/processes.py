@@ -3,11 +3,14 @@ subprocesses of the test, with their logs in files and their metrics on free por
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import subprocess
 import sys
 import time
 import urllib.request
+import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,10 +20,12 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from pipeline import topics
 from pipeline.clickhouse_http import Owner, read_owner
+from pipeline.kafka.admin import KafkaAdmin
 from records.child_process import terminate
 from records.local_kafka import free_port
 from tests.support.cli import RECORDS, chdb_env, cli_env
 from tests.support.endpoint import owner_client
+from tests.support.kafka_offsets import start_group_at_end
 from tests.support.worker_secrets import COMMAND_KEY, PEPPER_HEX, trusted_keys_env
 
 # What the streams worker reads, and the topics faust creates for an app id (`{app_id}-{name}`).
@@ -160,3 +165,19 @@ class WorkerProcess:
             for sample in family.samples
             if sample.name.endswith("_total")
         }
+
+
+@contextlib.contextmanager
+def running_streams(bootstrap: str, admin: KafkaAdmin, work: Path, name: str) -> Iterator[WorkerProcess]:
+    """A streams worker of a fresh app id (`name` in it) on every topic of the topic plan,
+    its group starting at the current end of its inputs; its changelogs deleted after."""
+    admin.create_topics(list(topics.ALL_TOPICS))  # what `records topics ensure` creates
+    app_id = f"cs-streams-{name}-{uuid.uuid4().hex[:8]}"
+    start_group_at_end(bootstrap, app_id, STREAMS_INPUTS)
+    worker = WorkerProcess(app_id, bootstrap, work / app_id)
+    worker.start()
+    try:
+        yield worker
+    finally:
+        worker.stop()
+        admin.delete_topics([f"{app_id}-{suffix}" for suffix in CHANGELOGS])

@@ -9,7 +9,7 @@ import secrets
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat, PublicFormat
 
 from pipeline.dsr import DpoSigner
 from pipeline.subject_keys import SubjectKeyer
@@ -28,3 +28,14 @@ def trusted_keys_env(directory: Path) -> dict[str, str]:
     for key, path in ((DPO_SIGNER.private_key, dpo), (COMMAND_KEY, command)):
         path.write_bytes(key.public_key().public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo))
     return {"RECORDS_DPO_PUBLIC_KEYS": str(dpo), "RECORDS_COMMAND_PUBLIC_KEYS": str(command)}
+
+
+def write_dpo_keys(directory: Path) -> tuple[Path, Path]:
+    """DPO_SIGNER's key pair as files in `directory` (dpo.pem, dpo.pub.pem), for `records dsr`
+    to sign with (RECORDS_DPO_PRIVATE_KEY) and the workers to trust."""
+    directory.mkdir(parents=True, exist_ok=True)
+    private, public = directory / "dpo.pem", directory / "dpo.pub.pem"
+    key = DPO_SIGNER.private_key
+    private.write_bytes(key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption()))
+    public.write_bytes(key.public_key().public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo))
+    return private, public
