@@ -150,7 +150,7 @@ def _peer(out_topic: str, total: int, state_dir: str, sources: Sequence[str]) ->
             app.stop()  # run() returns once this message's outputs are produced and committed
         return transform(key, value, datetime.now(UTC))
 
-    for name in sources or (topics.CHAT.name, topics.CALL.name, topics.CONSENT.name):
+    for name in sources or (topics.CHAT.name, topics.CALL.name, topics.CONSENT.name, topics.CONTACT_FORM.name):
         source = app.topic(name, key_deserializer="bytes", value_deserializer="bytes")
         sdf = app.dataframe(source).apply(process, expand=True, metadata=True)
         sdf = sdf.set_headers(lambda value, key, timestamp, headers: value[2] or [])
