@@ -65,7 +65,7 @@ from pipeline import topics
 from pipeline.clickhouse_ddl import table_models
 from pipeline.config import Settings
 from pipeline.exceptions import KafkaClientError, RecordsError
-from pipeline.kafka.consumer import KafkaConsumer
+from pipeline.kafka.consumer import KafkaConsumer, is_fatal
 from pipeline.policy import Policy, default_policy
 from pipeline.serde import Serde
 from pipeline.topics import TopicSpec
@@ -323,7 +323,7 @@ class ClickHouseSink:
 
     def _on_error(self, error: KafkaError) -> None:
         """librdkafka's error callback (on the polling thread): remember a fatal error."""
-        if error.fatal():
+        if is_fatal(error):
             self._fatal = f"{error.name()}: {error.str()}"
 
     def _new_batch(self) -> Batch:

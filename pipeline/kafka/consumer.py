@@ -28,6 +28,18 @@ def _error(message: str, exc: KafkaException) -> KafkaClientError:
     return KafkaClientError(f"{message}: {error.str()}", error.name())
 
 
+
+# Codes after which a consumer never works again. A static member fenced by another with its
+# group.instance.id (e.g. its own rejoin after the broker restarted) comes as a message
+# error with code _FATAL whose `fatal()` is not always set; it must not be skipped as
+# transient, or the consumer polls on without partitions for ever.
+FATAL_CODES = frozenset({"_FATAL", "FENCED_INSTANCE_ID"})
+
+
+def is_fatal(error: KafkaError) -> bool:
+    """Whether the consumer that reported `error` can never work again."""
+    return bool(error.fatal()) or error.name() in FATAL_CODES
+
 class KafkaConsumer:
     def __init__(
         self,
@@ -77,7 +89,7 @@ class KafkaConsumer:
             error = message.error()
             if error is None:
                 out.append(message)
-            elif error.fatal():
+            elif is_fatal(error):
                 raise KafkaClientError(f"consumer failed: {error.str()}", error.name())
             elif error.code() != KafkaError._PARTITION_EOF:
                 log.warning("consumer: %s [%s]", error.str(), error.name())
