@@ -71,13 +71,20 @@ def _compact() -> Mapping[str, str]:
 
 
 _NS = "cs.records."
+# The raw events upstream systems send (what the simulator builds and the streams stage reads).
+CHAT_CONVERSATION = _NS + "ChatConversation"
+CALL_DETAIL_RECORD = _NS + "CallDetailRecord"
+CALL_RECORDING = _NS + "CallRecording"
+CONSENT_CHANGED = _NS + "ConsentChanged"
+COOKIE_CONSENT_CHANGED = _NS + "CookieConsentChanged"
+CONTACT_FORM_SUBMITTED = _NS + "ContactFormSubmitted"
 CHAT = TopicSpec(
     "cs.chat.v1",
     "conversation id",
     "raw chat events (web widget, myStaff app)",
     3,
     _delete(7 * DAY_MS),
-    value_schemas=(_NS + "ChatConversation",),
+    value_schemas=(CHAT_CONVERSATION,),
 )
 CALL = TopicSpec(
     "cs.call.v1",
@@ -85,7 +92,7 @@ CALL = TopicSpec(
     "call detail records and recording events",
     3,
     _delete(7 * DAY_MS),
-    value_schemas=(_NS + "CallDetailRecord", _NS + "CallRecording"),
+    value_schemas=(CALL_DETAIL_RECORD, CALL_RECORDING),
 )
 CONSENT = TopicSpec(
     "cs.consent.v1",
@@ -93,7 +100,7 @@ CONSENT = TopicSpec(
     "consent and cookie-consent changes",
     3,
     _delete(7 * DAY_MS),
-    value_schemas=(_NS + "ConsentChanged", _NS + "CookieConsentChanged"),
+    value_schemas=(CONSENT_CHANGED, COOKIE_CONSENT_CHANGED),
 )
 DSR = TopicSpec(
     "cs.dsr.v1",
@@ -203,7 +210,7 @@ CONTACT_FORM = TopicSpec(
     "raw contact-form submissions (web site)",
     3,
     _delete(7 * DAY_MS),
-    value_schemas=(_NS + "ContactFormSubmitted",),
+    value_schemas=(CONTACT_FORM_SUBMITTED,),
 )
 CONTACT_FORM_ENRICHED = TopicSpec(
     "cs.contact-form.enriched.v1",

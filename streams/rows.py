@@ -38,6 +38,14 @@ from typing import Any
 from pipeline import topics
 from pipeline.policy import Policy
 from pipeline.subject_keys import IdentifierKind, SubjectKeyer
+from pipeline.topics import (
+    CALL_DETAIL_RECORD,
+    CALL_RECORDING,
+    CHAT_CONVERSATION,
+    CONSENT_CHANGED,
+    CONTACT_FORM_SUBMITTED,
+    COOKIE_CONSENT_CHANGED,
+)
 from streams import contact_forms, enrich
 from streams.consent_state import (
     COOKIE_CATEGORIES,
@@ -51,11 +59,6 @@ from streams.event_times import implausible_time
 from streams.exceptions import InvalidEvent
 
 _NS = "cs.records."
-CHAT_CONVERSATION = _NS + "ChatConversation"
-CALL_DETAIL_RECORD = _NS + "CallDetailRecord"
-CALL_RECORDING = _NS + "CallRecording"
-CONSENT_CHANGED = _NS + "ConsentChanged"
-COOKIE_CONSENT_CHANGED = _NS + "CookieConsentChanged"
 
 CHAT_CONVERSATION_RECORD = _NS + "ChatConversationRecord"
 CHAT_MESSAGE_RECORD = _NS + "ChatMessageRecord"
@@ -72,7 +75,7 @@ RAW_RECORD_TYPES: Mapping[str, str] = MappingProxyType(
         CALL_RECORDING: "call_recording",
         CONSENT_CHANGED: "consent_ledger",
         COOKIE_CONSENT_CHANGED: "consent_ledger",
-        contact_forms.CONTACT_FORM_SUBMITTED: contact_forms.RECORD_TYPE,
+        CONTACT_FORM_SUBMITTED: contact_forms.RECORD_TYPE,
     }
 )
 # Raw schema -> the raw field whose value is the id of the event's main row (its
@@ -84,7 +87,7 @@ RAW_ROW_ID_FIELDS: Mapping[str, str] = MappingProxyType(
         CALL_RECORDING: "recording_id",
         CONSENT_CHANGED: "event_id",
         COOKIE_CONSENT_CHANGED: "event_id",
-        contact_forms.CONTACT_FORM_SUBMITTED: contact_forms.ROW_ID_FIELD,
+        CONTACT_FORM_SUBMITTED: contact_forms.ROW_ID_FIELD,
     }
 )
 # The identifiers of a person (SubjectIdentifiers, and the chat's own fields).
@@ -97,7 +100,7 @@ _RAW_IDENTIFIERS: Mapping[str, tuple[str, ...]] = MappingProxyType(
         CALL_RECORDING: ("caller_number",),
         CONSENT_CHANGED: tuple(f"subject.{name}" for name in _PERSON_IDENTIFIERS),
         COOKIE_CONSENT_CHANGED: ("visitor_id",),
-        contact_forms.CONTACT_FORM_SUBMITTED: contact_forms.RAW_IDENTIFIERS,
+        CONTACT_FORM_SUBMITTED: contact_forms.RAW_IDENTIFIERS,
     }
 )
 
@@ -212,7 +215,7 @@ class RowBuilder:
             CALL_RECORDING: self.recording,
             CONSENT_CHANGED: self.consent,
             COOKIE_CONSENT_CHANGED: self.cookie_consent,
-            contact_forms.CONTACT_FORM_SUBMITTED: self.contact_form,
+            CONTACT_FORM_SUBMITTED: self.contact_form,
         }
 
     @property

@@ -12,15 +12,18 @@ from typing import Any
 from pipeline.epoch_millis import from_millis as from_millis  # re-exported for the simulator modules
 from pipeline.epoch_millis import to_millis as to_millis
 from pipeline.exceptions import ConfigError
-from pipeline.topics import CALL, CHAT, CONSENT, CONTACT_FORM
-
-_NS = "cs.records."
-CHAT_CONVERSATION = _NS + "ChatConversation"
-CALL_DETAIL_RECORD = _NS + "CallDetailRecord"
-CALL_RECORDING = _NS + "CallRecording"
-CONSENT_CHANGED = _NS + "ConsentChanged"
-COOKIE_CONSENT_CHANGED = _NS + "CookieConsentChanged"
-CONTACT_FORM_SUBMITTED = _NS + "ContactFormSubmitted"
+from pipeline.topics import (
+    CALL,
+    CALL_DETAIL_RECORD,
+    CALL_RECORDING,
+    CHAT,
+    CHAT_CONVERSATION,
+    CONSENT,
+    CONSENT_CHANGED,
+    CONTACT_FORM,
+    CONTACT_FORM_SUBMITTED,
+    COOKIE_CONSENT_CHANGED,
+)
 
 # Event kinds, their record type (None: raw bytes) and topic.
 WEB_CHAT, APP_CHAT, CALL_KIND, RECORDING, CONSENT_KIND, COOKIE_CONSENT, MALFORMED = (
