@@ -2,7 +2,8 @@
 statement parses with the engine's own parser (chDB `formatQuery`; no cluster or Keeper
 runs here, so nothing is executed), the tables, columns, keys and TTLs are those of the
 single-node model, and the cluster form of the DDL, the DSR mutations and the retention
-statements is golden-tested against tests/golden/.
+statements is golden-tested against tests/golden/*.sql.golden
+(tests/support/golden.py).
 
 Regenerate the golden files after an intended change with
 `RECORDS_UPDATE_GOLDEN=1 .venv/bin/pytest tests/integration/test_clickhouse_cluster.py` and
@@ -11,7 +12,6 @@ review the diff.
 
 from __future__ import annotations
 
-import os
 import re
 from datetime import UTC, datetime
 from pathlib import Path
@@ -34,20 +34,12 @@ from records.cli import app as records_cli
 from retention_jobs.enforce import delete_expired_statement, drop_months_statement
 from sink.consent_withdrawal import clearing_mutation, consent_bound
 from sink.dsr_storage import erase_mutation, restrictions_erase
+from tests.support.golden import assert_golden
 
-GOLDEN = Path(__file__).resolve().parents[1] / "golden"
 CLUSTER = Cluster("records_cluster")
 KEY_A, KEY_B = "a" * 64, "b" * 64
 ERASED_AT = datetime(2026, 11, 2, 9, 30, tzinfo=UTC)
 NOW = datetime(2026, 11, 30, 6, 0, tzinfo=UTC)
-
-
-def _golden(name: str, text: str) -> None:
-    path = GOLDEN / name
-    if os.environ.get("RECORDS_UPDATE_GOLDEN"):
-        path.parent.mkdir(exist_ok=True)
-        path.write_text(text, encoding="utf-8")
-    assert path.read_text(encoding="utf-8") == text, f"{path} differs (regenerate if intended, and review)"
 
 
 def _format(client: Client, sql: str) -> str:
@@ -144,12 +136,12 @@ def test_mutations_address_the_local_tables_on_every_shard_and_wait() -> None:
 def test_golden_cluster_ddl() -> None:
     text = "".join(s + ";\n\n" for s in cluster_statements(CLUSTER))
     text += "".join(s + ";\n" for s in cluster_access_statements(CLUSTER))
-    _golden("clickhouse_cluster_ddl.sql", text)
+    assert_golden("clickhouse_cluster_ddl.sql", text)
 
 
 def test_golden_cluster_dsr_and_retention_sql() -> None:
     text = "".join(cluster_mutation(s, CLUSTER) + ";\n\n" for s in _dsr_statements())
-    _golden("clickhouse_cluster_mutations.sql", text)
+    assert_golden("clickhouse_cluster_mutations.sql", text)
 
 
 def test_the_cli_prints_the_cluster_ddl() -> None:

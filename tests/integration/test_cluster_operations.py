@@ -15,7 +15,6 @@ Regenerate the golden file after an intended change with
 from __future__ import annotations
 
 import dataclasses
-import os
 import re
 import uuid
 from collections.abc import Iterator
@@ -53,11 +52,11 @@ from sink.dsr_storage import (
     subject_tables,
 )
 from sink.sink_process import apply_schema
+from tests.support.golden import assert_golden
 from tests.support.one_shard_cluster import CLUSTER, create_one_shard_model, open_one_shard_cluster
 from tests.support.sink_store import erasure_command, model, store, verified_command
 from tests.support.stored_records import record
 
-GOLDEN = Path(__file__).resolve().parents[1] / "golden" / "clickhouse_cluster_dsr_reads_and_merges.sql"
 ANNA, BERT = ["a" * 64], ["b" * 64]
 NEW_KEY = "c" * 64
 AT = datetime(2026, 11, 2, 9, 30, tzinfo=UTC)
@@ -105,9 +104,7 @@ def _cluster_sql() -> list[str]:
 def test_golden_cluster_rectification_and_shard_counts(ch_client: Client) -> None:
     statements = _cluster_sql()
     text = "".join(s + ";\n\n" for s in statements)
-    if os.environ.get("RECORDS_UPDATE_GOLDEN"):
-        GOLDEN.write_text(text, encoding="utf-8")
-    assert GOLDEN.read_text(encoding="utf-8") == text, f"{GOLDEN} differs (regenerate if intended, and review)"
+    assert_golden("clickhouse_cluster_dsr_reads_and_merges.sql", text)
     for statement in statements:
         formatted = _format(ch_client, statement)  # parses with the engine's parser
         if formatted.startswith("OPTIMIZE"):

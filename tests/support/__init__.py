@@ -13,4 +13,6 @@
 - `streams_traffic`, `worker_secrets`, `processes`: the traffic, pepper and DPO key of the
   worker tests, and `records worker sink` / `records worker streams` as subprocesses.
 - `avro_strategies`, `metrics`: hypothesis strategies for any Avro schema; metric sums.
+- `golden`: the generated expected outputs in tests/golden/ (`*.golden`), compared and
+  regenerated (`RECORDS_UPDATE_GOLDEN=1`).
 """
