@@ -6,17 +6,12 @@ rectification, consent withdrawal, erasure), and `records reconcile`'s reader ac
 for every form event.
 
 On the real topics of the shared broker: both workers run under consumer groups of their
-own, committed at the end of their inputs first; the person's identifiers are unique to
+own, committed at the end of their inputs first (tests/support/dpo_pipeline.py); the person's identifiers are unique to
 the run.
 """
 
 from __future__ import annotations
 
-import json
-import secrets
-import signal
-import time
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -29,164 +24,120 @@ from pipeline.config import load_settings
 from pipeline.kafka.admin import KafkaAdmin
 from pipeline.serde import Serde
 from records.reconcile_read import Sources, reconcile_window
-from tests.support.cli import cli_env, run_records
 from tests.support.contact_forms import form_event
-from tests.support.kafka_offsets import start_group_at_end
-from tests.support.processes import SinkProcess, WorkerProcess, running_streams
+from tests.support.dpo_pipeline import DpoPipeline, dpo_pipeline, unique_number, wait_for
 from tests.support.streams_traffic import Traffic
-from tests.support.worker_secrets import KEYER, write_dpo_keys
+from tests.support.worker_secrets import KEYER
 
 pytestmark = pytest.mark.kafka
 
-SINK_INPUTS = (
-    topics.CHAT_ENRICHED,
-    topics.CALL_ENRICHED,
-    topics.CONSENT_LEDGER,
-    topics.DSR_RECEIPTS,
-    topics.DSR_COMMANDS,
-    topics.CONTACT_FORM_ENRICHED,
-)
 IDENTIFIERS = ("name", "email", "phone", "subject_keys", "source_event_id")
 
 
 @pytest.fixture
-def dpo_keys(tmp_path: Path) -> tuple[Path, Path]:
-    """The DPO key pair the workers trust (the test signer), as files."""
-    return write_dpo_keys(tmp_path)
-
-
-@pytest.fixture
-def streams(kafka_bootstrap: str, kafka_admin: KafkaAdmin, tmp_path: Path) -> Iterator[WorkerProcess]:
-    with running_streams(kafka_bootstrap, kafka_admin, tmp_path, "forms-e2e") as worker:
-        yield worker
+def line(kafka_bootstrap: str, kafka_admin: KafkaAdmin, chdb_path: Path, tmp_path: Path) -> Iterator[DpoPipeline]:
+    with dpo_pipeline(kafka_bootstrap, kafka_admin, chdb_path, tmp_path, "forms-e2e") as pipeline:
+        yield pipeline
 
 
 def test_a_form_is_stored_enforced_and_every_request_reaches_it(
-    kafka_bootstrap: str,
-    streams: WorkerProcess,
-    dpo_keys: tuple[Path, Path],
-    chdb_path: Path,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
+    kafka_bootstrap: str, line: DpoPipeline, chdb_path: Path
 ) -> None:
-    private_key, public_key = dpo_keys
-    dpo = cli_env(
-        without=("CLICKHOUSE_URL", "RECORDS_DPO_KEY_PASSPHRASE"),
-        KAFKA_BOOTSTRAP=kafka_bootstrap,
-        RECORDS_DPO_PRIVATE_KEY=str(private_key),
-        RECORDS_DPO_PUBLIC_KEYS=str(public_key),
-    )
-    group = f"forms-e2e-sink-{uuid.uuid4().hex[:8]}"
-    start_group_at_end(kafka_bootstrap, group, SINK_INPUTS)
-    monkeypatch.setenv("RECORDS_DPO_PUBLIC_KEYS", str(public_key))
-    monkeypatch.setenv("RECORDS_COMMAND_PUBLIC_KEYS", str(streams.command_public_key))
-    sink = SinkProcess(chdb_path, kafka_bootstrap, group, "", tmp_path / "sink.log")
-    owner = sink.owner()
     since = datetime.now(UTC) - timedelta(seconds=1)
-    try:
-        n = secrets.randbelow(9_000_000) + 1_000_000
-        tag = f"forms-e2e-{n}"
-        email, phone = f"Form.E2E.{n}@Example.FI", f"040 {n}"
-        at = datetime.now(UTC).replace(microsecond=0) - timedelta(days=2)
-        consented = form_event(f"{tag}-a", at=at, email=email, phone=phone)
-        # another person's form without the consent: nothing of it names anyone once stored
-        refused = form_event(f"{tag}-b", at=at, email=f"other.{n}@example.fi", phone=f"045 {n}", contact_consent=False)
-        traffic = Traffic(kafka_bootstrap, tag)
-        for form in (consented, refused):
-            sid = form["submission_id"]
-            traffic.avro(sid, topics.CONTACT_FORM.name, sid, "ContactFormSubmitted", form)
-        traffic.flush()
-        client = sink.client(owner)
+    n = unique_number()
+    tag = f"forms-e2e-{n}"
+    email, phone = f"Form.E2E.{n}@Example.FI", f"040 {n}"
+    at = datetime.now(UTC).replace(microsecond=0) - timedelta(days=2)
+    consented = form_event(f"{tag}-a", at=at, email=email, phone=phone)
+    # another person's form without the consent: nothing of it names anyone once stored
+    refused = form_event(f"{tag}-b", at=at, email=f"other.{n}@example.fi", phone=f"045 {n}", contact_consent=False)
+    traffic = Traffic(kafka_bootstrap, tag)
+    for form in (consented, refused):
+        sid = form["submission_id"]
+        traffic.avro(sid, topics.CONTACT_FORM.name, sid, "ContactFormSubmitted", form)
+    traffic.flush()
 
-        def stored(sid: str) -> dict[str, Any] | None:
-            result = client.query(
-                "SELECT * FROM records.contact_forms FINAL WHERE submission_id = {s:String}", parameters={"s": sid}
-            )
-            rows = [dict(zip(result.column_names, row, strict=True)) for row in result.result_rows]
-            return rows[0] if rows else None
-
-        def visible(sid: str) -> int:
-            query = "SELECT count() FROM analyst.contact_forms WHERE submission_id = {s:String}"
-            return int(client.query(query, parameters={"s": sid}).result_rows[0][0])
-
-        deadline = time.monotonic() + 120
-        while stored(f"{tag}-a") is None or stored(f"{tag}-b") is None:
-            assert time.monotonic() < deadline, f"the forms never arrived\n{streams.log()[-2000:]}"
-            time.sleep(0.5)
-
-        # enforcement: normalised identifiers with consent, none without it; the message kept
-        kept, stripped = stored(f"{tag}-a"), stored(f"{tag}-b")
-        assert kept is not None and stripped is not None
-        assert (kept["email"], kept["phone"]) == (email.lower(), f"+35840{n}")
-        assert len(kept["subject_keys"]) == 2 and kept["contact_consent"]
-        assert (stripped["name"], stripped["email"], stripped["phone"], stripped["subject_keys"]) == (None,) * 3 + ([],)
-        assert "email:no_contact_consent" in stripped["stripped"] and stripped["message"] == refused["message"]
-        # analysts: no identifier, the message's length only
-        columns = [r[0] for r in client.query("DESCRIBE TABLE analyst.contact_forms").result_rows]
-        assert not set(columns) & {*IDENTIFIERS, "message"} and "message_length" in columns
-        assert visible(f"{tag}-a") == 1
-
-        def run(*args: str) -> dict[str, Any]:
-            issued = run_records(
-                "dsr", *args, "--reason", "TICKET-FORMS", "--identity-verified-by", "in_person", env=dpo, timeout=180
-            )
-            assert issued.returncode == 0, issued.stderr
-            request_id = issued.stdout.strip().splitlines()[-1]
-            status = run_records("dsr", "status", request_id, "--wait", "120", env=dpo, timeout=180)
-            assert status.returncode == 0, (
-                f"{status.stdout}\n{status.stderr}\n{(tmp_path / 'sink.log').read_text()[-3000:]}"
-            )
-            receipt: dict[str, Any] = json.loads(status.stdout)
-            assert receipt["status"] == "COMPLETED", receipt
-            assert email.lower() not in status.stdout
-            return receipt
-
-        run("restrict", "--email", email)
-        assert visible(f"{tag}-a") == 0, "a restricted subject's forms are hidden from analysts"
-        run("unrestrict", "--email", email)
-        assert visible(f"{tag}-a") == 1
-        run("object", "--phone", phone)
-        assert visible(f"{tag}-a") == 0, "an objecting subject's forms are hidden from analysts"
-        run("unrestrict", "--phone", phone)
-        assert visible(f"{tag}-a") == 1
-
-        export = run("export", "--phone", phone)
-        assert export["store_counts"]["records.contact_forms"] == 1
-        (exported,) = (chdb_path.parent / "data" / "exports").glob(f"{export['request_id']}.json")
-        assert f"{tag}-a" in exported.read_text() and f"{tag}-b" not in exported.read_text()
-
-        run("rectify", "--email", email, "--field", "name", "--value", "Maija Virtanen")
-        assert stored(f"{tag}-a")["name"] == "Maija Virtanen"  # type: ignore[index]
-        corrected_phone = f"050 {n}"
-        run("rectify", "--email", email, "--field", "phone", "--value", corrected_phone)
-        assert stored(f"{tag}-a")["phone"] == f"+35850{n}"  # type: ignore[index]
-        found = run("export", "--phone", corrected_phone)
-        assert found["store_counts"]["records.contact_forms"] == 1, "the corrected phone finds the form"
-
-        run("withdraw-consent", "--email", email, "--purpose", "CONTACT_DETAILS")
-        deadline = time.monotonic() + 60
-        while stored(f"{tag}-a")["company_name"] is not None:  # type: ignore[index]
-            assert time.monotonic() < deadline, "the form's contact details were not cleared after the withdrawal"
-            time.sleep(0.5)
-        assert "company_name:consent_withdrawn" in stored(f"{tag}-a")["stripped"]  # type: ignore[index]
-
-        erased = run("erase", "--email", email)
-        assert erased["store_counts"]["records.contact_forms"] == 1
-        assert stored(f"{tag}-a") is None
-        assert stored(f"{tag}-b") is not None, "another person's form stays"
-
-        # the reconciliation accounts for both form events: one erased, one stored (stripped)
-        settings = load_settings({"KAFKA_BOOTSTRAP": kafka_bootstrap})
-        result = reconcile_window(
-            settings.kafka,
-            client,
-            serde=Serde(),
-            keyer=KEYER,
-            since=since,
-            now=datetime.now(UTC),
-            sources=Sources(raw_topics=(topics.CONTACT_FORM.name,), key_prefix=tag.encode()),
+    def stored(sid: str) -> dict[str, Any] | None:
+        result = line.client.query(
+            "SELECT * FROM records.contact_forms FINAL WHERE submission_id = {s:String}", parameters={"s": sid}
         )
-        assert len(result.events) == 2 and result.balanced, result.to_dict()
-        assert (result.counts["erased"], result.counts["stored"], result.stripped) == (1, 1, 1)
-    finally:
-        sink.kill(signal.SIGTERM)
+        rows = [dict(zip(result.column_names, row, strict=True)) for row in result.result_rows]
+        return rows[0] if rows else None
+
+    def visible(sid: str) -> int:
+        query = "SELECT count() FROM analyst.contact_forms WHERE submission_id = {s:String}"
+        return int(line.client.query(query, parameters={"s": sid}).result_rows[0][0])
+
+    wait_for(
+        lambda: stored(f"{tag}-a") is not None and stored(f"{tag}-b") is not None,
+        120,
+        lambda: f"the forms never arrived\n{line.streams.log()[-2000:]}",
+    )
+
+    # enforcement: normalised identifiers with consent, none without it; the message kept
+    kept, stripped = stored(f"{tag}-a"), stored(f"{tag}-b")
+    assert kept is not None and stripped is not None
+    assert (kept["email"], kept["phone"]) == (email.lower(), f"+35840{n}")
+    assert len(kept["subject_keys"]) == 2 and kept["contact_consent"]
+    assert (stripped["name"], stripped["email"], stripped["phone"], stripped["subject_keys"]) == (None,) * 3 + ([],)
+    assert "email:no_contact_consent" in stripped["stripped"] and stripped["message"] == refused["message"]
+    # analysts: no identifier, the message's length only
+    columns = [r[0] for r in line.client.query("DESCRIBE TABLE analyst.contact_forms").result_rows]
+    assert not set(columns) & {*IDENTIFIERS, "message"} and "message_length" in columns
+    assert visible(f"{tag}-a") == 1
+
+    def run(*args: str) -> dict[str, Any]:
+        issued = line.issue(*args, reason="TICKET-FORMS", verified_by="in_person")
+        receipt = issued.receipt
+        assert receipt["status"] == "COMPLETED", receipt
+        assert email.lower() not in issued.status.stdout
+        return receipt
+
+    run("restrict", "--email", email)
+    assert visible(f"{tag}-a") == 0, "a restricted subject's forms are hidden from analysts"
+    run("unrestrict", "--email", email)
+    assert visible(f"{tag}-a") == 1
+    run("object", "--phone", phone)
+    assert visible(f"{tag}-a") == 0, "an objecting subject's forms are hidden from analysts"
+    run("unrestrict", "--phone", phone)
+    assert visible(f"{tag}-a") == 1
+
+    export = run("export", "--phone", phone)
+    assert export["store_counts"]["records.contact_forms"] == 1
+    (exported,) = (chdb_path.parent / "data" / "exports").glob(f"{export['request_id']}.json")
+    assert f"{tag}-a" in exported.read_text() and f"{tag}-b" not in exported.read_text()
+
+    run("rectify", "--email", email, "--field", "name", "--value", "Maija Virtanen")
+    assert stored(f"{tag}-a")["name"] == "Maija Virtanen"  # type: ignore[index]
+    corrected_phone = f"050 {n}"
+    run("rectify", "--email", email, "--field", "phone", "--value", corrected_phone)
+    assert stored(f"{tag}-a")["phone"] == f"+35850{n}"  # type: ignore[index]
+    found = run("export", "--phone", corrected_phone)
+    assert found["store_counts"]["records.contact_forms"] == 1, "the corrected phone finds the form"
+
+    run("withdraw-consent", "--email", email, "--purpose", "CONTACT_DETAILS")
+    wait_for(
+        lambda: stored(f"{tag}-a")["company_name"] is None,  # type: ignore[index]
+        60,
+        lambda: "the form's contact details were not cleared after the withdrawal",
+    )
+    assert "company_name:consent_withdrawn" in stored(f"{tag}-a")["stripped"]  # type: ignore[index]
+
+    erased = run("erase", "--email", email)
+    assert erased["store_counts"]["records.contact_forms"] == 1
+    assert stored(f"{tag}-a") is None
+    assert stored(f"{tag}-b") is not None, "another person's form stays"
+
+    # the reconciliation accounts for both form events: one erased, one stored (stripped)
+    settings = load_settings({"KAFKA_BOOTSTRAP": kafka_bootstrap})
+    result = reconcile_window(
+        settings.kafka,
+        line.client,
+        serde=Serde(),
+        keyer=KEYER,
+        since=since,
+        now=datetime.now(UTC),
+        sources=Sources(raw_topics=(topics.CONTACT_FORM.name,), key_prefix=tag.encode()),
+    )
+    assert len(result.events) == 2 and result.balanced, result.to_dict()
+    assert (result.counts["erased"], result.counts["stored"], result.stripped) == (1, 1, 1)
