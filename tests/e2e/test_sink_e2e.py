@@ -32,24 +32,18 @@ from pipeline.dsr import generate_keypair
 from pipeline.kafka.admin import KafkaAdmin
 from pipeline.policy import default_policy
 from pipeline.serde import AvroDeserializer, SerdeError
+from pipeline.topic_access import RAW_TOPICS, SINK
 from records.child_process import terminate
 from records.simulate import SimulationConfig, generate
 from tests.support.cli import RECORDS, cli_env, run_records
 from tests.support.kafka_offsets import end_positions, start_group_at_end
 from tests.support.processes import SinkProcess
+from tests.support.stored_records import SUBJECT_TABLES
 
 EVENTS = 1500
 NS = "cs.records."
 SPAN_DAYS = 60  # inside every retention limit: nothing expires on the way
 PEPPER_HEX = secrets.token_hex(32)
-RAW = (topics.CHAT, topics.CALL, topics.CONSENT, topics.CONTACT_FORM)
-ENRICHED = (
-    topics.CHAT_ENRICHED,
-    topics.CALL_ENRICHED,
-    topics.CONSENT_LEDGER,
-    topics.DSR_RECEIPTS,
-    topics.CONTACT_FORM_ENRICHED,
-)
 
 
 def _env(bootstrap: str, data_dir: Path) -> dict[str, str]:
@@ -87,7 +81,7 @@ def _read_from(bootstrap: str, starts: list[TopicPartition], seconds: float) -> 
 def streams_worker(kafka_bootstrap: str, kafka_admin: KafkaAdmin, tmp_path: Path) -> Iterator[subprocess.Popen[bytes]]:
     kafka_admin.create_topics(list(topics.ALL_TOPICS))
     app_id = f"e2e-{uuid.uuid4().hex[:10]}"
-    start_group_at_end(kafka_bootstrap, app_id, (*RAW, topics.DSR))  # not other tests' requests either
+    start_group_at_end(kafka_bootstrap, app_id, (*RAW_TOPICS, topics.DSR))  # not other tests' requests either
     log = tmp_path / "streams.log"
     data_dir = tmp_path / "streams"
     data_dir.mkdir()
@@ -136,7 +130,7 @@ def test_simulated_traffic_lands_in_every_table_and_each_missing_row_is_explaine
     kafka_bootstrap: str, streams_worker: subprocess.Popen[bytes], chdb_path: Path, tmp_path: Path
 ) -> None:
     group = f"e2e-sink-{uuid.uuid4().hex[:10]}"
-    start_group_at_end(kafka_bootstrap, group, (*ENRICHED, topics.DSR_COMMANDS))  # nor their commands
+    start_group_at_end(kafka_bootstrap, group, SINK.reads)  # nor their commands
     sink = SinkProcess(chdb_path, kafka_bootstrap, group, "", tmp_path / "sink.log")
     owner = sink.owner()
     letters_from = end_positions(kafka_bootstrap, (topics.DLQ, topics.QUARANTINE))
@@ -165,14 +159,7 @@ def test_simulated_traffic_lands_in_every_table_and_each_missing_row_is_explaine
         and e.record is not None
         and (e.record["notice_played_at"] is None or e.record["notice_played_at"] > e.record["recording_started_at"])
     }
-    assert set(produced) == {
-        "chat_conversations",
-        "chat_messages",
-        "calls",
-        "call_recordings",
-        "consent_ledger",
-        "contact_forms",
-    }
+    assert set(produced) == set(SUBJECT_TABLES)
     assert malformed and without_notice, "pick a larger EVENTS: the run must exercise both"
 
     client = sink.client(owner)

@@ -52,3 +52,8 @@ def record(schema: AvroSchema, n: int, **overrides: Any) -> dict[str, Any]:
         out["channel"] = "WEB"
     out.update(overrides)
     return out
+
+
+# The records.* tables whose rows carry subject keys, in the storage model's order (written
+# out, not read from the model, so a table that goes missing fails the tests that use it).
+SUBJECT_TABLES = ("chat_conversations", "chat_messages", "calls", "call_recordings", "consent_ledger", "contact_forms")

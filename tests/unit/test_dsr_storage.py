@@ -37,6 +37,7 @@ from sink.dsr_storage import (
     withdrawn_count,
 )
 from sink.erasure_guard import ErasureGuard, guarded_insert, structure, window_days
+from tests.support.stored_records import SUBJECT_TABLES
 
 MODELS = table_models()
 BY_NAME = {m.name: m for m in MODELS}
@@ -58,14 +59,7 @@ def _envelope(request: dict[str, Any], keys: tuple[str, ...], verified_at: datet
 
 def test_every_table_with_subject_keys_is_touched_and_only_those() -> None:
     names = [m.name for m in subject_tables(MODELS)]
-    assert names == [
-        "chat_conversations",
-        "chat_messages",
-        "calls",
-        "call_recordings",
-        "consent_ledger",
-        "contact_forms",
-    ]
+    assert names == list(SUBJECT_TABLES)
 
 
 def test_erasure_statements_are_one_real_mutation_for_every_subject() -> None:
