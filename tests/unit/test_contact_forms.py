@@ -12,17 +12,14 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from prometheus_client import CollectorRegistry
 
 from pipeline import topics
 from pipeline.clickhouse_ddl import table_models
-from pipeline.config import load_settings
 from pipeline.dead_letter import parse_headers
-from pipeline.dsr_contract import CommandSigner
 from pipeline.event_producer import event_key
 from pipeline.policy import default_policy
-from pipeline.serde import AvroDeserializer, AvroSerializer, Serde
+from pipeline.serde import AvroDeserializer, AvroSerializer
 from pipeline.subject_keys import IdentifierKind, SubjectKeyer
 from retention_jobs.report import Evidence, KafkaEvidence, RecordAges, TopicEvidence, evaluate
 from streams.app import StreamsWorker, _Batch, _now
@@ -30,6 +27,7 @@ from streams.consent_state import EMPTY, RESTRICTED, ConsentChange, ConsentState
 from streams.exceptions import InvalidEvent
 from streams.rows import H_RESTRICTED, RowBuilder
 from tests.support.contact_forms import T0, form_event
+from tests.support.streams_worker import streams_worker
 
 KEYER = SubjectKeyer(bytes(range(32)))
 POLICY = default_policy()
@@ -109,10 +107,7 @@ def test_the_erasure_scope_names_the_forms_identifiers_and_its_submission_time()
 
 @pytest.fixture
 def worker(tmp_path: Path) -> tuple[StreamsWorker, CollectorRegistry]:
-    registry = CollectorRegistry()
-    settings = load_settings(env={"RECORDS_DATA_DIR": str(tmp_path)})
-    signer = CommandSigner(Ed25519PrivateKey.generate())
-    return StreamsWorker(settings, KEYER, serde=Serde(), registry=registry, command_signer=signer), registry
+    return streams_worker(tmp_path, KEYER)
 
 
 def _message(topic: str, value: bytes, offset: int = 3) -> Any:

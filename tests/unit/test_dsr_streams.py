@@ -21,11 +21,10 @@ from typer.testing import CliRunner
 
 import streams.app
 from pipeline import topics
-from pipeline.config import load_settings
 from pipeline.dsr import DpoSigner, RejectReason, RequestType, TrustedKeys, build_request, load_signer
-from pipeline.dsr_contract import CommandSigner, Receipt, ReceiptStatus, request_digest
+from pipeline.dsr_contract import Receipt, ReceiptStatus, request_digest
 from pipeline.policy import default_policy
-from pipeline.serde import AvroDeserializer, AvroSerializer, Serde
+from pipeline.serde import AvroDeserializer, AvroSerializer
 from pipeline.subject_keys import IdentifierKind, SubjectKeyer
 from records.cli import app as records_cli
 from streams.app import StreamsWorker, _Batch, _now
@@ -41,6 +40,7 @@ from streams.subject_requests import (
     with_subjects,
 )
 from tests.support.raw_events import cdr_event, chat_event
+from tests.support.streams_worker import streams_worker
 
 KEYER = SubjectKeyer(bytes(range(32)))
 BUILDER = RowBuilder(KEYER, default_policy())
@@ -63,6 +63,11 @@ def _request(request_type: RequestType, signer: DpoSigner = SIGNER, **kw: Any) -
     identifiers = kw.pop("identifiers", {"email": EMAIL, "phone": PHONE})
     request = build_request(request_type, identifiers, requested_by="dpo.anna", reason="T-1", now=NOW, **kw)
     return AvroDeserializer()(WIRE(signer.sign(request))).value
+
+
+def _rectification(identifiers: dict[str, str], field: str, value: str) -> dict[str, Any]:
+    """A signed rectification of `field` to `value` for the subject of `identifiers`."""
+    return _request(RequestType.RECTIFICATION, identifiers=identifiers, rectify_field=field, rectify_value=value)
 
 
 def _judge(request: dict[str, Any] | None, seen: Seen | None = None, position: tuple[int, int] = (0, 5), **kw: Any):
@@ -194,12 +199,7 @@ def test_an_erasure_records_and_deletes_every_key_and_tombstones_linked_subject_
 
 
 def test_rectifying_the_primary_email_moves_the_record_to_the_new_key() -> None:
-    request = _request(
-        RequestType.RECTIFICATION,
-        identifiers={"email": EMAIL},
-        rectify_field="email",
-        rectify_value=" Maija.M@Example.FI ",
-    )
+    request = _rectification({"email": EMAIL}, "email", " Maija.M@Example.FI ")
     old_key, new_key = _key(IdentifierKind.EMAIL, EMAIL), _key(IdentifierKind.EMAIL, "maija.m@example.fi")
     visitor_key = _key(IdentifierKind.VISITOR_ID, "v-1")
     work = plan(request, BUILDER, at=NOW, now=NOW)
@@ -217,12 +217,7 @@ def test_rectifying_the_primary_email_moves_the_record_to_the_new_key() -> None:
 
 
 def test_rectifying_a_linked_phone_keeps_the_record_under_its_personnel_number() -> None:
-    request = _request(
-        RequestType.RECTIFICATION,
-        identifiers={"person_number": PERSON},
-        rectify_field="phone",
-        rectify_value="050 765 4321",
-    )
+    request = _rectification({"person_number": PERSON}, "phone", "050 765 4321")
     person_key, old_phone = _key(IdentifierKind.PERSON_NUMBER, PERSON), _key(IdentifierKind.PHONE, PHONE)
     new_phone = _key(IdentifierKind.PHONE, "+358507654321")
     found = {person_key: _subject(person_key, person_number=PERSON, phone=PHONE, linked_keys=[old_phone])}
@@ -344,10 +339,7 @@ def test_the_erasure_scope_of_raw_events_is_every_identifier_they_name_and_their
 
 @pytest.fixture
 def worker(tmp_path: Path) -> tuple[StreamsWorker, CollectorRegistry]:
-    registry = CollectorRegistry()
-    settings = load_settings(env={"RECORDS_DATA_DIR": str(tmp_path)})
-    signer = CommandSigner(Ed25519PrivateKey.generate())
-    return StreamsWorker(settings, KEYER, serde=Serde(), registry=registry, command_signer=signer), registry
+    return streams_worker(tmp_path, KEYER)
 
 
 def test_the_worker_drops_a_replayed_chat_of_an_erased_subject_and_keeps_new_contact(

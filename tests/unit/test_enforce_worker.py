@@ -8,28 +8,23 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from prometheus_client import CollectorRegistry
 
 from pipeline import topics
-from pipeline.config import load_settings
 from pipeline.dead_letter import parse_headers
-from pipeline.dsr_contract import CommandSigner
-from pipeline.serde import AvroDeserializer, AvroSerializer, Serde
+from pipeline.serde import AvroDeserializer, AvroSerializer
 from pipeline.subject_keys import IdentifierKind, SubjectKeyer
 from streams.app import StreamsWorker, _Batch, _now
 from streams.consent_state import EMPTY, ConsentChange, apply, to_millis
 from tests.support.raw_events import cdr_event, chat_event, recording_event
+from tests.support.streams_worker import streams_worker
 
 KEYER = SubjectKeyer(bytes(range(32)))
 
 
 @pytest.fixture
 def worker(tmp_path: Path) -> tuple[StreamsWorker, CollectorRegistry]:
-    registry = CollectorRegistry()
-    settings = load_settings(env={"RECORDS_DATA_DIR": str(tmp_path)})
-    signer = CommandSigner(Ed25519PrivateKey.generate())
-    return StreamsWorker(settings, KEYER, serde=Serde(), registry=registry, command_signer=signer), registry
+    return streams_worker(tmp_path, KEYER)
 
 
 def _message(topic: str, value: bytes, offset: int = 7) -> Any:
