@@ -54,7 +54,7 @@ from sink.dsr_storage import (
 from sink.sink_process import apply_schema
 from tests.support.golden import assert_golden
 from tests.support.one_shard_cluster import CLUSTER, create_one_shard_model, open_one_shard_cluster
-from tests.support.sink_store import erasure_command, model, store, verified_command
+from tests.support.sink_store import erasure_command, model, rectification_command, store, verified_command
 from tests.support.stored_records import record
 
 ANNA, BERT = ["a" * 64], ["b" * 64]
@@ -193,14 +193,7 @@ def test_on_a_cluster_rectified_versions_reach_the_shard_of_their_row_and_merge_
     chats = model("chat_conversations")
     ingested = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=5)
     store(cluster_client, chats, [record(chats.schema, 1, subject_keys=ANNA, ingested_at=ingested, email="old@a.fi")])
-    request = {
-        "request_id": str(uuid.uuid4()),
-        "request_type": "RECTIFICATION",
-        "issued_at": ingested,
-        "rectify_field": "email",
-        "rectify_value": "new@a.fi",
-    }
-    command = verified_command(request, ANNA, ingested, new_subject_key=NEW_KEY)
+    command = rectification_command(ANNA, ingested, "email", "new@a.fi", NEW_KEY)
 
     # The insert runs (Distributed, foreground); the merge goes ON CLUSTER to the local tables.
     with pytest.raises(DriverError, match=NO_KEEPER):

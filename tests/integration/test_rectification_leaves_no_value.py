@@ -8,7 +8,6 @@ old versions merged away: the value is in the rows, and nowhere in the mutation 
 
 from __future__ import annotations
 
-import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -18,7 +17,7 @@ from pipeline.config import Settings
 from pipeline.serde import Serde
 from sink.dsr_commands import COMPLETED, DsrExecutor
 from sink.sink_process import apply_schema
-from tests.support.sink_store import model, store, verified_command
+from tests.support.sink_store import model, rectification_command, store
 from tests.support.stored_records import record
 
 ANNA = ["a" * 64, "b" * 64]
@@ -49,14 +48,7 @@ def test_a_rectified_email_is_stored_but_not_in_any_mutation(
     ch_client.command(
         "ALTER TABLE records.chat_conversations DELETE WHERE event_id = 'nobody' SETTINGS mutations_sync = 2"
     )
-    request = {
-        "request_id": str(uuid.uuid4()),
-        "request_type": "RECTIFICATION",
-        "issued_at": ingested,
-        "rectify_field": "email",
-        "rectify_value": CORRECTED,
-    }
-    command = verified_command(request, ANNA, ingested, new_subject_key=NEW_KEY)
+    command = rectification_command(ANNA, ingested, "email", CORRECTED, NEW_KEY)
 
     outcome = DsrExecutor(chdb_settings, serde=Serde())._execute(ch_client, command)
 

@@ -4,7 +4,6 @@ stored, the uncorrected one merged away, and the corrected number's key added.""
 
 from __future__ import annotations
 
-import uuid
 from datetime import UTC, datetime, timedelta
 
 from clickhouse_connect.driver.client import Client
@@ -13,7 +12,7 @@ from pipeline.config import Settings
 from pipeline.serde import Serde
 from sink.dsr_commands import COMPLETED, DsrExecutor
 from sink.sink_process import apply_schema
-from tests.support.sink_store import model, store, verified_command
+from tests.support.sink_store import model, rectification_command, store
 from tests.support.stored_records import record
 
 ANNA = ["a" * 64, "b" * 64]
@@ -37,14 +36,7 @@ def test_a_rectified_phone_rewrites_caller_number_in_calls_and_recordings(
                 record(model(table).schema, 2, subject_keys=BERT, ingested_at=ingested, **{column: OTHER}),
             ],
         )
-    request = {
-        "request_id": str(uuid.uuid4()),
-        "request_type": "RECTIFICATION",
-        "issued_at": ingested,
-        "rectify_field": "phone",
-        "rectify_value": "040 333 3333",
-    }
-    command = verified_command(request, ANNA, ingested, new_subject_key=NEW_KEY)
+    command = rectification_command(ANNA, ingested, "phone", "040 333 3333", NEW_KEY)
 
     outcome = DsrExecutor(chdb_settings, serde=Serde())._execute(ch_client, command)
 

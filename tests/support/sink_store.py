@@ -39,6 +39,15 @@ def sink_topic_copies(admin: KafkaAdmin, options: SinkOptions) -> Iterator[list[
         admin.delete_topics([s.name for s in specs])
 
 
+@contextlib.contextmanager
+def on_topic_copies(admin: KafkaAdmin, options: SinkOptions, name: str) -> Iterator[SinkOptions]:
+    """`options` reading a test's own copies of its topics, suffixed `.{name}-<random>`
+    (created and deleted by `sink_topic_copies`)."""
+    suffixed = options.with_topic_suffix(f".{name}-{uuid.uuid4().hex[:10]}")
+    with sink_topic_copies(admin, suffixed):
+        yield suffixed
+
+
 def run_until_caught_up(sink: ClickHouseSink, topics: list[str], timeout: float = 60.0) -> None:
     """Run `sink` in a thread until its group committed every message of `topics`; fails
     if the sink thread dies first (an exception escaped its loop)."""
@@ -95,6 +104,21 @@ def erasure_command(keys: list[str], verified_at: datetime) -> DsrCommand:
     """An erasure of `keys` as the sink executes it."""
     request = {"request_id": f"erase-{uuid.uuid4().hex[:8]}", "request_type": "ERASURE", "issued_at": verified_at}
     return verified_command(request, keys, verified_at)
+
+
+def rectification_command(
+    keys: list[str], verified_at: datetime, field: str, value: str, new_subject_key: str
+) -> DsrCommand:
+    """A rectification of `field` to `value` for `keys` as the sink executes it, issued and
+    verified at `verified_at`; `new_subject_key` is the key of the corrected value."""
+    request = {
+        "request_id": str(uuid.uuid4()),
+        "request_type": "RECTIFICATION",
+        "issued_at": verified_at,
+        "rectify_field": field,
+        "rectify_value": value,
+    }
+    return verified_command(request, keys, verified_at, new_subject_key=new_subject_key)
 
 
 def model(table: str) -> TableModel:
