@@ -35,6 +35,7 @@ from retention_jobs.svg_charts import BAD_COLOUR, LIMIT_COLOUR, OK_COLOUR
 from sink.recording_bounds import check_recordings
 from tests.support.cli import chdb_env, run_records
 from tests.support.endpoint import served_store
+from tests.support.report_lines import RIGHTS_LINES
 
 CLICKHOUSE_LINES = {
     "categories",
@@ -48,15 +49,7 @@ CLICKHOUSE_LINES = {
     "retention.call_recording",
     "retention.consent_ledger",
     "retention.dsr_receipt",
-    "rights.access",
-    "rights.rectification",
-    "rights.erasure",
-    "rights.restriction",
-    "rights.objection",
-    "rights.portability",
-    "rights.consent_withdrawal",
-    "erasure_proof",
-    "no_profiling",
+    *RIGHTS_LINES,
     "no_anonymous_access",
     "personal_users",
     "access_log",

@@ -31,6 +31,7 @@ from retention_jobs.report import (
     latency_edges,
 )
 from retention_jobs.report_html import render_html
+from tests.support.report_lines import RIGHTS_LINES
 
 POLICY = default_policy()
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
@@ -106,15 +107,7 @@ def test_clean_evidence_passes_every_commitment() -> None:
         "consent",
         "stripped",
         "recording_notice",
-        "rights.access",
-        "rights.rectification",
-        "rights.erasure",
-        "rights.restriction",
-        "rights.objection",
-        "rights.portability",
-        "rights.consent_withdrawal",
-        "erasure_proof",
-        "no_profiling",
+        *RIGHTS_LINES,
         "access_control",
         "recipients",
         "processing_location",
