@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -33,7 +32,7 @@ from sink.sink_process import apply_schema
 from tests.support.kafka_offsets import end_offsets, lagging_partitions
 from tests.support.kafka_reads import read_topic
 from tests.support.metrics import counter
-from tests.support.sink_store import sink_topic_copies
+from tests.support.sink_store import on_topic_copies
 from tests.support.stored_records import NOW, record
 
 MODELS = {m.name: m for m in table_models()}
@@ -78,10 +77,9 @@ class SinkRun:
 
 @pytest.fixture
 def sink_topics(kafka_admin: KafkaAdmin, group_id: str) -> Iterator[SinkOptions]:
-    suffix = f".test-{uuid.uuid4().hex[:10]}"
-    options = SinkOptions(group_id=group_id, batch_size=500, batch_max_s=0.3).with_topic_suffix(suffix)
-    with sink_topic_copies(kafka_admin, options):
-        yield options
+    options = SinkOptions(group_id=group_id, batch_size=500, batch_max_s=0.3)
+    with on_topic_copies(kafka_admin, options, "test") as copies:
+        yield copies
 
 
 @pytest.fixture
@@ -224,6 +222,11 @@ def test_a_consent_withdrawal_clears_the_bound_fields_of_earlier_rows_of_its_sub
             chat, record(chat, n, subject_keys=[key], started_at=started, channel=channel), table="chat_conversations"
         )
 
+    def consent_change(n: int, key: str, kind: str, purpose: str, status: str, **choices: bool) -> None:
+        """A consent-ledger row of subject `key` at the withdrawal time."""
+        fields = {"kind": kind, "purpose": purpose, "status": status, "event_time": withdrawn_at, **choices}
+        traffic.send(ledger, record(ledger, n, subject_keys=[key], **fields), table="consent_ledger")
+
     conversation(1, "key-a", NOW)  # before the withdrawal: contact fields cleared
     conversation(2, "key-a", withdrawn_at)  # at the withdrawal: cleared too (<=)
     conversation(3, "key-a", withdrawn_at + timedelta(minutes=1))  # after: a fresh consent, kept
@@ -231,35 +234,9 @@ def test_a_consent_withdrawal_clears_the_bound_fields_of_earlier_rows_of_its_sub
     conversation(5, "key-b", NOW)  # another subject
     conversation(6, "key-c", NOW)  # cookie row below: analytics and geolocation refused
     traffic.send(message, record(message, 1, subject_keys=["key-a"]), table="chat_messages")
-    traffic.send(
-        ledger,
-        record(
-            ledger,
-            1,
-            subject_keys=["key-a"],
-            kind="CONSENT",
-            purpose="CONTACT_DETAILS",
-            status="WITHDRAWN",
-            event_time=withdrawn_at,
-        ),
-        table="consent_ledger",
-    )
-    traffic.send(
-        ledger,
-        record(
-            ledger,
-            2,
-            subject_keys=["key-c"],
-            kind="COOKIE",
-            purpose="COOKIES",
-            status="GIVEN",
-            event_time=withdrawn_at,
-            cookie_functional=True,
-            cookie_analytics=False,
-            geolocation_permission=False,
-        ),
-        table="consent_ledger",
-    )
+    consent_change(1, "key-a", "CONSENT", "CONTACT_DETAILS", "WITHDRAWN")
+    refused = {"cookie_functional": True, "cookie_analytics": False, "geolocation_permission": False}
+    consent_change(2, "key-c", "COOKIE", "COOKIES", "GIVEN", **refused)
     traffic.flush()
     sink = run_sink_until_caught_up(run)
 

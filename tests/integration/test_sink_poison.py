@@ -28,7 +28,7 @@ from sink.clickhouse_sink import ClickHouseSink, SinkOptions
 from sink.metrics import SinkMetrics
 from sink.sink_process import apply_schema
 from tests.support.kafka_reads import read_topic
-from tests.support.sink_store import run_until_caught_up, sink_topic_copies
+from tests.support.sink_store import on_topic_copies, run_until_caught_up
 from tests.support.stored_records import record
 
 UNKNOWN_RECORD = {
@@ -41,10 +41,9 @@ UNKNOWN_RECORD = {
 
 @pytest.fixture
 def sink_options(kafka_admin: KafkaAdmin, group_id: str) -> Iterator[SinkOptions]:
-    suffix = f".poison-{uuid.uuid4().hex[:10]}"
-    options = SinkOptions(group_id=group_id, batch_size=50, batch_max_s=0.3).with_topic_suffix(suffix)
-    with sink_topic_copies(kafka_admin, options):
-        yield options
+    options = SinkOptions(group_id=group_id, batch_size=50, batch_max_s=0.3)
+    with on_topic_copies(kafka_admin, options, "poison") as copies:
+        yield copies
 
 
 def test_confluent_messages_with_unknown_schemas_are_dead_lettered_and_the_sink_goes_on(
