@@ -22,10 +22,10 @@ from pipeline import topics
 from pipeline.dsr import RequestType
 from pipeline.subject_keys import IdentifierKind
 from tests.support.dsr_requests import executed, receipts, send_request, store_client, subject_rows
+from tests.support.fault_steps import wait_caught_up
 from tests.support.kafka_reads import consume_until
 from tests.support.pipeline_harness import (
     SINK_INPUTS,
-    STREAMS_INPUTS,
     Pipeline,
     Process,
     caught_up,
@@ -89,8 +89,7 @@ def test_kill_9_of_the_sink_during_an_erasure(pipeline: Pipeline, where: str) ->
         keyer.key(IdentifierKind.PHONE, phone),
         keyer.key(IdentifierKind.VISITOR_ID, visitor),
     ]
-    wait_until(lambda: caught_up(pipeline.bootstrap, pipeline.app_id, STREAMS_INPUTS), 120, "streams caught up")
-    wait_until(lambda: caught_up(pipeline.bootstrap, pipeline.sink_group, SINK_INPUTS), 120, "sink caught up")
+    wait_caught_up(pipeline)
     with store_client(pipeline.chdb_path) as client:
         before = subject_rows(client, keys)
     held = [table for table, rows in before.items() if rows]

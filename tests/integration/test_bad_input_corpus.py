@@ -28,15 +28,12 @@ from pipeline.kafka.admin import KafkaAdmin
 from pipeline.serde import AvroSerializer
 from records.reconcile_read import Sources
 from tests.support.endpoint import owner_client
+from tests.support.fault_steps import start_workers, wait_caught_up
 from tests.support.pipeline_harness import (
-    SINK_INPUTS,
-    STREAMS_INPUTS,
     Pipeline,
-    caught_up,
     isolated_pipeline,
     reconcile_since,
     simulated,
-    wait_sink_owner,
     wait_until,
 )
 
@@ -98,11 +95,8 @@ def _chat(tag: str, label: str, **overrides: Any) -> dict[str, Any]:
 
 
 def test_every_bad_input_has_its_documented_outcome_and_no_worker_exits(pipeline: Pipeline) -> None:
-    sink = pipeline.sink()
-    wait_sink_owner(sink, pipeline.chdb_path)
-    streams = pipeline.streams()
-    streams.wait_log("Worker ready", 120)
-    since = datetime.now(UTC) - timedelta(seconds=1)
+    workers = start_workers(pipeline)
+    sink, streams, since = workers.sink, workers.streams, workers.since
     tag = f"bad-{uuid.uuid4().hex[:8]}"
     corpus = Corpus(pipeline.bootstrap, tag)
     chat_topic, call_topic, consent_topic = topics.CHAT.name, topics.CALL.name, topics.CONSENT.name
@@ -189,8 +183,7 @@ def test_every_bad_input_has_its_documented_outcome_and_no_worker_exits(pipeline
         return {r[0]: r for r in rows}
 
     wait_until(lambda: len(receipts()) == 3, 120, "three erasure receipts")
-    wait_until(lambda: caught_up(pipeline.bootstrap, pipeline.app_id, STREAMS_INPUTS), 60, "streams caught up")
-    wait_until(lambda: caught_up(pipeline.bootstrap, pipeline.sink_group, SINK_INPUTS), 60, "sink caught up")
+    wait_caught_up(pipeline, timeout=60)
     assert streams.alive() and sink.alive()
 
     result = reconcile_since(
