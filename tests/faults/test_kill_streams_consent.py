@@ -15,24 +15,22 @@ import secrets
 import signal
 import threading
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from confluent_kafka import Message
 
 from pipeline import topics
 from pipeline.serde import Serde
+from tests.support.fault_steps import start_workers, wait_caught_up
 from tests.support.kafka_reads import consume_until
 from tests.support.pipeline_harness import (
-    SINK_INPUTS,
-    STREAMS_INPUTS,
     Pipeline,
     caught_up,
     end_offsets,
     produce,
     reconcile_since,
     simulated,
-    wait_sink_owner,
     wait_until,
 )
 from tests.support.streams_traffic import T0, Traffic, consent_changed, web_chat
@@ -41,11 +39,8 @@ BACKGROUND = 2000
 
 
 def test_the_consent_table_is_restored_after_a_kill_9_of_the_streams_worker(pipeline: Pipeline) -> None:
-    sink = pipeline.sink()
-    wait_sink_owner(sink, pipeline.chdb_path)
-    streams = pipeline.streams()
-    streams.wait_log("Worker ready", 120)
-    since = datetime.now(UTC) - timedelta(seconds=1)
+    workers = start_workers(pipeline)
+    streams, since = workers.streams, workers.since
 
     n = secrets.randbelow(9_000_000) + 1_000_000
     anna, bert = f"anna.{n}@example.fi", f"bert.{n}@example.fi"
@@ -107,8 +102,7 @@ def test_the_consent_table_is_restored_after_a_kill_9_of_the_streams_worker(pipe
 
     producer.join(120)
     assert sent.is_set()
-    wait_until(lambda: caught_up(pipeline.bootstrap, pipeline.app_id, STREAMS_INPUTS), 120, "streams caught up")
-    wait_until(lambda: caught_up(pipeline.bootstrap, pipeline.sink_group, SINK_INPUTS), 120, "sink caught up")
+    wait_caught_up(pipeline)
     recovered_s = time.monotonic() - killed_at
     result = reconcile_since(pipeline.bootstrap, pipeline.chdb_path, pipeline.keys, since)
     print(
