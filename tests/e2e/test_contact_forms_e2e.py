@@ -12,7 +12,6 @@ the run.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -21,11 +20,10 @@ import pytest
 
 from pipeline import topics
 from pipeline.config import load_settings
-from pipeline.kafka.admin import KafkaAdmin
 from pipeline.serde import Serde
 from records.reconcile_read import Sources, reconcile_window
 from tests.support.contact_forms import form_event
-from tests.support.dpo_pipeline import DpoPipeline, dpo_pipeline, unique_number, wait_for
+from tests.support.dpo_pipeline import DpoPipeline, unique_number, wait_for
 from tests.support.streams_traffic import Traffic
 from tests.support.worker_secrets import KEYER
 
@@ -34,14 +32,8 @@ pytestmark = pytest.mark.kafka
 IDENTIFIERS = ("name", "email", "phone", "subject_keys", "source_event_id")
 
 
-@pytest.fixture
-def line(kafka_bootstrap: str, kafka_admin: KafkaAdmin, chdb_path: Path, tmp_path: Path) -> Iterator[DpoPipeline]:
-    with dpo_pipeline(kafka_bootstrap, kafka_admin, chdb_path, tmp_path, "forms-e2e") as pipeline:
-        yield pipeline
-
-
 def test_a_form_is_stored_enforced_and_every_request_reaches_it(
-    kafka_bootstrap: str, line: DpoPipeline, chdb_path: Path
+    kafka_bootstrap: str, dpo_line: DpoPipeline, chdb_path: Path
 ) -> None:
     since = datetime.now(UTC) - timedelta(seconds=1)
     n = unique_number()
@@ -58,7 +50,7 @@ def test_a_form_is_stored_enforced_and_every_request_reaches_it(
     traffic.flush()
 
     def stored(sid: str) -> dict[str, Any] | None:
-        result = line.client.query(
+        result = dpo_line.client.query(
             "SELECT * FROM records.contact_forms FINAL WHERE submission_id = {s:String}", parameters={"s": sid}
         )
         rows = [dict(zip(result.column_names, row, strict=True)) for row in result.result_rows]
@@ -66,12 +58,12 @@ def test_a_form_is_stored_enforced_and_every_request_reaches_it(
 
     def visible(sid: str) -> int:
         query = "SELECT count() FROM analyst.contact_forms WHERE submission_id = {s:String}"
-        return int(line.client.query(query, parameters={"s": sid}).result_rows[0][0])
+        return int(dpo_line.client.query(query, parameters={"s": sid}).result_rows[0][0])
 
     wait_for(
         lambda: stored(f"{tag}-a") is not None and stored(f"{tag}-b") is not None,
         120,
-        lambda: f"the forms never arrived\n{line.streams.log()[-2000:]}",
+        lambda: f"the forms never arrived\n{dpo_line.streams.log()[-2000:]}",
     )
 
     # enforcement: normalised identifiers with consent, none without it; the message kept
@@ -82,12 +74,12 @@ def test_a_form_is_stored_enforced_and_every_request_reaches_it(
     assert (stripped["name"], stripped["email"], stripped["phone"], stripped["subject_keys"]) == (None,) * 3 + ([],)
     assert "email:no_contact_consent" in stripped["stripped"] and stripped["message"] == refused["message"]
     # analysts: no identifier, the message's length only
-    columns = [r[0] for r in line.client.query("DESCRIBE TABLE analyst.contact_forms").result_rows]
+    columns = [r[0] for r in dpo_line.client.query("DESCRIBE TABLE analyst.contact_forms").result_rows]
     assert not set(columns) & {*IDENTIFIERS, "message"} and "message_length" in columns
     assert visible(f"{tag}-a") == 1
 
     def run(*args: str) -> dict[str, Any]:
-        issued = line.issue(*args, reason="TICKET-FORMS", verified_by="in_person")
+        issued = dpo_line.issue(*args, reason="TICKET-FORMS", verified_by="in_person")
         receipt = issued.receipt
         assert receipt["status"] == "COMPLETED", receipt
         assert email.lower() not in issued.status.stdout
@@ -132,7 +124,7 @@ def test_a_form_is_stored_enforced_and_every_request_reaches_it(
     settings = load_settings({"KAFKA_BOOTSTRAP": kafka_bootstrap})
     result = reconcile_window(
         settings.kafka,
-        line.client,
+        dpo_line.client,
         serde=Serde(),
         keyer=KEYER,
         since=since,

@@ -10,7 +10,6 @@ they read only this test's messages; the subject's identifiers are unique to the
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -18,9 +17,8 @@ from typing import Any
 import pytest
 
 from pipeline import topics
-from pipeline.kafka.admin import KafkaAdmin
 from pipeline.subject_keys import IdentifierKind
-from tests.support.dpo_pipeline import DpoPipeline, dpo_pipeline, unique_number, wait_for
+from tests.support.dpo_pipeline import DpoPipeline, unique_number, wait_for
 from tests.support.streams_traffic import RECORDING_START, Traffic, call_detail, call_recording, web_chat
 from tests.support.worker_secrets import KEYER
 
@@ -29,14 +27,8 @@ pytestmark = pytest.mark.kafka
 TABLES = ("chat_conversations", "chat_messages", "calls", "call_recordings", "consent_ledger")
 
 
-@pytest.fixture
-def line(kafka_bootstrap: str, kafka_admin: KafkaAdmin, chdb_path: Path, tmp_path: Path) -> Iterator[DpoPipeline]:
-    with dpo_pipeline(kafka_bootstrap, kafka_admin, chdb_path, tmp_path, "dsr-e2e") as pipeline:
-        yield pipeline
-
-
 def test_records_dsr_erase_reaches_every_store_and_status_shows_the_receipt(
-    kafka_bootstrap: str, line: DpoPipeline
+    kafka_bootstrap: str, dpo_line: DpoPipeline
 ) -> None:
     n = unique_number()
     email = f"dsr.e2e.{n}@example.fi"
@@ -52,7 +44,7 @@ def test_records_dsr_erase_reaches_every_store_and_status_shows_the_receipt(
         """Rows of the subject per table: stored versions, or rows (FINAL)."""
         return {
             table: int(
-                line.client.command(
+                dpo_line.client.command(
                     f"SELECT count() FROM records.{table} {final} WHERE hasAny(subject_keys, {{k:Array(String)}})",
                     parameters={"k": keys},
                 )
@@ -63,11 +55,11 @@ def test_records_dsr_erase_reaches_every_store_and_status_shows_the_receipt(
     wait_for(
         lambda: held()["chat_conversations"] and held()["calls"],
         90,
-        lambda: f"the subject's rows never arrived: {held()}\n{line.streams.log()[-2000:]}",
+        lambda: f"the subject's rows never arrived: {held()}\n{dpo_line.streams.log()[-2000:]}",
     )
     before = held("FINAL")
 
-    erase = line.issue("erase", "--email", email, "--phone", phone, reason="TICKET-E2E", verified_by="in_person")
+    erase = dpo_line.issue("erase", "--email", email, "--phone", phone, reason="TICKET-E2E", verified_by="in_person")
     receipt = erase.receipt
 
     assert (receipt["request_type"], receipt["status"]) == ("ERASURE", "COMPLETED")
@@ -80,7 +72,7 @@ def test_records_dsr_erase_reaches_every_store_and_status_shows_the_receipt(
 
 
 def test_every_other_request_type_through_the_whole_pipeline(
-    kafka_bootstrap: str, line: DpoPipeline, chdb_path: Path
+    kafka_bootstrap: str, dpo_line: DpoPipeline, chdb_path: Path
 ) -> None:
     """restrict -> unrestrict -> object -> unrestrict -> export -> rectify -> withdraw-consent, each
     issued with the CLI and checked in what ClickHouse (or the export file) holds afterwards."""
@@ -93,15 +85,15 @@ def test_every_other_request_type_through_the_whole_pipeline(
     traffic.flush()
 
     def one(sql: str) -> Any:
-        return line.client.query(sql, parameters={"cid": cid}).result_rows[0][0]
+        return dpo_line.client.query(sql, parameters={"cid": cid}).result_rows[0][0]
 
     def visible() -> int:
         return int(one("SELECT count() FROM analyst.chat_conversations WHERE conversation_id = {cid:String}"))
 
-    wait_for(visible, 90, lambda: f"the chat never arrived\n{line.streams.log()[-2000:]}")
+    wait_for(visible, 90, lambda: f"the chat never arrived\n{dpo_line.streams.log()[-2000:]}")
 
     def run(*args: str) -> dict[str, Any]:
-        issued = line.issue(*args, reason="TICKET-TYPES", verified_by="strong_electronic_id")
+        issued = dpo_line.issue(*args, reason="TICKET-TYPES", verified_by="strong_electronic_id")
         receipt = issued.receipt
         assert receipt["status"] == "COMPLETED", receipt
         assert email not in issued.status.stdout
@@ -142,7 +134,7 @@ def test_every_other_request_type_through_the_whole_pipeline(
     assert "name:consent_withdrawn" in stripped
 
 
-def test_a_rectified_phone_number_reaches_the_calls_and_recordings(kafka_bootstrap: str, line: DpoPipeline) -> None:
+def test_a_rectified_phone_number_reaches_the_calls_and_recordings(kafka_bootstrap: str, dpo_line: DpoPipeline) -> None:
     """`records dsr rectify --field phone` rewrites the chat's phone and the caller_number of
     the person's calls and recordings (notice §5 lists the caller's number), and the
     corrected number finds them all afterwards."""
@@ -167,7 +159,7 @@ def test_a_rectified_phone_number_reaches_the_calls_and_recordings(kafka_bootstr
         return {
             table: [
                 row[0]
-                for row in line.client.query(f"SELECT {column} FROM records.{table} FINAL WHERE {cond}").result_rows
+                for row in dpo_line.client.query(f"SELECT {column} FROM records.{table} FINAL WHERE {cond}").result_rows
             ]
             for table, (column, cond) in where.items()
         }
@@ -175,13 +167,13 @@ def test_a_rectified_phone_number_reaches_the_calls_and_recordings(kafka_bootstr
     wait_for(
         lambda: all(numbers().values()),
         90,
-        lambda: f"the subject's rows never arrived: {numbers()}\n{line.streams.log()[-2000:]}",
+        lambda: f"the subject's rows never arrived: {numbers()}\n{dpo_line.streams.log()[-2000:]}",
     )
     assert numbers() == {table: [phone] for table in where}
 
     corrected = f"+35850{n}"
     assert corrected != phone
-    rectified = line.issue(
+    rectified = dpo_line.issue(
         *("rectify", "--phone", phone, "--field", "phone", "--value", corrected),
         reason="TICKET-RECTIFY-PHONE",
         verified_by="other",
@@ -192,12 +184,12 @@ def test_a_rectified_phone_number_reaches_the_calls_and_recordings(kafka_bootstr
         assert receipt["store_counts"][f"records.{table}"] == 1, table
 
     assert numbers() == {table: [corrected] for table in where}
-    versions = line.client.query(
+    versions = dpo_line.client.query(
         "SELECT count() FROM records.calls WHERE call_id = {c:String} AND caller_number = {p:String}",
         parameters={"c": call_id, "p": phone},
     ).result_rows[0][0]
     assert versions == 0, "the uncorrected version of the call is merged away"
-    found = line.issue("export", "--phone", corrected, reason="TICKET-RECTIFY-PHONE", verified_by="in_person")
+    found = dpo_line.issue("export", "--phone", corrected, reason="TICKET-RECTIFY-PHONE", verified_by="in_person")
     counts = found.receipt["store_counts"]
     assert (counts["records.calls"], counts["records.call_recordings"]) == (1, 1), "the corrected number finds them"
     assert phone not in rectified.status.stdout and corrected not in rectified.status.stdout

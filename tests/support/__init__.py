@@ -15,4 +15,7 @@
 - `avro_strategies`, `metrics`: hypothesis strategies for any Avro schema; metric sums.
 - `golden`: the generated expected outputs in tests/golden/ (`*.golden`), compared and
   regenerated (`RECORDS_UPDATE_GOLDEN=1`).
+- `dpo_pipeline`: both workers and `records dsr ...` for the DSR end-to-end tests (the
+  `dpo_line` fixture); `streams_worker`: the brokerless StreamsWorker of the unit tests.
+- `report_lines`: the compliance report's line ids the report tests expect.
 """

@@ -3,7 +3,8 @@
 the DPO runs it, with the test DPO key pair (tests/support/worker_secrets.py).
 
 Both workers run under consumer groups of their own, committed at the end of their input
-topics first, so they read only the calling test's messages.
+topics first, so they read only the calling test's messages. A pytest plugin (registered in
+tests/conftest.py): the `dpo_line` fixture is such a pipeline for one test.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pytest
 from clickhouse_connect.driver.client import Client
 
 from pipeline.kafka.admin import KafkaAdmin
@@ -111,3 +113,13 @@ def dpo_pipeline(bootstrap: str, admin: KafkaAdmin, chdb_path: Path, work: Path,
             yield DpoPipeline(streams, sink, client, dpo_env(bootstrap, private_key, public_key))
         finally:
             sink.kill(signal.SIGTERM)
+
+
+@pytest.fixture
+def dpo_line(
+    request: pytest.FixtureRequest, kafka_bootstrap: str, kafka_admin: KafkaAdmin, chdb_path: Path, tmp_path: Path
+) -> Iterator[DpoPipeline]:
+    """`dpo_pipeline` for one test, its workers named after the test module (`test_dsr_e2e`: `dsr-e2e`)."""
+    name = request.module.__name__.rsplit(".", 1)[-1].removeprefix("test_").replace("_", "-")
+    with dpo_pipeline(kafka_bootstrap, kafka_admin, chdb_path, tmp_path, name) as line:
+        yield line
