@@ -31,7 +31,7 @@ from pipeline.dsr import RECEIPT_SCHEMA
 from pipeline.exports import exports_dir, exports_state
 from pipeline.policy import FieldRule, Policy, RecordPolicy
 from retention_jobs.enforce import table_age
-from retention_jobs.report import (
+from retention_jobs.report_evidence import (
     ConsentBreach,
     DsrStats,
     Evidence,
