@@ -29,20 +29,14 @@ from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.httpclient import HttpClient
 from prometheus_client import CollectorRegistry
 
+from pipeline.chdb_owner import read_owner, remove_owner, write_owner
 from pipeline.clickhouse import connect, describe_target, run_statement
 from pipeline.clickhouse_ddl import ANALYST_DB, RECORDS_DB, statements, table_models
-from pipeline.clickhouse_http import (
-    LOCALHOST,
-    EmbeddedHttpServer,
-    QueryEndpoint,
-    endpoint_for,
-    read_owner,
-    remove_owner,
-    write_owner,
-)
+from pipeline.clickhouse_http import LOCALHOST, EmbeddedHttpServer
 from pipeline.config import Settings
 from pipeline.exceptions import ClickHouseError
 from pipeline.private_files import private_dir, private_umask, restrict_tree
+from pipeline.query_endpoint import QueryEndpoint, endpoint_for
 from pipeline.serde import Serde
 from sink.batch_writer import CommandHandler, InsertGuard
 from sink.clickhouse_sink import ClickHouseSink, PeriodicJob, SinkOptions, install_signal_handlers

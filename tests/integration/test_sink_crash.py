@@ -17,7 +17,7 @@ import pytest
 from clickhouse_connect.driver.exceptions import DatabaseError
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 
-from pipeline.clickhouse_http import owner_file
+from pipeline.chdb_owner import owner_file
 from pipeline.kafka.admin import KafkaAdmin
 from pipeline.schemas import default_catalog
 from pipeline.serde import AvroSerializer
