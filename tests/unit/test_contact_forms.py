@@ -29,7 +29,8 @@ from retention_jobs.report_evidence import Evidence, KafkaEvidence, RecordAges, 
 from streams.app import StreamsWorker, _Batch, _now
 from streams.consent_state import EMPTY, RESTRICTED, ConsentChange, ConsentStatement, SubjectConsent, apply, to_millis
 from streams.exceptions import InvalidEvent
-from streams.rows import H_RESTRICTED, RowBuilder
+from streams.row_types import H_RESTRICTED
+from streams.rows import RowBuilder
 from tests.support.contact_forms import T0, form_event
 
 KEYER = SubjectKeyer(bytes(range(32)))
