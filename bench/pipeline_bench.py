@@ -74,7 +74,7 @@ from pipeline.subject_keys import SubjectKeyer, load_pepper
 from pipeline.topics import CONSENT_CHANGELOG, DSR, DSR_SEEN_CHANGELOG, ERASURES_CHANGELOG
 from records.simulate import SimulatedEvent, SimulationConfig, TrafficMix, generate
 from records.wiring import Wiring
-from sink.clickhouse_sink import RECORD_TOPICS
+from sink.sink_options import RECORD_TOPICS
 
 SINK_GROUP = "cs-clickhouse-sink"
 SOLO_APP_ID = "cs-streams-bench-solo"
