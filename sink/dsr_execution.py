@@ -11,6 +11,7 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 
 from clickhouse_connect.driver.client import Client
 
@@ -162,7 +163,7 @@ def execute_by_type(
     kind = command.request_type
     try:
         if kind is RequestType.ACCESS:
-            return _access(client, command, settings, policy, tables, clock)
+            return _access(client, command, settings.data_dir, policy, tables, clock)
         if kind is RequestType.RECTIFICATION:
             return _rectify(client, command, settings.clickhouse_cluster, tables)
         if kind in (RequestType.RESTRICTION, RequestType.OBJECTION, RequestType.RESTRICTION_LIFTED):
@@ -174,22 +175,16 @@ def execute_by_type(
     return ExecutionResult(FAILED, {}, "unsupported request type")
 
 
-def _on_cluster(cluster: str | None, statement: str) -> str:
-    """On a cluster (CLICKHOUSE_CLUSTER): mutations and merges on the local tables ON
-    CLUSTER, new row versions inserted in the foreground (pipeline/clickhouse_cluster.py)."""
-    return statement_for(statement, cluster)
-
-
 def _access(
     client: Client,
     command: DsrCommand,
-    settings: Settings,
+    data_dir: Path,
     policy: Policy,
     tables: Sequence[TableModel],
     clock: Callable[[], datetime],
 ) -> ExecutionResult:
     rows = collect(client, tables, command.keys)
-    path = export_path(settings.data_dir, command.request_id)
+    path = export_path(data_dir, command.request_id)
     content = document(
         policy,
         tables,

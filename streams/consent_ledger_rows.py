@@ -13,18 +13,11 @@ from typing import Any
 from pipeline import topics
 from pipeline.policy import RecordPolicy
 from pipeline.subject_keys import IdentifierKind, SubjectKeyer
+from pipeline.topics import CONSENT_LEDGER_RECORD
 from streams import enrich
 from streams.consent_state import COOKIE_CATEGORIES, GEOLOCATION, ConsentChange, to_millis
 from streams.exceptions import InvalidEvent
-from streams.row_types import (
-    CONSENT_LEDGER_RECORD,
-    KEYED_COLUMNS,
-    PERSON_IDENTIFIERS,
-    ConsentLookup,
-    Outcome,
-    Row,
-    text_or_none,
-)
+from streams.row_types import KEYED_COLUMNS, PERSON_IDENTIFIERS, ConsentLookup, Outcome, Row, text_or_none
 
 
 class ConsentLedgerRows:

@@ -10,48 +10,32 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
+from pipeline import topics
 from pipeline.subject_keys import IdentifierKind
-from pipeline.topics import (
-    CALL_DETAIL_RECORD,
-    CALL_RECORDING,
-    CHAT_CONVERSATION,
-    CONSENT_CHANGED,
-    CONTACT_FORM_SUBMITTED,
-    COOKIE_CONSENT_CHANGED,
-)
 from streams import contact_forms
 from streams.consent_state import ConsentChange, SubjectConsent
-
-_NS = "cs.records."
-
-CHAT_CONVERSATION_RECORD = _NS + "ChatConversationRecord"
-CHAT_MESSAGE_RECORD = _NS + "ChatMessageRecord"
-CALL_RECORD = _NS + "CallRecord"
-CALL_RECORDING_RECORD = _NS + "CallRecordingRecord"
-CONSENT_LEDGER_RECORD = _NS + "ConsentLedgerRecord"
-SUBJECT_RECORD = _NS + "SubjectRecord"
 
 # Raw schema -> the policy record type whose `time_field` dates the event.
 RAW_RECORD_TYPES: Mapping[str, str] = MappingProxyType(
     {
-        CHAT_CONVERSATION: "chat_conversation",
-        CALL_DETAIL_RECORD: "call",
-        CALL_RECORDING: "call_recording",
-        CONSENT_CHANGED: "consent_ledger",
-        COOKIE_CONSENT_CHANGED: "consent_ledger",
-        CONTACT_FORM_SUBMITTED: contact_forms.RECORD_TYPE,
+        topics.CHAT_CONVERSATION: "chat_conversation",
+        topics.CALL_DETAIL_RECORD: "call",
+        topics.CALL_RECORDING: "call_recording",
+        topics.CONSENT_CHANGED: "consent_ledger",
+        topics.COOKIE_CONSENT_CHANGED: "consent_ledger",
+        topics.CONTACT_FORM_SUBMITTED: contact_forms.RECORD_TYPE,
     }
 )
 # Raw schema -> the raw field whose value is the id of the event's main row (its
 # `event_id` column; the builders below use the same fields).
 RAW_ROW_ID_FIELDS: Mapping[str, str] = MappingProxyType(
     {
-        CHAT_CONVERSATION: "conversation_id",
-        CALL_DETAIL_RECORD: "call_id",
-        CALL_RECORDING: "recording_id",
-        CONSENT_CHANGED: "event_id",
-        COOKIE_CONSENT_CHANGED: "event_id",
-        CONTACT_FORM_SUBMITTED: contact_forms.ROW_ID_FIELD,
+        topics.CHAT_CONVERSATION: "conversation_id",
+        topics.CALL_DETAIL_RECORD: "call_id",
+        topics.CALL_RECORDING: "recording_id",
+        topics.CONSENT_CHANGED: "event_id",
+        topics.COOKIE_CONSENT_CHANGED: "event_id",
+        topics.CONTACT_FORM_SUBMITTED: contact_forms.ROW_ID_FIELD,
     }
 )
 # The identifiers of a person (SubjectIdentifiers, and the chat's own fields).
@@ -59,12 +43,12 @@ PERSON_IDENTIFIERS = ("person_number", "app_username", "email", "phone", "visito
 # Raw fields holding an identifier, per raw schema ("subject." : inside the subject record).
 RAW_IDENTIFIER_FIELDS: Mapping[str, tuple[str, ...]] = MappingProxyType(
     {
-        CHAT_CONVERSATION: PERSON_IDENTIFIERS,
-        CALL_DETAIL_RECORD: ("caller_number",),
-        CALL_RECORDING: ("caller_number",),
-        CONSENT_CHANGED: tuple(f"subject.{name}" for name in PERSON_IDENTIFIERS),
-        COOKIE_CONSENT_CHANGED: ("visitor_id",),
-        CONTACT_FORM_SUBMITTED: contact_forms.RAW_IDENTIFIERS,
+        topics.CHAT_CONVERSATION: PERSON_IDENTIFIERS,
+        topics.CALL_DETAIL_RECORD: ("caller_number",),
+        topics.CALL_RECORDING: ("caller_number",),
+        topics.CONSENT_CHANGED: tuple(f"subject.{name}" for name in PERSON_IDENTIFIERS),
+        topics.COOKIE_CONSENT_CHANGED: ("visitor_id",),
+        topics.CONTACT_FORM_SUBMITTED: contact_forms.RAW_IDENTIFIERS,
     }
 )
 

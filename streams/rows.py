@@ -36,15 +36,21 @@ from datetime import datetime
 from typing import Any
 
 from pipeline import topics
-from pipeline.policy import Policy
+from pipeline.policy import Policy, RecordPolicy
 from pipeline.subject_keys import SubjectKeyer
 from pipeline.topics import (
     CALL_DETAIL_RECORD,
+    CALL_RECORD,
     CALL_RECORDING,
+    CALL_RECORDING_RECORD,
     CHAT_CONVERSATION,
+    CHAT_CONVERSATION_RECORD,
+    CHAT_MESSAGE_RECORD,
     CONSENT_CHANGED,
+    CONTACT_FORM_RECORD,
     CONTACT_FORM_SUBMITTED,
     COOKIE_CONSENT_CHANGED,
+    SUBJECT_RECORD,
 )
 from streams import contact_forms, enrich
 from streams.consent_ledger_rows import ConsentLedgerRows
@@ -57,12 +63,9 @@ from streams.consent_state import (
 from streams.enforce_consent import INVALID_PHONE, NO_CONSENT, ConsentInForce, Strip, enforce, rules_in_force
 from streams.event_times import implausible_time
 from streams.exceptions import InvalidEvent
+from streams.record_requirements import REQUIREMENTS
 from streams.row_types import (
-    CALL_RECORD,
-    CALL_RECORDING_RECORD,
     CHAT_CHANNELS,
-    CHAT_CONVERSATION_RECORD,
-    CHAT_MESSAGE_RECORD,
     H_OBJECTED,
     H_RESTRICTED,
     KEYED_COLUMNS,
@@ -70,7 +73,6 @@ from streams.row_types import (
     RAW_RECORD_TYPES,
     SUBJECT_FIELDS,
     SUBJECT_PRIMARY,
-    SUBJECT_RECORD,
     ConsentLookup,
     Outcome,
     Quarantine,
@@ -80,28 +82,11 @@ from streams.row_types import (
 )
 
 
-def _requirement_notice_before_start(event: Mapping[str, Any]) -> str | None:
-    notice = event.get("notice_played_at")
-    if notice is None:
-        return "recording without prior notice: no notice was played"
-    if notice > event["recording_started_at"]:
-        return "recording without prior notice: the notice was played after recording started"
-    return None
-
-
-# `requires` of a record policy -> check returning what failed (None: satisfied).
-REQUIREMENTS: Mapping[str, Callable[[Mapping[str, Any]], str | None]] = {
-    "recording_notice_before_start": _requirement_notice_before_start,
-}
-
-
 def _require(record: str, event: Mapping[str, Any], *names: str) -> None:
     """Ids that become row ids or Kafka keys must not be blank."""
     for name in names:
         if not event[name].strip():
             raise InvalidEvent(f"{record}.{name} is empty")
-
-
 
 
 class RowBuilder:
@@ -339,18 +324,7 @@ class RowBuilder:
             "answered_by_number": text_or_none(event["answered_by_number"]),
             "answered_by_user": text_or_none(event["answered_by_user"]),
         }
-        tracked = lookup(self._row_keys(row))
-        row, strips = enforce(self.call_policy, row, channel=None, consent=NO_CONSENT, rules=self._rules["call", None])
-        # The call history is a legal obligation: a number that is not E.164 (e.g. a
-        # withheld one) is kept as the operator delivered it, and gives no subject key.
-        row["caller_number"] = enrich.e164(row["caller_number"]) or row["caller_number"]
-        row["subject_keys"] = self._row_keys(row)
-        row.update(stripped=[str(s) for s in strips], ingested_at=now)
-        row["expires_at"] = enrich.expires_at(self.call_policy, row)
-        out = Outcome(
-            rows=[Row(topics.CALL_ENRICHED.name, event["call_id"], CALL_RECORD, row, self._headers(tracked))],
-            stripped=[StrippedField("call", s.field, s.reason) for s in strips],
-        )
+        out, row = self._call_row(self.call_policy, CALL_RECORD, event["call_id"], row, lookup, now)
         subject = self._subject(
             {"phone": row["caller_number"], "subject_keys": row["subject_keys"]}, event["event_time"]
         )
@@ -380,18 +354,34 @@ class RowBuilder:
             "recording_ended_at": event["recording_ended_at"],
             "duration_s": int((event["recording_ended_at"] - event["recording_started_at"]).total_seconds()),
         }
+        out, _ = self._call_row(self.recording_policy, CALL_RECORDING_RECORD, event["call_id"], row, lookup, now)
+        return out
+
+    def _call_row(
+        self,
+        record: RecordPolicy,
+        schema: str,
+        key: str,
+        row: dict[str, Any],
+        lookup: ConsentLookup,
+        now: datetime,
+    ) -> tuple[Outcome, dict[str, Any]]:
+        """A call's or recording's row enforced (no consent applies), keyed and stamped, on
+        cs.call.enriched.v1 under `key`; the outcome and the row as emitted. The call
+        history is a legal obligation: a number that is not E.164 (e.g. a withheld one) is
+        kept as the operator delivered it, and gives no subject key."""
         tracked = lookup(self._row_keys(row))
-        row, strips = enforce(
-            self.recording_policy, row, channel=None, consent=NO_CONSENT, rules=self._rules["call_recording", None]
-        )
+        rules = self._rules[record.record_type, None]
+        row, strips = enforce(record, row, channel=None, consent=NO_CONSENT, rules=rules)
         row["caller_number"] = enrich.e164(row["caller_number"]) or row["caller_number"]
         row["subject_keys"] = self._row_keys(row)
         row.update(stripped=[str(s) for s in strips], ingested_at=now)
-        row["expires_at"] = enrich.expires_at(self.recording_policy, row)
-        return Outcome(
-            rows=[Row(topics.CALL_ENRICHED.name, event["call_id"], CALL_RECORDING_RECORD, row, self._headers(tracked))],
-            stripped=[StrippedField("call_recording", s.field, s.reason) for s in strips],
+        row["expires_at"] = enrich.expires_at(record, row)
+        out = Outcome(
+            rows=[Row(topics.CALL_ENRICHED.name, key, schema, row, self._headers(tracked))],
+            stripped=[StrippedField(record.record_type, s.field, s.reason) for s in strips],
         )
+        return out, row
 
     # ---- contact forms --------------------------------------------------------------
 
@@ -403,7 +393,7 @@ class RowBuilder:
                 Row(
                     topics.CONTACT_FORM_ENRICHED.name,
                     row["submission_id"],
-                    contact_forms.CONTACT_FORM_RECORD,
+                    CONTACT_FORM_RECORD,
                     row,
                     self._headers(form.tracked),
                 )
@@ -414,4 +404,3 @@ class RowBuilder:
         if subject is not None:
             out.rows.append(subject)
         return out
-

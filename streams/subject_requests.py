@@ -66,8 +66,9 @@ from pipeline.dsr import (
 )
 from pipeline.dsr_contract import CommandEnvelope, request_digest
 from pipeline.subject_keys import normalise
+from pipeline.topics import SUBJECT_RECORD
 from streams.consent_state import EMPTY, OBJECTED, PURPOSE_CONSENT, RESTRICTED, ConsentChange, to_millis
-from streams.row_types import SUBJECT_RECORD, Outcome, Row
+from streams.row_types import Outcome, Row
 from streams.rows import RowBuilder
 
 SEEN_MARGIN = timedelta(hours=1)
