@@ -5,14 +5,13 @@ erasing one subject through the CLI, and the versions the results name."""
 from __future__ import annotations
 
 import platform
-import subprocess
 import time
 from collections import Counter
 from dataclasses import replace
 from importlib import metadata
 
 from bench.erasure_steps import erasure_steps
-from bench.stack import Stack, WorkerProcess, records_command, wait_for
+from bench.stack import Stack, WorkerProcess, wait_for
 from pipeline import topics
 from pipeline.event_producer import EventEncoder
 from pipeline.exceptions import RecordsError
@@ -108,17 +107,10 @@ def erase_one(stack: Stack, phone: str, timeout: float) -> tuple[float, dict[str
     from records.cli.dsr_cmd import find_receipt
 
     started, wall = time.perf_counter(), time.time()
-    result = subprocess.run(
-        [*records_command(), "dsr", "erase", "--phone", phone, "--reason", "benchmark", "--by", "bench",
-         "--identity-verified-by", "other"],
-        env=stack.env,
-        capture_output=True,
-        text=True,
-        check=False,
+    out = stack.run_records(
+        "dsr", "erase", "--phone", phone, "--reason", "benchmark", "--by", "bench", "--identity-verified-by", "other"
     )
-    if result.returncode != 0:
-        raise RecordsError(f"benchmark: `records dsr erase` failed: {result.stderr.strip()[-200:]}")
-    request_id = result.stdout.strip().splitlines()[-1]
+    request_id = out.strip().splitlines()[-1]
     receipt = find_receipt(stack.settings, request_id, wait_s=timeout)
     elapsed, ended = time.perf_counter() - started, time.time()
     if receipt is None or receipt.get("status") != "COMPLETED":

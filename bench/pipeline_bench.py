@@ -40,7 +40,6 @@ from __future__ import annotations
 import json
 import os
 import statistics
-import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -70,7 +69,6 @@ from bench.stack import (
     cpu_seconds,
     fresh_stack,
     peak_rss_mb,
-    records_command,
     self_peak_rss_mb,
     wait_for,
 )
@@ -196,12 +194,7 @@ def run_bench(options: BenchOptions, progress: Callable[[str], None] | None = No
             # 4. live protocol
             phase("live: records simulate")
             started = time.perf_counter()
-            simulate = subprocess.run(
-                [*records_command(), "simulate", "--events", str(options.live_events), "--seed", str(SEED + 1)],
-                env=stack.env, capture_output=True, text=True, check=False,
-            )
-            if simulate.returncode != 0:
-                raise RecordsError(f"benchmark: `records simulate` failed: {simulate.stderr.strip()[-200:]}")
+            stack.run_records("simulate", "--events", str(options.live_events), "--seed", str(SEED + 1))
             live_total = stack.topic_total(RAW)
             done = wait_for("the live traffic to be stored",
                             lambda: drained(stack, streams_group, live_total, SINK_GROUP),
