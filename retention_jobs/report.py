@@ -2,8 +2,11 @@
 commitment of the privacy notice, each with its live evidence and pass/fail.
 
 Collecting the evidence (ClickHouse queries, Kafka admin calls) lives in
-`report_collect.py`; rendering in `report_html.py` and the CLI. Nothing here does I/O, so
-every verdict is unit-tested with hand-made evidence.
+`report_collect.py`; the evidence types in `report_evidence.py`; the verdicts, one function
+per commitment, in `report_data_verdicts.py` (what is held, how long, the rights, Kafka)
+and `report_access_verdicts.py` (who sees it and where it goes); rendering in
+`report_html.py` and the CLI. Nothing here does I/O, so every verdict is unit-tested with
+hand-made evidence.
 
 A line fails when its evidence shows a breach, and also when the evidence could not be
 collected (e.g. Kafka unreachable): an unproven commitment is not a kept one.
