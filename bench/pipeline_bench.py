@@ -39,52 +39,53 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import statistics
-import subprocess
 import time
-from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from bench.erasure_steps import erasure_steps
+from bench.bench_steps import (
+    ENRICHED,
+    STREAMS_IN,
+    commit_at_end,
+    drained,
+    erase_one,
+    first_count,
+    frequent_callers,
+    kafka_version,
+    measure_producer,
+    percentile,
+    prebuilt_messages,
+    renamed_changelog,
+    versions,
+)
 from bench.plain_loop import RAW, run_plain_loop
 from bench.quix_peer import QUIXSTREAMS, ensure_quix_venv, run_quix_peer
 from bench.rss_sampler import RssSampler
 from bench.stack import (
-    Stack,
-    WorkerProcess,
     cpu_seconds,
     fresh_stack,
     peak_rss_mb,
-    records_command,
     self_peak_rss_mb,
     wait_for,
 )
 from bench.store_fill import fill_store, stored_row_count
 from pipeline import topics
-from pipeline.event_producer import EventEncoder
 from pipeline.exceptions import RecordsError
-from pipeline.kafka.admin import ensure_topics, group_lag, watermarks
+from pipeline.kafka.admin import ensure_topics, group_lag
 from pipeline.subject_keys import SubjectKeyer, load_pepper
 from pipeline.topics import CONSENT_CHANGELOG, DSR, DSR_SEEN_CHANGELOG, ERASURES_CHANGELOG
-from records.simulate import SimulatedEvent, SimulationConfig, TrafficMix, generate
-from records.wiring import Wiring
-from sink.clickhouse_sink import RECORD_TOPICS
+from records.simulate import SimulationConfig, TrafficMix, generate
 
 SINK_GROUP = "cs-clickhouse-sink"
 SOLO_APP_ID = "cs-streams-bench-solo"
 SOLO_SINK_GROUP = "cs-clickhouse-sink-bench-solo"
 SINK_ARGS = ["worker", "sink", "--loglevel", "warning", "--http-port", "0"]
 CHANGELOGS = (CONSENT_CHANGELOG, ERASURES_CHANGELOG, DSR_SEEN_CHANGELOG)
-FIRST_BATCH_TIMEOUT_S = 180.0  # a worker that has counted nothing by then is stuck
 SEED = 7
-ENRICHED = [spec.name for spec in RECORD_TOPICS]
-STREAMS_IN = "records_streams_events_in"
 SINK_ROWS = "records_sink_rows_inserted"
 # How often the workers' metrics and the groups' lag are read while they drain: each
 # scrape costs the worker a little CPU (its Prometheus endpoint shares the GIL).
@@ -126,129 +127,6 @@ class BenchOptions:
         return max(100, self.events // 4)
 
 
-Message = tuple[str, str | bytes | None, bytes, list[tuple[str, bytes]] | None]
-
-
-def _prebuilt(events: list[SimulatedEvent], keyer: SubjectKeyer) -> list[Message]:
-    encoder = EventEncoder(keyer=keyer)
-    out: list[Message] = []
-    for event in events:
-        if event.record is not None:
-            assert event.schema_name is not None
-            encoded = encoder.encode(event.schema_name, event.record)
-            out.append((encoded.topic, encoded.key, encoded.value, None))
-        else:
-            assert event.raw is not None
-            out.append((event.topic, event.key, event.raw, list(event.headers)))
-    return out
-
-
-def _phones(events: list[SimulatedEvent], count: int) -> list[str]:
-    """The most frequent callers of the simulated calls (the subjects to erase)."""
-    callers = Counter(
-        str(e.record["caller_number"])
-        for e in events
-        if e.record is not None and e.schema_name and e.schema_name.endswith("CallDetailRecord")
-        and str(e.record.get("caller_number") or "").startswith("+")
-    )
-    return [phone for phone, _ in callers.most_common(count)]
-
-
-def _measure_producer(stack: Stack, messages: list[Message]) -> float:
-    with Wiring(stack.settings).event_producer() as producer:
-        started = time.perf_counter()
-        for i, (topic, key, value, headers) in enumerate(messages, 1):
-            producer.send_raw(topic, value, key=key, headers=headers)
-            if i % 1000 == 0:
-                producer.poll()
-        stats = producer.flush()
-        elapsed = time.perf_counter() - started
-    if not stats.ok or stats.delivered != len(messages):
-        raise RecordsError(f"benchmark: producer delivered {stats.delivered} of {len(messages)}")
-    return len(messages) / elapsed
-
-
-def _drained(stack: Stack, streams: list[WorkerProcess], raw_total: int, sink_group: str) -> bool:
-    """Every raw message counted by the streams workers and every enriched message
-    committed by the sink."""
-    if sum(worker.metric(STREAMS_IN) for worker in streams) < raw_total:
-        return False
-    return group_lag(stack.admin, sink_group, ENRICHED) == 0
-
-
-def _first_count(worker: WorkerProcess, family: str, workers: list[WorkerProcess], timeout: float) -> float:
-    return wait_for(f"{worker.name} to count its first batch", lambda: worker.metric(family) > 0, workers,
-                    timeout=min(timeout, FIRST_BATCH_TIMEOUT_S), every=0.1)
-
-
-def _renamed(spec: topics.TopicSpec, app_id: str) -> topics.TopicSpec:
-    """A changelog spec of the default streams app id for another app id."""
-    return replace(spec, name=app_id + spec.name.removeprefix(topics.STREAMS_APP_ID))
-
-
-def _commit_at_end(stack: Stack, group: str, topic_names: list[str]) -> None:
-    """Start `group` at the end of `topic_names` (the solo streams worker must not re-run
-    the erasures of cs.dsr.v1)."""
-    from confluent_kafka import Consumer, TopicPartition
-
-    consumer = Consumer({**stack.settings.kafka.as_librdkafka_dict(), "group.id": group, "enable.auto.commit": False})
-    try:
-        ends = [TopicPartition(t, p, high) for (t, p), (_, high) in watermarks(stack.admin, topic_names).items()]
-        consumer.commit(offsets=ends, asynchronous=False)
-    finally:
-        consumer.close()
-
-
-def _erase(stack: Stack, phone: str, timeout: float) -> tuple[float, dict[str, float]]:
-    """`records dsr erase` for one phone number until its COMPLETED receipt: seconds, and
-    the seconds of each step (bench/erasure_steps.py)."""
-    from records.cli.dsr_cmd import find_receipt
-
-    started, wall = time.perf_counter(), time.time()
-    result = subprocess.run(
-        [*records_command(), "dsr", "erase", "--phone", phone, "--reason", "benchmark", "--by", "bench",
-         "--identity-verified-by", "other"],
-        env=stack.env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if result.returncode != 0:
-        raise RecordsError(f"benchmark: `records dsr erase` failed: {result.stderr.strip()[-200:]}")
-    request_id = result.stdout.strip().splitlines()[-1]
-    receipt = find_receipt(stack.settings, request_id, wait_s=timeout)
-    elapsed, ended = time.perf_counter() - started, time.time()
-    if receipt is None or receipt.get("status") != "COMPLETED":
-        status = "none" if receipt is None else receipt.get("status")
-        raise RecordsError(f"benchmark: erasure {request_id} ended with receipt {status}")
-    return elapsed, erasure_steps(stack.settings, request_id, wall, ended)
-
-
-def _percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    index = min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))
-    return ordered[index]
-
-
-def versions() -> dict[str, str]:
-    names = ("faust-streaming", "aiokafka", "confluent-kafka", "fastavro", "chdb", "clickhouse-connect", "quixstreams")
-    out = {"python": platform.python_version()}
-    for name in names:
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            continue
-    import confluent_kafka
-
-    out["librdkafka"] = confluent_kafka.libversion()[0]
-    return out
-
-
-def _kafka_version(stack: Stack) -> str:
-    jars = sorted(stack.broker.libs_dir.glob("kafka_2.13-*.jar"))
-    return jars[0].stem.split("-", 1)[1] if jars else "?"
-
-
 def run_bench(options: BenchOptions, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Run every protocol on a fresh stack; returns the results (see REQUIRED_KEYS).
     `progress` is told the name of each phase as it starts."""
@@ -278,14 +156,14 @@ def run_bench(options: BenchOptions, progress: Callable[[str], None] | None = No
             sampler.start()
             stack.on_spawn = lambda worker: sampler.watch(worker.name, worker.process.pid)
         keyer = SubjectKeyer(load_pepper(stack.settings))
-        messages = _prebuilt(events, keyer)
+        messages = prebuilt_messages(events, keyer)
         result: dict[str, Any] = {"events": len(messages)}
         if options.keep:
             result["stack_dir"] = str(stack.root)
 
         # 1. producer (and the backlog)
         phase("producer")
-        result["producer_events_per_s"] = _measure_producer(stack, messages)
+        result["producer_events_per_s"] = measure_producer(stack, messages)
         raw_total = stack.topic_total(RAW)
 
         backlog_total = raw_total
@@ -306,9 +184,9 @@ def run_bench(options: BenchOptions, progress: Callable[[str], None] | None = No
         startup: dict[str, float] = {}
         try:
             for worker in streams_group:
-                startup[worker.name] = _first_count(worker, STREAMS_IN, workers, timeout) - worker.started
-            startup["sink"] = _first_count(sink, SINK_ROWS, workers, timeout) - sink.started
-            done = wait_for("the backlog to be stored", lambda: _drained(stack, streams_group, raw_total, SINK_GROUP),
+                startup[worker.name] = first_count(worker, STREAMS_IN, workers, timeout) - worker.started
+            startup["sink"] = first_count(sink, SINK_ROWS, workers, timeout) - sink.started
+            done = wait_for("the backlog to be stored", lambda: drained(stack, streams_group, raw_total, SINK_GROUP),
                             workers, timeout=timeout, every=POLL_S)
             result["e2e_events_per_s"] = raw_total / (done - streams.started)
             result["e2e_seconds"] = done - streams.started
@@ -316,21 +194,16 @@ def run_bench(options: BenchOptions, progress: Callable[[str], None] | None = No
             # 4. live protocol
             phase("live: records simulate")
             started = time.perf_counter()
-            simulate = subprocess.run(
-                [*records_command(), "simulate", "--events", str(options.live_events), "--seed", str(SEED + 1)],
-                env=stack.env, capture_output=True, text=True, check=False,
-            )
-            if simulate.returncode != 0:
-                raise RecordsError(f"benchmark: `records simulate` failed: {simulate.stderr.strip()[-200:]}")
+            stack.run_records("simulate", "--events", str(options.live_events), "--seed", str(SEED + 1))
             live_total = stack.topic_total(RAW)
             done = wait_for("the live traffic to be stored",
-                            lambda: _drained(stack, streams_group, live_total, SINK_GROUP),
+                            lambda: drained(stack, streams_group, live_total, SINK_GROUP),
                             workers, timeout=timeout, every=POLL_S)
             result["live_events_per_s"] = (live_total - raw_total) / (done - started)
             raw_total = live_total
 
             # 5. erasure, full path, with at least `store_rows` rows stored
-            phones = _phones(events, options.erasures + 1)
+            phones = frequent_callers(events, options.erasures + 1)
             if options.store_rows:
                 phase(f"store: copies of the stored rows up to {options.store_rows:,} (sink stopped)")
                 sink.stop()
@@ -340,17 +213,17 @@ def run_bench(options: BenchOptions, progress: Callable[[str], None] | None = No
                 sink = stack.spawn("sink_after_fill", SINK_ARGS)
                 workers.append(sink)
                 for phone in phones[options.erasures:]:  # warm-up, not timed: the new sink consumes
-                    _erase(stack, phone, timeout=timeout)
+                    erase_one(stack, phone, timeout=timeout)
             else:
                 result["erasure_store_rows"] = stored_row_count(stack)
             phase(f"erasure: records dsr erase ({result['erasure_store_rows']:,} rows stored)")
-            timed = [_erase(stack, phone, timeout=120) for phone in phones[: options.erasures]]
+            timed = [erase_one(stack, phone, timeout=120) for phone in phones[: options.erasures]]
             latencies = [seconds for seconds, _ in timed]
             result["erasure_steps_s"] = [steps for _, steps in timed]
             if not latencies:
                 raise RecordsError("benchmark: the simulation made no calls to erase")
             result["erasure_full_path_p50_s"] = statistics.median(latencies)
-            result["erasure_full_path_p95_s"] = _percentile(latencies, 0.95)
+            result["erasure_full_path_p95_s"] = percentile(latencies, 0.95)
             result["erasure_requests"] = len(latencies)
         finally:
             for worker in workers:
@@ -359,13 +232,13 @@ def run_bench(options: BenchOptions, progress: Callable[[str], None] | None = No
 
         # 6. streams alone, on every raw message (or for solo_max_s after its first batch)
         phase("streams alone")
-        _commit_at_end(stack, SOLO_APP_ID, [DSR.name])
+        commit_at_end(stack, SOLO_APP_ID, [DSR.name])
         # Its changelogs exist before it starts, as `records topics ensure` makes the real
         # ones: faust creating them itself sometimes races its own metadata and stalls.
-        ensure_topics(stack.admin, [_renamed(spec, SOLO_APP_ID) for spec in CHANGELOGS])
+        ensure_topics(stack.admin, [renamed_changelog(spec, SOLO_APP_ID) for spec in CHANGELOGS])
         solo = stack.spawn("streams-solo", ["worker", "streams", "--loglevel", "warning", "--app-id", SOLO_APP_ID])
         try:
-            first = _first_count(solo, STREAMS_IN, [solo], timeout)
+            first = first_count(solo, STREAMS_IN, [solo], timeout)
             at_first = solo.metric(STREAMS_IN)
             done = wait_for(
                 "the solo streams worker",
@@ -411,7 +284,7 @@ def run_bench(options: BenchOptions, progress: Callable[[str], None] | None = No
             env={"RECORDS_CHDB_PATH": str(stack.root / "chdb-solo")},
         )
         try:
-            first = _first_count(solo_sink, SINK_ROWS, [solo_sink], timeout)
+            first = first_count(solo_sink, SINK_ROWS, [solo_sink], timeout)
             at_first = solo_sink.metric(SINK_ROWS)
             cpu_at_first = cpu_seconds(solo_sink.process.pid)
             done = wait_for(
@@ -439,7 +312,7 @@ def run_bench(options: BenchOptions, progress: Callable[[str], None] | None = No
         result["streams_vs_bare_loop"] = result["streams_events_per_s"] / result["bare_loop_events_per_s"]
         if "quix_events_per_s" in result:
             result["streams_vs_quix"] = result["streams_events_per_s"] / result["quix_events_per_s"]
-        result["versions"] = {**versions(), "kafka": _kafka_version(stack)}
+        result["versions"] = {**versions(), "kafka": kafka_version(stack)}
         if sampler is not None:
             sampler.stop()
             result["memory"] = sampler.report()

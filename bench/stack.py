@@ -10,6 +10,7 @@ stops the broker and deletes the directory.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import secrets
 import shutil
@@ -90,6 +91,15 @@ class Stack:
     def topic_total(self, names: list[str]) -> int:
         """Messages on `names` (high minus low watermark, all partitions)."""
         return sum(high - low for low, high in watermarks(self.admin, names).values())
+
+    def run_records(self, *args: str) -> str:
+        """Run `records <args>` to its end with the stack's environment: its stdout, or
+        RecordsError naming the command with the end of its stderr."""
+        done = subprocess.run([*records_command(), *args], env=self.env, capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            command = " ".join(itertools.takewhile(lambda arg: not arg.startswith("-"), args))
+            raise RecordsError(f"benchmark: `records {command}` failed: {done.stderr.strip()[-300:]}")
+        return done.stdout
 
     def spawn(self, name: str, args: list[str], *, env: Mapping[str, str] | None = None) -> WorkerProcess:
         """Start `records <args>` with the stack's environment (plus `env`)."""

@@ -15,11 +15,9 @@ from __future__ import annotations
 
 import json
 import math
-import subprocess
 
-from bench.stack import Stack, records_command
+from bench.stack import Stack
 from pipeline.clickhouse_ddl import TableModel, table_models
-from pipeline.exceptions import RecordsError
 
 
 def subject_models() -> list[TableModel]:
@@ -42,16 +40,7 @@ def copy_rows_sql(model: TableModel, copies: int) -> str:
 
 
 def _sql(stack: Stack, statement: str) -> str:
-    result = subprocess.run(
-        [*records_command(), "sql", "--format", "json", statement],
-        env=stack.env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if result.returncode != 0:
-        raise RecordsError(f"benchmark: `records sql` failed: {result.stderr.strip()[-300:]}")
-    return result.stdout
+    return stack.run_records("sql", "--format", "json", statement)
 
 
 def stored_row_count(stack: Stack) -> int:

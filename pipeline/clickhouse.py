@@ -19,7 +19,7 @@ from clickhouse_connect.driver.exceptions import OperationalError, scrub_error_d
 from clickhouse_connect.driver.summary import QuerySummary
 
 from pipeline.access_users import Credential, read_owner_credential
-from pipeline.clickhouse_http import read_owner
+from pipeline.chdb_owner import read_owner
 from pipeline.config import Secret, Settings
 from pipeline.exceptions import ClickHouseError
 from pipeline.private_files import private_dir

@@ -33,7 +33,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 from pipeline.epoch_millis import from_millis as from_millis  # re-exported: the DSR modules import it from here
 from pipeline.epoch_millis import to_millis
-from pipeline.exceptions import ConfigError, RecordsError
+from pipeline.exceptions import CheckFailed, ConfigError
 from pipeline.private_files import private_dir
 from pipeline.schemas import AvroSchema, default_catalog
 from pipeline.subject_keys import IdentifierKind
@@ -106,12 +106,8 @@ class RejectReason(enum.StrEnum):
     INVALID = "request is malformed"
 
 
-class DsrRejected(RecordsError):
+class DsrRejected(CheckFailed[RejectReason]):
     """A request failed a check; `reason` says which (never a value)."""
-
-    def __init__(self, reason: RejectReason, detail: str = "") -> None:
-        self.reason = reason
-        super().__init__(reason.value + (f": {detail}" if detail else ""))
 
 
 def key_id(public_key: Ed25519PublicKey) -> str:

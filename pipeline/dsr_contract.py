@@ -47,7 +47,7 @@ from pipeline.dsr import (
     key_id,
     to_millis,
 )
-from pipeline.exceptions import RecordsError
+from pipeline.exceptions import CheckFailed
 
 H_DSR_COMMAND = "dsr.command"
 H_DSR_COMMAND_SIGNATURE = "dsr.command.signature"
@@ -75,12 +75,8 @@ class CommandRejectReason(enum.StrEnum):
     REPLAYED = "a different command for this request was executed already"
 
 
-class CommandRejected(RecordsError):
+class CommandRejected(CheckFailed[CommandRejectReason]):
     """A command the sink must not execute; `reason` says which check failed (no values)."""
-
-    def __init__(self, reason: CommandRejectReason, detail: str = "") -> None:
-        self.reason = reason
-        super().__init__(reason.value + (f": {detail}" if detail else ""))
 
 
 def request_digest(value: bytes) -> str:

@@ -24,12 +24,12 @@ import json
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from types import TracebackType
 from typing import Any
 
 from pipeline.avro_json import RecordValidationError, from_json
 from pipeline.config import KafkaConnection
 from pipeline.exceptions import KafkaClientError, RecordsError
+from pipeline.kafka.closed_on_exit import ClosedOnExit
 from pipeline.kafka.producer import KafkaProducer
 from pipeline.schemas import AvroSchema
 from pipeline.serde import AvroSerializer, Serde, SerdeError
@@ -237,7 +237,7 @@ class ProduceStats:
         return ", ".join(parts)
 
 
-class EventProducer:
+class EventProducer(ClosedOnExit):
     """Send input records to their topics with their keys; use as a context manager.
 
         with EventProducer(settings.kafka, serde=serde, keyer=keyer) as producer:
@@ -313,10 +313,6 @@ class EventProducer:
             unconfirmed=unconfirmed,
         )
 
-    def __enter__(self) -> EventProducer:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
+    def close(self) -> None:
+        """Flush what is queued (the end of a `with` block); the stats stay readable."""
         self.flush()

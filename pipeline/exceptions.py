@@ -3,6 +3,11 @@ carries a one-line message without personal data."""
 
 from __future__ import annotations
 
+import enum
+from typing import Generic, TypeVar
+
+ReasonT = TypeVar("ReasonT", bound=enum.StrEnum)
+
 
 class RecordsError(Exception):
     """Root of every error raised by this project."""
@@ -31,3 +36,12 @@ class ClickHouseError(RecordsError):
 
 class AccessError(RecordsError):
     """A user or credential of the embedded query endpoint is missing or invalid."""
+
+
+class CheckFailed(RecordsError, Generic[ReasonT]):
+    """A check refused its input: `reason`, a member of the check's reason enum whose value
+    is the message, says which; `detail` adds context, never a value of the input."""
+
+    def __init__(self, reason: ReasonT, detail: str = "") -> None:
+        self.reason: ReasonT = reason
+        super().__init__(reason.value + (f": {detail}" if detail else ""))

@@ -1,6 +1,6 @@
 """Pure: whether one query may run on the embedded endpoint, decided on the engine's own parse.
 
-The endpoint (pipeline/clickhouse_http.py) asks the engine three things and this module
+The endpoint (pipeline/query_endpoint.py) asks the engine three things and this module
 decides on the answers, so nothing here guesses at SQL syntax:
 
 1. `formatQuery(<final text>)`: the text exactly as it would run (the client's SQL plus the

@@ -78,6 +78,14 @@ CALL_RECORDING = _NS + "CallRecording"
 CONSENT_CHANGED = _NS + "ConsentChanged"
 COOKIE_CONSENT_CHANGED = _NS + "CookieConsentChanged"
 CONTACT_FORM_SUBMITTED = _NS + "ContactFormSubmitted"
+# The enriched records the streams stage emits, each in the shape of its table's rows.
+CHAT_CONVERSATION_RECORD = _NS + "ChatConversationRecord"
+CHAT_MESSAGE_RECORD = _NS + "ChatMessageRecord"
+CALL_RECORD = _NS + "CallRecord"
+CALL_RECORDING_RECORD = _NS + "CallRecordingRecord"
+CONSENT_LEDGER_RECORD = _NS + "ConsentLedgerRecord"
+SUBJECT_RECORD = _NS + "SubjectRecord"
+CONTACT_FORM_RECORD = _NS + "ContactFormRecord"
 CHAT = TopicSpec(
     "cs.chat.v1",
     "conversation id",
@@ -130,7 +138,7 @@ CHAT_ENRICHED = TopicSpec(
     "enforced, enriched chat records",
     3,
     _delete(7 * DAY_MS),
-    value_schemas=(_NS + "ChatConversationRecord", _NS + "ChatMessageRecord"),
+    value_schemas=(CHAT_CONVERSATION_RECORD, CHAT_MESSAGE_RECORD),
 )
 CALL_ENRICHED = TopicSpec(
     "cs.call.enriched.v1",
@@ -138,7 +146,7 @@ CALL_ENRICHED = TopicSpec(
     "enforced, enriched call records",
     3,
     _delete(7 * DAY_MS),
-    value_schemas=(_NS + "CallRecord", _NS + "CallRecordingRecord"),
+    value_schemas=(CALL_RECORD, CALL_RECORDING_RECORD),
 )
 # Not in the first architecture draft: the consent ledger table needs subject keys, which
 # only the streams stage (holder of the pepper) computes, so its rows get their own topic.
@@ -148,7 +156,7 @@ CONSENT_LEDGER = TopicSpec(
     "consent ledger rows (proof of consent) with subject keys",
     3,
     _delete(7 * DAY_MS),
-    value_schemas=(_NS + "ConsentLedgerRecord",),
+    value_schemas=(CONSENT_LEDGER_RECORD,),
 )
 QUARANTINE = TopicSpec("cs.quarantine.v1", "source key", "events held back by policy", 1, _delete(7 * DAY_MS))
 SUBJECTS = TopicSpec(
@@ -157,7 +165,7 @@ SUBJECTS = TopicSpec(
     "current contact details per subject",
     3,
     _compact(),
-    value_schemas=(_NS + "SubjectRecord",),
+    value_schemas=(SUBJECT_RECORD,),
 )
 CONSENT_CHANGELOG = TopicSpec(
     f"{STREAMS_APP_ID}-{CONSENT_TABLE}-changelog",
@@ -218,7 +226,7 @@ CONTACT_FORM_ENRICHED = TopicSpec(
     "enforced, enriched contact-form records",
     3,
     _delete(7 * DAY_MS),
-    value_schemas=(_NS + "ContactFormRecord",),
+    value_schemas=(CONTACT_FORM_RECORD,),
 )
 
 ALL_TOPICS: tuple[TopicSpec, ...] = (

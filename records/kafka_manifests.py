@@ -30,15 +30,22 @@ class KafkaTarget:
     replicas: int = 3
 
 
+def _metadata(name: str, target: KafkaTarget, annotations: dict[str, str]) -> dict[str, Any]:
+    """A resource's metadata: its name, the labels tying it to the cluster and the project."""
+    return {
+        "name": name,
+        "labels": {"strimzi.io/cluster": target.cluster, "app.kubernetes.io/part-of": "cs-records"},
+        "annotations": annotations,
+    }
+
+
 def kafka_topic(spec: TopicSpec, target: KafkaTarget) -> dict[str, Any]:
     return {
         "apiVersion": STRIMZI_API,
         "kind": "KafkaTopic",
-        "metadata": {
-            "name": spec.name,
-            "labels": {"strimzi.io/cluster": target.cluster, "app.kubernetes.io/part-of": "cs-records"},
-            "annotations": {"cs-records/key": spec.key, "cs-records/description": spec.description},
-        },
+        "metadata": _metadata(
+            spec.name, target, {"cs-records/key": spec.key, "cs-records/description": spec.description}
+        ),
         "spec": {
             "topicName": spec.name,
             "partitions": spec.partitions,
@@ -63,11 +70,7 @@ def kafka_user(principal: Principal, target: KafkaTarget) -> dict[str, Any]:
     return {
         "apiVersion": STRIMZI_API,
         "kind": "KafkaUser",
-        "metadata": {
-            "name": principal.name,
-            "labels": {"strimzi.io/cluster": target.cluster, "app.kubernetes.io/part-of": "cs-records"},
-            "annotations": {"cs-records/component": principal.component},
-        },
+        "metadata": _metadata(principal.name, target, {"cs-records/component": principal.component}),
         "spec": {
             "authentication": {"type": "scram-sha-512"},
             "authorization": {"type": "simple", "acls": rules},

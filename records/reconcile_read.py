@@ -41,8 +41,9 @@ from retention_jobs.reconcile import (
     StoredRow,
     reconcile,
 )
-from streams.rows import RAW_RECORD_TYPES, RAW_ROW_ID_FIELDS, RowBuilder
-from streams.rows import to_millis as _to_millis
+from streams.consent_state import to_millis as _to_millis
+from streams.row_types import RAW_RECORD_TYPES, RAW_ROW_ID_FIELDS
+from streams.rows import RowBuilder
 
 RAW_TOPICS: tuple[str, ...] = (topics.CHAT.name, topics.CALL.name, topics.CONSENT.name, topics.CONTACT_FORM.name)
 # Row ids (36-character UUIDs and the like) per query: a chunk stays under ClickHouse's default

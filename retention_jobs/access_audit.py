@@ -11,9 +11,9 @@ import urllib.request
 from pipeline.access_log import read_entries
 from pipeline.access_roles import Role
 from pipeline.access_users import UserStore
-from pipeline.clickhouse_http import read_owner
+from pipeline.chdb_owner import read_owner
 from pipeline.config import Settings
-from retention_jobs.report import AccessEvidence
+from retention_jobs.report_evidence import AccessEvidence
 
 _PROBE_TIMEOUT_S = 10
 

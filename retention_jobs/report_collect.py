@@ -30,8 +30,9 @@ from pipeline.config import Settings
 from pipeline.dsr import RECEIPT_SCHEMA
 from pipeline.exports import exports_dir, exports_state
 from pipeline.policy import FieldRule, Policy, RecordPolicy
+from pipeline.topics import CONSENT_LEDGER_RECORD
 from retention_jobs.enforce import table_age
-from retention_jobs.report import (
+from retention_jobs.report_evidence import (
     ConsentBreach,
     DsrStats,
     Evidence,
@@ -44,7 +45,6 @@ from retention_jobs.report import (
 )
 
 _DAY_MS = 86_400_000
-_LEDGER_SCHEMA = "cs.records.ConsentLedgerRecord"
 _NOTICE_COLUMN = "notice_played_at"
 
 
@@ -199,7 +199,7 @@ def _needs_condition(rule: FieldRule, columns: set[str]) -> str:
 
 
 def _consent_breaches(client: Client, policy: Policy, models: list[TableModel]) -> tuple[ConsentBreach, ...]:
-    ledger = policy.for_schema(_LEDGER_SCHEMA)
+    ledger = policy.for_schema(CONSENT_LEDGER_RECORD)
     out: list[ConsentBreach] = []
     for model in models:
         columns = {c.name for c in model.columns}

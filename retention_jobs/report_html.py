@@ -7,7 +7,8 @@ from __future__ import annotations
 from html import escape
 
 from retention_jobs.linger import format_ms
-from retention_jobs.report import Report, ReportLine
+from retention_jobs.report import Report
+from retention_jobs.report_evidence import ReportLine
 from retention_jobs.svg_charts import BAD_COLOUR, MUTED_COLOUR, OK_COLOUR, Bar, bar_chart, column_chart
 
 _CSS = """

@@ -19,7 +19,7 @@ from pipeline.kafka.admin import KafkaAdmin, TopicChange, TopicState, ensure_top
 from pipeline.policy import Policy
 from pipeline.topics import ALL_TOPICS, TopicSpec
 from retention_jobs.linger import Linger, LingerError, topic_linger
-from retention_jobs.report import KafkaEvidence, TopicEvidence
+from retention_jobs.report_evidence import KafkaEvidence, TopicEvidence
 
 # Reading configurations waits at most this long: an unreachable cluster makes the audit
 # fail (and the report's Kafka lines "unknown") without holding them for long.

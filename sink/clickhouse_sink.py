@@ -32,7 +32,8 @@ One batch:
    rewound to the batch's first offsets, the others resume from the last commit at their
    next owner. A rebalance between batches first writes and commits the batch in hand.
 This module is the loop: consumption, batching, commits, backoff, rebalances, lag and the
-periodic jobs; it writes nothing to the store itself. Steps 2-4 hold the engine lock, which the
+periodic jobs (sink/between_batches.py; offsets: sink/batch_offsets.py; its options:
+sink/sink_options.py); it writes nothing to the store itself. Steps 2-4 hold the engine lock, which the
 embedded HTTP endpoint shares.
 
 Idempotent by event id: every table is a ReplacingMergeTree ordered by the row id and
@@ -50,105 +51,35 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import signal
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Iterable
 
 from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import ClickHouseError as DriverError
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from prometheus_client import CollectorRegistry
 
-from pipeline import topics
 from pipeline.clickhouse_ddl import table_models
 from pipeline.config import Settings
 from pipeline.exceptions import KafkaClientError, RecordsError
 from pipeline.kafka.consumer import KafkaConsumer, is_fatal
 from pipeline.policy import Policy, default_policy
 from pipeline.serde import Serde
-from pipeline.topics import TopicSpec
 from sink.batch import Batch, KafkaMessage, Routes, describe
+from sink.batch_offsets import commit_offsets, consumer_failed, partitions_text, rewind
 from sink.batch_writer import BatchWriter, CommandHandler, InsertGuard
+from sink.between_batches import JobSchedule, observe_lag, one_line
 from sink.consent_withdrawal import consent_bound, ledger_model
 from sink.exceptions import KafkaSinkError
 from sink.metrics import SinkMetrics
+from sink.sink_options import PeriodicJob, SinkOptions
 
 log = logging.getLogger(__name__)
 
-DEFAULT_GROUP_ID = "cs-clickhouse-sink"
-RECORD_TOPICS: tuple[TopicSpec, ...] = (
-    topics.CHAT_ENRICHED,
-    topics.CALL_ENRICHED,
-    topics.CONSENT_LEDGER,
-    topics.DSR_RECEIPTS,
-    topics.CONTACT_FORM_ENRICHED,
-)
 # A write step failing with one of these is retried; anything else is a bug and stops the
 # sink (its batch is replayed after the restart).
 _RETRYABLE = (RecordsError, DriverError, KafkaException)
-
-
-@dataclass(frozen=True)
-class SinkOptions:
-    """Tuning and wiring of one sink process.
-
-    batch_size: messages per batch. 50,000 by default: ClickHouse inserts get cheaper
-    per row up to ~100k rows per insert (fewer, larger parts and merges), while a batch
-    must stay small enough to replay quickly after a crash and to keep memory bounded
-    (~20 MB of chat records); bench/bench_sink.py measures the curve.
-    batch_max_s: the longest a message waits before it is written (freshness for analysts).
-    """
-
-    group_id: str = DEFAULT_GROUP_ID
-    # Static group membership: a sink restarted with the same instance id gets its
-    # partitions back at once instead of waiting for the dead member's session to expire.
-    # Embedded mode has a natural one (one sink per chDB directory); None: dynamic.
-    instance_id: str | None = None
-    session_timeout_ms: int = 10_000
-    batch_size: int = 50_000
-    batch_max_s: float = 1.0
-    batch_max_bytes: int = 64 * 1024 * 1024
-    poll_max: int = 10_000
-    retry_initial_s: float = 0.5
-    retry_max_s: float = 30.0
-    lag_every_s: float = 1.0
-    record_topics: tuple[TopicSpec, ...] = RECORD_TOPICS
-    dlq_topic: str = topics.DLQ.name
-    # No other process writes the store (embedded mode: one sink per chDB directory), so
-    # consent withdrawals are applied from in-memory state, without a query per batch
-    # (sink/clear_before_insert.py). run_sink sets False in server mode, where several
-    # sinks of the group share the store.
-    sole_writer: bool = True
-    # Periodic jobs due at start (retention) wait for the first committed batch, at most
-    # this long: start-up is the time to the first rows stored.
-    jobs_wait_s: float = 10.0
-
-    def with_topic_suffix(self, suffix: str) -> SinkOptions:
-        """The same sink on renamed topics (isolated runs: tests, benchmarks)."""
-        if not suffix:
-            return self
-        return replace(
-            self,
-            record_topics=tuple(replace(spec, name=spec.name + suffix) for spec in self.record_topics),
-            dlq_topic=self.dlq_topic + suffix,
-        )
-
-
-@dataclass(frozen=True)
-class PeriodicJob:
-    """Work that needs the store's owner, run between batches on the sink's thread under
-    the engine lock, first at start (if `run_at_start`: once the first batch is committed,
-    or `SinkOptions.jobs_wait_s` after the start if none came, so a job never delays the
-    first rows) and then every `every_s` seconds.
-    A failing job is logged and counted; it never stops the sink. Keep it shorter than
-    max.poll.interval.ms (10 min)."""
-
-    name: str
-    every_s: float
-    run: Callable[[Client], object]
-    run_at_start: bool = True
 
 
 class ClickHouseSink:
@@ -173,7 +104,9 @@ class ClickHouseSink:
         self.options = options = options or SinkOptions()
         self.metrics = metrics or SinkMetrics.create(CollectorRegistry())
         self.lock = engine_lock or threading.RLock()
-        self.maintenance = tuple(maintenance)
+        self.jobs = JobSchedule(
+            maintenance, client=client, lock=self.lock, metrics=self.metrics, wait_s=options.jobs_wait_s
+        )
         self.commands = tuple(commands)
         catalog = serde.catalog
         models = table_models(policy or default_policy(), catalog)
@@ -216,12 +149,7 @@ class ClickHouseSink:
         self._resume_assigned = False
         self._fatal: str | None = None  # set when the consumer failed for good (see run())
         self._held: list[KafkaMessage] = []  # delivered while paused: they open the next batch
-        self._next_job = {
-            job.name: (0.0 if job.run_at_start else time.monotonic() + job.every_s) for job in self.maintenance
-        }
         self._next_lag = 0.0
-        self._jobs_open = False  # periodic jobs wait for the first batch (see PeriodicJob)
-        self._jobs_wait_until = time.monotonic() + options.jobs_wait_s
 
     # ---- lifecycle ------------------------------------------------------------------
 
@@ -297,17 +225,15 @@ class ClickHouseSink:
     def _consume_until_stopped(self) -> None:
         """The loop; returns when stopped, or when the consumer failed fatally (`_fatal`)."""
         while not self._stop.is_set() and self._fatal is None:
-            if self._jobs_open:
-                self._run_due_jobs()
+            self.jobs.run_due()
             try:
                 self._fill()
             except KafkaClientError as exc:  # consume() raises only when the consumer is done for
-                self._fatal = self._fatal or _one_line(exc)
+                self._fatal = self._fatal or one_line(exc)
                 return
-            if not self._jobs_open and time.monotonic() > self._jobs_wait_until:
-                self._jobs_open = True
+            self.jobs.open_when_waited()
             if self._due() and self._flush(retry=True):
-                self._jobs_open = True
+                self.jobs.open()
             self._observe_lag()
 
     def _close_consumer(self) -> None:
@@ -319,7 +245,7 @@ class ClickHouseSink:
         except (KafkaException, KafkaClientError) as exc:
             if self._fatal is None:
                 raise
-            log.warning("closing the failed consumer: %s", _one_line(exc))
+            log.warning("closing the failed consumer: %s", one_line(exc))
 
     def _on_error(self, error: KafkaError) -> None:
         """librdkafka's error callback (on the polling thread): remember a fatal error."""
@@ -341,7 +267,7 @@ class ClickHouseSink:
                 if assignment:
                     consumer.consumer.resume(assignment)
             except KafkaException as exc:
-                log.warning("resuming the assigned partitions failed: %s", _one_line(exc))
+                log.warning("resuming the assigned partitions failed: %s", one_line(exc))
         if self._held:
             held, self._held = self._held, []
             for message in held:
@@ -383,9 +309,7 @@ class ClickHouseSink:
                     return True
                 except _RETRYABLE as exc:
                     self.metrics.insert_retries.inc()
-                    log.warning(
-                        "batch write failed (%s): %s; offsets not committed", type(exc).__name__, _one_line(exc)
-                    )
+                    log.warning("batch write failed (%s): %s; offsets not committed", type(exc).__name__, one_line(exc))
                     if not retry or self._stop.is_set():
                         return False
                 if not self._wait_paused(delay):
@@ -416,15 +340,13 @@ class ClickHouseSink:
         """Store the batch's offsets, then commit them synchronously."""
         if not batch.offsets:
             return
-        consumer = self._require_consumer()
         try:
-            consumer.consumer.store_offsets(offsets=[TopicPartition(t, p, o) for (t, p), o in batch.offsets.items()])
-            consumer.commit()
+            commit_offsets(self._require_consumer(), batch.offsets)
         except (KafkaException, KafkaClientError) as exc:
             self.metrics.commit_failures.inc()
-            if _consumer_failed(exc):
-                self._fatal = self._fatal or _one_line(exc)  # retrying on this consumer is futile
-            raise KafkaSinkError(f"offset commit failed: {_one_line(exc)}") from exc
+            if consumer_failed(exc):
+                self._fatal = self._fatal or one_line(exc)  # retrying on this consumer is futile
+            raise KafkaSinkError(f"offset commit failed: {one_line(exc)}") from exc
         self.committed.update(batch.offsets)
 
     def _rewind(self, batch: Batch) -> None:
@@ -432,14 +354,7 @@ class ClickHouseSink:
         self._held = []
         if self._consumer is None or self._stop.is_set():
             return
-        raw = self._consumer.consumer
-        try:
-            assigned = {(tp.topic, tp.partition) for tp in raw.assignment()}
-            for (topic, partition), offset in batch.first_offsets.items():
-                if (topic, partition) in assigned:
-                    raw.seek(TopicPartition(topic, partition, offset))
-        except KafkaException as exc:
-            log.warning("rewind after a dropped batch failed: %s", _one_line(exc))
+        rewind(self._consumer.consumer, batch.first_offsets)
 
     # ---- 7. backoff with paused partitions ------------------------------------------
 
@@ -466,11 +381,11 @@ class ClickHouseSink:
     # ---- rebalance callbacks ------------------------------------------------------------
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        log.info("assigned %s", _partitions(partitions))
+        log.info("assigned %s", partitions_text(partitions))
         self._resume_assigned = True
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        log.info("revoked %s", _partitions(partitions))
+        log.info("revoked %s", partitions_text(partitions))
         for tp in partitions:
             with contextlib.suppress(KeyError):
                 self.metrics.consumer_lag.remove(tp.topic, str(tp.partition))
@@ -481,7 +396,7 @@ class ClickHouseSink:
             self._flush(retry=False)  # commit what we have while the partitions are still ours
 
     def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        log.warning("partitions lost %s; the batch in hand is dropped", _partitions(partitions))
+        log.warning("partitions lost %s; the batch in hand is dropped", partitions_text(partitions))
         self._revoked = True
         self._held = []
         if not self._in_flush:
@@ -490,39 +405,12 @@ class ClickHouseSink:
 
     # ---- between batches ------------------------------------------------------------
 
-    def _run_due_jobs(self) -> None:
-        now = time.monotonic()
-        for job in self.maintenance:
-            if now < self._next_job[job.name]:
-                continue
-            self._next_job[job.name] = now + job.every_s
-            try:
-                with self.lock:
-                    job.run(self.client)
-            except Exception as exc:  # a job's failure must not stop the sink
-                self.metrics.maintenance_runs.labels(job.name, "error").inc()
-                log.error("periodic job %s failed: %s: %s", job.name, type(exc).__name__, _one_line(exc))
-            else:
-                self.metrics.maintenance_runs.labels(job.name, "ok").inc()
-
     def _observe_lag(self) -> None:
         now = time.monotonic()
         if now < self._next_lag:
             return
         self._next_lag = now + self.options.lag_every_s
-        raw = self._require_consumer().consumer
-        try:
-            assignment = raw.assignment()
-            if not assignment:
-                return
-            for tp in raw.position(assignment):
-                low, high = raw.get_watermark_offsets(tp, timeout=1, cached=True)
-                if high < 0:
-                    continue
-                position = tp.offset if tp.offset >= 0 else self.committed.get((tp.topic, tp.partition), low)
-                self.metrics.consumer_lag.labels(tp.topic, str(tp.partition)).set(max(0, high - position))
-        except KafkaException as exc:
-            log.debug("lag not observed: %s", _one_line(exc))
+        observe_lag(self._require_consumer().consumer, self.committed, self.metrics)
 
     # ---- clients ----------------------------------------------------------------------
 
@@ -530,34 +418,3 @@ class ClickHouseSink:
         if self._consumer is None:
             raise KafkaSinkError("the sink is not running")
         return self._consumer
-
-def install_signal_handlers(sink: ClickHouseSink) -> None:
-    """SIGTERM and SIGINT stop the sink gracefully (main thread only)."""
-    if threading.current_thread() is not threading.main_thread():
-        return
-
-    def handler(signum: int, _frame: object) -> None:
-        log.info("signal %s: stopping after the batch in hand", signal.Signals(signum).name)
-        sink.stop()
-
-    signal.signal(signal.SIGTERM, handler)
-    signal.signal(signal.SIGINT, handler)
-
-
-def _partitions(partitions: Sequence[TopicPartition]) -> str:
-    return ", ".join(f"{tp.topic}[{tp.partition}]" for tp in partitions) or "nothing"
-
-
-# librdkafka codes after which a consumer can never commit again (see run()).
-_CONSUMER_FAILED = frozenset({"_FATAL", "FENCED_INSTANCE_ID", "_STATE"})
-
-
-def _consumer_failed(exc: KafkaException | KafkaClientError) -> bool:
-    if isinstance(exc, KafkaClientError):
-        return exc.code in _CONSUMER_FAILED
-    error = exc.args[0] if exc.args else None
-    return isinstance(error, KafkaError) and (error.fatal() or error.name() in _CONSUMER_FAILED)
-
-
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split())[:500]

@@ -21,8 +21,8 @@ engine lock, after the batch's rows are stored and before its offsets are commit
    keys this process trusts (RECORDS_DPO_PUBLIC_KEYS), and its age at the verification
    time the streams stage signed (the policy's request_max_age). A failure gets a REJECTED
    receipt;
-4. execute, in offset order, with the subject keys, verification time and counts of the
-   signed envelope only; consecutive erasures run together: one count query and at most
+4. execute (sink/dsr_execution.py), in offset order, with the subject keys, verification
+   time and counts of the signed envelope only; consecutive erasures run together: one count query and at most
    one mutation per table for all of them, the tables' mutations issued together and
    waited for once (sink/mutations_together.py: the parts are rewritten before the call
    returns, as with `mutations_sync = 2`), so concurrent erasures never pile up mutations;
@@ -43,7 +43,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from clickhouse_connect.driver.client import Client
@@ -51,13 +51,11 @@ from clickhouse_connect.driver.exceptions import ClickHouseError as DriverError
 from confluent_kafka import KafkaException
 
 from pipeline import topics
-from pipeline.clickhouse_cluster import statement_for
-from pipeline.clickhouse_ddl import RECORDS_DB, RESTRICTIONS_TABLE, TableModel, table_models
+from pipeline.clickhouse_ddl import table_models
 from pipeline.config import Settings
 from pipeline.dead_letter import DeadLetter
 from pipeline.dsr import (
     RECEIPT_SCHEMA,
-    RECTIFIABLE_FIELDS,
     REQUEST_SCHEMA,
     DsrRejected,
     RequestType,
@@ -70,59 +68,41 @@ from pipeline.dsr_contract import (
     CommandRejected,
     CommandRejectReason,
     Receipt,
-    ReceiptStatus,
     check_request_matches,
     open_command,
 )
 from pipeline.exceptions import RecordsError
-from pipeline.exports import exports_dir, remove_subject_exports
 from pipeline.kafka.producer import KafkaProducer
 from pipeline.policy import Policy, default_policy
 from pipeline.serde import Serde, SerdeError
 from sink.batch import KafkaMessage, header_pairs
 from sink.batch_writer import CommandHandler
-from sink.dsr_export import collect, document, export_path, write_export
-from sink.dsr_shards import ShardCounts, check_nothing_left, counts_per_shard, subject_rows_per_shard
+from sink.dsr_execution import (
+    COMPLETED,
+    FAILED,
+    LARGE_QUERY,
+    REJECTED,
+    ExecutionResult,
+    erase_together,
+    execute_by_type,
+)
+from sink.dsr_shards import ShardCounts, subject_rows_per_shard
 from sink.dsr_storage import (
-    ERASED_KEYS,
-    ERASED_KEYS_COLUMNS,
     EXECUTED,
     EXECUTED_COLUMNS,
-    RESTRICTION_COLUMNS,
-    RESTRICTIONS,
     DsrCommand,
-    DsrCommandError,
-    count_query,
-    erase_mutation,
-    erased_key_rows,
-    erasure_time,
     executed_query,
     executed_row,
-    optimize_partition,
-    rectification_targets,
-    rectified_count,
-    rectified_partitions,
-    rectified_value,
-    rectified_versions,
-    restriction_rows,
-    restrictions_by_key,
-    restrictions_erase,
-    store_name,
-    subject_rows_count,
     subject_tables,
-    withdrawn_count,
 )
 from sink.erasure_guard import ErasureGuard
-from sink.erasure_progress import pause_after_mutation, pause_before_receipts, resume
+from sink.erasure_progress import pause_before_receipts
 from sink.exceptions import KafkaSinkError
 from sink.metrics import SinkMetrics
-from sink.mutations_together import run_together
 
 log = logging.getLogger(__name__)
 
 STAGE = "sink.dsr"
-COMPLETED, REJECTED, FAILED = ReceiptStatus.COMPLETED, ReceiptStatus.REJECTED, ReceiptStatus.FAILED
-EXPORTS_STORE = "exports"  # store_counts: access exports removed by an erasure
 REDELIVERED = "REDELIVERED"  # metrics only: a command whose receipt was already stored
 _MUTATION = {"mutations_sync": "2", "max_query_size": str(16 * 1024 * 1024)}
 _QUERY = {"max_query_size": str(16 * 1024 * 1024)}
@@ -144,16 +124,6 @@ class DsrTopics:
         if not suffix:
             return self
         return DsrTopics(self.commands + suffix, self.receipts + suffix, self.dlq + suffix)
-
-
-@dataclass(frozen=True)
-class ExecutionResult:
-    """What executing one request came to, before it becomes a receipt."""
-
-    status: ReceiptStatus
-    store_counts: dict[str, int]
-    detail: str | None = None
-    shard_counts: ShardCounts = field(default_factory=dict)  # cluster mode: store -> shard -> rows
 
 
 class DsrExecutor:
@@ -301,7 +271,7 @@ class DsrExecutor:
         (request digest, verification time) of the command it executed."""
         if not request_ids:
             return {}
-        result = client.query(executed_query(request_ids), settings=_QUERY)
+        result = client.query(executed_query(request_ids), settings=LARGE_QUERY)
         out: dict[str, tuple[Receipt, tuple[str, int]]] = {}
         for row in result.result_rows:
             stored = dict(zip(result.column_names, row, strict=True))
@@ -341,153 +311,20 @@ class DsrExecutor:
         return result
 
     def _execute(self, client: Client, command: DsrCommand) -> ExecutionResult:
-        kind = command.request_type
-        try:
-            if kind is RequestType.ACCESS:
-                return self._access(client, command)
-            if kind is RequestType.RECTIFICATION:
-                return self._rectify(client, command)
-            if kind in (RequestType.RESTRICTION, RequestType.OBJECTION, RequestType.RESTRICTION_LIFTED):
-                return self._restrict(client, command)
-            if kind is RequestType.CONSENT_WITHDRAWAL:
-                return self._withdrawal(client, command)
-        except DsrCommandError as exc:
-            return ExecutionResult(FAILED, {}, str(exc))
-        return ExecutionResult(FAILED, {}, "unsupported request type")
-
-    def _mutation(self, statement: str) -> str:
-        """On a cluster (CLICKHOUSE_CLUSTER): mutations and merges on the local tables ON
-        CLUSTER, new row versions inserted in the foreground (pipeline/clickhouse_cluster.py)."""
-        return statement_for(statement, self.settings.clickhouse_cluster)
+        return execute_by_type(
+            client, command, settings=self.settings, policy=self.policy, tables=self.tables, clock=self._clock
+        )
 
     def erase(self, client: Client, run: Sequence[DsrCommand]) -> dict[str, ExecutionResult]:
-        """Erase every subject of `run` together: per table one count query and, when the
-        table holds any of them, one mutation. The ledger rows go in before the mutations,
-        so an insert running concurrently (another sink, server mode) is filtered as soon
-        as possible."""
-        erasures = [(set(c.keys), erasure_time(c)) for c in run]
-        every = set().union(*(keys for keys, _ in erasures))
-        to_delete: list[TableModel] = []
-        for model in self.tables:
-            total, *per_subject = client.query(count_query(model, erasures), settings=_QUERY).result_rows[0]
-            for command, found in zip(run, per_subject, strict=True):
-                self._counted.setdefault(command.request_id, {}).setdefault(store_name(model), int(found))
-            if total:
-                to_delete.append(model)
-        restricted = {
-            str(key): int(rows) for key, rows in client.query(restrictions_by_key(every), settings=_QUERY).result_rows
-        }
-        for command in run:
-            self._counted[command.request_id].setdefault(RESTRICTIONS, sum(restricted.get(k, 0) for k in command.keys))
-        # Recorded before the first mutation; counts recorded by an earlier, killed run win.
-        self._counted.update(resume(client, {c.request_id: self._counted[c.request_id] for c in run}))
-        cluster = self.settings.clickhouse_cluster
-        if cluster:  # the receipts' rows per shard (sink/dsr_shards.py)
-            ids = [c.request_id for c in run]
-            for request_id, stores in counts_per_shard(client, to_delete, ids, erasures, cluster).items():
-                self._shard_counted.setdefault(request_id, stores)
-        rows = [row for command, (_, at) in zip(run, erasures, strict=True) for row in erased_key_rows(command, at)]
-        client.insert(ERASED_KEYS, rows, column_names=list(ERASED_KEYS_COLUMNS))
-        mutations = {model.name: self._mutation(erase_mutation(model, erasures)) for model in to_delete}
-        if restricted:
-            mutations[RESTRICTIONS_TABLE] = self._mutation(restrictions_erase(every))
-        pause_s = self.settings.fault_erasure_pause_s
-        run_together(
+        """Erase every subject of `run` together (sink/dsr_execution.py); the row counts
+        taken before the deletions are kept here until their receipts are stored."""
+        return erase_together(
             client,
-            mutations,
-            _MUTATION,
-            database=RECORDS_DB,
-            synchronous=bool(cluster),
-            after_each=lambda done, total: pause_after_mutation(pause_s, done, total),
-        )
-        if cluster:
-            check_nothing_left(client, to_delete, erasures, cluster)
-        log.info(
-            "erased %d subject(s) of %d request(s): %d mutation(s) on %s",
-            len(erasures),
-            len(run),
-            len(to_delete) + bool(restricted),
-            ", ".join(m.name for m in to_delete) or "no table",
-        )
-        outcomes: dict[str, ExecutionResult] = {}
-        for command in run:
-            counts = dict(self._counted[command.request_id])
-            # The subject's earlier access exports hold the rows just deleted: they go too.
-            counts[EXPORTS_STORE] = remove_subject_exports(exports_dir(self.settings.data_dir), command.keys)
-            tables_hit = sum(1 for m in self.tables if counts.get(store_name(m)))
-            outcomes[command.request_id] = ExecutionResult(
-                COMPLETED,
-                {**counts, **command.envelope.kafka_counts},
-                f"rows deleted from {tables_hit} of {len(self.tables)} tables (mutations, parts rewritten); "
-                f"{counts[EXPORTS_STORE]} earlier export(s) removed; "
-                f"{len(command.keys)} subject key(s) in {ERASED_KEYS}",
-                self._shard_counted.get(command.request_id, {}),
-            )
-        return outcomes
-
-    def _access(self, client: Client, command: DsrCommand) -> ExecutionResult:
-        rows = collect(client, self.tables, command.keys)
-        path = export_path(self.settings.data_dir, command.request_id)
-        content = document(
-            self.policy,
-            self.tables,
-            rows,
-            request_id=command.request_id,
-            issued_at=command.issued_at,
-            generated_at=self._clock(),
-        )
-        write_export(path, content)
-        counts = {store_name(m): len(rows[m.name]) for m in self.tables}
-        log.info("DSR %s: export of %d row(s) written", command.request_id, sum(counts.values()))
-        return ExecutionResult(COMPLETED, {**counts, **command.envelope.kafka_counts}, f"export written to {path}")
-
-    def _rectify(self, client: Client, command: DsrCommand) -> ExecutionResult:
-        field_name, value = rectified_value(command.request.get("rectify_field"), command.request.get("rectify_value"))
-        is_identifier = RECTIFIABLE_FIELDS[field_name] is not None
-        new_key = command.envelope.new_subject_key if is_identifier else None
-        counts: dict[str, int] = {}
-        for model, column in rectification_targets(self.tables, field_name):
-            rows = _scalar(client, rectified_count(model, column, command.keys))
-            counts[store_name(model)] = rows
-            if rows:
-                partitions = client.query(rectified_partitions(model, column, command.keys), settings=_QUERY)
-                sql, parameters = rectified_versions(model, column, value, command.keys, new_key)
-                client.command(self._mutation(sql), parameters=parameters, settings=_QUERY)
-                for (partition,) in partitions.result_rows:
-                    client.command(self._mutation(optimize_partition(model, str(partition))), settings=_QUERY)
-        detail = f"{field_name} corrected in {sum(counts.values())} row(s)"
-        if is_identifier:
-            detail += (
-                "; the corrected identifier's subject key added"
-                if new_key
-                else "; no new subject key in the command: the corrected identifier's key was not added"
-            )
-        return ExecutionResult(COMPLETED, {**counts, **command.envelope.kafka_counts}, detail)
-
-    def _restrict(self, client: Client, command: DsrCommand) -> ExecutionResult:
-        rows = restriction_rows(command)
-        client.insert(RESTRICTIONS, rows, column_names=list(RESTRICTION_COLUMNS))
-        counts = {store_name(m): _scalar(client, subject_rows_count(m, command.keys)) for m in self.tables}
-        counts[RESTRICTIONS] = len(rows)
-        shown = (
-            "shown to analysts again"
-            if command.request_type is RequestType.RESTRICTION_LIFTED
-            else "hidden from analysts"
-        )
-        return ExecutionResult(
-            COMPLETED, {**counts, **command.envelope.kafka_counts}, f"{sum(counts.values()) - len(rows)} row(s) {shown}"
-        )
-
-    def _withdrawal(self, client: Client, command: DsrCommand) -> ExecutionResult:
-        counts: dict[str, int] = {}
-        for model in self.tables:
-            query = withdrawn_count(model, command.keys)
-            if query is not None:
-                counts[store_name(model)] = _scalar(client, query)
-        return ExecutionResult(
-            COMPLETED,
-            {**counts, **command.envelope.kafka_counts},
-            "fields are cleared by the consent ledger's WITHDRAWN rows; counts: rows of the subject cleared so far",
+            run,
+            settings=self.settings,
+            tables=self.tables,
+            counted=self._counted,
+            shard_counted=self._shard_counted,
         )
 
     # ---- receipts, dead letters, metrics --------------------------------------------------
@@ -543,11 +380,6 @@ class DsrExecutor:
         if self._producer is None:
             self._producer = KafkaProducer(self.settings.kafka, extra={"client.id": "cs-clickhouse-sink-dsr"})
         return self._producer
-
-
-def _scalar(client: Client, sql: str) -> int:
-    """The one number a count query returns."""
-    return int(client.query(sql, settings=_QUERY).result_rows[0][0])
 
 
 def _runs(commands: Sequence[DsrCommand]) -> list[list[DsrCommand]]:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import signal
 import socket
 import threading
 from collections.abc import Iterable
@@ -29,24 +30,19 @@ from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.httpclient import HttpClient
 from prometheus_client import CollectorRegistry
 
+from pipeline.chdb_owner import read_owner, remove_owner, write_owner
 from pipeline.clickhouse import connect, describe_target, run_statement
 from pipeline.clickhouse_ddl import ANALYST_DB, RECORDS_DB, statements, table_models
-from pipeline.clickhouse_http import (
-    LOCALHOST,
-    EmbeddedHttpServer,
-    QueryEndpoint,
-    endpoint_for,
-    read_owner,
-    remove_owner,
-    write_owner,
-)
+from pipeline.clickhouse_http import LOCALHOST, EmbeddedHttpServer
 from pipeline.config import Settings
 from pipeline.exceptions import ClickHouseError
 from pipeline.private_files import private_dir, private_umask, restrict_tree
+from pipeline.query_endpoint import QueryEndpoint, endpoint_for
 from pipeline.serde import Serde
 from sink.batch_writer import CommandHandler, InsertGuard
-from sink.clickhouse_sink import ClickHouseSink, PeriodicJob, SinkOptions, install_signal_handlers
+from sink.clickhouse_sink import ClickHouseSink
 from sink.metrics import SinkMetrics, serve
+from sink.sink_options import PeriodicJob, SinkOptions
 
 log = logging.getLogger(__name__)
 
@@ -186,3 +182,16 @@ def run_sink(
             reader.close()
         client.close()
         log.info("sink stopped")
+
+
+def install_signal_handlers(sink: ClickHouseSink) -> None:
+    """SIGTERM and SIGINT stop the sink gracefully (main thread only)."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+
+    def handler(signum: int, _frame: object) -> None:
+        log.info("signal %s: stopping after the batch in hand", signal.Signals(signum).name)
+        sink.stop()
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)

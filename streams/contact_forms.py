@@ -27,7 +27,6 @@ from streams.consent_state import SubjectConsent, to_millis
 from streams.enforce_consent import INVALID_PHONE, ConsentInForce, Strip, enforce, rules_in_force
 from streams.exceptions import InvalidEvent
 
-CONTACT_FORM_RECORD = "cs.records.ContactFormRecord"
 RECORD_TYPE = "contact_form"
 # The raw fields naming the person (erasure scope: before enforcement).
 RAW_IDENTIFIERS = ("email", "phone")

@@ -50,7 +50,8 @@ from streams import erased_keys
 from streams.consent_state import SubjectConsent, apply, merge, to_millis
 from streams.metrics import StreamsMetrics
 from streams.outgoing import Outgoing
-from streams.rows import Row, RowBuilder
+from streams.row_types import Row
+from streams.rows import RowBuilder
 from streams.subject_directory import SubjectDirectory
 from streams.subject_requests import (
     KafkaWork,

@@ -11,7 +11,8 @@ the clock, and does all I/O.
 - ConsentChanged -> ConsentLedgerRecord on cs.consent.enriched.v1 (key: first subject
   key) and a tracker update per subject key; a CONTACT_DETAILS withdrawal also
   tombstones the cs.subjects.v1 entries keyed by its email and phone;
-- CookieConsentChanged -> ConsentLedgerRecord (kind COOKIE), tracker update of the visitor key;
+- CookieConsentChanged -> ConsentLedgerRecord (kind COOKIE), tracker update of the visitor
+  key (both: streams/consent_ledger_rows.py);
 - ContactFormSubmitted -> ContactFormRecord on cs.contact-form.enriched.v1 (key
   submission_id) and a SubjectRecord, enforced like a web chat (streams/contact_forms.py).
 
@@ -24,152 +25,61 @@ that order; only surviving identifiers count), and the latest record of a key wi
 
 For the erased-keys table, `erasure_scope` gives the subject keys of every identifier a raw
 event names (before enforcement: a stripped email still says whose event it is) and
-the event's policy time (the `time_field` of its record type).
+the event's policy time (the `time_field` of its record type). The row and outcome types
+and the names the builders share are in streams/row_types.py.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
-from types import MappingProxyType
 from typing import Any
 
 from pipeline import topics
-from pipeline.policy import Policy
-from pipeline.subject_keys import IdentifierKind, SubjectKeyer
+from pipeline.policy import Policy, RecordPolicy
+from pipeline.subject_keys import SubjectKeyer
 from pipeline.topics import (
     CALL_DETAIL_RECORD,
+    CALL_RECORD,
     CALL_RECORDING,
+    CALL_RECORDING_RECORD,
     CHAT_CONVERSATION,
+    CHAT_CONVERSATION_RECORD,
+    CHAT_MESSAGE_RECORD,
     CONSENT_CHANGED,
+    CONTACT_FORM_RECORD,
     CONTACT_FORM_SUBMITTED,
     COOKIE_CONSENT_CHANGED,
+    SUBJECT_RECORD,
 )
 from streams import contact_forms, enrich
+from streams.consent_ledger_rows import ConsentLedgerRows
 from streams.consent_state import (
     COOKIE_CATEGORIES,
     GEOLOCATION,
-    ConsentChange,
     SubjectConsent,
     to_millis,
 )
 from streams.enforce_consent import INVALID_PHONE, NO_CONSENT, ConsentInForce, Strip, enforce, rules_in_force
 from streams.event_times import implausible_time
 from streams.exceptions import InvalidEvent
-
-_NS = "cs.records."
-
-CHAT_CONVERSATION_RECORD = _NS + "ChatConversationRecord"
-CHAT_MESSAGE_RECORD = _NS + "ChatMessageRecord"
-CALL_RECORD = _NS + "CallRecord"
-CALL_RECORDING_RECORD = _NS + "CallRecordingRecord"
-CONSENT_LEDGER_RECORD = _NS + "ConsentLedgerRecord"
-SUBJECT_RECORD = _NS + "SubjectRecord"
-
-# Raw schema -> the policy record type whose `time_field` dates the event.
-RAW_RECORD_TYPES: Mapping[str, str] = MappingProxyType(
-    {
-        CHAT_CONVERSATION: "chat_conversation",
-        CALL_DETAIL_RECORD: "call",
-        CALL_RECORDING: "call_recording",
-        CONSENT_CHANGED: "consent_ledger",
-        COOKIE_CONSENT_CHANGED: "consent_ledger",
-        CONTACT_FORM_SUBMITTED: contact_forms.RECORD_TYPE,
-    }
+from streams.record_requirements import REQUIREMENTS
+from streams.row_types import (
+    CHAT_CHANNELS,
+    H_OBJECTED,
+    H_RESTRICTED,
+    KEYED_COLUMNS,
+    RAW_IDENTIFIER_FIELDS,
+    RAW_RECORD_TYPES,
+    SUBJECT_FIELDS,
+    SUBJECT_PRIMARY,
+    ConsentLookup,
+    Outcome,
+    Quarantine,
+    Row,
+    StrippedField,
+    text_or_none,
 )
-# Raw schema -> the raw field whose value is the id of the event's main row (its
-# `event_id` column; the builders below use the same fields).
-RAW_ROW_ID_FIELDS: Mapping[str, str] = MappingProxyType(
-    {
-        CHAT_CONVERSATION: "conversation_id",
-        CALL_DETAIL_RECORD: "call_id",
-        CALL_RECORDING: "recording_id",
-        CONSENT_CHANGED: "event_id",
-        COOKIE_CONSENT_CHANGED: "event_id",
-        CONTACT_FORM_SUBMITTED: contact_forms.ROW_ID_FIELD,
-    }
-)
-# The identifiers of a person (SubjectIdentifiers, and the chat's own fields).
-_PERSON_IDENTIFIERS = ("person_number", "app_username", "email", "phone", "visitor_id")
-# Raw fields holding an identifier, per raw schema ("subject." : inside the subject record).
-_RAW_IDENTIFIERS: Mapping[str, tuple[str, ...]] = MappingProxyType(
-    {
-        CHAT_CONVERSATION: _PERSON_IDENTIFIERS,
-        CALL_DETAIL_RECORD: ("caller_number",),
-        CALL_RECORDING: ("caller_number",),
-        CONSENT_CHANGED: tuple(f"subject.{name}" for name in _PERSON_IDENTIFIERS),
-        COOKIE_CONSENT_CHANGED: ("visitor_id",),
-        CONTACT_FORM_SUBMITTED: contact_forms.RAW_IDENTIFIERS,
-    }
-)
-
-CHAT_CHANNELS = ("WEB", "MYSTAFF_APP")  # UNKNOWN is the enum's fallback: no rule can be chosen for it
-
-# Output columns holding a keyable identifier, and the kind of key they give.
-_KEYED = {
-    "person_number": IdentifierKind.PERSON_NUMBER,
-    "app_username": IdentifierKind.APP_USERNAME,
-    "email": IdentifierKind.EMAIL,
-    "phone": IdentifierKind.PHONE,
-    "visitor_id": IdentifierKind.VISITOR_ID,
-    "caller_number": IdentifierKind.PHONE,
-}
-_SUBJECT_PRIMARY = ("person_number", "app_username", "email", "phone")
-_SUBJECT_FIELDS = ("name", "email", "phone", "person_number", "app_username", "postal_address")
-
-# Restriction (Art. 18) and objection (Art. 21) travel as headers of the emitted rows.
-H_RESTRICTED = "cs.restricted"
-H_OBJECTED = "cs.objected"
-
-ConsentLookup = Callable[[Sequence[str]], SubjectConsent]
-
-
-@dataclass(frozen=True)
-class Row:
-    """One message to emit: `value` None is a tombstone."""
-
-    topic: str
-    key: str
-    schema: str | None
-    value: dict[str, Any] | None
-    headers: tuple[tuple[str, bytes], ...] = ()
-
-
-@dataclass(frozen=True)
-class StrippedField:
-    record_type: str
-    field: str
-    reason: str
-
-
-@dataclass(frozen=True)
-class Quarantine:
-    requirement: str
-    error: str
-
-
-@dataclass
-class Outcome:
-    rows: list[Row] = field(default_factory=list)
-    stripped: list[StrippedField] = field(default_factory=list)
-    quarantine: Quarantine | None = None
-    consent_changes: list[tuple[str, ConsentChange]] = field(default_factory=list)
-
-
-def _requirement_notice_before_start(event: Mapping[str, Any]) -> str | None:
-    notice = event.get("notice_played_at")
-    if notice is None:
-        return "recording without prior notice: no notice was played"
-    if notice > event["recording_started_at"]:
-        return "recording without prior notice: the notice was played after recording started"
-    return None
-
-
-# `requires` of a record policy -> check returning what failed (None: satisfied).
-REQUIREMENTS: Mapping[str, Callable[[Mapping[str, Any]], str | None]] = {
-    "recording_notice_before_start": _requirement_notice_before_start,
-}
 
 
 def _require(record: str, event: Mapping[str, Any], *names: str) -> None:
@@ -177,11 +87,6 @@ def _require(record: str, event: Mapping[str, Any], *names: str) -> None:
     for name in names:
         if not event[name].strip():
             raise InvalidEvent(f"{record}.{name} is empty")
-
-
-def _text(value: str | None) -> str | None:
-    """Blank text is no value."""
-    return value if value is not None and value.strip() else None
 
 
 class RowBuilder:
@@ -194,7 +99,7 @@ class RowBuilder:
         self.message_policy = policy.record("chat_message")
         self.call_policy = policy.record("call")
         self.recording_policy = policy.record("call_recording")
-        self.ledger_policy = policy.record("consent_ledger")
+        self.ledger = ConsentLedgerRows(keyer, policy.record("consent_ledger"))
         self.forms = contact_forms.ContactFormRows(policy.record(contact_forms.RECORD_TYPE), self._row_keys)
         for record in (self.chat_policy, self.message_policy, self.call_policy, self.recording_policy):
             unknown = set(record.requires) - set(REQUIREMENTS)
@@ -213,8 +118,8 @@ class RowBuilder:
             CHAT_CONVERSATION: self.chat,
             CALL_DETAIL_RECORD: self.call,
             CALL_RECORDING: self.recording,
-            CONSENT_CHANGED: self.consent,
-            COOKIE_CONSENT_CHANGED: self.cookie_consent,
+            CONSENT_CHANGED: self.ledger.consent,
+            COOKIE_CONSENT_CHANGED: self.ledger.cookie_consent,
             CONTACT_FORM_SUBMITTED: self.contact_form,
         }
 
@@ -238,10 +143,10 @@ class RowBuilder:
     # ---- keys ---------------------------------------------------------------------
 
     def _keys(self, pairs: Iterable[tuple[str, str | None]]) -> list[str]:
-        return self.keyer.keys_of((_KEYED[name], value) for name, value in pairs if name in _KEYED)
+        return self.keyer.keys_of((KEYED_COLUMNS[name], value) for name, value in pairs if name in KEYED_COLUMNS)
 
     def _row_keys(self, row: Mapping[str, Any]) -> list[str]:
-        return self._keys((name, row.get(name)) for name in _KEYED if name in row)
+        return self._keys((name, row.get(name)) for name in KEYED_COLUMNS if name in row)
 
     @staticmethod
     def _headers(state: SubjectConsent) -> tuple[tuple[str, bytes], ...]:
@@ -263,8 +168,8 @@ class RowBuilder:
 
     def subject_key_of(self, subject: Mapping[str, Any]) -> str | None:
         """The key a SubjectRecord with these fields lives under: its primary identifier's."""
-        for name in _SUBJECT_PRIMARY:
-            key = self.keyer.key(_KEYED[name], subject.get(name))
+        for name in SUBJECT_PRIMARY:
+            key = self.keyer.key(KEYED_COLUMNS[name], subject.get(name))
             if key is not None:
                 return key
         return None
@@ -272,14 +177,14 @@ class RowBuilder:
     def erasure_scope(self, schema: str, event: Mapping[str, Any]) -> tuple[list[str], int]:
         """The subject keys of every identifier a raw event names, and its policy time
         (epoch ms). No keys for a schema the stage does not take (`build` rejects it)."""
-        names = _RAW_IDENTIFIERS.get(schema)
+        names = RAW_IDENTIFIER_FIELDS.get(schema)
         if names is None:
             return [], 0
         pairs = []
         for name in names:
             holder, _, field_name = name.rpartition(".")
             value = (event.get(holder) or {}) if holder else event
-            pairs.append((_KEYED[field_name], value.get(field_name)))
+            pairs.append((KEYED_COLUMNS[field_name], value.get(field_name)))
         time_field = self._time_fields[RAW_RECORD_TYPES[schema]]
         return self.keyer.keys_of(pairs), to_millis(event[time_field])
 
@@ -288,7 +193,7 @@ class RowBuilder:
         if primary is None:
             return None
         linked = [key for key in row["subject_keys"] if key != primary]
-        value = {name: row.get(name) for name in _SUBJECT_FIELDS}
+        value = {name: row.get(name) for name in SUBJECT_FIELDS}
         value.update(subject_key=primary, linked_keys=linked, updated_at=updated_at, schema_version=1)
         return Row(topics.SUBJECTS.name, primary, SUBJECT_RECORD, value)
 
@@ -302,7 +207,7 @@ class RowBuilder:
         if channel not in CHAT_CHANNELS:
             raise InvalidEvent(f"ChatConversation.channel: {channel} is not a chat channel the policy knows")
         device = enrich.parse_user_agent(event["user_agent"])
-        ip_address = _text(event["ip_address"])
+        ip_address = text_or_none(event["ip_address"])
         cookies = event["cookie_consent"]
         row: dict[str, Any] = {
             "event_id": event["conversation_id"],
@@ -313,18 +218,18 @@ class RowBuilder:
             "started_at": event["started_at"],
             "ended_at": event["ended_at"],
             "message_count": len(event["messages"]),
-            "name": _text(event["name"]),
-            "email": _text(event["email"]),
-            "phone": _text(event["phone"]),
-            "job_title": _text(event["job_title"]),
-            "company_name": _text(event["company_name"]),
-            "person_number": _text(event["person_number"]),
-            "app_username": _text(event["app_username"]),
-            "postal_address": _text(event["postal_address"]),
-            "app_name": _text(event["app_name"]),
-            "app_version": _text(event["app_version"]),
-            "visitor_id": _text(event["visitor_id"]),
-            "user_agent": _text(event["user_agent"]),
+            "name": text_or_none(event["name"]),
+            "email": text_or_none(event["email"]),
+            "phone": text_or_none(event["phone"]),
+            "job_title": text_or_none(event["job_title"]),
+            "company_name": text_or_none(event["company_name"]),
+            "person_number": text_or_none(event["person_number"]),
+            "app_username": text_or_none(event["app_username"]),
+            "postal_address": text_or_none(event["postal_address"]),
+            "app_name": text_or_none(event["app_name"]),
+            "app_version": text_or_none(event["app_version"]),
+            "visitor_id": text_or_none(event["visitor_id"]),
+            "user_agent": text_or_none(event["user_agent"]),
             "ip_address": ip_address,
             "browser": device.browser,
             "os": device.os,
@@ -332,8 +237,8 @@ class RowBuilder:
             "isp_org": enrich.isp_org(event["network_name"]),
             "visit_count": event["visit_count"],
             "chat_count": event["chat_count"],
-            "referrer_url": _text(event["referrer_url"]),
-            "page_url": _text(event["page_url"]),
+            "referrer_url": text_or_none(event["referrer_url"]),
+            "page_url": text_or_none(event["page_url"]),
             "visit_duration_s": event["visit_duration_s"],
             "city": self.cities.city(ip_address) if ip_address else None,
             "latitude": event["latitude"],
@@ -381,7 +286,7 @@ class RowBuilder:
                     "channel": channel,
                     "sent_at": message["sent_at"],
                     "sender": message["sender"],
-                    "agent_username": _text(message["agent_username"]),
+                    "agent_username": text_or_none(message["agent_username"]),
                     "text": message["text"],
                 },
                 channel=channel,
@@ -403,7 +308,7 @@ class RowBuilder:
         _require("CallDetailRecord", event, "call_id")
         if event["ended_at"] < event["started_at"]:
             raise InvalidEvent("CallDetailRecord.ended_at is before started_at")
-        caller = _text(event["caller_number"])
+        caller = text_or_none(event["caller_number"])
         row: dict[str, Any] = {
             "event_id": event["call_id"],
             "source_event_id": str(event["event_id"]),
@@ -416,21 +321,10 @@ class RowBuilder:
             "answered_at": event["answered_at"],
             "ended_at": event["ended_at"],
             "duration_s": int((event["ended_at"] - event["started_at"]).total_seconds()),
-            "answered_by_number": _text(event["answered_by_number"]),
-            "answered_by_user": _text(event["answered_by_user"]),
+            "answered_by_number": text_or_none(event["answered_by_number"]),
+            "answered_by_user": text_or_none(event["answered_by_user"]),
         }
-        tracked = lookup(self._row_keys(row))
-        row, strips = enforce(self.call_policy, row, channel=None, consent=NO_CONSENT, rules=self._rules["call", None])
-        # The call history is a legal obligation: a number that is not E.164 (e.g. a
-        # withheld one) is kept as the operator delivered it, and gives no subject key.
-        row["caller_number"] = enrich.e164(row["caller_number"]) or row["caller_number"]
-        row["subject_keys"] = self._row_keys(row)
-        row.update(stripped=[str(s) for s in strips], ingested_at=now)
-        row["expires_at"] = enrich.expires_at(self.call_policy, row)
-        out = Outcome(
-            rows=[Row(topics.CALL_ENRICHED.name, event["call_id"], CALL_RECORD, row, self._headers(tracked))],
-            stripped=[StrippedField("call", s.field, s.reason) for s in strips],
-        )
+        out, row = self._call_row(self.call_policy, CALL_RECORD, event["call_id"], row, lookup, now)
         subject = self._subject(
             {"phone": row["caller_number"], "subject_keys": row["subject_keys"]}, event["event_time"]
         )
@@ -446,7 +340,7 @@ class RowBuilder:
         _require("CallRecording", event, "recording_id", "call_id")
         if event["recording_ended_at"] < event["recording_started_at"]:
             raise InvalidEvent("CallRecording.recording_ended_at is before recording_started_at")
-        caller = _text(event["caller_number"])
+        caller = text_or_none(event["caller_number"])
         row: dict[str, Any] = {
             "event_id": event["recording_id"],
             "source_event_id": str(event["event_id"]),
@@ -460,18 +354,34 @@ class RowBuilder:
             "recording_ended_at": event["recording_ended_at"],
             "duration_s": int((event["recording_ended_at"] - event["recording_started_at"]).total_seconds()),
         }
+        out, _ = self._call_row(self.recording_policy, CALL_RECORDING_RECORD, event["call_id"], row, lookup, now)
+        return out
+
+    def _call_row(
+        self,
+        record: RecordPolicy,
+        schema: str,
+        key: str,
+        row: dict[str, Any],
+        lookup: ConsentLookup,
+        now: datetime,
+    ) -> tuple[Outcome, dict[str, Any]]:
+        """A call's or recording's row enforced (no consent applies), keyed and stamped, on
+        cs.call.enriched.v1 under `key`; the outcome and the row as emitted. The call
+        history is a legal obligation: a number that is not E.164 (e.g. a withheld one) is
+        kept as the operator delivered it, and gives no subject key."""
         tracked = lookup(self._row_keys(row))
-        row, strips = enforce(
-            self.recording_policy, row, channel=None, consent=NO_CONSENT, rules=self._rules["call_recording", None]
-        )
+        rules = self._rules[record.record_type, None]
+        row, strips = enforce(record, row, channel=None, consent=NO_CONSENT, rules=rules)
         row["caller_number"] = enrich.e164(row["caller_number"]) or row["caller_number"]
         row["subject_keys"] = self._row_keys(row)
         row.update(stripped=[str(s) for s in strips], ingested_at=now)
-        row["expires_at"] = enrich.expires_at(self.recording_policy, row)
-        return Outcome(
-            rows=[Row(topics.CALL_ENRICHED.name, event["call_id"], CALL_RECORDING_RECORD, row, self._headers(tracked))],
-            stripped=[StrippedField("call_recording", s.field, s.reason) for s in strips],
+        row["expires_at"] = enrich.expires_at(record, row)
+        out = Outcome(
+            rows=[Row(topics.CALL_ENRICHED.name, key, schema, row, self._headers(tracked))],
+            stripped=[StrippedField(record.record_type, s.field, s.reason) for s in strips],
         )
+        return out, row
 
     # ---- contact forms --------------------------------------------------------------
 
@@ -483,7 +393,7 @@ class RowBuilder:
                 Row(
                     topics.CONTACT_FORM_ENRICHED.name,
                     row["submission_id"],
-                    contact_forms.CONTACT_FORM_RECORD,
+                    CONTACT_FORM_RECORD,
                     row,
                     self._headers(form.tracked),
                 )
@@ -494,76 +404,3 @@ class RowBuilder:
         if subject is not None:
             out.rows.append(subject)
         return out
-
-    # ---- consent --------------------------------------------------------------------
-
-    def _ledger(self, event: Mapping[str, Any], keys: list[str], now: datetime, **values: Any) -> Row:
-        row: dict[str, Any] = {
-            "event_id": str(event["event_id"]),
-            "source_event_id": str(event["event_id"]),
-            "subject_keys": keys,
-            "event_time": event["event_time"],
-            "evidence": _text(event["evidence"]),
-            "cookie_functional": False,
-            "cookie_analytics": False,
-            "cookie_marketing": False,
-            "geolocation_permission": False,
-            "stripped": [],
-            "ingested_at": now,
-            **values,
-        }
-        row["expires_at"] = enrich.expires_at(self.ledger_policy, row)
-        return Row(topics.CONSENT_LEDGER.name, keys[0], CONSENT_LEDGER_RECORD, row)
-
-    def consent(self, event: dict[str, Any], lookup: ConsentLookup, now: datetime) -> Outcome:
-        subject = event["subject"]
-        keys = self._keys((name, subject[name]) for name in _PERSON_IDENTIFIERS)
-        if not keys:
-            raise InvalidEvent("ConsentChanged.subject has no usable identifier")
-        ledger = self._ledger(
-            event, keys, now, kind="CONSENT", purpose=event["purpose"], status=event["status"], channel=event["channel"]
-        )
-        change = ConsentChange.from_consent_changed(event)
-        out = Outcome(rows=[ledger], consent_changes=[(key, change) for key in keys] if change.statements else [])
-        if event["purpose"] == "CONTACT_DETAILS" and event["status"] == "WITHDRAWN":
-            # Web contact details live in cs.subjects.v1 under the email or phone key.
-            for name in ("email", "phone"):
-                key = self.keyer.key(_KEYED[name], subject[name])
-                if key is not None:
-                    out.rows.append(Row(topics.SUBJECTS.name, key, None, None))
-        return out
-
-    def cookie_withdrawal(
-        self, keys: list[str], *, event_id: str, at: datetime, evidence: str, now: datetime
-    ) -> Outcome:
-        """Every cookie category and the geolocation permission withdrawn for `keys` at
-        `at` (a data-subject request withdrawing all consent): a COOKIE ledger row with
-        every flag false, which the sink reads as a withdrawal of each of them."""
-        event = {"event_id": event_id, "event_time": at, "evidence": evidence}
-        ledger = self._ledger(event, keys, now, kind="COOKIE", purpose="COOKIES", status="WITHDRAWN", channel="DPO")
-        names = (*COOKIE_CATEGORIES.values(), GEOLOCATION)
-        change = ConsentChange(at=to_millis(at), statements=dict.fromkeys(names, False))
-        return Outcome(rows=[ledger], consent_changes=[(key, change) for key in keys])
-
-    def cookie_consent(self, event: dict[str, Any], lookup: ConsentLookup, now: datetime) -> Outcome:
-        key = self.keyer.key(IdentifierKind.VISITOR_ID, event["visitor_id"])
-        if key is None:
-            raise InvalidEvent("CookieConsentChanged.visitor_id is empty")
-        cookies = event["cookie_consent"]
-        flags = {
-            "cookie_functional": bool(cookies["functional"]),
-            "cookie_analytics": bool(cookies["analytics"]),
-            "cookie_marketing": bool(cookies["marketing"]),
-            "geolocation_permission": bool(event["geolocation_permission"]),
-        }
-        ledger = self._ledger(
-            event,
-            [key],
-            now,
-            kind="COOKIE",
-            purpose="COOKIES",
-            status="GIVEN" if any(flags.values()) else "WITHDRAWN",
-            channel="WEB",
-            **flags,
-        )
-        return Outcome(rows=[ledger], consent_changes=[(key, ConsentChange.from_cookie_consent_changed(event))])

@@ -66,8 +66,10 @@ from pipeline.dsr import (
 )
 from pipeline.dsr_contract import CommandEnvelope, request_digest
 from pipeline.subject_keys import normalise
+from pipeline.topics import SUBJECT_RECORD
 from streams.consent_state import EMPTY, OBJECTED, PURPOSE_CONSENT, RESTRICTED, ConsentChange, to_millis
-from streams.rows import SUBJECT_RECORD, Outcome, Row, RowBuilder
+from streams.row_types import Outcome, Row
+from streams.rows import RowBuilder
 
 SEEN_MARGIN = timedelta(hours=1)
 _REQUEST_TYPES = frozenset(RequestType)
@@ -253,11 +255,11 @@ def withdrawal(request: Mapping[str, Any], builder: RowBuilder, *, at: datetime,
             "channel": "DPO",
             "evidence": evidence,
         }
-        _extend(out, builder.consent(event, lambda _keys: EMPTY, now))
+        _extend(out, builder.ledger.consent(event, lambda _keys: EMPTY, now))
     if purpose is None:
         keys = builder.keyer.keys(identifiers_of(request))
         event_id = str(uuid.uuid5(uuid.UUID(request_id), "COOKIES"))
-        _extend(out, builder.cookie_withdrawal(keys, event_id=event_id, at=at, evidence=evidence, now=now))
+        _extend(out, builder.ledger.cookie_withdrawal(keys, event_id=event_id, at=at, evidence=evidence, now=now))
     return out
 
 

@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import (
@@ -79,6 +80,19 @@ def _error(message: str, exc: BaseException) -> KafkaClientError:
     return KafkaClientError(f"{message}: {exc}")
 
 
+def _wait_all(futures: Mapping[Any, Future[Any]], failed: str, *, ignore: int | None = None) -> None:
+    """Wait for every future of one admin call, keyed by topic name or resource; the first
+    failure raises as "`failed` <topic>: ...", except one with the error code `ignore`."""
+    for subject, future in futures.items():
+        try:
+            future.result()
+        except KafkaException as exc:
+            if ignore is not None and _code(exc) == ignore:
+                continue
+            name = subject if isinstance(subject, str) else subject.name
+            raise _error(f"{failed} {name}", exc) from exc
+
+
 def _code(exc: KafkaException) -> int | None:
     return exc.args[0].code() if exc.args and isinstance(exc.args[0], KafkaError) else None
 
@@ -148,13 +162,11 @@ class KafkaAdmin:
             )
             for s in specs
         ]
-        for name, future in self.client.create_topics(new, request_timeout=self._timeout).items():
-            try:
-                future.result()
-            except KafkaException as exc:
-                if _code(exc) == KafkaError.TOPIC_ALREADY_EXISTS:
-                    continue
-                raise _error(f"cannot create topic {name}", exc) from exc
+        _wait_all(
+            self.client.create_topics(new, request_timeout=self._timeout),
+            "cannot create topic",
+            ignore=KafkaError.TOPIC_ALREADY_EXISTS,
+        )
         # Metadata reaches the broker's cache a moment after the controller accepted the
         # topics; wait for it so the next look (or run) sees what was created.
         deadline = time.monotonic() + self._timeout
@@ -182,32 +194,24 @@ class KafkaAdmin:
         """Set the given keys incrementally (other settings stay as they are)."""
         entries = [ConfigEntry(k, v, incremental_operation=AlterConfigOpType.SET) for k, v in changes.items()]
         resource = ConfigResource(ConfigResource.Type.TOPIC, topic, incremental_configs=entries)
-        for _, future in self.client.incremental_alter_configs([resource], request_timeout=self._timeout).items():
-            try:
-                future.result()
-            except KafkaException as exc:
-                raise _error(f"cannot alter topic {topic}", exc) from exc
+        _wait_all(
+            self.client.incremental_alter_configs([resource], request_timeout=self._timeout), "cannot alter topic"
+        )
 
     def grow_partitions(self, topic: str, total: int) -> None:
         """Raise the partition count of `topic` to `total` (Kafka never lowers it)."""
         new = [NewPartitions(topic, total)]
-        for _, future in self.client.create_partitions(new, request_timeout=self._timeout).items():
-            try:
-                future.result()
-            except KafkaException as exc:
-                raise _error(f"cannot add partitions to {topic}", exc) from exc
+        _wait_all(self.client.create_partitions(new, request_timeout=self._timeout), "cannot add partitions to")
 
     def delete_topics(self, names: Sequence[str]) -> None:
         """Delete topics; missing ones are ignored."""
         if not names:
             return
-        for name, future in self.client.delete_topics(list(names), request_timeout=self._timeout).items():
-            try:
-                future.result()
-            except KafkaException as exc:
-                if _code(exc) == KafkaError.UNKNOWN_TOPIC_OR_PART:
-                    continue
-                raise _error(f"cannot delete topic {name}", exc) from exc
+        _wait_all(
+            self.client.delete_topics(list(names), request_timeout=self._timeout),
+            "cannot delete topic",
+            ignore=KafkaError.UNKNOWN_TOPIC_OR_PART,
+        )
 
     def apply(self, specs: Sequence[TopicSpec], changes: Sequence[TopicChange]) -> None:
         """Carry out a plan from `plan_topic_changes`."""

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from types import TracebackType
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from pipeline.config import KafkaConnection
 from pipeline.exceptions import KafkaClientError
+from pipeline.kafka.closed_on_exit import ClosedOnExit
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +26,6 @@ def _error(message: str, exc: KafkaException) -> KafkaClientError:
     if error is None:
         return KafkaClientError(f"{message}: {exc}")
     return KafkaClientError(f"{message}: {error.str()}", error.name())
-
 
 
 # Codes after which a consumer never works again. A static member fenced by another with its
@@ -40,7 +39,8 @@ def is_fatal(error: KafkaError) -> bool:
     """Whether the consumer that reported `error` can never work again."""
     return bool(error.fatal()) or error.name() in FATAL_CODES
 
-class KafkaConsumer:
+
+class KafkaConsumer(ClosedOnExit):
     def __init__(
         self,
         connection: KafkaConnection,
@@ -125,11 +125,3 @@ class KafkaConsumer:
                 self._consumer.close()
             finally:
                 self._consumer = None
-
-    def __enter__(self) -> KafkaConsumer:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()

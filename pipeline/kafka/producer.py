@@ -8,13 +8,13 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from types import TracebackType
 from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from pipeline.config import KafkaConnection
 from pipeline.exceptions import KafkaClientError
+from pipeline.kafka.closed_on_exit import ClosedOnExit
 
 # Throughput settings: the connection's KAFKA_CONFIG_* or `extra` may change them.
 _TUNING = {
@@ -37,7 +37,7 @@ class DeliveryStats:
         return ", ".join(f"{k} x{v}" for k, v in self.errors.most_common())
 
 
-class KafkaProducer:
+class KafkaProducer(ClosedOnExit):
     def __init__(self, connection: KafkaConnection, extra: dict[str, str] | None = None) -> None:
         self._config: dict[str, Any] = {
             **_TUNING,
@@ -104,11 +104,3 @@ class KafkaProducer:
             self.flush()
         finally:
             self._producer = None
-
-    def __enter__(self) -> KafkaProducer:
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()

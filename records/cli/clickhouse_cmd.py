@@ -22,10 +22,10 @@ import typer
 from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.httpclient import HttpClient
 
+from pipeline.chdb_owner import read_owner
 from pipeline.clickhouse import connect, describe_target, run_statement
 from pipeline.clickhouse_cluster import Cluster, cluster_access_statements, cluster_statements
 from pipeline.clickhouse_ddl import ANALYST_DB, RECORDS_DB, ROLES, access_statements, statements, table_models
-from pipeline.clickhouse_http import read_owner
 from pipeline.config import Settings, load_settings
 from pipeline.exceptions import ClickHouseError, ConfigError
 from pipeline.policy import default_policy

@@ -24,9 +24,9 @@ import typer
 from pipeline.access_log import read_entries
 from pipeline.access_roles import Role
 from pipeline.access_users import Credential, UserStore
+from pipeline.chdb_owner import owner_file, read_owner
 from pipeline.clickhouse import connect, run_statement
 from pipeline.clickhouse_ddl import ANALYST_DB, RECORDS_DB, table_models
-from pipeline.clickhouse_http import owner_file, read_owner
 from pipeline.config import Secret, Settings, load_settings
 from pipeline.dsr import generate_keypair
 from pipeline.exceptions import ClickHouseError, RecordsError

@@ -112,9 +112,9 @@ def sink(
     from pipeline.exports import expire_exports, exports_dir
     from pipeline.policy import default_policy
     from retention_jobs.enforce import enforce_retention
-    from sink.clickhouse_sink import PeriodicJob, SinkOptions
     from sink.dsr_commands import DsrExecutor, DsrTopics
     from sink.recording_bounds import recording_bounds_job
+    from sink.sink_options import PeriodicJob, SinkOptions
     from sink.sink_process import EndpointOptions, run_sink
 
     logging.basicConfig(level=loglevel.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")

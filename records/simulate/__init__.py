@@ -25,7 +25,10 @@ Kafka producer and the dry run; the CLI (`records simulate`) composes them.
 | `model` | kinds, topics, tags, `TrafficMix`, `SimulationConfig`, `SimulatedEvent` |
 | `corpus` | static data: places, pages, user agents, transcript lines |
 | `population` | the persons and visitors of one run |
-| `events` | the generator (`generate`, `event_line`) |
+| `events` | the generator (`generate`, `event_line`), consent changes, malformed messages |
+| `context` | `SimulationContext`: what the event builders borrow from the run |
+| `chats` | web and myStaff app chats with their transcripts |
+| `calls` | call detail records and the recordings of answered calls |
 | `malformed` | broken messages for the dead-letter path |
 | `contact_forms` | contact-form submissions of the web site |
 | `send` | the send loop (`run`, `SimulationStats`, `EncodeOnly`) |

@@ -8,9 +8,7 @@ so such events carry the DETAILS_WITHOUT_CONSENT tag like web chats.
 
 from __future__ import annotations
 
-import random
-from typing import Any, Protocol
-
+from records.simulate.context import SimulationContext
 from records.simulate.corpus import CONSENT_TEXTS, PAGES, SITE
 from records.simulate.model import (
     CONTACT_FORM_SUBMITTED,
@@ -18,10 +16,8 @@ from records.simulate.model import (
     FORM,
     KINDS,
     SimulatedEvent,
-    TrafficMix,
     from_millis,
 )
-from records.simulate.population import Person, World
 
 FORM_NAMES = (("yhteydenotto", 0.6), ("tarjouspyynto", 0.3), ("contact-us", 0.1))
 FORM_PAGES = ("/ota-yhteytta", "/yrityksille/tarjouspyynto", "/en/contact")
@@ -43,27 +39,7 @@ MESSAGES = {
 }
 
 
-class FormContext(Protocol):
-    """What a form borrows from the running simulation (records.simulate.events)."""
-
-    rng: random.Random
-    mix: TrafficMix
-    world: World
-
-    def uuid(self) -> str: ...
-
-    def envelope(self, event_time: int, source: str, lag_ms: tuple[int, int] = ...) -> dict[str, Any]: ...
-
-    def person(self, pool: list[Person] | None = None) -> Person: ...
-
-    def user_agent(self, device: int) -> str: ...
-
-    def versioned(self, at: int, versions: tuple[str, ...]) -> str: ...
-
-    def between(self, low: int, high: int) -> int: ...
-
-
-def contact_form(sim: FormContext, at: int) -> SimulatedEvent:
+def contact_form(sim: SimulationContext, at: int) -> SimulatedEvent:
     """One submission at `at` (epoch ms)."""
     rng, mix = sim.rng, sim.mix
     person = sim.person()

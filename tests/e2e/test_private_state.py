@@ -13,7 +13,7 @@ import sys
 import time
 from pathlib import Path
 
-from pipeline.clickhouse_http import read_owner
+from pipeline.chdb_owner import read_owner
 from records.local_kafka import free_port
 from tests.support.ports import free_port_pair
 from tests.support.worker_secrets import trusted_keys_env

@@ -22,7 +22,7 @@ import pytest
 from confluent_kafka import KafkaError, KafkaException, Producer
 
 from pipeline import topics
-from pipeline.clickhouse_http import read_owner
+from pipeline.chdb_owner import read_owner
 from pipeline.dsr import RequestType, build_request
 from pipeline.kafka.admin import KafkaAdmin
 from pipeline.serde import AvroSerializer

@@ -33,7 +33,8 @@ from pipeline.exceptions import ClickHouseError
 from pipeline.policy import default_policy
 from pipeline.serde import Serde
 from retention_jobs.enforce import enforce_retention
-from sink.dsr_commands import COMPLETED, DsrExecutor, ExecutionResult
+from sink.dsr_commands import DsrExecutor
+from sink.dsr_execution import COMPLETED, ExecutionResult
 from sink.dsr_shards import (
     ErasureIncomplete,
     check_nothing_left,

@@ -45,9 +45,10 @@ from pipeline.serde import AvroDeserializer, AvroSerializer, Serde
 from pipeline.subject_keys import IdentifierKind, SubjectKeyer
 from pipeline.topics import TopicSpec
 from records.wiring import Wiring
-from sink.clickhouse_sink import ClickHouseSink, SinkOptions
+from sink.clickhouse_sink import ClickHouseSink
 from sink.dsr_commands import DsrExecutor, DsrTopics
 from sink.metrics import SinkMetrics
+from sink.sink_options import SinkOptions
 from sink.sink_process import apply_schema
 from tests.support.kafka_offsets import end_offsets, lagging_partitions
 from tests.support.kafka_reads import read_topic

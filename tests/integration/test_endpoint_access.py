@@ -23,8 +23,8 @@ from clickhouse_connect.driver.exceptions import DatabaseError
 
 from pipeline.access_roles import Role
 from pipeline.access_users import UserStore, read_owner_credential
-from pipeline.clickhouse_http import EndpointLimits
 from pipeline.config import Settings
+from pipeline.query_endpoint import EndpointLimits
 from sink.sink_process import apply_schema
 from tests.support.endpoint import insert_calls, served_store
 

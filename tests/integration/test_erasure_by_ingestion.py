@@ -16,8 +16,8 @@ from clickhouse_connect.driver.client import Client
 from pipeline.config import Settings
 from pipeline.policy import default_policy
 from pipeline.serde import AvroSerializer, Serde
-from retention_jobs.report import KafkaEvidence
 from retention_jobs.report_collect import collect_evidence
+from retention_jobs.report_evidence import KafkaEvidence
 from sink.avro_container import SINGLE_OBJECT_PREFIX, container
 from sink.dsr_commands import DsrExecutor
 from sink.sink_process import apply_schema

@@ -10,7 +10,8 @@ from clickhouse_connect.driver.client import Client
 
 from pipeline.config import Settings
 from pipeline.serde import Serde
-from sink.dsr_commands import COMPLETED, DsrExecutor
+from sink.dsr_commands import DsrExecutor
+from sink.dsr_execution import COMPLETED
 from sink.sink_process import apply_schema
 from tests.support.sink_store import model, rectification_command, store
 from tests.support.stored_records import record

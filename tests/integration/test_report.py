@@ -29,8 +29,9 @@ from pipeline.kafka.admin import KafkaAdmin, ensure_topics
 from pipeline.policy import default_policy
 from pipeline.topics import ALL_TOPICS
 from retention_jobs.linger import topic_linger
-from retention_jobs.report import KafkaEvidence, evaluate
+from retention_jobs.report import evaluate
 from retention_jobs.report_collect import collect_evidence
+from retention_jobs.report_evidence import KafkaEvidence
 from retention_jobs.svg_charts import BAD_COLOUR, LIMIT_COLOUR, OK_COLOUR
 from sink.recording_bounds import check_recordings
 from tests.support.cli import chdb_env, run_records

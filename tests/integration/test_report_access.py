@@ -17,8 +17,9 @@ from pipeline.access_users import UserStore
 from pipeline.config import Secret, Settings
 from pipeline.policy import default_policy
 from retention_jobs.access_audit import access_evidence
-from retention_jobs.report import KafkaEvidence, Report, evaluate
+from retention_jobs.report import Report, evaluate
 from retention_jobs.report_collect import collect_evidence
+from retention_jobs.report_evidence import KafkaEvidence
 from sink.sink_process import apply_schema
 from tests.support.endpoint import served_store
 

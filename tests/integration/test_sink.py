@@ -26,8 +26,9 @@ from pipeline.dead_letter import parse_headers
 from pipeline.kafka.admin import KafkaAdmin
 from pipeline.schemas import AvroSchema, SchemaCatalog, default_catalog
 from pipeline.serde import AvroSerializer, Serde
-from sink.clickhouse_sink import ClickHouseSink, SinkOptions
+from sink.clickhouse_sink import ClickHouseSink
 from sink.metrics import SinkMetrics
+from sink.sink_options import SinkOptions
 from sink.sink_process import apply_schema
 from tests.support.kafka_offsets import end_offsets, lagging_partitions
 from tests.support.kafka_reads import read_topic

@@ -17,11 +17,11 @@ import pytest
 from clickhouse_connect.driver.exceptions import DatabaseError
 from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 
-from pipeline.clickhouse_http import owner_file
+from pipeline.chdb_owner import owner_file
 from pipeline.kafka.admin import KafkaAdmin
 from pipeline.schemas import default_catalog
 from pipeline.serde import AvroSerializer
-from sink.clickhouse_sink import SinkOptions
+from sink.sink_options import SinkOptions
 from tests.support.cli import chdb_env, run_records
 from tests.support.kafka_offsets import end_offsets, lagging_partitions
 from tests.support.processes import SinkProcess

@@ -16,7 +16,7 @@ import pytest
 from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import DatabaseError
 
-from pipeline.clickhouse_http import Owner, read_owner
+from pipeline.chdb_owner import Owner, read_owner
 from pipeline.config import Settings
 from sink.sink_process import apply_schema
 from tests.support.cli import chdb_env, run_records

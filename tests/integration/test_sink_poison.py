@@ -24,8 +24,9 @@ from pipeline.kafka.admin import KafkaAdmin
 from pipeline.schemas import default_catalog
 from pipeline.serde import AvroSerializer, WireFormat
 from records.wiring import Wiring
-from sink.clickhouse_sink import ClickHouseSink, SinkOptions
+from sink.clickhouse_sink import ClickHouseSink
 from sink.metrics import SinkMetrics
+from sink.sink_options import SinkOptions
 from sink.sink_process import apply_schema
 from tests.support.kafka_reads import read_topic
 from tests.support.sink_store import on_topic_copies, run_until_caught_up

@@ -18,8 +18,9 @@ from pipeline.kafka.admin import KafkaAdmin
 from pipeline.schemas import default_catalog
 from pipeline.serde import AvroSerializer, Serde
 from pipeline.topics import TopicSpec
-from sink.clickhouse_sink import ClickHouseSink, PeriodicJob, SinkOptions
+from sink.clickhouse_sink import ClickHouseSink
 from sink.metrics import SinkMetrics
+from sink.sink_options import PeriodicJob, SinkOptions
 from sink.sink_process import apply_schema
 from tests.support.stored_records import record
 

@@ -21,9 +21,10 @@ from pipeline.kafka.admin import KafkaAdmin
 from pipeline.schemas import default_catalog
 from pipeline.serde import AvroSerializer, Serde
 from pipeline.topics import TopicSpec
-from sink.clickhouse_sink import ClickHouseSink, SinkOptions
+from sink.clickhouse_sink import ClickHouseSink
 from sink.denial_state import ledger_denies
 from sink.metrics import SinkMetrics
+from sink.sink_options import SinkOptions
 from sink.sink_process import apply_schema
 from tests.support.metrics import counter
 from tests.support.sink_store import run_until_caught_up, store

@@ -16,9 +16,11 @@ import clickhouse_connect
 from clickhouse_connect.driver.client import Client
 
 from pipeline.access_users import read_owner_credential
+from pipeline.chdb_owner import Owner, remove_owner, write_owner
 from pipeline.clickhouse import connect
-from pipeline.clickhouse_http import EmbeddedHttpServer, EndpointLimits, Owner, endpoint_for, remove_owner, write_owner
+from pipeline.clickhouse_http import EmbeddedHttpServer
 from pipeline.config import Settings
+from pipeline.query_endpoint import EndpointLimits, endpoint_for
 
 
 def owner_client(owner: Owner, chdb_path: Path, **kwargs: Any) -> Client:

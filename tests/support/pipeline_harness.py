@@ -30,8 +30,8 @@ from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption,
 from prometheus_client.parser import text_string_to_metric_families
 
 from pipeline import topics
+from pipeline.chdb_owner import read_owner
 from pipeline.clickhouse import connect
-from pipeline.clickhouse_http import read_owner
 from pipeline.config import load_settings
 from pipeline.dsr import DpoSigner
 from pipeline.event_producer import EventProducer

@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption,
 from prometheus_client.parser import text_string_to_metric_families
 
 from pipeline import topics
-from pipeline.clickhouse_http import Owner, read_owner
+from pipeline.chdb_owner import Owner, read_owner
 from pipeline.kafka.admin import KafkaAdmin
 from records.child_process import terminate
 from records.local_kafka import free_port

@@ -20,9 +20,10 @@ from pipeline.kafka.admin import KafkaAdmin
 from pipeline.serde import AvroSerializer
 from pipeline.topics import TopicSpec
 from sink.avro_container import SINGLE_OBJECT_PREFIX, container
-from sink.clickhouse_sink import ClickHouseSink, SinkOptions
+from sink.clickhouse_sink import ClickHouseSink
 from sink.dsr_storage import DsrCommand
 from sink.erasure_guard import ErasureGuard
+from sink.sink_options import SinkOptions
 from tests.support.kafka_offsets import end_offsets, lagging_partitions
 
 

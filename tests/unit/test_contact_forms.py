@@ -21,11 +21,13 @@ from pipeline.event_producer import event_key
 from pipeline.policy import default_policy
 from pipeline.serde import AvroDeserializer, AvroSerializer
 from pipeline.subject_keys import IdentifierKind, SubjectKeyer
-from retention_jobs.report import Evidence, KafkaEvidence, RecordAges, TopicEvidence, evaluate
+from retention_jobs.report import evaluate
+from retention_jobs.report_evidence import Evidence, KafkaEvidence, RecordAges, TopicEvidence
 from streams.app import StreamsWorker, _Batch, _now
 from streams.consent_state import EMPTY, RESTRICTED, ConsentChange, ConsentStatement, SubjectConsent, apply, to_millis
 from streams.exceptions import InvalidEvent
-from streams.rows import H_RESTRICTED, RowBuilder
+from streams.row_types import H_RESTRICTED
+from streams.rows import RowBuilder
 from tests.support.contact_forms import T0, form_event
 from tests.support.streams_worker import streams_worker
 

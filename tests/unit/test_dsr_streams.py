@@ -26,11 +26,12 @@ from pipeline.dsr_contract import Receipt, ReceiptStatus, request_digest
 from pipeline.policy import default_policy
 from pipeline.serde import AvroDeserializer, AvroSerializer
 from pipeline.subject_keys import IdentifierKind, SubjectKeyer
+from pipeline.topics import CALL_DETAIL_RECORD, CHAT_CONVERSATION, CONSENT_CHANGED
 from records.cli import app as records_cli
 from streams.app import StreamsWorker, _Batch, _now
 from streams.consent_state import EMPTY, apply, to_millis
 from streams.erased_keys import is_erased, merge
-from streams.rows import CALL_DETAIL_RECORD, CHAT_CONVERSATION, CONSENT_CHANGED, RowBuilder
+from streams.rows import RowBuilder
 from streams.subject_requests import (
     Seen,
     command_envelope,

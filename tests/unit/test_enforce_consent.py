@@ -17,11 +17,12 @@ from pipeline.policy import default_policy
 from pipeline.schemas import default_catalog
 from pipeline.serde import AvroDeserializer, AvroSerializer
 from pipeline.subject_keys import IdentifierKind, SubjectKeyer
+from pipeline.topics import CHAT_CONVERSATION
 from streams import enrich
 from streams.consent_state import EMPTY, ConsentChange, SubjectConsent, apply, merge, to_millis
 from streams.enforce_consent import ConsentInForce, enforce, not_given_reason
 from streams.exceptions import InvalidEvent
-from streams.rows import CHAT_CONVERSATION, RowBuilder
+from streams.rows import RowBuilder
 from tests.support.avro_strategies import records
 from tests.support.raw_events import USER_AGENTS, chat_event
 

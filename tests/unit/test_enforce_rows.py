@@ -14,18 +14,11 @@ from pipeline.policy import default_policy
 from pipeline.schemas import default_catalog
 from pipeline.serde import AvroSerializer
 from pipeline.subject_keys import IdentifierKind, SubjectKeyer
+from pipeline.topics import CALL_DETAIL_RECORD, CALL_RECORDING, CONSENT_CHANGED, COOKIE_CONSENT_CHANGED
 from streams.consent_state import CONTACT, EMPTY, OBJECTED, RESTRICTED, ConsentChange, SubjectConsent, apply
 from streams.exceptions import InvalidEvent
-from streams.rows import (
-    CALL_DETAIL_RECORD,
-    CALL_RECORDING,
-    CONSENT_CHANGED,
-    COOKIE_CONSENT_CHANGED,
-    H_OBJECTED,
-    H_RESTRICTED,
-    Outcome,
-    RowBuilder,
-)
+from streams.row_types import H_OBJECTED, H_RESTRICTED, Outcome
+from streams.rows import RowBuilder
 from tests.support.avro_strategies import records
 from tests.support.raw_events import T0, cdr_event, envelope, recording_event
 

@@ -29,7 +29,8 @@ from pipeline.serde import AvroDeserializer, AvroSerializer, SerdeError
 from pipeline.subject_keys import SubjectKeyer
 from streams.consent_state import SubjectConsent
 from streams.exceptions import InvalidEvent
-from streams.rows import RAW_RECORD_TYPES, RowBuilder
+from streams.row_types import RAW_RECORD_TYPES
+from streams.rows import RowBuilder
 from tests.support.avro_strategies import records
 
 settings.register_profile(

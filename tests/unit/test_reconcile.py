@@ -20,7 +20,8 @@ from retention_jobs.reconcile import (
     StoredRow,
     reconcile,
 )
-from retention_jobs.report import Evidence, KafkaEvidence, evaluate
+from retention_jobs.report import evaluate
+from retention_jobs.report_evidence import Evidence, KafkaEvidence
 
 NOW = 1_800_000_000_000
 T = NOW - 1000 * DAY_MS

@@ -17,7 +17,8 @@ from pipeline.exceptions import ConfigError
 from pipeline.policy import Location, default_policy, load_policy, parse_policy
 from pipeline.topics import ALL_TOPICS
 from retention_jobs.linger import topic_linger
-from retention_jobs.report import (
+from retention_jobs.report import evaluate
+from retention_jobs.report_evidence import (
     ConsentBreach,
     DsrStats,
     Evidence,
@@ -27,7 +28,6 @@ from retention_jobs.report import (
     RecordingBoundsEvidence,
     TopicEvidence,
     age_bin_days,
-    evaluate,
     latency_edges,
 )
 from retention_jobs.report_html import render_html

@@ -15,7 +15,7 @@ from pipeline.schemas import default_catalog
 from pipeline.serde import AvroDeserializer, AvroSerializer, WireFormat, registry_client
 from sink.avro_container import SINGLE_OBJECT_PREFIX
 from sink.batch import Batch, Routes, invalid_bodies, split_group
-from sink.clickhouse_sink import RECORD_TOPICS
+from sink.sink_options import RECORD_TOPICS
 from tests.support.stored_records import record
 
 CATALOG = default_catalog()

@@ -1,0 +1,51 @@
+"""A batch's offsets on the sink's consumer: committed only after everything they cover
+is stored (step 6 of sink/clickhouse_sink.py), or rewound to the batch's first offsets
+when the batch is dropped; and which consumer errors end a consumer for good."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
+
+from pipeline.exceptions import KafkaClientError
+from pipeline.kafka.consumer import KafkaConsumer
+from sink.between_batches import one_line
+
+log = logging.getLogger(__name__)
+
+# librdkafka codes after which a consumer can never commit again (see ClickHouseSink.run()).
+_CONSUMER_FAILED = frozenset({"_FATAL", "FENCED_INSTANCE_ID", "_STATE"})
+
+
+def commit_offsets(consumer: KafkaConsumer, offsets: Mapping[tuple[str, int], int]) -> None:
+    """Store `offsets` ((topic, partition) -> next offset), then commit them synchronously;
+    raises the client's error when either fails."""
+    consumer.consumer.store_offsets(offsets=[TopicPartition(t, p, o) for (t, p), o in offsets.items()])
+    consumer.commit()
+
+
+def rewind(raw: Consumer, first_offsets: Mapping[tuple[str, int], int]) -> None:
+    """Seek the partitions still assigned back to a dropped batch's first offsets, so its
+    messages are fetched again; a failure is logged (the next owner resumes from the commit)."""
+    try:
+        assigned = {(tp.topic, tp.partition) for tp in raw.assignment()}
+        for (topic, partition), offset in first_offsets.items():
+            if (topic, partition) in assigned:
+                raw.seek(TopicPartition(topic, partition, offset))
+    except KafkaException as exc:
+        log.warning("rewind after a dropped batch failed: %s", one_line(exc))
+
+
+def consumer_failed(exc: KafkaException | KafkaClientError) -> bool:
+    """True when the error leaves the consumer unable to commit again (fatal, fenced)."""
+    if isinstance(exc, KafkaClientError):
+        return exc.code in _CONSUMER_FAILED
+    error = exc.args[0] if exc.args else None
+    return isinstance(error, KafkaError) and (error.fatal() or error.name() in _CONSUMER_FAILED)
+
+
+def partitions_text(partitions: Sequence[TopicPartition]) -> str:
+    """`topic[p], ...` for a log line; "nothing" for none."""
+    return ", ".join(f"{tp.topic}[{tp.partition}]" for tp in partitions) or "nothing"

@@ -1,0 +1,83 @@
+"""What a sink process is given: the topics it reads (`RECORD_TOPICS`), its tuning and
+group membership (`SinkOptions`), and the periodic jobs it runs between batches
+(`PeriodicJob`). The loop that uses them is sink/clickhouse_sink.py."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+
+from clickhouse_connect.driver.client import Client
+
+from pipeline import topics
+from pipeline.topics import TopicSpec
+
+DEFAULT_GROUP_ID = "cs-clickhouse-sink"
+RECORD_TOPICS: tuple[TopicSpec, ...] = (
+    topics.CHAT_ENRICHED,
+    topics.CALL_ENRICHED,
+    topics.CONSENT_LEDGER,
+    topics.DSR_RECEIPTS,
+    topics.CONTACT_FORM_ENRICHED,
+)
+
+
+@dataclass(frozen=True)
+class SinkOptions:
+    """Tuning and wiring of one sink process.
+
+    batch_size: messages per batch. 50,000 by default: ClickHouse inserts get cheaper
+    per row up to ~100k rows per insert (fewer, larger parts and merges), while a batch
+    must stay small enough to replay quickly after a crash and to keep memory bounded
+    (~20 MB of chat records); bench/bench_sink.py measures the curve.
+    batch_max_s: the longest a message waits before it is written (freshness for analysts).
+    """
+
+    group_id: str = DEFAULT_GROUP_ID
+    # Static group membership: a sink restarted with the same instance id gets its
+    # partitions back at once instead of waiting for the dead member's session to expire.
+    # Embedded mode has a natural one (one sink per chDB directory); None: dynamic.
+    instance_id: str | None = None
+    session_timeout_ms: int = 10_000
+    batch_size: int = 50_000
+    batch_max_s: float = 1.0
+    batch_max_bytes: int = 64 * 1024 * 1024
+    poll_max: int = 10_000
+    retry_initial_s: float = 0.5
+    retry_max_s: float = 30.0
+    lag_every_s: float = 1.0
+    record_topics: tuple[TopicSpec, ...] = RECORD_TOPICS
+    dlq_topic: str = topics.DLQ.name
+    # No other process writes the store (embedded mode: one sink per chDB directory), so
+    # consent withdrawals are applied from in-memory state, without a query per batch
+    # (sink/clear_before_insert.py). run_sink sets False in server mode, where several
+    # sinks of the group share the store.
+    sole_writer: bool = True
+    # Periodic jobs due at start (retention) wait for the first committed batch, at most
+    # this long: start-up is the time to the first rows stored.
+    jobs_wait_s: float = 10.0
+
+    def with_topic_suffix(self, suffix: str) -> SinkOptions:
+        """The same sink on renamed topics (isolated runs: tests, benchmarks)."""
+        if not suffix:
+            return self
+        return replace(
+            self,
+            record_topics=tuple(replace(spec, name=spec.name + suffix) for spec in self.record_topics),
+            dlq_topic=self.dlq_topic + suffix,
+        )
+
+
+@dataclass(frozen=True)
+class PeriodicJob:
+    """Work that needs the store's owner, run between batches on the sink's thread under
+    the engine lock, first at start (if `run_at_start`: once the first batch is committed,
+    or `SinkOptions.jobs_wait_s` after the start if none came, so a job never delays the
+    first rows) and then every `every_s` seconds.
+    A failing job is logged and counted; it never stops the sink. Keep it shorter than
+    max.poll.interval.ms (10 min)."""
+
+    name: str
+    every_s: float
+    run: Callable[[Client], object]
+    run_at_start: bool = True
