@@ -21,6 +21,20 @@ per message. The contract is faust's:
 - acknowledgement is untouched: an offset is committed only after the agent acked its
   event (the streams worker acks a batch after its delivery reports, streams/app.py).
 
+Two repairs to faust's rebalance path, without which a restarted worker could stall for
+good (found by tests/faults/test_kill_streams.py, about one run in ten):
+- `seek_to_committed` seeks every partition, also those committed at offset 0 or never:
+  aiokafka's `AIOKafkaConsumer.seek_to_committed` only seeks where the committed offset is
+  above 0, so such a partition kept the position its fetcher had reached. The records in
+  between had been delivered into the streams' queues, which faust clears when the
+  rebalance ends (`app.flow_control.resume()`): they were never processed, never acked,
+  and the partition's offset could never be committed again.
+- While the app is rebalancing (`app.rebalancing`, from the revocation until the recovery
+  has resumed the streams) records of stream partitions are not delivered: they would land
+  in queues that are about to be cleared. Their partitions are sought back to their
+  committed offsets and fetched again once the rebalance is over. Changelog records still
+  flow (they are the tables' recovery).
+
 It replaces one private method of faust-streaming 0.15.3's aiokafka driver, so
 pyproject.toml pins faust-streaming to that exact version: a new faust release must be
 read against this module (`faust/transport/consumer.py`, `Consumer._drain_messages`)
@@ -31,10 +45,13 @@ before the pin moves. `FastDrainTransport` is the aiokafka transport with this c
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Sequence
+import logging
+from collections.abc import AsyncIterator, Collection, Mapping, Sequence
 from typing import Any, cast
 
 import faust
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import IllegalStateError, KafkaError
 from faust.transport.consumer import CONSUMER_FETCHING
 from faust.transport.drivers import aiokafka as aiokafka_driver
 from faust.types import TP, Message
@@ -43,10 +60,47 @@ from faust.types import TP, Message
 FAUST_VERSION = "0.15.3"
 # Deliveries between two yields to the event loop (faust's own value).
 _YIELD_EVERY = 100
+# Pause after holding a fetch back during a rebalance, before fetching again.
+_HELD_BACK_PAUSE_S = 0.05
+# Seeking a held-back partition back: attempts, and the pause between them.
+_SEEK_ATTEMPTS = 20
+_SEEK_RETRY_S = 0.25
+
+log = logging.getLogger(__name__)
+
+
+async def seek_exactly_to_committed(
+    consumer: AIOKafkaConsumer, *partitions: TopicPartition, earliest: bool
+) -> dict[TopicPartition, int | None]:
+    """Seek `partitions` (default: all assigned) to their committed offsets, as
+    `AIOKafkaConsumer.seek_to_committed` does, and also where that method does not seek: a
+    partition committed at offset 0 is sought to 0, and one with no committed offset to its
+    beginning when `earliest` (the `auto_offset_reset` policy; otherwise it is left where
+    it is). Returns the committed offsets (None: none). Runs on the consumer's own loop."""
+    committed: dict[TopicPartition, int | None] = await consumer.seek_to_committed(*partitions)
+    for tp, offset in committed.items():
+        if offset == 0:
+            consumer.seek(tp, 0)
+    never = [tp for tp, offset in committed.items() if offset is None]
+    if never and earliest:
+        await consumer.seek_to_beginning(*never)
+    return committed
+
+
+def split_for_rebalance(
+    batch: Sequence[tuple[TP, Message]], changelog_topics: Collection[str]
+) -> tuple[list[tuple[TP, Message]], set[TP]]:
+    """A fetch that returned while the app is rebalancing: the changelog records, which are
+    delivered (the tables' recovery), and the stream partitions whose records are held back."""
+    deliver = [(tp, message) for tp, message in batch if tp.topic in changelog_topics]
+    held = {tp for tp, _ in batch if tp.topic not in changelog_topics}
+    return deliver, held
 
 
 class FastDrainConsumer(aiokafka_driver.Consumer):
     """faust's aiokafka consumer; fetched messages reach the agents one fetch at a time."""
+
+    _held_back_in: int | None = None  # the generation whose rebalance last held a fetch back
 
     async def _drain_messages(self, fetcher: Any) -> None:
         consumer_should_stop = self._stopped.is_set
@@ -62,7 +116,12 @@ class FastDrainConsumer(aiokafka_driver.Consumer):
                 # released to the loop even when getmany returned at once (faust does the same)
                 await self.sleep(0)
                 if batch and self._may_deliver():
-                    await self.wait_first(self._deliver(batch), self.suspend_flow.wait())
+                    if self.app.rebalancing:
+                        batch, held = split_for_rebalance(batch, self.app.tables.changelog_topics)
+                        if held:
+                            await self._seek_back(held)
+                    if batch:
+                        await self.wait_first(self._deliver(batch), self.suspend_flow.wait())
                 self.diag.unset_flag(CONSUMER_FETCHING)
         except self.consumer_stopped_errors:
             if self.transport.app.should_stop:
@@ -85,6 +144,53 @@ class FastDrainConsumer(aiokafka_driver.Consumer):
         the recovery that ends the rebalance seeks the partitions back to their committed
         offsets, so it is fetched again (as faust's getmany drops a fetch then)."""
         return not self.should_stop and self.flow_active and not self.suspend_flow.is_set()
+
+    async def seek_to_committed(self) -> Mapping[TP, int]:
+        """Seek every assigned partition to its committed offset, 0 and none included
+        (`seek_exactly_to_committed`); faust's `perform_seek` calls this at the end of
+        every rebalance."""
+        return await self._seek_to_committed()
+
+    async def _seek_to_committed(self, *partitions: TP) -> Mapping[TP, int]:
+        thread = self._thread
+        earliest = self.app.conf.consumer_auto_offset_reset == "earliest"
+        committed = await thread.call_thread(
+            seek_exactly_to_committed, thread._ensure_consumer(), *partitions, earliest=earliest
+        )
+        return cast(Mapping[TP, int], committed)
+
+    async def _seek_to_committed_retrying(self, partitions: Sequence[TP]) -> Mapping[TP, int]:
+        """`_seek_to_committed` of `partitions`, retried while the broker answers with an
+        error (a rebalance can make the committed-offset fetch fail for a moment). Nothing is
+        sought, and {} returned, once they are no longer assigned. Raises the last error
+        after `_SEEK_ATTEMPTS` attempts: skipping the seek would lose the held records."""
+        for attempt in range(1, _SEEK_ATTEMPTS + 1):
+            try:
+                return await self._seek_to_committed(*partitions)
+            except IllegalStateError:
+                return {}  # revoked meanwhile: the next owner starts at the committed offsets
+            except KafkaError as exc:
+                if attempt == _SEEK_ATTEMPTS:
+                    raise
+                log.warning("seeking back to committed offsets failed (%s); retrying", type(exc).__name__)
+                await self.sleep(_SEEK_RETRY_S)
+        return {}
+
+    async def _seek_back(self, held: set[TP]) -> None:
+        """Seek the stream partitions held back during a rebalance to their committed
+        offsets, so what was fetched is fetched again after it. Partitions no longer
+        assigned are left to their next owner."""
+        assigned = self.assignment()
+        partitions = sorted(tp for tp in held if tp in assigned)
+        if partitions:
+            committed = await self._seek_to_committed_retrying(partitions)
+            for tp, offset in committed.items():
+                self._read_offset[tp] = offset if offset is not None and offset >= 0 else None
+            generation = self.app.consumer_generation_id
+            if generation != self._held_back_in:  # once per rebalance: it repeats until it ends
+                self._held_back_in = generation
+                log.info("rebalancing: stream partitions sought back to their committed offsets until it ends")
+        await self.sleep(_HELD_BACK_PAUSE_S)
 
     async def _deliver(self, batch: Sequence[tuple[TP, Message]]) -> None:
         """Hand each message to the conductor in order, as faust's drain loop does."""

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from pipeline import topics
 from records.simulate.model import SimulatedEvent
 from retention_jobs.reconcile import Reconciliation
 from tests.support.pipeline_harness import (
@@ -19,6 +20,7 @@ from tests.support.pipeline_harness import (
     Pipeline,
     Process,
     caught_up,
+    lagging,
     produce,
     reconcile_since,
     wait_sink_owner,
@@ -72,10 +74,19 @@ def wait_caught_up(pipeline: Pipeline, t0: float | None = None, timeout: float =
     """Until the streams worker and then the sink have committed the end of their inputs;
     the seconds from `t0` (a `time.monotonic()`, default now) until each had."""
     t0 = time.monotonic() if t0 is None else t0
-    wait_until(lambda: caught_up(pipeline.bootstrap, pipeline.app_id, STREAMS_INPUTS), timeout, "streams caught up")
+    _wait_group(pipeline, pipeline.app_id, STREAMS_INPUTS, timeout, "streams")
     streams_s = time.monotonic() - t0
-    wait_until(lambda: caught_up(pipeline.bootstrap, pipeline.sink_group, SINK_INPUTS), timeout, "sink caught up")
+    _wait_group(pipeline, pipeline.sink_group, SINK_INPUTS, timeout, "sink")
     return streams_s, time.monotonic() - t0
+
+
+def _wait_group(pipeline: Pipeline, group: str, specs: Sequence[topics.TopicSpec], timeout: float, who: str) -> None:
+    """Until `group` committed the end of `specs`; on timeout the failure names the
+    partitions still behind (committed/end)."""
+    try:
+        wait_until(lambda: caught_up(pipeline.bootstrap, group, specs), timeout, f"{who} caught up")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; behind: {', '.join(lagging(pipeline.bootstrap, group, specs))}") from None
 
 
 def assert_reconciled(pipeline: Pipeline, since: datetime, events: int, fault: str) -> Reconciliation:

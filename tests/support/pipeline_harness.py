@@ -251,9 +251,16 @@ def committed(bootstrap: str, group: str, ends: Sequence[TopicPartition]) -> dic
 
 def caught_up(bootstrap: str, group: str, specs: Iterable[topics.TopicSpec]) -> bool:
     """Whether `group` has committed the end of every partition of `specs`."""
+    return not lagging(bootstrap, group, specs)
+
+
+def lagging(bootstrap: str, group: str, specs: Iterable[topics.TopicSpec]) -> list[str]:
+    """The partitions of `specs` whose end `group` has not committed, as
+    `topic[partition] committed/end` (what a failed wait reports)."""
     ends = end_offsets(bootstrap, specs)
     done = committed(bootstrap, group, ends)
-    return all(done.get((tp.topic, tp.partition), -1) >= tp.offset for tp in ends)
+    behind = [(tp, done.get((tp.topic, tp.partition), -1)) for tp in ends]
+    return [f"{tp.topic}[{tp.partition}] {at}/{tp.offset}" for tp, at in behind if at < tp.offset]
 
 
 def wait_until(condition: Callable[[], bool], timeout: float, what: str, every: float = 0.2) -> float:
