@@ -16,7 +16,9 @@ producer and then wait once, in a thread, until every delivery report is in; onl
 does faust ack the batch's offsets (at-least-once; row ids make a replay idempotent
 downstream). faust's own producer writes the tables' changelogs and the DSR stage's output.
 The app consumes through `streams.fast_drain` (fetched messages handed to the agents one
-fetch at a time, not one task group per message; `WorkerOptions.fast_drain`).
+fetch at a time, not one task group per message; and two repairs to faust's rebalance
+path without which a restarted worker could stall: see that module). faust's own drain is
+not an option: it has the stall.
 
 The consent table is a faust GlobalTable with `use_partitioner=True`: chats and calls are
 keyed by conversation/call id, not by subject, so the subject keys a record needs live
@@ -101,7 +103,6 @@ class WorkerOptions:
     # default is 60 s; 10 s as for the sink (sink/clickhouse_sink.py).
     session_timeout_s: float = 10.0
     delivery_timeout_s: float = 120.0  # a batch's output not delivered by then: exit, the batch is replayed
-    fast_drain: bool = True  # deliver fetched messages per fetch, not per message (streams.fast_drain)
 
 
 def _broker_urls(bootstrap: str) -> list[str]:
@@ -181,8 +182,7 @@ class StreamsWorker:
             stream_buffer_maxsize=4 * options.batch_size,
             worker_redirect_stdouts=False,
         )
-        if options.fast_drain:
-            use_fast_drain(self.app)
+        use_fast_drain(self.app)
         self.consent_table = self._global_table(
             topics.CONSENT_TABLE,
             topics.CONSENT_CHANGELOG,

@@ -56,9 +56,10 @@ def _committed(bootstrap: str, group: str, topic: str) -> int:
         consumer.close()
 
 
-async def _drain(bootstrap: str, topic: str, group: str, tmp_dir: str) -> tuple[dict[int, list[int]], int]:
-    """Run a faust app with the fast drain until every message is in; (offsets seen per
-    partition, tasks created between the first and the last message)."""
+def _fast_drain_app(
+    bootstrap: str, topic: str, group: str, tmp_dir: str, **settings: Any
+) -> tuple[faust.App, faust.TopicT]:
+    """A faust app in group `group` consuming `topic` through the fast drain; its source topic."""
     app = faust.App(
         group,
         broker=f"kafka://{bootstrap}",
@@ -66,11 +67,17 @@ async def _drain(bootstrap: str, topic: str, group: str, tmp_dir: str) -> tuple[
         datadir=tmp_dir,
         web_enabled=False,
         consumer_auto_offset_reset="earliest",
-        broker_commit_every=100,
         topic_partitions=PARTITIONS,
+        **settings,
     )
     use_fast_drain(app)
-    source = app.topic(topic, key_serializer="raw", value_serializer="raw")
+    return app, app.topic(topic, key_serializer="raw", value_serializer="raw")
+
+
+async def _drain(bootstrap: str, topic: str, group: str, tmp_dir: str) -> tuple[dict[int, list[int]], int]:
+    """Run a faust app with the fast drain until every message is in; (offsets seen per
+    partition, tasks created between the first and the last message)."""
+    app, source = _fast_drain_app(bootstrap, topic, group, tmp_dir, broker_commit_every=100)
     seen: dict[int, list[int]] = defaultdict(list)
     counter = _TaskCounter()
     marks: dict[str, int] = {}
@@ -86,7 +93,7 @@ async def _drain(bootstrap: str, topic: str, group: str, tmp_dir: str) -> tuple[
                 done.set()
 
     app.agent(source, name="drain")(agent)
-    asyncio.get_running_loop().set_task_factory(counter)  # type: ignore[arg-type]
+    asyncio.get_running_loop().set_task_factory(counter)
     await app.start()
     try:
         assert isinstance(app.consumer, FastDrainConsumer)
@@ -123,17 +130,7 @@ async def _drain_across_a_rebalance(bootstrap: str, topic: str, group: str, tmp_
     restarted worker meets when its predecessor never committed): the messages are produced
     while the app says it is rebalancing, then the rebalance ends. What the agent saw in
     each phase."""
-    app = faust.App(
-        group,
-        broker=f"kafka://{bootstrap}",
-        store="memory://",
-        datadir=tmp_dir,
-        web_enabled=False,
-        consumer_auto_offset_reset="earliest",
-        topic_partitions=PARTITIONS,
-    )
-    use_fast_drain(app)
-    source = app.topic(topic, key_serializer="raw", value_serializer="raw")
+    app, source = _fast_drain_app(bootstrap, topic, group, tmp_dir)
     seen: list[tuple[int, int]] = []
     ready = asyncio.Event()
 

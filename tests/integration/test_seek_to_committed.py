@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -34,9 +35,26 @@ def two_partitions(kafka_settings: Settings, topic_factory: Callable[..., TopicS
     return topic.name, kafka_settings.kafka.bootstrap
 
 
-async def _read_all(topic: str, bootstrap: str) -> tuple[AIOKafkaConsumer, TopicPartition, TopicPartition]:
-    """A group consumer that committed offset 0 on partition 0, nothing on partition 1, and
-    has fetched every record of both (its positions are at the end)."""
+Seek = Callable[[AIOKafkaConsumer], Awaitable[Mapping[TopicPartition, int | None]]]
+
+
+async def _read(consumer: AIOKafkaConsumer, count: int, what: str) -> None:
+    """Fetch until `count` records arrived (fails naming `what` when a fetch stays empty)."""
+    read = 0
+    while read < count:
+        batches = await consumer.getmany(timeout_ms=5000)
+        assert batches, what
+        read += sum(len(records) for records in batches.values())
+    assert read == count
+
+
+async def _seek_after_reading_all(
+    topic: str, bootstrap: str, seek: Seek, *, read_again: bool = False
+) -> dict[str, Any]:
+    """A group consumer commits offset 0 on partition 0 and nothing on partition 1, fetches
+    every record of both (its positions are then at the end), and calls `seek`: what `seek`
+    returned and where each partition stands after it (and, with `read_again`, after
+    fetching everything a second time)."""
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap,
         group_id=f"seek-{uuid.uuid4().hex}",
@@ -44,71 +62,45 @@ async def _read_all(topic: str, bootstrap: str) -> tuple[AIOKafkaConsumer, Topic
         auto_offset_reset="earliest",
     )
     await consumer.start()
-    committed_zero, never_committed = TopicPartition(topic, 0), TopicPartition(topic, 1)
-    consumer.assign([committed_zero, never_committed])
-    await consumer.commit({committed_zero: 0})
-    read = 0
-    while read < 2 * RECORDS:
-        batches = await consumer.getmany(timeout_ms=5000)
-        assert batches, "the records did not arrive"
-        read += sum(len(records) for records in batches.values())
-    assert await consumer.position(committed_zero) == RECORDS
-    assert await consumer.position(never_committed) == RECORDS
-    return consumer, committed_zero, never_committed
+    try:
+        committed_zero, never_committed = TopicPartition(topic, 0), TopicPartition(topic, 1)
+        consumer.assign([committed_zero, never_committed])
+        await consumer.commit({committed_zero: 0})
+        await _read(consumer, 2 * RECORDS, "the records did not arrive")
+        assert [await consumer.position(tp) for tp in (committed_zero, never_committed)] == [RECORDS, RECORDS]
+        committed = await seek(consumer)
+        positions = [await consumer.position(tp) for tp in (committed_zero, never_committed)]
+        if read_again:
+            await _read(consumer, 2 * RECORDS, "the records were not fetched again")
+        return {"committed": [committed[committed_zero], committed[never_committed]], "positions": positions}
+    finally:
+        await consumer.stop()
 
 
 def test_aiokafka_leaves_partitions_committed_at_zero_or_never_where_they_were(
     two_partitions: tuple[str, str],
 ) -> None:
     """Why the repair exists: the library's own seek moves neither partition."""
-
-    async def scenario() -> None:
-        consumer, committed_zero, never_committed = await _read_all(*two_partitions)
-        try:
-            committed = await consumer.seek_to_committed()
-            assert committed == {committed_zero: 0, never_committed: None}
-            assert await consumer.position(committed_zero) == RECORDS
-            assert await consumer.position(never_committed) == RECORDS
-        finally:
-            await consumer.stop()
-
-    asyncio.run(scenario())
+    result = asyncio.run(_seek_after_reading_all(*two_partitions, lambda consumer: consumer.seek_to_committed()))
+    assert result == {"committed": [0, None], "positions": [RECORDS, RECORDS]}
 
 
 def test_the_exact_seek_moves_both_back_so_their_records_are_fetched_again(
     two_partitions: tuple[str, str],
 ) -> None:
-    async def scenario() -> None:
-        consumer, committed_zero, never_committed = await _read_all(*two_partitions)
-        try:
-            committed = await seek_exactly_to_committed(consumer, earliest=True)
-            assert committed == {committed_zero: 0, never_committed: None}
-            assert await consumer.position(committed_zero) == 0
-            assert await consumer.position(never_committed) == 0
-            again = 0
-            while again < 2 * RECORDS:
-                batches = await consumer.getmany(timeout_ms=5000)
-                assert batches, "the records were not fetched again"
-                again += sum(len(records) for records in batches.values())
-            assert again == 2 * RECORDS
-        finally:
-            await consumer.stop()
-
-    asyncio.run(scenario())
+    result = asyncio.run(
+        _seek_after_reading_all(
+            *two_partitions, lambda consumer: seek_exactly_to_committed(consumer, earliest=True), read_again=True
+        )
+    )
+    assert result == {"committed": [0, None], "positions": [0, 0]}
 
 
 def test_without_earliest_a_partition_never_committed_stays_where_it_is(
     two_partitions: tuple[str, str],
 ) -> None:
     """`auto_offset_reset=latest`: no committed offset means the end, not the beginning."""
-
-    async def scenario() -> None:
-        consumer, committed_zero, never_committed = await _read_all(*two_partitions)
-        try:
-            await seek_exactly_to_committed(consumer, earliest=False)
-            assert await consumer.position(committed_zero) == 0
-            assert await consumer.position(never_committed) == RECORDS
-        finally:
-            await consumer.stop()
-
-    asyncio.run(scenario())
+    result = asyncio.run(
+        _seek_after_reading_all(*two_partitions, lambda consumer: seek_exactly_to_committed(consumer, earliest=False))
+    )
+    assert result == {"committed": [0, None], "positions": [0, RECORDS]}
