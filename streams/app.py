@@ -59,7 +59,6 @@ from pipeline.dead_letter import DeadLetter
 from pipeline.dsr import TrustedKeys
 from pipeline.dsr_contract import CommandSigner
 from pipeline.exceptions import ConfigError, KafkaClientError
-from pipeline.kafka.admin import KafkaAdmin
 from pipeline.kafka.producer import KafkaProducer
 from pipeline.policy import Policy, default_policy
 from pipeline.schemas import SchemaError
@@ -417,79 +416,3 @@ def _now() -> datetime:
     """The ingestion time of a batch, at millisecond precision (what Avro stores)."""
     now = datetime.now(UTC)
     return now.replace(microsecond=now.microsecond // 1000 * 1000)
-
-
-class FaustWorker(faust.Worker):
-    """faust's worker with the root logger at the level asked for.
-
-    mode's logging setup (faust-streaming 0.15, mode-streaming 0.4) leaves the root
-    logger at DEBUG whatever `loglevel` says, so every library's `log.debug` builds a
-    LogRecord: aiokafka logs one per message sent (~2-3% of the stage's CPU, measured
-    with py-spy). Only the level changes; handlers and formats stay faust's."""
-
-    def on_setup_root_logger(self, logger: logging.Logger, level: int) -> None:
-        super().on_setup_root_logger(logger, level)
-        logger.setLevel(level or logging.WARNING)
-
-
-def missing_topics(kafka: KafkaConnection) -> list[str]:
-    """Topics the worker reads or writes that the cluster does not have."""
-    existing = KafkaAdmin(kafka, timeout=10).list_topics()
-    return [spec.name for spec in (*INPUT_TOPICS, *OUTPUT_TOPICS, *DSR_TOPICS) if spec.name not in existing]
-
-
-def _ensure_changelogs(kafka: KafkaConnection, app_id: str) -> None:
-    """Create this app id's changelog topics if they are missing, before faust starts: a
-    changelog faust creates itself can stay unknown to its metadata for a while, and a
-    table write then fails inside the agent (a request acked but never executed). For the
-    default app id `records topics ensure` has created them already."""
-    admin = KafkaAdmin(kafka, timeout=10)
-    existing = admin.list_topics()
-    missing = [spec for spec in topics.changelogs_for(app_id) if spec.name not in existing]
-    if missing:
-        admin.create_topics(missing)
-        log.info("created changelog topic(s) %s", ", ".join(spec.name for spec in missing))
-
-
-def run_worker(
-    settings: Settings,
-    keyer: SubjectKeyer,
-    *,
-    serde: Serde,
-    trusted: TrustedKeys,
-    command_signer: CommandSigner,
-    options: WorkerOptions | None = None,
-    loglevel: str = "info",
-) -> None:
-    """Run the streams worker until SIGINT/SIGTERM. Blocks. `trusted`: the DPO public keys;
-    `command_signer`: the key signing the commands to the sink."""
-    options = options or WorkerOptions()
-    missing = missing_topics(settings.kafka)
-    if missing:
-        raise ConfigError(f"topics missing: {', '.join(missing)}; run `records topics ensure` first")
-    _ensure_changelogs(settings.kafka, options.app_id)
-    registry = CollectorRegistry()
-    cities = enrich.city_provider(settings.geoip_city_db)
-    worker = StreamsWorker(
-        settings,
-        keyer,
-        serde=serde,
-        registry=registry,
-        options=options,
-        cities=cities,
-        trusted=trusted,
-        command_signer=command_signer,
-    )
-    metrics.serve(registry, settings.streams_metrics_port)
-    log.info(
-        "streams worker %s: metrics on port %s, city provider %s, %d trusted DPO key(s), command key %s",
-        options.app_id,
-        settings.streams_metrics_port or "off",
-        type(cities).__name__,
-        len(trusted.keys),
-        command_signer.key_id,
-    )
-    try:
-        FaustWorker(worker.app, loglevel=loglevel, quiet=True).execute_from_commandline()
-    finally:
-        cities.close()

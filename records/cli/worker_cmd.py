@@ -52,7 +52,8 @@ def streams(
     the topics (`records topics ensure`). Prometheus metrics on
     RECORDS_STREAMS_METRICS_PORT (9464).
     """
-    from streams.app import WorkerOptions, run_worker
+    from streams.app import WorkerOptions
+    from streams.worker_process import run_worker
 
     wiring = Wiring()
     keyer = wiring.keyer(allow_demo=demo)

@@ -15,7 +15,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from typer.testing import CliRunner
 
-import streams.app
+import streams.worker_process
 from pipeline.dsr import (
     DpoSigner,
     DsrRejected,
@@ -193,7 +193,9 @@ def test_the_streams_worker_refuses_to_start_without_a_command_key_unless_demo(
     ]
 
     started: list[CommandSigner] = []
-    monkeypatch.setattr(streams.app, "run_worker", lambda *a, command_signer, **kw: started.append(command_signer))
+    monkeypatch.setattr(
+        streams.worker_process, "run_worker", lambda *a, command_signer, **kw: started.append(command_signer)
+    )
     for name in ("RECORDS_COMMAND_KEY", "RECORDS_COMMAND_PUBLIC_KEYS", "RECORDS_PEPPER_FILE"):
         monkeypatch.delenv(name, raising=False)
     for name, value in env.items():

@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from prometheus_client import CollectorRegistry
 from typer.testing import CliRunner
 
-import streams.app
+import streams.worker_process
 from pipeline import topics
 from pipeline.dsr import DpoSigner, RejectReason, RequestType, TrustedKeys, build_request, load_signer
 from pipeline.dsr_contract import Receipt, ReceiptStatus, request_digest
@@ -386,7 +386,7 @@ def test_the_streams_worker_refuses_to_start_without_a_dpo_key_unless_demo(
     ]
 
     started: list[TrustedKeys] = []
-    monkeypatch.setattr(streams.app, "run_worker", lambda *args, trusted, **kw: started.append(trusted))
+    monkeypatch.setattr(streams.worker_process, "run_worker", lambda *args, trusted, **kw: started.append(trusted))
     for name in ("RECORDS_DPO_PUBLIC_KEYS", "RECORDS_DPO_PRIVATE_KEY", "RECORDS_PEPPER_FILE"):
         monkeypatch.delenv(name, raising=False)
     for name, value in env.items():

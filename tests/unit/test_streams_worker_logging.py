@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import faust
 import pytest
 
-from streams.app import FaustWorker
+from streams.worker_process import FaustWorker
 
 
 @pytest.fixture
