@@ -23,7 +23,8 @@ per message. The contract is faust's:
 
 Two repairs to faust's rebalance path, without which a restarted worker could stall for
 good (found by tests/faults/test_kill_streams.py, about one run in ten):
-- `seek_to_committed` seeks every partition, also those committed at offset 0 or never:
+- `seek_to_committed` seeks every stream partition, also those committed at offset 0 or
+  never (changelog partitions stay where the tables' recovery put them):
   aiokafka's `AIOKafkaConsumer.seek_to_committed` only seeks where the committed offset is
   above 0, so such a partition kept the position its fetcher had reached. The records in
   between had been delivered into the streams' queues, which faust clears when the
@@ -146,16 +147,26 @@ class FastDrainConsumer(aiokafka_driver.Consumer):
         return not self.should_stop and self.flow_active and not self.suspend_flow.is_set()
 
     async def seek_to_committed(self) -> Mapping[TP, int]:
-        """Seek every assigned partition to its committed offset, 0 and none included
+        """Seek every assigned stream partition to its committed offset, 0 and none included
         (`seek_exactly_to_committed`); faust's `perform_seek` calls this at the end of
-        every rebalance."""
-        return await self._seek_to_committed()
+        every rebalance. Changelog partitions are left where the tables' recovery put them
+        (they are never committed: sought to their beginning, a table would replay its whole
+        changelog and pass through old states again); they map to None, as aiokafka has it."""
+        changelogs = self.app.tables.changelog_topics
+        assigned = self.assignment()
+        streams = [tp for tp in assigned if tp.topic not in changelogs]
+        committed = dict(await self._seek_to_committed(*streams)) if streams else {}
+        for tp in assigned:
+            if tp.topic in changelogs:
+                committed.setdefault(tp, None)  # type: ignore[arg-type]
+        return committed
 
     async def _seek_to_committed(self, *partitions: TP) -> Mapping[TP, int]:
         thread = self._thread
         earliest = self.app.conf.consumer_auto_offset_reset == "earliest"
+        exact = [TopicPartition(tp.topic, tp.partition) for tp in partitions]  # aiokafka's type, not faust's TP
         committed = await thread.call_thread(
-            seek_exactly_to_committed, thread._ensure_consumer(), *partitions, earliest=earliest
+            seek_exactly_to_committed, thread._ensure_consumer(), *exact, earliest=earliest
         )
         return cast(Mapping[TP, int], committed)
 
