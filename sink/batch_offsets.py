@@ -10,20 +10,21 @@ from collections.abc import Mapping, Sequence
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
 from pipeline.exceptions import KafkaClientError
-from pipeline.kafka.consumer import KafkaConsumer
+from pipeline.kafka.consumer import FATAL_CODES, KafkaConsumer
 from sink.between_batches import one_line
 
 log = logging.getLogger(__name__)
 
-# librdkafka codes after which a consumer can never commit again (see ClickHouseSink.run()).
-_CONSUMER_FAILED = frozenset({"_FATAL", "FENCED_INSTANCE_ID", "_STATE"})
+# Codes after which a consumer can never commit again (see ClickHouseSink.run()): fatal,
+# fenced, a commit that never returned (WEDGED), or a client in a bad state.
+_CONSUMER_FAILED = FATAL_CODES | {"_STATE"}
 
 
-def commit_offsets(consumer: KafkaConsumer, offsets: Mapping[tuple[str, int], int]) -> None:
-    """Store `offsets` ((topic, partition) -> next offset), then commit them synchronously;
-    raises the client's error when either fails."""
+def commit_offsets(consumer: KafkaConsumer, offsets: Mapping[tuple[str, int], int], timeout: float) -> None:
+    """Store `offsets` ((topic, partition) -> next offset), then commit them synchronously,
+    waiting at most `timeout` seconds; raises the client's error when either fails."""
     consumer.consumer.store_offsets(offsets=[TopicPartition(t, p, o) for (t, p), o in offsets.items()])
-    consumer.commit()
+    consumer.commit(timeout=timeout)
 
 
 def rewind(raw: Consumer, first_offsets: Mapping[tuple[str, int], int]) -> None:

@@ -23,7 +23,8 @@ One batch:
 2-5. write: `BatchWriter.write(batch)` (sink/batch_writer.py) inserts the rows, applies
    consent withdrawals, hands command messages (DSR work) to their handlers and produces
    the dead letters; a failed write raises and is resumed from its first step not done;
-6. commit: store the batch's offsets, then commit them synchronously. Only now is the
+6. commit: store the batch's offsets, then commit them synchronously (at most
+   `commit_timeout_s`: past it the consumer is replaced, see run()). Only now is the
    batch done;
 7. on failure in 2-6: nothing is committed; the partitions are paused (the consumer keeps
    polling, so it stays in the group and rebalances are served), the write is retried
@@ -63,7 +64,9 @@ from prometheus_client import CollectorRegistry
 from pipeline.clickhouse_ddl import table_models
 from pipeline.config import Settings
 from pipeline.exceptions import KafkaClientError, RecordsError
+from pipeline.kafka.bounded_call import WEDGED
 from pipeline.kafka.consumer import KafkaConsumer, is_fatal
+from pipeline.kafka.group_watchdog import STATS_INTERVAL_MS, GroupWatchdog
 from pipeline.policy import Policy, default_policy
 from pipeline.serde import Serde
 from sink.batch import Batch, KafkaMessage, Routes, describe
@@ -148,6 +151,7 @@ class ClickHouseSink:
         # the loop, outside the callback.
         self._resume_assigned = False
         self._fatal: str | None = None  # set when the consumer failed for good (see run())
+        self._watchdog = GroupWatchdog(options.group_stuck_s)
         self._held: list[KafkaMessage] = []  # delivered while paused: they open the next batch
         self._next_lag = 0.0
 
@@ -170,7 +174,11 @@ class ClickHouseSink:
 
         A fatal consumer error (e.g. a static member fenced after the broker came back) makes
         the consumer unusable for good: the batch in hand is dropped uncommitted (it is
-        consumed again) and a new consumer joins the group, without a process restart."""
+        consumed again) and a new consumer joins the group, without a process restart. So
+        does a consumer librdkafka leaves stuck: a commit with no result after
+        `commit_timeout_s`, or a group not joined for `group_stuck_s` while the broker
+        answers (pipeline/kafka/group_watchdog.py); its close is bounded too
+        (`close_timeout_s`), past which the old client is abandoned, not destroyed."""
         try:
             while True:
                 self._fatal = None
@@ -180,10 +188,13 @@ class ClickHouseSink:
                     if self._stop.is_set():
                         if not self._batch.empty:
                             self._flush(retry=False)
+                        self._close_consumer()
                         return
-                finally:
+                except BaseException:
                     self._close_consumer()
+                    raise
                 log.error("consumer failed (%s); the batch in hand is dropped, a new consumer joins", self._fatal)
+                self._close_consumer()
                 self.metrics.consumer_restarts.inc()
                 self._batch = self._new_batch()
                 self.writer.reset()
@@ -202,6 +213,7 @@ class ClickHouseSink:
         self._close_consumer()
 
     def _open_consumer(self) -> KafkaConsumer:
+        self._watchdog = GroupWatchdog(self.options.group_stuck_s)
         consumer = KafkaConsumer(
             self.settings.kafka,
             self.options.group_id,
@@ -214,6 +226,8 @@ class ClickHouseSink:
                 "fetch.max.bytes": str(64 * 1024 * 1024),
                 "max.partition.fetch.bytes": str(8 * 1024 * 1024),
                 "error_cb": self._on_error,
+                "statistics.interval.ms": str(STATS_INTERVAL_MS),
+                "stats_cb": self._on_stats,
             },
         )
         consumer.subscribe(
@@ -241,16 +255,24 @@ class ClickHouseSink:
         if consumer is None:
             return
         try:
-            consumer.close()
+            consumer.close(timeout=self.options.close_timeout_s)
         except (KafkaException, KafkaClientError) as exc:
-            if self._fatal is None:
+            wedged = isinstance(exc, KafkaClientError) and exc.code == WEDGED
+            if self._fatal is None and not wedged:
                 raise
-            log.warning("closing the failed consumer: %s", one_line(exc))
+            log.warning("closing the %s consumer: %s", "failed" if self._fatal else "old", one_line(exc))
 
     def _on_error(self, error: KafkaError) -> None:
         """librdkafka's error callback (on the polling thread): remember a fatal error."""
         if is_fatal(error):
             self._fatal = f"{error.name()}: {error.str()}"
+
+    def _on_stats(self, stats_json: str) -> None:
+        """librdkafka's statistics (on the polling thread): a group stuck while the broker
+        answers fails the consumer, so that run() replaces it (pipeline/kafka/group_watchdog.py)."""
+        self._watchdog.observe(stats_json)
+        if self._watchdog.verdict is not None and self._fatal is None:
+            self._fatal = self._watchdog.verdict
 
     def _new_batch(self) -> Batch:
         return Batch(self.routes, self.deserializer)
@@ -341,7 +363,7 @@ class ClickHouseSink:
         if not batch.offsets:
             return
         try:
-            commit_offsets(self._require_consumer(), batch.offsets)
+            commit_offsets(self._require_consumer(), batch.offsets, self.options.commit_timeout_s)
         except (KafkaException, KafkaClientError) as exc:
             self.metrics.commit_failures.inc()
             if consumer_failed(exc):

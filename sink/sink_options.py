@@ -56,6 +56,14 @@ class SinkOptions:
     # Periodic jobs due at start (retention) wait for the first committed batch, at most
     # this long: start-up is the time to the first rows stored.
     jobs_wait_s: float = 10.0
+    # A synchronous offset commit, or the close of a failed consumer, still waiting after
+    # this long is given up: librdkafka can wait for good on a stuck group coordinator
+    # (seen after a broker restart). The consumer is then replaced and the batch replayed.
+    commit_timeout_s: float = 30.0
+    close_timeout_s: float = 15.0
+    # The consumer is replaced as well when its group stays not joined, or its coordinator
+    # connection down, this long while the broker answers (pipeline/kafka/group_watchdog.py).
+    group_stuck_s: float = 30.0
 
     def with_topic_suffix(self, suffix: str) -> SinkOptions:
         """The same sink on renamed topics (isolated runs: tests, benchmarks)."""

@@ -4,6 +4,13 @@ Offsets are only *stored* by the caller after its work succeeded
 (`enable.auto.offset.store=False`, `store()`); `commit()` commits the stored ones
 synchronously. The background auto-commit and the commit on close or revocation also
 send only stored offsets, so a message is never committed before it was processed.
+
+`commit` and `close` take a deadline (pipeline/kafka/bounded_call.py): past it the
+consumer is given up (`WEDGED`), since librdkafka would otherwise block the caller for
+good when its group coordinator is stuck. A consumer given up on is never destroyed
+(destroying it would block as well); it is kept referenced and counted in
+`abandoned_consumers`, and a replacement with the same static `group.instance.id`
+fences it out of the group.
 """
 
 from __future__ import annotations
@@ -16,9 +23,19 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Topic
 
 from pipeline.config import KafkaConnection
 from pipeline.exceptions import KafkaClientError
+from pipeline.kafka.bounded_call import WEDGED, bounded
 from pipeline.kafka.closed_on_exit import ClosedOnExit
 
 log = logging.getLogger(__name__)
+
+# Consumers whose close did not return in time: kept alive, since letting the garbage
+# collector destroy one would block whichever thread collects it.
+_abandoned: list[Consumer] = []
+
+
+def abandoned_consumers() -> int:
+    """How many consumers this process has given up closing."""
+    return len(_abandoned)
 
 
 def _error(message: str, exc: KafkaException) -> KafkaClientError:
@@ -32,7 +49,7 @@ def _error(message: str, exc: KafkaException) -> KafkaClientError:
 # group.instance.id (e.g. its own rejoin after the broker restarted) comes as a message
 # error with code _FATAL whose `fatal()` is not always set; it must not be skipped as
 # transient, or the consumer polls on without partitions for ever.
-FATAL_CODES = frozenset({"_FATAL", "FENCED_INSTANCE_ID"})
+FATAL_CODES = frozenset({"_FATAL", "FENCED_INSTANCE_ID", WEDGED})
 
 
 def is_fatal(error: KafkaError) -> bool:
@@ -60,6 +77,7 @@ class KafkaConsumer(ClosedOnExit):
             **(extra or {}),
         }
         self._consumer: Consumer | None = None
+        self._wedged = False  # a call on the client never returned: never close it
 
     @property
     def consumer(self) -> Consumer:
@@ -109,19 +127,43 @@ class KafkaConsumer(ClosedOnExit):
             except KafkaException as exc:
                 raise _error("storing offsets failed", exc) from exc
 
-    def commit(self) -> None:
-        """Commit the stored offsets now (synchronously); nothing stored is not an error."""
+    def commit(self, timeout: float | None = None) -> None:
+        """Commit the stored offsets now (synchronously); nothing stored is not an error.
+        With `timeout`, a commit with no result by then raises KafkaClientError with code
+        `WEDGED`: the consumer is to be replaced (whether the commit landed is unknown)."""
+        consumer = self.consumer
         try:
-            self.consumer.commit(asynchronous=False)
+            if timeout is None:
+                consumer.commit(asynchronous=False)
+            else:
+                bounded(lambda: consumer.commit(asynchronous=False), timeout, "offset commit")
+        except KafkaClientError as exc:
+            self._wedged = self._wedged or exc.code == WEDGED
+            raise
         except KafkaException as exc:
             if exc.args and isinstance(exc.args[0], KafkaError) and exc.args[0].code() == KafkaError._NO_OFFSET:
                 return
             raise _error("commit failed", exc) from exc
 
-    def close(self) -> None:
-        """Commit what is stored and leave the group."""
-        if self._consumer is not None:
-            try:
-                self._consumer.close()
-            finally:
-                self._consumer = None
+    def close(self, timeout: float | None = None) -> None:
+        """Commit what is stored and leave the group. With `timeout`, a close not done by
+        then abandons the client (see the module docstring) and raises KafkaClientError
+        with code `WEDGED`; either way this wrapper no longer holds it. A client with a
+        commit that never returned is abandoned at once (closing it under that commit is
+        not safe)."""
+        consumer, self._consumer = self._consumer, None
+        if consumer is None:
+            return
+        if self._wedged:
+            self._wedged = False
+            _abandoned.append(consumer)
+            raise KafkaClientError("consumer abandoned: a commit on it never returned", WEDGED)
+        if timeout is None:
+            consumer.close()
+            return
+        try:
+            bounded(consumer.close, timeout, "consumer close")
+        except KafkaClientError as exc:
+            if exc.code == WEDGED:
+                _abandoned.append(consumer)
+            raise

@@ -8,8 +8,26 @@ from pathlib import Path
 
 import pytest
 
+from pipeline.config import load_settings
 from pipeline.kafka.admin import KafkaAdmin
+from records.local_kafka import LocalBroker, free_port
 from tests.support.pipeline_harness import Pipeline, isolated_pipeline
+
+
+@pytest.fixture
+def own_broker(tmp_path: Path) -> Iterator[LocalBroker]:
+    """A broker of the test's own (stopped, restarted or frozen by the test), on free ports."""
+    settings = load_settings()
+    port = free_port()
+    controller = free_port()
+    while controller == port:
+        controller = free_port()
+    broker = LocalBroker(tmp_path / "kafka", settings.kafka_libs_dir, port=port, controller_port=controller)
+    broker.start()
+    try:
+        yield broker
+    finally:
+        broker.stop()
 
 
 @pytest.fixture

@@ -16,28 +16,19 @@ import pytest
 
 from pipeline.config import load_settings
 from pipeline.kafka.admin import KafkaAdmin
-from records.local_kafka import LocalBroker, free_port
-from tests.support.fault_steps import BackgroundTraffic, assert_reconciled, start_workers, wait_caught_up
+from records.local_kafka import LocalBroker
+from tests.support.fault_steps import (
+    BackgroundTraffic,
+    assert_reconciled,
+    diagnosis,
+    start_workers,
+    wait_caught_up,
+)
 from tests.support.pipeline_harness import Pipeline, isolated_pipeline, produce, simulated, wait_until
 
 EVENTS = 2000
 OUTAGE_S = 5.0
 RECOVERY_BOUND_S = 60.0
-
-
-@pytest.fixture
-def own_broker(tmp_path: Path) -> Iterator[LocalBroker]:
-    settings = load_settings()
-    port = free_port()
-    controller = free_port()
-    while controller == port:
-        controller = free_port()
-    broker = LocalBroker(tmp_path / "kafka", settings.kafka_libs_dir, port=port, controller_port=controller)
-    broker.start()
-    try:
-        yield broker
-    finally:
-        broker.stop()
 
 
 @pytest.fixture
@@ -75,7 +66,10 @@ def test_workers_recover_from_a_broker_restart_without_restarting(own_broker: Lo
     _restart(own_broker)
     back = time.monotonic()
     traffic.join(120)
-    streams_s, both_s = wait_caught_up(line, back)
+    try:
+        streams_s, both_s = wait_caught_up(line, back)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\n{diagnosis(sink)}\n{diagnosis(streams)}") from None
     assert streams.alive() and sink.alive(), "a worker exited instead of recovering"
     assert streams.log().count("Worker ready") == 1
     fault = f"broker restart, streams caught up {streams_s:.1f} s, sink {both_s:.1f} s after"

@@ -5,11 +5,15 @@ reconciliation as the verdict: every raw event in exactly one place."""
 
 from __future__ import annotations
 
+import shutil
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from pipeline import topics
 from records.simulate.model import SimulatedEvent
@@ -97,3 +101,17 @@ def assert_reconciled(pipeline: Pipeline, since: datetime, events: int, fault: s
     assert len(result.events) == events
     assert result.missing == () and result.duplicates == (), result.to_dict()
     return result
+
+
+def diagnosis(process: Process, log_chars: int = 6000) -> str:
+    """For a failure message: the tail of a worker's log and, while it runs, its threads'
+    stacks (py-spy, a dev dependency; left out where it cannot attach)."""
+    text = f"--- {process.name} log (tail) ---\n{process.log()[-log_chars:]}"
+    spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    if process.alive() and Path(spy).exists():
+        try:
+            dump = subprocess.run([spy, "dump", "--pid", str(process.pid)], capture_output=True, text=True, timeout=60)
+            text += f"\n--- {process.name} threads (py-spy) ---\n{dump.stdout}{dump.stderr}"
+        except subprocess.TimeoutExpired:
+            text += "\n(py-spy dump timed out)"
+    return text
