@@ -248,6 +248,8 @@ class ClickHouseSink:
             self.jobs.open_when_waited()
             if self._due() and self._flush(retry=True):
                 self.jobs.open()
+            if self._fatal is not None:
+                return  # no further call on a failed consumer: one may never return
             self._observe_lag()
 
     def _close_consumer(self) -> None:
@@ -332,6 +334,9 @@ class ClickHouseSink:
                 except _RETRYABLE as exc:
                     self.metrics.insert_retries.inc()
                     log.warning("batch write failed (%s): %s; offsets not committed", type(exc).__name__, one_line(exc))
+                    if self._fatal is not None:
+                        log.warning("batch dropped (consumer failed); it will be consumed again")
+                        return False
                     if not retry or self._stop.is_set():
                         return False
                 if not self._wait_paused(delay):
@@ -374,8 +379,8 @@ class ClickHouseSink:
     def _rewind(self, batch: Batch) -> None:
         """After a dropped batch: fetch its partitions that are still ours again from its first offsets."""
         self._held = []
-        if self._consumer is None or self._stop.is_set():
-            return
+        if self._consumer is None or self._stop.is_set() or self._fatal is not None:
+            return  # a failed consumer is replaced; the new one resumes from the commit
         rewind(self._consumer.consumer, batch.first_offsets)
 
     # ---- 7. backoff with paused partitions ------------------------------------------

@@ -56,16 +56,24 @@ class BackgroundTraffic:
     steady stream while the fault happens); `sent` is set once Kafka confirmed them all."""
 
     def __init__(
-        self, pipeline: Pipeline, events: Sequence[SimulatedEvent], *, chunk: int = 50, pause_s: float = 0.1
+        self,
+        pipeline: Pipeline,
+        events: Sequence[SimulatedEvent],
+        *,
+        chunk: int = 50,
+        pause_s: float = 0.1,
+        flush_s: float = 60.0,
     ) -> None:
         self.sent = threading.Event()
         self._thread = threading.Thread(
-            target=self._send, args=(pipeline, events, chunk, pause_s), name="traffic", daemon=True
+            target=self._send, args=(pipeline, events, chunk, pause_s, flush_s), name="traffic", daemon=True
         )
         self._thread.start()
 
-    def _send(self, pipeline: Pipeline, events: Sequence[SimulatedEvent], chunk: int, pause_s: float) -> None:
-        produce(pipeline.bootstrap, pipeline.keys, events, chunk=chunk, pause_s=pause_s)
+    def _send(
+        self, pipeline: Pipeline, events: Sequence[SimulatedEvent], chunk: int, pause_s: float, flush_s: float
+    ) -> None:
+        produce(pipeline.bootstrap, pipeline.keys, events, chunk=chunk, pause_s=pause_s, flush_s=flush_s)
         self.sent.set()
 
     def join(self, timeout: float = 120) -> None:

@@ -317,9 +317,10 @@ def produce(
     chunk: int = 200,
     pause_s: float = 0.05,
     progress: Callable[[int], None] | None = None,
+    flush_s: float = 60.0,
 ) -> int:
     """Send the events in chunks with a pause between them (a steady stream); the number
-    Kafka confirmed."""
+    Kafka confirmed (all of them, within `flush_s` after the last was sent)."""
     settings = load_settings({"KAFKA_BOOTSTRAP": bootstrap})
     with EventProducer(settings.kafka, serde=Serde(), keyer=keys.keyer) as producer:
         for start in range(0, len(events), chunk):
@@ -333,7 +334,7 @@ def produce(
             if progress is not None:
                 progress(start + chunk)
             time.sleep(pause_s)
-        stats = producer.flush(60)
+        stats = producer.flush(flush_s)
     assert stats.ok, stats.describe_failures()
     return stats.delivered
 
