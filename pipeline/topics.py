@@ -86,79 +86,63 @@ CALL_RECORDING_RECORD = _NS + "CallRecordingRecord"
 CONSENT_LEDGER_RECORD = _NS + "ConsentLedgerRecord"
 SUBJECT_RECORD = _NS + "SubjectRecord"
 CONTACT_FORM_RECORD = _NS + "ContactFormRecord"
-CHAT = TopicSpec(
-    "cs.chat.v1",
-    "conversation id",
-    "raw chat events (web widget, myStaff app)",
-    3,
-    _delete(7 * DAY_MS),
-    value_schemas=(CHAT_CONVERSATION,),
+
+
+def _kept_a_week(name: str, key: str, partitions: int, description: str, *schemas: str) -> TopicSpec:
+    """A delete-policy topic kept seven days (raw, enriched, request and hold-back topics)."""
+    return TopicSpec(name, key, description, partitions, _delete(7 * DAY_MS), value_schemas=schemas)
+
+
+def _changelog(table: str, key: str, partitions: int, description: str, personal_data: bool = True) -> TopicSpec:
+    """The compacted changelog faust keeps for a table of the streams app (default app id)."""
+    name = f"{STREAMS_APP_ID}-{table}-changelog"
+    return TopicSpec(name, key, description, partitions, _compact(), personal_data=personal_data)
+
+
+CHAT = _kept_a_week("cs.chat.v1", "conversation id", 3, "raw chat events (web widget, myStaff app)", CHAT_CONVERSATION)
+CALL = _kept_a_week(
+    "cs.call.v1", "call id", 3, "call detail records and recording events", CALL_DETAIL_RECORD, CALL_RECORDING
 )
-CALL = TopicSpec(
-    "cs.call.v1",
-    "call id",
-    "call detail records and recording events",
-    3,
-    _delete(7 * DAY_MS),
-    value_schemas=(CALL_DETAIL_RECORD, CALL_RECORDING),
+CONSENT = _kept_a_week(
+    "cs.consent.v1", "subject key", 3, "consent and cookie-consent changes", CONSENT_CHANGED, COOKIE_CONSENT_CHANGED
 )
-CONSENT = TopicSpec(
-    "cs.consent.v1",
-    "subject key",
-    "consent and cookie-consent changes",
-    3,
-    _delete(7 * DAY_MS),
-    value_schemas=(CONSENT_CHANGED, COOKIE_CONSENT_CHANGED),
-)
-DSR = TopicSpec(
-    "cs.dsr.v1",
-    "request id",
-    "signed data-subject requests from the DPO",
-    1,
-    # Requests carry identifiers; older than the policy's request_max_age (72 h) they are
-    # rejected anyway, so a week covers replays of the topic and keeps linger in bound.
-    _delete(7 * DAY_MS),
-    value_schemas=(_NS + "DataSubjectRequest",),
+# Requests carry identifiers; older than the policy's request_max_age (72 h) they are
+# rejected anyway, so a week covers replays of the topic and keeps linger in bound.
+DSR = _kept_a_week(
+    "cs.dsr.v1", "request id", 1, "signed data-subject requests from the DPO", _NS + "DataSubjectRequest"
 )
 # Not in the first architecture draft: requests the streams stage verified, forwarded to
 # the ClickHouse sink with the subject keys (only the streams stage holds the pepper) and
 # the Kafka-side counts in an envelope signed with the stage's command key (headers
 # dsr.command and dsr.command.signature: pipeline/dsr_contract.py).
-DSR_COMMANDS = TopicSpec(
+DSR_COMMANDS = _kept_a_week(
     "cs.dsr.commands.v1",
     "request id",
-    "verified data-subject requests for the storage side (original request bytes + signed envelope)",
     1,
-    _delete(7 * DAY_MS),
-    value_schemas=(_NS + "DataSubjectRequest",),
+    "verified data-subject requests for the storage side (original request bytes + signed envelope)",
+    _NS + "DataSubjectRequest",
 )
-CHAT_ENRICHED = TopicSpec(
+CHAT_ENRICHED = _kept_a_week(
     "cs.chat.enriched.v1",
     "conversation id",
+    3,
     "enforced, enriched chat records",
-    3,
-    _delete(7 * DAY_MS),
-    value_schemas=(CHAT_CONVERSATION_RECORD, CHAT_MESSAGE_RECORD),
+    CHAT_CONVERSATION_RECORD,
+    CHAT_MESSAGE_RECORD,
 )
-CALL_ENRICHED = TopicSpec(
-    "cs.call.enriched.v1",
-    "call id",
-    "enforced, enriched call records",
-    3,
-    _delete(7 * DAY_MS),
-    value_schemas=(CALL_RECORD, CALL_RECORDING_RECORD),
+CALL_ENRICHED = _kept_a_week(
+    "cs.call.enriched.v1", "call id", 3, "enforced, enriched call records", CALL_RECORD, CALL_RECORDING_RECORD
 )
 # Not in the first architecture draft: the consent ledger table needs subject keys, which
 # only the streams stage (holder of the pepper) computes, so its rows get their own topic.
-CONSENT_LEDGER = TopicSpec(
+CONSENT_LEDGER = _kept_a_week(
     "cs.consent.enriched.v1",
     "subject key",
-    "consent ledger rows (proof of consent) with subject keys",
     3,
-    _delete(7 * DAY_MS),
-    value_schemas=(CONSENT_LEDGER_RECORD,),
+    "consent ledger rows (proof of consent) with subject keys",
+    CONSENT_LEDGER_RECORD,
 )
-QUARANTINE = TopicSpec("cs.quarantine.v1", "source key", "events held back by policy", 1, _delete(7 * DAY_MS))
+QUARANTINE = _kept_a_week("cs.quarantine.v1", "source key", 1, "events held back by policy")
 SUBJECTS = TopicSpec(
     "cs.subjects.v1",
     "subject key",
@@ -167,28 +151,17 @@ SUBJECTS = TopicSpec(
     _compact(),
     value_schemas=(SUBJECT_RECORD,),
 )
-CONSENT_CHANGELOG = TopicSpec(
-    f"{STREAMS_APP_ID}-{CONSENT_TABLE}-changelog",
-    "subject key",
-    "faust changelog of the consent table",
-    3,
-    _compact(),
-)
+CONSENT_CHANGELOG = _changelog(CONSENT_TABLE, "subject key", 3, "faust changelog of the consent table")
 # The erased-keys table: subject key -> erasure time (no plaintext); never tombstoned, it is
 # what keeps a replay of the raw topics from bringing an erased subject back.
-ERASURES_CHANGELOG = TopicSpec(
-    f"{STREAMS_APP_ID}-{ERASURES_TABLE}-changelog",
-    "subject key",
-    "faust changelog of the erased-keys table (subject key -> erased at)",
-    3,
-    _compact(),
+ERASURES_CHANGELOG = _changelog(
+    ERASURES_TABLE, "subject key", 3, "faust changelog of the erased-keys table (subject key -> erased at)"
 )
-DSR_SEEN_CHANGELOG = TopicSpec(
-    f"{STREAMS_APP_ID}-{DSR_SEEN_TABLE}-changelog",
+DSR_SEEN_CHANGELOG = _changelog(
+    DSR_SEEN_TABLE,
     "request id",
-    "faust changelog of the data-subject request ids seen (replay protection)",
     1,
-    _compact(),
+    "faust changelog of the data-subject request ids seen (replay protection)",
     personal_data=False,
 )
 # The streams app's faust changelogs. Their names follow the app id (`{app_id}-{table}-changelog`).
@@ -210,24 +183,15 @@ DSR_RECEIPTS = TopicSpec(
     personal_data=False,
     value_schemas=(_NS + "DsrReceipt",),
 )
-DLQ = TopicSpec("cs.dlq.v1", "original key", "undecodable or invalid input with error headers", 1, _delete(7 * DAY_MS))
+DLQ = _kept_a_week("cs.dlq.v1", "original key", 1, "undecodable or invalid input with error headers")
 # Contact forms of the web site (notice: "lomakeyhteydenotto"), added after chats and calls.
-CONTACT_FORM = TopicSpec(
-    "cs.contact-form.v1",
-    "submission id",
-    "raw contact-form submissions (web site)",
-    3,
-    _delete(7 * DAY_MS),
-    value_schemas=(CONTACT_FORM_SUBMITTED,),
+CONTACT_FORM = _kept_a_week(
+    "cs.contact-form.v1", "submission id", 3, "raw contact-form submissions (web site)", CONTACT_FORM_SUBMITTED
 )
-CONTACT_FORM_ENRICHED = TopicSpec(
-    "cs.contact-form.enriched.v1",
-    "submission id",
-    "enforced, enriched contact-form records",
-    3,
-    _delete(7 * DAY_MS),
-    value_schemas=(CONTACT_FORM_RECORD,),
+CONTACT_FORM_ENRICHED = _kept_a_week(
+    "cs.contact-form.enriched.v1", "submission id", 3, "enforced, enriched contact-form records", CONTACT_FORM_RECORD
 )
+
 
 ALL_TOPICS: tuple[TopicSpec, ...] = (
     CHAT,

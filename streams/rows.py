@@ -89,6 +89,30 @@ def _require(record: str, event: Mapping[str, Any], *names: str) -> None:
             raise InvalidEvent(f"{record}.{name} is empty")
 
 
+# The chat event's optional text fields, copied to the row in this order with blanks as NULL.
+_CHAT_OPTIONAL_TEXT = (
+    "name",
+    "email",
+    "phone",
+    "job_title",
+    "company_name",
+    "person_number",
+    "app_username",
+    "postal_address",
+    "app_name",
+    "app_version",
+    "visitor_id",
+    "user_agent",
+)
+
+
+def _duration_s(record: str, event: Mapping[str, Any], started: str, ended: str) -> int:
+    """Whole seconds from `started` to `ended`; InvalidEvent naming both fields if it ends first."""
+    if event[ended] < event[started]:
+        raise InvalidEvent(f"{record}.{ended} is before {started}")
+    return int((event[ended] - event[started]).total_seconds())
+
+
 class RowBuilder:
     """Turns decoded raw events into outcomes. Holds the keyer, policy and city provider."""
 
@@ -218,18 +242,7 @@ class RowBuilder:
             "started_at": event["started_at"],
             "ended_at": event["ended_at"],
             "message_count": len(event["messages"]),
-            "name": text_or_none(event["name"]),
-            "email": text_or_none(event["email"]),
-            "phone": text_or_none(event["phone"]),
-            "job_title": text_or_none(event["job_title"]),
-            "company_name": text_or_none(event["company_name"]),
-            "person_number": text_or_none(event["person_number"]),
-            "app_username": text_or_none(event["app_username"]),
-            "postal_address": text_or_none(event["postal_address"]),
-            "app_name": text_or_none(event["app_name"]),
-            "app_version": text_or_none(event["app_version"]),
-            "visitor_id": text_or_none(event["visitor_id"]),
-            "user_agent": text_or_none(event["user_agent"]),
+            **{name: text_or_none(event[name]) for name in _CHAT_OPTIONAL_TEXT},
             "ip_address": ip_address,
             "browser": device.browser,
             "os": device.os,
@@ -306,8 +319,6 @@ class RowBuilder:
 
     def call(self, event: dict[str, Any], lookup: ConsentLookup, now: datetime) -> Outcome:
         _require("CallDetailRecord", event, "call_id")
-        if event["ended_at"] < event["started_at"]:
-            raise InvalidEvent("CallDetailRecord.ended_at is before started_at")
         caller = text_or_none(event["caller_number"])
         row: dict[str, Any] = {
             "event_id": event["call_id"],
@@ -320,7 +331,7 @@ class RowBuilder:
             "started_at": event["started_at"],
             "answered_at": event["answered_at"],
             "ended_at": event["ended_at"],
-            "duration_s": int((event["ended_at"] - event["started_at"]).total_seconds()),
+            "duration_s": _duration_s("CallDetailRecord", event, "started_at", "ended_at"),
             "answered_by_number": text_or_none(event["answered_by_number"]),
             "answered_by_user": text_or_none(event["answered_by_user"]),
         }
@@ -338,8 +349,6 @@ class RowBuilder:
             if failure is not None:
                 return Outcome(quarantine=Quarantine(requirement, failure))
         _require("CallRecording", event, "recording_id", "call_id")
-        if event["recording_ended_at"] < event["recording_started_at"]:
-            raise InvalidEvent("CallRecording.recording_ended_at is before recording_started_at")
         caller = text_or_none(event["caller_number"])
         row: dict[str, Any] = {
             "event_id": event["recording_id"],
@@ -352,7 +361,7 @@ class RowBuilder:
             "notice_played_at": event["notice_played_at"],
             "recording_started_at": event["recording_started_at"],
             "recording_ended_at": event["recording_ended_at"],
-            "duration_s": int((event["recording_ended_at"] - event["recording_started_at"]).total_seconds()),
+            "duration_s": _duration_s("CallRecording", event, "recording_started_at", "recording_ended_at"),
         }
         out, _ = self._call_row(self.recording_policy, CALL_RECORDING_RECORD, event["call_id"], row, lookup, now)
         return out

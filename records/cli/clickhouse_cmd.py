@@ -31,10 +31,7 @@ from pipeline.exceptions import ClickHouseError, ConfigError
 from pipeline.policy import default_policy
 
 clickhouse_app = typer.Typer(
-    name="clickhouse",
-    help="Create and inspect the ClickHouse storage model (tables, TTLs, analyst views, roles).",
-    no_args_is_help=True,
-    add_completion=False,
+    help="Create and inspect the ClickHouse storage model (tables, TTLs, analyst views, roles).", no_args_is_help=True
 )
 
 

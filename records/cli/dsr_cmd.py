@@ -140,6 +140,19 @@ def _ids(email: str | None, phone: str | None, person: str | None, user: str | N
     return {"email": email, "phone": phone, "person_number": person, "app_username": user, "visitor_id": visitor}
 
 
+def _issue_and_echo(
+    request_type: RequestType,
+    identifiers: dict[str, str | None],
+    reason: str,
+    verified: VerifiedBy,
+    by: str | None,
+    **extra: Any,
+) -> None:
+    """What every request command does with its options: issue the request, print its id."""
+    verification = verified.verification
+    typer.echo(issue(request_type, identifiers, reason=reason, by=by, identity_verified_by=verification, **extra))
+
+
 def _simple(name: str, request_type: RequestType, doc: str) -> None:
     def command(
         reason: Reason,
@@ -151,14 +164,7 @@ def _simple(name: str, request_type: RequestType, doc: str) -> None:
         visitor_id: VisitorId = None,
         by: By = None,
     ) -> None:
-        request_id = issue(
-            request_type,
-            _ids(email, phone, person_number, username, visitor_id),
-            reason=reason,
-            by=by,
-            identity_verified_by=verified.verification,
-        )
-        typer.echo(request_id)
+        _issue_and_echo(request_type, _ids(email, phone, person_number, username, visitor_id), reason, verified, by)
 
     command.__doc__ = doc
     dsr_app.command(name)(command)
@@ -185,16 +191,9 @@ def rectify(
     by: By = None,
 ) -> None:
     """Correct a field so that every store shows the corrected value (Art. 16)."""
-    typer.echo(
-        issue(
-            RequestType.RECTIFICATION,
-            _ids(email, phone, person_number, username, visitor_id),
-            reason=reason,
-            by=by,
-            identity_verified_by=verified.verification,
-            rectify_field=field,
-            rectify_value=value,
-        )
+    identifiers = _ids(email, phone, person_number, username, visitor_id)
+    _issue_and_echo(
+        RequestType.RECTIFICATION, identifiers, reason, verified, by, rectify_field=field, rectify_value=value
     )
 
 
@@ -213,16 +212,9 @@ def withdraw_consent(
     by: By = None,
 ) -> None:
     """Withdraw consent: consent-based data stops being collected and is cleared (Art. 7(3))."""
-    typer.echo(
-        issue(
-            RequestType.CONSENT_WITHDRAWAL,
-            _ids(email, phone, person_number, username, visitor_id),
-            reason=reason,
-            by=by,
-            identity_verified_by=verified.verification,
-            consent_purpose=purpose.value if purpose else None,
-        )
-    )
+    identifiers = _ids(email, phone, person_number, username, visitor_id)
+    consent_purpose = purpose.value if purpose else None
+    _issue_and_echo(RequestType.CONSENT_WITHDRAWAL, identifiers, reason, verified, by, consent_purpose=consent_purpose)
 
 
 def find_receipt(settings: Settings, request_id: str, *, wait_s: float = 0.0) -> dict[str, Any] | None:

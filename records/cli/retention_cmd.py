@@ -47,12 +47,7 @@ from retention_jobs.report_collect import collect_evidence, exports_evidence
 from retention_jobs.report_html import render_html
 from retention_jobs.topics_audit import TopicAudit, audit_topics, describe_drift, fix_topics, kafka_evidence
 
-retention_app = typer.Typer(
-    name="retention",
-    help="Enforce and prove the retention limits of the policy.",
-    no_args_is_help=True,
-    add_completion=False,
-)
+retention_app = typer.Typer(help="Enforce and prove the retention limits of the policy.", no_args_is_help=True)
 
 
 @retention_app.command("run")

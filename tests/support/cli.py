@@ -34,16 +34,8 @@ def run_records(
     With `check`, a non-zero exit fails the calling test with the command's stderr; a run
     that outlives `timeout` seconds fails it too.
     """
-    done = subprocess.run(
-        [*RECORDS, *args],
-        cwd=cwd,
-        env=env,
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
+    command = [*RECORDS, *args]
+    done = subprocess.run(command, cwd=cwd, env=env, input=stdin, capture_output=True, text=True, timeout=timeout)
     if check and done.returncode != 0:
         raise AssertionError(f"records {' '.join(args)} exited {done.returncode}:\n{done.stderr[-3000:]}")
     return done

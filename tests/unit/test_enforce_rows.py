@@ -190,3 +190,13 @@ def test_any_valid_input_event_is_either_rows_that_fit_their_tables_or_invalid(d
     _encodes(outcome)
     for row in outcome.rows:
         assert row.key
+
+
+def test_a_recording_is_measured_from_its_start_to_its_end_and_invalid_if_it_ends_first() -> None:
+    """The recording's duration_s and its error on an inverted interval (naming both fields)."""
+    started = T0 + timedelta(seconds=20)
+    outcome = _build(CALL_RECORDING, recording_event(recording_ended_at=started + timedelta(seconds=95)))
+    value = outcome.rows[0].value
+    assert value is not None and value["duration_s"] == 95
+    with pytest.raises(InvalidEvent, match=r"^CallRecording\.recording_ended_at is before recording_started_at$"):
+        _build(CALL_RECORDING, recording_event(recording_ended_at=started - timedelta(seconds=1)))
