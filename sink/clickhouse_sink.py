@@ -397,8 +397,14 @@ class ClickHouseSink:
                 if self._stop.is_set() or self._revoked or self._fatal is not None:
                     return False
                 message = raw.poll(min(0.2, max(0.0, deadline - time.monotonic())))
-                if message is not None and message.error() is None:
+                error = None if message is None else message.error()
+                if message is not None and error is None:
                     self._held.append(message)
+                elif error is not None and is_fatal(error):
+                    # librdkafka reports a fenced member once, as a message error (its
+                    # error callback is not called): dropped here, the sink polled on
+                    # without partitions for good (tests/faults/test_broker_restart.py)
+                    self._fatal = self._fatal or f"{error.name()}: {error.str()}"
             return not (self._stop.is_set() or self._revoked or self._fatal is not None)
         finally:
             current = raw.assignment()

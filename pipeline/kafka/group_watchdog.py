@@ -5,8 +5,10 @@ its coordinator again, or a coordinator connection that never comes back up, whi
 the broker itself serves requests. Nothing reaches the application then: the consumer
 just returns no messages, for good. The watchdog reads librdkafka's statistics (the
 `stats_cb` JSON, every `statistics.interval.ms`) and gives a verdict when, for
-`stuck_after_s` in a row, a real broker was up but the group was not, or its
-coordinator connection was not. The owner then replaces the consumer.
+`stuck_after_s` in a row, a real broker was up but the group was not, the member was
+neither joined nor joining, or its coordinator connection was not up. The owner then
+replaces the consumer. (A member waiting for topics that do not exist yet looks the same,
+and is replaced to no harm: its successor waits the same way.)
 
 While no broker answers (an outage), nothing is stuck: the client is waiting, as it should.
 """
@@ -23,8 +25,8 @@ STATS_INTERVAL_MS = 5000
 
 def stuck_reason(stats: Mapping[str, Any]) -> str | None:
     """Why the group looks stuck in one statistics report, or None when it does not:
-    a broker (not a bootstrap or logical one) is UP while the group's state is not `up`
-    or its coordinator connection is not UP."""
+    a broker (not a bootstrap or logical one) is UP while the group's state is not `up`,
+    its join state is `init`, or its coordinator connection is not UP."""
     brokers = stats.get("brokers") or {}
     answering = any(
         b.get("state") == "UP" and b.get("source") != "logical" and int(b.get("nodeid", -1)) >= 0
@@ -35,6 +37,10 @@ def stuck_reason(stats: Mapping[str, Any]) -> str | None:
         return None
     if group.get("state") != "up":
         return f"group state {group.get('state')}"
+    if group.get("join_state") == "init":
+        # not joined and not joining: what a member fenced by its static instance id
+        # shows for good (its fatal error is reported once, and easily lost)
+        return "group not joined (join state init)"
     coordinator = brokers.get("GroupCoordinator")
     if coordinator is not None and coordinator.get("state") != "UP":
         return f"group coordinator connection {coordinator.get('state')}"

@@ -3,6 +3,7 @@ directory, secrets) per test, its processes stopped and its changelogs deleted a
 
 from __future__ import annotations
 
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,6 +12,7 @@ import pytest
 from pipeline.config import load_settings
 from pipeline.kafka.admin import KafkaAdmin
 from records.local_kafka import LocalBroker, free_port
+from tests.support.fault_steps import chattr
 from tests.support.pipeline_harness import Pipeline, isolated_pipeline
 
 
@@ -28,6 +30,22 @@ def own_broker(tmp_path: Path) -> Iterator[LocalBroker]:
         yield broker
     finally:
         broker.stop()
+
+
+@pytest.fixture
+def freezable(tmp_path: Path) -> Iterator[list[Path]]:
+    """The directories a test freezes (tests/support/fault_steps.py `chattr`); always
+    thawed again (or the test is skipped where the file system or the user cannot)."""
+    probe = tmp_path / "probe"
+    probe.mkdir()
+    try:
+        chattr("+i", [probe])
+        chattr("-i", [probe])
+    except (OSError, subprocess.CalledProcessError):
+        pytest.skip("chattr +i is not available here (needs root and a file system that supports it)")
+    frozen: list[Path] = []
+    yield frozen
+    chattr("-i", frozen)
 
 
 @pytest.fixture

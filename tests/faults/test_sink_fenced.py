@@ -7,24 +7,21 @@ reconciliation is exact. Before, the sink stayed up with a dead consumer and rea
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 from confluent_kafka import Consumer
 
 from pipeline.config import load_settings
 from sink.sink_process import embedded_instance_id
-from tests.support.fault_steps import assert_reconciled, start_workers, wait_caught_up
+from tests.support.fault_steps import assert_reconciled, chattr, start_workers, store_tables, wait_caught_up
 from tests.support.pipeline_harness import SINK_INPUTS, Pipeline, produce, simulated, wait_until
 
 EVENTS = 1000
 
 
-def test_a_fenced_sink_consumer_is_replaced_without_a_restart(pipeline: Pipeline) -> None:
-    workers = start_workers(pipeline, sink_batch_size=500)
-    sink = workers.sink
-    events = simulated(EVENTS, seed=55)
-    produce(pipeline.bootstrap, pipeline.keys, events[:500])
-    wait_until(lambda: sink.metric("records_sink_rows_inserted_total") > 0, 120, "the sink inserted nothing")
-
+def _fence(pipeline: Pipeline) -> None:
+    """An impostor joins the sink's group under the sink's static instance id (which fences
+    the sink's consumer), holds partitions, and closes."""
     settings = load_settings({"RECORDS_CHDB_PATH": str(pipeline.chdb_path)})
     impostor = Consumer(
         {
@@ -42,9 +39,48 @@ def test_a_fenced_sink_consumer_is_replaced_without_a_restart(pipeline: Pipeline
         impostor.poll(0.2)
     assert impostor.assignment(), "the impostor did not join"
     impostor.close()
+
+
+def test_a_fenced_sink_consumer_is_replaced_without_a_restart(pipeline: Pipeline) -> None:
+    workers = start_workers(pipeline, sink_batch_size=500)
+    sink = workers.sink
+    events = simulated(EVENTS, seed=55)
+    produce(pipeline.bootstrap, pipeline.keys, events[:500])
+    wait_until(lambda: sink.metric("records_sink_rows_inserted_total") > 0, 120, "the sink inserted nothing")
+
+    _fence(pipeline)
     wait_until(lambda: sink.metric("records_sink_consumer_restarts_total") >= 1, 60, "the fenced consumer replaced")
 
     produce(pipeline.bootstrap, pipeline.keys, events[500:])
     wait_caught_up(pipeline)
     assert sink.alive()
     assert_reconciled(pipeline, workers.since, EVENTS, "sink fenced")
+
+
+def test_a_sink_fenced_while_it_backs_off_is_replaced(pipeline: Pipeline, freezable: list[Path]) -> None:
+    """Fenced while it waits out a failing store with its partitions paused: librdkafka
+    reports the fence once, as a message error on a poll (no error callback), and the
+    backoff wait used to drop it; the sink then polled on without partitions for good."""
+    workers = start_workers(pipeline, sink_batch_size=500)
+    sink = workers.sink
+    events = simulated(EVENTS, seed=56)
+    produce(pipeline.bootstrap, pipeline.keys, events[:500])
+    wait_until(lambda: sink.metric("records_sink_rows_inserted_total") > 0, 120, "the sink inserted nothing")
+
+    tables = store_tables(pipeline)
+    freezable.extend(tables)
+    chattr("+i", tables)
+    produce(pipeline.bootstrap, pipeline.keys, events[500:700])
+    wait_until(lambda: sink.metric("records_sink_insert_retries_total") > 0, 60, "no retry counted")
+    _fence(pipeline)
+    wait_until(
+        lambda: sink.metric("records_sink_consumer_restarts_total") >= 1,
+        60,
+        "the consumer fenced during the backoff replaced",
+    )
+    chattr("-i", tables)
+    freezable.clear()
+    produce(pipeline.bootstrap, pipeline.keys, events[700:])
+    wait_caught_up(pipeline)
+    assert sink.alive()
+    assert_reconciled(pipeline, workers.since, EVENTS, "sink fenced while backing off")

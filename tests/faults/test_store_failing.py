@@ -6,14 +6,10 @@ no offset, and catches up when the store returns; the reconciliation is exact.""
 
 from __future__ import annotations
 
-import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-
-from tests.support.fault_steps import BackgroundTraffic, assert_reconciled, start_workers
+from tests.support.fault_steps import BackgroundTraffic, assert_reconciled, chattr, start_workers, store_tables
 from tests.support.pipeline_harness import (
     SINK_INPUTS,
     STREAMS_INPUTS,
@@ -30,27 +26,6 @@ EVENTS = 2000
 OUTAGE_S = 8.0
 
 
-def _chattr(flag: str, directories: list[Path]) -> None:
-    for directory in directories:
-        subprocess.run(["chattr", flag, str(directory)], check=True, capture_output=True)
-
-
-@pytest.fixture
-def freezable(tmp_path: Path) -> Iterator[list[Path]]:
-    """The directories frozen by the test; always thawed again (or the test is skipped
-    where the file system or the user cannot freeze one)."""
-    probe = tmp_path / "probe"
-    probe.mkdir()
-    try:
-        _chattr("+i", [probe])
-        _chattr("-i", [probe])
-    except (OSError, subprocess.CalledProcessError):
-        pytest.skip("chattr +i is not available here (needs root and a file system that supports it)")
-    frozen: list[Path] = []
-    yield frozen
-    _chattr("-i", frozen)
-
-
 def test_the_sink_backs_off_while_the_store_fails_and_catches_up_after(
     pipeline: Pipeline, freezable: list[Path]
 ) -> None:
@@ -60,10 +35,10 @@ def test_the_sink_backs_off_while_the_store_fails_and_catches_up_after(
     produce(pipeline.bootstrap, pipeline.keys, events[:500])
     wait_until(lambda: sink.metric("records_sink_rows_inserted_total") > 0, 120, "the sink inserted nothing")
 
-    tables = [p for p in (pipeline.chdb_path / "store").glob("*/*") if p.is_dir()]
+    tables = store_tables(pipeline)
     assert tables
     freezable.extend(tables)
-    _chattr("+i", tables)
+    chattr("+i", tables)
     failing_since = time.monotonic()
     traffic = BackgroundTraffic(pipeline, events[500:], chunk=100, pause_s=0.05)
     wait_until(lambda: sink.metric("records_sink_insert_retries_total") > 0, 60, "no retry counted")
@@ -78,7 +53,7 @@ def test_the_sink_backs_off_while_the_store_fails_and_catches_up_after(
     retries = sink.metric("records_sink_insert_retries_total")
     assert sink.alive()
 
-    _chattr("-i", tables)
+    chattr("-i", tables)
     freezable.clear()
     recovered_s = wait_until(
         lambda: caught_up(pipeline.bootstrap, pipeline.sink_group, SINK_INPUTS), 90, "sink caught up after the outage"

@@ -123,3 +123,15 @@ def diagnosis(process: Process, log_chars: int = 6000) -> str:
         except subprocess.TimeoutExpired:
             text += "\n(py-spy dump timed out)"
     return text
+
+
+def chattr(flag: str, directories: Sequence[Path]) -> None:
+    """`chattr +i` / `-i` on each directory: an immutable table directory fails every
+    INSERT as a read-only or full disk would (root ignores plain permissions)."""
+    for directory in directories:
+        subprocess.run(["chattr", flag, str(directory)], check=True, capture_output=True)
+
+
+def store_tables(pipeline: Pipeline) -> list[Path]:
+    """The table directories of the pipeline's embedded store."""
+    return [p for p in (pipeline.chdb_path / "store").glob("*/*") if p.is_dir()]

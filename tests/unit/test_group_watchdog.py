@@ -9,7 +9,9 @@ from typing import Any
 from pipeline.kafka.group_watchdog import GroupWatchdog, stuck_reason
 
 
-def _stats(*, broker: str = "UP", group: str | None = "up", coordinator: str | None = "UP") -> dict[str, Any]:
+def _stats(
+    *, broker: str = "UP", group: str | None = "up", coordinator: str | None = "UP", join: str = "steady"
+) -> dict[str, Any]:
     brokers: dict[str, Any] = {
         "127.0.0.1:9092/bootstrap": {"nodeid": -1, "source": "configured", "state": "INIT"},
         "127.0.0.1:9092/1": {"nodeid": 1, "source": "learned", "state": broker},
@@ -18,12 +20,18 @@ def _stats(*, broker: str = "UP", group: str | None = "up", coordinator: str | N
         brokers["GroupCoordinator"] = {"nodeid": -1, "source": "logical", "state": coordinator}
     stats: dict[str, Any] = {"brokers": brokers}
     if group is not None:
-        stats["cgrp"] = {"state": group, "join_state": "steady", "assignment_size": 3}
+        stats["cgrp"] = {"state": group, "join_state": join, "assignment_size": 3}
     return stats
 
 
 def test_a_joined_group_with_its_coordinator_up_is_not_stuck() -> None:
     assert stuck_reason(_stats()) is None
+    assert stuck_reason(_stats(join="wait-join")) is None  # a rebalance under way
+
+
+def test_a_member_neither_joined_nor_joining_is_stuck() -> None:
+    # what librdkafka 2.16 reports, for good, for a member fenced by its static instance id
+    assert stuck_reason(_stats(join="init")) == "group not joined (join state init)"
 
 
 def test_a_group_not_up_or_a_coordinator_down_while_the_broker_answers_is_stuck() -> None:
