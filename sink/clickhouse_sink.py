@@ -1,17 +1,10 @@
 """The ClickHouse sink's loop: a confluent-kafka consumer group over the enriched topics
 that hands batches to the writer for the tables of pipeline/clickhouse_ddl.py (`records worker sink`).
 
-Why Avro containers rather than Arrow or a DataFrame: the enriched topics' record
-schemas are exactly the table rows (the DDL is derived from them), so a batch of
-single-object messages becomes an Avro object container by cutting each message's
-10-byte prefix and writing one header (sink/avro_container.py), and ClickHouse
-decodes it itself, in C++, column by column (`INSERT ... FORMAT Avro`). The insert is
-as columnar as an Arrow insert, but no record is ever decoded in Python: ~110-150k
-rows/s against ~33k/s for decoding alone with fastavro (../shared/docs/performance-
-notes.md; bench/bench_sink.py measures the whole path). Each (table, writer schema)
-pair is one container, so messages written with an older released schema version are
-inserted with that writer schema (ClickHouse resolves fields by name and fills columns
-the writer lacks with defaults, `input_format_avro_allow_missing_fields`).
+Rows are written as Avro object containers that ClickHouse decodes itself
+(`INSERT ... FORMAT Avro`, sink/avro_container.py; why: ../shared/docs/performance-
+notes.md), one per (table, writer schema), so older released schema versions insert as
+they are.
 
 The commit path. Offsets are committed only after everything they cover is stored: the
 consumer (pipeline/kafka/consumer.py) commits only offsets the sink has *stored*
@@ -218,15 +211,9 @@ class ClickHouseSink:
             self.settings.kafka,
             self.options.group_id,
             extra={
-                "client.id": "cs-clickhouse-sink",
-                "session.timeout.ms": str(self.options.session_timeout_ms),
-                "heartbeat.interval.ms": str(max(1000, self.options.session_timeout_ms // 4)),
-                **({"group.instance.id": self.options.instance_id} if self.options.instance_id else {}),
-                "max.poll.interval.ms": "600000",
-                "fetch.max.bytes": str(64 * 1024 * 1024),
-                "max.partition.fetch.bytes": str(8 * 1024 * 1024),
-                "error_cb": self._on_error,
+                **self.options.consumer_settings(),
                 "statistics.interval.ms": str(STATS_INTERVAL_MS),
+                "error_cb": self._on_error,
                 "stats_cb": self._on_stats,
             },
         )

@@ -65,6 +65,19 @@ class SinkOptions:
     # connection down, this long while the broker answers (pipeline/kafka/group_watchdog.py).
     group_stuck_s: float = 30.0
 
+    def consumer_settings(self) -> dict[str, str]:
+        """The librdkafka settings of the sink's consumer (besides the connection, the
+        group id and the callbacks): membership, session, and fetch sizes for large batches."""
+        return {
+            "client.id": "cs-clickhouse-sink",
+            "session.timeout.ms": str(self.session_timeout_ms),
+            "heartbeat.interval.ms": str(max(1000, self.session_timeout_ms // 4)),
+            **({"group.instance.id": self.instance_id} if self.instance_id else {}),
+            "max.poll.interval.ms": "600000",
+            "fetch.max.bytes": str(64 * 1024 * 1024),
+            "max.partition.fetch.bytes": str(8 * 1024 * 1024),
+        }
+
     def with_topic_suffix(self, suffix: str) -> SinkOptions:
         """The same sink on renamed topics (isolated runs: tests, benchmarks)."""
         if not suffix:
