@@ -21,10 +21,10 @@ from tests.support.fault_steps import (
     BackgroundTraffic,
     assert_reconciled,
     diagnosis,
-    start_workers,
+    running_with_rows,
     wait_caught_up,
 )
-from tests.support.pipeline_harness import Pipeline, isolated_pipeline, produce, simulated, wait_until
+from tests.support.pipeline_harness import Pipeline, isolated_pipeline, simulated
 
 EVENTS = 2000
 OUTAGE_S = 5.0
@@ -53,11 +53,9 @@ def _restart(broker: LocalBroker, timeout: float = 60.0) -> None:
 
 
 def test_workers_recover_from_a_broker_restart_without_restarting(own_broker: LocalBroker, line: Pipeline) -> None:
-    workers = start_workers(line, sink_batch_size=500)
-    sink, streams = workers.sink, workers.streams
     events = simulated(EVENTS, seed=44)
-    produce(line.bootstrap, line.keys, events[:500])
-    wait_until(lambda: sink.metric("records_sink_rows_inserted_total") > 0, 120, "the sink inserted nothing")
+    workers = running_with_rows(line, events[:500])
+    sink, streams = workers.sink, workers.streams
 
     own_broker.stop()
     traffic = BackgroundTraffic(line, events[500:], chunk=100, pause_s=0.05)  # queued while the broker is away

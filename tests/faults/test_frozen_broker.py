@@ -16,7 +16,7 @@ from collections.abc import Iterator
 import pytest
 from confluent_kafka import Message
 
-from pipeline.config import load_settings
+from pipeline.config import KafkaConnection, load_settings
 from pipeline.exceptions import KafkaClientError
 from pipeline.kafka.admin import KafkaAdmin
 from pipeline.kafka.bounded_call import WEDGED
@@ -40,6 +40,25 @@ def frozen_later(own_broker: LocalBroker) -> Iterator[int]:
         os.kill(pid, signal.SIGCONT)
 
 
+def _topic_of(broker: LocalBroker, name: str, count: int) -> KafkaConnection:
+    """A one-partition topic on `broker` holding `count` messages; the connection to it."""
+    connection = dataclasses.replace(load_settings({"KAFKA_BOOTSTRAP": broker.bootstrap}).kafka)
+    KafkaAdmin(connection).create_topics([TopicSpec(name, "test key", "test topic", 1, {})])
+    with KafkaProducer(connection) as producer:
+        for i in range(count):
+            producer.produce(name, f"v{i}".encode(), key=f"k{i}".encode())
+    return connection
+
+
+def _take(consumer: KafkaConsumer, count: int) -> list[Message]:
+    got: list[Message] = []
+    deadline = time.monotonic() + 60
+    while len(got) < count and time.monotonic() < deadline:
+        got += consumer.consume(100, 0.5)
+    assert len(got) == count
+    return got
+
+
 def _commit_threads() -> list[threading.Thread]:
     return [t for t in threading.enumerate() if t.name == "kafka-offset commit"]
 
@@ -47,20 +66,10 @@ def _commit_threads() -> list[threading.Thread]:
 def test_a_commit_and_close_on_a_frozen_broker_give_up_at_their_deadline(
     own_broker: LocalBroker, frozen_later: int
 ) -> None:
-    connection = dataclasses.replace(load_settings({"KAFKA_BOOTSTRAP": own_broker.bootstrap}).kafka)
-    topic = TopicSpec("frozen.t", "test key", "test topic", 1, {})
-    KafkaAdmin(connection).create_topics([topic])
-    with KafkaProducer(connection) as producer:
-        for i in range(20):
-            producer.produce(topic.name, f"v{i}".encode(), key=f"k{i}".encode())
+    connection = _topic_of(own_broker, "frozen.t", 20)
     consumer = KafkaConsumer(connection, "frozen-group")
-    consumer.subscribe([topic.name])
-    got: list[Message] = []
-    deadline = time.monotonic() + 60
-    while len(got) < 20 and time.monotonic() < deadline:
-        got += consumer.consume(100, 0.5)
-    assert len(got) == 20
-    consumer.store(got)
+    consumer.subscribe(["frozen.t"])
+    consumer.store(_take(consumer, 20))
     raw = consumer.consumer  # closed by the test once the broker is back
 
     os.kill(frozen_later, signal.SIGSTOP)
@@ -89,25 +98,12 @@ def test_a_commit_and_close_on_a_frozen_broker_give_up_at_their_deadline(
 
 
 def test_a_bounded_commit_on_a_live_broker_commits(own_broker: LocalBroker) -> None:
-    connection = dataclasses.replace(load_settings({"KAFKA_BOOTSTRAP": own_broker.bootstrap}).kafka)
-    topic = TopicSpec("live.t", "test key", "test topic", 1, {})
-    KafkaAdmin(connection).create_topics([topic])
-    with KafkaProducer(connection) as producer:
-        for i in range(5):
-            producer.produce(topic.name, f"v{i}".encode(), key=f"k{i}".encode())
+    connection = _topic_of(own_broker, "live.t", 5)
     with KafkaConsumer(connection, "live-group") as first:
-        first.subscribe([topic.name])
-        got: list[Message] = []
-        deadline = time.monotonic() + 60
-        while len(got) < 5 and time.monotonic() < deadline:
-            got += first.consume(100, 0.5)
-        first.store(got[:3])
+        first.subscribe(["live.t"])
+        first.store(_take(first, 5)[:3])
         first.commit(timeout=DEADLINE_S)
         first.close(timeout=DEADLINE_S)
     with KafkaConsumer(connection, "live-group") as second:
-        second.subscribe([topic.name])
-        rest: list[Message] = []
-        deadline = time.monotonic() + 60
-        while len(rest) < 2 and time.monotonic() < deadline:
-            rest += second.consume(100, 0.5)
-    assert [m.value() for m in rest] == [b"v3", b"v4"]
+        second.subscribe(["live.t"])
+        assert [m.value() for m in _take(second, 2)] == [b"v3", b"v4"]

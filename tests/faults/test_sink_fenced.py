@@ -13,7 +13,7 @@ from confluent_kafka import Consumer
 
 from pipeline.config import load_settings
 from sink.sink_process import embedded_instance_id
-from tests.support.fault_steps import assert_reconciled, chattr, start_workers, store_tables, wait_caught_up
+from tests.support.fault_steps import assert_reconciled, chattr, freeze_store, running_with_rows, wait_caught_up
 from tests.support.pipeline_harness import SINK_INPUTS, Pipeline, produce, simulated, wait_until
 
 EVENTS = 1000
@@ -42,11 +42,9 @@ def _fence(pipeline: Pipeline) -> None:
 
 
 def test_a_fenced_sink_consumer_is_replaced_without_a_restart(pipeline: Pipeline) -> None:
-    workers = start_workers(pipeline, sink_batch_size=500)
-    sink = workers.sink
     events = simulated(EVENTS, seed=55)
-    produce(pipeline.bootstrap, pipeline.keys, events[:500])
-    wait_until(lambda: sink.metric("records_sink_rows_inserted_total") > 0, 120, "the sink inserted nothing")
+    workers = running_with_rows(pipeline, events[:500])
+    sink = workers.sink
 
     _fence(pipeline)
     wait_until(lambda: sink.metric("records_sink_consumer_restarts_total") >= 1, 60, "the fenced consumer replaced")
@@ -61,15 +59,11 @@ def test_a_sink_fenced_while_it_backs_off_is_replaced(pipeline: Pipeline, freeza
     """Fenced while it waits out a failing store with its partitions paused: librdkafka
     reports the fence once, as a message error on a poll (no error callback), and the
     backoff wait used to drop it; the sink then polled on without partitions for good."""
-    workers = start_workers(pipeline, sink_batch_size=500)
-    sink = workers.sink
     events = simulated(EVENTS, seed=56)
-    produce(pipeline.bootstrap, pipeline.keys, events[:500])
-    wait_until(lambda: sink.metric("records_sink_rows_inserted_total") > 0, 120, "the sink inserted nothing")
+    workers = running_with_rows(pipeline, events[:500])
+    sink = workers.sink
 
-    tables = store_tables(pipeline)
-    freezable.extend(tables)
-    chattr("+i", tables)
+    tables = freeze_store(pipeline, freezable)
     produce(pipeline.bootstrap, pipeline.keys, events[500:700])
     wait_until(lambda: sink.metric("records_sink_insert_retries_total") > 0, 60, "no retry counted")
     _fence(pipeline)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from tests.support.fault_steps import BackgroundTraffic, assert_reconciled, chattr, start_workers, store_tables
+from tests.support.fault_steps import BackgroundTraffic, assert_reconciled, chattr, freeze_store, running_with_rows
 from tests.support.pipeline_harness import (
     SINK_INPUTS,
     STREAMS_INPUTS,
@@ -17,7 +17,6 @@ from tests.support.pipeline_harness import (
     caught_up,
     committed,
     end_offsets,
-    produce,
     simulated,
     wait_until,
 )
@@ -29,16 +28,11 @@ OUTAGE_S = 8.0
 def test_the_sink_backs_off_while_the_store_fails_and_catches_up_after(
     pipeline: Pipeline, freezable: list[Path]
 ) -> None:
-    workers = start_workers(pipeline, sink_batch_size=500)
-    sink = workers.sink
     events = simulated(EVENTS, seed=33)
-    produce(pipeline.bootstrap, pipeline.keys, events[:500])
-    wait_until(lambda: sink.metric("records_sink_rows_inserted_total") > 0, 120, "the sink inserted nothing")
+    workers = running_with_rows(pipeline, events[:500])
+    sink = workers.sink
 
-    tables = store_tables(pipeline)
-    assert tables
-    freezable.extend(tables)
-    chattr("+i", tables)
+    tables = freeze_store(pipeline, freezable)
     failing_since = time.monotonic()
     traffic = BackgroundTraffic(pipeline, events[500:], chunk=100, pause_s=0.05)
     wait_until(lambda: sink.metric("records_sink_insert_retries_total") > 0, 60, "no retry counted")

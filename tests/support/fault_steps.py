@@ -132,6 +132,20 @@ def chattr(flag: str, directories: Sequence[Path]) -> None:
         subprocess.run(["chattr", flag, str(directory)], check=True, capture_output=True)
 
 
-def store_tables(pipeline: Pipeline) -> list[Path]:
-    """The table directories of the pipeline's embedded store."""
-    return [p for p in (pipeline.chdb_path / "store").glob("*/*") if p.is_dir()]
+def freeze_store(pipeline: Pipeline, frozen: list[Path]) -> list[Path]:
+    """Make the table directories of the pipeline's embedded store immutable (every INSERT
+    fails from now on); they are added to `frozen` (the `freezable` fixture thaws them)."""
+    tables = [p for p in (pipeline.chdb_path / "store").glob("*/*") if p.is_dir()]
+    assert tables, "the store has no table directory"
+    frozen.extend(tables)
+    chattr("+i", tables)
+    return tables
+
+
+def running_with_rows(pipeline: Pipeline, events: Sequence[SimulatedEvent], *, sink_batch_size: int = 500) -> Workers:
+    """Both workers started, `events` sent, and the sink seen inserting rows: a pipeline
+    mid-stream, ready for a fault."""
+    workers = start_workers(pipeline, sink_batch_size=sink_batch_size)
+    produce(pipeline.bootstrap, pipeline.keys, events)
+    wait_until(lambda: workers.sink.metric("records_sink_rows_inserted_total") > 0, 120, "the sink inserted nothing")
+    return workers
