@@ -5,9 +5,9 @@ when the batch is dropped; and which consumer errors end a consumer for good."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 
 from pipeline.exceptions import KafkaClientError
 from pipeline.kafka.consumer import FATAL_CODES, KafkaConsumer
@@ -37,6 +37,20 @@ def rewind(raw: Consumer, first_offsets: Mapping[tuple[str, int], int]) -> None:
                 raw.seek(TopicPartition(topic, partition, offset))
     except KafkaException as exc:
         log.warning("rewind after a dropped batch failed: %s", one_line(exc))
+
+
+def seek_to_committed(raw: Consumer, partitions: Iterable[tuple[str, int]], timeout: float) -> list[TopicPartition]:
+    """Seek those of `partitions` still assigned to their committed offsets, asked of the
+    group coordinator (the beginning where none is committed, as auto.offset.reset=earliest);
+    the partitions sought. Raises the client's KafkaException when the query fails."""
+    assigned = {(tp.topic, tp.partition) for tp in raw.assignment()}
+    wanted = [TopicPartition(t, p) for t, p in sorted(set(partitions)) if (t, p) in assigned]
+    if not wanted:
+        return []
+    committed = raw.committed(wanted, timeout=timeout)
+    for tp in committed:
+        raw.seek(TopicPartition(tp.topic, tp.partition, tp.offset if tp.offset >= 0 else OFFSET_BEGINNING))
+    return committed
 
 
 def consumer_failed(exc: KafkaException | KafkaClientError) -> bool:

@@ -47,11 +47,11 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import ClickHouseError as DriverError
-from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 from prometheus_client import CollectorRegistry
 
 from pipeline.clickhouse_ddl import table_models
@@ -63,7 +63,7 @@ from pipeline.kafka.group_watchdog import STATS_INTERVAL_MS, GroupWatchdog
 from pipeline.policy import Policy, default_policy
 from pipeline.serde import Serde
 from sink.batch import Batch, KafkaMessage, Routes, describe
-from sink.batch_offsets import commit_offsets, consumer_failed, partitions_text, rewind
+from sink.batch_offsets import commit_offsets, consumer_failed, partitions_text, rewind, seek_to_committed
 from sink.batch_writer import BatchWriter, CommandHandler, InsertGuard
 from sink.between_batches import JobSchedule, observe_lag, one_line
 from sink.consent_withdrawal import consent_bound, ledger_model
@@ -146,6 +146,7 @@ class ClickHouseSink:
         self._fatal: str | None = None  # set when the consumer failed for good (see run())
         self._watchdog = GroupWatchdog(options.group_stuck_s)
         self._held: list[KafkaMessage] = []  # delivered while paused: they open the next batch
+        self._partitions_taken = False  # a revocation or loss was served during the last poll
         self._next_lag = 0.0
 
     # ---- lifecycle ------------------------------------------------------------------
@@ -270,7 +271,6 @@ class ClickHouseSink:
 
     def _fill(self) -> None:
         consumer = self._require_consumer()
-        batch = self._batch
         if self._resume_assigned:
             self._resume_assigned = False
             try:
@@ -282,11 +282,37 @@ class ClickHouseSink:
         if self._held:
             held, self._held = self._held, []
             for message in held:
-                self._add(batch, message)
+                self._add(self._batch, message)
+        batch = self._batch
         remaining_s = self.options.batch_max_s - batch.age() if not batch.empty else self.options.batch_max_s
         room = max(1, min(self.options.poll_max, self.options.batch_size - batch.messages))
-        for message in consumer.consume(room, timeout=max(0.01, min(remaining_s, 0.5))):
-            self._add(batch, message)
+        self._partitions_taken = False
+        messages = consumer.consume(room, timeout=max(0.01, min(remaining_s, 0.5)))
+        if self._partitions_taken:
+            # A revocation or loss was served inside this call (a lost batch replaced by a new
+            # one, or a revoked batch written): which of these messages were fetched before it
+            # cannot be told. None is kept; their partitions are read again from the commit.
+            # (Adding them to the batch in hand lost them for good: seen with the broker
+            # restarted three times, tests/faults/test_broker_restart.py.)
+            self._read_again_from_commit(messages)
+            return
+        for message in messages:
+            self._add(self._batch, message)
+
+    def _read_again_from_commit(self, messages: Sequence[Message]) -> None:
+        partitions = {(m.topic() or "", m.partition() or 0) for m in messages}
+        if not partitions:
+            return
+        try:
+            sought = seek_to_committed(self._require_consumer().consumer, partitions, self.options.commit_timeout_s)
+        except KafkaException as exc:
+            self._fatal = self._fatal or f"reading again after a rebalance failed: {one_line(exc)}"
+            return
+        log.info(
+            "%d message(s) fetched across a rebalance dropped; read again from the commit: %s",
+            len(messages),
+            partitions_text(sought),
+        )
 
     def _add(self, batch: Batch, message: KafkaMessage) -> None:
         batch.add(message)
@@ -364,11 +390,18 @@ class ClickHouseSink:
         self.committed.update(batch.offsets)
 
     def _rewind(self, batch: Batch) -> None:
-        """After a dropped batch: fetch its partitions that are still ours again from its first offsets."""
+        """After a dropped batch: fetch its partitions that are still ours again from its
+        first offsets, and those of messages held back during its backoff from theirs (after
+        a loss, those come from the new assignment and start at the commit)."""
+        first = dict(batch.first_offsets)
+        for message in self._held:
+            key = (message.topic() or "", message.partition() or 0)
+            offset = message.offset() or 0
+            first[key] = min(first.get(key, offset), offset)
         self._held = []
         if self._consumer is None or self._stop.is_set() or self._fatal is not None:
             return  # a failed consumer is replaced; the new one resumes from the commit
-        rewind(self._consumer.consumer, batch.first_offsets)
+        rewind(self._consumer.consumer, first)
 
     # ---- 7. backoff with paused partitions ------------------------------------------
 
@@ -409,6 +442,7 @@ class ClickHouseSink:
         for tp in partitions:
             with contextlib.suppress(KeyError):
                 self.metrics.consumer_lag.remove(tp.topic, str(tp.partition))
+        self._partitions_taken = True
         if self._in_flush:
             self._revoked = True  # a retry is waiting: drop the batch, it will be replayed
             return
@@ -417,6 +451,7 @@ class ClickHouseSink:
 
     def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         log.warning("partitions lost %s; the batch in hand is dropped", partitions_text(partitions))
+        self._partitions_taken = True
         self._revoked = True
         self._held = []
         if not self._in_flush:
