@@ -47,11 +47,11 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 
 from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import ClickHouseError as DriverError
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from prometheus_client import CollectorRegistry
 
 from pipeline.clickhouse_ddl import table_models
@@ -72,6 +72,11 @@ from sink.metrics import SinkMetrics
 from sink.sink_options import PeriodicJob, SinkOptions
 
 log = logging.getLogger(__name__)
+
+
+def _key(message: KafkaMessage) -> tuple[str, int]:
+    return (message.topic() or "", message.partition() or 0)
+
 
 # A write step failing with one of these is retried; anything else is a bug and stops the
 # sink (its batch is replayed after the restart).
@@ -146,7 +151,9 @@ class ClickHouseSink:
         self._fatal: str | None = None  # set when the consumer failed for good (see run())
         self._watchdog = GroupWatchdog(options.group_stuck_s)
         self._held: list[KafkaMessage] = []  # delivered while paused: they open the next batch
-        self._partitions_taken = False  # a revocation or loss was served during the last poll
+        self._rebalanced = False  # a rebalance callback ran during the last consume call
+        # partitions to seek to their committed offsets before their messages are taken
+        self._unsought: set[tuple[str, int]] = set()
         self._next_lag = 0.0
 
     # ---- lifecycle ------------------------------------------------------------------
@@ -279,40 +286,43 @@ class ClickHouseSink:
                     consumer.consumer.resume(assignment)
             except KafkaException as exc:
                 log.warning("resuming the assigned partitions failed: %s", one_line(exc))
+        if self._unsought:
+            self._seek_unsought()
         if self._held:
             held, self._held = self._held, []
             for message in held:
-                self._add(self._batch, message)
+                if _key(message) not in self._unsought:
+                    self._add(self._batch, message)
         batch = self._batch
         remaining_s = self.options.batch_max_s - batch.age() if not batch.empty else self.options.batch_max_s
         room = max(1, min(self.options.poll_max, self.options.batch_size - batch.messages))
-        self._partitions_taken = False
+        self._rebalanced = False
         messages = consumer.consume(room, timeout=max(0.01, min(remaining_s, 0.5)))
-        if self._partitions_taken:
-            # A revocation or loss was served inside this call (a lost batch replaced by a new
-            # one, or a revoked batch written): which of these messages were fetched before it
+        if self._rebalanced:
+            # A rebalance callback ran inside this call (a lost batch replaced, a revoked one
+            # written, partitions assigned): which of these messages were fetched before it
             # cannot be told. None is kept; their partitions are read again from the commit.
-            # (Adding them to the batch in hand lost them for good: seen with the broker
-            # restarted three times, tests/faults/test_broker_restart.py.)
-            self._read_again_from_commit(messages)
+            # (Adding them to the batch in hand lost them for good, as did trusting the fetch
+            # position of a partition lost and assigned again: seen with the broker restarted
+            # three times in a row.)
+            self._unsought |= {_key(m) for m in messages}
+            self._seek_unsought()
             return
         for message in messages:
-            self._add(self._batch, message)
+            if _key(message) not in self._unsought:  # fetched before its seek: read again
+                self._add(self._batch, message)
 
-    def _read_again_from_commit(self, messages: Sequence[Message]) -> None:
-        partitions = {(m.topic() or "", m.partition() or 0) for m in messages}
-        if not partitions:
-            return
+    def _seek_unsought(self) -> None:
+        """Seek the partitions assigned (or whose messages were dropped) since the last seek
+        to their committed offsets; on failure they stay unsought (their messages are
+        dropped meanwhile) and the seek is tried again on the next fill."""
         try:
-            sought = seek_to_committed(self._require_consumer().consumer, partitions, self.options.commit_timeout_s)
+            sought = seek_to_committed(self._require_consumer().consumer, self._unsought, self.options.commit_timeout_s)
         except KafkaException as exc:
-            self._fatal = self._fatal or f"reading again after a rebalance failed: {one_line(exc)}"
+            log.warning("reading the committed offsets after a rebalance failed (%s); tried again", one_line(exc))
             return
-        log.info(
-            "%d message(s) fetched across a rebalance dropped; read again from the commit: %s",
-            len(messages),
-            partitions_text(sought),
-        )
+        self._unsought = set()
+        log.info("after a rebalance, read from the commit: %s", partitions_text(sought))
 
     def _add(self, batch: Batch, message: KafkaMessage) -> None:
         batch.add(message)
@@ -436,13 +446,17 @@ class ClickHouseSink:
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         log.info("assigned %s", partitions_text(partitions))
         self._resume_assigned = True
+        # Read from the commit, explicitly: librdkafka was seen resuming a partition lost and
+        # assigned again at its old fetch position, past a batch dropped uncommitted.
+        self._unsought |= {(tp.topic, tp.partition) for tp in partitions}
+        self._rebalanced = True
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         log.info("revoked %s", partitions_text(partitions))
         for tp in partitions:
             with contextlib.suppress(KeyError):
                 self.metrics.consumer_lag.remove(tp.topic, str(tp.partition))
-        self._partitions_taken = True
+        self._rebalanced = True
         if self._in_flush:
             self._revoked = True  # a retry is waiting: drop the batch, it will be replayed
             return
@@ -451,7 +465,7 @@ class ClickHouseSink:
 
     def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         log.warning("partitions lost %s; the batch in hand is dropped", partitions_text(partitions))
-        self._partitions_taken = True
+        self._rebalanced = True
         self._revoked = True
         self._held = []
         if not self._in_flush:
