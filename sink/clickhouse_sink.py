@@ -25,6 +25,8 @@ One batch:
    A rebalance or shutdown during the wait drops the batch: partitions still assigned are
    rewound to the batch's first offsets, the others resume from the last commit at their
    next owner. A rebalance between batches first writes and commits the batch in hand.
+   Every assigned partition is read from its committed offset, sought explicitly, and a
+   consume call in which a rebalance callback ran keeps none of its messages.
 This module is the loop: consumption, batching, commits, backoff, rebalances, lag and the
 periodic jobs (sink/between_batches.py; offsets: sink/batch_offsets.py; its options:
 sink/sink_options.py); it writes nothing to the store itself. Steps 2-4 hold the engine lock, which the
