@@ -9,7 +9,7 @@ bursts. Each table's scheduler queues tasks until the pool's queue is full (pool
 0.1 s plus a random 0-1 s (`..._task_sleep_seconds_when_no_work_random_part`, meant to
 spread many tables' wake-ups on a big server) before it queues the next few. A part that
 holds no row of the subject takes milliseconds, so an erasure spent almost all its time
-in those sleeps: 7-12 s for ~70 parts on this 2-core machine with the pool idle, 9-22 s
+in those sleeps: 7-12 s for ~70 parts on this 2-core machine with the pool idle, 8-23 s
 in the benchmark's sink (README, "Measured here").
 
 What changes, and what does not:
