@@ -19,6 +19,7 @@ from clickhouse_connect.driver.exceptions import OperationalError, scrub_error_d
 from clickhouse_connect.driver.summary import QuerySummary
 
 from pipeline.access_users import Credential, read_owner_credential
+from pipeline.chdb_engine_options import ENGINE_OPTIONS
 from pipeline.chdb_owner import read_owner
 from pipeline.config import Secret, Settings
 from pipeline.exceptions import ClickHouseError
@@ -177,7 +178,11 @@ def _connect_embedded(
         raise ClickHouseError(f"cannot create the chDB directory {path}: {exc.strerror}") from exc
     try:
         return clickhouse_connect.get_client(
-            interface="chdb", path=str(path), database=database, settings=client_settings
+            interface="chdb",
+            path=str(path),
+            database=database,
+            settings=client_settings,
+            chdb_options=dict(ENGINE_OPTIONS),  # the engine's start-up options: pipeline/chdb_engine_options.py
         )
     except DriverError as exc:
         if "already initialized with path" in str(exc):

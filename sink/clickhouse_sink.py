@@ -11,7 +11,8 @@ consumer (pipeline/kafka/consumer.py) commits only offsets the sink has *stored*
 (`enable.auto.offset.store=False`), and the sink stores a batch's offsets in step 6 only.
 One batch:
 1. consume: messages accumulate in a `Batch` (sink/batch.py) until it holds
-   `batch_size` messages or `batch_max_bytes`, or its first message is `batch_max_s` old;
+   `batch_size` messages or `batch_max_bytes`, or its first message is `batch_max_s` old,
+   or it holds a command (DSR work is written as soon as it is consumed);
    each message's offset + 1 is remembered per partition;
 2-5. write: `BatchWriter.write(batch)` (sink/batch_writer.py) inserts the rows, applies
    consent withdrawals, hands command messages (DSR work) to their handlers and produces
@@ -334,7 +335,8 @@ class ClickHouseSink:
         if batch.empty:
             return False
         return (
-            batch.messages >= self.options.batch_size
+            bool(batch.commands)  # DSR work waits for no more rows: an erasure's receipt is awaited
+            or batch.messages >= self.options.batch_size
             or batch.bytes >= self.options.batch_max_bytes
             or batch.age() >= self.options.batch_max_s
         )

@@ -755,3 +755,24 @@ def test_a_command_without_a_valid_envelope_signature_is_dead_lettered_and_never
     assert _refusals(dsr, 5)[-1] == "a different command for this request was executed already"
     assert counter(dsr.metrics.dsr_commands_refused, reason="REPLAYED") == 1
     assert dsr.receipt(request_id) == first
+
+
+def test_a_batch_holding_an_erasure_is_written_without_waiting_for_more_rows(dsr: Dsr) -> None:
+    # Batches of rows only would wait an hour here: the batch is written because it holds
+    # a command (before, an erasure waited up to batch_max_s for rows that might follow).
+    dsr.options = dataclasses.replace(dsr.options, batch_max_s=3600.0, batch_size=50_000)
+    anna = dsr.keys(ANNA)
+    dsr.rows(anna, first=1)
+    request_id, _, _ = dsr.command(RequestType.ERASURE, ANNA)
+    assert dsr.producer is not None and dsr.producer.flush(30) == 0
+    dsr.start()
+
+    deadline = time.monotonic() + 90
+    receipts = dsr.receipts_on_topic(request_id)
+    while not receipts and time.monotonic() < deadline:
+        time.sleep(0.5)
+        receipts = dsr.receipts_on_topic(request_id)
+
+    assert [r["status"] for r in receipts] == ["COMPLETED"]
+    assert receipts[0]["store_counts"]["records.calls"] == 1
+    assert dsr.counts(anna) == dict.fromkeys(SUBJECT_TABLES, 0)

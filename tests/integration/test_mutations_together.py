@@ -47,3 +47,15 @@ def test_a_failing_mutation_raises(ch_client: Client) -> None:
             run_together(ch_client, statements, {}, database=DB, timeout_s=600)
     finally:
         ch_client.command(f"KILL MUTATION WHERE database = '{DB}' AND table = 'b'")
+
+
+def test_the_embedded_engine_queues_a_burst_of_part_tasks(ch_client: Client) -> None:
+    """The engine opened by pipeline/clickhouse.py starts with pipeline/chdb_engine_options.py:
+    a queue of 16 background tasks on its 2 threads, so an erasure's per-part tasks are
+    queued 16 at a time (the engine's default: 4). The scheduler's sleep has no setting
+    to read back; it is passed in the same call."""
+    rows = ch_client.query(
+        "SELECT name, value FROM system.server_settings "
+        "WHERE name IN ('background_pool_size', 'background_merges_mutations_concurrency_ratio') ORDER BY name"
+    ).result_rows
+    assert rows == [("background_merges_mutations_concurrency_ratio", "8"), ("background_pool_size", "2")]
