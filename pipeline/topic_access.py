@@ -27,7 +27,7 @@ SINK_GROUP = "cs-clickhouse-sink"
 STREAMS_SUBJECT_LOOKUP_GROUP = "cs-streams-subject-lookup"
 DPO_RECEIPTS_GROUP = "records-dsr-status"
 
-RAW_TOPICS: tuple[TopicSpec, ...] = (topics.CHAT, topics.CALL, topics.CONSENT, topics.CONTACT_FORM)
+RAW_TOPICS: tuple[TopicSpec, ...] = topics.STREAMS_INPUTS
 STREAMS_CHANGELOGS = topics.STREAMS_CHANGELOGS
 
 
@@ -53,18 +53,7 @@ STREAMS = Principal(
     "cs-records-streams",
     "streams workers (`records worker streams`)",
     reads=(*RAW_TOPICS, topics.DSR, topics.SUBJECTS, *STREAMS_CHANGELOGS),
-    writes=(
-        topics.CHAT_ENRICHED,
-        topics.CALL_ENRICHED,
-        topics.CONSENT_LEDGER,
-        topics.SUBJECTS,
-        topics.QUARANTINE,
-        topics.DLQ,
-        topics.DSR_COMMANDS,
-        topics.DSR_RECEIPTS,
-        *STREAMS_CHANGELOGS,
-        topics.CONTACT_FORM_ENRICHED,
-    ),
+    writes=(*topics.STREAMS_OUTPUTS, topics.DSR_COMMANDS, topics.DSR_RECEIPTS, *STREAMS_CHANGELOGS),
     groups=(STREAMS_APP_ID, STREAMS_SUBJECT_LOOKUP_GROUP),
     internal_prefix=f"{STREAMS_APP_ID}-",
 )

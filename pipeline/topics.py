@@ -192,6 +192,11 @@ CONTACT_FORM_ENRICHED = _kept_a_week(
     "cs.contact-form.enriched.v1", "submission id", 3, "enforced, enriched contact-form records", CONTACT_FORM_RECORD
 )
 
+# What the streams stage reads and writes for records (its DSR topics and changelogs aside):
+# the workers create them, the ACL model grants them (pipeline/topic_access.py).
+STREAMS_INPUTS = (CHAT, CALL, CONSENT, CONTACT_FORM)
+STREAMS_OUTPUTS = (CHAT_ENRICHED, CALL_ENRICHED, CONSENT_LEDGER, SUBJECTS, QUARANTINE, DLQ, CONTACT_FORM_ENRICHED)
+
 
 ALL_TOPICS: tuple[TopicSpec, ...] = (
     CHAT,

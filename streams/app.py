@@ -77,16 +77,8 @@ from streams.table_reads import lookup
 log = logging.getLogger(__name__)
 
 STAGE = "streams"
-INPUT_TOPICS = (topics.CHAT, topics.CALL, topics.CONSENT, topics.CONTACT_FORM)
-OUTPUT_TOPICS = (
-    topics.CHAT_ENRICHED,
-    topics.CALL_ENRICHED,
-    topics.CONSENT_LEDGER,
-    topics.SUBJECTS,
-    topics.QUARANTINE,
-    topics.DLQ,
-    topics.CONTACT_FORM_ENRICHED,
-)
+INPUT_TOPICS = topics.STREAMS_INPUTS
+OUTPUT_TOPICS = topics.STREAMS_OUTPUTS
 DSR_TOPICS = (topics.DSR, topics.DSR_COMMANDS, topics.DSR_RECEIPTS)
 
 
