@@ -31,7 +31,11 @@ lint: $(STAMP)
 	$(BIN)/mypy
 
 test: setup lint
-	$(BIN)/pytest -q
+	@rm -f .cache/pytest-report.xml
+	$(BIN)/pytest -q --junitxml=.cache/pytest-report.xml
+	@# pytest writes its report last: a run cut short by a process exit (exit status 0 or not)
+	@# leaves none, and must not pass
+	@test -s .cache/pytest-report.xml || { echo "pytest ended without writing its report: the run was cut short" >&2; exit 1; }
 
 # Longer fuzzing of the decoders and the enforcement (tests/unit/test_fuzz.py): 5,000
 # examples per property instead of the ~200 `make test` runs.

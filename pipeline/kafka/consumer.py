@@ -15,6 +15,7 @@ fences it out of the group.
 
 from __future__ import annotations
 
+import ctypes
 import logging
 from collections.abc import Sequence
 from typing import Any
@@ -28,9 +29,16 @@ from pipeline.kafka.closed_on_exit import ClosedOnExit
 
 log = logging.getLogger(__name__)
 
-# Consumers whose close did not return in time: kept alive, since letting the garbage
-# collector destroy one would block whichever thread collects it.
+# Consumers given up on (a commit or close that did not return in time). Destroying one
+# would block whichever thread does it, the interpreter's own at exit included, so each
+# is kept alive for the life of the process: listed here, and with one reference more
+# than any owner holds, so that not even the teardown of this module frees it.
 _abandoned: list[Consumer] = []
+
+
+def _abandon(consumer: Consumer) -> None:
+    _abandoned.append(consumer)
+    ctypes.pythonapi.Py_IncRef(ctypes.py_object(consumer))
 
 
 def abandoned_consumers() -> int:
@@ -156,7 +164,7 @@ class KafkaConsumer(ClosedOnExit):
             return
         if self._wedged:
             self._wedged = False
-            _abandoned.append(consumer)
+            _abandon(consumer)
             raise KafkaClientError("consumer abandoned: a commit on it never returned", WEDGED)
         if timeout is None:
             consumer.close()
@@ -165,5 +173,5 @@ class KafkaConsumer(ClosedOnExit):
             bounded(consumer.close, timeout, "consumer close")
         except KafkaClientError as exc:
             if exc.code == WEDGED:
-                _abandoned.append(consumer)
+                _abandon(consumer)
             raise

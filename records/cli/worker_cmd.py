@@ -165,24 +165,6 @@ def sink(
         )
     finally:
         dsr.close()
-    _exit_past_abandoned_consumers()
-
-
-def _exit_past_abandoned_consumers() -> None:
-    """A Kafka consumer the sink had to give up on (its commit or close never returned,
-    pipeline/kafka/consumer.py) would be destroyed at interpreter exit, and that can block
-    for good: exit without running the finalizers then (everything else is closed)."""
-    import logging
-    import os
-
-    from pipeline.kafka.consumer import abandoned_consumers
-
-    if abandoned_consumers():
-        logging.getLogger(__name__).warning(
-            "%d Kafka consumer(s) could not be closed; exiting without destroying them", abandoned_consumers()
-        )
-        logging.shutdown()
-        os._exit(0)
 
 
 def register(app: typer.Typer) -> None:
