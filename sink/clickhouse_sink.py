@@ -409,9 +409,8 @@ class ClickHouseSink:
         a loss, those come from the new assignment and start at the commit)."""
         first = dict(batch.first_offsets)
         for message in self._held:
-            key = (message.topic() or "", message.partition() or 0)
             offset = message.offset() or 0
-            first[key] = min(first.get(key, offset), offset)
+            first[_key(message)] = min(first.get(_key(message), offset), offset)
         self._held = []
         if self._consumer is None or self._stop.is_set() or self._fatal is not None:
             return  # a failed consumer is replaced; the new one resumes from the commit
