@@ -42,12 +42,16 @@ def rewind(raw: Consumer, first_offsets: Mapping[tuple[str, int], int]) -> None:
 def seek_to_committed(raw: Consumer, partitions: Iterable[tuple[str, int]], timeout: float) -> list[TopicPartition]:
     """Seek those of `partitions` still assigned to their committed offsets, asked of the
     group coordinator (the beginning where none is committed, as auto.offset.reset=earliest);
-    the partitions sought. Raises the client's KafkaException when the query fails."""
+    the partitions sought. Raises the client's KafkaException when the query fails, for any
+    partition (nothing is sought then)."""
     assigned = {(tp.topic, tp.partition) for tp in raw.assignment()}
     wanted = [TopicPartition(t, p) for t, p in sorted(set(partitions)) if (t, p) in assigned]
     if not wanted:
         return []
     committed = raw.committed(wanted, timeout=timeout)
+    for tp in committed:
+        if tp.error is not None:  # not read: seeking to the beginning would replay it all
+            raise KafkaException(tp.error)
     for tp in committed:
         raw.seek(TopicPartition(tp.topic, tp.partition, tp.offset if tp.offset >= 0 else OFFSET_BEGINNING))
     return committed
