@@ -1,6 +1,7 @@
 """What a sink process is given: the topics it reads (`RECORD_TOPICS`), its tuning and
 group membership (`SinkOptions`), and the periodic jobs it runs between batches
-(`PeriodicJob`). The loop that uses them is sink/clickhouse_sink.py."""
+(`PeriodicJob`). The loop that uses them is sink/clickhouse_sink.py; the consumer settings
+and group deadlines serve its group membership, sink/group_member.py."""
 
 from __future__ import annotations
 
