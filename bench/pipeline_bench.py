@@ -76,9 +76,9 @@ from bench.store_fill import fill_store, stored_row_count
 from pipeline import topics
 from pipeline.exceptions import RecordsError
 from pipeline.kafka.admin import ensure_topics, group_lag
-from pipeline.subject_keys import SubjectKeyer, load_pepper
 from pipeline.topics import CONSENT_CHANGELOG, DSR, DSR_SEEN_CHANGELOG, ERASURES_CHANGELOG
 from records.simulate import SimulationConfig, TrafficMix, generate
+from records.wiring import Wiring
 
 SINK_GROUP = "cs-clickhouse-sink"
 SOLO_APP_ID = "cs-streams-bench-solo"
@@ -155,7 +155,7 @@ def run_bench(options: BenchOptions, progress: Callable[[str], None] | None = No
         if sampler is not None:
             sampler.start()
             stack.on_spawn = lambda worker: sampler.watch(worker.name, worker.process.pid)
-        keyer = SubjectKeyer(load_pepper(stack.settings))
+        keyer = Wiring(stack.settings).keyer()
         messages = prebuilt_messages(events, keyer)
         result: dict[str, Any] = {"events": len(messages)}
         if options.keep:

@@ -156,6 +156,7 @@ def sink(
     try:
         run_sink(
             settings,
+            connect=wiring.clickhouse,
             serde=wiring.serde,
             options=options.with_topic_suffix(topic_suffix),
             endpoint=EndpointOptions(enabled=not no_http, port=http_port),
