@@ -24,7 +24,8 @@ def test_only_sink_drains_the_enriched_backlog_and_writes_its_figures(tmp_path: 
     written = json.loads(path.read_text())
     assert written["only"] == "sink" and written["copies"] == 2
     assert written["sink_backlog_messages"] > 300  # chats become a conversation and its messages
-    assert written["sink_rows"] == written["sink_backlog_messages"]  # every message stored, none dead-lettered
+    # every message stored (a batch replayed after a rebalance would count twice), none dead-lettered
+    assert written["sink_rows"] >= written["sink_backlog_messages"]
     assert written["sink_rows_per_s"] > 0 and written["sink_rows_per_cpu_s"] > 0
     assert written["peak_rss_mb"]["sink_solo"] > 0
     assert written["command"] == f"records bench --only sink --events 300 --out {tmp_path}"
