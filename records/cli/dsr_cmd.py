@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import enum
 import getpass
+import inspect
 import json
 import time
+from collections.abc import Callable
 from typing import Annotated, Any
 
 import typer
@@ -134,87 +136,95 @@ def issue(
     return str(signed["request_id"])
 
 
-def _ids(email: str | None, phone: str | None, person: str | None, user: str | None, visitor: str | None) -> dict[
-    str, str | None
-]:
-    return {"email": email, "phone": phone, "person_number": person, "app_username": user, "visitor_id": visitor}
+# Every request command takes the same options: the subject's identifiers (at least one),
+# the reference and identity check of the verified request, and who issues it. typer reads a
+# command's options from its signature, so each command's signature is these plus its own.
+_KW = inspect.Parameter.KEYWORD_ONLY
+_REQUEST_OPTIONS = (
+    inspect.Parameter("reason", _KW, annotation=Reason),
+    inspect.Parameter("verified", _KW, annotation=Verified),
+    *(
+        inspect.Parameter(name, _KW, annotation=option, default=None)
+        for name, option in (
+            ("email", Email),
+            ("phone", Phone),
+            ("person_number", PersonNumber),
+            ("username", Username),
+            ("visitor_id", VisitorId),
+            ("by", By),
+        )
+    ),
+)
+# option name -> the request's identifier field
+_IDENTIFIERS = {
+    "email": "email",
+    "phone": "phone",
+    "person_number": "person_number",
+    "username": "app_username",
+    "visitor_id": "visitor_id",
+}
 
 
-def _issue_and_echo(
+def _request_command(
+    name: str,
     request_type: RequestType,
-    identifiers: dict[str, str | None],
-    reason: str,
-    verified: VerifiedBy,
-    by: str | None,
-    **extra: Any,
+    doc: str,
+    *own: inspect.Parameter,
+    fields: Callable[..., dict[str, Any]] = dict,
 ) -> None:
-    """What every request command does with its options: issue the request, print its id."""
-    verification = verified.verification
-    typer.echo(issue(request_type, identifiers, reason=reason, by=by, identity_verified_by=verification, **extra))
+    """Register `records dsr NAME`: issue a `request_type` request and print its id. `own`:
+    the command's options besides the shared ones; `fields` turns them into request fields."""
 
+    def command(**options: Any) -> None:
+        identifiers = {field: options.pop(option) for option, field in _IDENTIFIERS.items()}
+        reason, verified, by = options.pop("reason"), options.pop("verified"), options.pop("by")
+        request_id = issue(
+            request_type,
+            identifiers,
+            reason=reason,
+            by=by,
+            identity_verified_by=verified.verification,
+            **fields(**options),
+        )
+        typer.echo(request_id)
 
-def _simple(name: str, request_type: RequestType, doc: str) -> None:
-    def command(
-        reason: Reason,
-        verified: Verified,
-        email: Email = None,
-        phone: Phone = None,
-        person_number: PersonNumber = None,
-        username: Username = None,
-        visitor_id: VisitorId = None,
-        by: By = None,
-    ) -> None:
-        _issue_and_echo(request_type, _ids(email, phone, person_number, username, visitor_id), reason, verified, by)
-
+    command.__signature__ = inspect.Signature([*own, *_REQUEST_OPTIONS])  # type: ignore[attr-defined]
     command.__doc__ = doc
+    command.__name__ = name.replace("-", "_")
     dsr_app.command(name)(command)
 
 
-_simple("erase", RequestType.ERASURE, "Erase the subject from every store, Kafka included (GDPR Art. 17).")
-_simple("export", RequestType.ACCESS, "Export everything held about the subject as JSON (Art. 15, 20).")
-_simple("restrict", RequestType.RESTRICTION, "Keep the subject's data but hide it from analysis (Art. 18).")
-_simple("unrestrict", RequestType.RESTRICTION_LIFTED, "Lift a restriction or objection.")
-_simple("object", RequestType.OBJECTION, "Stop processing based on legitimate interest for the subject (Art. 21).")
-
-
-@dsr_app.command("rectify")
-def rectify(
-    field: Annotated[str, typer.Option("--field", help=f"Field to correct: {', '.join(RECTIFIABLE_FIELDS)}.")],
-    value: Annotated[str, typer.Option("--value", help="The corrected value.")],
-    reason: Reason,
-    verified: Verified,
-    email: Email = None,
-    phone: Phone = None,
-    person_number: PersonNumber = None,
-    username: Username = None,
-    visitor_id: VisitorId = None,
-    by: By = None,
-) -> None:
-    """Correct a field so that every store shows the corrected value (Art. 16)."""
-    identifiers = _ids(email, phone, person_number, username, visitor_id)
-    _issue_and_echo(
-        RequestType.RECTIFICATION, identifiers, reason, verified, by, rectify_field=field, rectify_value=value
-    )
-
-
-@dsr_app.command("withdraw-consent")
-def withdraw_consent(
-    reason: Reason,
-    verified: Verified,
-    purpose: Annotated[
-        ConsentPurpose | None, typer.Option("--purpose", help="Which consent (default: all).")
-    ] = None,
-    email: Email = None,
-    phone: Phone = None,
-    person_number: PersonNumber = None,
-    username: Username = None,
-    visitor_id: VisitorId = None,
-    by: By = None,
-) -> None:
-    """Withdraw consent: consent-based data stops being collected and is cleared (Art. 7(3))."""
-    identifiers = _ids(email, phone, person_number, username, visitor_id)
-    consent_purpose = purpose.value if purpose else None
-    _issue_and_echo(RequestType.CONSENT_WITHDRAWAL, identifiers, reason, verified, by, consent_purpose=consent_purpose)
+_request_command("erase", RequestType.ERASURE, "Erase the subject from every store, Kafka included (GDPR Art. 17).")
+_request_command("export", RequestType.ACCESS, "Export everything held about the subject as JSON (Art. 15, 20).")
+_request_command("restrict", RequestType.RESTRICTION, "Keep the subject's data but hide it from analysis (Art. 18).")
+_request_command("unrestrict", RequestType.RESTRICTION_LIFTED, "Lift a restriction or objection.")
+_request_command(
+    "object", RequestType.OBJECTION, "Stop processing based on legitimate interest for the subject (Art. 21)."
+)
+_request_command(
+    "rectify",
+    RequestType.RECTIFICATION,
+    "Correct a field so that every store shows the corrected value (Art. 16).",
+    inspect.Parameter(
+        "field",
+        _KW,
+        annotation=Annotated[str, typer.Option("--field", help=f"Field to correct: {', '.join(RECTIFIABLE_FIELDS)}.")],
+    ),
+    inspect.Parameter("value", _KW, annotation=Annotated[str, typer.Option("--value", help="The corrected value.")]),
+    fields=lambda field, value: {"rectify_field": field, "rectify_value": value},
+)
+_request_command(
+    "withdraw-consent",
+    RequestType.CONSENT_WITHDRAWAL,
+    "Withdraw consent: consent-based data stops being collected and is cleared (Art. 7(3)).",
+    inspect.Parameter(
+        "purpose",
+        _KW,
+        annotation=Annotated[ConsentPurpose | None, typer.Option("--purpose", help="Which consent (default: all).")],
+        default=None,
+    ),
+    fields=lambda purpose: {"consent_purpose": purpose.value if purpose else None},
+)
 
 
 def find_receipt(settings: Settings, request_id: str, *, wait_s: float = 0.0) -> dict[str, Any] | None:
