@@ -91,8 +91,8 @@ def erase_together(
     erasures = [(set(c.keys), erasure_time(c)) for c in run]
     every = set().union(*(keys for keys, _ in erasures))
     to_delete: list[TableModel] = []
-    counts = client.query(counts_query(tables, erasures), settings=LARGE_QUERY).result_rows
-    found_in = {int(position): rest for position, *rest in counts}
+    per_table = client.query(counts_query(tables, erasures), settings=LARGE_QUERY).result_rows
+    found_in = {int(position): rest for position, *rest in per_table}
     for position, model in enumerate(tables):
         total, *per_subject = found_in[position]
         for command, found in zip(run, per_subject, strict=True):
