@@ -256,17 +256,37 @@ class SubjectDirectory:
             return []
 
 
+# A partition between leaders (just created, or its leader moving): asked again shortly.
+_LEADER_MOVING = frozenset({KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE})
+_ASK_AGAIN_S = 0.1
+
+
 def end_offsets(consumer: Consumer, topic: str, partitions: list[int], timeout: float) -> dict[int, int]:
     """Each partition's end offset, asked of the broker now (never a cached watermark) in one
-    request per partition leader: a ListOffsets for the latest offset (timestamp -1)."""
+    request per partition leader: a ListOffsets for the latest offset (timestamp -1). A
+    partition without a leader at that moment is asked again until `timeout` has passed."""
     asked = [TopicPartition(topic, partition, OFFSET_END) for partition in partitions]
-    try:
-        answers = consumer.offsets_for_times(asked, timeout=timeout)
-    except KafkaException as exc:
-        raise SubjectLookupError(f"no end offsets for {topic}: {exc.args[0]}") from None
-    ends = {}
-    for answer in answers:
-        if answer.error is not None or answer.offset < 0:
-            raise SubjectLookupError(f"no end offset for {topic} partition {answer.partition}")
-        ends[answer.partition] = answer.offset
-    return ends
+    deadline = time.monotonic() + timeout
+    while True:
+        left = max(0.1, deadline - time.monotonic())
+        try:
+            answers = consumer.offsets_for_times(asked, timeout=left)
+        except KafkaException as exc:
+            error = exc.args[0]
+            if _leader_moving(error) and time.monotonic() < deadline:
+                time.sleep(_ASK_AGAIN_S)
+                continue
+            raise SubjectLookupError(f"no end offsets for {topic}: {error}") from None
+        if any(_leader_moving(a.error) for a in answers) and time.monotonic() < deadline:
+            time.sleep(_ASK_AGAIN_S)
+            continue
+        ends = {}
+        for answer in answers:
+            if answer.error is not None or answer.offset < 0:
+                raise SubjectLookupError(f"no end offset for {topic} partition {answer.partition}")
+            ends[answer.partition] = answer.offset
+        return ends
+
+
+def _leader_moving(error: object) -> bool:
+    return isinstance(error, KafkaError) and error.code() in _LEADER_MOVING
