@@ -24,16 +24,17 @@ Protocols, in this order (each figure is events/s unless its name says otherwise
    project's enrichment, right after 5 so the machine is in the same state: the
    yardstick for the streams stage (`streams_vs_plain_loop`). Then the Quix Streams peer
    (bench/quix_peer.py, its own virtualenv) doing the same work (`streams_vs_quix`).
-7. sink alone: a second sink (own group, own chDB directory, no retention run) drains the
-   enriched topics (the output of both streams runs), or stops `solo_max_s` after its
-   first insert; rows inserted per second between its first insert and the end, and per
-   CPU second the sink process used meanwhile (`sink_rows_per_cpu_s`: what the sink costs,
-   whatever else the machine runs).
+7. sink alone (bench/solo_sink.py): a second sink (own group, own chDB directory, no
+   retention run) drains the enriched topics (the output of both streams runs), or stops
+   `solo_max_s` after its first insert; rows inserted per second between its first insert
+   and the end, and per CPU second the sink process used meanwhile (`sink_rows_per_cpu_s`:
+   what the sink costs, whatever else the machine runs). `records bench --only sink`
+   runs this step alone (bench/sink_only.py).
 Peak RSS is VmHWM of each worker process (read just before it is stopped), the JVM
 broker's, and the benchmark process's own (which runs the producer and plain loops).
 With `memory`, every worker's RSS is also sampled every second over the whole run and
 its growth reported (bench/rss_sampler.py): `result["memory"]`.
-With `erasure_only` (`records bench --erasure-only`), a run is 1, 2 and 4 only: the
+With `erasure_only` (`records bench --only erasure`), a run is 1, 2 and 4 only: the
 backlog stored by both workers, the store grown, the erasures timed; its result carries
 the erasure figures, the producer and backlog rates, start-up and peak RSS, not the
 other REQUIRED_KEYS.
@@ -52,7 +53,6 @@ from pathlib import Path
 from typing import Any
 
 from bench.bench_steps import (
-    ENRICHED,
     STREAMS_IN,
     commit_at_end,
     drained,
@@ -69,9 +69,9 @@ from bench.bench_steps import (
 from bench.plain_loop import RAW, run_plain_loop
 from bench.quix_peer import QUIXSTREAMS, ensure_quix_venv, run_quix_peer
 from bench.rss_sampler import RssSampler
+from bench.solo_sink import SINK_ROWS, measure_solo_sink
 from bench.stack import (
     Stack,
-    cpu_seconds,
     fresh_stack,
     peak_rss_mb,
     self_peak_rss_mb,
@@ -80,18 +80,16 @@ from bench.stack import (
 from bench.store_fill import fill_store, stored_row_count
 from pipeline import topics
 from pipeline.exceptions import RecordsError
-from pipeline.kafka.admin import ensure_topics, group_lag
-from pipeline.subject_keys import SubjectKeyer, load_pepper
+from pipeline.kafka.admin import ensure_topics
 from pipeline.topics import CONSENT_CHANGELOG, DSR, DSR_SEEN_CHANGELOG, ERASURES_CHANGELOG
 from records.simulate import SimulationConfig, TrafficMix, generate
+from records.wiring import Wiring
 
 SINK_GROUP = "cs-clickhouse-sink"
 SOLO_APP_ID = "cs-streams-bench-solo"
-SOLO_SINK_GROUP = "cs-clickhouse-sink-bench-solo"
 SINK_ARGS = ["worker", "sink", "--loglevel", "warning", "--http-port", "0"]
 CHANGELOGS = (CONSENT_CHANGELOG, ERASURES_CHANGELOG, DSR_SEEN_CHANGELOG)
 SEED = 7
-SINK_ROWS = "records_sink_rows_inserted"
 # How often the workers' metrics and the groups' lag are read while they drain: each
 # scrape costs the worker a little CPU (its Prometheus endpoint shares the GIL).
 POLL_S = 0.5
@@ -153,7 +151,7 @@ def run_bench(options: BenchOptions, progress: Callable[[str], None] | None = No
         except RecordsError as exc:
             peer["quixstreams"] = f"not run: {exc}"
     else:
-        peer["quixstreams"] = "not run: --erasure-only" if options.erasure_only else "not run: --no-peer"
+        peer["quixstreams"] = "not run: --only erasure" if options.erasure_only else "not run: --no-peer"
     config = SimulationConfig(events=options.events, seed=SEED, now=now, mix=TrafficMix())
     events = list(generate(config))
     sampler = RssSampler() if options.memory else None
@@ -161,7 +159,7 @@ def run_bench(options: BenchOptions, progress: Callable[[str], None] | None = No
         if sampler is not None:
             sampler.start()
             stack.on_spawn = lambda worker: sampler.watch(worker.name, worker.process.pid)
-        keyer = SubjectKeyer(load_pepper(stack.settings))
+        keyer = Wiring(stack.settings).keyer()
         messages = prebuilt_messages(events, keyer)
         result: dict[str, Any] = {"events": len(messages)}
         if options.keep:
@@ -285,34 +283,8 @@ def run_bench(options: BenchOptions, progress: Callable[[str], None] | None = No
 
         # 8. sink alone, on every enriched message (or for solo_max_s after its first insert)
         phase("sink alone")
-        enriched_total = stack.topic_total(ENRICHED)
-        solo_sink = stack.spawn(
-            "sink-solo",
-            # no retention run: it would fall inside the measured window (the sink runs it
-            # after its first batch), and this figure is the drain alone
-            ["worker", "sink", "--loglevel", "warning", "--no-http", "--retention-every", "0", "--group-id",
-             SOLO_SINK_GROUP],
-            env={"RECORDS_CHDB_PATH": str(stack.root / "chdb-solo")},
-        )
-        try:
-            first = first_count(solo_sink, SINK_ROWS, [solo_sink], timeout)
-            at_first = solo_sink.metric(SINK_ROWS)
-            cpu_at_first = cpu_seconds(solo_sink.process.pid)
-            done = wait_for(
-                "the solo sink",
-                lambda: time.perf_counter() - first > options.solo_max_s
-                or group_lag(stack.admin, SOLO_SINK_GROUP, ENRICHED) == 0,
-                [solo_sink], timeout=timeout, every=POLL_S,
-            )
-            rows = solo_sink.metric(SINK_ROWS)
-            cpu = cpu_seconds(solo_sink.process.pid) - cpu_at_first
-            result["sink_rows_per_s"] = (rows - at_first) / max(done - first, 1e-3)
-            result["sink_rows_per_cpu_s"] = (rows - at_first) / max(cpu, 1e-3)
-            result["sink_rows"] = rows
-            result["sink_backlog_messages"] = enriched_total
-        finally:
-            solo_sink.stop()
-            rss["sink_solo"] = solo_sink.peak_rss
+        figures, rss["sink_solo"] = measure_solo_sink(stack, solo_max_s=options.solo_max_s, timeout=timeout)
+        result.update(figures)
 
         result["streams_vs_plain_loop"] = result["streams_events_per_s"] / result["plain_loop_events_per_s"]
         result["streams_vs_bare_loop"] = result["streams_events_per_s"] / result["bare_loop_events_per_s"]

@@ -23,6 +23,8 @@ from streams.rows import RowBuilder
 
 # One message to produce: key, value (None: a tombstone), headers.
 Output = tuple[bytes | None, bytes | None, list[tuple[str, str | bytes | None]] | None]
+# The same on the topic the streams stage writes it to (`records bench --only sink`'s backlog).
+Routed = tuple[str, bytes | None, bytes | None, list[tuple[str, str | bytes | None]] | None]
 
 
 class RawTransform:
@@ -52,17 +54,34 @@ class RawTransform:
             return [(key, value, None)]
         if not self.enrich:
             return [(key, self.encode(decoded.schema_name, decoded.value), None)]
+        routed = self._enriched(decoded.schema_name, decoded.value, now)
+        if routed is None:
+            return [(key, value, None)]
+        return [(k, v, h) for _, k, v, h in routed]
+
+    def routed(self, value: bytes | None, now: datetime) -> list[Routed]:
+        """The enriched messages a raw message becomes, each with its topic; none for a
+        message the streams stage would dead-letter or quarantine."""
         try:
-            keys, moment = self.builder.erasure_scope(decoded.schema_name, decoded.value)
+            decoded = self.decode(value)
+        except SerdeError:
+            return []
+        return self._enriched(decoded.schema_name, decoded.value, now) or []
+
+    def _enriched(self, schema: str, record: dict[str, object], now: datetime) -> list[Routed] | None:
+        """Enrichment and enforcement of one decoded event; None when it fails."""
+        try:
+            keys, moment = self.builder.erasure_scope(schema, record)
             if any(self.erased.get(k, -1) >= moment for k in keys):
                 return []
-            outcome = self.builder.build(decoded.schema_name, decoded.value, self.consent_of, now)
+            outcome = self.builder.build(schema, record, self.consent_of, now)
         except Exception:
-            return [(key, value, None)]
+            return None
         for subject, change in outcome.consent_changes:
             self.consent[subject] = apply(self.consent.get(subject, EMPTY), change)
         return [
             (
+                row.topic,
                 row.key.encode(),
                 None if row.value is None or row.schema is None else self.encode(row.schema, row.value),
                 [(name, header) for name, header in row.headers],

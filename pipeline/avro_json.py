@@ -272,18 +272,23 @@ def check_record(schema: AvroSchema, record: Any) -> list[FieldError]:
     return walker.errors
 
 
-def to_jsonable(value: Any) -> Any:
-    """Decoded Avro values as JSON-friendly values (ISO timestamps, base64 bytes)."""
-    if isinstance(value, dict):
-        return {k: to_jsonable(v) for k, v in value.items()}
+def to_jsonable(value: Any, *, bytes_as_text: bool = False) -> Any:
+    """Decoded Avro or ClickHouse values as JSON-friendly values: ISO timestamps in UTC (a
+    naive one is UTC, as ClickHouse's DateTime64(3, 'UTC') columns return them), bytes in
+    base64, or as UTF-8 text with `bytes_as_text` (ClickHouse String columns)."""
+    if isinstance(value, Mapping):
+        return {str(k): to_jsonable(v, bytes_as_text=bytes_as_text) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [to_jsonable(v) for v in value]
+        return [to_jsonable(v, bytes_as_text=bytes_as_text) for v in value]
     if isinstance(value, datetime):
-        return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+        moment = value if value.tzinfo else value.replace(tzinfo=UTC)
+        return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
     if isinstance(value, date):
         return value.isoformat()
     if isinstance(value, uuid.UUID):
         return str(value)
     if isinstance(value, (bytes, bytearray)):
+        if bytes_as_text:
+            return bytes(value).decode("utf-8", "replace")
         return base64.b64encode(bytes(value)).decode("ascii")
     return value

@@ -30,7 +30,7 @@ from pipeline.avro_json import RecordValidationError, from_json
 from pipeline.config import KafkaConnection
 from pipeline.exceptions import KafkaClientError, RecordsError
 from pipeline.kafka.closed_on_exit import ClosedOnExit
-from pipeline.kafka.producer import KafkaProducer
+from pipeline.kafka.producer import Headers, KafkaProducer, MessageKey
 from pipeline.schemas import AvroSchema
 from pipeline.serde import AvroSerializer, Serde, SerdeError
 from pipeline.subject_keys import IdentifierKind, SubjectKeyer
@@ -263,25 +263,16 @@ class EventProducer(ClosedOnExit):
         self._bytes = 0
         self._unconfirmed = 0
 
-    def send(
-        self, schema: str | AvroSchema, record: Mapping[str, Any], *, headers: list[tuple[str, bytes]] | None = None
-    ) -> int:
+    def send(self, schema: str | AvroSchema, record: Mapping[str, Any], *, headers: Headers | None = None) -> int:
         """Encode and queue one record; returns the encoded size. Invalid records raise
         (EventKeyError, SerdeError) before anything is queued."""
         event = self.encoder.encode(schema, record)
         return self.send_encoded(event, headers=headers)
 
-    def send_encoded(self, event: EncodedEvent, *, headers: list[tuple[str, bytes]] | None = None) -> int:
+    def send_encoded(self, event: EncodedEvent, *, headers: Headers | None = None) -> int:
         return self.send_raw(event.topic, event.value, key=event.key, headers=headers)
 
-    def send_raw(
-        self,
-        topic: str,
-        value: bytes,
-        *,
-        key: str | bytes | None = None,
-        headers: list[tuple[str, bytes]] | None = None,
-    ) -> int:
+    def send_raw(self, topic: str, value: bytes, *, key: MessageKey = None, headers: Headers | None = None) -> int:
         """Queue bytes as they are (e.g. deliberately malformed input for the DLQ path)."""
         self._kafka.produce(topic, value, key=key, headers=headers)
         self._sent[topic] += 1

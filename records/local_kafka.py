@@ -199,6 +199,12 @@ class LocalBroker:
         self.port = port
         self.controller_port = controller_port if controller_port is not None else port + 1
         self.heap = heap
+        # what the broker keeps in state_dir
+        self.pid_file = self.state_dir / "broker.pid"
+        self.log_file = self.state_dir / "broker.log"
+        self.stdout_file = self.state_dir / "broker.stdout"
+        self.properties_file = self.state_dir / "server.properties"
+        self.data_dir = self.state_dir / "data"
 
     @classmethod
     def from_settings(cls, settings: Settings, *, port: int = DEFAULT_PORT) -> LocalBroker:
@@ -207,26 +213,6 @@ class LocalBroker:
     @property
     def bootstrap(self) -> str:
         return f"{HOST}:{self.port}"
-
-    @property
-    def pid_file(self) -> Path:
-        return self.state_dir / "broker.pid"
-
-    @property
-    def log_file(self) -> Path:
-        return self.state_dir / "broker.log"
-
-    @property
-    def stdout_file(self) -> Path:
-        return self.state_dir / "broker.stdout"
-
-    @property
-    def properties_file(self) -> Path:
-        return self.state_dir / "server.properties"
-
-    @property
-    def data_dir(self) -> Path:
-        return self.state_dir / "data"
 
     # ---- state ------------------------------------------------------------------------
 

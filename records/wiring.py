@@ -21,6 +21,7 @@ from functools import cached_property
 
 from clickhouse_connect.driver.client import Client
 
+from pipeline.access_users import Credential
 from pipeline.clickhouse import connect
 from pipeline.config import Settings, load_settings
 from pipeline.dsr import TrustedKeys, generate_keypair, load_private_key, load_public_keys, load_trusted_keys
@@ -84,8 +85,10 @@ class Wiring:
             self.settings.command_public_keys, holder="command", setting="RECORDS_COMMAND_PUBLIC_KEYS"
         )
 
-    def clickhouse(self, *, readonly: bool = False) -> Client:
-        return connect(self.settings, readonly=readonly)
+    def clickhouse(self, *, readonly: bool = False, credential: Credential | None = None) -> Client:
+        """A client of the configured store (embedded while no sink owns it, else through the
+        owner's endpoint, or the server); the caller closes it. `credential`: whose queries."""
+        return connect(self.settings, readonly=readonly, credential=credential)
 
     def event_producer(self, keyer: SubjectKeyer | None = None) -> EventProducer:
         return EventProducer(self.settings.kafka, serde=self.serde, keyer=keyer)

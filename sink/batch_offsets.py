@@ -15,7 +15,7 @@ from sink.between_batches import one_line
 
 log = logging.getLogger(__name__)
 
-# Codes after which a consumer can never commit again (see ClickHouseSink.run()): fatal,
+# Codes after which a consumer can never commit again (see GroupMember.commit): fatal,
 # fenced, a commit that never returned (WEDGED), or a client in a bad state.
 _CONSUMER_FAILED = FATAL_CODES | {"_STATE"}
 

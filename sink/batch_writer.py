@@ -36,6 +36,7 @@ from typing import Protocol
 
 from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import ClickHouseError as DriverError
+from clickhouse_connect.driver.httpclient import HttpClient
 
 from pipeline.clickhouse_cluster import mutation_for
 from pipeline.clickhouse_ddl import TableModel
@@ -53,7 +54,13 @@ log = logging.getLogger(__name__)
 
 # Long IN lists of a batch's row ids exceed ClickHouse's default 256 KiB query size.
 _BIG_QUERY = {"max_query_size": str(256 * 1024 * 1024)}
+# Rows of an older writer schema lack the columns added since: they take their defaults.
 _INSERT_SETTINGS = {"input_format_avro_allow_missing_fields": "1"}
+# Embedded, per-call settings cost three extra engine calls each (clickhouse-connect's chDB
+# backend reads, sets and restores them: ~20 ms per insert, measured): the insert settings
+# are set once on the writer's session instead. They only concern Avro input, which only
+# the sink's inserts read.
+_NO_SETTINGS: Mapping[str, str] = {}
 
 
 @dataclass(frozen=True)
@@ -123,6 +130,7 @@ class BatchWriter:
         self._progress = _Progress()
         self._producer: KafkaProducer | None = None
         self._memory = ClearBeforeInsert(consent_tables, ledger, metrics) if sole_writer else None
+        self._session_settings = False  # embedded: _INSERT_SETTINGS set on the session
         for handler in self.commands:
             if handler.bind is not None:
                 handler.bind(metrics)
@@ -196,11 +204,21 @@ class BatchWriter:
 
     def _raw_insert(self, group: Group) -> None:
         block = container(group.writer, group.bodies)
-        if self.insert_guard is not None and self.insert_guard.insert(
-            self.client, group.table, block, _INSERT_SETTINGS
-        ):
+        settings = self._insert_settings()
+        if self.insert_guard is not None and self.insert_guard.insert(self.client, group.table, block, settings):
             return
-        self.client.raw_insert(group.table.qualified, insert_block=block, fmt="Avro", settings=_INSERT_SETTINGS)
+        self.client.raw_insert(group.table.qualified, insert_block=block, fmt="Avro", settings=dict(settings))
+
+    def _insert_settings(self) -> Mapping[str, str]:
+        """The settings to pass with each insert: `_INSERT_SETTINGS` to a server (HTTP
+        has no session); embedded, none, once they are set on the engine's session."""
+        if isinstance(self.client, HttpClient):
+            return _INSERT_SETTINGS
+        if not self._session_settings:
+            for name, value in _INSERT_SETTINGS.items():
+                self.client.command(f"SET {name} = {value}")
+            self._session_settings = True
+        return _NO_SETTINGS
 
     def _clear_withdrawn(
         self, batch: Batch, *, ledger_ids: Sequence[str], row_ids: Mapping[str, Sequence[str]] | None = None

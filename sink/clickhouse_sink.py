@@ -28,10 +28,12 @@ One batch:
    next owner. A rebalance between batches first writes and commits the batch in hand.
    Every assigned partition is read from its committed offset, sought explicitly, and a
    consume call in which a rebalance callback ran keeps none of its messages.
-This module is the loop: consumption, batching, commits, backoff, rebalances, lag and the
-periodic jobs (sink/between_batches.py; offsets: sink/batch_offsets.py; its options:
-sink/sink_options.py); it writes nothing to the store itself. Steps 2-4 hold the engine lock, which the
-embedded HTTP endpoint shares.
+This module is the loop: batching, commits, backoff, what a rebalance does to the batch in
+hand, and the periodic jobs (sink/between_batches.py; offsets: sink/batch_offsets.py; its
+options: sink/sink_options.py); it writes nothing to the store itself. The consumer's
+lifecycle (join, bounded commit and close, replacement of a failed consumer, the rebalance
+callbacks, the seeks to the commit, the lag gauge) is its group membership,
+sink/group_member.py. Steps 2-4 hold the engine lock, which the embedded HTTP endpoint shares.
 
 Idempotent by event id: every table is a ReplacingMergeTree ordered by the row id and
 versioned by `ingested_at`, and analysts read views with FINAL. A crash between steps 2
@@ -46,7 +48,6 @@ Shutdown (SIGTERM/SIGINT): the loop stops polling, writes and commits the batch 
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import threading
 import time
@@ -54,31 +55,25 @@ from collections.abc import Iterable
 
 from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.exceptions import ClickHouseError as DriverError
-from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
+from confluent_kafka import KafkaException, TopicPartition
 from prometheus_client import CollectorRegistry
 
 from pipeline.clickhouse_ddl import table_models
 from pipeline.config import Settings
 from pipeline.exceptions import KafkaClientError, RecordsError
-from pipeline.kafka.bounded_call import WEDGED
-from pipeline.kafka.consumer import KafkaConsumer, is_fatal
-from pipeline.kafka.group_watchdog import STATS_INTERVAL_MS, GroupWatchdog
 from pipeline.policy import Policy, default_policy
 from pipeline.serde import Serde
 from sink.batch import Batch, KafkaMessage, Routes, describe
-from sink.batch_offsets import commit_offsets, consumer_failed, partitions_text, rewind, seek_to_committed
+from sink.batch_offsets import partitions_text
 from sink.batch_writer import BatchWriter, CommandHandler, InsertGuard
-from sink.between_batches import JobSchedule, observe_lag, one_line
+from sink.between_batches import JobSchedule, one_line
 from sink.consent_withdrawal import consent_bound, ledger_model
 from sink.exceptions import KafkaSinkError
+from sink.group_member import GroupMember, partition_of
 from sink.metrics import SinkMetrics
 from sink.sink_options import PeriodicJob, SinkOptions
 
 log = logging.getLogger(__name__)
-
-
-def _key(message: KafkaMessage) -> tuple[str, int]:
-    return (message.topic() or "", message.partition() or 0)
 
 
 # A write step failing with one of these is retried; anything else is a bug and stops the
@@ -140,24 +135,21 @@ class ClickHouseSink:
             cluster=settings.clickhouse_cluster,
             sole_writer=options.sole_writer,
         )
+        # The group membership: the consumer, its failure, its rebalances (sink/group_member.py).
+        self.member = GroupMember(
+            settings.kafka,
+            options,
+            self.topic_names,
+            metrics=self.metrics,
+            revoked=self._on_revoked,
+            lost=self._on_lost,
+        )
         self.committed: dict[tuple[str, int], int] = {}
         self._stop = threading.Event()
-        self._consumer: KafkaConsumer | None = None
         self._batch = self._new_batch()
         self._in_flush = False
         self._revoked = False
-        # librdkafka keeps a partition's pause flag across a rebalance: a partition paused
-        # by a backoff wait, lost meanwhile and assigned again would stay paused for good
-        # (found by tests/faults/test_broker_restart.py). Set on assignment, honoured by
-        # the loop, outside the callback.
-        self._resume_assigned = False
-        self._fatal: str | None = None  # set when the consumer failed for good (see run())
-        self._watchdog = GroupWatchdog(options.group_stuck_s)
         self._held: list[KafkaMessage] = []  # delivered while paused: they open the next batch
-        self._rebalanced = False  # a rebalance callback ran during the last consume call
-        # partitions to seek to their committed offsets before their messages are taken
-        self._unsought: set[tuple[str, int]] = set()
-        self._next_lag = 0.0
 
     # ---- lifecycle ------------------------------------------------------------------
 
@@ -185,20 +177,21 @@ class ClickHouseSink:
         (`close_timeout_s`), past which the old client is abandoned, not destroyed."""
         try:
             while True:
-                self._fatal = None
-                self._consumer = self._consumer or self._open_consumer()
+                self.member.start()
                 try:
                     self._consume_until_stopped()
                     if self._stop.is_set():
                         if not self._batch.empty:
                             self._flush(retry=False)
-                        self._close_consumer()
+                        self.member.leave()
                         return
                 except BaseException:
-                    self._close_consumer()
+                    self.member.leave()
                     raise
-                log.error("consumer failed (%s); the batch in hand is dropped, a new consumer joins", self._fatal)
-                self._close_consumer()
+                log.error(
+                    "consumer failed (%s); the batch in hand is dropped, a new consumer joins", self.member.failure
+                )
+                self.member.leave()
                 self.metrics.consumer_restarts.inc()
                 self._batch = self._new_batch()
                 self.writer.reset()
@@ -209,70 +202,27 @@ class ClickHouseSink:
     def subscribe(self) -> None:
         """Join the group now (librdkafka joins in the background), so the partitions are
         assigned while the process does its other start-up work; `run` then polls at once."""
-        if self._consumer is None:
-            self._consumer = self._open_consumer()
+        self.member.join()
 
     def close(self) -> None:
         """Leave the group if `subscribe` joined it and `run` never did (idempotent)."""
-        self._close_consumer()
-
-    def _open_consumer(self) -> KafkaConsumer:
-        self._watchdog = GroupWatchdog(self.options.group_stuck_s)
-        consumer = KafkaConsumer(
-            self.settings.kafka,
-            self.options.group_id,
-            extra={
-                **self.options.consumer_settings(),
-                "statistics.interval.ms": str(STATS_INTERVAL_MS),
-                "error_cb": self._on_error,
-                "stats_cb": self._on_stats,
-            },
-        )
-        consumer.subscribe(
-            self.topic_names, on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost
-        )
-        log.info("sink consuming %s as group %s", ", ".join(self.topic_names), self.options.group_id)
-        return consumer
+        self.member.leave()
 
     def _consume_until_stopped(self) -> None:
-        """The loop; returns when stopped, or when the consumer failed fatally (`_fatal`)."""
-        while not self._stop.is_set() and self._fatal is None:
+        """The loop; returns when stopped, or when the consumer failed fatally (`member.failure`)."""
+        while not self._stop.is_set() and self.member.failure is None:
             self.jobs.run_due()
             try:
                 self._fill()
             except KafkaClientError as exc:  # consume() raises only when the consumer is done for
-                self._fatal = self._fatal or one_line(exc)
+                self.member.fail(one_line(exc))
                 return
             self.jobs.open_when_waited()
             if self._due() and self._flush(retry=True):
                 self.jobs.open()
-            if self._fatal is not None:
+            if self.member.failure is not None:
                 return  # no further call on a failed consumer: one may never return
-            self._observe_lag()
-
-    def _close_consumer(self) -> None:
-        consumer, self._consumer = self._consumer, None
-        if consumer is None:
-            return
-        try:
-            consumer.close(timeout=self.options.close_timeout_s)
-        except (KafkaException, KafkaClientError) as exc:
-            wedged = isinstance(exc, KafkaClientError) and exc.code == WEDGED
-            if self._fatal is None and not wedged:
-                raise
-            log.warning("closing the %s consumer: %s", "failed" if self._fatal else "old", one_line(exc))
-
-    def _on_error(self, error: KafkaError) -> None:
-        """librdkafka's error callback (on the polling thread): remember a fatal error."""
-        if is_fatal(error):
-            self._fatal = f"{error.name()}: {error.str()}"
-
-    def _on_stats(self, stats_json: str) -> None:
-        """librdkafka's statistics (on the polling thread): a group stuck while the broker
-        answers fails the consumer, so that run() replaces it (pipeline/kafka/group_watchdog.py)."""
-        self._watchdog.observe(stats_json)
-        if self._watchdog.verdict is not None and self._fatal is None:
-            self._fatal = self._watchdog.verdict
+            self.member.observe_lag(self.committed)
 
     def _new_batch(self) -> Batch:
         return Batch(self.routes, self.deserializer)
@@ -280,52 +230,17 @@ class ClickHouseSink:
     # ---- 1. consume -----------------------------------------------------------------
 
     def _fill(self) -> None:
-        consumer = self._require_consumer()
-        if self._resume_assigned:
-            self._resume_assigned = False
-            try:
-                assignment = consumer.consumer.assignment()
-                if assignment:
-                    consumer.consumer.resume(assignment)
-            except KafkaException as exc:
-                log.warning("resuming the assigned partitions failed: %s", one_line(exc))
-        if self._unsought:
-            self._seek_unsought()
+        self.member.settle()
         if self._held:
             held, self._held = self._held, []
-            for message in held:
-                if _key(message) not in self._unsought:
-                    self._add(self._batch, message)
+            for message in self.member.sought(held):
+                self._add(self._batch, message)
         batch = self._batch
         remaining_s = self.options.batch_max_s - batch.age() if not batch.empty else self.options.batch_max_s
         room = max(1, min(self.options.poll_max, self.options.batch_size - batch.messages))
-        self._rebalanced = False
-        messages = consumer.consume(room, timeout=max(0.01, min(remaining_s, 0.5)))
-        if self._rebalanced:
-            # A rebalance callback ran inside this call (a lost batch replaced, a revoked one
-            # written, partitions assigned): which of these messages were fetched before it
-            # cannot be told. None is kept; their partitions are read again from the commit.
-            # (Adding them to the batch in hand lost them for good, as did trusting the fetch
-            # position of a partition lost and assigned again: seen with the broker restarted
-            # three times in a row.)
-            self._unsought |= {_key(m) for m in messages}
-            self._seek_unsought()
-            return
-        for message in messages:
-            if _key(message) not in self._unsought:  # fetched before its seek: read again
-                self._add(self._batch, message)
-
-    def _seek_unsought(self) -> None:
-        """Seek the partitions assigned (or whose messages were dropped) since the last seek
-        to their committed offsets; on failure they stay unsought (their messages are
-        dropped meanwhile) and the seek is tried again on the next fill."""
-        try:
-            sought = seek_to_committed(self._require_consumer().consumer, self._unsought, self.options.commit_timeout_s)
-        except KafkaException as exc:
-            log.warning("reading the committed offsets after a rebalance failed (%s); tried again", one_line(exc))
-            return
-        self._unsought = set()
-        log.info("after a rebalance, read from the commit: %s", partitions_text(sought))
+        # none if a rebalance callback ran meanwhile (sink/group_member.py)
+        for message in self.member.consume(room, timeout=max(0.01, min(remaining_s, 0.5))):
+            self._add(self._batch, message)
 
     def _add(self, batch: Batch, message: KafkaMessage) -> None:
         batch.add(message)
@@ -361,13 +276,14 @@ class ClickHouseSink:
                 except _RETRYABLE as exc:
                     self.metrics.insert_retries.inc()
                     log.warning("batch write failed (%s): %s; offsets not committed", type(exc).__name__, one_line(exc))
-                    if self._fatal is not None:
+                    if self.member.failure is not None:
                         log.warning("batch dropped (consumer failed); it will be consumed again")
                         return False
                     if not retry or self._stop.is_set():
                         return False
                 if not self._wait_paused(delay):
-                    why = "stopping" if self._stop.is_set() else "consumer failed" if self._fatal else "rebalance"
+                    failure = self.member.failure
+                    why = "stopping" if self._stop.is_set() else "consumer failed" if failure else "rebalance"
                     log.warning("batch dropped (%s); it will be consumed again", why)
                     return False
                 delay = min(self.options.retry_max_s, delay * 2)
@@ -395,11 +311,9 @@ class ClickHouseSink:
         if not batch.offsets:
             return
         try:
-            commit_offsets(self._require_consumer(), batch.offsets, self.options.commit_timeout_s)
+            self.member.commit(batch.offsets)  # fails the member when retrying on it is futile
         except (KafkaException, KafkaClientError) as exc:
             self.metrics.commit_failures.inc()
-            if consumer_failed(exc):
-                self._fatal = self._fatal or one_line(exc)  # retrying on this consumer is futile
             raise KafkaSinkError(f"offset commit failed: {one_line(exc)}") from exc
         self.committed.update(batch.offsets)
 
@@ -410,83 +324,43 @@ class ClickHouseSink:
         first = dict(batch.first_offsets)
         for message in self._held:
             offset = message.offset() or 0
-            first[_key(message)] = min(first.get(_key(message), offset), offset)
+            first[partition_of(message)] = min(first.get(partition_of(message), offset), offset)
         self._held = []
-        if self._consumer is None or self._stop.is_set() or self._fatal is not None:
-            return  # a failed consumer is replaced; the new one resumes from the commit
-        rewind(self._consumer.consumer, first)
+        if self._stop.is_set():
+            return
+        self.member.rewind(first)  # not on a failed consumer: the new one resumes from the commit
 
     # ---- 7. backoff with paused partitions ------------------------------------------
 
     def _wait_paused(self, seconds: float) -> bool:
         """Sleep while polling with every partition paused; False if stopped or revoked."""
-        raw = self._require_consumer().consumer
-        assignment = raw.assignment()
-        if assignment:
-            raw.pause(assignment)
+        member = self.member
+        member.pause()
         deadline = time.monotonic() + seconds
         try:
             while time.monotonic() < deadline:
-                if self._stop.is_set() or self._revoked or self._fatal is not None:
+                if self._stop.is_set() or self._revoked or member.failure is not None:
                     return False
-                message = raw.poll(min(0.2, max(0.0, deadline - time.monotonic())))
-                error = None if message is None else message.error()
-                if message is not None and error is None:
+                message = member.poll_paused(min(0.2, max(0.0, deadline - time.monotonic())))
+                if message is not None:
                     self._held.append(message)
-                elif error is not None and is_fatal(error):
-                    # librdkafka reports a fenced member once, as a message error (its
-                    # error callback is not called): dropped here, the sink polled on
-                    # without partitions for good (tests/faults/test_broker_restart.py)
-                    self._fatal = self._fatal or f"{error.name()}: {error.str()}"
-            return not (self._stop.is_set() or self._revoked or self._fatal is not None)
+            return not (self._stop.is_set() or self._revoked or member.failure is not None)
         finally:
-            current = raw.assignment()
-            if current:
-                raw.resume(current)
+            member.resume()
 
-    # ---- rebalance callbacks ------------------------------------------------------------
+    # ---- rebalances (called by the member, inside a consume or poll call) ---------------
 
-    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        log.info("assigned %s", partitions_text(partitions))
-        self._resume_assigned = True
-        # Read from the commit, explicitly: librdkafka was seen resuming a partition lost and
-        # assigned again at its old fetch position, past a batch dropped uncommitted.
-        self._unsought |= {(tp.topic, tp.partition) for tp in partitions}
-        self._rebalanced = True
-
-    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        log.info("revoked %s", partitions_text(partitions))
-        for tp in partitions:
-            with contextlib.suppress(KeyError):
-                self.metrics.consumer_lag.remove(tp.topic, str(tp.partition))
-        self._rebalanced = True
+    def _on_revoked(self, partitions: list[TopicPartition]) -> None:
         if self._in_flush:
             self._revoked = True  # a retry is waiting: drop the batch, it will be replayed
             return
         if not self._batch.empty:
             self._flush(retry=False)  # commit what we have while the partitions are still ours
 
-    def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+    def _on_lost(self, partitions: list[TopicPartition]) -> None:
         log.warning("partitions lost %s; the batch in hand is dropped", partitions_text(partitions))
-        self._rebalanced = True
         self._revoked = True
         self._held = []
         if not self._in_flush:
             self._batch = self._new_batch()
             self.writer.reset()
-
-    # ---- between batches ------------------------------------------------------------
-
-    def _observe_lag(self) -> None:
-        now = time.monotonic()
-        if now < self._next_lag:
-            return
-        self._next_lag = now + self.options.lag_every_s
-        observe_lag(self._require_consumer().consumer, self.committed, self.metrics)
-
-    # ---- clients ----------------------------------------------------------------------
-
-    def _require_consumer(self) -> KafkaConsumer:
-        if self._consumer is None:
-            raise KafkaSinkError("the sink is not running")
-        return self._consumer

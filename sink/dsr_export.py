@@ -24,12 +24,13 @@ import json
 import os
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import UTC, date, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from clickhouse_connect.driver.client import Client
 
+from pipeline.avro_json import to_jsonable
 from pipeline.clickhouse_ddl import TableModel
 from pipeline.exports import exports_dir
 from pipeline.policy import Policy
@@ -92,7 +93,7 @@ def document(
             "row_count": len(table_rows),
             "rows": table_rows,
         }
-    return _jsonable(
+    return to_jsonable(
         {
             "request_id": request_id,
             "request_type": "ACCESS",
@@ -107,7 +108,8 @@ def document(
             "automated_decisions": notice.automated_decisions,
             "records": records,
             "consent_history": consent_history,
-        }
+        },
+        bytes_as_text=True,
     )
 
 
@@ -128,21 +130,3 @@ def write_export(path: Path, content: Mapping[str, Any]) -> Path:
         temporary.unlink(missing_ok=True)
         raise
     return path
-
-
-def _jsonable(value: Any) -> Any:
-    """ClickHouse values as JSON: naive timestamps are UTC (DateTime64(3, 'UTC') columns)."""
-    if isinstance(value, Mapping):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, datetime):
-        moment = value if value.tzinfo else value.replace(tzinfo=UTC)
-        return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
-    if isinstance(value, date):
-        return value.isoformat()
-    if isinstance(value, uuid.UUID):
-        return str(value)
-    if isinstance(value, (bytes, bytearray)):
-        return bytes(value).decode("utf-8", "replace")
-    return value

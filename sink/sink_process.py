@@ -25,13 +25,14 @@ import socket
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
+from typing import Protocol
 
 from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.httpclient import HttpClient
 from prometheus_client import CollectorRegistry
 
 from pipeline.chdb_owner import read_owner, remove_owner, write_owner
-from pipeline.clickhouse import connect, describe_target, run_statement
+from pipeline.clickhouse import describe_target, run_statement
 from pipeline.clickhouse_ddl import ANALYST_DB, RECORDS_DB, statements, table_models
 from pipeline.clickhouse_http import LOCALHOST, EmbeddedHttpServer
 from pipeline.config import Settings
@@ -45,6 +46,12 @@ from sink.metrics import SinkMetrics, serve
 from sink.sink_options import PeriodicJob, SinkOptions
 
 log = logging.getLogger(__name__)
+
+
+class StoreConnector(Protocol):
+    """Opens a client of the configured store; `readonly` refuses writes and DDL."""
+
+    def __call__(self, *, readonly: bool) -> Client: ...
 
 
 @dataclass(frozen=True)
@@ -81,7 +88,7 @@ def embedded_instance_id(settings: Settings) -> str:
     return f"cs-clickhouse-sink-{socket.gethostname()}-{digest}"
 
 
-def open_owned_store(settings: Settings) -> Client:
+def open_owned_store(settings: Settings, connect: StoreConnector) -> Client:
     """The writing client of the sink; embedded: only if no other process owns the directory."""
     if settings.embedded_clickhouse:
         owner = read_owner(settings.chdb_path)
@@ -90,7 +97,7 @@ def open_owned_store(settings: Settings) -> Client:
                 f"embedded chDB at {settings.chdb_path} is already owned by pid {owner.pid} "
                 f"(serving {owner.url()}): one sink per directory"
             )
-    client = connect(settings)
+    client = connect(readonly=False)
     if settings.embedded_clickhouse and isinstance(client, HttpClient):  # another process took it meanwhile
         client.close()
         raise ClickHouseError(f"embedded chDB at {settings.chdb_path} is owned by another process")
@@ -111,6 +118,7 @@ def _serve(query_endpoint: QueryEndpoint, endpoint: EndpointOptions) -> Embedded
 def run_sink(
     settings: Settings,
     *,
+    connect: StoreConnector,
     serde: Serde,
     options: SinkOptions | None = None,
     endpoint: EndpointOptions | None = None,
@@ -118,7 +126,8 @@ def run_sink(
     commands: Iterable[CommandHandler] = (),
     insert_guard: InsertGuard | None = None,
 ) -> None:
-    """Run a sink process until SIGTERM/SIGINT (see the module docstring). Blocks."""
+    """Run a sink process until SIGTERM/SIGINT (see the module docstring). Blocks.
+    `connect` opens clients of the configured store (records/wiring.py)."""
     # Its state is personal data: created private, and what an older version left is tightened.
     private_umask()
     private_dir(settings.data_dir)
@@ -126,7 +135,7 @@ def run_sink(
         restrict_tree(root)
     endpoint = endpoint or EndpointOptions()
     lock = threading.RLock()
-    client = open_owned_store(settings)
+    client = open_owned_store(settings, connect)
     reader: Client | None = None
     server: EmbeddedHttpServer | None = None
     sink: ClickHouseSink | None = None
@@ -156,7 +165,7 @@ def run_sink(
             applied = apply_schema(client)
             log.info("%s: %d DDL statements applied", describe_target(settings), applied)
             if endpoint.enabled:
-                reader = connect(settings, readonly=True)
+                reader = connect(readonly=True)
                 server = _serve(endpoint_for(settings, reader, lock), endpoint)
                 server.start()
                 write_owner(settings.chdb_path, endpoint.host, server.port)

@@ -1,7 +1,8 @@
 """What the row builders of the streams stage emit, and the names they share: the
 enriched record schemas, one `Row` per message (a tombstone when its value is None), the
 `Outcome` of one raw event, which raw fields hold an identifier and which output columns
-are keyed, and the headers that carry a restriction or objection. Pure data."""
+are keyed, the headers that carry a restriction or objection, and the checks and helpers
+every builder uses. Pure."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from pipeline import topics
 from pipeline.subject_keys import IdentifierKind
 from streams import contact_forms
 from streams.consent_state import ConsentChange, SubjectConsent
+from streams.exceptions import InvalidEvent
 
 # Raw schema -> the policy record type whose `time_field` dates the event.
 RAW_RECORD_TYPES: Mapping[str, str] = MappingProxyType(
@@ -108,3 +110,20 @@ class Outcome:
 def text_or_none(value: str | None) -> str | None:
     """Blank text is no value."""
     return value if value is not None and value.strip() else None
+
+
+def require_ids(record: str, event: Mapping[str, Any], *names: str) -> None:
+    """Ids that become row ids or Kafka keys must not be blank (InvalidEvent naming the field)."""
+    for name in names:
+        if not event[name].strip():
+            raise InvalidEvent(f"{record}.{name} is empty")
+
+
+def consent_headers(state: SubjectConsent) -> tuple[tuple[str, bytes], ...]:
+    """The headers of a row whose subject has restricted or objected to processing."""
+    headers: list[tuple[str, bytes]] = []
+    if state.restricted:
+        headers.append((H_RESTRICTED, b"1"))
+    if state.objected:
+        headers.append((H_OBJECTED, b"1"))
+    return tuple(headers)

@@ -7,7 +7,8 @@ the clock, and does all I/O.
   cs.chat.enriched.v1 (key conversation_id), and a SubjectRecord on cs.subjects.v1;
 - CallDetailRecord -> CallRecord on cs.call.enriched.v1 (key call_id), SubjectRecord of the caller;
 - CallRecording -> CallRecordingRecord, or a quarantine verdict when a `requires` of the
-  policy fails (the caller sends the original message to cs.quarantine.v1);
+  policy fails (the caller sends the original message to cs.quarantine.v1) (both:
+  streams/call_rows.py);
 - ConsentChanged -> ConsentLedgerRecord on cs.consent.enriched.v1 (key: first subject
   key) and a tracker update per subject key; a CONTACT_DETAILS withdrawal also
   tombstones the cs.subjects.v1 entries keyed by its email and phone;
@@ -36,13 +37,11 @@ from datetime import datetime
 from typing import Any
 
 from pipeline import topics
-from pipeline.policy import Policy, RecordPolicy
+from pipeline.policy import Policy
 from pipeline.subject_keys import SubjectKeyer
 from pipeline.topics import (
     CALL_DETAIL_RECORD,
-    CALL_RECORD,
     CALL_RECORDING,
-    CALL_RECORDING_RECORD,
     CHAT_CONVERSATION,
     CHAT_CONVERSATION_RECORD,
     CHAT_MESSAGE_RECORD,
@@ -53,21 +52,19 @@ from pipeline.topics import (
     SUBJECT_RECORD,
 )
 from streams import contact_forms, enrich
+from streams.call_rows import CallRows
 from streams.consent_ledger_rows import ConsentLedgerRows
 from streams.consent_state import (
     COOKIE_CATEGORIES,
     GEOLOCATION,
-    SubjectConsent,
     to_millis,
 )
-from streams.enforce_consent import INVALID_PHONE, NO_CONSENT, ConsentInForce, Strip, enforce, rules_in_force
+from streams.enforce_consent import INVALID_PHONE, ConsentInForce, Strip, enforce, rules_in_force
 from streams.event_times import implausible_time
 from streams.exceptions import InvalidEvent
 from streams.record_requirements import REQUIREMENTS
 from streams.row_types import (
     CHAT_CHANNELS,
-    H_OBJECTED,
-    H_RESTRICTED,
     KEYED_COLUMNS,
     RAW_IDENTIFIER_FIELDS,
     RAW_RECORD_TYPES,
@@ -75,19 +72,12 @@ from streams.row_types import (
     SUBJECT_PRIMARY,
     ConsentLookup,
     Outcome,
-    Quarantine,
     Row,
     StrippedField,
+    consent_headers,
+    require_ids,
     text_or_none,
 )
-
-
-def _require(record: str, event: Mapping[str, Any], *names: str) -> None:
-    """Ids that become row ids or Kafka keys must not be blank."""
-    for name in names:
-        if not event[name].strip():
-            raise InvalidEvent(f"{record}.{name} is empty")
-
 
 # The chat event's optional text fields, copied to the row in this order with blanks as NULL.
 _CHAT_OPTIONAL_TEXT = (
@@ -106,13 +96,6 @@ _CHAT_OPTIONAL_TEXT = (
 )
 
 
-def _duration_s(record: str, event: Mapping[str, Any], started: str, ended: str) -> int:
-    """Whole seconds from `started` to `ended`; InvalidEvent naming both fields if it ends first."""
-    if event[ended] < event[started]:
-        raise InvalidEvent(f"{record}.{ended} is before {started}")
-    return int((event[ended] - event[started]).total_seconds())
-
-
 class RowBuilder:
     """Turns decoded raw events into outcomes. Holds the keyer, policy and city provider."""
 
@@ -121,18 +104,17 @@ class RowBuilder:
         self.cities = cities or enrich.NullCityProvider()
         self.chat_policy = policy.record("chat_conversation")
         self.message_policy = policy.record("chat_message")
-        self.call_policy = policy.record("call")
-        self.recording_policy = policy.record("call_recording")
+        self.calls = CallRows(policy.record("call"), policy.record("call_recording"), self._row_keys)
         self.ledger = ConsentLedgerRows(keyer, policy.record("consent_ledger"))
         self.forms = contact_forms.ContactFormRows(policy.record(contact_forms.RECORD_TYPE), self._row_keys)
-        for record in (self.chat_policy, self.message_policy, self.call_policy, self.recording_policy):
+        for record in (self.chat_policy, self.message_policy, self.calls.call_policy, self.calls.recording_policy):
             unknown = set(record.requires) - set(REQUIREMENTS)
             if unknown:
                 raise InvalidEvent(f"policy {record.record_type} requires {sorted(unknown)}: no check implements it")
         # The rules that need a consent, per policy and channel, computed once.
         self._rules = {
             (record.record_type, channel): rules_in_force(record, channel)
-            for record in (self.chat_policy, self.message_policy, self.call_policy, self.recording_policy)
+            for record in (self.chat_policy, self.message_policy)
             for channel in (None, *CHAT_CHANNELS)
         }
         self._time_fields = {name: policy.record(name).time_field for name in set(RAW_RECORD_TYPES.values())}
@@ -141,7 +123,7 @@ class RowBuilder:
         self._handlers: dict[str, Callable[[dict[str, Any], ConsentLookup, datetime], Outcome]] = {
             CHAT_CONVERSATION: self.chat,
             CALL_DETAIL_RECORD: self.call,
-            CALL_RECORDING: self.recording,
+            CALL_RECORDING: self.calls.recording,
             CONSENT_CHANGED: self.ledger.consent,
             COOKIE_CONSENT_CHANGED: self.ledger.cookie_consent,
             CONTACT_FORM_SUBMITTED: self.contact_form,
@@ -171,15 +153,6 @@ class RowBuilder:
 
     def _row_keys(self, row: Mapping[str, Any]) -> list[str]:
         return self._keys((name, row.get(name)) for name in KEYED_COLUMNS if name in row)
-
-    @staticmethod
-    def _headers(state: SubjectConsent) -> tuple[tuple[str, bytes], ...]:
-        headers: list[tuple[str, bytes]] = []
-        if state.restricted:
-            headers.append((H_RESTRICTED, b"1"))
-        if state.objected:
-            headers.append((H_OBJECTED, b"1"))
-        return tuple(headers)
 
     def _normalise_phone(self, row: dict[str, Any], name: str, stripped: list[Strip]) -> None:
         raw = row.get(name)
@@ -224,7 +197,7 @@ class RowBuilder:
     # ---- chats ----------------------------------------------------------------------
 
     def chat(self, event: dict[str, Any], lookup: ConsentLookup, now: datetime) -> Outcome:
-        _require("ChatConversation", event, "conversation_id")
+        require_ids("ChatConversation", event, "conversation_id")
         if any(not message["message_id"].strip() for message in event["messages"]):
             raise InvalidEvent("ChatConversation.messages.message_id is empty")
         channel = event["channel"]
@@ -281,7 +254,7 @@ class RowBuilder:
             ingested_at=now,
         )
         row["expires_at"] = enrich.expires_at(self.chat_policy, row)
-        headers = self._headers(tracked)
+        headers = consent_headers(tracked)
         key = event["conversation_id"]
         out = Outcome(
             rows=[Row(topics.CHAT_ENRICHED.name, key, CHAT_CONVERSATION_RECORD, row, headers)],
@@ -318,79 +291,13 @@ class RowBuilder:
     # ---- calls ----------------------------------------------------------------------
 
     def call(self, event: dict[str, Any], lookup: ConsentLookup, now: datetime) -> Outcome:
-        _require("CallDetailRecord", event, "call_id")
-        caller = text_or_none(event["caller_number"])
-        row: dict[str, Any] = {
-            "event_id": event["call_id"],
-            "source_event_id": str(event["event_id"]),
-            "subject_keys": [],
-            "call_id": event["call_id"],
-            "direction": event["direction"],
-            "caller_number": caller,
-            "service_number": event["service_number"],
-            "started_at": event["started_at"],
-            "answered_at": event["answered_at"],
-            "ended_at": event["ended_at"],
-            "duration_s": _duration_s("CallDetailRecord", event, "started_at", "ended_at"),
-            "answered_by_number": text_or_none(event["answered_by_number"]),
-            "answered_by_user": text_or_none(event["answered_by_user"]),
-        }
-        out, row = self._call_row(self.call_policy, CALL_RECORD, event["call_id"], row, lookup, now)
+        out, row = self.calls.call(event, lookup, now)
         subject = self._subject(
             {"phone": row["caller_number"], "subject_keys": row["subject_keys"]}, event["event_time"]
         )
         if subject is not None:
             out.rows.append(subject)
         return out
-
-    def recording(self, event: dict[str, Any], lookup: ConsentLookup, now: datetime) -> Outcome:
-        for requirement in self.recording_policy.requires:
-            failure = REQUIREMENTS[requirement](event)
-            if failure is not None:
-                return Outcome(quarantine=Quarantine(requirement, failure))
-        _require("CallRecording", event, "recording_id", "call_id")
-        caller = text_or_none(event["caller_number"])
-        row: dict[str, Any] = {
-            "event_id": event["recording_id"],
-            "source_event_id": str(event["event_id"]),
-            "subject_keys": [],
-            "recording_id": event["recording_id"],
-            "call_id": event["call_id"],
-            "caller_number": caller,
-            "recording_uri": event["recording_uri"],
-            "notice_played_at": event["notice_played_at"],
-            "recording_started_at": event["recording_started_at"],
-            "recording_ended_at": event["recording_ended_at"],
-            "duration_s": _duration_s("CallRecording", event, "recording_started_at", "recording_ended_at"),
-        }
-        out, _ = self._call_row(self.recording_policy, CALL_RECORDING_RECORD, event["call_id"], row, lookup, now)
-        return out
-
-    def _call_row(
-        self,
-        record: RecordPolicy,
-        schema: str,
-        key: str,
-        row: dict[str, Any],
-        lookup: ConsentLookup,
-        now: datetime,
-    ) -> tuple[Outcome, dict[str, Any]]:
-        """A call's or recording's row enforced (no consent applies), keyed and stamped, on
-        cs.call.enriched.v1 under `key`; the outcome and the row as emitted. The call
-        history is a legal obligation: a number that is not E.164 (e.g. a withheld one) is
-        kept as the operator delivered it, and gives no subject key."""
-        tracked = lookup(self._row_keys(row))
-        rules = self._rules[record.record_type, None]
-        row, strips = enforce(record, row, channel=None, consent=NO_CONSENT, rules=rules)
-        row["caller_number"] = enrich.e164(row["caller_number"]) or row["caller_number"]
-        row["subject_keys"] = self._row_keys(row)
-        row.update(stripped=[str(s) for s in strips], ingested_at=now)
-        row["expires_at"] = enrich.expires_at(record, row)
-        out = Outcome(
-            rows=[Row(topics.CALL_ENRICHED.name, key, schema, row, self._headers(tracked))],
-            stripped=[StrippedField(record.record_type, s.field, s.reason) for s in strips],
-        )
-        return out, row
 
     # ---- contact forms --------------------------------------------------------------
 
@@ -404,7 +311,7 @@ class RowBuilder:
                     row["submission_id"],
                     CONTACT_FORM_RECORD,
                     row,
-                    self._headers(form.tracked),
+                    consent_headers(form.tracked),
                 )
             ],
             stripped=[StrippedField(contact_forms.RECORD_TYPE, s.field, s.reason) for s in form.strips],

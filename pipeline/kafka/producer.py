@@ -16,6 +16,10 @@ from pipeline.config import KafkaConnection
 from pipeline.exceptions import KafkaClientError
 from pipeline.kafka.closed_on_exit import ClosedOnExit
 
+# A message's key and headers as the producer takes them (confluent-kafka's types).
+MessageKey = bytes | str | None
+Headers = list[tuple[str, bytes]]
+
 # Throughput settings: the connection's KAFKA_CONFIG_* or `extra` may change them.
 _TUNING = {
     "linger.ms": "20",
@@ -65,8 +69,8 @@ class KafkaProducer(ClosedOnExit):
         self,
         topic: str,
         value: bytes | None,
-        key: bytes | str | None = None,
-        headers: list[tuple[str, bytes]] | None = None,
+        key: MessageKey = None,
+        headers: Headers | None = None,
         *,
         partition: int | None = None,
     ) -> None:

@@ -37,7 +37,7 @@ def _table(result: dict[str, Any]) -> None:
         ("streams / plain loop", "streams_vs_plain_loop", "{:.2f}"),
         ("streams / bare loop", "streams_vs_bare_loop", "{:.2f}"),
     )
-    # an --erasure-only run has no live, solo, plain-loop or peer figures
+    # an --only erasure run has no live, solo, plain-loop or peer figures
     rows = [
         *((name, fmt.format(result[key])) for name, key, fmt in rates if key in result),
         *(
@@ -103,14 +103,14 @@ def bench(
     memory: Annotated[
         bool, typer.Option("--memory", help="Sample each worker's RSS every second; report its growth.")
     ] = False,
-    erasure_only: Annotated[
-        bool,
+    only: Annotated[
+        str | None,
         typer.Option(
-            "--erasure-only",
-            help="Only the erasure protocol: the backlog stored by both workers, the store grown to --store-rows, "
-            "the erasures timed (no live, solo, plain-loop or peer runs).",
+            "--only",
+            help="Run one part alone: `sink` (the solo sink on an enriched backlog, ~1 min) or `erasure` (the "
+            "backlog stored by both workers, the store grown to --store-rows, the erasures timed; ~2.5 min).",
         ),
-    ] = False,
+    ] = None,
     store_rows: Annotated[
         int | None,
         typer.Option(
@@ -119,6 +119,11 @@ def bench(
             help="Rows stored while erasures are timed (default 1,000,000; --quick: 0, as the run left it).",
         ),
     ] = None,
+    profile: Annotated[
+        Path | None,
+        typer.Option("--profile", dir_okay=False, help="With --only sink: py-spy samples of the sink (raw) to FILE."),
+    ] = None,
+    native: Annotated[bool, typer.Option("--native", help="With --profile: native frames too (chDB).")] = False,
 ) -> None:
     """Measure the pipeline end to end on a fresh local stack (own broker on free ports,
     data in a temporary directory): the real workers on a backlog and live, the producer,
@@ -129,6 +134,10 @@ def bench(
     count = events if events is not None else (QUICK_EVENTS if quick else FULL_EVENTS)
     if count < 200:
         raise ConfigError("--events must be at least 200")
+    command = shlex.join(["records", *sys.argv[1:]]) if sys.argv[1:2] == ["bench"] else "records bench"
+    if (only is not None and only != "erasure") or profile is not None:
+        _only(only, count=count, quick=quick, out=out, as_json=as_json, command=command, profile=profile, native=native)
+        return
     options = BenchOptions(
         events=count,
         erasures=erasures if erasures is not None else (2 if quick else 5),
@@ -138,13 +147,39 @@ def bench(
         memory=memory,
         streams_workers=streams_workers,
         quix_peer=quix_peer,
-        erasure_only=erasure_only,
-        command=shlex.join(["records", *sys.argv[1:]]) if sys.argv[1:2] == ["bench"] else "records bench",
+        erasure_only=only == "erasure",
+        command=command,
     )
     typer.echo(f"records bench: {count:,} events on a fresh stack ...")
     result = run_bench(options, progress=typer.echo)
     path = write_results(result, out)
     _table(result)
+    if as_json:
+        typer.echo(json.dumps(result, indent=2, sort_keys=True))
+    typer.echo(f"results: {path}")
+
+
+def _only(
+    only: str | None, *, count: int, quick: bool, out: Path, as_json: bool, command: str, profile: Path | None,
+    native: bool,
+) -> None:
+    """`--only sink`: the solo sink alone (bench/sink_only.py)."""
+    if only != "sink":
+        raise ConfigError("--only takes `sink` or `erasure`; --profile needs --only sink")
+    from bench.pipeline_bench import write_results
+    from bench.sink_only import run_sink_only
+
+    typer.echo(f"records bench --only sink: the enriched rows of {count:,} events, twice, on a fresh stack ...")
+    result = run_sink_only(
+        events=count, solo_max_s=30.0 if quick else 120.0, command=command, profile=profile, native=native,
+        progress=typer.echo,
+    )
+    path = write_results(result, out)
+    typer.echo(
+        f"sink alone: {result['sink_rows_per_s']:,.0f} rows/s, {result['sink_rows_per_cpu_s']:,.0f} rows per CPU s "
+        f"({result['sink_rows']:,.0f} rows of {result['sink_backlog_messages']:,} messages in "
+        f"{result['sink_seconds']:.1f} s; peak RSS {result['peak_rss_mb']['sink_solo']:,.0f} MB)"
+    )
     if as_json:
         typer.echo(json.dumps(result, indent=2, sort_keys=True))
     typer.echo(f"results: {path}")

@@ -23,12 +23,13 @@ from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.httpclient import HttpClient
 
 from pipeline.chdb_owner import read_owner
-from pipeline.clickhouse import connect, describe_target, run_statement
+from pipeline.clickhouse import describe_target, run_statement
 from pipeline.clickhouse_cluster import Cluster, cluster_access_statements, cluster_statements
 from pipeline.clickhouse_ddl import ANALYST_DB, RECORDS_DB, ROLES, access_statements, statements, table_models
 from pipeline.config import Settings, load_settings
 from pipeline.exceptions import ClickHouseError, ConfigError
 from pipeline.policy import default_policy
+from records.wiring import Wiring
 
 clickhouse_app = typer.Typer(
     help="Create and inspect the ClickHouse storage model (tables, TTLs, analyst views, roles).", no_args_is_help=True
@@ -43,7 +44,7 @@ def init() -> None:
     if settings.clickhouse_cluster:
         _init_cluster(settings, Cluster(settings.clickhouse_cluster))
         return
-    with connect(settings) as client:
+    with Wiring(settings).clickhouse() as client:
         if settings.embedded_clickhouse and isinstance(client, HttpClient):
             _check_owned(settings, client)
             return
@@ -95,7 +96,7 @@ def _init_cluster(settings: Settings, cluster: Cluster) -> None:
     """Apply the cluster model through one node of a server cluster."""
     if settings.embedded_clickhouse:
         raise ConfigError("CLICKHOUSE_CLUSTER needs a ClickHouse server: set CLICKHOUSE_URL to one node of the cluster")
-    with connect(settings) as client:
+    with Wiring(settings).clickhouse() as client:
         count = 0
         for statement in cluster_statements(cluster):
             run_statement(client, statement)

@@ -25,7 +25,7 @@ from pipeline.access_log import read_entries
 from pipeline.access_roles import Role
 from pipeline.access_users import Credential, UserStore
 from pipeline.chdb_owner import owner_file, read_owner
-from pipeline.clickhouse import connect, run_statement
+from pipeline.clickhouse import run_statement
 from pipeline.clickhouse_ddl import ANALYST_DB, RECORDS_DB, table_models
 from pipeline.config import Secret, Settings, load_settings
 from pipeline.dsr import generate_keypair
@@ -50,6 +50,7 @@ from pipeline.topics import (
 )
 from records.child_process import terminate
 from records.local_kafka import LocalBroker
+from records.wiring import Wiring
 
 SINK_GROUP = "cs-clickhouse-sink"
 _RECORDS = [sys.executable, "-c", "from records.cli import main; main()"]
@@ -90,7 +91,7 @@ def _topic_total(admin: KafkaAdmin, topic: str) -> int:
 
 
 def _rows(settings: Settings) -> dict[str, int]:
-    with connect(settings) as client:
+    with Wiring(settings).clickhouse() as client:
         return {
             m.name: int(client.query(f"SELECT count() FROM {m.qualified} FINAL").result_rows[0][0])
             for m in table_models()
@@ -98,7 +99,7 @@ def _rows(settings: Settings) -> dict[str, int]:
 
 
 def _stripped(settings: Settings, table: str = "chat_conversations") -> list[tuple[Any, ...]]:
-    with connect(settings) as client:
+    with Wiring(settings).clickhouse() as client:
         return [
             tuple(row)
             for row in client.query(
@@ -110,7 +111,7 @@ def _stripped(settings: Settings, table: str = "chat_conversations") -> list[tup
 
 def _recording_checks(settings: Settings) -> tuple[int, list[tuple[Any, ...]]]:
     """(recordings of a stored call the sink has not checked yet, held recordings by reason)."""
-    with connect(settings) as client:
+    with Wiring(settings).clickhouse() as client:
         unchecked = client.query(
             f"SELECT count() FROM {RECORDS_DB}.call_recordings FINAL WHERE recording_id NOT IN "
             f"(SELECT recording_id FROM {RECORDS_DB}.recording_checks) "
@@ -128,7 +129,7 @@ def _frequent_caller(settings: Settings) -> tuple[str, int, int]:
     (else the most frequent caller overall), its calls and its forms."""
     calls = f"{RECORDS_DB}.calls"
     forms = f"{RECORDS_DB}.contact_forms"
-    with connect(settings) as client:
+    with Wiring(settings).clickhouse() as client:
         rows = client.query(
             "SELECT c.caller_number, c.n, f.n FROM "
             f"(SELECT caller_number, count() AS n FROM {calls} FINAL WHERE startsWith(caller_number, '+') "
@@ -143,7 +144,7 @@ def _frequent_caller(settings: Settings) -> tuple[str, int, int]:
 
 
 def _rows_of_phone(settings: Settings, phone: str) -> int:
-    with connect(settings) as client:
+    with Wiring(settings).clickhouse() as client:
         calls = client.query(
             f"SELECT count() FROM {RECORDS_DB}.calls FINAL WHERE caller_number = {{p:String}}", parameters={"p": phone}
         ).result_rows[0][0]
@@ -167,7 +168,7 @@ def _analyst_queries(settings: Settings) -> None:
     else:
         store.set_password(_DEMO_ANALYST, password)
     typer.echo(f"records users add {_DEMO_ANALYST} --role analyst  (password stored as a scrypt hash)")
-    with connect(settings, credential=Credential(_DEMO_ANALYST, Secret(password))) as client:
+    with Wiring(settings).clickhouse(credential=Credential(_DEMO_ANALYST, Secret(password))) as client:
         calls = run_statement(client, f"SELECT count() FROM {ANALYST_DB}.calls")
         count = calls.rows[0][0] if calls else "?"
         typer.echo(f"  as {_DEMO_ANALYST}: SELECT count() FROM {ANALYST_DB}.calls -> {count}")

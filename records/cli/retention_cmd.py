@@ -29,7 +29,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from pipeline.clickhouse import connect, describe_target
+from pipeline.clickhouse import describe_target
 from pipeline.config import Settings, load_settings
 from pipeline.exports import expire_exports, exports_dir
 from pipeline.policy import default_policy
@@ -68,7 +68,7 @@ def retention_run(
     hint = "run without --check-only to delete them" if check_only else ""
     # Exports are files, not rows: this process removes them even while a sink owns the store.
     delete_exports = not check_only
-    with connect(settings) as client:
+    with Wiring(settings).clickhouse() as client:
         if _via_running_sink(settings, client) and not check_only:
             # The sink owns the embedded store and runs this same job on its schedule; this
             # process only reaches its read-only endpoint, so it can verify but not delete.
@@ -140,7 +140,7 @@ def report(
     now = datetime.now(UTC)
     start = parse_since(since, now) if since is not None else None
     kafka = kafka_evidence(settings.kafka, policy)
-    with connect(settings, readonly=True) as client:
+    with Wiring(settings).clickhouse(readonly=True) as client:
         storage = describe_target(settings)
         if _via_running_sink(settings, client):
             storage += " (through the running sink's read-only endpoint)"

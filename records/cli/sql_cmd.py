@@ -24,8 +24,9 @@ from rich.markup import escape
 from rich.table import Table
 
 from pipeline.access_users import Credential
-from pipeline.clickhouse import Rows, connect, run_statement
+from pipeline.clickhouse import Rows, run_statement
 from pipeline.config import Secret, load_settings
+from records.wiring import Wiring
 
 
 class OutputFormat(StrEnum):
@@ -48,7 +49,7 @@ def sql(
     if user is not None:
         password = settings.sql_password if settings.sql_user == user else None
         credential = Credential(user, password or Secret(typer.prompt(f"password of {user}", hide_input=True)))
-    with connect(settings, readonly=readonly, credential=credential) as client:
+    with Wiring(settings).clickhouse(readonly=readonly, credential=credential) as client:
         result = run_statement(client, statement)
     if result is None:
         typer.echo("ok")

@@ -73,7 +73,7 @@ def streams(
 @worker_app.command("sink")
 def sink(
     loglevel: LogLevel = "info",
-    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Messages per insert batch.")] = 50_000,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Messages per insert batch.")] = 200_000,
     batch_max_s: Annotated[
         float, typer.Option("--batch-max-s", min=0.01, help="Longest wait before a batch is written (seconds).")
     ] = 1.0,
@@ -156,6 +156,7 @@ def sink(
     try:
         run_sink(
             settings,
+            connect=wiring.clickhouse,
             serde=wiring.serde,
             options=options.with_topic_suffix(topic_suffix),
             endpoint=EndpointOptions(enabled=not no_http, port=http_port),

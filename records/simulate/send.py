@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from pipeline.event_producer import EventEncoder
+from pipeline.kafka.producer import Headers, MessageKey
 from records.simulate.model import MALFORMED_HEADER, SimulatedEvent
 
 # ---- the send loop ----------------------------------------------------------------------
@@ -19,14 +20,7 @@ class EventSink(Protocol):
 
     def send(self, schema: str, record: Mapping[str, Any]) -> int: ...
 
-    def send_raw(
-        self,
-        topic: str,
-        value: bytes,
-        *,
-        key: str | bytes | None = None,
-        headers: list[tuple[str, bytes]] | None = None,
-    ) -> int: ...
+    def send_raw(self, topic: str, value: bytes, *, key: MessageKey = None, headers: Headers | None = None) -> int: ...
 
     def poll(self) -> None: ...
 
@@ -108,14 +102,7 @@ class EncodeOnly:
     def send(self, schema: str, record: Mapping[str, Any]) -> int:
         return len(self.encoder.encode(schema, record).value)
 
-    def send_raw(
-        self,
-        topic: str,
-        value: bytes,
-        *,
-        key: str | bytes | None = None,
-        headers: list[tuple[str, bytes]] | None = None,
-    ) -> int:
+    def send_raw(self, topic: str, value: bytes, *, key: MessageKey = None, headers: Headers | None = None) -> int:
         return len(value)
 
     def poll(self) -> None:

@@ -46,11 +46,11 @@ def test_a_tiny_bench_run_writes_every_figure(tmp_path: Path) -> None:
 
 
 def test_bench_erasure_only_times_erasures_on_a_grown_store(tmp_path: Path) -> None:
-    # `records bench --erasure-only`: the backlog, the store grown, the erasures timed;
+    # `records bench --only erasure`: the backlog, the store grown, the erasures timed;
     # no live, solo, plain-loop or peer run (their figures are absent, not zero)
     done = CliRunner().invoke(
         app,
-        ["bench", "--erasure-only", "--events", "2000", "--erasures", "2", "--store-rows", "20000", "--out",
+        ["bench", "--only", "erasure", "--events", "2000", "--erasures", "2", "--store-rows", "20000", "--out",
          str(tmp_path)],
     )
     assert done.exit_code == 0, done.output

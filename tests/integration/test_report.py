@@ -93,6 +93,27 @@ def _insert(client: Client, model: TableModel, rows: list[dict[str, Any]]) -> No
     )
 
 
+def _recording(i: int, start: datetime) -> dict[str, Any]:
+    return {
+        "event_id": f"rec-{i}",
+        "recording_id": f"r{i}",
+        "call_id": f"c{i}",
+        "recording_started_at": start,
+        "notice_played_at": start - timedelta(seconds=8),
+        "recording_ended_at": start + timedelta(minutes=4),
+    }
+
+
+def _receipt(i: int, done: datetime, *, waited_s: float) -> dict[str, Any]:
+    return {
+        "request_id": f"00000000-0000-4000-8000-{i:012d}",
+        "request_type": "ERASURE" if i < 20 else "ACCESS",
+        "status": "COMPLETED",
+        "requested_at": done - timedelta(seconds=waited_s),
+        "completed_at": done,
+    }
+
+
 def load_data_set(client: Client, now: datetime) -> dict[str, int]:
     """Rows of every record type within their limits, with strips, consents and requests."""
     for statement in statements():
@@ -142,20 +163,7 @@ def load_data_set(client: Client, now: datetime) -> dict[str, int]:
             for i in range(200)
         ],
     )
-    recordings = []
-    for i in range(60):
-        start = ago(88)
-        recordings.append(
-            {
-                "event_id": f"rec-{i}",
-                "recording_id": f"r{i}",
-                "call_id": f"c{i}",
-                "recording_started_at": start,
-                "notice_played_at": start - timedelta(seconds=8),
-                "recording_ended_at": start + timedelta(minutes=4),
-            }
-        )
-    _insert(client, models["call_recording"], recordings)
+    _insert(client, models["call_recording"], [_recording(i, ago(88)) for i in range(60)])
     _insert(
         client,
         models["consent_ledger"],
@@ -171,18 +179,7 @@ def load_data_set(client: Client, now: datetime) -> dict[str, int]:
             for i in range(40)
         ],
     )
-    receipts = []
-    for i in range(25):
-        done = ago(300)
-        receipts.append(
-            {
-                "request_id": f"00000000-0000-4000-8000-{i:012d}",
-                "request_type": "ERASURE" if i < 20 else "ACCESS",
-                "status": "COMPLETED",
-                "requested_at": done - timedelta(seconds=rnd.expovariate(1 / 1800)),
-                "completed_at": done,
-            }
-        )
+    receipts = [_receipt(i, ago(300), waited_s=rnd.expovariate(1 / 1800)) for i in range(25)]
     _insert(client, models["dsr_receipt"], receipts)
     # Subjects erased earlier: none of their rows is left.
     client.insert(

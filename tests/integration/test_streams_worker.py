@@ -11,6 +11,7 @@ computed here from the input and `pipeline/policy.toml`, not by the code under t
 from __future__ import annotations
 
 import itertools
+import signal
 import time
 import uuid
 from collections import Counter
@@ -461,3 +462,22 @@ def test_two_workers_share_the_consent_table(
         for w in (first, second)
     ]
     assert all(count > 0 for count in per_worker), per_worker  # both took part
+
+
+def test_the_worker_writes_no_stack_dump_and_starts_no_debugger_on_the_debug_signals(
+    start_worker: Callable[[str], WorkerProcess],
+) -> None:
+    """mode answers SIGUSR1 with every stack and its local variables (personal data of the
+    batch in hand) in the log, and SIGUSR2 with pdb on stdin: the worker only notes them."""
+    worker = start_worker(f"cs-streams-signals-{uuid.uuid4().hex[:8]}")
+    assert worker.process is not None
+    for sig in (signal.SIGUSR1, signal.SIGUSR2):
+        worker.process.send_signal(sig)
+    deadline = time.monotonic() + 30
+    while not ("SIGUSR1 ignored" in worker.log() and "SIGUSR2 ignored" in worker.log()):
+        assert time.monotonic() < deadline, worker.log()[-3000:]
+        time.sleep(0.2)
+    time.sleep(1.0)  # anything else the signals set off has had its time to be written
+    assert worker.process.poll() is None, worker.log()[-3000:]
+    assert "LOCAL VARIABLES" not in worker.log()
+    assert "Starting debugger" not in worker.log()

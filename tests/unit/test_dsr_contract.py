@@ -6,16 +6,11 @@ from __future__ import annotations
 
 import copy
 import json
-import subprocess
-import sys
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from typer.testing import CliRunner
 
-import streams.worker_process
 from pipeline.dsr import (
     DpoSigner,
     DsrRejected,
@@ -24,8 +19,6 @@ from pipeline.dsr import (
     TrustedKeys,
     build_request,
     default_signed_fields,
-    generate_keypair,
-    load_public_keys,
     signed_fields,
     to_millis,
     verify_request,
@@ -42,7 +35,6 @@ from pipeline.dsr_contract import (
 )
 from pipeline.schemas import AvroSchema, SchemaCatalog, default_catalog
 from pipeline.serde import AvroDeserializer, AvroSerializer
-from records.cli import app as records_cli
 from streams.subject_requests import SEEN_MARGIN, Seen, expired_requests
 
 NOW = datetime(2026, 11, 30, 6, 0, 0, 123000, tzinfo=UTC)
@@ -167,42 +159,3 @@ def test_seen_request_ids_past_the_max_age_and_margin_are_forgotten() -> None:
         (b"empty", {}),
     ]
     assert expired_requests(entries, now=NOW, max_age=MAX_AGE) == [b"old", b"400 days", b"empty"]
-
-
-# ---- the worker command ----------------------------------------------------------------------
-
-
-def test_the_streams_worker_refuses_to_start_without_a_command_key_unless_demo(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    dpo_private, dpo_public = tmp_path / "dpo.pem", tmp_path / "dpo.pub.pem"
-    generate_keypair(dpo_private, dpo_public)
-    env = {
-        "RECORDS_DATA_DIR": str(tmp_path),
-        "RECORDS_PEPPER": "ab" * 32,
-        "RECORDS_DPO_PUBLIC_KEYS": str(dpo_public),
-        "PATH": "/usr/bin:/bin",
-    }
-    records = str(Path(sys.executable).with_name("records"))
-    refused = subprocess.run([records, "worker", "streams"], env=env, capture_output=True, text=True, timeout=60)
-    assert refused.returncode == 1
-    missing = tmp_path / "secrets" / "command_ed25519.pem"
-    assert refused.stderr.strip().splitlines() == [
-        f"error: no command signing key at {missing}: "
-        "set RECORDS_COMMAND_KEY (or run with --demo to generate one locally)"
-    ]
-
-    started: list[CommandSigner] = []
-    monkeypatch.setattr(
-        streams.worker_process, "run_worker", lambda *a, command_signer, **kw: started.append(command_signer)
-    )
-    for name in ("RECORDS_COMMAND_KEY", "RECORDS_COMMAND_PUBLIC_KEYS", "RECORDS_PEPPER_FILE"):
-        monkeypatch.delenv(name, raising=False)
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)
-    result = CliRunner().invoke(records_cli, ["worker", "streams", "--demo"])
-    assert result.exit_code == 0, result.output
-    assert missing.stat().st_mode & 0o777 == 0o600
-    public = tmp_path / "secrets" / "command_ed25519.pub.pem"
-    trusted = load_public_keys((public,), holder="command", setting="RECORDS_COMMAND_PUBLIC_KEYS")
-    assert list(trusted.keys) == [started[0].key_id]  # the sink's default trusts the demo worker's key

@@ -5,8 +5,6 @@ the rectified SubjectRecords, and the erased-keys table's drop decision."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import time
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -17,17 +15,14 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from prometheus_client import CollectorRegistry
-from typer.testing import CliRunner
 
-import streams.worker_process
 from pipeline import topics
-from pipeline.dsr import DpoSigner, RejectReason, RequestType, TrustedKeys, build_request, load_signer
+from pipeline.dsr import DpoSigner, RejectReason, RequestType, TrustedKeys, build_request
 from pipeline.dsr_contract import Receipt, ReceiptStatus, request_digest
 from pipeline.policy import default_policy
 from pipeline.serde import AvroDeserializer, AvroSerializer
 from pipeline.subject_keys import IdentifierKind, SubjectKeyer
 from pipeline.topics import CALL_DETAIL_RECORD, CHAT_CONVERSATION, CONSENT_CHANGED
-from records.cli import app as records_cli
 from streams.app import StreamsWorker, _Batch, _now
 from streams.consent_state import EMPTY, apply, to_millis
 from streams.erased_keys import is_erased, merge
@@ -369,30 +364,3 @@ def test_the_worker_drops_a_replayed_chat_of_an_erased_subject_and_keeps_new_con
     assert registry.get_sample_value("records_streams_erased_dropped_total", labels) == 1
     assert registry.get_sample_value("records_streams_events_in_total", labels) == 2
     assert registry.get_sample_value("records_streams_dead_lettered_total", {**labels, "error_class": "x"}) is None
-
-
-# ---- the worker command -----------------------------------------------------------------
-
-
-def test_the_streams_worker_refuses_to_start_without_a_dpo_key_unless_demo(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    env = {"RECORDS_DATA_DIR": str(tmp_path), "RECORDS_PEPPER": "ab" * 32, "PATH": "/usr/bin:/bin"}
-    records = str(Path(sys.executable).with_name("records"))
-    refused = subprocess.run([records, "worker", "streams"], env=env, capture_output=True, text=True, timeout=60)
-    assert refused.returncode == 1
-    assert refused.stderr.strip().splitlines() == [
-        f"error: no DPO public key at {tmp_path / 'secrets' / 'dpo_ed25519.pub.pem'}: set RECORDS_DPO_PUBLIC_KEYS"
-    ]
-
-    started: list[TrustedKeys] = []
-    monkeypatch.setattr(streams.worker_process, "run_worker", lambda *args, trusted, **kw: started.append(trusted))
-    for name in ("RECORDS_DPO_PUBLIC_KEYS", "RECORDS_DPO_PRIVATE_KEY", "RECORDS_PEPPER_FILE"):
-        monkeypatch.delenv(name, raising=False)
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)
-    result = CliRunner().invoke(records_cli, ["worker", "streams", "--demo"])
-    assert result.exit_code == 0, result.output
-    private = tmp_path / "secrets" / "dpo_ed25519.pem"
-    assert private.stat().st_mode & 0o777 == 0o600
-    assert list(started[0].keys) == [load_signer(private).key_id]  # the demo DPO's key is the trusted one

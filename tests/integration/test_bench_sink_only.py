@@ -1,0 +1,38 @@
+"""`records bench --only sink` as a user runs it, on a tiny event count: its own broker,
+the enriched rows of the simulated events written twice to the sink's topics, the solo
+sink drains them all and the JSON carries the sink's figures. No timing is asserted: the
+benchmark, not a test, carries the speed targets."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.support.cli import run_records
+
+pytestmark = pytest.mark.timeout(480)
+
+
+def test_only_sink_drains_the_enriched_backlog_and_writes_its_figures(tmp_path: Path) -> None:
+    done = run_records("bench", "--only", "sink", "--events", "300", "--out", str(tmp_path), timeout=420)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "sink alone:" in done.stdout
+
+    [path] = tmp_path.glob("*.json")
+    written = json.loads(path.read_text())
+    assert written["only"] == "sink" and written["copies"] == 2
+    assert written["sink_backlog_messages"] > 300  # chats become a conversation and its messages
+    # every message stored (a batch replayed after a rebalance would count twice), none dead-lettered
+    assert written["sink_rows"] >= written["sink_backlog_messages"]
+    assert written["sink_rows_per_s"] > 0 and written["sink_rows_per_cpu_s"] > 0
+    assert written["peak_rss_mb"]["sink_solo"] > 0
+    assert written["command"] == f"records bench --only sink --events 300 --out {tmp_path}"
+
+
+def test_only_takes_a_stage_it_knows(tmp_path: Path) -> None:
+    done = run_records("bench", "--only", "streams", "--out", str(tmp_path))
+    assert done.returncode != 0
+    assert "--only takes `sink`" in done.stderr
+    assert not list(tmp_path.iterdir())
