@@ -34,6 +34,10 @@ Peak RSS is VmHWM of each worker process (read just before it is stopped), the J
 broker's, and the benchmark process's own (which runs the producer and plain loops).
 With `memory`, every worker's RSS is also sampled every second over the whole run and
 its growth reported (bench/rss_sampler.py): `result["memory"]`.
+With `erasure_only` (`records bench --only erasure`), a run is 1, 2 and 4 only: the
+backlog stored by both workers, the store grown, the erasures timed; its result carries
+the erasure figures, the producer and backlog rates, start-up and peak RSS, not the
+other REQUIRED_KEYS.
 """
 
 from __future__ import annotations
@@ -67,6 +71,7 @@ from bench.quix_peer import QUIXSTREAMS, ensure_quix_venv, run_quix_peer
 from bench.rss_sampler import RssSampler
 from bench.solo_sink import SINK_ROWS, measure_solo_sink
 from bench.stack import (
+    Stack,
     fresh_stack,
     peak_rss_mb,
     self_peak_rss_mb,
@@ -119,6 +124,7 @@ class BenchOptions:
     solo_max_s: float = 120.0  # each stage alone drains at most this long after its first batch
     streams_workers: int = 1  # streams worker processes in the backlog and live protocols
     quix_peer: bool = True  # run the Quix Streams peer (bench/quix_peer.py; makes .venv-quix once)
+    erasure_only: bool = False  # protocols 1, 2 and 4 only (see the module docstring)
 
     @property
     def live_events(self) -> int:
@@ -138,14 +144,14 @@ def run_bench(options: BenchOptions, progress: Callable[[str], None] | None = No
     now = datetime.now(UTC).replace(microsecond=0)
     peer: dict[str, str] = {}
     quix_python: Path | None = None
-    if options.quix_peer:
+    if options.quix_peer and not options.erasure_only:
         phase("the Quix Streams peer's virtualenv")
         try:
             quix_python = ensure_quix_venv()
         except RecordsError as exc:
             peer["quixstreams"] = f"not run: {exc}"
     else:
-        peer["quixstreams"] = "not run: --no-peer"
+        peer["quixstreams"] = "not run: --only erasure" if options.erasure_only else "not run: --no-peer"
     config = SimulationConfig(events=options.events, seed=SEED, now=now, mix=TrafficMix())
     events = list(generate(config))
     sampler = RssSampler() if options.memory else None
@@ -190,15 +196,16 @@ def run_bench(options: BenchOptions, progress: Callable[[str], None] | None = No
             result["e2e_seconds"] = done - streams.started
 
             # 4. live protocol
-            phase("live: records simulate")
-            started = time.perf_counter()
-            stack.run_records("simulate", "--events", str(options.live_events), "--seed", str(SEED + 1))
-            live_total = stack.topic_total(RAW)
-            done = wait_for("the live traffic to be stored",
-                            lambda: drained(stack, streams_group, live_total, SINK_GROUP),
-                            workers, timeout=timeout, every=POLL_S)
-            result["live_events_per_s"] = (live_total - raw_total) / (done - started)
-            raw_total = live_total
+            if not options.erasure_only:
+                phase("live: records simulate")
+                started = time.perf_counter()
+                stack.run_records("simulate", "--events", str(options.live_events), "--seed", str(SEED + 1))
+                live_total = stack.topic_total(RAW)
+                done = wait_for("the live traffic to be stored",
+                                lambda: drained(stack, streams_group, live_total, SINK_GROUP),
+                                workers, timeout=timeout, every=POLL_S)
+                result["live_events_per_s"] = (live_total - raw_total) / (done - started)
+                raw_total = live_total
 
             # 5. erasure, full path, with at least `store_rows` rows stored
             phones = frequent_callers(events, options.erasures + 1)
@@ -227,6 +234,10 @@ def run_bench(options: BenchOptions, progress: Callable[[str], None] | None = No
             for worker in workers:
                 worker.stop()
                 rss[worker.name] = worker.peak_rss
+
+        if options.erasure_only:
+            _close(result, stack, startup, rss, sampler)
+            return _stamped(result, peer, options, now)
 
         # 6. streams alone, on every raw message (or for solo_max_s after its first batch)
         phase("streams alone")
@@ -275,23 +286,37 @@ def run_bench(options: BenchOptions, progress: Callable[[str], None] | None = No
         figures, rss["sink_solo"] = measure_solo_sink(stack, solo_max_s=options.solo_max_s, timeout=timeout)
         result.update(figures)
 
-        pid = stack.broker.status().pid
-        rss["kafka_broker"] = peak_rss_mb(pid) if pid else 0.0
-        rss["bench"] = self_peak_rss_mb()
-        result["startup_s"] = startup
-        result["peak_rss_mb"] = rss
         result["streams_vs_plain_loop"] = result["streams_events_per_s"] / result["plain_loop_events_per_s"]
         result["streams_vs_bare_loop"] = result["streams_events_per_s"] / result["bare_loop_events_per_s"]
         if "quix_events_per_s" in result:
             result["streams_vs_quix"] = result["streams_events_per_s"] / result["quix_events_per_s"]
-        result["versions"] = {**versions(), "kafka": kafka_version(stack)}
-        if sampler is not None:
-            sampler.stop()
-            result["memory"] = sampler.report()
+        _close(result, stack, startup, rss, sampler)
+    return _stamped(result, peer, options, now)
+
+
+def _close(
+    result: dict[str, Any], stack: Stack, startup: dict[str, float], rss: dict[str, float], sampler: RssSampler | None
+) -> None:
+    """What every run reports once its workers are stopped, the stack still up: start-up,
+    peak RSS (the broker's and the benchmark's own too), versions, memory growth."""
+    pid = stack.broker.status().pid
+    rss["kafka_broker"] = peak_rss_mb(pid) if pid else 0.0
+    rss["bench"] = self_peak_rss_mb()
+    result["startup_s"] = startup
+    result["peak_rss_mb"] = rss
+    result["versions"] = {**versions(), "kafka": kafka_version(stack)}
+    if sampler is not None:
+        sampler.stop()
+        result["memory"] = sampler.report()
+
+
+def _stamped(result: dict[str, Any], peer: dict[str, str], options: BenchOptions, now: datetime) -> dict[str, Any]:
     result["peer"] = peer
     result["cores"] = os.cpu_count() or 0
     result["command"] = options.command
     result["date"] = now.isoformat()
+    if options.erasure_only:
+        result["erasure_only"] = True
     return result
 
 

@@ -3,24 +3,34 @@ directory (pipeline/clickhouse.py); a ClickHouse server (CLICKHOUSE_URL) keeps i
 configuration.
 
 Why: an erasure's `ALTER TABLE ... DELETE` is a mutation of every part of the table,
-one background task per part, and the engine hands those tasks to its pool in small
-bursts. Each table's scheduler queues tasks until the pool's queue is full (pool size x
-`background_merges_mutations_concurrency_ratio`: 2 x 2 = 4 by default), then sleeps
-0.1 s plus a random 0-1 s (`..._task_sleep_seconds_when_no_work_random_part`, meant to
-spread many tables' wake-ups on a big server) before it queues the next few. A part that
-holds no row of the subject takes milliseconds, so an erasure spent almost all its time
-in those sleeps: 7-12 s for ~70 parts on this 2-core machine with the pool idle, 8-23 s
-in the benchmark's sink (README, "Measured here").
+one background task per part (`IN PARTITION` does not change that: every part still
+gets the mutation's version), and almost all of an erasure's time went to how the
+engine hands those tasks to its pool of 2 threads, not to their work (a part without a
+row of the subject takes milliseconds):
+- a table's scheduler queues a mutation's part task only while the pool's queue (pool
+  size x `background_merges_mutations_concurrency_ratio`) has at least
+  `number_of_free_entries_in_pool_to_execute_mutation` (20) free entries, or holds at
+  most one task. With the default queue of 4, and with 16, that is never: part tasks went
+  in one or two at a time;
+- between two such turns the scheduler sleeps `background_processing_pool_thread_sleep_
+  seconds_if_nothing_to_do` (0.1 s, growing by 1.1x per turn without a task) plus a
+  random 0-1 s (`..._task_sleep_seconds_when_no_work_random_part`, meant to spread many
+  tables' wake-ups on a big server).
 
 What changes, and what does not:
 - no random part in the scheduler's sleep (one process owns the directory: nothing to
-  spread), so the next burst is queued after ~0.1 s;
-- a queue of 16 tasks (ratio 8) on the same 2 threads, so a burst covers 16 parts. The
-  threads do the same work; a merge or mutation that is queued waits as before.
+  spread), and a 10 ms sleep instead of 100 ms (it still grows while there is nothing to
+  do, so an idle table's scheduler backs off as before);
+- a queue of 128 tasks (ratio 64) on the same 2 threads, so 108 part tasks of a mutation
+  are queued at once (128 - 20). The threads do the same work; queued merges and
+  mutations wait their turn as before.
 The mutations themselves are unchanged: the parts are rewritten (sink/mutations_together.py
 waits until they are) before an erasure's receipt is written.
-Measured with ~70-110 parts across 24 partitions, 20k-400k rows, pool idle: 7.6-11.6 s
-before, 1.2 s with both options.
+Measured on a copy of the benchmark's store (1.07M rows, 56-60 parts in the calls and
+consent tables, 10-16 in the others), one table's mutation deleting nothing: ~0.43 s
+with the queue of 16, ~0.19-0.31 s with 128; six erasures together-run one after the
+other, 9.9-13.0 s before and 6.7-8.6 s after, in three alternating runs on a loaded
+machine. Earlier (queue 4 with the random sleep, ~70-110 parts): 7.6-11.6 s per erasure.
 """
 
 from __future__ import annotations
@@ -30,6 +40,7 @@ from types import MappingProxyType
 ENGINE_OPTIONS = MappingProxyType(
     {
         "background_processing_pool_task_sleep_seconds_when_no_work_random_part": "0",
-        "background_merges_mutations_concurrency_ratio": "8",
+        "background_processing_pool_thread_sleep_seconds_if_nothing_to_do": "0.01",
+        "background_merges_mutations_concurrency_ratio": "64",
     }
 )

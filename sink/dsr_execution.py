@@ -31,7 +31,7 @@ from sink.dsr_storage import (
     RESTRICTIONS,
     DsrCommand,
     DsrCommandError,
-    count_query,
+    counts_query,
     erase_mutation,
     erased_key_rows,
     erasure_time,
@@ -80,8 +80,8 @@ def erase_together(
     counted: dict[str, dict[str, int]],
     shard_counted: dict[str, ShardCounts],
 ) -> dict[str, ExecutionResult]:
-    """Erase every subject of `run` together: per table one count query and, when the
-    table holds any of them, one mutation. The ledger rows go in before the mutations,
+    """Erase every subject of `run` together: one count query over every table and, per
+    table holding any of them, one mutation. The ledger rows go in before the mutations,
     so an insert running concurrently (another sink, server mode) is filtered as soon
     as possible.
 
@@ -91,8 +91,10 @@ def erase_together(
     erasures = [(set(c.keys), erasure_time(c)) for c in run]
     every = set().union(*(keys for keys, _ in erasures))
     to_delete: list[TableModel] = []
-    for model in tables:
-        total, *per_subject = client.query(count_query(model, erasures), settings=LARGE_QUERY).result_rows[0]
+    per_table = client.query(counts_query(tables, erasures), settings=LARGE_QUERY).result_rows
+    found_in = {int(position): rest for position, *rest in per_table}
+    for position, model in enumerate(tables):
+        total, *per_subject = found_in[position]
         for command, found in zip(run, per_subject, strict=True):
             counted.setdefault(command.request_id, {}).setdefault(store_name(model), int(found))
         if total:

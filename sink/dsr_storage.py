@@ -162,6 +162,15 @@ def count_query(model: TableModel, erasures: Sequence[Erasure]) -> str:
     return f"SELECT count(), {per_subject} FROM {model.qualified} WHERE {_erased(model, erasures)}"
 
 
+def counts_query(models: Sequence[TableModel], erasures: Sequence[Erasure]) -> str:
+    """`count_query` of every table in one query (one round trip, the tables read in
+    parallel): a row per table, `(its position in models, count, per erasure ...)`."""
+    return " UNION ALL ".join(
+        f"SELECT {position} AS position, * FROM ({count_query(model, erasures)})"
+        for position, model in enumerate(models)
+    )
+
+
 def erase_mutation(model: TableModel, erasures: Sequence[Erasure]) -> str:
     """ONE real mutation deleting the rows of every erasure executed together."""
     return f"ALTER TABLE {model.qualified} DELETE WHERE {_erased(model, erasures)}"

@@ -9,7 +9,8 @@ ahead of Kafka:
    REJECTED receipt on cs.dsr.receipts.v1 when this message owns its id's receipt;
    counted by reason; nothing else happens;
 4. accepted: erased-keys entries and consent-table deletions first (from then on this
-   worker drops the subject's older events), and wait until Kafka has them;
+   worker drops the subject's older events), and wait until Kafka has them; the wait runs
+   alongside step 5, and both end before anything of step 6 is sent;
 5. read the current SubjectRecords holding the request's keys (erasure, rectification);
 6. consent-table changes, then the rows (tombstones, corrected SubjectRecords, consent
    ledger rows), and wait until Kafka has all of it, table changelogs included;
@@ -232,13 +233,18 @@ class DsrStage:
             if key.encode() in self.tables.consent:
                 del self.tables.consent[key.encode()]
                 count(self._consent_log)
-        if work.erasures or work.consent_deletes:
-            await self._deliver([])
-        # 5. What cs.subjects.v1 holds about the subject now.
+        settle = bool(work.erasures or work.consent_deletes)
+        # 5. What cs.subjects.v1 holds about the subject now, looked up while Kafka takes
+        # those table writes (both done before anything of step 6 is sent).
         if work.lookup_subjects:
-            found = await self._lookup(work.subject_keys)
+            if settle:
+                _, found = await asyncio.gather(self._deliver([]), self._lookup(work.subject_keys))
+            else:
+                found = await self._lookup(work.subject_keys)
             with_subjects(work, request, found, self.builder, now=now)
             count(topics.SUBJECTS.name, 0)
+        elif settle:
+            await self._deliver([])
         # 6. Consent table, then the rows; wait for all of it.
         for key, change in work.consent_changes:
             state = self._consent(key)

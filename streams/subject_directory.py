@@ -8,7 +8,9 @@ assigned (no group membership, no commits):
   latest message and the subject keys that message holds; keys and offsets only, never
   contact details: the stage still keeps no table of subjects' details in memory). A
   restarted worker rebuilds it from the topic in the background, once, not per request;
-- a lookup (`find`) takes the topic's end offsets when it starts, waits until the tail
+- a lookup (`find`) takes the topic's end offsets when it starts (asked of the broker in
+  one ListOffsets request, never a cached watermark; no transactions write the topic, so
+  the end is the last committed record), waits until the tail
   has applied everything before them (so every SubjectRecord written before the request,
   the stage's own included, counts), reads the located messages by offset and keeps
   those that still hold a wanted key.
@@ -23,18 +25,20 @@ offsets. A tail that fails, or does not reach the end offsets within `timeout`, 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
 from collections.abc import Collection
 from typing import Any
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Message, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from pipeline import topics
 from pipeline.config import KafkaConnection
 from pipeline.exceptions import RecordsError
 from pipeline.serde import AvroDeserializer, SerdeError
+from streams.held_keys import HeldKeysReader
 from streams.subject_index import Position, SubjectIndex
 
 log = logging.getLogger(__name__)
@@ -66,6 +70,7 @@ class SubjectDirectory:
         self.topic = topic
         self.timeout = timeout
         self._deserialize = decode
+        self._held_keys = HeldKeysReader(decode)
         self._index = SubjectIndex()
         self._changed = threading.Condition()
         self._failure: str | None = None
@@ -140,10 +145,7 @@ class SubjectDirectory:
         metadata = reader.list_topics(self.topic, timeout=self.timeout)
         if self.topic not in metadata.topics or metadata.topics[self.topic].error is not None:
             raise SubjectLookupError(f"topic {self.topic} is not available")
-        return {
-            partition: reader.get_watermark_offsets(TopicPartition(self.topic, partition), timeout=self.timeout)[1]
-            for partition in metadata.topics[self.topic].partitions
-        }
+        return end_offsets(reader, self.topic, list(metadata.topics[self.topic].partitions), self.timeout)
 
     def _read(self, reader: Consumer, located: dict[bytes, Position]) -> dict[bytes, bytes] | None:
         """The value at each located position; None when one is no longer there (compacted)."""
@@ -185,6 +187,7 @@ class SubjectDirectory:
         consumer = Consumer(self._config)
         try:
             consumer.assign([TopicPartition(self.topic, p, OFFSET_BEGINNING) for p in self._partitions(consumer)])
+            self._warm_reader()
             while not self._stopping.is_set():
                 messages = consumer.consume(1000, timeout=0.2)
                 if messages:
@@ -196,6 +199,18 @@ class SubjectDirectory:
             log.error("subject index: tail of %s stopped (%s)", self.topic, type(exc).__name__)
         finally:
             consumer.close()
+
+    def _warm_reader(self) -> None:
+        """Connect the lookups' consumer now, so the first request does not pay for it; not
+        when a lookup is running (it holds the reader, and waits for this thread)."""
+        if not self._lookups.acquire(blocking=False):
+            return
+        try:
+            if not self._stopping.is_set():
+                with contextlib.suppress(KafkaException):  # best effort: a lookup reports failures
+                    self._require_reader().list_topics(self.topic, timeout=self.timeout)
+        finally:
+            self._lookups.release()
 
     def _partitions(self, consumer: Consumer) -> list[int]:
         while not self._stopping.is_set():
@@ -229,13 +244,49 @@ class SubjectDirectory:
             self._changed.notify_all()
 
     def _held(self, value: bytes | None) -> list[bytes] | None:
-        """The subject keys a SubjectRecord holds; None for a tombstone. A value that does not
-        decode is indexed by its Kafka key alone (a lookup by that key then fails on it, as
-        reading it always did)."""
+        """The subject keys a SubjectRecord holds (read by streams.held_keys, without decoding
+        the rest of the record); None for a tombstone. A value whose keys do not decode is
+        indexed by its Kafka key alone (a lookup by that key then fails on it, as reading it
+        always did)."""
         if value is None:
             return None
         try:
-            record = self._deserialize(value).value
+            return self._held_keys(value)
         except SerdeError:
             return []
-        return [k.encode() for k in (record["subject_key"], *record["linked_keys"])]
+
+
+# A partition between leaders (just created, or its leader moving): asked again shortly.
+_LEADER_MOVING = frozenset({KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE})
+_ASK_AGAIN_S = 0.1
+
+
+def end_offsets(consumer: Consumer, topic: str, partitions: list[int], timeout: float) -> dict[int, int]:
+    """Each partition's end offset, asked of the broker now (never a cached watermark) in one
+    request per partition leader: a ListOffsets for the latest offset (timestamp -1). A
+    partition without a leader at that moment is asked again until `timeout` has passed."""
+    asked = [TopicPartition(topic, partition, OFFSET_END) for partition in partitions]
+    deadline = time.monotonic() + timeout
+    while True:
+        left = max(0.1, deadline - time.monotonic())
+        try:
+            answers = consumer.offsets_for_times(asked, timeout=left)
+        except KafkaException as exc:
+            error = exc.args[0]
+            if _leader_moving(error) and time.monotonic() < deadline:
+                time.sleep(_ASK_AGAIN_S)
+                continue
+            raise SubjectLookupError(f"no end offsets for {topic}: {error}") from None
+        if any(_leader_moving(a.error) for a in answers) and time.monotonic() < deadline:
+            time.sleep(_ASK_AGAIN_S)
+            continue
+        ends = {}
+        for answer in answers:
+            if answer.error is not None or answer.offset < 0:
+                raise SubjectLookupError(f"no end offset for {topic} partition {answer.partition}")
+            ends[answer.partition] = answer.offset
+        return ends
+
+
+def _leader_moving(error: object) -> bool:
+    return isinstance(error, KafkaError) and error.code() in _LEADER_MOVING

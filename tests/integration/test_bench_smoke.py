@@ -8,8 +8,10 @@ import json
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
 from bench.pipeline_bench import REQUIRED_KEYS, BenchOptions, run_bench, write_results
+from records.cli import app
 
 pytestmark = pytest.mark.timeout(480)
 
@@ -41,3 +43,25 @@ def test_a_tiny_bench_run_writes_every_figure(tmp_path: Path) -> None:
     # The erasures were timed on a store grown to store_rows, and each is split into its steps.
     assert written["erasure_store_rows"] >= 20_000
     assert [set(steps) for steps in written["erasure_steps_s"]] == [{"cli", "streams", "sink", "receipt_read"}]
+
+
+def test_bench_erasure_only_times_erasures_on_a_grown_store(tmp_path: Path) -> None:
+    # `records bench --only erasure`: the backlog, the store grown, the erasures timed;
+    # no live, solo, plain-loop or peer run (their figures are absent, not zero)
+    done = CliRunner().invoke(
+        app,
+        ["bench", "--only", "erasure", "--events", "2000", "--erasures", "2", "--store-rows", "20000", "--out",
+         str(tmp_path)],
+    )
+    assert done.exit_code == 0, done.output
+    assert "erasure full path p50 / p95 (2 requests)" in done.output
+
+    [path] = tmp_path.glob("*.json")
+    written = json.loads(path.read_text())
+    assert written["erasure_only"] is True
+    assert written["erasure_store_rows"] >= 20_000
+    assert written["erasure_requests"] == 2 and written["erasure_full_path_p95_s"] > 0
+    assert [set(steps) for steps in written["erasure_steps_s"]] == [{"cli", "streams", "sink", "receipt_read"}] * 2
+    assert {"streams", "sink"} <= set(written["startup_s"])
+    assert not {"live_events_per_s", "streams_events_per_s", "sink_rows_per_s"} & set(written)
+    assert written["command"].startswith("records")

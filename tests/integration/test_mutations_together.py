@@ -51,11 +51,23 @@ def test_a_failing_mutation_raises(ch_client: Client) -> None:
 
 def test_the_embedded_engine_queues_a_burst_of_part_tasks(ch_client: Client) -> None:
     """The engine opened by pipeline/clickhouse.py starts with pipeline/chdb_engine_options.py:
-    a queue of 16 background tasks on its 2 threads, so an erasure's per-part tasks are
-    queued 16 at a time (the engine's default: 4). The scheduler's sleep has no setting
-    to read back; it is passed in the same call."""
-    rows = ch_client.query(
-        "SELECT name, value FROM system.server_settings "
-        "WHERE name IN ('background_pool_size', 'background_merges_mutations_concurrency_ratio') ORDER BY name"
-    ).result_rows
-    assert rows == [("background_merges_mutations_concurrency_ratio", "8"), ("background_pool_size", "2")]
+    a queue of 128 background tasks on its 2 threads, so a mutation's per-part tasks go in
+    by the hundred: the engine queues one only while the queue keeps
+    `number_of_free_entries_in_pool_to_execute_mutation` entries free (with the queue of
+    16 before, none ever was: tasks went in one or two at a time). The scheduler's sleeps
+    have no setting to read back; they are passed in the same call."""
+    rows = dict(
+        ch_client.query(
+            "SELECT name, value FROM system.server_settings "
+            "WHERE name IN ('background_pool_size', 'background_merges_mutations_concurrency_ratio')"
+        ).result_rows
+    )
+    assert rows == {"background_merges_mutations_concurrency_ratio": "64", "background_pool_size": "2"}
+    queue = int(rows["background_pool_size"]) * int(rows["background_merges_mutations_concurrency_ratio"])
+    kept_free = int(
+        ch_client.query(
+            "SELECT value FROM system.merge_tree_settings "
+            "WHERE name = 'number_of_free_entries_in_pool_to_execute_mutation'"
+        ).result_rows[0][0]
+    )
+    assert queue - kept_free >= 100  # part tasks of a mutation queued at once

@@ -11,12 +11,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from confluent_kafka import Consumer, TopicPartition
 
 from pipeline.config import Settings
 from pipeline.kafka.producer import KafkaProducer
 from pipeline.serde import AvroDeserializer, AvroSerializer
 from pipeline.topics import TopicSpec
-from streams.subject_directory import SubjectDirectory
+from streams.subject_directory import SubjectDirectory, SubjectLookupError, end_offsets
 
 pytestmark = pytest.mark.kafka
 
@@ -111,3 +112,48 @@ def test_a_directory_started_afresh_finds_the_same_records(
         assert set(again.find(keys)) == {key for i, key in enumerate(keys) if i % 6 != 0}
     finally:
         again.close()
+
+
+def test_the_tail_indexes_records_without_decoding_them(
+    kafka_settings: Settings, subjects: TopicSpec, write: Callable[..., None]
+) -> None:
+    """The tail reads only the keys (streams/held_keys.py): the one full decode of a record
+    is the lookup's own, of the records it returns."""
+    tag = uuid.uuid4().hex
+    keys = [f"k{i}-{tag}" for i in range(12)]
+    shared = f"shared-{tag}"
+    for i, key in enumerate(keys):
+        write(key, _record(key, [shared] if i % 4 == 0 else []))
+    decoded: list[bytes | None] = []
+
+    class Counting(AvroDeserializer):
+        def __call__(self, data: bytes | None, ctx: object = None) -> Any:
+            decoded.append(data)
+            return super().__call__(data, ctx)
+
+    directory = SubjectDirectory(kafka_settings.kafka, decode=Counting(), topic=subjects.name, timeout=120)
+    try:
+        assert set(directory.find([shared])) == set(keys[::4])
+        assert len(decoded) == 3
+    finally:
+        directory.close()
+
+
+def test_end_offsets_are_the_partitions_current_ends(
+    kafka_settings: Settings, subjects: TopicSpec, write: Callable[..., None]
+) -> None:
+    """One request for all partitions, asked of the broker each time: empty partitions end
+    at 0, a record written just before counts, a topic that does not exist is an error."""
+    reader = Consumer({**kafka_settings.kafka.as_librdkafka_dict(), "group.id": f"ends-{uuid.uuid4().hex}"})
+    try:
+        assert end_offsets(reader, subjects.name, [0, 1, 2], 60) == {0: 0, 1: 0, 2: 0}
+        tag = uuid.uuid4().hex
+        for i in range(7):
+            write(f"k{i}-{tag}", _record(f"k{i}-{tag}", []))
+        ends = end_offsets(reader, subjects.name, [0, 1, 2], 60)
+        assert sum(ends.values()) == 7
+        assert ends == {p: reader.get_watermark_offsets(TopicPartition(subjects.name, p), timeout=60)[1] for p in ends}
+        with pytest.raises(SubjectLookupError):
+            end_offsets(reader, f"missing-{tag}", [0], 10)
+    finally:
+        reader.close()
