@@ -239,7 +239,7 @@ class ClickHouseSink:
         remaining_s = self.options.batch_max_s - batch.age() if not batch.empty else self.options.batch_max_s
         room = max(1, min(self.options.poll_max, self.options.batch_size - batch.messages))
         # none if a rebalance callback ran meanwhile (sink/group_member.py)
-        for message in self.member.consume(room, timeout=max(0.01, min(remaining_s, 0.5))):
+        for message in self.member.consume(room, timeout=max(0.01, min(remaining_s, self.options.poll_wait_s))):
             self._add(self._batch, message)
 
     def _add(self, batch: Batch, message: KafkaMessage) -> None:

@@ -48,6 +48,10 @@ class SinkOptions:
     batch_max_s: float = 1.0
     batch_max_bytes: int = 64 * 1024 * 1024
     poll_max: int = 10_000
+    # The longest one consume call waits for `poll_max` messages. librdkafka returns only
+    # when it has them all or the time is up, so a DSR command arriving on a quiet topic
+    # waits this long before its batch is written (the erasure's receipt waits with it).
+    poll_wait_s: float = 0.1
     retry_initial_s: float = 0.5
     retry_max_s: float = 30.0
     lag_every_s: float = 1.0
