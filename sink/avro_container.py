@@ -34,34 +34,6 @@ def zigzag_varint(n: int) -> bytes:
     return bytes(out)
 
 
-def read_string(body: bytes | memoryview, pos: int = 0) -> tuple[str, int]:
-    """The Avro string at `pos` of a binary body and the position after it."""
-    length, pos = read_long(body, pos)
-    end = pos + length
-    if length < 0 or end > len(body):
-        raise ValueError("truncated Avro string")
-    return bytes(body[pos:end]).decode("utf-8"), end
-
-
-def read_long(body: bytes | memoryview, pos: int) -> tuple[int, int]:
-    """The zig-zag varint Avro long at `pos`, and the position after it; ValueError when
-    the body ends before it does."""
-    if pos < len(body) and (first := body[pos]) < 0x80:  # the common case: one byte
-        return (first >> 1) ^ -(first & 1), pos + 1
-    shift = 0
-    value = 0
-    while True:
-        if pos >= len(body) or shift > 63:
-            raise ValueError("truncated Avro long")
-        byte = body[pos]
-        pos += 1
-        value |= (byte & 0x7F) << shift
-        if not byte & 0x80:
-            break
-        shift += 7
-    return (value >> 1) ^ -(value & 1), pos
-
-
 def _metadata(schema: AvroSchema) -> bytes:
     entries = {"avro.schema": json.dumps(schema.definition).encode(), "avro.codec": b"null"}
     out = bytearray(zigzag_varint(len(entries)))

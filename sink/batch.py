@@ -26,12 +26,13 @@ from typing import Any, Protocol
 
 import fastavro
 
+from pipeline.avro_binary import read_string
 from pipeline.clickhouse_ddl import TableModel
 from pipeline.dead_letter import DeadLetter
 from pipeline.schemas import AvroSchema, SchemaError
 from pipeline.serde import SINGLE_OBJECT_MAGIC, AvroDeserializer, SerdeError
 from pipeline.topics import TopicSpec
-from sink.avro_container import SINGLE_OBJECT_PREFIX, read_string
+from sink.avro_container import SINGLE_OBJECT_PREFIX
 
 STAGE = "sink"
 

@@ -25,9 +25,9 @@ from typing import Any
 
 from clickhouse_connect.driver.client import Client
 
+from pipeline.avro_binary import read_long, read_string_array
 from pipeline.clickhouse_ddl import LEDGER_DENIES, TableModel
 from pipeline.schemas import AvroSchema
-from sink.avro_container import read_long
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MS = timedelta(milliseconds=1)
@@ -93,22 +93,7 @@ def _prefix_subject_keys(body: bytes) -> list[bytes]:
     for _ in range(2):  # event_id, source_event_id
         length, pos = read_long(body, pos)
         pos += length
-    keys: list[bytes] = []
-    while True:
-        count, pos = read_long(body, pos)
-        if count == 0:
-            break
-        if count < 0:  # a block with its byte size
-            count = -count
-            _, pos = read_long(body, pos)
-        for _ in range(count):
-            length, pos = read_long(body, pos)
-            end = pos + length
-            if length < 0 or end > len(body):
-                raise ValueError("truncated Avro string")
-            keys.append(body[pos:end])
-            pos = end
-    return keys
+    return read_string_array(body, pos)[0]
 
 
 def time_reader(writer: AvroSchema, name: str) -> Callable[[bytes], int | None] | None:
@@ -190,16 +175,7 @@ def _skip(body: bytes, pos: int, kind: str) -> int:
         return pos + 4
     if kind == "double":
         return pos + 8
-    while True:  # strings: blocks of strings until a zero count
-        count, pos = read_long(body, pos)
-        if count == 0:
-            return pos
-        if count < 0:
-            count = -count
-            _, pos = read_long(body, pos)
-        for _ in range(count):
-            length, pos = read_long(body, pos)
-            pos += length
+    return read_string_array(body, pos)[1]  # strings
 
 
 class DenialState:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from pipeline.avro_binary import read_bytes, read_string_array
 from pipeline.serde import SINGLE_OBJECT_MAGIC, AvroDeserializer, SerdeError
 
 _HEADER = len(SINGLE_OBJECT_MAGIC) + 8
@@ -63,39 +64,8 @@ def _plain(kind: Any) -> Any:
 def read_prefix(data: bytes, at: int) -> list[bytes]:
     """`subject_key` then the items of `linked_keys`, read from the Avro body at `data[at:]`."""
     try:
-        length, at = _long(data, at)
-        keys = [_bytes(data, at, length)]
-        at += length
-        while True:
-            count, at = _long(data, at)
-            if count == 0:
-                return keys
-            if count < 0:
-                count = -count
-                _, at = _long(data, at)  # the block's size in bytes
-            for _ in range(count):
-                length, at = _long(data, at)
-                keys.append(_bytes(data, at, length))
-                at += length
-    except IndexError:
+        key, at = read_bytes(data, at)
+        linked, _ = read_string_array(data, at)
+    except ValueError:
         raise SerdeError("SubjectRecord: body ends inside subject_key/linked_keys") from None
-
-
-def _bytes(data: bytes, at: int, length: int) -> bytes:
-    if length < 0 or at + length > len(data):
-        raise SerdeError("SubjectRecord: bad string length in subject_key/linked_keys")
-    return data[at : at + length]
-
-
-def _long(data: bytes, at: int) -> tuple[int, int]:
-    """A zig-zag varint at `data[at]` and the offset after it."""
-    shift = result = 0
-    while True:
-        byte = data[at]
-        at += 1
-        result |= (byte & 0x7F) << shift
-        if not byte & 0x80:
-            return (result >> 1) ^ -(result & 1), at
-        shift += 7
-        if shift > 63:
-            raise SerdeError("SubjectRecord: bad varint in subject_key/linked_keys")
+    return [key, *linked]

@@ -12,9 +12,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from pipeline.avro_binary import read_string
 from pipeline.clickhouse_ddl import table_models
 from pipeline.serde import AvroSerializer
-from sink.avro_container import SINGLE_OBJECT_PREFIX, container, read_string, zigzag_varint
+from sink.avro_container import SINGLE_OBJECT_PREFIX, container, zigzag_varint
 from tests.support.avro_strategies import records
 
 SCHEMAS = [model.schema for model in table_models()]
