@@ -26,7 +26,6 @@ from records.simulate import SimulationConfig, TrafficMix, generate
 from records.wiring import Wiring
 
 SEED = 7
-SINK_ONLY_KEYS = ("sink_rows_per_s", "sink_rows_per_cpu_s", "sink_rows", "sink_backlog_messages", "peak_rss_mb")
 
 
 def enriched_messages(raw: list[Message], keyer: SubjectKeyer, now: datetime) -> list[Message]:
