@@ -54,7 +54,6 @@ from typing import Any
 
 from bench.bench_steps import (
     STREAMS_IN,
-    commit_at_end,
     drained,
     erase_one,
     first_count,
@@ -63,13 +62,13 @@ from bench.bench_steps import (
     measure_producer,
     percentile,
     prebuilt_messages,
-    renamed_changelog,
     versions,
 )
-from bench.plain_loop import RAW, run_plain_loop
+from bench.plain_loop import RAW
 from bench.quix_peer import QUIXSTREAMS, ensure_quix_venv, run_quix_peer
 from bench.rss_sampler import RssSampler
 from bench.solo_sink import SINK_ROWS, measure_solo_sink
+from bench.solo_streams import PLAIN_TOPIC, measure_plain_loops, measure_solo_streams, ratios
 from bench.stack import (
     Stack,
     fresh_stack,
@@ -78,17 +77,12 @@ from bench.stack import (
     wait_for,
 )
 from bench.store_fill import fill_store, stored_row_count
-from pipeline import topics
 from pipeline.exceptions import RecordsError
-from pipeline.kafka.admin import ensure_topics
-from pipeline.topics import CONSENT_CHANGELOG, DSR, DSR_SEEN_CHANGELOG, ERASURES_CHANGELOG
 from records.simulate import SimulationConfig, TrafficMix, generate
 from records.wiring import Wiring
 
 SINK_GROUP = "cs-clickhouse-sink"
-SOLO_APP_ID = "cs-streams-bench-solo"
 SINK_ARGS = ["worker", "sink", "--loglevel", "warning", "--http-port", "0"]
-CHANGELOGS = (CONSENT_CHANGELOG, ERASURES_CHANGELOG, DSR_SEEN_CHANGELOG)
 SEED = 7
 # How often the workers' metrics and the groups' lag are read while they drain: each
 # scrape costs the worker a little CPU (its Prometheus endpoint shares the GIL).
@@ -190,8 +184,13 @@ def run_bench(options: BenchOptions, progress: Callable[[str], None] | None = No
             for worker in streams_group:
                 startup[worker.name] = first_count(worker, STREAMS_IN, workers, timeout) - worker.started
             startup["sink"] = first_count(sink, SINK_ROWS, workers, timeout) - sink.started
-            done = wait_for("the backlog to be stored", lambda: drained(stack, streams_group, raw_total, SINK_GROUP),
-                            workers, timeout=timeout, every=POLL_S)
+            done = wait_for(
+                "the backlog to be stored",
+                lambda: drained(stack, streams_group, raw_total, SINK_GROUP),
+                workers,
+                timeout=timeout,
+                every=POLL_S,
+            )
             result["e2e_events_per_s"] = raw_total / (done - streams.started)
             result["e2e_seconds"] = done - streams.started
 
@@ -201,9 +200,13 @@ def run_bench(options: BenchOptions, progress: Callable[[str], None] | None = No
                 started = time.perf_counter()
                 stack.run_records("simulate", "--events", str(options.live_events), "--seed", str(SEED + 1))
                 live_total = stack.topic_total(RAW)
-                done = wait_for("the live traffic to be stored",
-                                lambda: drained(stack, streams_group, live_total, SINK_GROUP),
-                                workers, timeout=timeout, every=POLL_S)
+                done = wait_for(
+                    "the live traffic to be stored",
+                    lambda: drained(stack, streams_group, live_total, SINK_GROUP),
+                    workers,
+                    timeout=timeout,
+                    every=POLL_S,
+                )
                 result["live_events_per_s"] = (live_total - raw_total) / (done - started)
                 raw_total = live_total
 
@@ -217,7 +220,7 @@ def run_bench(options: BenchOptions, progress: Callable[[str], None] | None = No
                 result["erasure_store_rows"] = fill_store(stack, options.store_rows)
                 sink = stack.spawn("sink_after_fill", SINK_ARGS)
                 workers.append(sink)
-                for phone in phones[options.erasures:]:  # warm-up, not timed: the new sink consumes
+                for phone in phones[options.erasures :]:  # warm-up, not timed: the new sink consumes
                     erase_one(stack, phone, timeout=timeout)
             else:
                 result["erasure_store_rows"] = stored_row_count(stack)
@@ -241,41 +244,20 @@ def run_bench(options: BenchOptions, progress: Callable[[str], None] | None = No
 
         # 6. streams alone, on every raw message (or for solo_max_s after its first batch)
         phase("streams alone")
-        commit_at_end(stack, SOLO_APP_ID, [DSR.name])
-        # Its changelogs exist before it starts, as `records topics ensure` makes the real
-        # ones: faust creating them itself sometimes races its own metadata and stalls.
-        ensure_topics(stack.admin, [renamed_changelog(spec, SOLO_APP_ID) for spec in CHANGELOGS])
-        solo = stack.spawn("streams-solo", ["worker", "streams", "--loglevel", "warning", "--app-id", SOLO_APP_ID])
-        try:
-            first = first_count(solo, STREAMS_IN, [solo], timeout)
-            at_first = solo.metric(STREAMS_IN)
-            done = wait_for(
-                "the solo streams worker",
-                lambda: solo.metric(STREAMS_IN) >= raw_total or time.perf_counter() - first > options.solo_max_s,
-                [solo], timeout=timeout, every=POLL_S,
-            )
-            counted = solo.metric(STREAMS_IN)
-            result["streams_events_per_s"] = (counted - at_first) / max(done - first, 1e-3)
-            result["streams_with_startup_events_per_s"] = counted / (done - solo.started)
-        finally:
-            solo.stop()
-            rss["streams_solo"] = solo.peak_rss
+        figures, rss["streams_solo"] = measure_solo_streams(
+            stack, raw_total, solo_max_s=options.solo_max_s, timeout=timeout
+        )
+        result.update(figures)
 
         # 7. the plain loops, right after the streams stage on the same backlog (the machine
         # in the same state: the ratio is what counts)
         phase("plain loops")
-        stack.admin.create_topics([topics.TopicSpec("bench.plain.v1", "any", "plain-loop output", 3, {})])
-        result["bare_loop_events_per_s"] = run_plain_loop(
-            stack.settings, keyer, "bench.plain.v1", backlog_total, enrich=False
-        )
-        result["plain_loop_events_per_s"] = run_plain_loop(
-            stack.settings, keyer, "bench.plain.v1", backlog_total, enrich=True
-        )
+        result.update(measure_plain_loops(stack, keyer, backlog_total))
         if quix_python is not None:
             phase("the Quix Streams peer")
             try:
                 result["quix_events_per_s"] = run_quix_peer(
-                    quix_python, stack.env, "bench.plain.v1", backlog_total, stack.root / "quix-state", timeout
+                    quix_python, stack.env, PLAIN_TOPIC, backlog_total, stack.root / "quix-state", timeout
                 )
                 peer["quixstreams"] = QUIXSTREAMS.split("==", 1)[1]
             except RecordsError as exc:
@@ -286,10 +268,7 @@ def run_bench(options: BenchOptions, progress: Callable[[str], None] | None = No
         figures, rss["sink_solo"] = measure_solo_sink(stack, solo_max_s=options.solo_max_s, timeout=timeout)
         result.update(figures)
 
-        result["streams_vs_plain_loop"] = result["streams_events_per_s"] / result["plain_loop_events_per_s"]
-        result["streams_vs_bare_loop"] = result["streams_events_per_s"] / result["bare_loop_events_per_s"]
-        if "quix_events_per_s" in result:
-            result["streams_vs_quix"] = result["streams_events_per_s"] / result["quix_events_per_s"]
+        ratios(result)
         _close(result, stack, startup, rss, sampler)
     return _stamped(result, peer, options, now)
 

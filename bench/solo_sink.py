@@ -13,31 +13,19 @@ window (`python -m bench.profile_summary FILE` summarises it).
 
 from __future__ import annotations
 
-import shutil
-import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 from bench.bench_steps import ENRICHED, first_count
+from bench.py_spy import profiler_started, profiler_stopped
 from bench.stack import Stack, cpu_seconds, wait_for
-from pipeline.exceptions import RecordsError
 from pipeline.kafka.admin import group_lag
 
 SOLO_SINK_GROUP = "cs-clickhouse-sink-bench-solo"
 SINK_ROWS = "records_sink_rows_inserted"
 POLL_S = 0.5  # how often the group's lag is read while the sink drains
-
-
-def py_spy() -> str:
-    """The py-spy executable next to this interpreter, or on PATH; RecordsError if none."""
-    local = Path(sys.executable).with_name("py-spy")
-    found = str(local) if local.exists() else shutil.which("py-spy")
-    if found is None:
-        raise RecordsError("--profile needs py-spy: pip install -e '.[bench]'")
-    return found
 
 
 def measure_solo_sink(
@@ -49,8 +37,17 @@ def measure_solo_sink(
         "sink-solo",
         # no retention run: it would fall inside the measured window (the sink runs it
         # after its first batch), and this figure is the drain alone
-        ["worker", "sink", "--loglevel", "warning", "--no-http", "--retention-every", "0", "--group-id",
-         SOLO_SINK_GROUP],
+        [
+            "worker",
+            "sink",
+            "--loglevel",
+            "warning",
+            "--no-http",
+            "--retention-every",
+            "0",
+            "--group-id",
+            SOLO_SINK_GROUP,
+        ],
         env={"RECORDS_CHDB_PATH": str(stack.root / "chdb-solo")},
     )
     profiler: subprocess.Popen[bytes] | None = None
@@ -60,14 +57,13 @@ def measure_solo_sink(
         at_first = solo_sink.metric(SINK_ROWS)
         cpu_at_first = cpu_seconds(solo_sink.process.pid)
         if profile is not None:
-            # --idle: the time the sink waits (on Kafka, on the engine) shows too
-            command = [py_spy(), "record", "-f", "raw", "--idle", "--threads", "-o", str(profile)]
-            command += ["-p", str(solo_sink.process.pid), *(["--native"] if native else [])]
-            profiler = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            profiler = profiler_started(solo_sink.process.pid, profile, native=native)
         done = wait_for(
             "the solo sink",
             lambda: time.perf_counter() - first > solo_max_s or group_lag(stack.admin, SOLO_SINK_GROUP, ENRICHED) == 0,
-            [solo_sink], timeout=timeout, every=POLL_S,
+            [solo_sink],
+            timeout=timeout,
+            every=POLL_S,
         )
         rows = solo_sink.metric(SINK_ROWS)
         cpu = cpu_seconds(solo_sink.process.pid) - cpu_at_first
@@ -79,22 +75,7 @@ def measure_solo_sink(
     finally:
         try:
             if profiler is not None:
-                _stop_profiler(profiler)
+                profiler_stopped(profiler)
         finally:
             solo_sink.stop()
     return result, solo_sink.peak_rss
-
-
-def _stop_profiler(profiler: subprocess.Popen[bytes]) -> None:
-    """py-spy writes its output when interrupted."""
-    if profiler.poll() is None:
-        profiler.send_signal(signal.SIGINT)
-    try:
-        _, err = profiler.communicate(timeout=60)
-    except subprocess.TimeoutExpired:
-        profiler.kill()
-        profiler.communicate()
-        return
-    if profiler.returncode not in (0, -signal.SIGINT):
-        tail = (err or b"").decode(errors="replace").strip().splitlines()[-1:]
-        raise RecordsError(f"benchmark: py-spy failed: {' '.join(tail)}")

@@ -107,8 +107,9 @@ def bench(
         str | None,
         typer.Option(
             "--only",
-            help="Run one part alone: `sink` (the solo sink on an enriched backlog, ~1 min) or `erasure` (the "
-            "backlog stored by both workers, the store grown to --store-rows, the erasures timed; ~2.5 min).",
+            help="Run one part alone: `streams` (the solo streams worker and the plain loops on a raw backlog, "
+            "~1 min), `sink` (the solo sink on an enriched backlog, ~1 min) or `erasure` (the backlog stored by "
+            "both workers, the store grown to --store-rows, the erasures timed; ~2.5 min).",
         ),
     ] = None,
     store_rows: Annotated[
@@ -121,9 +122,9 @@ def bench(
     ] = None,
     profile: Annotated[
         Path | None,
-        typer.Option("--profile", dir_okay=False, help="With --only sink: py-spy samples of the sink (raw) to FILE."),
+        typer.Option("--profile", dir_okay=False, help="With --only: py-spy samples of that worker (raw) to FILE."),
     ] = None,
-    native: Annotated[bool, typer.Option("--native", help="With --profile: native frames too (chDB).")] = False,
+    native: Annotated[bool, typer.Option("--native", help="With --profile: native frames too.")] = False,
 ) -> None:
     """Measure the pipeline end to end on a fresh local stack (own broker on free ports,
     data in a temporary directory): the real workers on a backlog and live, the producer,
@@ -160,26 +161,49 @@ def bench(
 
 
 def _only(
-    only: str | None, *, count: int, quick: bool, out: Path, as_json: bool, command: str, profile: Path | None,
+    only: str | None,
+    *,
+    count: int,
+    quick: bool,
+    out: Path,
+    as_json: bool,
+    command: str,
+    profile: Path | None,
     native: bool,
 ) -> None:
-    """`--only sink`: the solo sink alone (bench/sink_only.py)."""
-    if only != "sink":
-        raise ConfigError("--only takes `sink` or `erasure`; --profile needs --only sink")
+    """`--only sink` (bench/sink_only.py) or `--only streams` (bench/streams_only.py)."""
+    if only not in ("sink", "streams"):
+        raise ConfigError("--only takes `streams`, `sink` or `erasure`; --profile needs --only streams or sink")
     from bench.pipeline_bench import write_results
-    from bench.sink_only import run_sink_only
 
-    typer.echo(f"records bench --only sink: the enriched rows of {count:,} events, twice, on a fresh stack ...")
-    result = run_sink_only(
-        events=count, solo_max_s=30.0 if quick else 120.0, command=command, profile=profile, native=native,
-        progress=typer.echo,
-    )
+    solo_max_s = 30.0 if quick else 120.0
+    if only == "streams":
+        from bench.streams_only import run_streams_only
+
+        typer.echo(f"records bench --only streams: {count:,} events on a fresh stack ...")
+        result = run_streams_only(
+            events=count, solo_max_s=solo_max_s, command=command, profile=profile, progress=typer.echo
+        )
+        summary = (
+            f"streams alone: {result['streams_events_per_s']:,.0f} events/s; plain loop, same enrichment: "
+            f"{result['plain_loop_events_per_s']:,.0f}; bare: {result['bare_loop_events_per_s']:,.0f}; "
+            f"streams / plain loop {result['streams_vs_plain_loop']:.2f}, / bare {result['streams_vs_bare_loop']:.2f} "
+            f"(peak RSS {result['peak_rss_mb']['streams_solo']:,.0f} MB)"
+        )
+    else:
+        from bench.sink_only import run_sink_only
+
+        typer.echo(f"records bench --only sink: the enriched rows of {count:,} events, twice, on a fresh stack ...")
+        result = run_sink_only(
+            events=count, solo_max_s=solo_max_s, command=command, profile=profile, native=native, progress=typer.echo
+        )
+        summary = (
+            f"sink alone: {result['sink_rows_per_s']:,.0f} rows/s, {result['sink_rows_per_cpu_s']:,.0f} rows per CPU s "
+            f"({result['sink_rows']:,.0f} rows of {result['sink_backlog_messages']:,} messages in "
+            f"{result['sink_seconds']:.1f} s; peak RSS {result['peak_rss_mb']['sink_solo']:,.0f} MB)"
+        )
     path = write_results(result, out)
-    typer.echo(
-        f"sink alone: {result['sink_rows_per_s']:,.0f} rows/s, {result['sink_rows_per_cpu_s']:,.0f} rows per CPU s "
-        f"({result['sink_rows']:,.0f} rows of {result['sink_backlog_messages']:,} messages in "
-        f"{result['sink_seconds']:.1f} s; peak RSS {result['peak_rss_mb']['sink_solo']:,.0f} MB)"
-    )
+    typer.echo(summary)
     if as_json:
         typer.echo(json.dumps(result, indent=2, sort_keys=True))
     typer.echo(f"results: {path}")

@@ -65,3 +65,20 @@ def test_bench_erasure_only_times_erasures_on_a_grown_store(tmp_path: Path) -> N
     assert {"streams", "sink"} <= set(written["startup_s"])
     assert not {"live_events_per_s", "streams_events_per_s", "sink_rows_per_s"} & set(written)
     assert written["command"].startswith("records")
+
+
+def test_bench_streams_only_times_the_solo_worker_against_the_plain_loops(tmp_path: Path) -> None:
+    # `records bench --only streams`: the raw backlog, the solo streams worker, the plain loops
+    # (enough events for more than one batch: the rate is timed from the first batch on)
+    done = CliRunner().invoke(app, ["bench", "--only", "streams", "--events", "10000", "--out", str(tmp_path)])
+    assert done.exit_code == 0, done.output
+    assert "streams / plain loop" in done.output
+
+    [path] = tmp_path.glob("*.json")
+    written = json.loads(path.read_text())
+    assert written["only"] == "streams" and written["events"] == 10_000
+    figures = ("streams_events_per_s", "plain_loop_events_per_s", "bare_loop_events_per_s", "streams_vs_plain_loop")
+    assert [k for k in figures if not _positive(written[k])] == []
+    assert written["streams_vs_plain_loop"] == written["streams_events_per_s"] / written["plain_loop_events_per_s"]
+    assert _positive(written["peak_rss_mb"])
+    assert not {"sink_rows_per_s", "e2e_events_per_s"} & set(written)
