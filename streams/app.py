@@ -1,24 +1,24 @@
 """The faust-streaming worker: wires the pure core (`rows`, `enforce_consent`, `enrich`,
 `consent_state`) to Kafka topics. Nothing here decides policy.
 
-Agents (one consumer group, id `STREAMS_APP_ID`):
-- `consent` reads cs.consent.v1: writes the consent table and emits the ledger rows;
-- `chats` reads cs.chat.v1, `calls` reads cs.call.v1, `forms` reads cs.contact-form.v1:
-  look the subject keys up in the consent table, build the rows;
-- `dsr` reads cs.dsr.v1: verifies data-subject requests and executes their Kafka side
-  (`streams.dsr_stage`), then forwards them to the sink on cs.dsr.commands.v1.
-Before building anything, the four record agents drop an event that predates an
-erasure of one of its subjects (`streams.erased_keys`): counted, not dead-lettered.
-The four record agents take batches (`stream.take_events`, up to `batch_size` events or
-`batch_within` seconds), decode and encode with parsed schemas, build with
-`streams.rows`, queue every output message of the batch on a confluent-kafka (librdkafka)
-producer and then wait once, in a thread, until every delivery report is in; only then
-does faust ack the batch's offsets (at-least-once; row ids make a replay idempotent
-downstream). faust's own producer writes the tables' changelogs and the DSR stage's output.
-The app consumes through `streams.fast_drain` (fetched messages handed to the agents one
-fetch at a time, not one task group per message; and two repairs to faust's rebalance
-path without which a restarted worker could stall: see that module). faust's own drain is
-not an option: it has the stall.
+One consumer group, id `STREAMS_APP_ID`, reads:
+- the four record topics, routed past faust's streams (`streams.fast_drain.route_batches`:
+  the records of each fetch, up to `batch_size`, in one call): cs.consent.v1 writes the
+  consent table and emits the ledger rows; cs.chat.v1, cs.call.v1 and cs.contact-form.v1
+  look the subject keys up in the consent table and build the rows;
+- cs.dsr.v1, with the `dsr` agent: verifies data-subject requests and executes their
+  Kafka side (`streams.dsr_stage`), then forwards them to the sink on cs.dsr.commands.v1.
+Before building anything, an event that predates an erasure of one of its subjects is
+dropped (`streams.erased_keys`): counted, not dead-lettered. A batch of records is
+decoded and encoded with parsed schemas and built with `streams.rows`; every output
+message is queued on a confluent-kafka (librdkafka) producer and each record is
+acknowledged only after every delivery report of its batch is in
+(`streams.delivery_window`, which builds the next batch meanwhile): at-least-once, and
+row ids make a replay idempotent downstream. faust's own producer writes the tables'
+changelogs and the DSR stage's output. The app consumes through `streams.fast_drain`
+(fetched messages handed over one fetch at a time, not one task group per message; and
+two repairs to faust's rebalance path without which a restarted worker could stall: see
+that module). faust's own drain is not an option: it has the stall.
 
 The consent table is a faust GlobalTable with `use_partitioner=True`: chats and calls are
 keyed by conversation/call id, not by subject, so the subject keys a record needs live
@@ -39,18 +39,18 @@ cs.quarantine.v1 the same way.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import time
 import traceback
 from collections import Counter
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, cast
+from typing import Any, NoReturn
 
 import faust
+from faust.types import Message
 from prometheus_client import CollectorRegistry
 
 from pipeline import topics
@@ -58,7 +58,7 @@ from pipeline.config import KafkaConnection, Settings
 from pipeline.dead_letter import DeadLetter
 from pipeline.dsr import TrustedKeys
 from pipeline.dsr_contract import CommandSigner
-from pipeline.exceptions import ConfigError, KafkaClientError
+from pipeline.exceptions import ConfigError
 from pipeline.kafka.producer import KafkaProducer
 from pipeline.policy import Policy, default_policy
 from pipeline.schemas import SchemaError
@@ -66,9 +66,10 @@ from pipeline.serde import Decoded, Serde, SerdeError
 from pipeline.subject_keys import SubjectKeyer
 from streams import enrich, erased_keys, metrics
 from streams.consent_state import SubjectConsent, apply, merge, to_millis
+from streams.delivery_window import DeliveryWindow
 from streams.dsr_stage import DsrStage, DsrTables
 from streams.exceptions import InvalidEvent
-from streams.fast_drain import use_fast_drain
+from streams.fast_drain import route_batches, use_fast_drain
 from streams.outgoing import Outgoing
 from streams.rows import Outcome, Row, RowBuilder
 from streams.subject_directory import SubjectDirectory
@@ -85,8 +86,8 @@ DSR_TOPICS = (topics.DSR, topics.DSR_COMMANDS, topics.DSR_RECEIPTS)
 @dataclass(frozen=True)
 class WorkerOptions:
     app_id: str = topics.STREAMS_APP_ID
-    batch_size: int = 1000
-    batch_within: float = 0.25  # seconds
+    batch_size: int = 1000  # records per fetch, and so per batch (faust's broker_max_poll_records)
+    batches_in_flight: int = 2  # batches whose delivery reports are awaited at a time (streams.delivery_window)
     erased_keys_expiry_every_s: float = 3600.0  # how often expired erased-keys entries are deleted
     seen_sweep_every: float = 600.0  # seconds between sweeps of the seen-requests table
     # How long the group waits for a member that stopped heartbeating (kill -9, a lost
@@ -170,6 +171,7 @@ class StreamsWorker:
             broker_session_timeout=options.session_timeout_s,
             producer_linger_ms=5,
             producer_max_batch_size=256 * 1024,
+            broker_max_poll_records=options.batch_size,
             stream_buffer_maxsize=4 * options.batch_size,
             worker_redirect_stdouts=False,
         )
@@ -190,15 +192,10 @@ class StreamsWorker:
             "Data-subject request ids read, with the message that carried each first.",
         )
         self._expected_schemas = {spec.name: set(spec.value_schemas) for spec in INPUT_TOPICS}
-        agents = (
-            (topics.CHAT, "chats"),
-            (topics.CALL, "calls"),
-            (topics.CONSENT, "consent"),
-            (topics.CONTACT_FORM, "forms"),
+        self.window = DeliveryWindow(
+            self.output, depth=options.batches_in_flight, timeout_s=options.delivery_timeout_s, fail=_exit_undelivered
         )
-        for spec, name in agents:
-            source = self.app.topic(spec.name, key_serializer="raw", value_serializer="raw")
-            self.app.agent(source, name=name)(self._agent(name))
+        route_batches(self.app, [spec.name for spec in INPUT_TOPICS], self._on_records)
         self.dsr = DsrStage(
             self.app,
             self.builder,
@@ -271,49 +268,27 @@ class StreamsWorker:
                 self.consent_table[raw_key] = updated.to_json()
                 self.metrics.consent_updates.inc()
 
-    # ---- agents ---------------------------------------------------------------------
+    # ---- records ---------------------------------------------------------------------
 
-    def _agent(self, name: str) -> Callable[[faust.StreamT], Awaitable[None]]:
-        async def agent(stream: faust.StreamT) -> None:
-            # take_events (on faust's Stream, not its StreamT interface) keeps each message's
-            # topic, partition, offset, key and headers, which the DLQ needs
-            batches = cast(faust.Stream, stream).take_events(self.options.batch_size, within=self.options.batch_within)
-            async for events in batches:
-                await self._run_batch(name, events)
-
-        agent.__name__ = name
-        return agent
-
-    async def _run_batch(self, agent: str, events: Sequence[faust.EventT]) -> None:
-        """Process a batch, then hand its messages to the producer and wait until Kafka has
-        them all: the batch's offsets are acknowledged only after that (at-least-once)."""
+    async def _on_records(self, messages: list[Message]) -> None:
+        """Process the records of a fetch and hand their output to the delivery window;
+        each record is acknowledged once its batch's output is in Kafka (at-least-once)."""
         started = time.perf_counter()
         batch = _Batch(_now())
-        for event in events:
-            self._process(event, batch)
-        output = self.output
-        failed_before = output.stats.failed
-        try:
-            for out in batch.sends:
-                output.produce(out.topic, out.value, out.key, list(out.headers) or None)
-            if batch.sends:
-                # flush sends at once (it overrides linger.ms) and returns when every
-                # delivery report is in; in a thread, so the other agents keep running
-                await asyncio.get_running_loop().run_in_executor(None, output.flush, self.options.delivery_timeout_s)
-            if output.stats.failed > failed_before:
-                raise KafkaClientError("delivery failed: " + ", ".join(sorted(output.stats.errors)), "_DELIVERY")
-        except Exception as exc:
-            # faust acks a batch's events even when the agent body fails, and would commit
-            # them on the way down: only an immediate exit keeps the batch for a replay.
-            log.critical("cannot deliver the output of a %s batch (%s): exiting", agent, type(exc).__name__)
-            logging.shutdown()
-            os._exit(70)
-        self._count(batch)
-        self.metrics.batch_seconds.labels(agent).observe(time.perf_counter() - started)
+        for message in messages:
+            self._process(message, batch)
+        ack = self.app.consumer.ack
 
-    def _process(self, event: faust.EventT, batch: _Batch) -> None:
+        def delivered() -> None:
+            for message in messages:
+                ack(message)
+            self._count(batch)
+            self.metrics.batch_seconds.labels("records").observe(time.perf_counter() - started)
+
+        await self.window.send(batch.sends, delivered)
+
+    def _process(self, message: Message, batch: _Batch) -> None:
         """Decode, build and encode one message; any failure sends it to the DLQ."""
-        message = event.message
         schema = "-"
         try:
             decoded = self._decode(message.topic, message.value)
@@ -327,7 +302,7 @@ class StreamsWorker:
             outcome = self.builder.build(schema, decoded.value, self.consent_of, batch.now)
             encoded = [(row, self._encode(row)) for row in outcome.rows]
         except (SerdeError, SchemaError, InvalidEvent) as exc:
-            self._dead_letter(event, schema, type(exc).__name__, str(exc), batch)
+            self._dead_letter(message, schema, type(exc).__name__, str(exc), batch)
             return
         except Exception as exc:  # a bug must not stop the stream; its message may hold values
             log.error(
@@ -340,12 +315,12 @@ class StreamsWorker:
                 "".join(traceback.format_tb(exc.__traceback__)),
             )
             error = f"internal error ({type(exc).__name__}) processing {schema}"
-            self._dead_letter(event, schema, type(exc).__name__, error, batch)
+            self._dead_letter(message, schema, type(exc).__name__, error, batch)
             return
         batch.tally[("in", message.topic, schema)] += 1
         if outcome.quarantine is not None:
             self._forward(
-                topics.QUARANTINE.name, event, outcome.quarantine.requirement, outcome.quarantine.error, batch
+                topics.QUARANTINE.name, message, outcome.quarantine.requirement, outcome.quarantine.error, batch
             )
             batch.tally[("quarantined", outcome.quarantine.requirement)] += 1
             return
@@ -379,16 +354,15 @@ class StreamsWorker:
             return None
         return self.serde.encoder(row.schema)(row.value)
 
-    def _dead_letter(self, event: faust.EventT, schema: str, error_class: str, error: str, batch: _Batch) -> None:
-        topic = event.message.topic
-        self._forward(topics.DLQ.name, event, error_class, error, batch)
+    def _dead_letter(self, message: Message, schema: str, error_class: str, error: str, batch: _Batch) -> None:
+        topic = message.topic
+        self._forward(topics.DLQ.name, message, error_class, error, batch)
         batch.tally[("in", topic, schema)] += 1
         batch.tally[("dead_lettered", topic, error_class)] += 1
 
     @staticmethod
-    def _forward(topic: str, event: faust.EventT, error_class: str, error: str, batch: _Batch) -> None:
+    def _forward(topic: str, message: Message, error_class: str, error: str, batch: _Batch) -> None:
         """The original message, untouched, with dead-letter headers saying why and from where."""
-        message = event.message
         letter = DeadLetter(message.topic, message.partition, message.offset, error_class, error, STAGE)
         headers = message.headers or ()
         original = list(headers.items() if isinstance(headers, Mapping) else headers)
@@ -402,6 +376,14 @@ class _Batch:
     now: datetime
     sends: list[Outgoing] = field(default_factory=list)
     tally: Counter[tuple[str, ...]] = field(default_factory=Counter)
+
+
+def _exit_undelivered(reason: str) -> NoReturn:
+    """A batch's output did not reach Kafka: exit at once. faust would commit the batch's
+    offsets on the way down; an immediate exit keeps it for a replay."""
+    log.critical("cannot deliver the output of a batch of records (%s): exiting", reason)
+    logging.shutdown()
+    os._exit(70)
 
 
 def _now() -> datetime:

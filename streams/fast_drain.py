@@ -36,6 +36,17 @@ good (found by tests/faults/test_kill_streams.py, about one run in ten):
   committed offsets and fetched again once the rebalance is over. Changelog records still
   flow (they are the tables' recovery).
 
+Batch routes (`route_batches`): the records of the topics routed to a handler skip
+faust's conductor, events and streams altogether. Each fetch hands the handler that
+topic's messages in one list, in offset order per partition, after adding them to the
+consumer's unacknowledged set (faust's revocation waits for that set to empty before it
+commits); the handler acknowledges each message (`Consumer.ack`) once it is done with
+it, and faust commits, as ever, only acknowledged offsets. A handler must not await
+before it has made sure every message it was handed will be acknowledged or the process
+ends: the delivery is cancelled when a rebalance stops the flow. What faust's streams did
+per message (an Event, a queue, a reference count, a sensor call, an ack on the next
+iteration) was about a fifth of the streams stage's main thread (py-spy, issue 15).
+
 It replaces one private method of faust-streaming 0.15.3's aiokafka driver, so
 pyproject.toml pins faust-streaming to that exact version: a new faust release must be
 read against this module (`faust/transport/consumer.py`, `Consumer._drain_messages`)
@@ -47,7 +58,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Collection, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterable, Mapping, Sequence
 from typing import Any, cast
 
 import faust
@@ -68,6 +79,9 @@ _SEEK_ATTEMPTS = 20
 _SEEK_RETRY_S = 0.25
 
 log = logging.getLogger(__name__)
+
+# Takes the messages of one fetch for the topics routed to it (`route_batches`).
+BatchHandler = Callable[[list[Message]], Awaitable[None]]
 
 
 async def seek_exactly_to_committed(
@@ -204,10 +218,13 @@ class FastDrainConsumer(aiokafka_driver.Consumer):
         await self.sleep(_HELD_BACK_PAUSE_S)
 
     async def _deliver(self, batch: Sequence[tuple[TP, Message]]) -> None:
-        """Hand each message to the conductor in order, as faust's drain loop does."""
+        """Hand each message to the conductor in order, as faust's drain loop does, except
+        those of routed topics: each route's handler gets them in one list at the end."""
         callback = self.callback
         read_offsets = self._read_offset
         acks_enabled_for = self.app.topics.acks_enabled_for
+        routes = cast(FastDrainTransport, self.transport).routes
+        routed: dict[BatchHandler, list[Message]] = {}
         for count, (tp, message) in enumerate(batch, 1):
             if count % _YIELD_EVERY == 0:
                 await asyncio.sleep(0)
@@ -217,14 +234,42 @@ class FastDrainConsumer(aiokafka_driver.Consumer):
                 continue  # already delivered (faust drops it the same way)
             if read and offset - read > 1 and acks_enabled_for(message.topic):
                 await self._add_gap(tp, read + 1, offset)  # compacted away: acked as a gap
-            await callback(message)
+            handler = routes.get(message.topic)
+            if handler is None:
+                await callback(message)
+            else:
+                routed.setdefault(handler, []).append(message)
             read_offsets[tp] = offset
+        track = self._unacked_messages.add
+        for handler, messages in routed.items():
+            for message in messages:  # no await between this and the handler
+                track(message)
+            await handler(messages)
 
 
 class FastDrainTransport(aiokafka_driver.Transport):
-    """faust's aiokafka transport whose consumer is `FastDrainConsumer`."""
+    """faust's aiokafka transport whose consumer is `FastDrainConsumer`; `routes` maps a
+    topic name to the handler of its records (`route_batches`)."""
 
     Consumer = FastDrainConsumer
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.routes: dict[str, BatchHandler] = {}
+
+
+def route_batches(app: faust.App, topic_names: Iterable[str], handler: BatchHandler) -> None:
+    """Subscribe `app` to `topic_names` and hand their records to `handler` a fetch at a
+    time (see the module docstring for the handler's contract). The app must use the fast
+    drain (`use_fast_drain`) and have no agent on these topics."""
+    transport = app.transport
+    if not isinstance(transport, FastDrainTransport):
+        raise RuntimeError("route_batches needs use_fast_drain(app) first")
+    for name in topic_names:
+        transport.routes[name] = handler
+        # iterating a topic is what subscribes an agent's consumer to it (faust's
+        # Topic.__aiter__ adds it to the conductor); its own queue stays empty
+        aiter(app.topic(name, key_serializer="raw", value_serializer="raw"))
 
 
 def use_fast_drain(app: faust.App) -> None:

@@ -1,7 +1,9 @@
 """streams.fast_drain against the real local broker: a faust app in this process drains a
 topic through `FastDrainConsumer`; every message reaches the agent once, in partition
 order, the group commits every acked offset, and the drain creates asyncio tasks per
-fetch, not per message (faust's own drain creates at least four per message).
+fetch, not per message (faust's own drain creates at least four per message); records of a
+routed topic reach their handler a fetch at a time, and only the offsets it acked are
+committed.
 
 Counting tasks, not measuring time: the figure does not depend on the machine's load.
 """
@@ -19,7 +21,7 @@ import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 from pipeline.topics import TopicSpec
-from streams.fast_drain import FastDrainConsumer, use_fast_drain
+from streams.fast_drain import FastDrainConsumer, route_batches, use_fast_drain
 
 pytestmark = pytest.mark.kafka
 
@@ -178,3 +180,70 @@ def test_records_fetched_while_rebalancing_are_held_back_then_delivered_once(
     assert result["during"] == 0, "records were delivered while the app was rebalancing"
     seen = result["seen"]
     assert len(seen) == MESSAGES and len(set(seen)) == MESSAGES  # every message, once
+
+
+async def _route(bootstrap: str, topic: str, group: str, tmp_dir: str, *, ack_up_to: int) -> dict[str, Any]:
+    """A faust app with no agent on `topic`, its records routed to a handler
+    (`route_batches`) that acks the first `ack_up_to` offsets of each partition and holds
+    the rest. What the handler got, and the group's committed total after a commit."""
+    app, _ = _fast_drain_app(bootstrap, topic, group, tmp_dir)
+    calls: list[list[tuple[int, int]]] = []
+    held: list[Any] = []
+
+    async def handler(messages: list[Any]) -> None:
+        unacked = app.consumer.unacked
+        assert all(message in unacked for message in messages)  # tracked before the handler runs
+        calls.append([(message.partition, message.offset) for message in messages])
+        for message in messages:
+            if message.offset < ack_up_to:
+                app.consumer.ack(message)
+            else:
+                held.append(message)
+
+    route_batches(app, [topic], handler)
+    await app.start()
+    try:
+        for _ in range(900):
+            if sum(len(call) for call in calls) >= MESSAGES:
+                break
+            await asyncio.sleep(0.2)
+        await app.consumer.commit()
+        committed = _committed(bootstrap, group, topic)
+        held_count = len(held)
+        for message in held:  # a stopping app waits until every tracked record is acked
+            app.consumer.ack(message)
+    finally:
+        await app.stop()
+    return {"calls": calls, "committed": committed, "held": held_count}
+
+
+def test_routed_records_reach_their_handler_a_fetch_at_a_time_and_only_acked_offsets_are_committed(
+    kafka_bootstrap: str, topic_factory: Callable[..., TopicSpec], tmp_path: Any
+) -> None:
+    topic = topic_factory(partitions=PARTITIONS).name
+    _produce(kafka_bootstrap, topic)
+    group = f"test-fast-drain-{uuid.uuid4().hex[:8]}"
+    ack_up_to = 300  # per partition
+
+    result = asyncio.run(_route(kafka_bootstrap, topic, group, str(tmp_path), ack_up_to=ack_up_to))
+
+    calls = result["calls"]
+    seen = [pair for call in calls for pair in call]
+    assert len(seen) == MESSAGES and len(set(seen)) == MESSAGES  # every message, once
+    for partition in range(PARTITIONS):
+        offsets = [offset for p, offset in seen if p == partition]
+        assert offsets == list(range(len(offsets)))  # in partition order
+    assert len(calls) < MESSAGES // 10, f"{len(calls)} handler calls for {MESSAGES} messages"
+    # the commit stops at the first offset the handler did not ack, in each partition
+    assert result["committed"] == ack_up_to * PARTITIONS
+    assert result["held"] == MESSAGES - ack_up_to * PARTITIONS
+
+
+def test_route_batches_needs_the_fast_drain(tmp_path: Any) -> None:
+    app = faust.App("test-no-fast-drain", broker="kafka://127.0.0.1:1", store="memory://", datadir=str(tmp_path))
+
+    async def handler(messages: list[Any]) -> None:
+        raise AssertionError("never called")
+
+    with pytest.raises(RuntimeError, match="use_fast_drain"):
+        route_batches(app, ["any-topic"], handler)

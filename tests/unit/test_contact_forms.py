@@ -113,10 +113,7 @@ def worker(tmp_path: Path) -> tuple[StreamsWorker, CollectorRegistry]:
 
 
 def _message(topic: str, value: bytes, offset: int = 3) -> Any:
-    message = SimpleNamespace(
-        topic=topic, partition=0, offset=offset, key=b"k", value=value, headers=[], timestamp=None
-    )
-    return SimpleNamespace(message=message)
+    return SimpleNamespace(topic=topic, partition=0, offset=offset, key=b"k", value=value, headers=[], timestamp=None)
 
 
 def test_the_worker_reads_forms_and_dead_letters_a_bad_one(worker: tuple[StreamsWorker, CollectorRegistry]) -> None:

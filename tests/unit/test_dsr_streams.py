@@ -357,7 +357,7 @@ def test_the_worker_drops_a_replayed_chat_of_an_erased_subject_and_keeps_new_con
             headers=[],
             timestamp=time.time(),  # the Kafka record timestamp: appended now
         )
-        app._process(SimpleNamespace(message=message), batch)  # type: ignore[arg-type]
+        app._process(message, batch)  # type: ignore[arg-type]
     app._count(batch)
     assert {out.key for out in batch.sends if out.topic == topics.CHAT_ENRICHED.name} == {b"conv-2"}
     labels = {"topic": topics.CHAT.name, "schema": "cs.records.ChatConversation"}

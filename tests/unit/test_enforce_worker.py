@@ -29,15 +29,13 @@ def worker(tmp_path: Path) -> tuple[StreamsWorker, CollectorRegistry]:
 
 def _message(topic: str, value: bytes, offset: int = 7) -> Any:
     return SimpleNamespace(
-        message=SimpleNamespace(
-            topic=topic,
-            partition=1,
-            offset=offset,
-            key=b"the-key",
-            value=value,
-            headers=[("trace", b"t1")],
-            timestamp=None,  # faust's Message: the Kafka record timestamp, None when unknown
-        )
+        topic=topic,
+        partition=1,
+        offset=offset,
+        key=b"the-key",
+        value=value,
+        headers=[("trace", b"t1")],
+        timestamp=None,  # faust's Message: the Kafka record timestamp, None when unknown
     )
 
 

@@ -60,10 +60,9 @@ def test_lookup_reads_what_get_reads(worker: StreamsWorker) -> None:
 
 def _chat(visitor: str, email: str) -> Any:
     value = AvroSerializer("ChatConversation")(chat_event(visitor_id=visitor, email=email, phone=None))
-    message = SimpleNamespace(
+    return SimpleNamespace(
         topic=topics.CHAT.name, partition=0, offset=1, key=b"conv-1", value=value, headers=[], timestamp=None
     )
-    return SimpleNamespace(message=message)
 
 
 def test_a_chat_of_unknown_subjects_raises_no_key_error(worker: StreamsWorker) -> None:
