@@ -33,7 +33,7 @@ _GUARANTEES = {"enable.idempotence": "true", "acks": "all"}
 
 @dataclass
 class DeliveryStats:
-    delivered: int = 0
+    delivered: int = 0  # stays 0 with delivery.report.only.error (reports of failures only)
     failed: int = 0
     errors: Counter[str] = field(default_factory=Counter)  # "topic: ERROR_NAME" -> count
 
@@ -42,7 +42,7 @@ class DeliveryStats:
 
 
 class KafkaProducer(ClosedOnExit):
-    def __init__(self, connection: KafkaConnection, extra: dict[str, str] | None = None) -> None:
+    def __init__(self, connection: KafkaConnection, extra: dict[str, Any] | None = None) -> None:
         self._config: dict[str, Any] = {
             **_TUNING,
             **connection.as_librdkafka_dict(),

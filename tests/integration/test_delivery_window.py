@@ -14,6 +14,7 @@ import pytest
 from pipeline.config import Settings
 from pipeline.kafka.producer import KafkaProducer
 from pipeline.topics import TopicSpec
+from streams.app import OUTPUT_PRODUCER
 from streams.delivery_window import DeliveryWindow
 from streams.outgoing import Outgoing
 
@@ -68,7 +69,7 @@ def test_a_batch_the_broker_refuses_fails_and_is_never_done(
 ) -> None:
     # the topic takes records of at most 1 KiB: the broker refuses the batch's 4 KiB one
     topic = topic_factory(partitions=1, config={"max.message.bytes": "1024"}).name
-    producer = KafkaProducer(kafka_settings.kafka)
+    producer = KafkaProducer(kafka_settings.kafka, extra=OUTPUT_PRODUCER)  # reports of failures only
     window = DeliveryWindow(producer, depth=2, timeout_s=60, fail=_fail)
     done: list[str] = []
 
