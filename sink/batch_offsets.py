@@ -1,6 +1,7 @@
 """A batch's offsets on the sink's consumer: committed only after everything they cover
-is stored (step 6 of sink/clickhouse_sink.py), or rewound to the batch's first offsets
-when the batch is dropped; and which consumer errors end a consumer for good."""
+is stored (step 6 of sink/clickhouse_sink.py) -- with a deadline between batches, handed
+to librdkafka without waiting inside a revocation -- or rewound to the batch's first
+offsets when the batch is dropped; and which consumer errors end a consumer for good."""
 
 from __future__ import annotations
 
@@ -25,6 +26,26 @@ def commit_offsets(consumer: KafkaConsumer, offsets: Mapping[tuple[str, int], in
     waiting at most `timeout` seconds; raises the client's error when either fails."""
     consumer.consumer.store_offsets(offsets=[TopicPartition(t, p, o) for (t, p), o in offsets.items()])
     consumer.commit(timeout=timeout)
+
+
+def hand_over_offsets(raw: Consumer, offsets: Mapping[tuple[str, int], int]) -> None:
+    """Inside a rebalance callback, on the thread serving it: store `offsets` ((topic,
+    partition) -> next offset) and request their commit without waiting for its result;
+    raises the client's KafkaException when either request fails.
+
+    Why not wait (`commit_offsets`): its deadline runs the commit on a helper thread, and
+    confluent-kafka-python (>= 2.16) lets a consumer serve one thread at a time -- a call
+    from another thread waits until the call in progress returns, while the thread inside
+    a callback may call back in. The helper thread waited for the consume call serving
+    the callback, which waited for the helper: the whole group stood still until the
+    commit deadline (tests/integration/test_sink_revocation.py).
+    Why this is enough: with enable.auto.commit (pipeline/kafka/consumer.py) librdkafka
+    commits the stored offsets of the partitions it unassigns after a revocation callback,
+    and completes the rebalance only once that commit is answered (rdkafka_assignment.c,
+    serve_removals / wait_commit_cnt); the asynchronous commit covers the partitions kept.
+    A commit that fails leaves the batch to be replayed by the next owner (idempotent)."""
+    raw.store_offsets(offsets=[TopicPartition(t, p, o) for (t, p), o in offsets.items()])
+    raw.commit(asynchronous=True)
 
 
 def rewind(raw: Consumer, first_offsets: Mapping[tuple[str, int], int]) -> None:

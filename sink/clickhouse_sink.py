@@ -25,7 +25,9 @@ One batch:
    with exponential backoff from the first step not yet done, then the partitions resume.
    A rebalance or shutdown during the wait drops the batch: partitions still assigned are
    rewound to the batch's first offsets, the others resume from the last commit at their
-   next owner. A rebalance between batches first writes and commits the batch in hand.
+   next owner. A rebalance between batches first writes the batch in hand and stores its
+   offsets; their commit is requested, not awaited, inside the revocation callback, and
+   librdkafka completes it before the partitions go (sink/group_member.py `commit`).
    Every assigned partition is read from its committed offset, sought explicitly, and a
    consume call in which a rebalance callback ran keeps none of its messages.
 This module is the loop: batching, commits, backoff, what a rebalance does to the batch in
@@ -355,7 +357,9 @@ class ClickHouseSink:
             self._revoked = True  # a retry is waiting: drop the batch, it will be replayed
             return
         if not self._batch.empty:
-            self._flush(retry=False)  # commit what we have while the partitions are still ours
+            # write what we have while the partitions are still ours; its commit is handed to
+            # librdkafka, which makes it before the rebalance completes (not awaited here)
+            self._flush(retry=False)
 
     def _on_lost(self, partitions: list[TopicPartition]) -> None:
         log.warning("partitions lost %s; the batch in hand is dropped", partitions_text(partitions))

@@ -10,9 +10,12 @@ What a `GroupMember` owns:
   wedged the client, a group stuck while the broker answers. Once set, the loop makes no
   further call on this consumer (one may never return), leaves, and `start`s a new one;
 - the rebalance callbacks: a revocation or a loss is handed to the loop (`revoked`,
-  `lost`), which writes or drops its batch; every assigned partition is read from its
-  committed offset, sought explicitly before its messages are taken, and a consume call
-  in which any rebalance callback ran keeps none of its messages;
+  `lost`), which writes or drops its batch; a batch committed inside a callback has its
+  offsets stored and their commit requested, not awaited (`commit`); every assigned
+  partition is read from its committed offset, sought explicitly before its messages are
+  taken, and a consume call in which any rebalance callback ran keeps none of its
+  messages. The revocation that closing a consumer serves (on the closing thread) is not
+  handed to the loop: its batch was written or dropped before `leave`;
 - the consumer lag gauge (observed every `lag_every_s`, removed for revoked partitions).
 """
 
@@ -31,7 +34,14 @@ from pipeline.kafka.bounded_call import WEDGED
 from pipeline.kafka.consumer import KafkaConsumer, is_fatal
 from pipeline.kafka.group_watchdog import STATS_INTERVAL_MS, GroupWatchdog
 from sink.batch import KafkaMessage
-from sink.batch_offsets import commit_offsets, consumer_failed, partitions_text, rewind, seek_to_committed
+from sink.batch_offsets import (
+    commit_offsets,
+    consumer_failed,
+    hand_over_offsets,
+    partitions_text,
+    rewind,
+    seek_to_committed,
+)
 from sink.between_batches import observe_lag, one_line
 from sink.exceptions import KafkaSinkError
 from sink.metrics import SinkMetrics
@@ -50,7 +60,8 @@ def partition_of(message: KafkaMessage) -> tuple[str, int]:
 
 class GroupMember:
     """The sink's consumer in group `options.group_id` over `topics` (see the module
-    docstring). Not thread-safe: every call, and every callback, runs on the sink's thread.
+    docstring). Not thread-safe: every call, and every callback, runs on the sink's thread
+    (those that `leave`'s close serves run on its deadline thread and do not reach the loop).
 
     `revoked(partitions)` runs when partitions are revoked (the loop writes and commits
     the batch in hand while they are still ours, or marks a waiting retry as revoked);
@@ -81,6 +92,7 @@ class GroupMember:
         # the loop, outside the callback.
         self._resume_assigned = False
         self._rebalanced = False  # a rebalance callback ran during the last consume call
+        self._in_callback = False  # the loop's rebalance handler is running
         # partitions to seek to their committed offsets before their messages are taken
         self._unsought: set[tuple[str, int]] = set()
         self._next_lag = 0.0
@@ -238,9 +250,16 @@ class GroupMember:
     def commit(self, offsets: Mapping[tuple[str, int], int]) -> None:
         """Store `offsets` ((topic, partition) -> next offset) and commit them, waiting at
         most `commit_timeout_s`; raises the client's error. An error after which this
-        consumer can never commit again (fatal, fenced, wedged) also fails it."""
+        consumer can never commit again (fatal, fenced, wedged) also fails it.
+
+        Inside a rebalance callback the commit is requested and not awaited: librdkafka
+        commits the revoked partitions' stored offsets before the rebalance completes, and
+        waiting there deadlocked (sink/batch_offsets.py, `hand_over_offsets`)."""
         try:
-            commit_offsets(self.consumer, offsets, self.options.commit_timeout_s)
+            if self._in_callback:
+                hand_over_offsets(self.consumer.consumer, offsets)
+            else:
+                commit_offsets(self.consumer, offsets, self.options.commit_timeout_s)
         except (KafkaException, KafkaClientError) as exc:
             if consumer_failed(exc):
                 self.fail(one_line(exc))  # retrying on this consumer is futile
@@ -276,8 +295,20 @@ class GroupMember:
             with contextlib.suppress(KeyError):
                 self.metrics.consumer_lag.remove(tp.topic, str(tp.partition))
         self._rebalanced = True
-        self._revoked(partitions)
+        if self._consumer is None:
+            return  # served by `leave`'s close, on its thread: the loop is done with its batch
+        self._in_callback = True
+        try:
+            self._revoked(partitions)
+        finally:
+            self._in_callback = False
 
     def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self._rebalanced = True
-        self._lost(partitions)
+        if self._consumer is None:
+            return
+        self._in_callback = True
+        try:
+            self._lost(partitions)
+        finally:
+            self._in_callback = False

@@ -5,7 +5,13 @@ no timeout, and closing a consumer waits until its group leaves. Known coordinat
 (e.g. a cached coordinator that never comes back after a broker restart) leave both
 waiting for good, and with them the thread that called. `bounded` runs such a call on a
 daemon thread and gives up waiting after `timeout` seconds; the call itself cannot be
-cancelled, so the caller must treat the client as lost (and replace it)."""
+cancelled, so the caller must treat the client as lost (and replace it).
+
+Never from inside a callback of the same client (a rebalance callback runs inside its
+consume or poll call): confluent-kafka-python (>= 2.16) serves a consumer one thread at a
+time, so the daemon thread's call waits for the call serving the callback to return,
+which waits for the daemon thread -- a deadlock until `timeout` (sink/batch_offsets.py,
+`hand_over_offsets`)."""
 
 from __future__ import annotations
 

@@ -138,7 +138,8 @@ class KafkaConsumer(ClosedOnExit):
     def commit(self, timeout: float | None = None) -> None:
         """Commit the stored offsets now (synchronously); nothing stored is not an error.
         With `timeout`, a commit with no result by then raises KafkaClientError with code
-        `WEDGED`: the consumer is to be replaced (whether the commit landed is unknown)."""
+        `WEDGED`: the consumer is to be replaced (whether the commit landed is unknown).
+        Not with `timeout` inside a rebalance callback (pipeline/kafka/bounded_call.py)."""
         consumer = self.consumer
         try:
             if timeout is None:

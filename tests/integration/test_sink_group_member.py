@@ -170,3 +170,81 @@ def test_a_revocation_is_handed_to_the_loop_with_its_partitions_and_their_lag_ga
     assert revoking_calls and all(messages == [] for messages in revoking_calls)
     assert _lag_partitions(first) == {str(p) for _, p in _assigned(first)}  # the revoked one's gauge is gone
     assert first_loop.lost == [] and second_loop.revoked == []
+
+
+def test_a_commit_inside_a_revocation_returns_at_once_and_the_next_owner_reads_from_it(
+    kafka_bootstrap: str, kafka_settings: Settings, topic_factory: Callable[..., TopicSpec], group_id: str
+) -> None:
+    # The sink's loop commits the batch in hand inside the revocation callback. With a
+    # deadline (a helper thread) that commit waited for the consume call serving the
+    # callback until the deadline, and the group with it (sink/batch_offsets.py).
+    topic = topic_factory(partitions=2).name
+    _produce(kafka_bootstrap, topic, {0: 50, 1: 50})
+    held: dict[tuple[str, int], int] = {}
+    commit_s: list[float] = []
+
+    def on_revoked(partitions: list[TopicPartition]) -> None:
+        started = time.monotonic()
+        member.commit(held)
+        commit_s.append(time.monotonic() - started)
+
+    member = GroupMember(
+        kafka_settings.kafka,
+        SinkOptions(group_id=group_id, commit_timeout_s=10.0),
+        [topic],
+        metrics=SinkMetrics.create(CollectorRegistry()),
+        revoked=on_revoked,
+        lost=lambda partitions: None,
+    )
+    visitor = Consumer(
+        {
+            "bootstrap.servers": kafka_bootstrap,
+            "group.id": group_id,
+            "enable.auto.commit": False,
+            "partition.assignment.strategy": "cooperative-sticky",
+        }
+    )
+    try:
+        member.start()
+        deadline = time.monotonic() + WAIT_S
+        while held != {(topic, 0): 50, (topic, 1): 50}:  # every message in hand, none committed
+            assert time.monotonic() < deadline, f"held so far: {held}"
+            member.settle()
+            for message in member.consume(100, timeout=0.2):
+                held[partition_of(message)] = (message.offset() or 0) + 1
+
+        joined = time.monotonic()
+        visitor.subscribe([topic])
+        while not visitor.assignment():
+            assert time.monotonic() < joined + WAIT_S, "the visiting member got no partition"
+            member.settle()
+            member.consume(100, timeout=0.1)
+            visitor.poll(0.1)
+        handover_s = time.monotonic() - joined
+        taken = visitor.assignment()
+        committed = visitor.committed(taken, timeout=10)
+    finally:
+        visitor.close()
+        member.leave()
+
+    assert commit_s and max(commit_s) < 2.0, f"commits inside the revocation took {commit_s} s"
+    assert handover_s < 20.0, f"the rebalance took {handover_s:.1f} s"
+    assert {tp.partition: tp.offset for tp in committed} == {tp.partition: 50 for tp in taken}
+    assert member.failure is None
+
+
+def test_the_revocation_served_by_leaving_is_not_handed_to_the_loop(
+    topic_factory: Callable[..., TopicSpec], members: Callable[[str], tuple[GroupMember, _Loop]]
+) -> None:
+    # Closing serves a last revocation on the closing (deadline) thread; the loop has
+    # written or dropped its batch before leaving and must not be re-entered from there.
+    topic = topic_factory(partitions=1).name
+    member, loop = members(topic)
+    member.start()
+    deadline = time.monotonic() + WAIT_S
+    while not _assigned(member):
+        assert time.monotonic() < deadline, "never assigned"
+        member.settle()
+        member.consume(1, timeout=0.2)
+    member.leave()
+    assert loop.revoked == [] and loop.lost == []
