@@ -24,6 +24,14 @@ What changes, and what does not:
 - a queue of 128 tasks (ratio 64) on the same 2 threads, so 108 part tasks of a mutation
   are queued at once (128 - 20). The threads do the same work; queued merges and
   mutations wait their turn as before.
+- the scheduler's sleep while it finds nothing to do is capped at 1 s instead of 600 s.
+  It grows 1.1x per idle turn, and a mutation whose parts are held by a merge when it is
+  issued finds nothing to do either: the merge finishing does not wake the scheduler, so
+  the rest of the mutation waited for its next turn. In `records bench --quick` runs of
+  2026-11-30 an erasure's sink step took 54 s once and over 120 s once (the bench gave
+  up), the erasure mutation done on every part but six level-1 parts of one table (TTL
+  merges' results, block numbers below the mutation's), then finished on its own later.
+  An idle table's scheduler now wakes once a second.
 The mutations themselves are unchanged: the parts are rewritten (sink/mutations_together.py
 waits until they are) before an erasure's receipt is written.
 Measured on a copy of the benchmark's store (1.07M rows, 56-60 parts in the calls and
@@ -42,5 +50,6 @@ ENGINE_OPTIONS = MappingProxyType(
         "background_processing_pool_task_sleep_seconds_when_no_work_random_part": "0",
         "background_processing_pool_thread_sleep_seconds_if_nothing_to_do": "0.01",
         "background_merges_mutations_concurrency_ratio": "64",
+        "background_processing_pool_task_sleep_seconds_when_no_work_max": "1",
     }
 )

@@ -7,6 +7,7 @@ from __future__ import annotations
 import pytest
 from clickhouse_connect.driver.client import Client
 
+from pipeline.chdb_engine_options import ENGINE_OPTIONS
 from sink.mutations_together import MutationFailed, run_together
 
 DB = "together_test"
@@ -71,3 +72,11 @@ def test_the_embedded_engine_queues_a_burst_of_part_tasks(ch_client: Client) -> 
         ).result_rows[0][0]
     )
     assert queue - kept_free >= 100  # part tasks of a mutation queued at once
+
+
+def test_the_embedded_engine_caps_its_schedulers_idle_sleep() -> None:
+    """A table's background scheduler sleeps 1.1x longer per turn without work, up to
+    `..._when_no_work_max` (600 s by default): a mutation left waiting on parts a merge
+    held waited that long (an erasure stalled for minutes). The engine cannot read the
+    value back, so this checks what pipeline/clickhouse.py passes it."""
+    assert float(ENGINE_OPTIONS["background_processing_pool_task_sleep_seconds_when_no_work_max"]) <= 1.0
