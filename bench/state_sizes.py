@@ -138,13 +138,17 @@ class StateBuilder:
                 self.denials.note([raw], name, change.at)
 
 
-def per_subject(events: int, seed: int, people: int | None) -> dict[str, Any]:
-    """Sizes of the per-subject structures after `events` simulated events."""
+def per_subject(events: int, seed: int, people: int | None, live_events: int = 0) -> dict[str, Any]:
+    """Sizes of the per-subject structures after `events` simulated events, then
+    `live_events` more of seed + 1 (what `records bench` adds in its live protocol: a
+    second population, so more distinct keys)."""
     worker = StateBuilder()
     config = SimulationConfig(events=events, seed=seed, people=people)
     now = datetime.now(UTC)
     started = time.perf_counter()
     worker.feed_all(generate(config), now)
+    if live_events:
+        worker.feed_all(generate(SimulationConfig(events=live_events, seed=seed + 1, people=people)), now)
     seconds = time.perf_counter() - started
     k = len(worker.subject_keys)
 
@@ -158,6 +162,7 @@ def per_subject(events: int, seed: int, people: int | None) -> dict[str, Any]:
 
     return {
         "events": events,
+        "live_events": live_events,
         "seed": seed,
         "people_pool": config.pool_size,
         "events_built": worker.events,
@@ -222,11 +227,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--events", type=int, nargs="+", default=[10_000, 50_000], help="simulated events per run")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--people", type=int, default=None, help="the simulator's person/visitor pool size")
+    parser.add_argument(
+        "--live-events", type=int, default=0, help="then this many events of seed + 1 (records bench's live run)"
+    )
     parser.add_argument("--cache-sample", type=int, default=20_000, help="distinct inputs per cache measured")
     args = parser.parse_args(argv)
     result = {
         "command": "python -m bench.state_sizes " + " ".join(sys.argv[1:] if argv is None else argv),
-        "per_subject": [per_subject(n, args.seed, args.people) for n in args.events],
+        "per_subject": [per_subject(n, args.seed, args.people, args.live_events) for n in args.events],
         "bounded_caches": cache_ceilings(args.cache_sample),
     }
     json.dump(result, sys.stdout, indent=2)
