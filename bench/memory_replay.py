@@ -97,6 +97,7 @@ def run_memory_replay(
                     every=POLL_S,
                 )
                 seconds.append(round(time.perf_counter() - started, 1))
+                sampler.sample()  # the round's last sample: drained
             events_in = streams.metric(STREAMS_IN)
         finally:
             for worker in workers:

@@ -63,10 +63,14 @@ class RssSampler:
 
     def _run(self) -> None:
         while not self._stop.wait(self.every_s):
+            self.sample()
+
+    def sample(self) -> None:
+        """One sample of every watched process now (also called between phases, so a phase
+        shorter than `every_s` still has one)."""
+        with self._lock:
             now = time.perf_counter() - self._started
-            with self._lock:
-                pids = dict(self._pids)
-            for name, pid in pids.items():
+            for name, pid in self._pids.items():
                 mb = rss_mb(pid)
                 if mb is not None:
                     self.samples.setdefault(name, []).append((round(now, 1), round(mb, 1)))
