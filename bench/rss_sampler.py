@@ -47,6 +47,10 @@ class RssSampler:
         with self._lock:
             self._pids[name] = pid
 
+    def elapsed(self) -> float:
+        """Seconds since `start()`, on the clock of the samples (to mark phase boundaries)."""
+        return round(time.perf_counter() - self._started, 1)
+
     def start(self) -> None:
         self._started = time.perf_counter()
         self._thread = threading.Thread(target=self._run, name="rss-sampler", daemon=True)
@@ -59,10 +63,14 @@ class RssSampler:
 
     def _run(self) -> None:
         while not self._stop.wait(self.every_s):
+            self.sample()
+
+    def sample(self) -> None:
+        """One sample of every watched process now (also called between phases, so a phase
+        shorter than `every_s` still has one)."""
+        with self._lock:
             now = time.perf_counter() - self._started
-            with self._lock:
-                pids = dict(self._pids)
-            for name, pid in pids.items():
+            for name, pid in self._pids.items():
                 mb = rss_mb(pid)
                 if mb is not None:
                     self.samples.setdefault(name, []).append((round(now, 1), round(mb, 1)))
@@ -90,6 +98,19 @@ def growth(samples: list[tuple[float, float]]) -> dict[str, float]:
         "growth_mb": round(statistics.fmean(last) - statistics.fmean(second), 1),
         "seconds": samples[-1][0] - samples[0][0],
     }
+
+
+def phases(samples: list[tuple[float, float]], marks: list[tuple[str, float]]) -> dict[str, dict[str, float]]:
+    """Per phase: the samples from its mark (seconds on the sampler's clock) up to the next
+    phase's mark (the last phase: to the end), as first_mb, last_mb, peak_mb and samples.
+    A phase without a sample is left out."""
+    out: dict[str, dict[str, float]] = {}
+    for i, (name, begin) in enumerate(marks):
+        end = marks[i + 1][1] if i + 1 < len(marks) else float("inf")
+        values = [mb for at, mb in samples if begin <= at < end]
+        if values:
+            out[name] = {"first_mb": values[0], "last_mb": values[-1], "peak_mb": max(values), "samples": len(values)}
+    return out
 
 
 def _thin(samples: list[tuple[float, float]], limit: int) -> list[tuple[float, float]]:

@@ -39,14 +39,34 @@ consent tables, 10-16 in the others), one table's mutation deleting nothing: ~0.
 with the queue of 16, ~0.19-0.31 s with 128; six erasures together-run one after the
 other, 9.9-13.0 s before and 6.7-8.6 s after, in three alternating runs on a loaded
 machine. Earlier (queue 4 with the random sleep, ~70-110 parts): 7.6-11.6 s per erasure.
+
+Memory: the engine's caches default to server sizes (mark cache, primary index cache and
+skip-index mark cache 5 GiB each), which inside a worker process means no bound at all:
+they fill as parts are read and are emptied only by eviction at that size. They are
+capped here (CACHE_CAPS_BYTES) so the sink's memory has a stated ceiling
+(bench/state_sizes.py states the bound). The store's marks are small (16 bytes per
+column per 8,192-row granule: ~1 MB for a few million rows), so the caps never evict a
+working set of this pipeline's size; they only stop an engine that keeps growing. The
+uncompressed cache is already off (0) and the query-condition cache is 100 MB by default.
 """
 
 from __future__ import annotations
 
 from types import MappingProxyType
 
+MIB = 1 << 20
+# server setting -> its cap in bytes (see the module docstring, "Memory")
+CACHE_CAPS_BYTES = MappingProxyType(
+    {
+        "mark_cache_size": 128 * MIB,
+        "primary_index_cache_size": 128 * MIB,
+        "index_mark_cache_size": 32 * MIB,
+    }
+)
+
 ENGINE_OPTIONS = MappingProxyType(
     {
+        **{name: str(size) for name, size in CACHE_CAPS_BYTES.items()},
         "background_processing_pool_task_sleep_seconds_when_no_work_random_part": "0",
         "background_processing_pool_thread_sleep_seconds_if_nothing_to_do": "0.01",
         "background_merges_mutations_concurrency_ratio": "64",

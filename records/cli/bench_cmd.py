@@ -125,6 +125,20 @@ def bench(
         typer.Option("--profile", dir_okay=False, help="With --only: py-spy samples of that worker (raw) to FILE."),
     ] = None,
     native: Annotated[bool, typer.Option("--native", help="With --profile: native frames too.")] = False,
+    memory_replay: Annotated[
+        int | None,
+        typer.Option(
+            "--memory-replay",
+            min=2,
+            metavar="ROUNDS",
+            help="Run only the memory replay (bench/memory_replay.py): both workers drain the --events backlog, "
+            "then the same messages ROUNDS-1 more times; each worker's RSS per round.",
+        ),
+    ] = None,
+    people: Annotated[
+        int | None,
+        typer.Option("--people", min=1, help="With --memory-replay: the simulator's person and visitor pool size."),
+    ] = None,
 ) -> None:
     """Measure the pipeline end to end on a fresh local stack (own broker on free ports,
     data in a temporary directory): the real workers on a backlog and live, the producer,
@@ -136,6 +150,9 @@ def bench(
     if count < 200:
         raise ConfigError("--events must be at least 200")
     command = shlex.join(["records", *sys.argv[1:]]) if sys.argv[1:2] == ["bench"] else "records bench"
+    if memory_replay is not None:
+        _memory_replay(memory_replay, count=count, people=people, out=out, as_json=as_json, command=command)
+        return
     if (only is not None and only != "erasure") or profile is not None:
         _only(only, count=count, quick=quick, out=out, as_json=as_json, command=command, profile=profile, native=native)
         return
@@ -204,6 +221,28 @@ def _only(
         )
     path = write_results(result, out)
     typer.echo(summary)
+    if as_json:
+        typer.echo(json.dumps(result, indent=2, sort_keys=True))
+    typer.echo(f"results: {path}")
+
+
+def _memory_replay(rounds: int, *, count: int, people: int | None, out: Path, as_json: bool, command: str) -> None:
+    """`--memory-replay ROUNDS` (bench/memory_replay.py)."""
+    from bench.memory_replay import run_memory_replay
+    from bench.pipeline_bench import write_results
+
+    typer.echo(f"records bench --memory-replay {rounds}: {count:,} events, drained {rounds} times ...")
+    result = run_memory_replay(events=count, rounds=rounds, people=people, command=command, progress=typer.echo)
+    path = write_results(result, out)
+    typer.echo(f"distinct subject keys K = {result['distinct_subject_keys']:,} (unchanged by the replays)")
+    for name, report in result["memory"].items():
+        last = ", ".join(f"{r['last_mb']:,.0f}" for r in report["rounds"].values())
+        peak = max(r["peak_mb"] for r in report["rounds"].values())
+        grown = report.get("replay_growth_mb")
+        typer.echo(
+            f"{name}: RSS at the end of each round {last} MB, peak {peak:,.0f} MB"
+            + ("" if grown is None else f", replay growth {grown:+,.1f} MB")
+        )
     if as_json:
         typer.echo(json.dumps(result, indent=2, sort_keys=True))
     typer.echo(f"results: {path}")
