@@ -7,7 +7,9 @@ from __future__ import annotations
 import platform
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import replace
+from datetime import datetime
 from importlib import metadata
 
 from bench.erasure_steps import erasure_steps
@@ -17,7 +19,7 @@ from pipeline.event_producer import EventEncoder
 from pipeline.exceptions import RecordsError
 from pipeline.kafka.admin import group_lag, watermarks
 from pipeline.subject_keys import SubjectKeyer
-from records.simulate import SimulatedEvent
+from records.simulate import SimulatedEvent, SimulationConfig, TrafficMix, generate
 from records.wiring import Wiring
 from sink.sink_options import RECORD_TOPICS
 
@@ -145,3 +147,24 @@ def kafka_version(stack: Stack) -> str:
     """The local broker's Kafka version, from its jar names."""
     jars = sorted(stack.broker.libs_dir.glob("kafka_2.13-*.jar"))
     return jars[0].stem.split("-", 1)[1] if jars else "?"
+
+
+# The simulator's seed of every benchmark backlog (the full run's live traffic uses SEED + 1).
+SEED = 7
+
+
+def phase_reporter(progress: Callable[[str], None] | None) -> Callable[[str], None]:
+    """`phase(name)`: tells `progress` (if any) that the phase `name` starts, with the
+    seconds since this call."""
+    clock = time.perf_counter()
+
+    def phase(name: str) -> None:
+        if progress is not None:
+            progress(f"[{time.perf_counter() - clock:6.1f} s] {name}")
+
+    return phase
+
+
+def simulated(events: int, now: datetime, *, people: int | None = None) -> list[SimulatedEvent]:
+    """The benchmark's backlog: `events` simulated events (seed SEED) up to `now`."""
+    return list(generate(SimulationConfig(events=events, seed=SEED, now=now, people=people, mix=TrafficMix())))

@@ -27,7 +27,16 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from bench.bench_steps import STREAMS_IN, drained, kafka_version, measure_producer, prebuilt_messages, versions
+from bench.bench_steps import (
+    SEED,
+    STREAMS_IN,
+    drained,
+    kafka_version,
+    measure_producer,
+    phase_reporter,
+    prebuilt_messages,
+    versions,
+)
 from bench.plain_loop import RAW
 from bench.rss_sampler import RssSampler, phases
 from bench.stack import fresh_stack, wait_for
@@ -35,7 +44,6 @@ from bench.state_sizes import StateBuilder
 from records.simulate import SimulationConfig, TrafficMix, generate
 from records.wiring import Wiring
 
-SEED = 7
 SINK_GROUP = "cs-clickhouse-sink"
 SINK_ARGS = ["worker", "sink", "--loglevel", "warning", "--http-port", "0"]
 POLL_S = 0.5
@@ -55,11 +63,7 @@ def run_memory_replay(
     replay growth) and the run's context."""
     if rounds < 2:
         raise ValueError("the replay protocol needs at least 2 rounds")
-    clock = time.perf_counter()
-
-    def phase(name: str) -> None:
-        if progress is not None:
-            progress(f"[{time.perf_counter() - clock:6.1f} s] {name}")
+    phase = phase_reporter(progress)
 
     now = datetime.now(UTC).replace(microsecond=0)
     config = SimulationConfig(events=events, seed=SEED, now=now, people=people, mix=TrafficMix())

@@ -53,6 +53,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.bench_steps import (
+    SEED,
     STREAMS_IN,
     drained,
     erase_one,
@@ -61,7 +62,9 @@ from bench.bench_steps import (
     kafka_version,
     measure_producer,
     percentile,
+    phase_reporter,
     prebuilt_messages,
+    simulated,
     versions,
 )
 from bench.plain_loop import RAW
@@ -78,12 +81,10 @@ from bench.stack import (
 )
 from bench.store_fill import fill_store, stored_row_count
 from pipeline.exceptions import RecordsError
-from records.simulate import SimulationConfig, TrafficMix, generate
 from records.wiring import Wiring
 
 SINK_GROUP = "cs-clickhouse-sink"
 SINK_ARGS = ["worker", "sink", "--loglevel", "warning", "--http-port", "0"]
-SEED = 7
 # How often the workers' metrics and the groups' lag are read while they drain: each
 # scrape costs the worker a little CPU (its Prometheus endpoint shares the GIL).
 POLL_S = 0.5
@@ -129,11 +130,7 @@ def run_bench(options: BenchOptions, progress: Callable[[str], None] | None = No
     """Run every protocol on a fresh stack; returns the results (see REQUIRED_KEYS).
     `progress` is told the name of each phase as it starts."""
     timeout = options.timeout_s
-    clock = time.perf_counter()
-
-    def phase(name: str) -> None:
-        if progress is not None:
-            progress(f"[{time.perf_counter() - clock:6.1f} s] {name}")
+    phase = phase_reporter(progress)
 
     now = datetime.now(UTC).replace(microsecond=0)
     peer: dict[str, str] = {}
@@ -146,8 +143,7 @@ def run_bench(options: BenchOptions, progress: Callable[[str], None] | None = No
             peer["quixstreams"] = f"not run: {exc}"
     else:
         peer["quixstreams"] = "not run: --only erasure" if options.erasure_only else "not run: --no-peer"
-    config = SimulationConfig(events=options.events, seed=SEED, now=now, mix=TrafficMix())
-    events = list(generate(config))
+    events = simulated(options.events, now)
     sampler = RssSampler() if options.memory else None
     with fresh_stack(keep=options.keep) as stack:
         if sampler is not None:

@@ -8,6 +8,8 @@ import shutil
 import signal
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from pipeline.exceptions import RecordsError
@@ -44,3 +46,17 @@ def profiler_stopped(profiler: subprocess.Popen[bytes]) -> None:
     if profiler.returncode not in (0, -signal.SIGINT):
         tail = (err or b"").decode(errors="replace").strip().splitlines()[-1:]
         raise RecordsError(f"benchmark: py-spy failed: {' '.join(tail)}")
+
+
+@contextmanager
+def profiling(pid: int, out: Path | None, *, native: bool = False) -> Iterator[None]:
+    """py-spy on process `pid` over the body of the `with` block, written to `out`
+    (nothing when `out` is None)."""
+    if out is None:
+        yield
+        return
+    profiler = profiler_started(pid, out, native=native)
+    try:
+        yield
+    finally:
+        profiler_stopped(profiler)

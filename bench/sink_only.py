@@ -11,21 +11,26 @@ alone, the same rows twice). Then the solo sink drains them, timed as in the ful
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench.bench_steps import ENRICHED, Message, kafka_version, measure_producer, prebuilt_messages, versions
+from bench.bench_steps import (
+    ENRICHED,
+    Message,
+    kafka_version,
+    measure_producer,
+    phase_reporter,
+    prebuilt_messages,
+    simulated,
+    versions,
+)
 from bench.solo_sink import measure_solo_sink
 from bench.stack import fresh_stack
 from bench.transform import RawTransform
 from pipeline.subject_keys import SubjectKeyer
-from records.simulate import SimulationConfig, TrafficMix, generate
 from records.wiring import Wiring
-
-SEED = 7
 
 
 def enriched_messages(raw: list[Message], keyer: SubjectKeyer, now: datetime) -> list[Message]:
@@ -54,14 +59,10 @@ def run_sink_only(
 ) -> dict[str, Any]:
     """The solo sink on a backlog of the enriched rows of `events` simulated events,
     written `copies` times; the figures of bench/solo_sink.py plus the run's context."""
-    clock = time.perf_counter()
-
-    def phase(name: str) -> None:
-        if progress is not None:
-            progress(f"[{time.perf_counter() - clock:6.1f} s] {name}")
+    phase = phase_reporter(progress)
 
     now = datetime.now(UTC).replace(microsecond=0)
-    generated = list(generate(SimulationConfig(events=events, seed=SEED, now=now, mix=TrafficMix())))
+    generated = simulated(events, now)
     with fresh_stack() as stack:
         keyer = Wiring(stack.settings).keyer()
         phase("the enriched backlog")

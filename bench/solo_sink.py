@@ -13,13 +13,12 @@ window (`python -m bench.profile_summary FILE` summarises it).
 
 from __future__ import annotations
 
-import subprocess
 import time
 from pathlib import Path
 from typing import Any
 
 from bench.bench_steps import ENRICHED, first_count
-from bench.py_spy import profiler_started, profiler_stopped
+from bench.py_spy import profiling
 from bench.stack import Stack, cpu_seconds, wait_for
 from pipeline.kafka.admin import group_lag
 
@@ -50,21 +49,20 @@ def measure_solo_sink(
         ],
         env={"RECORDS_CHDB_PATH": str(stack.root / "chdb-solo")},
     )
-    profiler: subprocess.Popen[bytes] | None = None
     result: dict[str, Any] = {}
     try:
         first = first_count(solo_sink, SINK_ROWS, [solo_sink], timeout)
         at_first = solo_sink.metric(SINK_ROWS)
         cpu_at_first = cpu_seconds(solo_sink.process.pid)
-        if profile is not None:
-            profiler = profiler_started(solo_sink.process.pid, profile, native=native)
-        done = wait_for(
-            "the solo sink",
-            lambda: time.perf_counter() - first > solo_max_s or group_lag(stack.admin, SOLO_SINK_GROUP, ENRICHED) == 0,
-            [solo_sink],
-            timeout=timeout,
-            every=POLL_S,
-        )
+        with profiling(solo_sink.process.pid, profile, native=native):
+            done = wait_for(
+                "the solo sink",
+                lambda: time.perf_counter() - first > solo_max_s
+                or group_lag(stack.admin, SOLO_SINK_GROUP, ENRICHED) == 0,
+                [solo_sink],
+                timeout=timeout,
+                every=POLL_S,
+            )
         rows = solo_sink.metric(SINK_ROWS)
         cpu = cpu_seconds(solo_sink.process.pid) - cpu_at_first
         result["sink_rows_per_s"] = (rows - at_first) / max(done - first, 1e-3)
@@ -73,9 +71,5 @@ def measure_solo_sink(
         result["sink_backlog_messages"] = enriched_total
         result["sink_seconds"] = done - first
     finally:
-        try:
-            if profiler is not None:
-                profiler_stopped(profiler)
-        finally:
-            solo_sink.stop()
+        solo_sink.stop()
     return result, solo_sink.peak_rss

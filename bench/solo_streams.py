@@ -20,7 +20,7 @@ from typing import Any
 
 from bench.bench_steps import STREAMS_IN, commit_at_end, first_count, renamed_changelog
 from bench.plain_loop import run_plain_loop
-from bench.py_spy import profiler_started, profiler_stopped
+from bench.py_spy import profiling
 from bench.stack import Stack, wait_for
 from pipeline import topics
 from pipeline.kafka.admin import ensure_topics
@@ -45,28 +45,22 @@ def measure_solo_streams(
     ensure_topics(stack.admin, [renamed_changelog(spec, SOLO_APP_ID) for spec in CHANGELOGS])
     solo = stack.spawn("streams-solo", ["worker", "streams", "--loglevel", "warning", "--app-id", SOLO_APP_ID])
     result: dict[str, Any] = {}
-    profiler = None
     try:
         first = first_count(solo, STREAMS_IN, [solo], timeout)
         at_first = solo.metric(STREAMS_IN)
-        if profile is not None:
-            profiler = profiler_started(solo.process.pid, profile, native=False)
-        done = wait_for(
-            "the solo streams worker",
-            lambda: solo.metric(STREAMS_IN) >= raw_total or time.perf_counter() - first > solo_max_s,
-            [solo],
-            timeout=timeout,
-            every=POLL_S,
-        )
+        with profiling(solo.process.pid, profile):
+            done = wait_for(
+                "the solo streams worker",
+                lambda: solo.metric(STREAMS_IN) >= raw_total or time.perf_counter() - first > solo_max_s,
+                [solo],
+                timeout=timeout,
+                every=POLL_S,
+            )
         counted = solo.metric(STREAMS_IN)
         result["streams_events_per_s"] = (counted - at_first) / max(done - first, 1e-3)
         result["streams_with_startup_events_per_s"] = counted / (done - solo.started)
     finally:
-        try:
-            if profiler is not None:
-                profiler_stopped(profiler)
-        finally:
-            solo.stop()
+        solo.stop()
     return result, solo.peak_rss
 
 

@@ -11,20 +11,16 @@ solo worker first tails the subject records of the backlog run).
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench.bench_steps import kafka_version, measure_producer, prebuilt_messages, versions
+from bench.bench_steps import kafka_version, measure_producer, phase_reporter, prebuilt_messages, simulated, versions
 from bench.plain_loop import RAW
 from bench.solo_streams import measure_plain_loops, measure_solo_streams, ratios
 from bench.stack import fresh_stack
-from records.simulate import SimulationConfig, TrafficMix, generate
 from records.wiring import Wiring
-
-SEED = 7
 
 
 def run_streams_only(
@@ -38,14 +34,10 @@ def run_streams_only(
 ) -> dict[str, Any]:
     """The solo streams worker and the plain loops on `events` simulated events; the
     figures of bench/solo_streams.py plus the run's context."""
-    clock = time.perf_counter()
-
-    def phase(name: str) -> None:
-        if progress is not None:
-            progress(f"[{time.perf_counter() - clock:6.1f} s] {name}")
+    phase = phase_reporter(progress)
 
     now = datetime.now(UTC).replace(microsecond=0)
-    generated = list(generate(SimulationConfig(events=events, seed=SEED, now=now, mix=TrafficMix())))
+    generated = simulated(events, now)
     with fresh_stack() as stack:
         keyer = Wiring(stack.settings).keyer()
         phase("the raw backlog")
