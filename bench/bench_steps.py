@@ -151,6 +151,12 @@ def kafka_version(stack: Stack) -> str:
 
 # The simulator's seed of every benchmark backlog (the full run's live traffic uses SEED + 1).
 SEED = 7
+# The pipeline's sink, as the benchmark runs it: the real group, no metrics port.
+SINK_GROUP = "cs-clickhouse-sink"
+SINK_ARGS = ["worker", "sink", "--loglevel", "warning", "--http-port", "0"]
+# How often the workers' metrics and the groups' lag are read while they drain: each
+# scrape costs the worker a little CPU (its Prometheus endpoint shares the GIL).
+POLL_S = 0.5
 
 
 def phase_reporter(progress: Callable[[str], None] | None) -> Callable[[str], None]:

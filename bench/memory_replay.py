@@ -28,7 +28,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from bench.bench_steps import (
+    POLL_S,
     SEED,
+    SINK_ARGS,
+    SINK_GROUP,
     STREAMS_IN,
     drained,
     kafka_version,
@@ -43,10 +46,6 @@ from bench.stack import fresh_stack, wait_for
 from bench.state_sizes import StateBuilder
 from records.simulate import SimulationConfig, TrafficMix, generate
 from records.wiring import Wiring
-
-SINK_GROUP = "cs-clickhouse-sink"
-SINK_ARGS = ["worker", "sink", "--loglevel", "warning", "--http-port", "0"]
-POLL_S = 0.5
 
 
 def run_memory_replay(

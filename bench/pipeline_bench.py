@@ -53,7 +53,10 @@ from pathlib import Path
 from typing import Any
 
 from bench.bench_steps import (
+    POLL_S,
     SEED,
+    SINK_ARGS,
+    SINK_GROUP,
     STREAMS_IN,
     drained,
     erase_one,
@@ -83,11 +86,6 @@ from bench.store_fill import fill_store, stored_row_count
 from pipeline.exceptions import RecordsError
 from records.wiring import Wiring
 
-SINK_GROUP = "cs-clickhouse-sink"
-SINK_ARGS = ["worker", "sink", "--loglevel", "warning", "--http-port", "0"]
-# How often the workers' metrics and the groups' lag are read while they drain: each
-# scrape costs the worker a little CPU (its Prometheus endpoint shares the GIL).
-POLL_S = 0.5
 REQUIRED_KEYS = (
     "e2e_events_per_s",
     "live_events_per_s",

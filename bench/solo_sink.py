@@ -17,14 +17,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.bench_steps import ENRICHED, first_count
+from bench.bench_steps import ENRICHED, POLL_S, first_count
 from bench.py_spy import profiling
 from bench.stack import Stack, cpu_seconds, wait_for
 from pipeline.kafka.admin import group_lag
 
 SOLO_SINK_GROUP = "cs-clickhouse-sink-bench-solo"
 SINK_ROWS = "records_sink_rows_inserted"
-POLL_S = 0.5  # how often the group's lag is read while the sink drains
 
 
 def measure_solo_sink(

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.bench_steps import STREAMS_IN, commit_at_end, first_count, renamed_changelog
+from bench.bench_steps import POLL_S, STREAMS_IN, commit_at_end, first_count, renamed_changelog
 from bench.plain_loop import run_plain_loop
 from bench.py_spy import profiling
 from bench.stack import Stack, wait_for
@@ -30,9 +30,6 @@ from pipeline.topics import CONSENT_CHANGELOG, DSR, DSR_SEEN_CHANGELOG, ERASURES
 SOLO_APP_ID = "cs-streams-bench-solo"
 CHANGELOGS = (CONSENT_CHANGELOG, ERASURES_CHANGELOG, DSR_SEEN_CHANGELOG)
 PLAIN_TOPIC = "bench.plain.v1"
-# How often the worker's metrics are read while it drains: each scrape costs it a little
-# CPU (its Prometheus endpoint shares the GIL).
-POLL_S = 0.5
 
 
 def measure_solo_streams(

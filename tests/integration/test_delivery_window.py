@@ -45,7 +45,7 @@ def test_each_batch_is_done_after_its_delivery_while_the_next_is_queued(
         await window.send(_batch(topic, 500), lambda: done.append(("first", producer.stats.delivered)))
         states.append(list(done))  # returned before the first batch's reports: nothing done yet
         await window.send(_batch(topic, 300), lambda: done.append(("second", producer.stats.delivered)))
-        states.append(list(done))  # the second waits; the first had to be done for send to return
+        states.append(list(done))  # the first had to be done for send to return (the second may be too)
         await window.send([], lambda: done.append(("empty", producer.stats.delivered)))
         await window.drain()
         states.append(list(done))
@@ -57,8 +57,8 @@ def test_each_batch_is_done_after_its_delivery_while_the_next_is_queued(
         producer.close()
 
     assert before_first == []
-    assert [name for name, _ in after_second_send] == ["first"]
-    assert after_second_send[0][1] >= 500  # done ran once the first batch was delivered
+    assert "first" in dict(after_second_send)  # the second may be done too, in either order
+    assert dict(after_second_send)["first"] >= 500  # done ran once the first batch was delivered
     assert sorted(name for name, _ in after_drain) == ["empty", "first", "second"]
     assert dict(after_drain)["second"] == 800
     assert producer.stats.failed == 0
