@@ -37,7 +37,7 @@ class DeliveryWindow:
         self._waiting: deque[asyncio.Future[None]] = deque()
 
     async def send(self, messages: Sequence[Outgoing], done: Callable[[], None]) -> None:
-        """Queue `messages`; `done()` runs once all of them (and every earlier batch's) are delivered."""
+        """Queue `messages`; `done()` runs once all of them are delivered (soon, for none)."""
         producer = self.producer
         try:
             for out in messages:
