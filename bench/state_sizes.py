@@ -35,13 +35,13 @@ from typing import Any
 
 from pipeline import topics
 from pipeline.policy import default_policy
-from pipeline.serde import AvroDeserializer, AvroSerializer, SerdeError
+from pipeline.serde import Serde, SerdeError
 from pipeline.subject_keys import IdentifierKind, SubjectKeyer, normalise_phone
 from records.simulate.events import generate
 from records.simulate.model import SimulatedEvent, SimulationConfig
 from sink.denial_state import DenialState
 from streams import enrich
-from streams.consent_state import ConsentChange, SubjectConsent, apply, merge
+from streams.consent_state import ConsentChange, SubjectConsent, merge, stored_after
 from streams.exceptions import InvalidEvent
 from streams.held_keys import HeldKeysReader
 from streams.rows import RowBuilder
@@ -84,9 +84,9 @@ class StateBuilder:
 
     def __init__(self) -> None:
         self.builder = RowBuilder(SubjectKeyer(PEPPER), default_policy())
-        self.decode = AvroDeserializer()
+        self.serde = Serde()
+        self.decode = self.serde.decode
         self.held = HeldKeysReader(self.decode)
-        self.serializers: dict[str, AvroSerializer] = {}
         self.consent: dict[bytes, dict[str, Any]] = {}  # what the faust memory store holds
         self.index = SubjectIndex()
         self.denials = DenialState(timedelta(days=3650))
@@ -95,10 +95,7 @@ class StateBuilder:
         self.events = 0
 
     def encode(self, schema: str, value: dict[str, Any]) -> bytes:
-        serializer = self.serializers.get(schema)
-        if serializer is None:
-            serializer = self.serializers[schema] = AvroSerializer(schema)
-        return serializer(value)
+        return self.serde.encoder(schema)(value)
 
     def consent_of(self, keys: Iterable[str]) -> SubjectConsent:
         return merge(SubjectConsent.from_json(self.consent.get(k.encode())) for k in keys)
@@ -112,10 +109,9 @@ class StateBuilder:
         self.events += 1
         for key, change in outcome.consent_changes:
             raw = key.encode()
-            state = SubjectConsent.from_json(self.consent.get(raw))
-            updated = apply(state, change)
-            if updated != state:
-                self.consent[raw] = updated.to_json()
+            updated = stored_after(self.consent.get(raw), change)
+            if updated is not None:
+                self.consent[raw] = updated
             self._deny(raw, change)
         for row in outcome.rows:
             if row.value is not None:

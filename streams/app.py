@@ -65,7 +65,7 @@ from pipeline.schemas import SchemaError
 from pipeline.serde import Decoded, Serde, SerdeError
 from pipeline.subject_keys import SubjectKeyer
 from streams import enrich, erased_keys, metrics
-from streams.consent_state import SubjectConsent, apply, merge, to_millis
+from streams.consent_state import SubjectConsent, merge, stored_after, to_millis
 from streams.delivery_window import DeliveryWindow
 from streams.dsr_stage import DsrStage, DsrTables
 from streams.exceptions import InvalidEvent
@@ -266,10 +266,9 @@ class StreamsWorker:
     def _update_consent(self, outcome: Outcome) -> None:
         for key, change in outcome.consent_changes:
             raw_key = key.encode()
-            state = SubjectConsent.from_json(lookup(self.consent_table, raw_key))
-            updated = apply(state, change)
-            if updated != state:
-                self.consent_table[raw_key] = updated.to_json()
+            updated = stored_after(lookup(self.consent_table, raw_key), change)
+            if updated is not None:
+                self.consent_table[raw_key] = updated
                 self.metrics.consent_updates.inc()
 
     # ---- records ---------------------------------------------------------------------

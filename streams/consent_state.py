@@ -172,6 +172,14 @@ def apply(state: SubjectConsent, change: ConsentChange) -> SubjectConsent:
     return join(state, of_change(change))
 
 
+def stored_after(stored: Mapping[str, Any] | None, change: ConsentChange) -> dict[str, Any] | None:
+    """A subject key's state as the consent table stores it (`to_json`, None: no entry)
+    after `change`; None when `change` leaves it as it was (nothing to write)."""
+    state = SubjectConsent.from_json(stored)
+    updated = apply(state, change)
+    return None if updated == state else updated.to_json()
+
+
 def merge(states: Iterable[SubjectConsent]) -> SubjectConsent:
     """One view of several keys of the same subject (e.g. a chat's visitor id and email)."""
     merged = EMPTY
