@@ -82,7 +82,7 @@ INPUT_TOPICS = topics.STREAMS_INPUTS
 OUTPUT_TOPICS = topics.STREAMS_OUTPUTS
 DSR_TOPICS = (topics.DSR, topics.DSR_COMMANDS, topics.DSR_RECEIPTS)
 # librdkafka settings of the record output's producer (see StreamsWorker.__init__)
-OUTPUT_PRODUCER: dict[str, Any] = {"partitioner": "murmur2_random", "delivery.report.only.error": True}
+OUTPUT_PRODUCER: dict[str, Any] = {"partitioner": "murmur2_random"}
 
 
 @dataclass(frozen=True)
@@ -156,12 +156,10 @@ class StreamsWorker:
         self.serde = serde
         self.deserialize = serde.decode
         # The record agents' output goes through librdkafka, not faust's aiokafka producer:
-        # produce() only queues (no future and no task per message) and one flush per batch
-        # waits for the delivery reports. murmur2_random is the Java client's (and
-        # aiokafka's) partitioner, so a key lands on the partition it always did; that
-        # matters for the compacted topics (cs.subjects.v1). Delivery reports only for
-        # failures: a successful delivery costs no Python callback (under the GIL) in the
-        # flush thread, ~3.6 per event; streams.delivery_window reads failures only.
+        # produce() only queues (no future and no task per message) and each batch counts
+        # its delivery reports (streams.delivery_window). murmur2_random is the Java
+        # client's (and aiokafka's) partitioner, so a key lands on the partition it always
+        # did; that matters for the compacted topics (cs.subjects.v1).
         self.output = KafkaProducer(settings.kafka, extra=OUTPUT_PRODUCER)
         self.app = faust.App(
             options.app_id,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
+from collections.abc import Callable
 from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
@@ -73,10 +74,12 @@ class KafkaProducer(ClosedOnExit):
         headers: Headers | None = None,
         *,
         partition: int | None = None,
+        on_delivery: Callable[[KafkaError | None, Message], None] | None = None,
     ) -> None:
         """Queue one message (confluent-kafka's argument order; value None: a tombstone).
-        Waits, serving delivery reports, while the local queue is full."""
-        kwargs: dict[str, Any] = {"key": key, "value": value, "on_delivery": self._on_delivery}
+        Waits, serving delivery reports, while the local queue is full. `on_delivery` takes
+        the message's report instead of `stats` (from whichever thread serves reports)."""
+        kwargs: dict[str, Any] = {"key": key, "value": value, "on_delivery": on_delivery or self._on_delivery}
         if headers:
             kwargs["headers"] = headers
         if partition is not None:
