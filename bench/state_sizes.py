@@ -5,7 +5,7 @@ retention).
 
 Simulated events (records/simulate, the seed and pool given) are encoded and decoded as
 on the wire and built by `streams.rows.RowBuilder`, the consent table updated as
-`streams/app.py` does (`subject key bytes -> SubjectConsent.to_json()`, what faust's
+`streams/app.py` does (`subject key bytes -> consent_state.to_stored(...)`, what faust's
 `memory://` store holds), the SubjectRecords fed to `streams.subject_index.SubjectIndex`
 as the subject directory does (keys read by `streams.held_keys`). The sink's
 `sink.denial_state.DenialState` is filled with one denial per key of every consent
@@ -14,7 +14,7 @@ reachable from the structure, each counted once), so a key shared by two structu
 counts in both: an upper bound per structure.
 
 The bounded caches (lru_cache: the subject keyer's HMACs, phone normalisation, user
-agents, network names) are measured by filling each with distinct inputs under
+agents, network names, parsed consent states) are measured by filling each with distinct inputs under
 tracemalloc: bytes per entry x maxsize is the most each can hold however long the run.
 
 Output: one JSON document on stdout (see `main`); the figures quoted for the bound come
@@ -40,8 +40,17 @@ from pipeline.subject_keys import IdentifierKind, SubjectKeyer, normalise_phone
 from records.simulate.events import generate
 from records.simulate.model import SimulatedEvent, SimulationConfig
 from sink.denial_state import DenialState
-from streams import enrich
-from streams.consent_state import ConsentChange, SubjectConsent, merge, stored_after
+from streams import consent_state, enrich
+from streams.consent_state import (
+    EMPTY,
+    ConsentChange,
+    SubjectConsent,
+    apply,
+    from_stored,
+    merge,
+    stored_after,
+    to_stored,
+)
 from streams.exceptions import InvalidEvent
 from streams.held_keys import HeldKeysReader
 from streams.rows import RowBuilder
@@ -49,6 +58,13 @@ from streams.subject_index import SubjectIndex
 
 PEPPER = b"state-sizes-pepper-not-a-secret-0123456789"
 _ATOMS = (int, float, str, bytes, bool, type(None))
+# A cookie banner's answer, the most common consent state (four statements, one refusal)
+_COOKIES = {
+    consent_state.COOKIE_FUNCTIONAL: True,
+    consent_state.COOKIE_ANALYTICS: True,
+    consent_state.COOKIE_MARKETING: False,
+    consent_state.GEOLOCATION: True,
+}
 
 
 def deep_size(root: object) -> int:
@@ -87,7 +103,7 @@ class StateBuilder:
         self.serde = Serde()
         self.decode = self.serde.decode
         self.held = HeldKeysReader(self.decode)
-        self.consent: dict[bytes, dict[str, Any]] = {}  # what the faust memory store holds
+        self.consent: dict[bytes, bytes] = {}  # what the faust memory store holds
         self.index = SubjectIndex()
         self.denials = DenialState(timedelta(days=3650))
         self.subject_keys: set[str] = set()  # distinct keys of every row (K)
@@ -98,7 +114,7 @@ class StateBuilder:
         return self.serde.encoder(schema)(value)
 
     def consent_of(self, keys: Iterable[str]) -> SubjectConsent:
-        return merge(SubjectConsent.from_json(self.consent.get(k.encode())) for k in keys)
+        return merge(from_stored(self.consent.get(k.encode())) for k in keys)
 
     def feed(self, schema: str, record: dict[str, Any], now: datetime) -> None:
         try:
@@ -203,17 +219,19 @@ def cache_ceilings(sample: int) -> list[dict[str, Any]]:
             SubjectKeyer._key,
             sample,
         ),
-        cache_ceiling(
-            "normalise_phone", lambda i: normalise_phone(f"+35840{i:07d}"), normalise_phone, sample
-        ),
+        cache_ceiling("normalise_phone", lambda i: normalise_phone(f"+35840{i:07d}"), normalise_phone, sample),
         cache_ceiling(
             "enrich.parse_user_agent",
             lambda i: enrich.parse_user_agent(f"Mozilla/5.0 (X11; Linux x86_64) Firefox/{i}.0"),
             enrich.parse_user_agent,
             min(sample, 5000),  # ua-parser is slow: a smaller sample
         ),
+        cache_ceiling("enrich.isp_org", lambda i: enrich.isp_org(f"host{i}.net{i}.example.fi"), enrich.isp_org, sample),
         cache_ceiling(
-            "enrich.isp_org", lambda i: enrich.isp_org(f"host{i}.net{i}.example.fi"), enrich.isp_org, sample
+            "consent_state.from_stored",
+            lambda i: from_stored(to_stored(apply(EMPTY, ConsentChange(i, _COOKIES)))),
+            consent_state._parsed,
+            sample,
         ),
     ]
 

@@ -65,7 +65,7 @@ from pipeline.schemas import SchemaError
 from pipeline.serde import Decoded, Serde, SerdeError
 from pipeline.subject_keys import SubjectKeyer
 from streams import enrich, erased_keys, metrics
-from streams.consent_state import SubjectConsent, merge, stored_after, to_millis
+from streams.consent_state import SubjectConsent, from_stored, merge, stored_after, to_millis
 from streams.delivery_window import DeliveryWindow
 from streams.dsr_stage import DsrStage, DsrTables
 from streams.exceptions import InvalidEvent
@@ -182,6 +182,7 @@ class StreamsWorker:
             topics.CONSENT_TABLE,
             topics.CONSENT_CHANGELOG,
             "Consent state per subject key (streams.consent_state.SubjectConsent as JSON).",
+            value_type=bytes,  # streams.consent_state.to_stored: no decode when it reads its own writes back
         )
         self.erasures = self._global_table(
             topics.ERASURES_TABLE,
@@ -234,12 +235,16 @@ class StreamsWorker:
             log.info("erased-keys table: %d entr(ies) past retention deleted", len(keys))
         return len(keys)
 
-    def _global_table(self, name: str, spec: topics.TopicSpec, description: str) -> Any:
-        """A GlobalTable keyed by bytes whose changelog is `spec` (see the module docstring)."""
+    def _global_table(
+        self, name: str, spec: topics.TopicSpec, description: str, *, value_type: type | None = None
+    ) -> Any:
+        """A GlobalTable keyed by bytes whose changelog is `spec` (see the module docstring);
+        values JSON, or raw with `value_type=bytes`."""
         return self.app.GlobalTable(
             name,
             partitions=spec.partitions,
             key_type=bytes,
+            value_type=value_type,
             use_partitioner=True,
             # With use_partitioner every changelog partition is both active and standby, and
             # faust buffers changes of active partitions up to recovery_buffer_size before
@@ -254,7 +259,7 @@ class StreamsWorker:
     def consent_of(self, keys: Sequence[str]) -> SubjectConsent:
         """The merged tracker state of a record's subject keys."""
         table = self.consent_table
-        return merge(SubjectConsent.from_json(lookup(table, key.encode())) for key in keys)
+        return merge(from_stored(lookup(table, key.encode())) for key in keys)
 
     def erased_at(self, key: str) -> int | None:
         """The erased-keys table's time for a subject key (epoch ms), if it was erased."""

@@ -1,7 +1,7 @@
 """What the consent tracker knows about one subject key, and how a change updates it.
 
 Pure data: `SubjectConsent` is the value of the faust table `consent` (keyed by subject
-key, serialised with `to_json`/`from_json`), `apply` folds one `ConsentChange` into it.
+key, stored as bytes: `to_stored`/`from_stored`), `apply` folds one `ConsentChange` into it.
 
 Consents are named by the policy's `needs` (`contact_consent`, `cookie.functional`,
 `cookie.analytics`, `geolocation`) plus `cookie.marketing`, `call_recording` and
@@ -21,8 +21,10 @@ makes replaying the changelog, reprocessing after a crash and out-of-order topic
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
 from types import MappingProxyType
 from typing import Any
 
@@ -172,12 +174,31 @@ def apply(state: SubjectConsent, change: ConsentChange) -> SubjectConsent:
     return join(state, of_change(change))
 
 
-def stored_after(stored: Mapping[str, Any] | None, change: ConsentChange) -> dict[str, Any] | None:
-    """A subject key's state as the consent table stores it (`to_json`, None: no entry)
-    after `change`; None when `change` leaves it as it was (nothing to write)."""
-    state = SubjectConsent.from_json(stored)
+def to_stored(state: SubjectConsent) -> bytes:
+    """The consent table's value: `to_json` as compact JSON, byte for byte what faust's
+    json codec wrote while the table held decoded values, so older changelogs read the same.
+    Raw bytes because each worker also reads its own writes back from the changelog (a
+    GlobalTable): bytes cost nothing to take back, JSON cost a decode per write."""
+    return json.dumps(state.to_json(), separators=(",", ":")).encode()
+
+
+@lru_cache(maxsize=4096)
+def _parsed(stored: bytes) -> SubjectConsent:
+    return SubjectConsent.from_json(json.loads(stored))
+
+
+def from_stored(stored: bytes | None) -> SubjectConsent:
+    """The state a consent table value holds (None: no entry). Parsed values are cached,
+    bounded (a subject is looked up again soon after, by its next event); they are frozen."""
+    return EMPTY if stored is None else _parsed(stored)
+
+
+def stored_after(stored: bytes | None, change: ConsentChange) -> bytes | None:
+    """A subject key's consent table value (None: no entry) after `change`; None when
+    `change` leaves it as it was (nothing to write)."""
+    state = from_stored(stored)
     updated = apply(state, change)
-    return None if updated == state else updated.to_json()
+    return None if updated == state else to_stored(updated)
 
 
 def merge(states: Iterable[SubjectConsent]) -> SubjectConsent:

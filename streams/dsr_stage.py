@@ -48,7 +48,7 @@ from pipeline.dsr import REQUEST_SCHEMA, TrustedKeys
 from pipeline.dsr_contract import CommandSigner, Receipt, ReceiptStatus
 from pipeline.serde import Serde, SerdeError
 from streams import erased_keys
-from streams.consent_state import SubjectConsent, apply, merge, to_millis
+from streams.consent_state import SubjectConsent, apply, from_stored, merge, to_millis, to_stored
 from streams.metrics import StreamsMetrics
 from streams.outgoing import Outgoing
 from streams.row_types import Row
@@ -72,12 +72,12 @@ STAGE = "streams"
 EXIT_DELIVERY_FAILED = 70
 
 
-
 @dataclass(frozen=True)
 class DsrTables:
-    """The faust tables the stage reads and writes (keys are bytes, values JSON)."""
+    """The faust tables the stage reads and writes (keys are bytes; values JSON, the consent
+    table's as bytes)."""
 
-    consent: Any  # subject key -> SubjectConsent.to_json()
+    consent: Any  # subject key -> streams.consent_state.to_stored(SubjectConsent)
     erasures: Any  # subject key -> erased_at (epoch ms)
     seen: Any  # request id -> Seen.to_json()
 
@@ -272,13 +272,13 @@ class DsrStage:
         )
 
     def _consent(self, key: str) -> SubjectConsent:
-        return SubjectConsent.from_json(self.tables.consent.get(key.encode()))
+        return from_stored(self.tables.consent.get(key.encode()))
 
     def _write_consent(self, key: str, before: SubjectConsent, after: SubjectConsent) -> int:
         """Write `after` when it differs from `before`; the number of table writes."""
         if after == before:
             return 0
-        self.tables.consent[key.encode()] = after.to_json()
+        self.tables.consent[key.encode()] = to_stored(after)
         self.metrics.consent_updates.inc()
         return 1
 

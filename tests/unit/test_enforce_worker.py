@@ -15,7 +15,7 @@ from pipeline.dead_letter import parse_headers
 from pipeline.serde import AvroDeserializer, AvroSerializer
 from pipeline.subject_keys import IdentifierKind, SubjectKeyer
 from streams.app import StreamsWorker, _Batch, _now
-from streams.consent_state import EMPTY, ConsentChange, apply, to_millis
+from streams.consent_state import EMPTY, ConsentChange, apply, to_millis, to_stored
 from tests.support.raw_events import cdr_event, chat_event, recording_event
 from tests.support.streams_worker import streams_worker
 
@@ -96,7 +96,7 @@ def test_a_chat_is_enforced_against_the_consent_table(worker: tuple[StreamsWorke
     )
     visitor_key = KEYER.key(IdentifierKind.VISITOR_ID, "v-1")
     assert visitor_key is not None
-    app.consent_table.data[visitor_key.encode()] = withdrawn.to_json()  # as if restored from the changelog
+    app.consent_table.data[visitor_key.encode()] = to_stored(withdrawn)  # as if restored from the changelog
     batch = _run(app, _message(topics.CHAT.name, AvroSerializer("ChatConversation")(chat)))
     assert [(out.topic, out.key) for out in batch.sends] == [
         (topics.CHAT_ENRICHED.name, b"conv-1"),

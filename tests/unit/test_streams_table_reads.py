@@ -20,7 +20,7 @@ from pipeline.dsr_contract import CommandSigner
 from pipeline.serde import AvroSerializer, Serde
 from pipeline.subject_keys import IdentifierKind, SubjectKeyer
 from streams.app import StreamsWorker, _Batch, _now
-from streams.consent_state import EMPTY, ConsentChange, apply
+from streams.consent_state import EMPTY, ConsentChange, apply, to_stored
 from streams.table_reads import lookup
 from tests.support.raw_events import chat_event
 
@@ -79,7 +79,7 @@ def test_consent_and_erasure_entries_are_still_found(worker: StreamsWorker) -> N
     key = KEYER.key(IdentifierKind.VISITOR_ID, "v-1")
     assert key is not None
     state = apply(EMPTY, ConsentChange(1, {"contact_consent": False}))
-    worker.consent_table.data[key.encode()] = state.to_json()
+    worker.consent_table.data[key.encode()] = to_stored(state)
     worker.erasures.data[key.encode()] = 42
     assert worker.consent_of([key]) == state
     assert worker.erased_at(key) == 42
