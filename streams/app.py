@@ -71,6 +71,7 @@ from streams.dsr_stage import DsrStage, DsrTables
 from streams.exceptions import InvalidEvent
 from streams.fast_drain import route_batches, use_fast_drain
 from streams.outgoing import Outgoing
+from streams.prompt_tables import PromptTableManager
 from streams.rows import Outcome, Row, RowBuilder
 from streams.subject_directory import SubjectDirectory
 from streams.table_reads import lookup
@@ -176,6 +177,7 @@ class StreamsWorker:
             broker_max_poll_records=options.batch_size,
             stream_buffer_maxsize=4 * options.batch_size,
             worker_redirect_stdouts=False,
+            TableManager=PromptTableManager,  # no 1 s pause before the tables start (streams.prompt_tables)
         )
         use_fast_drain(self.app)
         self.consent_table = self._global_table(
