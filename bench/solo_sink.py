@@ -7,20 +7,32 @@ Timed from its first insert (records_sink_rows_inserted > 0) until its group's l
 (it commits only after the rows are stored), or `solo_max_s` after the first insert:
 `sink_rows_per_s` is the rows inserted in that window per second, `sink_rows_per_cpu_s`
 the same rows per CPU second the sink process used in it (all its threads, the embedded
-engine's included). With `profile`, `py-spy record -f raw` samples the sink over that
+engine's included); both start-up included when its first insert held every row
+(`sink_rate_basis` says which). With `profile`, `py-spy record -f raw` samples the sink over that
 window (`python -m bench.profile_summary FILE` summarises it).
+
+Its yardstick, right after it on the same messages: a bare confluent-kafka consumer with
+the sink's fetch settings (its own group, from the start) takes every enriched message and
+does nothing with it (`consume_loop_messages_per_s`; `sink_vs_consume_loop`, the sink's
+rows/s over it, one row per enriched message): how fast this broker and client hand the
+backlog over at all, the ceiling of any sink on this machine.
 """
 
 from __future__ import annotations
 
 import time
+import uuid
 from pathlib import Path
 from typing import Any
+
+from confluent_kafka import Consumer
 
 from bench.bench_steps import ENRICHED, POLL_S, first_count
 from bench.py_spy import profiling
 from bench.stack import Stack, cpu_seconds, wait_for
+from pipeline.exceptions import RecordsError
 from pipeline.kafka.admin import group_lag
+from sink.sink_options import SinkOptions
 
 SOLO_SINK_GROUP = "cs-clickhouse-sink-bench-solo"
 SINK_ROWS = "records_sink_rows_inserted"
@@ -64,11 +76,50 @@ def measure_solo_sink(
             )
         rows = solo_sink.metric(SINK_ROWS)
         cpu = cpu_seconds(solo_sink.process.pid) - cpu_at_first
-        result["sink_rows_per_s"] = (rows - at_first) / max(done - first, 1e-3)
-        result["sink_rows_per_cpu_s"] = (rows - at_first) / max(cpu, 1e-3)
+        if rows > at_first:
+            result["sink_rows_per_s"] = (rows - at_first) / max(done - first, 1e-3)
+            result["sink_rows_per_cpu_s"] = (rows - at_first) / max(cpu, 1e-3)
+            result["sink_rate_basis"] = "after its first insert"
+        else:  # all of it in its first insert: too few rows to leave start-up out
+            result["sink_rows_per_s"] = rows / (done - solo_sink.started)
+            result["sink_rows_per_cpu_s"] = rows / max(cpu_seconds(solo_sink.process.pid), 1e-3)
+            result["sink_rate_basis"] = "start-up included: too few rows to time after the first insert"
         result["sink_rows"] = rows
         result["sink_backlog_messages"] = enriched_total
         result["sink_seconds"] = done - first
     finally:
         solo_sink.stop()
+    result["consume_loop_messages_per_s"] = consume_loop(stack, enriched_total, timeout=timeout)
+    result["sink_vs_consume_loop"] = result["sink_rows_per_s"] / result["consume_loop_messages_per_s"]
     return result, solo_sink.peak_rss
+
+
+def consume_loop(stack: Stack, total: int, *, timeout: float) -> float:
+    """Messages/s of a bare consumer taking `total` messages of the enriched topics, from
+    its first message to its last (see the module docstring)."""
+    consumer = Consumer(
+        {
+            **stack.settings.kafka.as_librdkafka_dict(),
+            **SinkOptions().consumer_settings(),
+            "client.id": "bench-consume-loop",
+            "group.id": f"bench-consume-{uuid.uuid4().hex[:8]}",
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": "false",
+            "log_level": 3,
+        }
+    )
+    consumer.subscribe(list(ENRICHED))
+    taken = 0
+    started = 0.0
+    deadline = time.monotonic() + timeout
+    try:
+        while taken < total:
+            if time.monotonic() > deadline:
+                raise RecordsError(f"benchmark: the consume loop took {taken:,} of {total:,} messages in time")
+            messages = consumer.consume(10_000, 1.0)
+            if messages and not started:
+                started = time.perf_counter()
+            taken += sum(1 for message in messages if message.error() is None)
+        return taken / (time.perf_counter() - started)
+    finally:
+        consumer.close()

@@ -5,7 +5,8 @@
 A streams worker with its own app id (`SOLO_APP_ID`: its own consumer group and
 changelogs, made before it starts) drains every raw message, or stops `solo_max_s` after
 its first counted batch; the rate is between its first and last counted batch (start-up
-excluded; also given with start-up). With `profile`, `py-spy record -f raw --threads`
+excluded; also given with start-up, and only so when it drained every message before a
+second reading: `streams_rate_basis` says which). With `profile`, `py-spy record -f raw --threads`
 samples the worker over that window (`python -m bench.profile_summary FILE --thread
 MainThread` summarises it). Right after it, on the same messages, the plain loops
 (bench/plain_loop.py), bare and with the project's enrichment: the machine in the same
@@ -54,8 +55,13 @@ def measure_solo_streams(
                 every=POLL_S,
             )
         counted = solo.metric(STREAMS_IN)
-        result["streams_events_per_s"] = (counted - at_first) / max(done - first, 1e-3)
         result["streams_with_startup_events_per_s"] = counted / (done - solo.started)
+        if counted > at_first:
+            result["streams_events_per_s"] = (counted - at_first) / max(done - first, 1e-3)
+            result["streams_rate_basis"] = "after its first batch"
+        else:  # it drained them all before a second reading: too few events to leave start-up out
+            result["streams_events_per_s"] = result["streams_with_startup_events_per_s"]
+            result["streams_rate_basis"] = "start-up included: too few events to time after the first batch"
     finally:
         solo.stop()
     return result, solo.peak_rss

@@ -54,6 +54,14 @@ def _table(result: dict[str, Any]) -> None:
             if "sink_rows_per_cpu_s" in result
             else ()
         ),
+        *(
+            (
+                ("bare consumer, same messages", f"{result['consume_loop_messages_per_s']:,.0f} messages/s"),
+                ("sink / bare consumer", f"{result['sink_vs_consume_loop']:.2f}"),
+            )
+            if "consume_loop_messages_per_s" in result
+            else ()
+        ),
         (
             f"erasure full path p50 / p95 ({result['erasure_requests']} requests)",
             f"{result['erasure_full_path_p50_s']:.1f} / {result['erasure_full_path_p95_s']:.1f} s",
@@ -217,7 +225,9 @@ def _only(
         summary = (
             f"sink alone: {result['sink_rows_per_s']:,.0f} rows/s, {result['sink_rows_per_cpu_s']:,.0f} rows per CPU s "
             f"({result['sink_rows']:,.0f} rows of {result['sink_backlog_messages']:,} messages in "
-            f"{result['sink_seconds']:.1f} s; peak RSS {result['peak_rss_mb']['sink_solo']:,.0f} MB)"
+            f"{result['sink_seconds']:.1f} s; peak RSS {result['peak_rss_mb']['sink_solo']:,.0f} MB); "
+            f"bare consumer: {result['consume_loop_messages_per_s']:,.0f} messages/s, "
+            f"sink / bare consumer {result['sink_vs_consume_loop']:.2f}"
         )
     path = write_results(result, out)
     typer.echo(summary)

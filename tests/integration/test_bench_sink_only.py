@@ -18,7 +18,7 @@ pytestmark = pytest.mark.timeout(480)
 def test_only_sink_drains_the_enriched_backlog_and_writes_its_figures(tmp_path: Path) -> None:
     done = run_records("bench", "--only", "sink", "--events", "300", "--out", str(tmp_path), timeout=420)
     assert done.returncode == 0, done.stderr[-2000:]
-    assert "sink alone:" in done.stdout
+    assert "sink alone:" in done.stdout and "bare consumer:" in done.stdout
 
     [path] = tmp_path.glob("*.json")
     written = json.loads(path.read_text())
@@ -27,6 +27,9 @@ def test_only_sink_drains_the_enriched_backlog_and_writes_its_figures(tmp_path: 
     # every message stored (a batch replayed after a rebalance would count twice), none dead-lettered
     assert written["sink_rows"] >= written["sink_backlog_messages"]
     assert written["sink_rows_per_s"] > 0 and written["sink_rows_per_cpu_s"] > 0
+    # its yardstick took the same messages
+    assert written["consume_loop_messages_per_s"] > 0
+    assert written["sink_vs_consume_loop"] == written["sink_rows_per_s"] / written["consume_loop_messages_per_s"]
     assert written["peak_rss_mb"]["sink_solo"] > 0
     assert written["command"] == f"records bench --only sink --events 300 --out {tmp_path}"
 
