@@ -28,8 +28,9 @@ Protocols, in this order (each figure is events/s unless its name says otherwise
    retention run) drains the enriched topics (the output of both streams runs), or stops
    `solo_max_s` after its first insert; rows inserted per second between its first insert
    and the end, and per CPU second the sink process used meanwhile (`sink_rows_per_cpu_s`:
-   what the sink costs, whatever else the machine runs). `records bench --only sink`
-   runs this step alone (bench/sink_only.py).
+   what the sink costs, whatever else the machine runs); then its yardstick, a bare
+   consumer taking the same messages (`sink_vs_consume_loop`). `records bench --only
+   sink` runs this step alone (bench/sink_only.py).
 Peak RSS is VmHWM of each worker process (read just before it is stopped), the JVM
 broker's, and the benchmark process's own (which runs the producer and plain loops).
 With `memory`, every worker's RSS is also sampled every second over the whole run and

@@ -20,6 +20,7 @@ whose output never reached Kafka.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from collections import Counter, deque
 from collections.abc import Callable, Sequence
@@ -56,7 +57,9 @@ class _InFlight:
             self.left -= 1
             last = self.left == 0
         if last:
-            self._loop.call_soon_threadsafe(_resolve, self.future)
+            # RuntimeError: its loop is closed (the process is ending), nobody awaits it
+            with contextlib.suppress(RuntimeError):
+                self._loop.call_soon_threadsafe(_resolve, self.future)
 
 
 def _resolve(future: asyncio.Future[None]) -> None:
@@ -119,6 +122,6 @@ class DeliveryWindow:
             self._poller.start()
 
     def _poll(self) -> None:
-        poll = self.producer.poll
+        poll = self.producer.producer.poll  # the client the messages were queued on
         while not self._closed.is_set():
             poll(_POLL_S)
