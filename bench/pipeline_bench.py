@@ -20,10 +20,11 @@ Protocols, in this order (each figure is events/s unless its name says otherwise
 5. streams alone: a second streams worker (own app id) drains every raw message, or
    stops `solo_max_s` after its first counted batch; the rate is between its first and
    last counted batch (start-up excluded; also given with start-up).
-6. plain loops (bench/plain_loop.py) on the first N raw messages, bare and with the
-   project's enrichment, right after 5 so the machine is in the same state: the
-   yardstick for the streams stage (`streams_vs_plain_loop`). Then the Quix Streams peer
-   (bench/quix_peer.py, its own virtualenv) doing the same work (`streams_vs_quix`).
+6. plain loops (bench/plain_loop.py) on every raw message, as 5 (the backlog's and the
+   live run's events), bare and with the project's enrichment, right after 5 so the
+   machine is in the same state: the yardstick for the streams stage
+   (`streams_vs_plain_loop`). Then the Quix Streams peer (bench/quix_peer.py, its own
+   virtualenv) doing the same work on the same messages (`streams_vs_quix`).
 7. sink alone (bench/solo_sink.py): a second sink (own group, own chDB directory, no
    retention run) drains the enriched topics (the output of both streams runs), or stops
    `solo_max_s` after its first insert; rows inserted per second between its first insert
@@ -159,8 +160,6 @@ def run_bench(options: BenchOptions, progress: Callable[[str], None] | None = No
         result["producer_events_per_s"] = measure_producer(stack, messages)
         raw_total = stack.topic_total(RAW)
 
-        backlog_total = raw_total
-
         # 3. backlog protocol: both workers start on the backlog
         phase("backlog: both workers")
         # `streams_workers` processes in one group share the raw partitions (the first is
@@ -244,15 +243,15 @@ def run_bench(options: BenchOptions, progress: Callable[[str], None] | None = No
         )
         result.update(figures)
 
-        # 7. the plain loops, right after the streams stage on the same backlog (the machine
-        # in the same state: the ratio is what counts)
+        # 7. the plain loops, right after the streams stage on the same messages (the
+        # machine in the same state: the ratio is what counts)
         phase("plain loops")
-        result.update(measure_plain_loops(stack, keyer, backlog_total))
+        result.update(measure_plain_loops(stack, keyer, raw_total))
         if quix_python is not None:
             phase("the Quix Streams peer")
             try:
                 result["quix_events_per_s"] = run_quix_peer(
-                    quix_python, stack.env, PLAIN_TOPIC, backlog_total, stack.root / "quix-state", timeout
+                    quix_python, stack.env, PLAIN_TOPIC, raw_total, stack.root / "quix-state", timeout
                 )
                 peer["quixstreams"] = QUIXSTREAMS.split("==", 1)[1]
             except RecordsError as exc:

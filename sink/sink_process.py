@@ -31,6 +31,7 @@ from clickhouse_connect.driver.client import Client
 from clickhouse_connect.driver.httpclient import HttpClient
 from prometheus_client import CollectorRegistry
 
+from pipeline import gc_tuning
 from pipeline.chdb_owner import read_owner, remove_owner, write_owner
 from pipeline.clickhouse import describe_target, run_statement
 from pipeline.clickhouse_ddl import ANALYST_DB, RECORDS_DB, statements, table_models
@@ -179,6 +180,7 @@ def run_sink(
                 )
         serve(registry, settings.sink_metrics_port)
         install_signal_handlers(sink)
+        gc_tuning.tune()  # fewer, cheaper collections per message (pipeline/gc_tuning.py)
         sink.run()
     finally:
         if sink is not None:

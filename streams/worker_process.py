@@ -10,7 +10,7 @@ import logging
 import faust
 from prometheus_client import CollectorRegistry
 
-from pipeline import topics
+from pipeline import gc_tuning, topics
 from pipeline.config import KafkaConnection, Settings
 from pipeline.dsr import TrustedKeys
 from pipeline.dsr_contract import CommandSigner
@@ -105,6 +105,7 @@ def run_worker(
         len(trusted.keys),
         command_signer.key_id,
     )
+    gc_tuning.tune()  # fewer, cheaper collections per message (pipeline/gc_tuning.py)
     try:
         FaustWorker(worker.app, loglevel=loglevel, quiet=True).execute_from_commandline()
     finally:
