@@ -13,7 +13,7 @@ the whole process, never garbage) so that no collection walks it again, then col
 the young generation every 100,000 allocations instead of 700. Reference cycles are still
 collected, later; the workers' memory bounds in README are measured with this setting.
 Measured with `records bench --only streams --quick` and `--only sink --quick`, alternating
-runs with and without it: the streams worker +6-11% events/s in three pairs; the sink
+runs with and without it: the streams worker +6-12% events/s in three pairs; the sink
 faster in four of five pairs (-6% to +44%: the sink's figure is noisy on this machine).
 """
 
