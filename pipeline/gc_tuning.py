@@ -3,14 +3,15 @@
 
 Both workers allocate many short-lived container objects per message (decoded records,
 rows, confluent-kafka `Message` objects: the sink holds up to ~150k of them in one batch).
-With CPython's default thresholds (700, 10, 10) a young collection runs every 700
-allocations and each one that promotes survivors brings the next full collection closer;
+With CPython's default thresholds (700, 10, 10) a young collection runs whenever 700
+more container objects were allocated than freed, and each one that promotes survivors
+brings the next full collection closer;
 a full collection walks every tracked object in the process: the imported frameworks
 (faust, mode, aiokafka, clickhouse-connect), the tables' dicts and the batch in hand.
 
 `tune()` first freezes what exists at the call (modules, the app, its clients: alive for
 the whole process, never garbage) so that no collection walks it again, then collects
-the young generation every 100,000 allocations instead of 700. Reference cycles are still
+the young generation at 100,000 instead of 700. Reference cycles are still
 collected, later; the workers' memory bounds in README are measured with this setting.
 Measured with `records bench --only streams --quick` and `--only sink --quick`, alternating
 runs with and without it: the streams worker +6-12% events/s in three pairs; the sink
