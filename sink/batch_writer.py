@@ -7,14 +7,14 @@ stores one batch and owns everything that touches the store or the dead-letter t
    `write` raises (the loop retries);
 3. withdraw: consent withdrawals are applied (sink/consent_withdrawal.py). As the store's
    only writer (`sole_writer`, embedded mode) this runs BEFORE step 2 and costs no query
-   unless the batch brings a new denial (sink/clear_before_insert.py: rows are cleared
-   in Python before their insert, stored rows by one mutation per table for new denials
-   only); otherwise, after step 2, one read query and at most one
+   unless the batch brings a new denial (sink/clear_before_insert.py: the rows a denial
+   covers are stored cleared by step 2's insert, stored rows by one mutation per table for
+   new denials only); otherwise, after step 2, one read query and at most one
    `ALTER TABLE ... UPDATE ... SETTINGS mutations_sync = 2` per table per batch;
 4. commands: messages of command topics (DSR work) go to the handler registered for that
-   topic; handlers are idempotent (an `insert_guard`, when given, takes over step 2's
-   INSERT of the tables it guards: the DSR wiring's refuses rows of erased subjects,
-   sink/erasure_guard.py);
+   topic; handlers are idempotent (an `insert_guard`, when given, adds a row filter to
+   step 2's INSERT of the tables it guards: the DSR wiring's refuses rows of erased
+   subjects, sink/erasure_guard.py);
 5. dead letters: undecodable or misplaced messages go to the dead-letter topic with the
    original key, bytes and headers plus `pipeline.dead_letter` headers, and the producer is
    flushed: a dead letter is durable before its offset is committed.
@@ -49,6 +49,7 @@ from sink.clear_before_insert import ClearBeforeInsert, WithdrawalPlan
 from sink.consent_withdrawal import ConsentBoundTable, affected_query, clearing_mutation
 from sink.exceptions import KafkaSinkError, WriteFailed
 from sink.metrics import SinkMetrics
+from sink.select_insert import Clearing, RowFilter, insert_container
 
 log = logging.getLogger(__name__)
 
@@ -77,10 +78,10 @@ class CommandHandler:
 
 
 class InsertGuard(Protocol):
-    """Takes over the INSERT of a batch's Avro container into a table (sink/erasure_guard.py).
-    Returns False to leave it to the sink's plain INSERT ... FORMAT Avro."""
+    """Filters the rows of a batch's Avro container as they are inserted into a table
+    (sink/erasure_guard.py); None leaves the table's rows unfiltered."""
 
-    def insert(self, client: Client, table: TableModel, block: bytes, settings: Mapping[str, str]) -> bool: ...
+    def row_filter(self, table: TableModel) -> RowFilter | None: ...
 
 
 @dataclass
@@ -126,9 +127,12 @@ class BatchWriter:
         self.lock = engine_lock
         self.insert_guard = insert_guard
         self._consent_tables = tuple(consent_tables)
+        self._consent_by_name = {t.model.name: t for t in self._consent_tables}
         self._ledger = ledger
         self._progress = _Progress()
         self._producer: KafkaProducer | None = None
+        if sole_writer and isinstance(client, HttpClient):
+            raise ValueError("sole_writer is the embedded engine's path; a server's sinks share the store")
         self._memory = ClearBeforeInsert(consent_tables, ledger, metrics) if sole_writer else None
         self._session_settings = False  # embedded: _INSERT_SETTINGS set on the session
         for handler in self.commands:
@@ -146,7 +150,7 @@ class BatchWriter:
                 if progress.plan is None:
                     progress.plan = self._memory.prepare(self.client, batch)
                 for name, affected in self._memory.apply(self.client, progress.plan).items():
-                    self._run_clearing(next(t for t in self._consent_tables if t.model.name == name), affected)
+                    self._run_clearing(self._consent_by_name[name], affected)
                 progress.withdrawn = True
             for key, group in list(batch.groups.items()):
                 if key not in progress.inserted:
@@ -155,9 +159,6 @@ class BatchWriter:
             if self._memory is None and not progress.withdrawn:
                 self._clear_withdrawn(batch, ledger_ids=batch.ids_of(self._ledger.name))
                 progress.withdrawn = True
-            elif progress.plan is not None and progress.plan.leftover:
-                self._clear_withdrawn(batch, ledger_ids=[], row_ids=progress.plan.leftover)
-                progress.plan.leftover = {}
             progress.stored = True
             if not progress.commands_done:
                 for handler in self.commands:
@@ -203,11 +204,17 @@ class BatchWriter:
         self.metrics.rows_inserted.labels(group.table.name).inc(len(group.bodies))
 
     def _raw_insert(self, group: Group) -> None:
-        block = container(group.writer, group.bodies)
-        settings = self._insert_settings()
-        if self.insert_guard is not None and self.insert_guard.insert(self.client, group.table, block, settings):
-            return
-        self.client.raw_insert(group.table.qualified, insert_block=block, fmt="Avro", settings=dict(settings))
+        table = group.table
+        plan = self._progress.plan
+        covered = plan.covered.get(table.name) if plan is not None else None
+        insert_container(
+            self.client,
+            table,
+            container(group.writer, group.bodies),
+            self._insert_settings(),
+            row_filter=self.insert_guard.row_filter(table) if self.insert_guard is not None else None,
+            clearing=Clearing(self._consent_by_name[table.name], covered) if covered else None,
+        )
 
     def _insert_settings(self) -> Mapping[str, str]:
         """The settings to pass with each insert: `_INSERT_SETTINGS` to a server (HTTP
@@ -220,14 +227,13 @@ class BatchWriter:
             self._session_settings = True
         return _NO_SETTINGS
 
-    def _clear_withdrawn(
-        self, batch: Batch, *, ledger_ids: Sequence[str], row_ids: Mapping[str, Sequence[str]] | None = None
-    ) -> None:
-        """The per-batch query path: rows of `row_ids` (default: every row of the batch) and
-        rows of the keys of the ledger rows `ledger_ids`, against every stored denial."""
+    def _clear_withdrawn(self, batch: Batch, *, ledger_ids: Sequence[str]) -> None:
+        """The per-batch query path: every row of the batch and rows of the keys of the
+        ledger rows `ledger_ids`, against every stored denial."""
         for table in self._consent_tables:
-            ids = batch.ids_of(table.model.name) if row_ids is None else row_ids.get(table.model.name, [])
-            found = affected_query(table, self._ledger, new_row_ids=ids, new_ledger_ids=ledger_ids)
+            found = affected_query(
+                table, self._ledger, new_row_ids=batch.ids_of(table.model.name), new_ledger_ids=ledger_ids
+            )
             if found is None:
                 continue
             query, parameters = found

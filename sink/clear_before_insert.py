@@ -7,11 +7,15 @@ For a batch, before anything of it is inserted (`prepare`, then `apply`):
 2. the batch's ledger rows (few) are decoded; each denial is noted in the state; a denial
    is NEW unless an earlier one strictly covers it (a later time for each of its keys):
    it may cover stored rows that no applied denial covered;
-3. every row of a consent-bound table whose subject keys (read from the Avro body, no
-   decode) hit the state is decoded, the fields its denials cover are set to None and
-   listed in `stripped`, and the body is re-encoded: a row that comes after its
-   withdrawal is stored already cleared, and a row replayed with its old values is
-   cleared again. Rows without a denied key, the common case, cost one key lookup;
+3. every row of a consent-bound table is looked up by its subject keys and time, read
+   straight from the Avro body (no decode): a row with a denied key dated up to that
+   denial is COVERED by that need (`WithdrawalPlan.covered`, by event id). The writer
+   stores covered rows cleared: their insert is an INSERT ... SELECT whose column
+   expressions set the fields the need covers to NULL and list them in `stripped`
+   (sink/select_insert.py), the same expressions as the mutation of stored rows. So a row
+   that comes after its withdrawal is stored already cleared, a row replayed with its old
+   values is cleared again, and Python never re-encodes a row. Rows without a denied key,
+   the common case, cost one key lookup;
 4. `apply`: only for NEW denials, one read query per consent-bound table
    (`stored_rows_query`) and at most one `ALTER TABLE ... UPDATE` clearing the stored rows
    they cover. A batch without a new denial runs no query and no mutation.
@@ -19,9 +23,7 @@ Then the writer inserts the rows and the ledger rows. Since the clearing of stor
 runs before the ledger rows are stored, a stored denial has always been applied, and a
 denial it strictly covers needs nothing more. A replayed denial (same time as the one
 held) is NEW again and applied again, which is idempotent: so a crash at any step, even
-one left by a version that stored ledger rows before clearing, ends cleared. Rows the Python
-clearing cannot rewrite (a writer schema without `stripped` or with a non-nullable
-field) are left to `affected_query` after the insert (`leftover`).
+one left by a version that stored ledger rows before clearing, ends cleared.
 
 Correct only while this sink is the store's only writer (embedded mode: one sink per chDB
 directory): with several sinks, another sink's ledger rows never reach this state, and
@@ -35,15 +37,23 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
 
 import fastavro
 from clickhouse_connect.driver.client import Client
 
+from pipeline.avro_binary import read_string
 from pipeline.clickhouse_ddl import TableModel
 from sink.batch import Batch, Group
-from sink.consent_withdrawal import CONSENT_WITHDRAWN, ConsentBoundTable, stored_rows_query
-from sink.denial_state import DenialState, has_key_prefix, ledger_denies, prefix_subject_keys, time_reader, to_ms
+from sink.consent_withdrawal import ConsentBoundTable, stored_rows_query
+from sink.denial_state import (
+    DenialState,
+    has_key_prefix,
+    ledger_denies,
+    prefix_subject_keys,
+    string_reader,
+    time_reader,
+    to_ms,
+)
 from sink.metrics import SinkMetrics
 
 log = logging.getLogger(__name__)
@@ -54,8 +64,7 @@ class WithdrawalPlan:
     """What `prepare` found in one batch, for `apply` and the writer."""
 
     new: dict[str, dict[str, int]] = field(default_factory=dict)  # need -> key -> until ms
-    cleared: dict[tuple[str, str], int] = field(default_factory=dict)  # (table, need) -> rows
-    leftover: dict[str, list[str]] = field(default_factory=dict)  # table -> row ids for affected_query
+    covered: dict[str, dict[str, set[str]]] = field(default_factory=dict)  # table -> need -> event ids
 
 
 class ClearBeforeInsert:
@@ -79,7 +88,7 @@ class ClearBeforeInsert:
         self.state.invalidate()
 
     def prepare(self, client: Client, batch: Batch) -> WithdrawalPlan:
-        """Steps 1-3; rewrites the batch's bodies in place."""
+        """Steps 1-3; the bodies are left as they are (the writer clears covered rows)."""
         if not self.state.loaded:
             held = self.state.load(client, self.ledger)
             log.info("consent denials loaded: %d subject key(s)", held)
@@ -92,9 +101,10 @@ class ClearBeforeInsert:
         for (name, _), group in batch.groups.items():
             table = self.tables.get(name)
             if table is not None and group.bodies:
-                self._clear_group(table, group, plan)
-        for (table_name, need), count in plan.cleared.items():
-            self.metrics.consent_cleared.labels(table_name, need).inc(count)
+                self._cover_group(table, group, plan.covered.setdefault(name, {}))
+        for table_name, by_need in plan.covered.items():
+            for need, ids in by_need.items():
+                self.metrics.consent_cleared.labels(table_name, need).inc(len(ids))
         return plan
 
     def apply(self, client: Client, plan: WithdrawalPlan) -> dict[str, dict[str, set[str]]]:
@@ -137,72 +147,43 @@ class ClearBeforeInsert:
                         if latest is not None:
                             news[key.decode("utf-8")] = latest
 
-    def _clear_group(self, table: ConsentBoundTable, group: Group, plan: WithdrawalPlan) -> None:
+    def _cover_group(self, table: ConsentBoundTable, group: Group, covered: dict[str, set[str]]) -> None:
+        """Step 3 for one group: into `covered`, the event ids of its rows each need covers
+        (a denied key, dated up to the denial, and a rule of the need for the row's channel)."""
         state = self.state
         fast = has_key_prefix(group.writer)
         row_time = time_reader(group.writer, table.time_field) if fast else None
-        for index, body in enumerate(group.bodies):
-            if fast:
-                try:
+        by_channel = any(rule.channels is not None for rules in table.fields.values() for rule in rules)
+        row_channel = string_reader(group.writer, "channel") if fast and by_channel else None
+        # read straight from the body, or (None) decode each row
+        direct = row_time if row_channel is not None or not by_channel else None
+        for body in group.bodies:
+            channel: str | None = None
+            try:
+                if direct is not None:
                     keys = prefix_subject_keys(body)
                     if not state.hits(keys):
                         continue
-                    if row_time is not None:  # dated after every denial of its keys: kept
-                        row_ms, latest = row_time(body), state.latest(keys)
-                        if row_ms is not None and latest is not None and row_ms > latest:
-                            continue
-                except ValueError:
-                    continue  # invalid: the insert step dead-letters it
-            rewritten = self._clear_row(table, group, body, plan)
-            if rewritten is not None:
-                group.bodies[index] = rewritten
-
-    def _clear_row(
-        self, table: ConsentBoundTable, group: Group, body: bytes, plan: WithdrawalPlan
-    ) -> bytes | None:
-        """The body with the covered fields cleared, or None when nothing changes."""
-        try:
-            record: Any = fastavro.schemaless_reader(io.BytesIO(body), group.writer.parsed, None)
-        except Exception:
-            return None
-        if not isinstance(record, dict):
-            return None
-        keys = [k.encode("utf-8") for k in record.get("subject_keys") or ()]
-        if not self.state.hits(keys):
-            return None
-        row_ms = to_ms(record[table.time_field]) if record.get(table.time_field) is not None else None
-        if row_ms is None:
-            return None
-        marks: list[str] = []
-        needs: list[str] = []
-        for need in sorted(table.fields):
-            until = self.state.until(keys, need)
-            if until is None or row_ms > until:
+                    row_ms = direct(body)
+                    event_id = read_string(body)[0]
+                    if row_channel is not None:
+                        channel = row_channel(body)
+                else:  # a writer whose fields these readers cannot skip: decode the row
+                    record = fastavro.schemaless_reader(io.BytesIO(body), group.writer.parsed, None)
+                    if not isinstance(record, dict):
+                        continue
+                    keys = [k.encode("utf-8") for k in record["subject_keys"] or ()]
+                    moment = record.get(table.time_field)
+                    row_ms = to_ms(moment) if moment is not None else None
+                    event_id = str(record["event_id"])
+                    channel = record.get("channel")
+            except Exception:  # an invalid body: the insert step dead-letters it
                 continue
-            hit = False
-            for rule in table.fields[need]:
-                if rule.name not in record or record[rule.name] is None:
+            if row_ms is None:
+                continue
+            for need, rules in table.fields.items():
+                until = state.until(keys, need)
+                if until is None or row_ms > until:
                     continue
-                if rule.channels is not None and record.get("channel") not in rule.channels:
-                    continue
-                record[rule.name] = None
-                marks.append(f"{rule.name}:{CONSENT_WITHDRAWN}")
-                hit = True
-            if hit:
-                needs.append(need)
-        if not marks:
-            return None
-        if "stripped" not in record:
-            plan.leftover.setdefault(table.model.name, []).append(str(record.get("event_id")))
-            return None
-        record["stripped"] = [*(record["stripped"] or []), *marks]
-        out = io.BytesIO()
-        try:
-            fastavro.schemaless_writer(out, group.writer.parsed, record)
-        except Exception:  # e.g. a non-nullable field in an older writer schema
-            plan.leftover.setdefault(table.model.name, []).append(str(record.get("event_id")))
-            return None
-        for need in needs:
-            key = (table.model.name, need)
-            plan.cleared[key] = plan.cleared.get(key, 0) + 1
-        return out.getvalue()
+                if any(rule.channels is None or channel in rule.channels for rule in rules):
+                    covered.setdefault(need, set()).add(event_id)

@@ -14,7 +14,8 @@ denies, every policy field whose `needs` is that consent (and, if the rule names
 Both arrival orders end the same, and applying twice (a replay) changes nothing more.
 Two ways keep it (sink/batch_writer.py picks one):
 - the sole writer (embedded mode) keeps the denials in memory
-  (sink/clear_before_insert.py): a row is cleared in Python before its insert, and only a
+  (sink/clear_before_insert.py): a row a denial covers is stored cleared by its own insert
+  (`clearing_columns`, the mutation's expressions as a SELECT list), and only a
   denial that covers more than the known ones (a NEW one) clears stored rows, with
   `stored_rows_query` + `clearing_mutation`, before its ledger row is stored; a batch
   without a new denial runs no query and no mutation;
@@ -206,22 +207,38 @@ def clearing_mutation(table: ConsentBoundTable, affected: Mapping[str, Collectio
     affected = {need: ids for need, ids in affected.items() if ids and need in table.fields}
     if not affected:
         return None
-    assignments: list[str] = []
+    values, stripped = _cleared(table, {need: f"event_id IN {sql_strings(ids)}" for need, ids in affected.items()})
+    # All expressions of one UPDATE read the row as it was, so `stripped` sees the old values.
+    assignments = [*(f"`{name}` = {value}" for name, value in values.items()), f"stripped = {stripped}"]
+    every_id = sql_strings({i for ids in affected.values() for i in ids})
+    return f"ALTER TABLE {table.model.qualified}\nUPDATE {', '.join(assignments)}\nWHERE event_id IN {every_id}"
+
+
+def clearing_columns(table: ConsentBoundTable, hits: Mapping[str, str]) -> list[str]:
+    """The SELECT list of an INSERT ... SELECT storing `table` rows with the fields of each
+    need cleared where `hits[need]` (SQL over the row) holds: one expression per column, in
+    column order, without aliases (an alias would shadow the column it replaces, and
+    `stripped` must see the values as they were)."""
+    values, stripped = _cleared(table, {need: hit for need, hit in hits.items() if need in table.fields})
+    return [values.get(c.name) or (stripped if c.name == "stripped" else f"`{c.name}`") for c in table.model.columns]
+
+
+def _cleared(table: ConsentBoundTable, hits: Mapping[str, str]) -> tuple[dict[str, str], str]:
+    """Per field a need of `hits` covers, the expression of its value after clearing; and
+    the expression of `stripped` with a `field:consent_withdrawn` mark per field cleared
+    that held a value. `hits[need]`: SQL, the row is covered by that need."""
+    values: dict[str, str] = {}
     marks: list[str] = []
-    for need in sorted(affected):
-        ids = sql_strings(affected[need])
+    for need in sorted(hits):
         for rule in table.fields[need]:
-            hit = f"event_id IN {ids}"
+            hit = hits[need]
             if rule.channels is not None:
                 hit += f" AND channel IN {_tuple(rule.channels)}"
-            assignments.append(f"`{rule.name}` = if({hit}, NULL, `{rule.name}`)")
+            values[rule.name] = f"if({hit}, NULL, `{rule.name}`)"
             marks.append(
                 f"if({hit} AND `{rule.name}` IS NOT NULL, {sql_string(f'{rule.name}:{CONSENT_WITHDRAWN}')}, '')"
             )
-    every_id = sql_strings({i for ids in affected.values() for i in ids})
-    # All expressions of one UPDATE read the row as it was, so `stripped` sees the old values.
-    assignments.append(f"stripped = arrayConcat(stripped, arrayFilter(x -> x != '', [{', '.join(marks)}]))")
-    return f"ALTER TABLE {table.model.qualified}\nUPDATE {', '.join(assignments)}\nWHERE event_id IN {every_id}"
+    return values, f"arrayConcat(stripped, arrayFilter(x -> x != '', [{', '.join(marks)}]))"
 
 
 def ledger_model(models: Sequence[TableModel]) -> TableModel:

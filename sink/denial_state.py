@@ -101,26 +101,14 @@ def time_reader(writer: AvroSchema, name: str) -> Callable[[bytes], int | None] 
     skipping the fields before it; None when a field before it (or it) has a type this
     reader does not skip (then decode the record). The reader returns None for a null
     value and raises ValueError on a truncated body."""
-    steps: list[str] = []
-    for spec in writer.definition.get("fields", []):
-        kind = _simple(spec["type"])
-        if spec["name"] == name:
-            if kind not in ("long", "?long") or not _millis(spec["type"]):
-                return None
-            target = kind
-            break
-        if kind is None:
-            return None
-        steps.append(kind)
-    else:
+    found = _steps_to(writer, name)
+    if found is None or found[1] not in ("long", "?long") or not _millis(found[2]):
         return None
-    plan = tuple(steps)
+    plan, target, _ = found
 
     def read(body: bytes) -> int | None:
         try:
-            pos = 0
-            for step in plan:
-                pos = _skip(body, pos, step)
+            pos = _skip_all(body, plan)
             if target == "?long":
                 branch, pos = read_long(body, pos)
                 if branch == 0:
@@ -130,6 +118,56 @@ def time_reader(writer: AvroSchema, name: str) -> Callable[[bytes], int | None] 
             raise ValueError("truncated Avro body") from None
 
     return read
+
+
+def string_reader(writer: AvroSchema, name: str) -> Callable[[bytes], str | None] | None:
+    """A reader of the string field `name` straight from a binary body, as `time_reader`."""
+    found = _steps_to(writer, name)
+    if found is None or found[1] not in ("string", "?string") or not _is_text(found[2]):
+        return None
+    plan, target, _ = found
+
+    def read(body: bytes) -> str | None:
+        try:
+            pos = _skip_all(body, plan)
+            if target == "?string":
+                branch, pos = read_long(body, pos)
+                if branch == 0:
+                    return None
+            length, pos = read_long(body, pos)
+            return body[pos : pos + length].decode("utf-8")
+        except (IndexError, UnicodeDecodeError):
+            raise ValueError("truncated or invalid Avro body") from None
+
+    return read
+
+
+def _steps_to(writer: AvroSchema, name: str) -> tuple[tuple[str, ...], str, object] | None:
+    """The `_skip` steps over the fields before field `name`, its `_simple` kind and its
+    Avro type; None when it is missing or a field before it cannot be skipped."""
+    steps: list[str] = []
+    for spec in writer.definition.get("fields", []):
+        kind = _simple(spec["type"])
+        if spec["name"] == name:
+            return (tuple(steps), kind, spec["type"]) if kind is not None else None
+        if kind is None:
+            return None
+        steps.append(kind)
+    return None
+
+
+def _skip_all(body: bytes, plan: tuple[str, ...]) -> int:
+    pos = 0
+    for step in plan:
+        pos = _skip(body, pos, step)
+    return pos
+
+
+def _is_text(avro_type: object) -> bool:
+    """A string, or one behind a [null, x] union (not bytes)."""
+    if isinstance(avro_type, list):
+        return any(_is_text(branch) for branch in avro_type if branch != "null")
+    return _is_string(avro_type)
 
 
 def _millis(avro_type: object) -> bool:
@@ -229,16 +267,6 @@ class DenialState:
     def hits(self, keys: Sequence[bytes]) -> bool:
         """Whether any of `keys` has a denial (then the row needs a closer look)."""
         return not self._until.keys().isdisjoint(keys)
-
-    def latest(self, keys: Iterable[bytes]) -> int | None:
-        """The latest denial of any need over `keys`, or None: a row dated after it is
-        covered by none."""
-        best: int | None = None
-        for key in keys:
-            for value in self._until.get(key, {}).values():
-                if best is None or value > best:
-                    best = value
-        return best
 
     def until(self, keys: Iterable[bytes], need: str) -> int | None:
         """The latest denial of `need` over `keys`, or None."""

@@ -19,14 +19,12 @@ never reaches a part (no mutation, nothing left on disk):
     SELECT columns FROM <the batch's Avro container>
     WHERE NOT arrayExists(k -> mapContains(erased, k) AND ingested_at <= erased[k], subject_keys)
 
-The container is the one the sink built (sink/avro_container.py): the engine reads
-the Avro itself, nothing is decoded in Python. Embedded, the engine reads it from a
-temporary file (`file()`, as clickhouse-connect's own chDB raw insert does with
-`FROM INFILE`); a server reads it from the request body (`input()`). Measured on 50k chat
-rows, the filtered insert takes the time of the plain `INSERT ... FORMAT Avro` (~0.4 s on
-two cores); with an empty erased-keys table the subquery reads nothing. So the filter is always on:
-it needs no cached idea of whether anything was erased, and with several sinks (server
-mode) each one sees the erased-keys table as soon as it is written.
+The guard only states the prelude and the condition (`row_filter`); the statement and how
+the engine reads the container are sink/select_insert.py's. Measured on 50k chat rows,
+the filtered insert takes the time of the plain `INSERT ... FORMAT Avro` (~0.4 s on two
+cores); with an empty erased-keys table the subquery reads nothing. So the filter is
+always on: it needs no cached idea of whether anything was erased, and with several sinks
+(server mode) each one sees the erased-keys table as soon as it is written.
 
 Only ledger rows younger than the longest retention of a table with subject keys are
 read: an older erasure could only refuse rows past their retention, which ClickHouse's
@@ -35,17 +33,11 @@ TTL drops on insert anyway. That keeps the Map small however long the pipeline r
 
 from __future__ import annotations
 
-import contextlib
-import os
-import tempfile
-from collections.abc import Iterable, Mapping
-
-from clickhouse_connect.driver.client import Client
-from clickhouse_connect.driver.httpclient import HttpClient
+from collections.abc import Iterable
 
 from pipeline.clickhouse_ddl import TableModel
-from sink.consent_withdrawal import sql_string
 from sink.dsr_storage import ERASED_KEYS, subject_tables
+from sink.select_insert import RowFilter
 
 
 def window_days(models: Iterable[TableModel]) -> int:
@@ -53,55 +45,30 @@ def window_days(models: Iterable[TableModel]) -> int:
     return max((m.record.period.max_days for m in subject_tables(models)), default=0)
 
 
-def structure(model: TableModel) -> str:
-    """The table's columns as a table-function structure ('`a` String, `b` Int32, ...')."""
-    return ", ".join(f"`{c.name}` {c.type}" for c in model.columns)
-
-
-def guarded_insert(model: TableModel, source: str, window: int) -> str:
-    """INSERT ... SELECT from `source` (a table function over the Avro container) without
-    the rows of subjects erased at or after the row's ingestion."""
-    columns = ", ".join(f"`{c.name}`" for c in model.columns)
+def erasure_filter(model: TableModel, window: int) -> RowFilter:
+    """The filter that drops the rows of subjects erased at or after the row's ingestion."""
     erased = (
         "SELECT CAST((groupArray(subject_key), groupArray(until)), 'Map(String, DateTime64(3, \\'UTC\\'))') "
         f"FROM (SELECT subject_key, max(erased_at) AS until FROM {ERASED_KEYS} "
         f"WHERE erased_at >= now64(3) - toIntervalDay({window}) GROUP BY subject_key)"
     )
-    ingested = model.ingest_column
-    return (
-        f"INSERT INTO {model.qualified} ({columns})\n"
-        f"WITH ({erased}) AS erased\n"
-        f"SELECT {columns} FROM {source}\n"
-        f"WHERE NOT arrayExists(k -> mapContains(erased, k) AND `{ingested}` <= erased[k], subject_keys)"
+    return RowFilter(
+        prelude=f"({erased}) AS erased",
+        where=f"NOT arrayExists(k -> mapContains(erased, k) AND `{model.ingest_column}` <= erased[k], subject_keys)",
     )
 
 
 class ErasureGuard:
-    """The sink's insert guard (ClickHouseSink's `insert_guard`): inserts the containers of
-    tables with subject keys through the erased-keys table filter; other tables take the plain path."""
+    """The sink's insert guard (ClickHouseSink's `insert_guard`): the containers of tables
+    with subject keys are inserted through the erased-keys filter; other tables unfiltered."""
 
     def __init__(self, models: Iterable[TableModel]) -> None:
         models = list(models)
         self.window = window_days(models)
         self._guarded = frozenset(m.name for m in subject_tables(models))
 
-    def insert(self, client: Client, table: TableModel, block: bytes, settings: Mapping[str, str]) -> bool:
-        """Insert `block` (an Avro container of `table` rows) without the erased subjects'
-        rows; False when the table has no subject keys (the caller inserts it as is)."""
+    def row_filter(self, table: TableModel) -> RowFilter | None:
+        """The erased-keys filter of `table`, or None when it has no subject keys."""
         if table.name not in self._guarded:
-            return False
-        if isinstance(client, HttpClient):
-            sql = guarded_insert(table, f"input({sql_string(structure(table))})", self.window)
-            client.command(f"{sql}\nFORMAT Avro", data=block, settings=dict(settings))
-            return True
-        # Embedded: the engine runs in this process and reads the container from a file.
-        fd, name = tempfile.mkstemp(prefix="records-insert-", suffix=".avro")
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(block)
-            source = f"file({sql_string(name)}, 'Avro', {sql_string(structure(table))})"
-            client.command(guarded_insert(table, source, self.window), settings=dict(settings))
-        finally:
-            with contextlib.suppress(OSError):
-                os.unlink(name)
-        return True
+            return None
+        return erasure_filter(table, self.window)

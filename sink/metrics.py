@@ -14,7 +14,7 @@ and error class names: never personal data.
 | records_sink_insert_retries_total | | batch writes that failed and were retried (offsets not committed) |
 | records_sink_commit_failures_total | | offset commits that failed (the batch is replayed, idempotently) |
 | records_sink_consumer_restarts_total | | consumers replaced after a fatal error (e.g. fenced after a broker restart) |
-| records_sink_consent_cleared_total | table, need | rows whose consent-bound fields a withdrawal cleared |
+| records_sink_consent_cleared_total | table, need | rows whose consent-bound fields a withdrawal cleared (*) |
 | records_sink_batch_seconds | | time to write one batch (DLQ, inserts, withdrawals, commands, commit) |
 | records_sink_batch_rows | | rows per batch |
 | records_sink_consumer_lag | topic, partition | high watermark minus the consumer's position |
@@ -22,6 +22,9 @@ and error class names: never personal data.
 | records_sink_dsr_requests_total | kind, status | data-subject requests executed by a command handler (issue 6) |
 | records_sink_dsr_seconds | kind | from a request's issue to its receipt |
 | records_sink_dsr_commands_refused_total | reason | DSR commands dead-lettered unexecuted (UNSIGNED, STALE, ...) |
+
+(*) A row stored after its withdrawal counts whether or not the source had already left
+those fields empty; a stored row counts only if one of them still held a value.
 """
 
 from __future__ import annotations

@@ -23,6 +23,7 @@ from sink.avro_container import SINGLE_OBJECT_PREFIX, container
 from sink.clickhouse_sink import ClickHouseSink
 from sink.dsr_storage import DsrCommand
 from sink.erasure_guard import ErasureGuard
+from sink.select_insert import insert_container
 from sink.sink_options import SinkOptions
 from tests.support.kafka_offsets import end_offsets, lagging_partitions
 
@@ -82,9 +83,8 @@ def store(client: Client, model: TableModel, values: list[dict[str, Any]]) -> No
     schema = model.schema
     serialize = AvroSerializer(schema)
     block = container(schema, [serialize(v)[SINGLE_OBJECT_PREFIX:] for v in values])
-    guard = ErasureGuard(table_models())
-    if not guard.insert(client, model, block, {"input_format_avro_allow_missing_fields": "1"}):
-        client.raw_insert(model.qualified, insert_block=block, fmt="Avro")
+    row_filter = ErasureGuard(table_models()).row_filter(model)
+    insert_container(client, model, block, {"input_format_avro_allow_missing_fields": "1"}, row_filter=row_filter)
 
 
 def verified_command(

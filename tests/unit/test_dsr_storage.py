@@ -36,7 +36,8 @@ from sink.dsr_storage import (
     subject_tables,
     withdrawn_count,
 )
-from sink.erasure_guard import ErasureGuard, guarded_insert, structure, window_days
+from sink.erasure_guard import ErasureGuard, erasure_filter, window_days
+from sink.select_insert import select_insert_sql, structure
 from tests.support.stored_records import SUBJECT_TABLES
 
 MODELS = table_models()
@@ -137,13 +138,13 @@ def test_withdrawal_counts_only_tables_with_consent_bound_fields() -> None:
 def test_the_guard_filters_tables_with_subject_keys_within_the_longest_retention() -> None:
     assert window_days(MODELS) == 732  # 2 years at most: 2 x 366 days
     chats = BY_NAME["chat_conversations"]
-    sql = guarded_insert(chats, "input('x String')", 730)
+    sql = select_insert_sql(chats, "input('x String')", row_filter=erasure_filter(chats, 730))
     assert sql.startswith("INSERT INTO records.chat_conversations (`event_id`, ")
     assert "FROM records.erased_keys WHERE erased_at >= now64(3) - toIntervalDay(730)" in sql
     assert sql.endswith("`ingested_at` <= erased[k], subject_keys)")
     assert structure(chats).startswith("`event_id` String, `source_event_id` String, `subject_keys` Array(String)")
-    receipts = BY_NAME["dsr_receipts"]
-    assert ErasureGuard(MODELS).insert(None, receipts, b"", {}) is False  # type: ignore[arg-type]
+    assert ErasureGuard(MODELS).row_filter(chats) == erasure_filter(chats, 732)
+    assert ErasureGuard(MODELS).row_filter(BY_NAME["dsr_receipts"]) is None
 
 
 # ---- receipts and order ---------------------------------------------------------------------

@@ -12,7 +12,7 @@ from pipeline.clickhouse_ddl import table_models
 from pipeline.serde import AvroSerializer
 from sink.avro_container import SINGLE_OBJECT_PREFIX
 from sink.consent_withdrawal import consent_bound
-from sink.denial_state import DenialState, has_key_prefix, prefix_subject_keys, time_reader, to_ms
+from sink.denial_state import DenialState, has_key_prefix, prefix_subject_keys, string_reader, time_reader, to_ms
 from tests.support.stored_records import record
 
 BOUND = [m for m in table_models() if consent_bound(m) is not None]
@@ -81,3 +81,39 @@ def test_no_time_reader_for_a_field_it_cannot_reach_or_that_is_not_millis() -> N
     assert time_reader(schema(micros), "t") is None
     assert time_reader(schema(millis), "missing") is None
     assert time_reader(schema({"name": "s", "type": ["null", "string"]}, millis), "t") is not None
+
+
+@pytest.mark.parametrize("channel", ["WEB", "MYSTAFF_APP", "äö" * 40])
+def test_the_channel_read_from_the_body_equals_the_decoded_one(channel: str) -> None:
+    schema = next(m.schema for m in BOUND if m.name == "chat_conversations")
+    read = string_reader(schema, "channel")
+    assert read is not None
+    body = AvroSerializer(schema)(record(schema, 3, subject_keys=["k"], channel=channel))[SINGLE_OBJECT_PREFIX:]
+    assert read(body) == fastavro.schemaless_reader(io.BytesIO(body), schema.parsed, None)["channel"] == channel
+    with pytest.raises(ValueError):
+        read(body[:12])
+
+
+def test_a_string_reader_reads_null_and_refuses_what_is_not_a_string() -> None:
+    from pipeline.schemas import AvroSchema
+
+    schema = AvroSchema.from_definition(
+        {
+            "type": "record",
+            "name": "R",
+            "fields": [
+                {"name": "n", "type": "long"},
+                {"name": "s", "type": ["null", "string"]},
+                {"name": "b", "type": "bytes"},
+            ],
+        }
+    )
+    read = string_reader(schema, "s")
+    assert read is not None
+    for value in (None, "x"):
+        out = io.BytesIO()
+        fastavro.schemaless_writer(out, schema.parsed, {"n": 5, "s": value, "b": b""})
+        assert read(out.getvalue()) == value
+    assert string_reader(schema, "b") is None  # bytes, not text
+    assert string_reader(schema, "n") is None
+    assert string_reader(schema, "missing") is None
