@@ -7,6 +7,8 @@
 - `batch`: what one batch holds (Avro bodies per table and writer schema, offsets, dead
   letters), pure;
 - `avro_container`: single-object messages -> one Avro object container, pure;
+- `select_insert`: how a container is stored: as it is, or through an INSERT ... SELECT
+  with a row filter (the erasure guard) and clearing column expressions;
 - `consent_withdrawal`: the storage side of a consent withdrawal, as SQL, pure;
 - `metrics`: the sink's Prometheus bundle;
 - `sink_process`: one `records worker sink` process: store ownership, DDL, the embedded
