@@ -12,7 +12,8 @@ consumer (pipeline/kafka/consumer.py) commits only offsets the sink has *stored*
 One batch:
 1. consume: messages accumulate in a `Batch` (sink/batch.py) until it holds
    `batch_size` messages or `batch_max_bytes`, or its first message is `batch_max_s` old,
-   or it holds a command (DSR work is written as soon as it is consumed);
+   or it holds a command (DSR work is written as soon as it is consumed), or it holds
+   `idle_flush_messages` and a consume call came back empty (the end of a backlog);
    each message's offset + 1 is remembered per partition;
 2-5. write: `BatchWriter.write(batch)` (sink/batch_writer.py) inserts the rows, applies
    consent withdrawals, hands command messages (DSR work) to their handlers and produces
@@ -152,6 +153,7 @@ class ClickHouseSink:
         self._in_flush = False
         self._revoked = False
         self._held: list[KafkaMessage] = []  # delivered while paused: they open the next batch
+        self._idle = False  # the last consume call came back empty
 
     # ---- lifecycle ------------------------------------------------------------------
 
@@ -241,7 +243,9 @@ class ClickHouseSink:
         remaining_s = self.options.batch_max_s - batch.age() if not batch.empty else self.options.batch_max_s
         room = max(1, min(self.options.poll_max, self.options.batch_size - batch.messages))
         # none if a rebalance callback ran meanwhile (sink/group_member.py)
-        for message in self.member.consume(room, timeout=max(0.01, min(remaining_s, self.options.poll_wait_s))):
+        messages = self.member.consume(room, timeout=max(0.01, min(remaining_s, self.options.poll_wait_s)))
+        self._idle = not messages
+        for message in messages:
             self._add(self._batch, message)
 
     def _add(self, batch: Batch, message: KafkaMessage) -> None:
@@ -256,6 +260,7 @@ class ClickHouseSink:
             or batch.messages >= self.options.batch_size
             or batch.bytes >= self.options.batch_max_bytes
             or batch.age() >= self.options.batch_max_s
+            or (self._idle and batch.messages >= self.options.idle_flush_messages)
         )
 
     # ---- 2-6. write, then commit --------------------------------------------------------

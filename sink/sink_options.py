@@ -36,6 +36,10 @@ class SinkOptions:
     runs each), for ~150 MB more peak RSS of the sink. A live sink's batches stay small
     (`batch_max_s`); a crash replays at most one batch.
     batch_max_s: the longest a message waits before it is written (freshness for analysts).
+    idle_flush_messages: a batch of at least this many messages is written as soon as a
+    consume call comes back empty (the topics ran dry), without waiting for `batch_max_s`:
+    the tail of a backlog is stored at once. A smaller batch still waits, so a trickle of
+    live traffic is not written as one tiny insert (one part per month touched) per poll.
     """
 
     group_id: str = DEFAULT_GROUP_ID
@@ -47,6 +51,7 @@ class SinkOptions:
     batch_size: int = 200_000
     batch_max_s: float = 1.0
     batch_max_bytes: int = 64 * 1024 * 1024
+    idle_flush_messages: int = 10_000
     poll_max: int = 10_000
     # The longest one consume call waits for `poll_max` messages. librdkafka returns only
     # when it has them all or the time is up, so a DSR command arriving on a quiet topic

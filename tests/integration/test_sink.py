@@ -32,7 +32,7 @@ from sink.sink_options import SinkOptions
 from sink.sink_process import apply_schema
 from tests.support.kafka_offsets import end_offsets, lagging_partitions
 from tests.support.kafka_reads import read_topic
-from tests.support.metrics import counter
+from tests.support.metrics import counter, observations
 from tests.support.sink_store import on_topic_copies
 from tests.support.stored_records import NOW, record
 
@@ -283,6 +283,23 @@ def test_a_consent_withdrawal_clears_the_bound_fields_of_earlier_rows_of_its_sub
     )
     assert run.client.command("SELECT text FROM records.chat_messages FINAL") == "text-1"
     assert counter(sink.metrics.consent_cleared, table="chat_conversations", need="contact_consent") == 2
+
+
+def test_a_large_enough_batch_is_written_once_the_topics_run_dry_without_waiting_for_its_age(
+    run: SinkRun, kafka_bootstrap: str
+) -> None:
+    """The end of a backlog: with batches that would wait ten minutes for their age, the
+    sink still stores 30 rows at once, because they reach `idle_flush_messages` and the
+    next consume call comes back empty."""
+    run = SinkRun(replace(run.options, batch_max_s=600.0, idle_flush_messages=30), run.settings, run.client)
+    calls = _schema("CallRecord")
+    traffic = Traffic(Producer({"bootstrap.servers": kafka_bootstrap, "linger.ms": 5}), run.topic)
+    for n in range(30):
+        traffic.send(calls, record(calls, n), table="calls")
+    traffic.flush()
+    sink = run_sink_until_caught_up(run, timeout=60.0)
+    assert run.client.command("SELECT count() FROM records.calls") == 30
+    assert observations(sink.metrics.batch_rows) == 1  # one batch of all 30
 
 
 def test_a_failing_insert_is_retried_with_backoff_and_nothing_is_committed_meanwhile(

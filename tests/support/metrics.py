@@ -13,3 +13,8 @@ def counter(metric: Any, **labels: str) -> float:
             if sample.name.endswith("_total") and all(sample.labels.get(k) == v for k, v in labels.items()):
                 total += sample.value
     return total
+
+
+def observations(metric: Any) -> float:
+    """How many values the histogram `metric` (no labels) observed: its `_count` sample."""
+    return sum(s.value for family in metric.collect() for s in family.samples if s.name.endswith("_count"))
