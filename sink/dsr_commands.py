@@ -99,6 +99,7 @@ from sink.erasure_guard import ErasureGuard
 from sink.erasure_progress import pause_before_receipts
 from sink.exceptions import KafkaSinkError
 from sink.metrics import SinkMetrics
+from sink.rows_insert import insert_rows
 
 log = logging.getLogger(__name__)
 
@@ -344,7 +345,7 @@ class DsrExecutor:
             shard_counts=result.shard_counts,
             identity_verified_by=command.request.get("identity_verified_by"),
         )
-        client.insert(EXECUTED, [executed_row(receipt, command.envelope)], column_names=list(EXECUTED_COLUMNS))
+        insert_rows(client, EXECUTED, EXECUTED_COLUMNS, [executed_row(receipt, command.envelope)])
         self._counted.pop(command.request_id, None)
         self._shard_counted.pop(command.request_id, None)
         kind = _type(command)

@@ -50,6 +50,7 @@ from sink.dsr_storage import (
 )
 from sink.erasure_progress import pause_after_mutation, resume
 from sink.mutations_together import run_together
+from sink.rows_insert import insert_rows
 
 log = logging.getLogger(__name__)
 
@@ -112,7 +113,7 @@ def erase_together(
         for request_id, stores in counts_per_shard(client, to_delete, ids, erasures, cluster).items():
             shard_counted.setdefault(request_id, stores)
     rows = [row for command, (_, at) in zip(run, erasures, strict=True) for row in erased_key_rows(command, at)]
-    client.insert(ERASED_KEYS, rows, column_names=list(ERASED_KEYS_COLUMNS))
+    insert_rows(client, ERASED_KEYS, ERASED_KEYS_COLUMNS, rows)
     mutations = {model.name: statement_for(erase_mutation(model, erasures), cluster) for model in to_delete}
     if restricted:
         mutations[RESTRICTIONS_TABLE] = statement_for(restrictions_erase(every), cluster)
@@ -227,7 +228,7 @@ def _rectify(client: Client, command: DsrCommand, cluster: str | None, tables: S
 
 def _restrict(client: Client, command: DsrCommand, tables: Sequence[TableModel]) -> ExecutionResult:
     rows = restriction_rows(command)
-    client.insert(RESTRICTIONS, rows, column_names=list(RESTRICTION_COLUMNS))
+    insert_rows(client, RESTRICTIONS, RESTRICTION_COLUMNS, rows)
     counts = {store_name(m): _scalar(client, subject_rows_count(m, command.keys)) for m in tables}
     counts[RESTRICTIONS] = len(rows)
     shown = (

@@ -33,6 +33,7 @@ from clickhouse_connect.driver.client import Client
 
 from pipeline.clickhouse_ddl import ERASURE_PROGRESS_TABLE, RECORDS_DB
 from pipeline.dsr import utcnow
+from sink.rows_insert import insert_rows
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +73,7 @@ def resume(client: Client, counted: Mapping[str, Counts], *, now: datetime | Non
         if kept:
             log.info("DSR %s: erasure resumed with the %d count(s) recorded before", request_id, len(kept))
     if new_rows:
-        client.insert(PROGRESS, new_rows, column_names=list(PROGRESS_COLUMNS))
+        insert_rows(client, PROGRESS, PROGRESS_COLUMNS, new_rows)
     return merged
 
 

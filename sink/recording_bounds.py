@@ -24,6 +24,7 @@ from clickhouse_connect.driver.client import Client
 from pipeline.clickhouse_ddl import RECORDING_CHECKS_TABLE, RECORDINGS_TABLE, RECORDS_DB
 from pipeline.policy import Policy, default_policy
 from pipeline.recording_bounds import CallBounds, verdict
+from sink.rows_insert import insert_rows
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +56,7 @@ def check_recordings(client: Client, policy: Policy | None = None, now: datetime
         if found is not None:
             decided.append((str(recording_id), found, now))
     if decided:
-        client.insert(CHECKS, decided, column_names=["recording_id", "verdict", "checked_at"])
+        insert_rows(client, CHECKS, ("recording_id", "verdict", "checked_at"), decided)
     held = sum(n for name, n in tally.items() if name not in ("within", "pending"))
     if held:
         log.warning("recording bounds: %d recording(s) held outside their call: %s", held, dict(tally))
