@@ -46,8 +46,13 @@ def _metadata(schema: AvroSchema) -> bytes:
 
 def container(schema: AvroSchema, bodies: Sequence[bytes]) -> bytes:
     """One container with one block holding `bodies` (binary records without any prefix)."""
+    return b"".join(container_parts(schema, bodies))
+
+
+def container_parts(schema: AvroSchema, bodies: Sequence[bytes]) -> list[bytes]:
+    """The same container as pieces to write one after the other: the header, then the
+    bodies themselves, not copied (a batch's bodies are tens of MB)."""
     sync = os.urandom(16)
-    payload = b"".join(bodies)
-    return b"".join(
-        (MAGIC, _metadata(schema), sync, zigzag_varint(len(bodies)), zigzag_varint(len(payload)), payload, sync)
-    )
+    size = sum(len(body) for body in bodies)
+    head = b"".join((MAGIC, _metadata(schema), sync, zigzag_varint(len(bodies)), zigzag_varint(size)))
+    return [head, *bodies, sync]

@@ -43,7 +43,7 @@ from pipeline.clickhouse_ddl import TableModel
 from pipeline.config import KafkaConnection
 from pipeline.exceptions import RecordsError
 from pipeline.kafka.producer import KafkaProducer
-from sink.avro_container import container
+from sink.avro_container import container_parts
 from sink.batch import Batch, Group, KafkaMessage, header_pairs, invalid_bodies, split_group
 from sink.clear_before_insert import ClearBeforeInsert, WithdrawalPlan
 from sink.consent_withdrawal import ConsentBoundTable, affected_query, clearing_mutation
@@ -210,7 +210,7 @@ class BatchWriter:
         insert_container(
             self.client,
             table,
-            container(group.writer, group.bodies),
+            container_parts(group.writer, group.bodies),
             self._insert_settings(),
             row_filter=self.insert_guard.row_filter(table) if self.insert_guard is not None else None,
             clearing=Clearing(self._consent_by_name[table.name], covered) if covered else None,

@@ -29,7 +29,7 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
-from collections.abc import Collection, Iterator, Mapping
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 from clickhouse_connect.driver.client import Client
@@ -80,31 +80,32 @@ def select_insert_sql(
 def insert_container(
     client: Client,
     model: TableModel,
-    block: bytes,
+    parts: Sequence[bytes],
     settings: Mapping[str, str],
     *,
     row_filter: RowFilter | None = None,
     clearing: Clearing | None = None,
 ) -> None:
-    """Store the Avro container `block` of `model` rows (see the module docstring)."""
+    """Store the Avro container of `model` rows whose bytes are `parts` one after the other
+    (sink/avro_container.py's `container_parts`; embedded, they go to the file unjoined)."""
     if clearing is not None and not any(clearing.covered.values()):
         clearing = None
     if row_filter is None and clearing is None:
-        client.raw_insert(model.qualified, insert_block=block, fmt="Avro", settings=dict(settings))
+        client.raw_insert(model.qualified, insert_block=b"".join(parts), fmt="Avro", settings=dict(settings))
         return
     if isinstance(client, HttpClient):
         if clearing is not None:  # BatchWriter refuses the sole writer's path on a server
             raise ValueError("clearing at insert needs the embedded engine")
         sql = select_insert_sql(model, f"input({sql_string(structure(model))})", row_filter=row_filter)
-        client.command(f"{sql}\nFORMAT Avro", data=block, settings=dict(settings))
+        client.command(f"{sql}\nFORMAT Avro", data=b"".join(parts), settings=dict(settings))
         return
     with contextlib.ExitStack() as files:
-        path = files.enter_context(_private_file(block, ".avro"))
+        path = files.enter_context(_private_file(parts, ".avro"))
         source = f"file({sql_string(path)}, 'Avro', {sql_string(structure(model))})"
         columns = None
         if clearing is not None:
             needs = sorted(need for need, ids in clearing.covered.items() if ids)
-            ids = files.enter_context(_private_file(_covered_rows(clearing.covered, needs), ".bin"))
+            ids = files.enter_context(_private_file([_covered_rows(clearing.covered, needs)], ".bin"))
             covered = f"file({sql_string(ids)}, 'RowBinary', {sql_string(_COVERED_STRUCTURE)})"
             hits = {
                 need: f"event_id IN (SELECT event_id FROM {covered} WHERE need = {index})"
@@ -138,12 +139,12 @@ def _uleb128(n: int) -> bytes:
 
 
 @contextlib.contextmanager
-def _private_file(data: bytes, suffix: str) -> Iterator[str]:
-    """`data` in a new temporary file (mode 0600), deleted afterwards; yields its path."""
+def _private_file(data: Iterable[bytes], suffix: str) -> Iterator[str]:
+    """`data`'s pieces in a new temporary file (mode 0600), deleted afterwards; yields its path."""
     fd, name = tempfile.mkstemp(prefix="records-insert-", suffix=suffix)
     try:
         with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
+            handle.writelines(data)
         yield name
     finally:
         with contextlib.suppress(OSError):

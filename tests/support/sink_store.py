@@ -84,7 +84,7 @@ def store(client: Client, model: TableModel, values: list[dict[str, Any]]) -> No
     serialize = AvroSerializer(schema)
     block = container(schema, [serialize(v)[SINGLE_OBJECT_PREFIX:] for v in values])
     row_filter = ErasureGuard(table_models()).row_filter(model)
-    insert_container(client, model, block, {"input_format_avro_allow_missing_fields": "1"}, row_filter=row_filter)
+    insert_container(client, model, [block], {"input_format_avro_allow_missing_fields": "1"}, row_filter=row_filter)
 
 
 def verified_command(
