@@ -159,8 +159,8 @@ class ClearBeforeInsert:
         direct = row_time if row_channel is not None or not by_channel else None
         for body in group.bodies:
             channel: str | None = None
-            try:
-                if direct is not None:
+            if direct is not None:
+                try:
                     keys = prefix_subject_keys(body)
                     if not state.hits(keys):
                         continue
@@ -168,17 +168,13 @@ class ClearBeforeInsert:
                     event_id = read_string(body)[0]
                     if row_channel is not None:
                         channel = row_channel(body)
-                else:  # a writer whose fields these readers cannot skip: decode the row
-                    record = fastavro.schemaless_reader(io.BytesIO(body), group.writer.parsed, None)
-                    if not isinstance(record, dict):
-                        continue
-                    keys = [k.encode("utf-8") for k in record["subject_keys"] or ()]
-                    moment = record.get(table.time_field)
-                    row_ms = to_ms(moment) if moment is not None else None
-                    event_id = str(record["event_id"])
-                    channel = record.get("channel")
-            except Exception:  # an invalid body: the insert step dead-letters it
-                continue
+                except ValueError:  # a truncated body: the insert step dead-letters it
+                    continue
+            else:  # a writer whose fields these readers cannot skip: decode the row
+                found = _decoded(group, body, table.time_field)
+                if found is None:
+                    continue
+                keys, row_ms, event_id, channel = found
             if row_ms is None:
                 continue
             for need, rules in table.fields.items():
@@ -187,3 +183,21 @@ class ClearBeforeInsert:
                     continue
                 if any(rule.channels is None or channel in rule.channels for rule in rules):
                     covered.setdefault(need, set()).add(event_id)
+
+
+def _decoded(group: Group, body: bytes, time_field: str) -> tuple[list[bytes], int | None, str, str | None] | None:
+    """Subject keys, time (ms), event id and channel of a decoded row; None when the body
+    is not a valid record (the insert step dead-letters it)."""
+    try:
+        record = fastavro.schemaless_reader(io.BytesIO(body), group.writer.parsed, None)
+    except Exception:  # fastavro raises several kinds on a bad body
+        return None
+    if not isinstance(record, dict):
+        return None
+    moment = record.get(time_field)
+    return (
+        [k.encode("utf-8") for k in record.get("subject_keys") or ()],
+        to_ms(moment) if moment is not None else None,
+        str(record.get("event_id")),
+        record.get("channel"),
+    )

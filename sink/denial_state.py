@@ -108,12 +108,8 @@ def time_reader(writer: AvroSchema, name: str) -> Callable[[bytes], int | None] 
 
     def read(body: bytes) -> int | None:
         try:
-            pos = _skip_all(body, plan)
-            if target == "?long":
-                branch, pos = read_long(body, pos)
-                if branch == 0:
-                    return None
-            return read_long(body, pos)[0]
+            pos = _value_at(body, plan, nullable=target == "?long")
+            return None if pos is None else read_long(body, pos)[0]
         except IndexError:
             raise ValueError("truncated Avro body") from None
 
@@ -129,11 +125,9 @@ def string_reader(writer: AvroSchema, name: str) -> Callable[[bytes], str | None
 
     def read(body: bytes) -> str | None:
         try:
-            pos = _skip_all(body, plan)
-            if target == "?string":
-                branch, pos = read_long(body, pos)
-                if branch == 0:
-                    return None
+            pos = _value_at(body, plan, nullable=target == "?string")
+            if pos is None:
+                return None
             length, pos = read_long(body, pos)
             return body[pos : pos + length].decode("utf-8")
         except (IndexError, UnicodeDecodeError):
@@ -156,10 +150,15 @@ def _steps_to(writer: AvroSchema, name: str) -> tuple[tuple[str, ...], str, obje
     return None
 
 
-def _skip_all(body: bytes, plan: tuple[str, ...]) -> int:
+def _value_at(body: bytes, plan: tuple[str, ...], *, nullable: bool) -> int | None:
+    """Where the field after the `plan` steps starts its value; None when it is null."""
     pos = 0
     for step in plan:
         pos = _skip(body, pos, step)
+    if nullable:
+        branch, pos = read_long(body, pos)
+        if branch == 0:
+            return None
     return pos
 
 
