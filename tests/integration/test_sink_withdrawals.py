@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -23,7 +23,10 @@ from pipeline.serde import AvroSerializer, Serde
 from pipeline.topics import TopicSpec
 from sink.clickhouse_sink import ClickHouseSink
 from sink.denial_state import ledger_denies
+from sink.dsr_storage import ERASED_KEYS, ERASED_KEYS_COLUMNS
+from sink.erasure_guard import ErasureGuard
 from sink.metrics import SinkMetrics
+from sink.rows_insert import insert_rows
 from sink.sink_options import SinkOptions
 from sink.sink_process import apply_schema
 from tests.support.metrics import counter
@@ -73,8 +76,15 @@ class Feed:
 
 
 def drain(settings: Settings, client: Client, options: SinkOptions) -> ClickHouseSink:
+    """Run a sink as `records worker sink` wires it (with the erasure guard, so the clearing
+    and the guard's filter share each insert) until it has committed everything."""
     sink = ClickHouseSink(
-        settings, client, serde=Serde(), metrics=SinkMetrics.create(CollectorRegistry()), options=options
+        settings,
+        client,
+        serde=Serde(),
+        metrics=SinkMetrics.create(CollectorRegistry()),
+        options=options,
+        insert_guard=ErasureGuard(table_models()),
     )
     run_until_caught_up(sink, [t.name for t in options.record_topics])
     return sink
@@ -137,12 +147,16 @@ def test_the_sole_writer_stores_a_row_after_its_withdrawal_cleared_without_a_mut
 
     feed.chat(2, "key-a", minutes=-5)  # its withdrawal is already stored
     feed.chat(3, "key-b")
+    # erased after it was ingested: the guard's filter refuses it in the same insert
+    insert_rows(ch_client, ERASED_KEYS, ERASED_KEYS_COLUMNS, [("key-e", datetime.now(UTC))])
+    feed.chat(4, "key-e")
     feed.flush()
     drain(kafka_settings, ch_client, options)  # a new sink: its denials come from the store
 
     rows = stored(ch_client)
     assert rows["event_id-2"] == (None, None, None, "browser-2", CONTACT)
     assert rows["event_id-3"][:3] == ("name-3", "email-3", "job_title-3")
+    assert "event_id-4" not in rows
     assert mutations(ch_client) == before
 
 
