@@ -81,15 +81,23 @@ class SinkOptions:
 
     def consumer_settings(self) -> dict[str, str]:
         """The librdkafka settings of the sink's consumer (besides the connection, the
-        group id and the callbacks): membership, session, and fetch sizes for large batches."""
+        group id and the callbacks): membership, session, and fetch sizes for large batches.
+
+        What librdkafka fetches ahead follows `batch_max_bytes` up to 64 MB (the default
+        of both): the local queue of fetched messages and one fetch response hold at most
+        that much, so a smaller bound (`records worker sink --batch-max-mb`) lowers the
+        consumer's share of the sink's memory with the batch's. The batch itself can pass
+        its bound by what one consume call returns (at most `poll_max` messages)."""
+        fetch_bytes = min(64 * 1024 * 1024, max(1024 * 1024, self.batch_max_bytes))
         return {
             "client.id": "cs-clickhouse-sink",
             "session.timeout.ms": str(self.session_timeout_ms),
             "heartbeat.interval.ms": str(max(1000, self.session_timeout_ms // 4)),
             **({"group.instance.id": self.instance_id} if self.instance_id else {}),
             "max.poll.interval.ms": "600000",
-            "fetch.max.bytes": str(64 * 1024 * 1024),
-            "max.partition.fetch.bytes": str(8 * 1024 * 1024),
+            "fetch.max.bytes": str(fetch_bytes),
+            "max.partition.fetch.bytes": str(min(8 * 1024 * 1024, fetch_bytes)),
+            "queued.max.messages.kbytes": str(fetch_bytes // 1024),
         }
 
     def with_topic_suffix(self, suffix: str) -> SinkOptions:

@@ -4,6 +4,7 @@ as `records worker sink`."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Annotated
 
@@ -77,6 +78,16 @@ def sink(
     batch_max_s: Annotated[
         float, typer.Option("--batch-max-s", min=0.01, help="Longest wait before a batch is written (seconds).")
     ] = 1.0,
+    batch_max_mb: Annotated[
+        int | None,
+        typer.Option(
+            "--batch-max-mb",
+            min=1,
+            max=1024,
+            help="Largest batch in MB of message values (default 64). The sink's memory follows it: README, "
+            "Measured here.",
+        ),
+    ] = None,
     http_port: Annotated[
         int,
         typer.Option("--http-port", min=0, max=65535, help="Embedded mode: read-only HTTP endpoint port (0: any)."),
@@ -126,6 +137,8 @@ def sink(
     trusted = wiring.trusted_dpo_keys()
     command_keys = wiring.trusted_command_keys()
     options = SinkOptions(group_id=group_id, batch_size=batch_size, batch_max_s=batch_max_s)
+    if batch_max_mb is not None:
+        options = replace(options, batch_max_bytes=batch_max_mb * 1024 * 1024)
     jobs = []
     if settings.embedded_clickhouse and retention_every_s > 0:
         # In server mode a scheduled `records retention run` does this (deploy/).

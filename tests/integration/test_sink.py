@@ -302,6 +302,36 @@ def test_a_large_enough_batch_is_written_once_the_topics_run_dry_without_waiting
     assert observations(sink.metrics.batch_rows) == 1  # one batch of all 30
 
 
+def test_a_batch_is_written_once_its_messages_reach_batch_max_bytes(run: SinkRun, kafka_bootstrap: str) -> None:
+    """What bounds a draining sink's memory (`records worker sink --batch-max-mb`): with
+    room for 10,000 messages, 30 records already waiting, consume calls of up to 5 and a
+    byte bound of ten of the largest, the sink writes a batch as soon as its values reach
+    the bound (10-14 messages each, so two or three batches: two closed by bytes, the
+    tail by bytes or its age) instead of one batch of all 30 (the test above)."""
+    calls = _schema("CallRecord")
+    serialize = AvroSerializer(calls, catalog=default_catalog())
+    largest = max(len(serialize(record(calls, n))) for n in range(30))
+    run = SinkRun(
+        replace(
+            run.options,
+            batch_size=10_000,
+            batch_max_bytes=10 * largest,
+            poll_max=5,
+            batch_max_s=5.0,
+            idle_flush_messages=1_000_000,
+        ),
+        run.settings,
+        run.client,
+    )
+    traffic = Traffic(Producer({"bootstrap.servers": kafka_bootstrap, "linger.ms": 5}), run.topic)
+    for n in range(30):
+        traffic.send(calls, record(calls, n), table="calls")
+    traffic.flush()
+    sink = run_sink_until_caught_up(run, timeout=60.0)
+    assert run.client.command("SELECT count() FROM records.calls") == 30
+    assert 2 <= observations(sink.metrics.batch_rows) <= 3
+
+
 def test_a_failing_insert_is_retried_with_backoff_and_nothing_is_committed_meanwhile(
     run: SinkRun, kafka_bootstrap: str
 ) -> None:
