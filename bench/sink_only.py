@@ -55,6 +55,7 @@ def run_sink_only(
     command: str = "records bench --only sink",
     profile: Path | None = None,
     native: bool = False,
+    batch_max_mb: int | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """The solo sink on a backlog of the enriched rows of `events` simulated events,
@@ -70,7 +71,9 @@ def run_sink_only(
         for _ in range(copies):
             measure_producer(stack, rows)
         phase(f"sink alone on {len(rows) * copies:,} messages")
-        result, rss = measure_solo_sink(stack, solo_max_s=solo_max_s, timeout=timeout_s, profile=profile, native=native)
+        result, rss = measure_solo_sink(
+            stack, solo_max_s=solo_max_s, timeout=timeout_s, profile=profile, native=native, batch_max_mb=batch_max_mb
+        )
         result["versions"] = {**versions(), "kafka": kafka_version(stack)}
     result.update(
         {

@@ -16,6 +16,12 @@ the sink's fetch settings (its own group, from the start) takes every enriched m
 does nothing with it (`consume_loop_messages_per_s`; `sink_vs_consume_loop`, the sink's
 rows/s over it, one row per enriched message): how fast this broker and client hand the
 backlog over at all, the ceiling of any sink on this machine.
+
+Its memory over the drain (`sink_solo_memory`): the solo sink's RSS sampled every half
+second from its first insert to the end of the window, with bench/rss_sampler.py's
+growth (the mean of the last quarter of the samples minus that of the second quarter). A
+sink whose memory follows its batch, not the backlog, shows a growth near zero however
+many messages it drains; one that accumulates shows it rising with the backlog.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ from confluent_kafka import Consumer
 
 from bench.bench_steps import ENRICHED, POLL_S, first_count
 from bench.py_spy import profiling
+from bench.rss_sampler import RssSampler, growth
 from bench.stack import Stack, cpu_seconds, wait_for
 from pipeline.exceptions import RecordsError
 from pipeline.kafka.admin import group_lag
@@ -39,10 +46,18 @@ SINK_ROWS = "records_sink_rows_inserted"
 
 
 def measure_solo_sink(
-    stack: Stack, *, solo_max_s: float, timeout: float, profile: Path | None = None, native: bool = False
+    stack: Stack,
+    *,
+    solo_max_s: float,
+    timeout: float,
+    profile: Path | None = None,
+    native: bool = False,
+    batch_max_mb: int | None = None,
 ) -> tuple[dict[str, Any], float]:
-    """Run the solo sink over the stack's enriched topics; (figures, its peak RSS in MB)."""
+    """Run the solo sink over the stack's enriched topics; (figures, its peak RSS in MB).
+    `batch_max_mb`: its `--batch-max-mb` (None: the worker's default)."""
     enriched_total = stack.topic_total(ENRICHED)
+    batch_mb = batch_max_mb if batch_max_mb is not None else SinkOptions().batch_max_bytes // (1024 * 1024)
     solo_sink = stack.spawn(
         "sink-solo",
         # no retention run: it would fall inside the measured window (the sink runs it
@@ -57,12 +72,18 @@ def measure_solo_sink(
             "0",
             "--group-id",
             SOLO_SINK_GROUP,
+            "--batch-max-mb",
+            str(batch_mb),
         ],
         env={"RECORDS_CHDB_PATH": str(stack.root / "chdb-solo")},
     )
-    result: dict[str, Any] = {}
+    result: dict[str, Any] = {"sink_batch_max_mb": batch_mb}
+    sampler = RssSampler(every_s=0.5)
+    sampler.watch(solo_sink.name, solo_sink.process.pid)
     try:
+        sampler.start()
         first = first_count(solo_sink, SINK_ROWS, [solo_sink], timeout)
+        drain_from = sampler.elapsed()
         at_first = solo_sink.metric(SINK_ROWS)
         cpu_at_first = cpu_seconds(solo_sink.process.pid)
         with profiling(solo_sink.process.pid, profile, native=native):
@@ -74,8 +95,12 @@ def measure_solo_sink(
                 timeout=timeout,
                 every=POLL_S,
             )
+        sampler.sample()
+        sampler.stop()
         rows = solo_sink.metric(SINK_ROWS)
         cpu = cpu_seconds(solo_sink.process.pid) - cpu_at_first
+        drained = [(at, mb) for at, mb in sampler.samples.get(solo_sink.name, []) if at >= drain_from]
+        result["sink_solo_memory"] = {**growth(drained), "samples": drained}
         if rows > at_first:
             result["sink_rows_per_s"] = (rows - at_first) / max(done - first, 1e-3)
             result["sink_rows_per_cpu_s"] = (rows - at_first) / max(cpu, 1e-3)
@@ -88,19 +113,21 @@ def measure_solo_sink(
         result["sink_backlog_messages"] = enriched_total
         result["sink_seconds"] = done - first
     finally:
+        sampler.stop()
         solo_sink.stop()
-    result["consume_loop_messages_per_s"] = consume_loop(stack, enriched_total, timeout=timeout)
+    options = SinkOptions(batch_max_bytes=batch_mb * 1024 * 1024)
+    result["consume_loop_messages_per_s"] = consume_loop(stack, enriched_total, options, timeout=timeout)
     result["sink_vs_consume_loop"] = result["sink_rows_per_s"] / result["consume_loop_messages_per_s"]
     return result, solo_sink.peak_rss
 
 
-def consume_loop(stack: Stack, total: int, *, timeout: float) -> float:
+def consume_loop(stack: Stack, total: int, options: SinkOptions, *, timeout: float) -> float:
     """Messages/s of a bare consumer taking `total` messages of the enriched topics, from
     its first message to its last (see the module docstring)."""
     consumer = Consumer(
         {
             **stack.settings.kafka.as_librdkafka_dict(),
-            **SinkOptions().consumer_settings(),
+            **options.consumer_settings(),
             "client.id": "bench-consume-loop",
             "group.id": f"bench-consume-{uuid.uuid4().hex[:8]}",
             "auto.offset.reset": "earliest",

@@ -133,6 +133,15 @@ def bench(
         typer.Option("--profile", dir_okay=False, help="With --only: py-spy samples of that worker (raw) to FILE."),
     ] = None,
     native: Annotated[bool, typer.Option("--native", help="With --profile: native frames too.")] = False,
+    sink_batch_mb: Annotated[
+        int | None,
+        typer.Option(
+            "--sink-batch-mb",
+            min=1,
+            max=1024,
+            help="With --only sink: the solo sink's --batch-max-mb (default: the worker's, 64).",
+        ),
+    ] = None,
     memory_replay: Annotated[
         int | None,
         typer.Option(
@@ -161,8 +170,20 @@ def bench(
     if memory_replay is not None:
         _memory_replay(memory_replay, count=count, people=people, out=out, as_json=as_json, command=command)
         return
+    if sink_batch_mb is not None and only != "sink":
+        raise ConfigError("--sink-batch-mb needs --only sink")
     if (only is not None and only != "erasure") or profile is not None:
-        _only(only, count=count, quick=quick, out=out, as_json=as_json, command=command, profile=profile, native=native)
+        _only(
+            only,
+            count=count,
+            quick=quick,
+            out=out,
+            as_json=as_json,
+            command=command,
+            profile=profile,
+            native=native,
+            sink_batch_mb=sink_batch_mb,
+        )
         return
     options = BenchOptions(
         events=count,
@@ -195,6 +216,7 @@ def _only(
     command: str,
     profile: Path | None,
     native: bool,
+    sink_batch_mb: int | None = None,
 ) -> None:
     """`--only sink` (bench/sink_only.py) or `--only streams` (bench/streams_only.py)."""
     if only not in ("sink", "streams"):
@@ -220,12 +242,19 @@ def _only(
 
         typer.echo(f"records bench --only sink: the enriched rows of {count:,} events, twice, on a fresh stack ...")
         result = run_sink_only(
-            events=count, solo_max_s=solo_max_s, command=command, profile=profile, native=native, progress=typer.echo
+            events=count,
+            solo_max_s=solo_max_s,
+            command=command,
+            profile=profile,
+            native=native,
+            batch_max_mb=sink_batch_mb,
+            progress=typer.echo,
         )
         summary = (
             f"sink alone: {result['sink_rows_per_s']:,.0f} rows/s, {result['sink_rows_per_cpu_s']:,.0f} rows per CPU s "
             f"({result['sink_rows']:,.0f} rows of {result['sink_backlog_messages']:,} messages in "
-            f"{result['sink_seconds']:.1f} s; peak RSS {result['peak_rss_mb']['sink_solo']:,.0f} MB); "
+            f"{result['sink_seconds']:.1f} s; peak RSS {result['peak_rss_mb']['sink_solo']:,.0f} MB, "
+            f"growth over the drain {result['sink_solo_memory']['growth_mb']:+,.0f} MB); "
             f"bare consumer: {result['consume_loop_messages_per_s']:,.0f} messages/s, "
             f"sink / bare consumer {result['sink_vs_consume_loop']:.2f}"
         )
