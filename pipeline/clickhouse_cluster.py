@@ -131,7 +131,7 @@ def _support_table(statement: str, cluster: Cluster) -> str:
             return _replicated(statement, table, table, EVERYWHERE_PATH, cluster)
         alter = f"ALTER TABLE {RECORDS_DB}.{table} "
         if statement.startswith(alter):  # a migration of the table's shape: on every replica
-            return f"{alter}{cluster.on} {statement[len(alter):]}"
+            return f"{alter}{cluster.on} {statement[len(alter) :]}"
     raise ValueError(f"unexpected support table DDL: {statement[:60]!r}")
 
 
@@ -159,8 +159,12 @@ def cluster_statements(
             model = models[first.split()[-1]]
             yield local_create_table(model, cluster)
             yield distributed_create_table(model, cluster)
-        elif first.startswith("ALTER TABLE ") and " MODIFY TTL " in first and first.split()[2] in models:
-            # the TTL lives on the local tables; the Distributed table has none
+        elif (
+            first.startswith("ALTER TABLE ")
+            and (" MODIFY TTL " in first or " MODIFY SETTING " in first)
+            and first.split()[2] in models
+        ):
+            # the TTL and the MergeTree settings live on the local tables; the Distributed table has none
             model = models[first.split()[2]]
             local = f"{RECORDS_DB}.{local_table(model.name)}"
             yield _on_cluster_prefix(statement.replace(model.qualified, local, 1), f"ALTER TABLE {local}", cluster)

@@ -47,6 +47,17 @@ ERASURE_PROGRESS_DAYS = 30
 # pipeline/recording_bounds.py): no personal data, a recording id and why.
 RECORDING_CHECKS_TABLE = "recording_checks"
 RECORDINGS_TABLE = "call_recordings"
+# How long a record table keeps a part its merges, mutations (an erasure, a consent
+# withdrawal) or TTL merges have replaced. ClickHouse's default is 480 s: the replaced parts
+# stay on disk so that a merged part an OS crash left unwritten can be rebuilt from them.
+# Here that costs twice: an erased or expired row stays on disk that long after its
+# receipt or its retention, and after an OS crash a damaged erased part could be swapped
+# back for the parts that still hold the row; and each replaced part stays in the
+# engine's memory too, so a sink draining a backlog grew with every part of the last eight
+# minutes (`records bench --only sink`: README, Measured here). 30 s is the age at which
+# the kernel writes dirty pages back by default. Inserts are not fsynced either (neither
+# is a single local broker), so an OS crash was never covered in full.
+OLD_PARTS_LIFETIME_S = 30
 
 # Columns that are not direct identifiers but still must not reach analysts: the
 # pseudonymous keys link a person across records.
@@ -176,8 +187,16 @@ class TableModel:
             f"PARTITION BY toYYYYMM({time})\n"
             f"ORDER BY ({self.id_column})\n"
             f"{self.ttl_clause()}\n"
-            "SETTINGS ttl_only_drop_parts = 0, merge_with_ttl_timeout = 3600"
+            f"SETTINGS ttl_only_drop_parts = 0, merge_with_ttl_timeout = 3600, {self.parts_lifetime_setting()}"
         )
+
+    @staticmethod
+    def parts_lifetime_setting() -> str:
+        return f"old_parts_lifetime = {OLD_PARTS_LIFETIME_S}"
+
+    def modify_parts_lifetime(self) -> str:
+        """Bring a table created before `OLD_PARTS_LIFETIME_S` to it (a no-op on a current one)."""
+        return f"ALTER TABLE {self.qualified} MODIFY SETTING {self.parts_lifetime_setting()}"
 
     def ttl_clause(self) -> str:
         """`TTL <time field> + INTERVAL <policy period> DELETE`: the calendar interval of
@@ -330,6 +349,7 @@ def statements(policy: Policy | None = None, catalog: SchemaCatalog | None = Non
         yield model.create_table()
     for model in models:
         yield model.modify_ttl()
+        yield model.modify_parts_lifetime()
     for model in models:
         yield from model.add_columns()
     yield from support_tables(policy)
