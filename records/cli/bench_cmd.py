@@ -30,6 +30,7 @@ def _table(result: dict[str, Any]) -> None:
     rates = (
         ("end to end, backlog (start-up included)", "e2e_events_per_s", "{:,.0f} events/s"),
         ("end to end, live (`records simulate`)", "live_events_per_s", "{:,.0f} events/s"),
+        ("`records simulate` itself in that run", "simulate_events_per_s", "{:,.0f} events/s"),
         ("producer (EventProducer, pre-built)", "producer_events_per_s", "{:,.0f} events/s"),
         ("streams stage alone", "streams_events_per_s", "{:,.0f} events/s"),
         ("plain loop, same enrichment", "plain_loop_events_per_s", "{:,.0f} events/s"),
