@@ -285,13 +285,9 @@ def test_a_consent_withdrawal_clears_the_bound_fields_of_earlier_rows_of_its_sub
     assert counter(sink.metrics.consent_cleared, table="chat_conversations", need="contact_consent") == 2
 
 
-def test_a_large_enough_batch_is_written_once_the_topics_run_dry_without_waiting_for_its_age(
-    run: SinkRun, kafka_bootstrap: str
-) -> None:
-    """The end of a backlog: with batches that would wait ten minutes for their age, the
-    sink still stores 30 rows at once, because they reach `idle_flush_messages` and the
-    next consume call comes back empty."""
-    run = SinkRun(replace(run.options, batch_max_s=600.0, idle_flush_messages=30), run.settings, run.client)
+def _thirty_calls_stored(run: SinkRun, kafka_bootstrap: str) -> ClickHouseSink:
+    """Produce 30 call records, run a sink with `run`'s options until it has committed them
+    all, and check they are stored; the sink, for its metrics."""
     calls = _schema("CallRecord")
     traffic = Traffic(Producer({"bootstrap.servers": kafka_bootstrap, "linger.ms": 5}), run.topic)
     for n in range(30):
@@ -299,6 +295,17 @@ def test_a_large_enough_batch_is_written_once_the_topics_run_dry_without_waiting
     traffic.flush()
     sink = run_sink_until_caught_up(run, timeout=60.0)
     assert run.client.command("SELECT count() FROM records.calls") == 30
+    return sink
+
+
+def test_a_large_enough_batch_is_written_once_the_topics_run_dry_without_waiting_for_its_age(
+    run: SinkRun, kafka_bootstrap: str
+) -> None:
+    """The end of a backlog: with batches that would wait ten minutes for their age, the
+    sink still stores 30 rows at once, because they reach `idle_flush_messages` and the
+    next consume call comes back empty."""
+    run = SinkRun(replace(run.options, batch_max_s=600.0, idle_flush_messages=30), run.settings, run.client)
+    sink = _thirty_calls_stored(run, kafka_bootstrap)
     assert observations(sink.metrics.batch_rows) == 1  # one batch of all 30
 
 
@@ -306,8 +313,8 @@ def test_a_batch_is_written_once_its_messages_reach_batch_max_bytes(run: SinkRun
     """What bounds a draining sink's memory (`records worker sink --batch-max-mb`): with
     room for 10,000 messages, 30 records already waiting, consume calls of up to 5 and a
     byte bound of ten of the largest, the sink writes a batch as soon as its values reach
-    the bound (10-14 messages each, so two or three batches: two closed by bytes, the
-    tail by bytes or its age) instead of one batch of all 30 (the test above)."""
+    the bound (at least ten messages each, so two or three batches: the tail is closed by
+    bytes or its age) instead of one batch of all 30 (the test above)."""
     calls = _schema("CallRecord")
     serialize = AvroSerializer(calls, catalog=default_catalog())
     largest = max(len(serialize(record(calls, n))) for n in range(30))
@@ -323,12 +330,7 @@ def test_a_batch_is_written_once_its_messages_reach_batch_max_bytes(run: SinkRun
         run.settings,
         run.client,
     )
-    traffic = Traffic(Producer({"bootstrap.servers": kafka_bootstrap, "linger.ms": 5}), run.topic)
-    for n in range(30):
-        traffic.send(calls, record(calls, n), table="calls")
-    traffic.flush()
-    sink = run_sink_until_caught_up(run, timeout=60.0)
-    assert run.client.command("SELECT count() FROM records.calls") == 30
+    sink = _thirty_calls_stored(run, kafka_bootstrap)
     assert 2 <= observations(sink.metrics.batch_rows) <= 3
 
 
