@@ -118,7 +118,9 @@ def measure_solo_sink(
     options = SinkOptions(batch_max_bytes=batch_mb * 1024 * 1024)
     result["consume_loop_messages_per_s"] = consume_loop(stack, enriched_total, options, timeout=timeout)
     result["sink_vs_consume_loop"] = result["sink_rows_per_s"] / result["consume_loop_messages_per_s"]
-    return result, solo_sink.peak_rss
+    # VmHWM, read at the stop, can trail a VmRSS sample by a fraction of a MB (the kernel
+    # updates its high-water mark lazily): the peak is the larger of the two
+    return result, max(solo_sink.peak_rss, result["sink_solo_memory"]["peak_mb"])
 
 
 def consume_loop(stack: Stack, total: int, options: SinkOptions, *, timeout: float) -> float:
